@@ -1,0 +1,49 @@
+# Human entry point; `make check` runs exactly what .ci/run runs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+EXTRAS ?= dev,xgboost,lightgbm,onnx,torch,tensorflow
+# The CPU build of torch that these machines keep on disk; a bare `torch` pulls a CUDA build.
+TORCH_PIN ?= torch==2.13.0
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo serve check lint format typecheck imports test bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+install: $(PY) ## install the package with every extra and the dev tools into .venv
+	$(PY) -m pip install --quiet "$(TORCH_PIN)"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+
+demo: install ## train an iris model, serve it and call it (headless main job)
+	$(BIN)/nstarx demo
+
+check: install lint typecheck imports test ## what CI runs: lint, types, layers, all tests
+
+lint: ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: ## mypy strict on the package and the tests
+	$(BIN)/mypy
+
+imports: ## import-linter: the layers of ARCHITECTURE.md section 4
+	$(BIN)/lint-imports
+
+test: ## unit and integration tests (pytest exit 5, "no tests", is not a failure)
+	$(BIN)/pytest -n 2 --dist loadgroup || [ $$? -eq 5 ]
+
+bench: ## benchmarks against KServe and MLServer (about 40 minutes; see bench/README.md)
+	$(PY) bench/run.py
+
+clean: ## remove build outputs and caches
+	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache nstarx_jupyter/protocol/grpc/*_pb2*

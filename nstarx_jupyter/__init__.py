@@ -1,0 +1,31 @@
+"""nstarx_jupyter: Jupyter-first model serving with a local KServe-compatible server."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["MissingExtraError", "ModelSettings", "NstarxError", "Runtime", "__version__"]
+
+if TYPE_CHECKING:
+    from nstarx_jupyter.errors import MissingExtraError, NstarxError
+    from nstarx_jupyter.runtimes.base import Runtime
+    from nstarx_jupyter.serving.settings import ModelSettings
+
+_LAZY = {
+    "MissingExtraError": "nstarx_jupyter.errors",
+    "NstarxError": "nstarx_jupyter.errors",
+    "Runtime": "nstarx_jupyter.runtimes.base",
+    "ModelSettings": "nstarx_jupyter.serving.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use so `import nstarx_jupyter` stays light."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nstarx_jupyter' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

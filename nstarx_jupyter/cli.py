@@ -1,0 +1,114 @@
+"""The `nstarx` command line: argument parsing only; the work happens in the packages."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nstarx_jupyter import __version__
+from nstarx_jupyter.config import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
+from nstarx_jupyter.errors import NstarxError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["main"]
+
+_MODEL_DEFAULTS: list[tuple[str, type, str]] = [
+    ("min_replicas", int, "0 unloads idle models (scale to zero) and reloads on the next request"),
+    ("idle_timeout_s", float, "seconds without requests before a min-replicas 0 model unloads"),
+    ("container_concurrency", int, "requests predicted at once per model (0: no limit)"),
+    ("max_queue", int, "requests waiting for a slot per model before 503"),
+    ("timeout_s", float, "per-request deadline in seconds (504 past it)"),
+    ("max_batch_size", int, "adaptive batching: rows per batch (0: off)"),
+    ("max_latency_ms", float, "adaptive batching: longest wait for a batch to fill"),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nstarx", description="Jupyter-first model serving.")
+    parser.add_argument("--version", action="version", version=f"nstarx {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve models over KServe's V1/V2 and gRPC")
+    _server_arguments(serve)
+    serve.add_argument(
+        "--model", action="append", default=[], metavar="NAME[:VERSION]=[RUNTIME:]PATH",
+        help="a model file or folder; RUNTIME is sklearn, xgboost, lightgbm, onnx, pytorch, "
+        "tensorflow or an import path of a Runtime subclass (repeatable)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--model-repository", type=Path, metavar="DIR",
+        help="a folder whose sub-folders are models, named after the folders",
+    )  # fmt: skip
+    for field, kind, text in _MODEL_DEFAULTS:
+        serve.add_argument("--" + field.replace("_", "-"), type=kind, help=text)
+    demo = commands.add_parser("demo", help="train an iris model, serve it and call it")
+    _server_arguments(demo)
+    demo.add_argument("--once", action="store_true", help="exit after the example calls")
+    return parser
+
+
+def _server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_HTTP_PORT, help="REST port; 0 picks a free one"
+    )
+    parser.add_argument("--grpc-port", type=int, help="serve V2 gRPC on this port (0: any free)")
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+        help="larger request bodies get 413 (default 64 MiB)",
+    )  # fmt: skip
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from nstarx_jupyter.serving.server import run_server
+    from nstarx_jupyter.serving.settings import parse_model_arg, settings_from_repository
+
+    defaults: dict[str, Any] = {
+        field: getattr(args, field)
+        for field, _, _ in _MODEL_DEFAULTS
+        if getattr(args, field) is not None
+    }
+    models = [parse_model_arg(value, defaults) for value in args.model]
+    if args.model_repository is not None:
+        models += settings_from_repository(args.model_repository, defaults)
+    if not models:
+        raise SystemExit("nstarx serve: give at least one --model NAME=PATH or --model-repository")
+    return run_server(models, _config(args))
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from nstarx_jupyter.serving.app import ServingConfig
+
+    return ServingConfig(
+        host=args.host, port=args.port, grpc_port=args.grpc_port, max_body_bytes=args.max_body_bytes
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from nstarx_jupyter.serving.demo import run_demo
+
+    return run_demo(_config(args), once=args.once)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `nstarx` command; user mistakes print one line, not a traceback."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _demo(args)
+    except NstarxError as exc:
+        print(f"nstarx {args.command}: {exc.message}", file=sys.stderr)  # noqa: T201
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""One error tree for the package; each error has a kind that every transport maps to a status."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "ConflictError",
+    "DeadlineExceededError",
+    "ErrorKind",
+    "InvalidInputError",
+    "MissingExtraError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "NstarxError",
+    "PayloadTooLargeError",
+    "QueueFullError",
+    "UnavailableError",
+]
+
+
+class ErrorKind(enum.Enum):
+    """What went wrong, independent of the transport that reports it."""
+
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_INPUT = "INVALID_INPUT"
+    CONFLICT = "CONFLICT"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    RATE_LIMITED = "RATE_LIMITED"
+    UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    INTERNAL = "INTERNAL"
+
+
+class NstarxError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFoundError(NstarxError):
+    """Something named in the request does not exist."""
+
+    kind = ErrorKind.NOT_FOUND
+
+
+class ModelNotFoundError(NotFoundError):
+    """No model (or no such version of it) is registered under that name."""
+
+    def __init__(self, name: str, version: str | None = None) -> None:
+        what = f"model '{name}'" if version is None else f"version '{version}' of model '{name}'"
+        super().__init__(f"{what} not found")
+        self.name = name
+        self.version = version
+
+
+class InvalidInputError(NstarxError):
+    """The caller sent something malformed: bad JSON, wrong datatype or shape, unknown field."""
+
+    kind = ErrorKind.INVALID_INPUT
+
+
+class ConflictError(NstarxError):
+    """The request clashes with the current state (a model that is already loading, say)."""
+
+    kind = ErrorKind.CONFLICT
+
+
+class UnavailableError(NstarxError):
+    """The server cannot take the request right now; the caller may retry after `retry_after_s`."""
+
+    kind = ErrorKind.UNAVAILABLE
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QueueFullError(UnavailableError):
+    """A model's in-flight limit and its queue are both full."""
+
+
+class DeadlineExceededError(NstarxError):
+    """The request did not finish within its deadline."""
+
+    kind = ErrorKind.DEADLINE_EXCEEDED
+
+
+class PayloadTooLargeError(NstarxError):
+    """The request body is larger than the configured cap."""
+
+    kind = ErrorKind.PAYLOAD_TOO_LARGE
+
+
+class ModelLoadError(NstarxError):
+    """A model file could not be loaded by its runtime."""
+
+    kind = ErrorKind.INTERNAL
+
+
+class MissingExtraError(NstarxError, ImportError):
+    """An optional framework is not installed; the message is the exact install line."""
+
+    kind = ErrorKind.UNAVAILABLE
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"{module} is not installed; install it with: pip install 'nstarx-jupyter[{extra}]'"
+        )
+        self.module = module
+        self.extra = extra

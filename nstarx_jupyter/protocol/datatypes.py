@@ -1,0 +1,101 @@
+"""Open Inference Protocol datatypes and their NumPy counterparts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nstarx_jupyter.errors import InvalidInputError
+
+__all__ = ["DATATYPES", "as_array", "datatype_of", "numpy_dtype"]
+
+_NUMPY: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+DATATYPES = frozenset(_NUMPY)
+"""Every datatype name the protocol defines (BF16 has no NumPy type and is refused)."""
+
+_BY_KIND_SIZE = {(dt.kind, dt.itemsize): name for name, dt in _NUMPY.items() if name != "BYTES"}
+
+
+def numpy_dtype(datatype: str) -> np.dtype[Any]:
+    """Return the NumPy dtype for a V2 datatype name, or raise `InvalidInputError`."""
+    try:
+        return _NUMPY[datatype]
+    except KeyError:
+        raise InvalidInputError(
+            f"unsupported datatype '{datatype}'; expected one of {', '.join(sorted(DATATYPES))}"
+        ) from None
+
+
+def datatype_of(array: np.ndarray[Any, Any]) -> str:
+    """Return the V2 datatype name of an array (strings and bytes are BYTES)."""
+    kind = array.dtype.kind
+    if kind in "OSU":
+        return "BYTES"
+    try:
+        return _BY_KIND_SIZE[(kind, array.dtype.itemsize)]
+    except KeyError:
+        raise InvalidInputError(f"arrays of dtype {array.dtype} have no V2 datatype") from None
+
+
+def as_array(data: Any, datatype: str, name: str) -> np.ndarray[Any, Any]:
+    """Convert JSON `data` (flat or nested) to an array of `datatype`, refusing lossy input.
+
+    Raises:
+        InvalidInputError: the values do not fit the datatype (text for a number, 1.5 for INT32).
+    """
+    dtype = numpy_dtype(datatype)
+    if dtype.kind == "O":
+        return _bytes_array(data, name)
+    try:
+        raw = np.asarray(data)
+    except ValueError as exc:  # ragged nesting
+        raise InvalidInputError(f"input '{name}': data is not a regular array ({exc})") from None
+    if raw.dtype.kind == "b" and dtype.kind != "b" and raw.size:
+        raise InvalidInputError(f"input '{name}': boolean data for datatype {datatype}")
+    if raw.dtype.kind not in "biuf" and raw.size:
+        raise InvalidInputError(f"input '{name}': non-numeric data for datatype {datatype}")
+    if dtype.kind == "b" and raw.dtype.kind != "b" and raw.size:
+        raise InvalidInputError(f"input '{name}': datatype BOOL needs true/false values")
+    if dtype.kind in "iu" and raw.dtype.kind == "f":
+        raise InvalidInputError(f"input '{name}': non-integer data for datatype {datatype}")
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            out = raw.astype(dtype, copy=False)
+    except (OverflowError, FloatingPointError, ValueError) as exc:
+        raise InvalidInputError(f"input '{name}': data out of range for {datatype}") from exc
+    if dtype.kind in "iu" and raw.size and not np.array_equal(out, raw):
+        raise InvalidInputError(f"input '{name}': data out of range for {datatype}")
+    return out
+
+
+def _bytes_array(data: Any, name: str) -> np.ndarray[Any, Any]:
+    flat: list[Any] = []
+    _flatten_bytes(data, flat, name)
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out
+
+
+def _flatten_bytes(data: Any, out: list[Any], name: str) -> None:
+    if isinstance(data, list):
+        for item in data:
+            _flatten_bytes(item, out, name)
+    elif isinstance(data, str | bytes):
+        out.append(data)
+    else:
+        raise InvalidInputError(f"input '{name}': datatype BYTES needs strings")

@@ -1,0 +1,63 @@
+"""The `Runtime` extension point: what every framework adapter (and a user's own) implements."""
+
+from __future__ import annotations
+
+import gc
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+
+    from nstarx_jupyter.protocol.signature import ModelSignature
+
+__all__ = ["Runtime", "Tensors"]
+
+Tensors = dict[str, np.ndarray[Any, Any]]
+"""Named arrays, batch first."""
+
+
+class Runtime(ABC):
+    """Loads one model artifact and predicts with it.
+
+    Subclass it for a custom runtime: implement `load`, `predict` and `metadata`, and override
+    `unload` when dropping references is not enough. `predict` is synchronous and may be slow; the
+    server runs it off the event loop when it is. Inputs arrive already checked against `metadata()`
+    (names, datatypes, shapes), batch first; outputs must be batch first too.
+    """
+
+    runtime_name: ClassVar[str] = "custom"
+    """The name used in `NAME=runtime:PATH` and reported as the model's platform."""
+
+    def __init__(self, path: Path | None = None, *, options: Mapping[str, Any] | None = None):
+        self.path = path
+        self.options: Mapping[str, Any] = dict(options or {})
+        self.ready = False
+
+    @classmethod
+    def can_load(cls, path: Path) -> bool:
+        """Say whether `path` looks like an artifact of this runtime's framework."""
+        return False
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the artifact at `self.path`; raise `ModelLoadError` when it cannot be loaded."""
+
+    @abstractmethod
+    def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
+        """Return the requested outputs (the signature's defaults when `outputs` is None)."""
+
+    @abstractmethod
+    def metadata(self) -> ModelSignature:
+        """Describe the loaded model's inputs and outputs, derived from the model itself."""
+
+    def unload(self) -> None:
+        """Release the model; the default drops every attribute holding it and collects garbage."""
+        self.ready = False
+        for attr in ("model", "session", "booster", "module"):
+            if hasattr(self, attr):
+                setattr(self, attr, None)
+        gc.collect()

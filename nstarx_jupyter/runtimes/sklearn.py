@@ -1,0 +1,130 @@
+"""scikit-learn runtime: joblib, pickle and skops artifacts of any estimator or pipeline."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from nstarx_jupyter.errors import InvalidInputError, ModelLoadError
+from nstarx_jupyter.protocol.datatypes import datatype_of
+from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
+from nstarx_jupyter.runtimes._imports import require
+from nstarx_jupyter.runtimes.base import Runtime, Tensors
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+__all__ = ["SklearnRuntime"]
+
+SUFFIXES = (".joblib", ".pkl", ".pickle", ".skops")
+_DIR_NAMES = tuple(f"model{suffix}" for suffix in SUFFIXES)
+
+
+class SklearnRuntime(Runtime):
+    """Serves a fitted scikit-learn estimator (or anything with its `predict` API)."""
+
+    runtime_name: ClassVar[str] = "sklearn"
+    model: Any = None
+
+    @classmethod
+    def can_load(cls, path: Path) -> bool:
+        """Say whether `path` is a joblib/pickle/skops file or a folder holding `model.<suffix>`."""
+        return _artifact(path) is not None
+
+    def load(self) -> None:
+        """Load the estimator; skops files are checked against skops' list of trusted types."""
+        artifact = _artifact(self.path) if self.path is not None else None
+        if artifact is None:
+            raise ModelLoadError(f"no scikit-learn artifact ({', '.join(SUFFIXES)}) at {self.path}")
+        try:
+            self.model = _read(artifact, trusted=self.options.get("trusted_types"))
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load {artifact}: {exc}") from exc
+        if not callable(getattr(self.model, "predict", None)):
+            raise ModelLoadError(f"{artifact} holds a {type(self.model).__name__}, not a model")
+        # A model fitted on a DataFrame warns on every array; the records codec checks names.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        self.ready = True
+
+    def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
+        """Run `predict` (and `predict_proba` when asked for) on the single input."""
+        (x,) = inputs.values()
+        wanted = outputs or ("predict",)
+        result: Tensors = {}
+        try:
+            for name in wanted:
+                if name == "predict":
+                    result[name] = np.asarray(self.model.predict(x))
+                elif name == "predict_proba" and hasattr(self.model, "predict_proba"):
+                    result[name] = np.asarray(self.model.predict_proba(x))
+                else:
+                    raise InvalidInputError(f"unknown output '{name}'")
+        except (ValueError, TypeError) as exc:
+            raise InvalidInputError(f"the model rejected the input: {exc}") from exc
+        return result
+
+    def metadata(self) -> ModelSignature:
+        """Derive inputs from `n_features_in_` and outputs from `classes_` / `n_outputs_`."""
+        model = self.model
+        n_features = int(getattr(model, "n_features_in_", -1))
+        names = self.options.get("feature_names") or _feature_names(model)
+        if names is not None and n_features == -1:
+            n_features = len(names)
+        labels = getattr(model, "classes_", None)
+        outputs = [_predict_spec(model, labels)]
+        if labels is not None and hasattr(model, "predict_proba"):
+            outputs.append(TensorSpec("predict_proba", "FP64", (-1, len(labels))))
+        return ModelSignature(
+            platform="sklearn",
+            inputs=(TensorSpec("input-0", "FP64", (-1, n_features)),),
+            outputs=tuple(outputs),
+            default_outputs=("predict",),
+            feature_names=tuple(names) if names is not None else None,
+            class_labels=tuple(np.asarray(labels).tolist()) if labels is not None else None,
+        )
+
+
+def _artifact(path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    if path.is_file() and path.suffix in SUFFIXES:
+        return path
+    if path.is_dir():
+        found = [path / name for name in _DIR_NAMES if (path / name).is_file()]
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def _read(artifact: Path, trusted: Any) -> Any:
+    if artifact.suffix == ".skops":
+        sio = require("skops.io", "sklearn")
+        untrusted = [t for t in sio.get_untrusted_types(file=artifact) if t not in (trusted or ())]
+        if untrusted:
+            raise ModelLoadError(
+                f"{artifact} contains types skops does not trust: {', '.join(untrusted)}; "
+                "pass them in the model's trusted_types option if you trust this file"
+            )
+        return sio.load(artifact, trusted=list(trusted or ()) or None)
+    joblib = require("joblib", "sklearn")
+    return joblib.load(artifact)
+
+
+def _feature_names(model: Any) -> list[str] | None:
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return None
+    return [str(name) for name in names]
+
+
+def _predict_spec(model: Any, labels: Any) -> TensorSpec:
+    if labels is not None:
+        return TensorSpec("predict", datatype_of(np.asarray(labels)), (-1,))
+    n_outputs = int(getattr(model, "n_outputs_", 1))
+    shape = (-1,) if n_outputs == 1 else (-1, n_outputs)
+    return TensorSpec("predict", "FP64", shape)

@@ -1,0 +1,283 @@
+"""The model repository: which models exist, loading and unloading them, and idle scale to zero."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from nstarx_jupyter.errors import (
+    ModelLoadError,
+    ModelNotFoundError,
+    NstarxError,
+    UnavailableError,
+)
+from nstarx_jupyter.runtimes import create_runtime
+from nstarx_jupyter.serving.predictor import ConcurrencyLimiter, Predictor
+
+if TYPE_CHECKING:
+    from nstarx_jupyter.batching import AdaptiveBatcher
+    from collections.abc import AsyncIterator, Iterable
+    from concurrent.futures import Executor
+
+    from nstarx_jupyter.protocol.signature import ModelSignature
+    from nstarx_jupyter.runtimes.base import Runtime
+    from nstarx_jupyter.serving.metrics import ServerMetrics
+    from nstarx_jupyter.serving.settings import ModelSettings
+
+__all__ = ["LoadedModel", "ModelEntry", "ModelRepository", "ModelState"]
+
+log = logging.getLogger(__name__)
+
+
+class ModelState(enum.Enum):
+    """A model version's lifecycle, with the repository extension's state names."""
+
+    UNAVAILABLE = "UNAVAILABLE"
+    LOADING = "LOADING"
+    READY = "READY"
+    UNLOADING = "UNLOADING"
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    """A ready model and what serves it: predictor, optional batcher and concurrency limit."""
+
+    settings: ModelSettings
+    runtime: Runtime
+    signature: ModelSignature
+    predictor: Predictor
+    batcher: AdaptiveBatcher | None
+    limiter: ConcurrencyLimiter | None
+
+
+@dataclass(slots=True)
+class ModelEntry:
+    """One model version known to the repository, loaded or not."""
+
+    settings: ModelSettings
+    state: ModelState = ModelState.UNAVAILABLE
+    reason: str = ""
+    loaded: LoadedModel | None = None
+    last_used: float = field(default_factory=time.monotonic)
+    in_flight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while no request holds the model."""
+    auto_load: bool = True
+    """Load on the next request; False after an explicit unload until an explicit load."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class ModelRepository:
+    """Holds every model version; loads on start, on demand and after scale to zero."""
+
+    def __init__(
+        self,
+        models: Iterable[ModelSettings],
+        metrics: ServerMetrics,
+        executor: Executor | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self._executor = executor
+        self._entries: dict[str, dict[str, ModelEntry]] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        for settings in models:
+            self.add(settings)
+
+    def add(self, settings: ModelSettings) -> ModelEntry:
+        """Register a model version (not loaded yet); a name and version may appear once."""
+        versions = self._entries.setdefault(settings.name, {})
+        if settings.version in versions:
+            raise ModelLoadError(f"model '{settings.name}' version '{settings.version}' twice")
+        entry = versions[settings.version] = ModelEntry(settings)
+        return entry
+
+    def names(self) -> list[str]:
+        """Return every model name."""
+        return list(self._entries)
+
+    def entries(self) -> list[ModelEntry]:
+        """Return every model version."""
+        return [entry for versions in self._entries.values() for entry in versions.values()]
+
+    def entry(self, name: str, version: str | None = None) -> ModelEntry:
+        """Find a model version (the newest when `version` is None) or raise ModelNotFoundError."""
+        versions = self._entries.get(name)
+        if not versions:
+            raise ModelNotFoundError(name)
+        if version is None:
+            return versions[max(versions, key=_version_key)]
+        try:
+            return versions[version]
+        except KeyError:
+            raise ModelNotFoundError(name, version) from None
+
+    def versions(self, name: str) -> list[str]:
+        """Return a model's versions, oldest first."""
+        self.entry(name)
+        return sorted(self._entries[name], key=_version_key)
+
+    @contextlib.asynccontextmanager
+    async def use(self, name: str, version: str | None = None) -> AsyncIterator[LoadedModel]:
+        """Hold a ready model for one request, loading it first when scaled to zero.
+
+        The caller waits through a cold start instead of getting an error; the model is not
+        unloaded while the request holds it.
+        """
+        entry = self.entry(name, version)
+        entry.in_flight += 1
+        entry.idle.clear()
+        try:
+            loaded = entry.loaded if entry.state is ModelState.READY else None
+            if loaded is None:
+                loaded = await self._load(entry)
+            yield loaded
+        finally:
+            entry.in_flight -= 1
+            entry.last_used = time.monotonic()
+            if not entry.in_flight:
+                entry.idle.set()
+
+    async def load(self, name: str) -> None:
+        """Load (or reload) every version of a model."""
+        for entry in self._versions(name):
+            entry.auto_load = True
+            await self._load(entry)
+
+    async def unload(self, name: str) -> None:
+        """Unload every version of a model after its requests finish; it stays registered."""
+        for entry in self._versions(name):
+            entry.auto_load = False
+            await self._unload(entry)
+
+    async def start(self) -> list[ModelEntry]:
+        """Load every model whose `min_replicas` is 1, start the idle reaper, return failures."""
+        failed = []
+        for entry in self.entries():
+            if entry.settings.min_replicas > 0:
+                try:
+                    await self._load(entry)
+                except NstarxError as exc:
+                    log.error("model %s failed to load: %s", entry.settings.name, exc.message)
+                    failed.append(entry)
+        self._reaper = asyncio.create_task(self._reap_idle())
+        return failed
+
+    async def close(self) -> None:
+        """Stop the reaper and unload everything."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for entry in self.entries():
+            await self._unload(entry)
+
+    def _versions(self, name: str) -> list[ModelEntry]:
+        self.entry(name)
+        return list(self._entries[name].values())
+
+    async def _load(self, entry: ModelEntry) -> LoadedModel:
+        async with entry.lock:
+            if entry.loaded is not None:
+                return entry.loaded
+            if not entry.auto_load:
+                name = entry.settings.name
+                load = f"POST /v2/repository/models/{name}/load"
+                raise UnavailableError(f"model '{name}' is unloaded; load it with {load}")
+            entry.state, entry.reason = ModelState.LOADING, ""
+            started = time.perf_counter()
+            try:
+                runtime, signature = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, _load_runtime, entry.settings
+                )
+            except NstarxError as exc:
+                entry.state, entry.reason = ModelState.UNAVAILABLE, exc.message
+                raise
+            settings = entry.settings
+            self.metrics.load_seconds.labels(settings.name, settings.version).observe(
+                time.perf_counter() - started
+            )
+            entry.loaded = self._serve(settings, runtime, signature)
+            entry.state = ModelState.READY
+            entry.last_used = time.monotonic()
+            self._count_loaded()
+            log.info("loaded model %s version %s", settings.name, settings.version)
+            return entry.loaded
+
+    def _serve(
+        self, settings: ModelSettings, runtime: Runtime, signature: ModelSignature
+    ) -> LoadedModel:
+        predictor = Predictor(runtime, self._executor)
+        depth = self.metrics.queue_depth.labels(settings.name, settings.version)
+        batcher = None
+        if settings.max_batch_size > 1:
+            from nstarx_jupyter.batching import AdaptiveBatcher  # only models that batch need it
+
+            sizes = self.metrics.batch_size.labels(settings.name, settings.version)
+            batcher = AdaptiveBatcher(
+                predictor,
+                max_batch_size=settings.max_batch_size,
+                max_latency_ms=settings.max_latency_ms,
+                on_batch=sizes.observe,
+            )
+        limiter = None
+        if settings.container_concurrency > 0:
+            limiter = ConcurrencyLimiter(
+                settings.container_concurrency, settings.max_queue, depth.set
+            )
+        return LoadedModel(settings, runtime, signature, predictor, batcher, limiter)
+
+    async def _unload(self, entry: ModelEntry) -> None:
+        async with entry.lock:
+            loaded = entry.loaded
+            if loaded is None:
+                return
+            entry.state = ModelState.UNLOADING
+            await _drain(entry)
+            entry.loaded = None
+            if loaded.batcher is not None:
+                await loaded.batcher.close()
+            await asyncio.get_running_loop().run_in_executor(self._executor, loaded.runtime.unload)
+            entry.state = ModelState.UNAVAILABLE
+            self._count_loaded()
+            log.info("unloaded model %s version %s", entry.settings.name, entry.settings.version)
+
+    def _count_loaded(self) -> None:
+        self.metrics.models_loaded.set(sum(e.loaded is not None for e in self.entries()))
+
+    async def _reap_idle(self) -> None:
+        while True:
+            idle = [e for e in self.entries() if e.settings.min_replicas == 0 and e.loaded]
+            now = time.monotonic()
+            for entry in idle:
+                quiet = entry.in_flight == 0 and not entry.lock.locked()
+                if quiet and now - entry.last_used >= entry.settings.idle_timeout_s:
+                    await self._unload(entry)
+            timeouts = [e.settings.idle_timeout_s for e in self.entries()]
+            await asyncio.sleep(min([1.0, *(t / 4 for t in timeouts)]))
+
+
+async def _drain(entry: ModelEntry, limit_s: float = 30.0) -> None:
+    if entry.in_flight:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit_s):
+                await entry.idle.wait()
+
+
+def _load_runtime(settings: ModelSettings) -> tuple[Runtime, ModelSignature]:
+    runtime = create_runtime(settings.path, settings.runtime, settings.options)
+    try:
+        runtime.load()
+        return runtime, runtime.metadata()
+    except NstarxError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"model '{settings.name}' failed to load: {exc}") from exc
+
+
+def _version_key(version: str) -> tuple[int, int | str]:
+    return (0, int(version)) if version.isdigit() else (1, version)

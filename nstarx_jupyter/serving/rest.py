@@ -1,0 +1,188 @@
+"""REST transport: V2 (Open Inference Protocol), KServe V1, the product records API and metrics."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nstarx_jupyter.errors import InvalidInputError, NstarxError, PayloadTooLargeError
+from nstarx_jupyter.protocol import v1, v2
+from nstarx_jupyter.protocol.records import records_to_tensors, split_records, tensors_to_records
+from nstarx_jupyter.serving.http_errors import nstarx_error_response, unexpected_error_response
+
+if TYPE_CHECKING:
+    from nstarx_jupyter.serving.dataplane import DataPlane
+
+__all__ = ["RestHandlers"]
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json"
+    )
+
+
+def _guarded(handler: Endpoint) -> Endpoint:
+    """Turn domain errors into their status and anything else into a logged 500."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except NstarxError as exc:
+            return nstarx_error_response(request, exc)
+        except Exception as exc:  # noqa: BLE001 - request boundary: log it, answer 500
+            return unexpected_error_response(request, exc)
+
+    return endpoint
+
+
+class RestHandlers:
+    """The REST endpoints over one `DataPlane`."""
+
+    def __init__(self, dataplane: DataPlane, max_body_bytes: int) -> None:
+        self.dataplane = dataplane
+        self.max_body_bytes = max_body_bytes
+
+    def routes(self) -> list[Route]:
+        """Return every route, V2 first (the hot path)."""
+        table: list[tuple[str, Endpoint, str]] = [
+            ("/v2/models/{name}/infer", self.v2_infer, "POST"),
+            ("/v2/models/{name}/versions/{version}/infer", self.v2_infer, "POST"),
+            ("/v1/models/{name}:predict", self.v1_predict, "POST"),
+            ("/v1/models/{name}/predict", self.records_predict, "POST"),
+            ("/v2/health/live", self.live, "GET"),
+            ("/v2/health/ready", self.ready, "GET"),
+            ("/v2", self.server_metadata, "GET"),
+            ("/v2/models/{name}", self.model_metadata, "GET"),
+            ("/v2/models/{name}/versions/{version}", self.model_metadata, "GET"),
+            ("/v2/models/{name}/ready", self.model_ready, "GET"),
+            ("/v2/models/{name}/versions/{version}/ready", self.model_ready, "GET"),
+            ("/v2/repository/index", self.repository_index, "POST"),
+            ("/v2/repository/models/{name}/load", self.repository_load, "POST"),
+            ("/v2/repository/models/{name}/unload", self.repository_unload, "POST"),
+            ("/v1/models", self.v1_models, "GET"),
+            ("/v1/models/{name}", self.v1_model, "GET"),
+            ("/metrics", self.metrics, "GET"),
+        ]
+        return [Route(path, _guarded(fn), methods=[method]) for path, fn, method in table]
+
+    async def _body(self, request: Request) -> bytes:
+        """Read the body, refusing it with 413 before reading when it is over the cap."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise PayloadTooLargeError(
+                f"request body of {declared} bytes is over the {self.max_body_bytes}-byte limit"
+            )
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLargeError(
+                    f"request body is over the {self.max_body_bytes}-byte limit"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def v2_infer(self, request: Request) -> Response:
+        """`POST /v2/models/{name}[/versions/{version}]/infer`."""
+        name, version = request.path_params["name"], request.path_params.get("version")
+        body = await self._body(request)
+        header = request.headers.get(v2.HEADER_LENGTH)
+        if header is not None and not header.isdigit():
+            raise InvalidInputError(f"{v2.HEADER_LENGTH} must be an integer")
+        decoded = v2.decode_request(body, int(header) if header is not None else None)
+        result = await self.dataplane.infer(name, version, decoded, "v2-rest")
+        content, json_length = v2.encode_response(result, decoded)
+        if json_length is None:
+            return Response(content, media_type="application/json")
+        return Response(
+            content,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(json_length)},
+        )
+
+    async def v1_predict(self, request: Request) -> Response:
+        """`POST /v1/models/{name}:predict` (KServe V1)."""
+        doc = v2.loads(await self._body(request))
+        _, outputs = await self.dataplane.predict(
+            request.path_params["name"], None, "v1", lambda sig: v1.decode_instances(doc, sig)
+        )
+        return _json(v1.encode_predictions(outputs))
+
+    async def records_predict(self, request: Request) -> Response:
+        """`POST /v1/models/{name}/predict`: records in, named outputs out."""
+        name = request.path_params["name"]
+        records, single = split_records(v2.loads(await self._body(request)))
+        model, outputs = await self.dataplane.predict(
+            name, None, "records", lambda sig: records_to_tensors(records, sig), all_outputs=True
+        )
+        rows = tensors_to_records(outputs, model.signature)
+        return _json(rows[0] if single else rows)
+
+    async def live(self, request: Request) -> Response:
+        """`GET /v2/health/live`."""
+        return _json({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        """`GET /v2/health/ready`: 200 when every model can serve, 503 otherwise."""
+        ready = self.dataplane.ready()
+        return _json({"ready": ready}, 200 if ready else 503)
+
+    async def server_metadata(self, request: Request) -> Response:
+        """`GET /v2`."""
+        return _json(self.dataplane.server_metadata())
+
+    async def model_metadata(self, request: Request) -> Response:
+        """`GET /v2/models/{name}[/versions/{version}]`."""
+        params = request.path_params
+        return _json(await self.dataplane.model_metadata(params["name"], params.get("version")))
+
+    async def model_ready(self, request: Request) -> Response:
+        """`GET /v2/models/{name}[/versions/{version}]/ready`: 200 when ready, 503 when not."""
+        name = request.path_params["name"]
+        ready = self.dataplane.model_ready(name, request.path_params.get("version"))
+        return _json({"name": name, "ready": ready}, 200 if ready else 503)
+
+    async def repository_index(self, request: Request) -> Response:
+        """`POST /v2/repository/index`, optionally `{"ready": true}` to list ready models only."""
+        body = await self._body(request)
+        doc = v2.loads(body) if body.strip() else {}
+        if not isinstance(doc, dict):
+            raise InvalidInputError("the index request is a JSON object")
+        return _json(self.dataplane.repository_index(ready_only=bool(doc.get("ready"))))
+
+    async def repository_load(self, request: Request) -> Response:
+        """`POST /v2/repository/models/{name}/load`."""
+        name = request.path_params["name"]
+        await self.dataplane.repository.load(name)
+        return _json({"name": name, "load": True})
+
+    async def repository_unload(self, request: Request) -> Response:
+        """`POST /v2/repository/models/{name}/unload`."""
+        name = request.path_params["name"]
+        await self.dataplane.repository.unload(name)
+        return _json({"name": name, "unload": True})
+
+    async def v1_models(self, request: Request) -> Response:
+        """`GET /v1/models`."""
+        return _json({"models": self.dataplane.repository.names()})
+
+    async def v1_model(self, request: Request) -> Response:
+        """`GET /v1/models/{name}`."""
+        name = request.path_params["name"]
+        return _json({"name": name, "ready": self.dataplane.model_ready(name)})
+
+    async def metrics(self, request: Request) -> Response:
+        """`GET /metrics` in the Prometheus text format."""
+        registry = self.dataplane.metrics.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,121 @@
+"""Run the server: REST (uvicorn) and V2 gRPC on one event loop, bound before models load."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+import uvicorn
+
+from nstarx_jupyter.serving.app import ServingConfig, create_app
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from nstarx_jupyter.serving.settings import ModelSettings
+
+__all__ = ["BoundServer", "announce", "run_server", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BoundServer:
+    """Where a started server listens."""
+
+    url: str
+    grpc_address: str | None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def serve(
+    models: Sequence[ModelSettings],
+    config: ServingConfig,
+    on_ready: Callable[[BoundServer], Awaitable[bool]] | None = None,
+) -> int:
+    """Serve until interrupted; returns the process exit code (1 when a model failed to load).
+
+    `on_ready` runs once both transports listen; when it returns True the server shuts down.
+    """
+    app = create_app(models, config)
+    sock = _bind(config.host, config.port)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, loop="none", http="httptools", lifespan="on", access_log=False,
+            log_level="warning", timeout_keep_alive=75, backlog=2048,
+        )
+    )  # fmt: skip
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()  # re-raises a start-up error; a clean return means it gave up
+            return 1
+        await asyncio.sleep(0.01)
+    if app.state.failed:
+        server.should_exit = True
+        await task
+        return 1
+    grpc_server = None
+    grpc_address = None
+    if config.grpc_port is not None:
+        from nstarx_jupyter.serving.grpc import start_grpc_server  # gRPC loads only when asked for
+
+        grpc_server, grpc_port = await start_grpc_server(
+            app.state.dataplane, config.host, config.grpc_port, config.max_body_bytes
+        )
+        grpc_address = f"{config.host}:{grpc_port}"
+    try:
+        if on_ready is not None and await on_ready(
+            BoundServer(_url(config.host, port), grpc_address)
+        ):
+            server.should_exit = True
+        await task
+    finally:
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
+    return 0
+
+
+def announce(bound: BoundServer, out: TextIO = sys.stdout) -> None:
+    """Print where the server listens: one line that scripts and tests read."""
+    grpc = f" (V2 gRPC on {bound.grpc_address})" if bound.grpc_address else ""
+    print(f"nstarx serving at {bound.url}{grpc}", file=out, flush=True)
+
+
+async def _announce_and_keep_serving(bound: BoundServer) -> bool:
+    announce(bound)
+    return False
+
+
+def run_server(
+    models: Sequence[ModelSettings],
+    config: ServingConfig,
+    on_ready: Callable[[BoundServer], Awaitable[bool]] = _announce_and_keep_serving,
+) -> int:
+    """Run `serve` on uvloop (when installed) and return its exit code."""
+    try:
+        import uvloop  # optional speed-up, absent on Windows
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(serve(models, config, on_ready))

@@ -1,0 +1,127 @@
+"""Per-model serving settings with KServe's meanings, read from flags and settings files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nstarx_jupyter.errors import InvalidInputError
+
+__all__ = ["SETTINGS_FILE", "ModelSettings", "parse_model_arg", "settings_from_repository"]
+
+SETTINGS_FILE = "model-settings.json"
+"""Optional file beside a model artifact (MLServer's name) holding its `ModelSettings` fields."""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class ModelSettings(BaseModel):
+    """How one model version is served; field names follow KServe's where KServe has one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    """Model name used in every URL."""
+    version: str = "1"
+    """Version reported in metadata and accepted in `/versions/{version}` URLs."""
+    path: Path | None = None
+    """Artifact file or folder; None only for custom runtimes that need none."""
+    runtime: str | None = None
+    """Built-in runtime name or a `Runtime` import path; inferred from the artifact when None."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Runtime options, e.g. `feature_names` for models fitted without them."""
+    min_replicas: int = Field(default=1, ge=0, le=1)
+    """0 unloads the model after `idle_timeout_s` without requests (KServe's scale to zero)."""
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+    """Idle time before a `min_replicas=0` model is unloaded."""
+    container_concurrency: int = Field(default=0, ge=0)
+    """Requests predicted at once for this model; 0 means no limit (KServe's default)."""
+    max_queue: int = Field(default=256, ge=0)
+    """Requests allowed to wait for a concurrency slot; beyond it the answer is 503."""
+    timeout_s: float | None = Field(default=None, gt=0)
+    """Deadline for one request, queueing included; past it the answer is 504."""
+    max_batch_size: int = Field(default=0, ge=0)
+    """Adaptive batching: rows per batch; 0 turns batching off (the default)."""
+    max_latency_ms: float = Field(default=5.0, gt=0)
+    """Adaptive batching: longest wait for a batch to fill."""
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("model names use letters, digits, '_', '.', '-' (128 at most)")
+        return value
+
+    @classmethod
+    def build(cls, **fields: Any) -> ModelSettings:
+        """Validate `fields`, raising `InvalidInputError` that names the offending field."""
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "settings"
+            raise InvalidInputError(f"model setting '{where}': {first['msg']}") from None
+
+
+def parse_model_arg(value: str, defaults: dict[str, Any] | None = None) -> ModelSettings:
+    """Parse `NAME[:VERSION]=[RUNTIME:]PATH` from the command line.
+
+    RUNTIME is a built-in runtime name or a dotted import path of a `Runtime` subclass; PATH may
+    be empty for a custom runtime that needs no artifact. A `model-settings.json` beside the
+    artifact's folder (when PATH is a folder) supplies further fields.
+    """
+    name, sep, target = value.partition("=")
+    if not sep or not name:
+        raise InvalidInputError(f"--model expects NAME=PATH, got '{value}'")
+    name, _, version = name.partition(":")
+    runtime, path_text = _split_runtime(target)
+    path = Path(path_text).expanduser() if path_text else None
+    fields: dict[str, Any] = {**(defaults or {}), **_file_fields(path)}
+    fields.update(name=name, path=path)
+    if version:
+        fields["version"] = version
+    if runtime:
+        fields["runtime"] = runtime
+    return ModelSettings.build(**fields)
+
+
+def settings_from_repository(
+    root: Path, defaults: dict[str, Any] | None = None
+) -> list[ModelSettings]:
+    """Read a model repository: every sub-folder is a model named after the folder."""
+    if not root.is_dir():
+        raise InvalidInputError(f"model repository {root} is not a folder")
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        fields = {**(defaults or {}), "name": folder.name, "path": folder, **_file_fields(folder)}
+        found.append(ModelSettings.build(**fields))
+    return found
+
+
+def _split_runtime(target: str) -> tuple[str | None, str]:
+    head, sep, rest = target.partition(":")
+    # Only a runtime name or a dotted import path counts as a prefix, so plain paths stay paths.
+    if sep and re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", head):
+        return head, rest
+    return None, target
+
+
+def _file_fields(path: Path | None) -> dict[str, Any]:
+    if path is None or not path.is_dir():
+        return {}
+    file = path / SETTINGS_FILE
+    if not file.is_file():
+        return {}
+    try:
+        fields = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"{file}: {exc}") from exc
+    if not isinstance(fields, dict):
+        raise InvalidInputError(f"{file}: expected a JSON object")
+    fields.pop("name", None)
+    fields.pop("path", None)
+    return fields

@@ -1,0 +1,47 @@
+"""Shared fixtures: a temporary $NSTARX_HOME for every test and small models trained here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import joblib
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@pytest.fixture(autouse=True)
+def nstarx_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point $NSTARX_HOME at a fresh folder so no test touches the user's state."""
+    home = tmp_path / "nstarx-home"
+    monkeypatch.setenv("NSTARX_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def iris_data() -> tuple[np.ndarray, np.ndarray]:
+    """Return iris features and labels."""
+    x, y = load_iris(return_X_y=True)
+    return x, y
+
+
+@pytest.fixture(scope="session")
+def iris_model(iris_data: tuple[np.ndarray, np.ndarray]) -> LogisticRegression:
+    """Return a logistic regression fitted on iris with a fixed seed."""
+    x, y = iris_data
+    return LogisticRegression(max_iter=1000, random_state=0).fit(x, y)
+
+
+@pytest.fixture(scope="session")
+def iris_path(iris_model: LogisticRegression, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return the iris model saved with joblib."""
+    path = tmp_path_factory.mktemp("iris") / "model.joblib"
+    joblib.dump(iris_model, path)
+    return path

@@ -20,10 +20,10 @@ from nstarx_jupyter.runtimes import create_runtime
 from nstarx_jupyter.serving.predictor import ConcurrencyLimiter, Predictor
 
 if TYPE_CHECKING:
-    from nstarx_jupyter.batching import AdaptiveBatcher
     from collections.abc import AsyncIterator, Iterable
     from concurrent.futures import Executor
 
+    from nstarx_jupyter.batching import AdaptiveBatcher
     from nstarx_jupyter.protocol.signature import ModelSignature
     from nstarx_jupyter.runtimes.base import Runtime
     from nstarx_jupyter.serving.metrics import ServerMetrics

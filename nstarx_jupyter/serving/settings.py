@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.runtimes.loader import runtime_class
 
 __all__ = ["SETTINGS_FILE", "ModelSettings", "parse_model_arg", "settings_from_repository"]
 
@@ -86,7 +87,13 @@ def parse_model_arg(value: str, defaults: dict[str, Any] | None = None) -> Model
         fields["version"] = version
     if runtime:
         fields["runtime"] = runtime
-    return ModelSettings.build(**fields)
+    settings = ModelSettings.build(**fields)
+    # Typos are usage errors, reported before anything starts.
+    if path is not None and not path.exists():
+        raise InvalidInputError(f"model path {path} does not exist")
+    if runtime:
+        runtime_class(runtime)
+    return settings
 
 
 def settings_from_repository(

@@ -71,14 +71,15 @@ def as_array(data: Any, datatype: str, name: str) -> np.ndarray[Any, Any]:
         raise InvalidInputError(f"input '{name}': non-numeric data for datatype {datatype}")
     if dtype.kind == "b" and raw.dtype.kind != "b" and raw.size:
         raise InvalidInputError(f"input '{name}': datatype BOOL needs true/false values")
-    if dtype.kind in "iu" and raw.dtype.kind == "f":
+    if dtype.kind not in "iu":
+        return raw.astype(dtype, copy=False)  # floats and booleans: numpy's cast is exact enough
+    if raw.dtype.kind == "f":
         raise InvalidInputError(f"input '{name}': non-integer data for datatype {datatype}")
     try:
-        with np.errstate(over="raise", invalid="raise"):
-            out = raw.astype(dtype, copy=False)
-    except (OverflowError, FloatingPointError, ValueError) as exc:
+        out = raw.astype(dtype, copy=False)
+    except (OverflowError, ValueError) as exc:
         raise InvalidInputError(f"input '{name}': data out of range for {datatype}") from exc
-    if dtype.kind in "iu" and raw.size and not np.array_equal(out, raw):
+    if raw.size and not np.array_equal(out, raw):
         raise InvalidInputError(f"input '{name}': data out of range for {datatype}")
     return out
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from nstarx_jupyter.config import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
 from nstarx_jupyter.serving.dataplane import DataPlane
 from nstarx_jupyter.serving.http_errors import handle_http_exception
+from nstarx_jupyter.serving.inference_http import InferenceApp
 from nstarx_jupyter.serving.metrics import ServerMetrics
 from nstarx_jupyter.serving.repository import ModelRepository
 from nstarx_jupyter.serving.rest import RestHandlers
@@ -49,10 +50,11 @@ def create_app(
     config: ServingConfig | None = None,
     *,
     registry: CollectorRegistry | None = None,
-) -> Starlette:
+) -> InferenceApp:
     """Build the server's ASGI app; models load in its lifespan (start-up), in order.
 
-    `app.state.dataplane` is the data plane the gRPC transport shares.
+    `app.dataplane` is the data plane the gRPC transport shares; `app.lifespan()` runs start-up
+    and shut-down outside an ASGI server (in tests).
     """
     config = config or ServingConfig()
     threads = config.predict_threads or os.cpu_count() or 1
@@ -63,18 +65,16 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.failed = await repository.start()
+        await repository.start()
         try:
             yield
         finally:
             await repository.close()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    app = Starlette(
+    routes = Starlette(
         routes=RestHandlers(dataplane, config.max_body_bytes).routes(),
         exception_handlers={HTTPException: handle_http_exception},
         lifespan=lifespan,
     )
-    app.state.dataplane = dataplane
-    app.state.failed = []
-    return app
+    return InferenceApp(dataplane, routes, config.max_body_bytes)

@@ -147,6 +147,8 @@ def _check_outputs(signature: ModelSignature, outputs: tuple[str, ...] | None) -
 
 async def _run(model: LoadedModel, inputs: Tensors, outputs: tuple[str, ...]) -> Tensors:
     timeout_s = model.settings.timeout_s
+    if timeout_s is None and model.limiter is None:
+        return await _call(model, inputs, outputs)
     try:
         async with asyncio.timeout(timeout_s):
             if model.limiter is None:

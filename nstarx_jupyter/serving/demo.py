@@ -32,8 +32,9 @@ def train_demo_model(folder: Path) -> Path:
     from sklearn.linear_model import LogisticRegression
 
     folder.mkdir(parents=True, exist_ok=True)
-    x, y = load_iris(return_X_y=True)
-    model = LogisticRegression(max_iter=1000, random_state=0).fit(x, y)
+    iris = load_iris()
+    labels = iris.target_names[iris.target]  # answers say "setosa", not 0
+    model = LogisticRegression(max_iter=1000, random_state=0).fit(iris.data, labels)
     _atomic_write(folder / "model.joblib", lambda path: joblib.dump(model, path))
     settings = {"options": {"feature_names": list(FEATURES)}}
     _atomic_write(folder / SETTINGS_FILE, lambda path: path.write_text(json.dumps(settings)))
@@ -75,7 +76,7 @@ def _call_examples(bound: BoundServer) -> None:
         answer = _post(url, body)
         print(f"\n# {title}\ncurl -s -X POST {url} -d '{json.dumps(body)}'")  # noqa: T201
         print(json.dumps(answer))  # noqa: T201
-    print(f"\nmetrics: {bound.url}/metrics   (Ctrl-C stops the server)", flush=True)  # noqa: T201
+    print(f"\nmetrics: {bound.url}/metrics", flush=True)  # noqa: T201
 
 
 def run_demo(config: ServingConfig, *, once: bool = False) -> int:

@@ -84,7 +84,10 @@ class ModelRepository:
         self.metrics = metrics
         self._executor = executor
         self._entries: dict[str, dict[str, ModelEntry]] = {}
+        self._latest: dict[str, ModelEntry] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self.failed: list[ModelEntry] = []
+        """Models that failed to load at start-up."""
         for settings in models:
             self.add(settings)
 
@@ -94,6 +97,7 @@ class ModelRepository:
         if settings.version in versions:
             raise ModelLoadError(f"model '{settings.name}' version '{settings.version}' twice")
         entry = versions[settings.version] = ModelEntry(settings)
+        self._latest[settings.name] = versions[max(versions, key=_version_key)]
         return entry
 
     def names(self) -> list[str]:
@@ -106,11 +110,14 @@ class ModelRepository:
 
     def entry(self, name: str, version: str | None = None) -> ModelEntry:
         """Find a model version (the newest when `version` is None) or raise ModelNotFoundError."""
+        if version is None:
+            latest = self._latest.get(name)
+            if latest is None:
+                raise ModelNotFoundError(name)
+            return latest
         versions = self._entries.get(name)
         if not versions:
             raise ModelNotFoundError(name)
-        if version is None:
-            return versions[max(versions, key=_version_key)]
         try:
             return versions[version]
         except KeyError:
@@ -165,6 +172,7 @@ class ModelRepository:
                     log.error("model %s failed to load: %s", entry.settings.name, exc.message)
                     failed.append(entry)
         self._reaper = asyncio.create_task(self._reap_idle())
+        self.failed = failed
         return failed
 
     async def close(self) -> None:

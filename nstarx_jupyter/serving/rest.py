@@ -1,4 +1,4 @@
-"""REST transport: V2 (Open Inference Protocol), KServe V1, the product records API and metrics."""
+"""REST routes other than inference: health, metadata, repository extension, V1 list, metrics."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nstarx_jupyter.errors import InvalidInputError, NstarxError, PayloadTooLargeError
-from nstarx_jupyter.protocol import v1, v2
-from nstarx_jupyter.protocol.records import records_to_tensors, split_records, tensors_to_records
+from nstarx_jupyter.errors import InvalidInputError, NstarxError
+from nstarx_jupyter.protocol import v2
 from nstarx_jupyter.serving.http_errors import nstarx_error_response, unexpected_error_response
+from nstarx_jupyter.serving.inference_http import read_body
 
 if TYPE_CHECKING:
     from nstarx_jupyter.serving.dataplane import DataPlane
@@ -54,12 +54,8 @@ class RestHandlers:
         self.max_body_bytes = max_body_bytes
 
     def routes(self) -> list[Route]:
-        """Return every route, V2 first (the hot path)."""
+        """Return every route; the inference routes are served by `InferenceApp` in front."""
         table: list[tuple[str, Endpoint, str]] = [
-            ("/v2/models/{name}/infer", self.v2_infer, "POST"),
-            ("/v2/models/{name}/versions/{version}/infer", self.v2_infer, "POST"),
-            ("/v1/models/{name}:predict", self.v1_predict, "POST"),
-            ("/v1/models/{name}/predict", self.records_predict, "POST"),
             ("/v2/health/live", self.live, "GET"),
             ("/v2/health/ready", self.ready, "GET"),
             ("/v2", self.server_metadata, "GET"),
@@ -77,57 +73,7 @@ class RestHandlers:
         return [Route(path, _guarded(fn), methods=[method]) for path, fn, method in table]
 
     async def _body(self, request: Request) -> bytes:
-        """Read the body, refusing it with 413 before reading when it is over the cap."""
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise PayloadTooLargeError(
-                f"request body of {declared} bytes is over the {self.max_body_bytes}-byte limit"
-            )
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadTooLargeError(
-                    f"request body is over the {self.max_body_bytes}-byte limit"
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def v2_infer(self, request: Request) -> Response:
-        """`POST /v2/models/{name}[/versions/{version}]/infer`."""
-        name, version = request.path_params["name"], request.path_params.get("version")
-        body = await self._body(request)
-        header = request.headers.get(v2.HEADER_LENGTH)
-        if header is not None and not header.isdigit():
-            raise InvalidInputError(f"{v2.HEADER_LENGTH} must be an integer")
-        decoded = v2.decode_request(body, int(header) if header is not None else None)
-        result = await self.dataplane.infer(name, version, decoded, "v2-rest")
-        content, json_length = v2.encode_response(result, decoded)
-        if json_length is None:
-            return Response(content, media_type="application/json")
-        return Response(
-            content,
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(json_length)},
-        )
-
-    async def v1_predict(self, request: Request) -> Response:
-        """`POST /v1/models/{name}:predict` (KServe V1)."""
-        doc = v2.loads(await self._body(request))
-        _, outputs = await self.dataplane.predict(
-            request.path_params["name"], None, "v1", lambda sig: v1.decode_instances(doc, sig)
-        )
-        return _json(v1.encode_predictions(outputs))
-
-    async def records_predict(self, request: Request) -> Response:
-        """`POST /v1/models/{name}/predict`: records in, named outputs out."""
-        name = request.path_params["name"]
-        records, single = split_records(v2.loads(await self._body(request)))
-        model, outputs = await self.dataplane.predict(
-            name, None, "records", lambda sig: records_to_tensors(records, sig), all_outputs=True
-        )
-        rows = tensors_to_records(outputs, model.signature)
-        return _json(rows[0] if single else rows)
+        return await read_body(request.receive, request.scope["headers"], self.max_body_bytes)
 
     async def live(self, request: Request) -> Response:
         """`GET /v2/health/live`."""

@@ -60,7 +60,7 @@ async def serve(
     server = uvicorn.Server(
         uvicorn.Config(
             app, loop="none", http="httptools", lifespan="on", access_log=False,
-            log_level="warning", timeout_keep_alive=75, backlog=2048,
+            log_level="warning", timeout_keep_alive=75, backlog=2048, proxy_headers=False,
         )
     )  # fmt: skip
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -69,7 +69,7 @@ async def serve(
             task.result()  # re-raises a start-up error; a clean return means it gave up
             return 1
         await asyncio.sleep(0.01)
-    if app.state.failed:
+    if app.dataplane.repository.failed:
         server.should_exit = True
         await task
         return 1
@@ -79,7 +79,7 @@ async def serve(
         from nstarx_jupyter.serving.grpc import start_grpc_server  # gRPC loads only when asked for
 
         grpc_server, grpc_port = await start_grpc_server(
-            app.state.dataplane, config.host, config.grpc_port, config.max_body_bytes
+            app.dataplane, config.host, config.grpc_port, config.max_body_bytes
         )
         grpc_address = f"{config.host}:{grpc_port}"
     try:

@@ -31,7 +31,7 @@ async def client(iris_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         ModelSettings(name="bare", path=iris_path),
     ]
     app = create_app(models, ServingConfig(max_body_bytes=4096))
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield http

@@ -73,7 +73,7 @@ def as_array(data: Any, datatype: str, name: str) -> np.ndarray[Any, Any]:
         raise InvalidInputError(f"input '{name}': datatype BOOL needs true/false values")
     if dtype.kind not in "iu":
         return raw.astype(dtype, copy=False)  # floats and booleans: numpy's cast is exact enough
-    if raw.dtype.kind == "f":
+    if raw.dtype.kind == "f" and raw.size:
         raise InvalidInputError(f"input '{name}': non-integer data for datatype {datatype}")
     try:
         out = raw.astype(dtype, copy=False)

@@ -9,6 +9,7 @@ routing, request and response objects cost about a third of a small model's requ
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,8 +27,6 @@ from nstarx_jupyter.serving.http_errors import STATUS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
-    from contextlib import AbstractAsyncContextManager
-
     from starlette.applications import Starlette
 
     from nstarx_jupyter.serving.dataplane import DataPlane
@@ -60,7 +59,7 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], cap: i
                 f"request body of {int(value)} bytes is over the {cap}-byte limit"
             )
     message = await receive()
-    body = message.get("body", b"")
+    body: bytes = message.get("body", b"")
     if not message.get("more_body"):
         return body  # the common case: one message
     chunks = [body]
@@ -69,7 +68,7 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], cap: i
         message = await receive()
         if message["type"] == "http.disconnect":
             raise InvalidInputError("the client went away before sending the whole body")
-        chunk = message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > cap:
             raise PayloadTooLargeError(f"request body is over the {cap}-byte limit")
@@ -85,7 +84,7 @@ class InferenceApp:
         self.fallback = fallback
         self.max_body_bytes = max_body_bytes
 
-    def lifespan(self) -> AbstractAsyncContextManager[None]:
+    def lifespan(self) -> AbstractAsyncContextManager[object]:
         """Return the start-up/shut-down context (what an ASGI server runs around serving)."""
         return self.fallback.router.lifespan_context(self.fallback)
 

@@ -9,7 +9,6 @@ routing, request and response objects cost about a third of a small model's requ
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -27,6 +26,8 @@ from nstarx_jupyter.serving.http_errors import STATUS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
+    from contextlib import AbstractAsyncContextManager
+
     from starlette.applications import Starlette
 
     from nstarx_jupyter.serving.dataplane import DataPlane

@@ -1,0 +1,157 @@
+"""ONNX runtime: `.onnx` graphs served by an onnxruntime `InferenceSession` on the CPU.
+
+Inputs and outputs are the session's own, with ONNX element types mapped to V2 datatypes and
+symbolic or unknown dimensions reported as -1. A `seq(map(key, float))` output (what skl2onnx's
+ZipMap gives classifiers unless they are converted with `zipmap=False`) is answered as a 2-D FP32
+array of probabilities, one column per map key in the map's order; it is declared with shape
+`[-1, -1]` because the session does not say how many keys there are, and it is not among the
+default outputs. Outputs of any other non-tensor type (sequences of tensors, optionals) are left
+out of the signature.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from nstarx_jupyter.errors import InvalidInputError, ModelLoadError
+from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
+from nstarx_jupyter.runtimes._imports import require
+from nstarx_jupyter.runtimes.base import Runtime, Tensors
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+__all__ = ["ONNXRuntime"]
+
+_DIR_NAME = "model.onnx"
+_SEQ_MAP = "seq(map("
+_DATATYPES = {
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(float16)": "FP16",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(bool)": "BOOL",
+    "tensor(string)": "BYTES",
+}
+
+
+class ONNXRuntime(Runtime):
+    """Serves an ONNX graph with onnxruntime's CPU execution provider."""
+
+    runtime_name: ClassVar[str] = "onnx"
+    session: Any = None
+    _signature: ModelSignature | None = None
+
+    @classmethod
+    def can_load(cls, path: Path) -> bool:
+        """Say whether `path` is an `.onnx` file or a folder holding `model.onnx`."""
+        return _artifact(path) is not None
+
+    def load(self) -> None:
+        """Open an inference session on one intra-op thread unless the options say otherwise.
+
+        Options `intra_op_num_threads` and `inter_op_num_threads` (both 1 by default: a server
+        shares its cores between models and requests) tune the session.
+        """
+        artifact = _artifact(self.path) if self.path is not None else None
+        if artifact is None:
+            raise ModelLoadError(
+                f"no ONNX model (.onnx or a folder with {_DIR_NAME}) at {self.path}"
+            )
+        ort = require("onnxruntime", "onnx")
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = int(self.options.get("intra_op_num_threads", 1))
+        session_options.inter_op_num_threads = int(self.options.get("inter_op_num_threads", 1))
+        try:
+            session = ort.InferenceSession(
+                str(artifact), session_options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises a dozen unrelated pybind11 exception types
+            raise ModelLoadError(f"cannot load {artifact}: {exc}") from exc
+        self._signature = _signature(session, self.options)
+        self.session = session
+        self.ready = True
+
+    def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
+        """Run the session for the requested outputs (every tensor output by default)."""
+        signature = self.metadata()
+        wanted = list(outputs or signature.default_outputs)
+        known = signature.output_names()
+        for name in wanted:
+            if name not in known:
+                raise InvalidInputError(
+                    f"unknown output '{name}'; the model has {', '.join(known)}"
+                )
+        invalid = require("onnxruntime.capi.onnxruntime_pybind11_state", "onnx").InvalidArgument
+        try:
+            values = self.session.run(wanted, dict(inputs))
+        except (invalid, ValueError, TypeError) as exc:
+            raise InvalidInputError(f"the model rejected the input: {exc}") from exc
+        return {name: _as_array(value) for name, value in zip(wanted, values, strict=True)}
+
+    def metadata(self) -> ModelSignature:
+        """Return the signature read from the session's inputs and outputs at load."""
+        if self._signature is None:
+            raise ModelLoadError("the ONNX model is not loaded")
+        return self._signature
+
+    def unload(self) -> None:
+        """Close the session and forget its signature."""
+        self._signature = None
+        super().unload()
+
+
+def _signature(session: Any, options: Any) -> ModelSignature:
+    inputs = []
+    for arg in session.get_inputs():
+        if arg.type not in _DATATYPES:
+            raise ModelLoadError(f"input '{arg.name}' has type {arg.type}, which is not a tensor")
+        inputs.append(TensorSpec(arg.name, _DATATYPES[arg.type], _shape(arg.shape)))
+    outputs = []
+    for arg in session.get_outputs():
+        if arg.type in _DATATYPES:
+            outputs.append(TensorSpec(arg.name, _DATATYPES[arg.type], _shape(arg.shape)))
+        elif arg.type.startswith(_SEQ_MAP):
+            outputs.append(TensorSpec(arg.name, "FP32", (-1, -1)))
+    tensors = tuple(arg.name for arg in session.get_outputs() if arg.type in _DATATYPES)
+    names = options.get("feature_names")
+    labels = options.get("class_labels")
+    return ModelSignature(
+        platform="onnx",
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+        default_outputs=tensors,
+        feature_names=tuple(names) if names else None,
+        class_labels=tuple(labels) if labels else None,
+    )
+
+
+def _shape(dims: Sequence[Any]) -> tuple[int, ...]:
+    return tuple(dim if isinstance(dim, int) and dim >= 0 else -1 for dim in dims)
+
+
+def _as_array(value: Any) -> np.ndarray[Any, Any]:
+    if isinstance(value, list) and (not value or isinstance(value[0], dict)):
+        rows = [list(row.values()) for row in value]
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+    return np.asarray(value)
+
+
+def _artifact(path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    if path.is_file():
+        return path if path.suffix == ".onnx" else None
+    if path.is_dir() and (path / _DIR_NAME).is_file():
+        return path / _DIR_NAME
+    return None

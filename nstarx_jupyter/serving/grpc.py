@@ -125,7 +125,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 SERVICE = "inference.GRPCInferenceService"
 """The standard service name; our generated messages live in package `nstarx.inference`."""
 
-_RPCS = {
+_RPCS: dict[str, tuple[Any, Any]] = {
     "ServerLive": (pb.ServerLiveRequest, pb.ServerLiveResponse),
     "ServerReady": (pb.ServerReadyRequest, pb.ServerReadyResponse),
     "ModelReady": (pb.ModelReadyRequest, pb.ModelReadyResponse),
@@ -137,7 +137,7 @@ _RPCS = {
 }
 
 
-def _handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
+def _handlers(servicer: InferenceServicer) -> Any:
     return grpc.method_handlers_generic_handler(
         SERVICE,
         {

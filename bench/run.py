@@ -154,9 +154,9 @@ def wrk(url: str, body: Path, connections: int, warmup: float, duration: float) 
     env = {**ENV, "BODY_FILE": str(body)}
     base = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", "--latency",
             "-s", str(BENCH / "wrk/post.lua")]  # fmt: skip
-    subprocess.run([*base, f"-d{warmup}s", url], env=env, capture_output=True, check=True)
-    out = subprocess.run([*base, f"-d{duration}s", url], env=env, capture_output=True, text=True,
-                         check=True).stdout  # fmt: skip
+    subprocess.run([*base, f"-d{int(warmup)}s", url], env=env, capture_output=True, check=True)
+    measured = [*base, f"-d{int(duration)}s", url]
+    out = subprocess.run(measured, env=env, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": rps, "p50_ms": _latency(out, "50%"), "p99_ms": _latency(out, "99%"),

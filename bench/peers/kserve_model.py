@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import uuid
 
 import joblib
 import kserve
@@ -31,7 +32,7 @@ class SklearnModel(kserve.Model):
             output = InferOutput(name="output-0", shape=list(result.shape), datatype="INT64",
                                  data=result)  # fmt: skip
             return InferResponse(model_name=self.name, infer_outputs=[output],
-                                 response_id=payload.id)  # fmt: skip
+                                 response_id=payload.id or str(uuid.uuid4()))  # fmt: skip
         return {"predictions": self.model.predict(np.asarray(payload["instances"])).tolist()}
 
 

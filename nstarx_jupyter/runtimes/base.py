@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from nstarx_jupyter.errors import InvalidInputError
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
@@ -53,6 +55,15 @@ class Runtime(ABC):
     @abstractmethod
     def metadata(self) -> ModelSignature:
         """Describe the loaded model's inputs and outputs, derived from the model itself."""
+
+    @staticmethod
+    def check_outputs(wanted: Sequence[str], known: Sequence[str]) -> None:
+        """Raise `InvalidInputError` naming the first requested output the model does not have."""
+        for name in wanted:
+            if name not in known:
+                raise InvalidInputError(
+                    f"unknown output '{name}'; the model has {', '.join(known)}"
+                )
 
     def unload(self) -> None:
         """Release the model; the default drops every attribute holding it and collects garbage."""

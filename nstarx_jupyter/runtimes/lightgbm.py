@@ -73,11 +73,7 @@ class LightGBMRuntime(Runtime):
         (x,) = inputs.values()
         wanted = tuple(outputs or ("predict",))
         known = ("predict", "predict_proba") if self._n_classes else ("predict",)
-        for name in wanted:
-            if name not in known:
-                raise InvalidInputError(
-                    f"unknown output '{name}'; the model has {', '.join(known)}"
-                )
+        self.check_outputs(wanted, known)
         lgb = require("lightgbm", "lightgbm")
         threads = int(self.options.get("num_threads", 1))
         try:

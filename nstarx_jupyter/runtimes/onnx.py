@@ -87,11 +87,7 @@ class ONNXRuntime(Runtime):
         signature = self.metadata()
         wanted = list(outputs or signature.default_outputs)
         known = signature.output_names()
-        for name in wanted:
-            if name not in known:
-                raise InvalidInputError(
-                    f"unknown output '{name}'; the model has {', '.join(known)}"
-                )
+        self.check_outputs(wanted, known)
         invalid = require("onnxruntime.capi.onnxruntime_pybind11_state", "onnx").InvalidArgument
         try:
             values = self.session.run(wanted, dict(inputs))

@@ -106,11 +106,7 @@ class PyTorchRuntime(Runtime):
         signature = self.metadata()
         wanted = tuple(outputs or signature.default_outputs)
         known = signature.output_names()
-        for name in wanted:
-            if name not in known:
-                raise InvalidInputError(
-                    f"unknown output '{name}'; the model has {', '.join(known)}"
-                )
+        self.check_outputs(wanted, known)
         torch = require("torch", "torch")
         if len(signature.inputs) == 1 and len(inputs) == 1:
             arrays = list(inputs.values())

@@ -83,11 +83,7 @@ class TensorFlowRuntime(Runtime):
         signature = self.metadata()
         wanted = tuple(outputs or signature.default_outputs)
         known = signature.output_names()
-        for name in wanted:
-            if name not in known:
-                raise InvalidInputError(
-                    f"unknown output '{name}'; the model has {', '.join(known)}"
-                )
+        self.check_outputs(wanted, known)
         tf = require("tensorflow", "tensorflow")
         if len(signature.inputs) == 1 and len(inputs) == 1:
             feed = {signature.inputs[0].name: next(iter(inputs.values()))}

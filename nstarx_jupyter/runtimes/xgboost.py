@@ -78,11 +78,7 @@ class XGBoostRuntime(Runtime):
         (x,) = inputs.values()
         wanted = tuple(outputs or ("predict",))
         known = self._output_names()
-        for name in wanted:
-            if name not in known:
-                raise InvalidInputError(
-                    f"unknown output '{name}'; the model has {', '.join(known)}"
-                )
+        self.check_outputs(wanted, known)
         try:
             if not self._n_classes:
                 return {"predict": self._inplace_predict(x)}

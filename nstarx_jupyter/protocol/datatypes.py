@@ -73,8 +73,22 @@ def as_array(data: Any, datatype: str, name: str) -> np.ndarray[Any, Any]:
         raise InvalidInputError(f"input '{name}': datatype BOOL needs true/false values")
     if dtype.kind not in "iu":
         return raw.astype(dtype, copy=False)  # floats and booleans: numpy's cast is exact enough
+    return _integers(data, raw, dtype, datatype, name)
+
+
+def _integers(
+    data: Any, raw: np.ndarray[Any, Any], dtype: np.dtype[Any], datatype: str, name: str
+) -> np.ndarray[Any, Any]:
+    """Cast to an integer datatype, refusing fractions and values out of range."""
     if raw.dtype.kind == "f" and raw.size:
-        raise InvalidInputError(f"input '{name}': non-integer data for datatype {datatype}")
+        # numpy reads a mix such as [0, 2**63] as floats; only Python ints may pass
+        values = np.asarray(data, dtype=object).reshape(-1)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise InvalidInputError(f"input '{name}': non-integer data for datatype {datatype}")
+        try:
+            return np.asarray(data, dtype=dtype)
+        except OverflowError as exc:
+            raise InvalidInputError(f"input '{name}': data out of range for {datatype}") from exc
     try:
         out = raw.astype(dtype, copy=False)
     except (OverflowError, ValueError) as exc:

@@ -42,7 +42,16 @@ class ServingConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Larger request bodies get 413 before they are read."""
     predict_threads: int = 0
-    """Threads running slow predictions off the event loop; 0 means one per core."""
+    """Threads running slow predictions off the event loop; 0 means one per usable core."""
+
+
+def _usable_cores() -> int:
+    """Count the cores this process may run on (taskset, cgroups), not the machine's.
+
+    More predict threads than that only make slow predictions fight over the GIL.
+    """
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def create_app(
@@ -57,7 +66,7 @@ def create_app(
     and shut-down outside an ASGI server (in tests).
     """
     config = config or ServingConfig()
-    threads = config.predict_threads or os.cpu_count() or 1
+    threads = config.predict_threads or _usable_cores()
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nstarx-predict")
     metrics = ServerMetrics(registry)
     repository = ModelRepository(models, metrics, executor)

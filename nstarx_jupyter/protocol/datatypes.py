@@ -8,7 +8,7 @@ import numpy as np
 
 from nstarx_jupyter.errors import InvalidInputError
 
-__all__ = ["DATATYPES", "as_array", "datatype_of", "numpy_dtype"]
+__all__ = ["DATATYPES", "as_array", "datatype_named", "datatype_of", "numpy_dtype"]
 
 _NUMPY: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
@@ -50,6 +50,21 @@ def datatype_of(array: np.ndarray[Any, Any]) -> str:
         return _BY_KIND_SIZE[(kind, array.dtype.itemsize)]
     except KeyError:
         raise InvalidInputError(f"arrays of dtype {array.dtype} have no V2 datatype") from None
+
+
+def datatype_named(dtype_name: str) -> str | None:
+    """Return the V2 datatype for a NumPy-style dtype name (`float32`, TensorFlow's `string`).
+
+    Frameworks that name their dtypes like NumPy (torch, TensorFlow) share this one table;
+    None means the dtype has no V2 datatype (bfloat16, complex, ...).
+    """
+    if dtype_name == "string":
+        return "BYTES"
+    try:
+        dtype = np.dtype(dtype_name)
+    except TypeError:
+        return None
+    return _BY_KIND_SIZE.get((dtype.kind, dtype.itemsize)) if dtype.kind in "biuf" else None
 
 
 def as_array(data: Any, datatype: str, name: str) -> np.ndarray[Any, Any]:

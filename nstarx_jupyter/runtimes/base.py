@@ -11,12 +11,12 @@ import numpy as np
 from nstarx_jupyter.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from pathlib import Path
 
     from nstarx_jupyter.protocol.signature import ModelSignature
 
-__all__ = ["Runtime", "Tensors"]
+__all__ = ["Runtime", "Tensors", "find_artifact"]
 
 Tensors = dict[str, np.ndarray[Any, Any]]
 """Named arrays, batch first."""
@@ -72,3 +72,21 @@ class Runtime(ABC):
             if hasattr(self, attr):
                 setattr(self, attr, None)
         gc.collect()
+
+
+def find_artifact(
+    path: Path | None, names: Iterable[str], accept: Callable[[Path], bool]
+) -> Path | None:
+    """Return `path` when `accept` takes it, or the one accepted file among `names` in a folder.
+
+    A folder holding several accepted candidates is ambiguous and yields None.
+    """
+    if path is None:
+        return None
+    if path.is_file():
+        return path if accept(path) else None
+    if path.is_dir():
+        found = [path / name for name in names if (path / name).is_file() and accept(path / name)]
+        if len(found) == 1:
+            return found[0]
+    return None

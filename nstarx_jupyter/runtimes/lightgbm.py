@@ -14,7 +14,7 @@ import numpy as np
 from nstarx_jupyter.errors import InvalidInputError, ModelLoadError
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes._imports import require
-from nstarx_jupyter.runtimes.base import Runtime, Tensors
+from nstarx_jupyter.runtimes.base import Runtime, Tensors, find_artifact
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -119,15 +119,7 @@ def _feature_names(booster: Any) -> list[str] | None:
 
 
 def _artifact(path: Path | None) -> Path | None:
-    if path is None:
-        return None
-    if path.is_file():
-        return path if _is_lightgbm_file(path) else None
-    if path.is_dir():
-        found = [path / name for name in _DIR_NAMES if _is_lightgbm_file(path / name)]
-        if len(found) == 1:
-            return found[0]
-    return None
+    return find_artifact(path, _DIR_NAMES, _is_lightgbm_file)
 
 
 def _is_lightgbm_file(path: Path) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 from nstarx_jupyter.errors import InvalidInputError, ModelLoadError
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes._imports import require
-from nstarx_jupyter.runtimes.base import Runtime, Tensors
+from nstarx_jupyter.runtimes.base import Runtime, Tensors, find_artifact
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -144,10 +144,4 @@ def _as_array(value: Any) -> np.ndarray[Any, Any]:
 
 
 def _artifact(path: Path | None) -> Path | None:
-    if path is None:
-        return None
-    if path.is_file():
-        return path if path.suffix == ".onnx" else None
-    if path.is_dir() and (path / _DIR_NAME).is_file():
-        return path / _DIR_NAME
-    return None
+    return find_artifact(path, (_DIR_NAME,), lambda file: file.suffix == ".onnx")

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from nstarx_jupyter.errors import InvalidInputError, ModelLoadError, NstarxError
-from nstarx_jupyter.protocol.datatypes import numpy_dtype
+from nstarx_jupyter.protocol.datatypes import datatype_named, numpy_dtype
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes._imports import require
-from nstarx_jupyter.runtimes.base import Runtime, Tensors
+from nstarx_jupyter.runtimes.base import Runtime, Tensors, find_artifact
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -49,17 +49,6 @@ SCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")
 EXPORT_SUFFIX = ".pt2"
 SIGNATURE_FILE = "nstarx.json"
 _DIR_NAMES = tuple(f"model{suffix}" for suffix in (*SCRIPT_SUFFIXES, EXPORT_SUFFIX))
-_DATATYPES = {
-    "float32": "FP32",
-    "float64": "FP64",
-    "float16": "FP16",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "uint8": "UINT8",
-    "bool": "BOOL",
-}
 
 
 class PyTorchRuntime(Runtime):
@@ -227,10 +216,10 @@ def _spec(name: str, value: Any, *, batched: bool = False) -> TensorSpec:
 
 
 def _datatype(dtype: Any) -> str:
-    key = str(dtype).removeprefix("torch.")
-    if key not in _DATATYPES:
+    datatype = datatype_named(str(dtype).removeprefix("torch."))
+    if datatype is None:
         raise ModelLoadError(f"tensors of dtype {dtype} have no V2 datatype")
-    return _DATATYPES[key]
+    return datatype
 
 
 def _tensor(torch: Any, array: np.ndarray[Any, Any]) -> Any:
@@ -256,15 +245,7 @@ def _name_outputs(torch: Any, result: Any, names: Sequence[str]) -> Tensors:
 
 
 def _artifact(path: Path | None) -> Path | None:
-    if path is None:
-        return None
-    if path.is_file():
-        return path if _is_torch_archive(path) else None
-    if path.is_dir():
-        found = [path / name for name in _DIR_NAMES if _is_torch_archive(path / name)]
-        if len(found) == 1:
-            return found[0]
-    return None
+    return find_artifact(path, _DIR_NAMES, _is_torch_archive)
 
 
 def _is_torch_archive(path: Path) -> bool:

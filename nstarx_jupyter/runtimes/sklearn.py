@@ -11,7 +11,7 @@ from nstarx_jupyter.errors import InvalidInputError, ModelLoadError
 from nstarx_jupyter.protocol.datatypes import datatype_of
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes._imports import require
-from nstarx_jupyter.runtimes.base import Runtime, Tensors
+from nstarx_jupyter.runtimes.base import Runtime, Tensors, find_artifact
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -90,15 +90,7 @@ class SklearnRuntime(Runtime):
 
 
 def _artifact(path: Path | None) -> Path | None:
-    if path is None:
-        return None
-    if path.is_file() and path.suffix in SUFFIXES:
-        return path
-    if path.is_dir():
-        found = [path / name for name in _DIR_NAMES if (path / name).is_file()]
-        if len(found) == 1:
-            return found[0]
-    return None
+    return find_artifact(path, _DIR_NAMES, lambda file: file.suffix in SUFFIXES)
 
 
 def _read(artifact: Path, trusted: Any) -> Any:

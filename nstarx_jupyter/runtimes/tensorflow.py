@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from nstarx_jupyter.errors import InvalidInputError, ModelLoadError
+from nstarx_jupyter.protocol.datatypes import datatype_named
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes._imports import require
 from nstarx_jupyter.runtimes.base import Runtime, Tensors
@@ -28,21 +29,6 @@ __all__ = ["TensorFlowRuntime"]
 
 SAVED_MODEL_FILE = "saved_model.pb"
 DEFAULT_SIGNATURE = "serving_default"
-_DATATYPES = {
-    "float32": "FP32",
-    "float64": "FP64",
-    "float16": "FP16",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "bool": "BOOL",
-    "string": "BYTES",
-}
 
 
 class TensorFlowRuntime(Runtime):
@@ -150,12 +136,13 @@ def _signature(function: Any, options: Mapping[str, Any]) -> ModelSignature:
 
 def _spec(name: str, spec: Any) -> TensorSpec:
     dtype = spec.dtype.name
-    if dtype not in _DATATYPES:
+    datatype = datatype_named(dtype)
+    if datatype is None:
         raise ModelLoadError(f"tensor '{name}' has dtype {dtype}, which has no V2 datatype")
     dims = spec.shape.as_list() if spec.shape.rank is not None else None
     if dims is None:
         raise ModelLoadError(f"tensor '{name}' has an unknown rank")
-    return TensorSpec(name, _DATATYPES[dtype], tuple(-1 if dim is None else dim for dim in dims))
+    return TensorSpec(name, datatype, tuple(-1 if dim is None else dim for dim in dims))
 
 
 def _first_line(exc: BaseException) -> str:

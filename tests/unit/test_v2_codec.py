@@ -13,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.protocol import v2
-from nstarx_jupyter.protocol.datatypes import as_array, datatype_of, numpy_dtype
+from nstarx_jupyter.protocol.datatypes import as_array, datatype_named, datatype_of, numpy_dtype
 from nstarx_jupyter.protocol.inference import (
     InferenceRequest,
     InferenceResponse,
@@ -136,3 +136,12 @@ def test_datatype_of_names_every_numpy_kind() -> None:
     assert datatype_of(np.array(["a"])) == "BYTES"
     with pytest.raises(InvalidInputError):
         datatype_of(np.zeros(1, np.complex64))
+
+
+def test_framework_dtype_names_map_to_v2_datatypes() -> None:
+    assert datatype_named("float32") == "FP32"
+    assert datatype_named("uint64") == "UINT64"
+    assert datatype_named("bool") == "BOOL"
+    assert datatype_named("string") == "BYTES"
+    assert datatype_named("bfloat16") is None
+    assert datatype_named("complex64") is None

@@ -177,6 +177,19 @@ def grpc_load(target: str, model: str, connections: int, warmup: float, duration
     return json.loads(out)
 
 
+def grpc_client_ceiling(args: argparse.Namespace) -> float:
+    """What grpc_load.py reaches at c=8 against a fixed-answer server on core 0."""
+    port = free_port()
+    echo = subprocess.Popen(["taskset", "-c", "0", str(ROOT / ".venv/bin/python"),
+                             str(BENCH / "peers/grpc_echo.py"), str(port)], env=ENV)  # fmt: skip
+    try:
+        time.sleep(2)
+        return float(grpc_load(f"127.0.0.1:{port}", "iris", 8, args.warmup, args.duration)["rps"])
+    finally:
+        echo.terminate()
+        echo.wait()
+
+
 def in_process(models: dict[str, Path], duration: float) -> dict[str, float]:
     code = f"""
 import json, time, joblib, numpy as np, orjson
@@ -213,6 +226,7 @@ def import_time_ms() -> float:
     return statistics.median(runs)
 
 
+BATCHING = ["--max-batch-size", "32", "--max-latency-ms", "2"]
 SCENARIOS = {  # name: (body key, path template, servers that speak it)
     "V2 REST 1 row": ("v2-1", "/v2/models/{m}/infer", ("ours", "kserve", "mlserver")),
     "V2 REST 32 rows": ("v2-32", "/v2/models/{m}/infer", ("ours", "kserve", "mlserver")),
@@ -256,15 +270,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
         results["servers"][kind] = info
     if "ours" in args.only:
-        for label, extra in (
-            ("batching off", []),
-            ("batching on", ["--max-batch-size", "32", "--max-latency-ms", "2"]),
-        ):
+        server = Server("ours", {"iris": models["iris"]}, BATCHING)
+        for c in (8, 64):
+            row = measure(server, "V2 REST 1 row", "iris", iris_body, c, args)
+            results["rows"].append({**row, "server": "ours, batching on"})
+        server.stop()
+        for label, extra in (("batching off", []), ("batching on", BATCHING)):
             server = Server("ours", {"forest": models["forest"]}, extra)
             row = measure(server, "V2 REST 1 row", "forest", forest_body, 64, args)
             results["rows"].append({**row, "server": f"ours, {label}"})
             server.stop()
     results["in_process"] = in_process(models, args.duration)
+    results["in_process"]["grpc_client_ceiling"] = grpc_client_ceiling(args)
     results["import_ms"] = import_time_ms()
     results["args"] = {"warmup_s": args.warmup, "duration_s": args.duration}
     return results

@@ -83,6 +83,21 @@ class DataPlane:
             index.append(row)
         return index
 
+    def counting_rejections(self, name: str, version: str | None, protocol: str) -> Rejections:
+        """Count a client mistake caught before `predict` (an unreadable body, bad tensors).
+
+        `predict` counts everything after; this covers what a transport decodes first, so a
+        malformed request shows in `nstarx_requests` with its status like any other.
+        """
+        return Rejections(self, name, version, protocol)
+
+    def _labels(self, name: str, version: str | None) -> tuple[str, str]:
+        """Metric labels: unknown names share one label so clients cannot grow the series."""
+        try:
+            return name, self.repository.entry(name, version).settings.version
+        except NstarxError:
+            return "_unknown_", ""
+
     async def predict(
         self,
         name: str,
@@ -120,9 +135,12 @@ class DataPlane:
         self, name: str, version: str | None, request: InferenceRequest, protocol: str
     ) -> InferenceResponse:
         """Run a V2 inference request."""
-        tensors = request.tensors()
         model, result = await self.predict(
-            name, version, protocol, lambda sig: bind_inputs(sig, tensors), request.output_names()
+            name,
+            version,
+            protocol,
+            lambda sig: bind_inputs(sig, request.tensors()),
+            request.output_names(),
         )
         return InferenceResponse(
             model_name=name,
@@ -133,6 +151,27 @@ class DataPlane:
                 for key, array in result.items()
             ],
         )
+
+
+class Rejections:
+    """Context manager from `DataPlane.counting_rejections`: records a request that failed."""
+
+    __slots__ = ("_dataplane", "_name", "_protocol", "_started", "_version")
+
+    def __init__(self, dataplane: DataPlane, name: str, version: str | None, protocol: str) -> None:
+        self._dataplane, self._name, self._version = dataplane, name, version
+        self._protocol = protocol
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, NstarxError):
+            model, version = self._dataplane._labels(self._name, self._version)
+            seconds = time.perf_counter() - self._started
+            status = exc.kind.value.lower()
+            self._dataplane.metrics.observe_request(model, version, self._protocol, status, seconds)
 
 
 def _check_outputs(signature: ModelSignature, outputs: tuple[str, ...] | None) -> tuple[str, ...]:

@@ -96,8 +96,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """Run one inference request."""
 
         async def call() -> pb.ModelInferResponse:
-            decoded = decode_infer_request(request)
             version = request.model_version or None
+            with self.dataplane.counting_rejections(request.model_name, version, "v2-grpc"):
+                decoded = decode_infer_request(request)
             response = await self.dataplane.infer(request.model_name, version, decoded, "v2-grpc")
             return encode_infer_response(response, raw=bool(request.raw_input_contents))
 

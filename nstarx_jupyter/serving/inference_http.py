@@ -118,8 +118,9 @@ class InferenceApp:
 
     async def _v2(self, name: str, version: str | None, scope: Scope, receive: Receive) -> _Reply:
         headers = scope["headers"]
-        body = await read_body(receive, headers, self.max_body_bytes)
-        request = v2.decode_request(body, _header_length(headers))
+        with self.dataplane.counting_rejections(name, version, "v2-rest"):
+            body = await read_body(receive, headers, self.max_body_bytes)
+            request = v2.decode_request(body, _header_length(headers))
         response = await self.dataplane.infer(name, version, request, "v2-rest")
         content, json_length = v2.encode_response(response, request)
         if json_length is None:
@@ -130,15 +131,17 @@ class InferenceApp:
         ])  # fmt: skip
 
     async def _v1(self, name: str, scope: Scope, receive: Receive) -> _Reply:
-        doc = v2.loads(await read_body(receive, scope["headers"], self.max_body_bytes))
+        with self.dataplane.counting_rejections(name, None, "v1"):
+            doc = v2.loads(await read_body(receive, scope["headers"], self.max_body_bytes))
         _, outputs = await self.dataplane.predict(
             name, None, "v1", lambda signature: v1.decode_instances(doc, signature)
         )
         return _Reply(orjson.dumps(v1.encode_predictions(outputs), option=_NUMPY))
 
     async def _records(self, name: str, scope: Scope, receive: Receive) -> _Reply:
-        body = await read_body(receive, scope["headers"], self.max_body_bytes)
-        records, single = split_records(v2.loads(body))
+        with self.dataplane.counting_rejections(name, None, "records"):
+            body = await read_body(receive, scope["headers"], self.max_body_bytes)
+            records, single = split_records(v2.loads(body))
         model, outputs = await self.dataplane.predict(
             name, None, "records", lambda sig: records_to_tensors(records, sig), all_outputs=True
         )

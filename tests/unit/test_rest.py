@@ -304,13 +304,18 @@ async def test_metrics_count_requests_per_model_version_and_protocol(
 ) -> None:
     await client.post("/v2/models/iris/infer", json=v2_body(ROW, [1, 4]))
     await client.post("/v1/models/iris:predict", json={"instances": [ROW]})
+    # Client mistakes caught before the model runs count too, under their status.
     await client.post("/v2/models/iris/infer", content=b"{")
+    await client.post("/v1/models/nope/predict", content=b"[")
     text = (await client.get("/metrics")).text
     v2 = {"model": "iris", "version": "2", "protocol": "v2-rest"}
     assert sample(text, "nstarx_requests_total", {**v2, "status": "ok"}) == 1
+    assert sample(text, "nstarx_requests_total", {**v2, "status": "invalid_input"}) == 1
     v1 = {**v2, "protocol": "v1", "status": "ok"}
     assert sample(text, "nstarx_requests_total", v1) == 1
-    assert sample(text, "nstarx_request_duration_seconds_count", v2) == 1
+    unknown = {"model": "_unknown_", "version": "", "protocol": "records"}
+    assert sample(text, "nstarx_requests_total", {**unknown, "status": "invalid_input"}) == 1
+    assert sample(text, "nstarx_request_duration_seconds_count", v2) == 2
     assert sample(text, "nstarx_models_loaded", {}) == 3
     assert sample(text, "nstarx_model_load_seconds_count", {"model": "iris", "version": "1"}) == 1
 

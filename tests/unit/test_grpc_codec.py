@@ -1,0 +1,128 @@
+"""V2 gRPC in process: the codec round-trips every tensor, and the repository RPCs work."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
+from nstarx_jupyter.protocol.grpc.codec import decode_infer_request, encode_infer_response
+from nstarx_jupyter.protocol.inference import InferenceResponse, InferOutput
+from nstarx_jupyter.serving.app import ServingConfig, create_app
+from nstarx_jupyter.serving.grpc import SERVICE, start_grpc_server
+from nstarx_jupyter.serving.settings import ModelSettings
+from tests.unit.test_v2_codec import _assert_same, tensors
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+
+def _as_request(response: pb.ModelInferResponse) -> pb.ModelInferRequest:
+    """What a client sends when it echoes a response's tensors back as inputs."""
+    request = pb.ModelInferRequest(model_name="echo", id=response.id)
+    for out in response.outputs:
+        item = request.inputs.add(name=out.name, datatype=out.datatype, shape=out.shape)
+        if out.HasField("contents"):
+            item.contents.CopyFrom(out.contents)
+    request.raw_input_contents.extend(response.raw_output_contents)
+    return request
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(tensors(), min_size=1, max_size=3), st.booleans())
+def test_any_tensor_round_trips_typed_and_raw(
+    items: list[tuple[str, np.ndarray[Any, Any]]], raw: bool
+) -> None:
+    outputs = [
+        InferOutput(f"t{i}", datatype, array.shape, array)
+        for i, (datatype, array) in enumerate(items)
+    ]
+    encoded = encode_infer_response(InferenceResponse("echo", "1", outputs, id="r-1"), raw)
+    # Raw contents are all or nothing: either one entry per output or none at all.
+    assert len(encoded.raw_output_contents) in (0, len(outputs))
+    decoded = decode_infer_request(pb.ModelInferRequest.FromString(
+        _as_request(encoded).SerializeToString()
+    ))  # fmt: skip
+    assert decoded.id == "r-1"
+    for got, (datatype, want) in zip(decoded.inputs, items, strict=True):
+        assert got.datatype == datatype
+        _assert_same(got.data, want)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r.inputs[0].shape.__setitem__(0, 3), "has 2 values but shape [3] needs 3"),
+        (lambda r: r.inputs[0].shape.__setitem__(0, -2), "negative dimension"),
+        (lambda r: r.raw_input_contents.append(b"\0" * 16), "both contents and raw contents"),
+        (lambda r: r.inputs.add(name="b", datatype="FP64", shape=[1]), "one entry per input"),
+    ],
+)
+def test_malformed_requests_name_the_problem(mutate: Any, message: str) -> None:
+    request = pb.ModelInferRequest(model_name="m")
+    request.inputs.add(name="a", datatype="FP64", shape=[2]).contents.fp64_contents.extend([1, 2])
+    mutate(request)
+    if len(request.inputs) == 2:  # raw for one input of two
+        request.inputs[0].ClearField("contents")
+        request.raw_input_contents.append(np.zeros(2).tobytes())
+    with pytest.raises(InvalidInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        decode_infer_request(request)
+
+
+def test_raw_sizes_must_be_whole_values() -> None:
+    request = pb.ModelInferRequest(model_name="m")
+    request.inputs.add(name="a", datatype="FP32", shape=[1])
+    request.raw_input_contents.append(b"\0\0\0")
+    with pytest.raises(InvalidInputError, match="whole number of FP32"):
+        decode_infer_request(request)
+
+
+@pytest.fixture
+async def channel(iris_path: Path) -> AsyncIterator[grpc.aio.Channel]:
+    app = create_app([ModelSettings(name="iris", path=iris_path)], ServingConfig())
+    async with app.lifespan():
+        server, port = await start_grpc_server(app.dataplane, "127.0.0.1", 0, 1 << 20)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as chan:
+                yield chan
+        finally:
+            await server.stop(grace=None)
+
+
+def _rpc(channel: grpc.aio.Channel, name: str, request: Any, response: Any) -> Any:
+    return channel.unary_unary(
+        f"/{SERVICE}/{name}",
+        request_serializer=type(request).SerializeToString,
+        response_deserializer=response.FromString,
+    )(request)
+
+
+async def test_repository_unload_and_load_over_grpc(channel: grpc.aio.Channel) -> None:
+    ready = pb.ModelReadyRequest(name="iris")
+    assert (await _rpc(channel, "ModelReady", ready, pb.ModelReadyResponse)).ready
+    unload = pb.RepositoryModelUnloadRequest(model_name="iris")
+    assert (await _rpc(channel, "RepositoryModelUnload", unload, pb.RepositoryModelUnloadResponse)
+            ).isUnloaded  # fmt: skip
+    assert not (await _rpc(channel, "ModelReady", ready, pb.ModelReadyResponse)).ready
+    load = pb.RepositoryModelLoadRequest(model_name="iris")
+    assert (await _rpc(channel, "RepositoryModelLoad", load, pb.RepositoryModelLoadResponse)
+            ).isLoaded  # fmt: skip
+    assert (await _rpc(channel, "ModelReady", ready, pb.ModelReadyResponse)).ready
+
+
+async def test_unknown_model_is_not_found_over_grpc(channel: grpc.aio.Channel) -> None:
+    load = pb.RepositoryModelLoadRequest(model_name="nope")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _rpc(channel, "RepositoryModelLoad", load, pb.RepositoryModelLoadResponse)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    meta = pb.ModelMetadataRequest(name="iris", version="9")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _rpc(channel, "ModelMetadata", meta, pb.ModelMetadataResponse)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND

@@ -6,10 +6,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["MissingExtraError", "ModelSettings", "NstarxError", "Runtime", "__version__"]
+__all__ = [
+    "MissingExtraError",
+    "ModelSettings",
+    "ModelVersion",
+    "NstarxError",
+    "Registry",
+    "Runtime",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from nstarx_jupyter.errors import MissingExtraError, NstarxError
+    from nstarx_jupyter.registry import ModelVersion, Registry
     from nstarx_jupyter.runtimes.base import Runtime
     from nstarx_jupyter.serving.settings import ModelSettings
 
@@ -18,6 +27,8 @@ _LAZY = {
     "NstarxError": "nstarx_jupyter.errors",
     "Runtime": "nstarx_jupyter.runtimes.base",
     "ModelSettings": "nstarx_jupyter.serving.settings",
+    "Registry": "nstarx_jupyter.registry",
+    "ModelVersion": "nstarx_jupyter.registry",
 }
 
 

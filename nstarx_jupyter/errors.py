@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import enum
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 __all__ = [
     "ConflictError",
@@ -17,6 +22,7 @@ __all__ = [
     "PayloadTooLargeError",
     "QueueFullError",
     "UnavailableError",
+    "require",
 ]
 
 
@@ -116,3 +122,13 @@ class MissingExtraError(NstarxError, ImportError):
         )
         self.module = module
         self.extra = extra
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import an optional framework, or raise `MissingExtraError` with the `pip install` line."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.split(".")[0] != module.split(".")[0]:
+            raise  # the framework is there but one of its own dependencies is broken
+        raise MissingExtraError(module.split(".")[0], extra) from exc

@@ -33,10 +33,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from nstarx_jupyter.errors import InvalidInputError, ModelLoadError, NstarxError
+from nstarx_jupyter.errors import InvalidInputError, ModelLoadError, NstarxError, require
 from nstarx_jupyter.protocol.datatypes import datatype_named, numpy_dtype
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
-from nstarx_jupyter.runtimes._imports import require
 from nstarx_jupyter.runtimes.base import Runtime, Tensors, find_artifact
 
 if TYPE_CHECKING:

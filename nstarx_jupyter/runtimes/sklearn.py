@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from nstarx_jupyter.errors import InvalidInputError, ModelLoadError
+from nstarx_jupyter.errors import InvalidInputError, ModelLoadError, require
 from nstarx_jupyter.protocol.datatypes import datatype_of
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
-from nstarx_jupyter.runtimes._imports import require
 from nstarx_jupyter.runtimes.base import Runtime, Tensors, find_artifact
 
 if TYPE_CHECKING:

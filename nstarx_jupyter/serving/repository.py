@@ -16,6 +16,7 @@ from nstarx_jupyter.errors import (
     NstarxError,
     UnavailableError,
 )
+from nstarx_jupyter.registry import Registry
 from nstarx_jupyter.runtimes import create_runtime
 from nstarx_jupyter.serving.predictor import ConcurrencyLimiter, Predictor
 
@@ -277,7 +278,11 @@ async def _drain(entry: ModelEntry, limit_s: float = 30.0) -> None:
 
 
 def _load_runtime(settings: ModelSettings) -> tuple[Runtime, ModelSignature]:
-    runtime = create_runtime(settings.path, settings.runtime, settings.options)
+    path, name, options = settings.path, settings.runtime, settings.options
+    if settings.storage_uri is not None:
+        local = Registry().local_model(settings.storage_uri)
+        path, name, options = local.path, name or local.runtime, {**local.options, **options}
+    runtime = create_runtime(path, name, options)
     try:
         runtime.load()
         return runtime, runtime.metadata()

@@ -7,9 +7,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.registry.catalog import parse_model_uri
 from nstarx_jupyter.runtimes.loader import runtime_class
 
 __all__ = ["SETTINGS_FILE", "ModelSettings", "parse_model_arg", "settings_from_repository"]
@@ -30,7 +38,10 @@ class ModelSettings(BaseModel):
     version: str = "1"
     """Version reported in metadata and accepted in `/versions/{version}` URLs."""
     path: Path | None = None
-    """Artifact file or folder; None only for custom runtimes that need none."""
+    """Artifact file or folder; None for a registry model or a custom runtime that needs none."""
+    storage_uri: str | None = None
+    """KServe's `storageUri`: a registry version, `models:/NAME/VERSION` (`@ALIAS` is pinned to
+    its version when the settings are made), downloaded when the model loads."""
     runtime: str | None = None
     """Built-in runtime name or a `Runtime` import path; inferred from the artifact when None."""
     options: dict[str, Any] = Field(default_factory=dict)
@@ -57,6 +68,22 @@ class ModelSettings(BaseModel):
             raise ValueError("model names use letters, digits, '_', '.', '-' (128 at most)")
         return value
 
+    @field_validator("storage_uri")
+    @classmethod
+    def _check_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_model_uri(value)
+            except InvalidInputError as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSettings:
+        if self.path is not None and self.storage_uri is not None:
+            raise ValueError("give a path or a storage_uri, not both")
+        return self
+
     @classmethod
     def build(cls, **fields: Any) -> ModelSettings:
         """Validate `fields`, raising `InvalidInputError` that names the offending field."""
@@ -71,15 +98,18 @@ class ModelSettings(BaseModel):
 def parse_model_arg(value: str, defaults: dict[str, Any] | None = None) -> ModelSettings:
     """Parse `NAME[:VERSION]=[RUNTIME:]PATH` from the command line.
 
-    RUNTIME is a built-in runtime name or a dotted import path of a `Runtime` subclass; PATH may
-    be empty for a custom runtime that needs no artifact. A `model-settings.json` beside the
-    artifact's folder (when PATH is a folder) supplies further fields.
+    PATH may also be a registry URI (`models:/iris/3`, `models:/iris@champion`). RUNTIME is a
+    built-in runtime name or a dotted import path of a `Runtime` subclass; PATH may be empty
+    for a custom runtime that needs no artifact. A `model-settings.json` beside the artifact's
+    folder (when PATH is a folder) supplies further fields.
     """
     name, sep, target = value.partition("=")
     if not sep or not name:
         raise InvalidInputError(f"--model expects NAME=PATH, got '{value}'")
     name, _, version = name.partition(":")
     runtime, path_text = _split_runtime(target)
+    if path_text.startswith("models:/"):
+        return _registry_settings(name, version, runtime, path_text, defaults)
     path = Path(path_text).expanduser() if path_text else None
     fields: dict[str, Any] = {**(defaults or {}), **_file_fields(path)}
     fields.update(name=name, path=path)
@@ -96,6 +126,22 @@ def parse_model_arg(value: str, defaults: dict[str, Any] | None = None) -> Model
     return settings
 
 
+def _registry_settings(
+    name: str, version: str, runtime: str | None, uri: str, defaults: dict[str, Any] | None
+) -> ModelSettings:
+    """Settings for a registry version; an alias is pinned to the version it names now."""
+    from nstarx_jupyter.registry import Registry  # MLflow loads only when a URI is given
+
+    found = Registry().resolve(uri)
+    fields: dict[str, Any] = {**(defaults or {}), "name": name,
+                              "storage_uri": f"models:/{found.name}/{found.version}",
+                              "version": version or found.version}  # fmt: skip
+    if runtime:
+        runtime_class(runtime)
+        fields["runtime"] = runtime
+    return ModelSettings.build(**fields)
+
+
 def settings_from_repository(
     root: Path, defaults: dict[str, Any] | None = None
 ) -> list[ModelSettings]:
@@ -110,6 +156,8 @@ def settings_from_repository(
 
 
 def _split_runtime(target: str) -> tuple[str | None, str]:
+    if target.startswith("models:/"):
+        return None, target
     head, sep, rest = target.partition(":")
     # Only a runtime name or a dotted import path counts as a prefix, so plain paths stay paths.
     if sep and re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", head):

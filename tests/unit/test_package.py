@@ -8,8 +8,7 @@ import sys
 import pytest
 
 import nstarx_jupyter
-from nstarx_jupyter.errors import MissingExtraError
-from nstarx_jupyter.runtimes._imports import require
+from nstarx_jupyter.errors import MissingExtraError, require
 from tests.integration.server import ROOT
 
 HEAVY = ["numpy", "sklearn", "starlette", "uvicorn", "grpc", "pydantic", "torch", "tensorflow",

@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from nstarx_jupyter.errors import InvalidInputError, MissingExtraError, ModelLoadError
+from nstarx_jupyter.errors import InvalidInputError, MissingExtraError, ModelLoadError, require
 from nstarx_jupyter.protocol.datatypes import datatype_of
 from nstarx_jupyter.protocol.signature import bind_inputs
 from nstarx_jupyter.runtimes import RUNTIMES, create_runtime, infer_runtime
-from nstarx_jupyter.runtimes._imports import require
 from tests.unit.runtimes.cases import BUILDERS, ROWS, Case, save_torchscript, torch_mlp
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-__all__ = ["LocalModel", "ModelVersion", "Registry", "parse_model_uri"]
+__all__ = ["LocalModel", "ModelVersion", "Registry", "mlflow_runtime", "parse_model_uri"]
 
 EXPERIMENT = "nstarx-registry"
 """The MLflow experiment that holds the runs `register` creates."""
@@ -241,6 +241,11 @@ class Registry:
         return {"inputs": raw.inputs.to_dict() if raw.inputs else None,
                 "outputs": raw.outputs.to_dict() if raw.outputs else None}  # fmt: skip
 
+    def artifact_uri(self, uri: str) -> str:
+        """Where a version's files live in the artifact store (what a cluster would fetch)."""
+        found = self.resolve(uri)
+        return str(self.client.get_model_version_download_uri(found.name, found.version))
+
     def set_tags(
         self, name: str, tags: Mapping[str, str], version: str | int | None = None
     ) -> None:
@@ -324,9 +329,7 @@ class Registry:
                 fetched.replace(folder)  # whole or nothing: a crash leaves no half model
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        yaml = require("yaml", "mlflow")
-        mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
-        runtime, path, options = runtime_for(mlmodel, folder)
+        runtime, path, options = mlflow_runtime(folder)
         if not path.exists():
             raise ModelLoadError(f"{uri}: the MLflow model names {path.name}, which is missing")
         return LocalModel(found, runtime, path, options)
@@ -387,6 +390,19 @@ class Registry:
             source=item.source or "",
             status=str(item.status or "READY"),
         )
+
+
+def mlflow_runtime(folder: Path) -> tuple[str, Path, dict[str, Any]]:
+    """Runtime, artifact and options for an MLflow model folder (one holding `MLmodel`)."""
+    import yaml
+
+    try:
+        mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelLoadError(f"{folder / 'MLmodel'}: {exc}") from exc
+    if not isinstance(mlmodel, dict):
+        raise ModelLoadError(f"{folder / 'MLmodel'} is not an MLflow model description")
+    return runtime_for(mlmodel, folder)
 
 
 def _mlflow() -> Any:

@@ -16,7 +16,7 @@ from nstarx_jupyter.errors import (
     NstarxError,
     UnavailableError,
 )
-from nstarx_jupyter.registry import Registry
+from nstarx_jupyter.registry import Registry, mlflow_runtime
 from nstarx_jupyter.runtimes import create_runtime
 from nstarx_jupyter.serving.predictor import ConcurrencyLimiter, Predictor
 
@@ -282,6 +282,10 @@ def _load_runtime(settings: ModelSettings) -> tuple[Runtime, ModelSignature]:
     if settings.storage_uri is not None:
         local = Registry().local_model(settings.storage_uri)
         path, name, options = local.path, name or local.runtime, {**local.options, **options}
+    elif path is not None and name is None and (path / "MLmodel").is_file():
+        # An MLflow model folder (what KServe's storage initializer puts in /mnt/models).
+        name, path, implied = mlflow_runtime(path)
+        options = {**implied, **options}
     runtime = create_runtime(path, name, options)
     try:
         runtime.load()

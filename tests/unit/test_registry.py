@@ -160,6 +160,7 @@ async def test_a_registry_version_serves_like_a_file(
     iris: Registry, fitted: LogisticRegression, frame: Any
 ) -> None:
     x, _ = frame
+    iris.set_alias("iris", "champion", 1)  # whatever the tests before did with it
     settings = parse_model_arg("iris=models:/iris@champion")
     assert (settings.storage_uri, settings.version) == ("models:/iris/1", "1")
     app = create_app([settings], ServingConfig())
@@ -199,3 +200,27 @@ def test_xgboost_and_lightgbm_register_and_serve(registry: Registry, frame: Any)
         out = runtime.predict({"input-0": x.to_numpy()[:3].astype(np.float32)})
         assert next(iter(out.values())).shape[0] == 3
         runtime.unload()
+
+
+async def test_an_mlflow_folder_serves_as_a_plain_path(
+    iris: Registry, tmp_path: Path, fitted: LogisticRegression, frame: Any
+) -> None:
+    """What KServe's storage initializer leaves in /mnt/models for `modelFormat: mlflow`."""
+    x, _ = frame
+    folder = iris.download("iris", 1, tmp_path / "mnt-models")
+    app = create_app([parse_model_arg(f"iris={folder}")], ServingConfig())
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            reply = await http.post("/v1/models/iris/predict", json=x.iloc[0].to_dict())
+            assert reply.json()["prediction"] == int(fitted.predict(x.iloc[:1])[0])
+
+
+def test_a_local_registry_is_out_of_a_clusters_reach(iris: Registry) -> None:
+    from nstarx_jupyter.deploy import DeploymentSpec
+
+    assert iris.artifact_uri("models:/iris/1").startswith("file://")
+    spec = DeploymentSpec(name="iris", storage_uri="models:/iris/1", model_format="mlflow")
+    with pytest.raises(InvalidInputError, match=r"storage_uri: 'file://.*' is on this machine"):
+        spec.to_kserve()
+    assert "s3://bucket/iris" in spec.to_kserve(storage_uri="s3://bucket/iris")

@@ -1,0 +1,297 @@
+"""`DeploymentSpec` to and from KServe manifests, validated like the API server and webhooks would.
+
+`to_manifests` emits an InferenceService (plus the nstarx ServingRuntime when the deployment runs
+on our server in the cluster, the default, so the product endpoint and the runtime behave as on the
+laptop). Every manifest passes the CRD schemas shipped in `deploy/schemas/` and the webhook rules
+those schemas cannot express. `from_kserve` reads the InferenceService a user would `kubectl apply`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from nstarx_jupyter import __version__
+from nstarx_jupyter.deploy.spec import DeploymentSpec
+from nstarx_jupyter.errors import InvalidInputError
+
+__all__ = [
+    "DEFAULT_IMAGE",
+    "NSTARX_RUNTIME",
+    "from_kserve",
+    "to_manifests",
+    "to_yaml",
+    "validate_manifest",
+]
+
+GROUP = "serving.kserve.io"
+MODE_ANNOTATION = f"{GROUP}/deploymentMode"
+OPTIONS_ANNOTATION = "nstarx.io/options"
+NSTARX_RUNTIME = "nstarx"
+"""The ServingRuntime that runs `nstarx serve` in the cluster."""
+DEFAULT_IMAGE = f"ghcr.io/nstarx/nstarx-jupyter:{__version__}"
+FORMATS = ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow", "mlflow")
+# In the pod the server must listen beyond loopback: KServe's ingress reaches it from outside.
+_SERVE_ARGS = ["serve", "--model", "{{.Name}}=/mnt/models", "--host", "0.0.0.0",  # noqa: S104
+               "--port", "8080", "--grpc-port", "8081"]  # fmt: skip
+_ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_SCHEMAS = {
+    "InferenceService": "inferenceservice-v1beta1.json",
+    "ServingRuntime": "servingruntime-v1alpha1.json",
+    "ClusterServingRuntime": "clusterservingruntime-v1alpha1.json",
+    "InferenceGraph": "inferencegraph-v1alpha1.json",
+}
+_REMOTE = ("s3://", "gs://", "pvc://", "https://", "http://", "hdfs://", "webhdfs://", "oci://",
+           "hf://", "azure://")  # fmt: skip
+# Framework-specific predictor keys of the old InferenceService form (`predictor: {sklearn: ...}`).
+_LEGACY = ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow", "triton", "pmml",
+           "paddle", "huggingface")  # fmt: skip
+# Predictor fields about pods and scheduling: kept for the cluster, nothing to do on the laptop.
+_CLUSTER_ONLY = {
+    "affinity", "nodeSelector", "tolerations", "serviceAccountName", "serviceAccount",
+    "imagePullSecrets", "priorityClassName", "schedulerName", "securityContext", "labels",
+    "annotations", "topologySpreadConstraints", "volumes", "deploymentStrategy", "autoScaling",
+    "scaleMetric", "scaleMetricType", "scaleTarget", "logger", "runtimeClassName",
+}  # fmt: skip
+
+
+def to_manifests(
+    spec: DeploymentSpec, *, storage_uri: str | None = None, image: str = DEFAULT_IMAGE
+) -> list[dict[str, Any]]:
+    """The InferenceService (and the ServingRuntime it needs), validated.
+
+    `storage_uri` says where the cluster finds the model when the spec's own URI is local (a path
+    or a registry on this machine): KServe pulls artifacts, it cannot read the laptop's disk.
+
+    Raises:
+        InvalidInputError: the spec cannot run on KServe as it is; the message names the field.
+    """
+    uri = storage_uri or spec.storage_uri
+    if uri is not None and uri.startswith("models:/"):
+        from nstarx_jupyter.registry import Registry
+
+        uri = Registry().artifact_uri(uri)  # the store's own URI: s3://... on a shared registry
+    if uri is None:
+        raise InvalidInputError("storage_uri: KServe needs to know where the model artifact is")
+    if not uri.startswith(_REMOTE):
+        raise InvalidInputError(
+            f"storage_uri: '{uri}' is on this machine and a cluster cannot read it; upload the "
+            "model (or the registry's artifact) and pass storage_uri='s3://...', 'gs://...' or "
+            "'pvc://...'"
+        )
+    runtime = NSTARX_RUNTIME if spec.runtime is None else spec.runtime
+    predictor = _predictor(spec, uri, runtime)
+    metadata: dict[str, Any] = {"name": spec.name, "annotations": {
+        **spec.annotations, MODE_ANNOTATION: spec.deployment_mode}}  # fmt: skip
+    if spec.namespace:
+        metadata["namespace"] = spec.namespace
+    if spec.labels:
+        metadata["labels"] = dict(spec.labels)
+    if spec.options:
+        metadata["annotations"][OPTIONS_ANNOTATION] = json.dumps(spec.options, sort_keys=True)
+    isvc = {"apiVersion": f"{GROUP}/v1beta1", "kind": "InferenceService",
+            "metadata": metadata, "spec": {"predictor": predictor}}  # fmt: skip
+    docs = [isvc]
+    if runtime == NSTARX_RUNTIME:
+        docs.insert(0, _nstarx_runtime(spec.namespace, image))
+    for doc in docs:
+        validate_manifest(doc)
+    return docs
+
+
+def to_yaml(docs: list[dict[str, Any]]) -> str:
+    """Manifests as one multi-document YAML string, ready for `kubectl apply -f -`."""
+    import yaml
+
+    return "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in docs)
+
+
+def _predictor(spec: DeploymentSpec, uri: str, runtime: str) -> dict[str, Any]:
+    model_format: dict[str, Any] = {"name": spec.model_format}
+    if spec.model_format_version:
+        model_format["version"] = spec.model_format_version
+    model: dict[str, Any] = {"modelFormat": model_format, "storageUri": uri,
+                             "protocolVersion": spec.protocol_version}  # fmt: skip
+    if runtime:
+        model["runtime"] = runtime
+    if spec.resources is not None:
+        model["resources"] = spec.resources.model_dump(exclude_defaults=True)
+    predictor: dict[str, Any] = {"model": model, "minReplicas": spec.min_replicas}
+    if spec.max_replicas:
+        predictor["maxReplicas"] = spec.max_replicas
+    if spec.container_concurrency is not None:
+        predictor["containerConcurrency"] = spec.container_concurrency
+    if spec.timeout_s is not None:
+        predictor["timeout"] = spec.timeout_s
+    if spec.batching is not None:
+        batcher = {"maxBatchSize": spec.batching.max_batch_size,
+                   "maxLatency": spec.batching.max_latency_ms}  # fmt: skip
+        if spec.batching.timeout_s is not None:
+            batcher["timeout"] = spec.batching.timeout_s
+        predictor["batcher"] = batcher
+    if spec.canary_traffic_percent is not None:
+        predictor["canaryTrafficPercent"] = spec.canary_traffic_percent
+    return predictor
+
+
+def _nstarx_runtime(namespace: str | None, image: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": NSTARX_RUNTIME}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": metadata,
+        "spec": {
+            "supportedModelFormats": [{"name": name, "autoSelect": False} for name in FORMATS],
+            "protocolVersions": ["v1", "v2", "grpc-v2"],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": image,
+                    "args": _SERVE_ARGS,
+                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                    "resources": {
+                        "requests": {"cpu": "500m", "memory": "512Mi"},
+                        "limits": {"cpu": "1", "memory": "2Gi"},
+                    },
+                }
+            ],
+        },
+    }
+
+
+# -- validation --------------------------------------------------------------------------------
+
+
+@functools.cache
+def _validator(kind: str) -> Any:
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parent / "schemas" / _SCHEMAS[kind]).read_text())
+    return jsonschema.Draft7Validator(schema)
+
+
+def validate_manifest(doc: Any) -> None:
+    """Check a manifest against its CRD schema and KServe's webhook rules.
+
+    Raises:
+        InvalidInputError: the first problem, with the path of the field it is in.
+    """
+    if not isinstance(doc, dict):
+        raise InvalidInputError("a manifest must be a mapping")
+    kind = doc.get("kind")
+    if kind not in _SCHEMAS:
+        raise InvalidInputError(f"kind: '{kind}' is not one of {', '.join(_SCHEMAS)}")
+    errors = sorted(_validator(kind).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first.absolute_path) or "(top level)"
+        raise InvalidInputError(f"{kind} {where}: {first.message}")
+    if kind == "InferenceService":
+        _webhook_rules(doc)
+
+
+def _webhook_rules(doc: dict[str, Any]) -> None:
+    name = doc["metadata"].get("name", "")
+    if name and (len(name) > 63 or not _ISVC_NAME.match(name)):
+        raise InvalidInputError(
+            f"metadata.name: '{name}' must match [a-z]([-a-z0-9]*[a-z0-9])? (KServe's rule)"
+        )
+    predictor = doc["spec"]["predictor"]
+    implementations = [key for key in (*_LEGACY, "model") if key in predictor]
+    if predictor.get("containers"):
+        implementations.append("containers")
+    if len(implementations) != 1:
+        raise InvalidInputError(
+            "spec.predictor: exactly one predictor implementation is allowed, found "
+            f"{', '.join(implementations) or 'none'}"
+        )
+    mode = doc["metadata"].get("annotations", {}).get(MODE_ANNOTATION, "Standard")
+    if mode not in ("Standard", "Knative", "RawDeployment", "Serverless"):
+        raise InvalidInputError(f"metadata.annotations.{MODE_ANNOTATION}: unknown mode '{mode}'")
+    metric = predictor.get("scaleMetric")
+    knative = mode in ("Knative", "Serverless")
+    if metric is not None and knative and metric in ("cpu", "memory"):
+        raise InvalidInputError(
+            f"spec.predictor.scaleMetric: '{metric}' needs the HPA (Standard mode); Knative "
+            "scales on concurrency or rps"
+        )
+    if predictor.get("minReplicas") == 0 and not knative:
+        raise InvalidInputError(
+            "spec.predictor.minReplicas: scaling to zero needs Knative mode "
+            f"({MODE_ANNOTATION}: Knative)"
+        )
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def from_kserve(doc: Any) -> DeploymentSpec:
+    """Read an InferenceService (the dict of a YAML file) into a `DeploymentSpec`.
+
+    Scheduling fields (node selectors, tolerations, autoscaler metrics...) are accepted and left
+    to the cluster; parts the local server cannot run (transformers, explainers, custom
+    containers) are refused by name.
+
+    Raises:
+        InvalidInputError: not a valid InferenceService, or one with parts nstarx cannot run.
+    """
+    validate_manifest(doc)
+    if doc["kind"] != "InferenceService":
+        raise InvalidInputError(f"kind: expected InferenceService, got {doc['kind']}")
+    spec = doc["spec"]
+    for part in ("transformer", "explainer"):
+        if part in spec:
+            raise InvalidInputError(f"spec.{part}: not supported by nstarx yet")
+    predictor = spec["predictor"]
+    if predictor.get("containers"):
+        raise InvalidInputError("spec.predictor.containers: custom containers cannot run here")
+    if "model" in predictor:
+        model = predictor["model"]
+        fmt = model["modelFormat"]["name"]
+        fmt_version = model["modelFormat"].get("version")
+    else:
+        fmt = next(key for key in _LEGACY if key in predictor)
+        model = predictor[fmt]
+        fmt_version = None
+    meta = doc["metadata"]
+    annotations = dict(meta.get("annotations", {}))
+    mode = annotations.pop(MODE_ANNOTATION, "Standard")
+    options = json.loads(annotations.pop(OPTIONS_ANNOTATION, "{}"))
+    batcher = predictor.get("batcher")
+    fields: dict[str, Any] = {
+        "name": meta["name"],
+        "namespace": meta.get("namespace"),
+        "storage_uri": model.get("storageUri"),
+        "model_format": fmt,
+        "model_format_version": fmt_version,
+        "runtime": model.get("runtime"),
+        "protocol_version": model.get("protocolVersion", "v1") if "model" in predictor else "v1",
+        "deployment_mode": {"RawDeployment": "Standard", "Serverless": "Knative"}.get(mode, mode),
+        "min_replicas": predictor.get("minReplicas", 1),
+        "max_replicas": predictor.get("maxReplicas", 0),
+        "container_concurrency": predictor.get("containerConcurrency"),
+        "timeout_s": predictor.get("timeout"),
+        "canary_traffic_percent": predictor.get("canaryTrafficPercent"),
+        "labels": dict(meta.get("labels", {})),
+        "annotations": annotations,
+        "options": options,
+    }
+    if batcher is not None:
+        fields["batching"] = {
+            "max_batch_size": batcher.get("maxBatchSize", 32),
+            "max_latency_ms": batcher.get("maxLatency", 5),
+            "timeout_s": batcher.get("timeout"),
+        }
+    if model.get("resources"):
+        resources = model["resources"]
+        fields["resources"] = {
+            key: resources[key] for key in ("requests", "limits") if key in resources
+        }
+    if fields["protocol_version"] not in ("v1", "v2"):
+        fields["protocol_version"] = "v2"  # grpc-v2 and friends: the local server speaks all
+    return DeploymentSpec.build(**fields)

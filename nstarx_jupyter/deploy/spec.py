@@ -1,0 +1,140 @@
+"""`DeploymentSpec`: one deployment, field for field a KServe InferenceService predictor."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nstarx_jupyter.errors import InvalidInputError
+
+__all__ = ["Batching", "DeploymentSpec", "Resources"]
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
+
+DeploymentMode = Literal["Standard", "Knative"]
+"""KServe's `serving.kserve.io/deploymentMode` (RawDeployment and Serverless are the old names)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Batching(_Strict):
+    """KServe's predictor `batcher`: a batch leaves when full or after `max_latency_ms`."""
+
+    max_batch_size: int = Field(default=32, ge=1)
+    max_latency_ms: int = Field(default=5, ge=1)
+    """Whole milliseconds: KServe's `maxLatency` is an integer."""
+    timeout_s: int | None = Field(default=None, ge=1)
+
+
+class Resources(_Strict):
+    """Kubernetes requests and limits (`cpu`, `memory`, `nvidia.com/gpu`): kept for the cluster."""
+
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _quantities(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, amount in value.items():
+            if not _QUANTITY.match(str(amount)):
+                raise ValueError(f"{key}: '{amount}' is not a Kubernetes quantity (e.g. 500m, 1Gi)")
+        return value
+
+
+class DeploymentSpec(_Strict):
+    """A model deployment: what `deploy()` builds, `nstarx apply -f` reads, and KServe runs.
+
+    Every field maps onto one InferenceService field (`to_kserve` in `deploy.kserve`), except
+    `options`, which only the nstarx runtime reads (feature names, trusted skops types...).
+    """
+
+    name: str
+    """The InferenceService name (a DNS-1123 label: lower case, digits, '-')."""
+    namespace: str | None = None
+    storage_uri: str | None = None
+    """`models:/NAME/VERSION` from the registry, a local path (local backend only) or a remote
+    URI (`s3://`, `gs://`, `pvc://`, `https://`) for the cluster."""
+    model_format: str = "sklearn"
+    """KServe's `modelFormat.name`: sklearn, xgboost, lightgbm, onnx, pytorch, tensorflow..."""
+    model_format_version: str | None = None
+    runtime: str | None = None
+    """A ServingRuntime name in the cluster; locally, a built-in runtime or a `Runtime` import
+    path (None: chosen from the model format or the artifact)."""
+    protocol_version: Literal["v1", "v2"] = "v2"
+    deployment_mode: DeploymentMode = "Standard"
+    min_replicas: int = Field(default=1, ge=0)
+    """0 scales to zero when idle (Knative mode in a cluster; idle unload locally)."""
+    max_replicas: int = Field(default=1, ge=0)
+    """0 leaves the maximum to the autoscaler's default (KServe's meaning)."""
+    container_concurrency: int | None = Field(default=None, ge=0)
+    timeout_s: int | None = Field(default=None, ge=1)
+    batching: Batching | None = None
+    resources: Resources | None = None
+    canary_traffic_percent: int | None = Field(default=None, ge=0, le=100)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if len(value) > 63 or not _DNS_LABEL.match(value):
+            raise ValueError(
+                f"'{value}' is not a valid deployment name: use lower-case letters, digits and "
+                "'-', starting with a letter and ending with a letter or digit (63 at most)"
+            )
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _dns_namespace(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 63 or not _NAMESPACE.match(value)):
+            raise ValueError(f"'{value}' is not a valid namespace")
+        return value
+
+    @model_validator(mode="after")
+    def _replicas(self) -> DeploymentSpec:
+        if self.max_replicas and self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})"
+            )
+        return self
+
+    @classmethod
+    def build(cls, **fields: Any) -> DeploymentSpec:
+        """Validate `fields`; an invalid one raises `InvalidInputError` naming it."""
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise _named(exc) from None
+
+    def to_kserve(self, *, storage_uri: str | None = None, image: str | None = None) -> str:
+        """The KServe YAML (ServingRuntime when needed, then the InferenceService), validated.
+
+        `storage_uri` overrides where the cluster fetches the model (a local path or a registry
+        on this machine is out of the cluster's reach).
+        """
+        from nstarx_jupyter.deploy import kserve
+
+        docs = kserve.to_manifests(self, storage_uri=storage_uri,
+                                   image=image or kserve.DEFAULT_IMAGE)  # fmt: skip
+        return kserve.to_yaml(docs)
+
+    def replace(self, **changes: Any) -> DeploymentSpec:
+        """A copy with `changes` applied and validated."""
+        return self.build(**{**self.model_dump(), **changes})
+
+
+def _named(exc: ValidationError) -> InvalidInputError:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if not where:
+        return InvalidInputError(f"deployment spec: {message}")
+    return InvalidInputError(f"deployment spec field '{where}': {message}")

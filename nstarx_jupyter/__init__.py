@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncInferenceClient",
+    "DeploymentSpec",
+    "InferenceClient",
     "MissingExtraError",
     "ModelSettings",
     "ModelVersion",
@@ -17,6 +20,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from nstarx_jupyter.client import AsyncInferenceClient, InferenceClient
+    from nstarx_jupyter.deploy import DeploymentSpec
     from nstarx_jupyter.errors import MissingExtraError, NstarxError
     from nstarx_jupyter.registry import ModelVersion, Registry
     from nstarx_jupyter.runtimes.base import Runtime
@@ -28,6 +33,9 @@ _LAZY = {
     "Runtime": "nstarx_jupyter.runtimes.base",
     "ModelSettings": "nstarx_jupyter.serving.settings",
     "Registry": "nstarx_jupyter.registry",
+    "InferenceClient": "nstarx_jupyter.client",
+    "AsyncInferenceClient": "nstarx_jupyter.client",
+    "DeploymentSpec": "nstarx_jupyter.deploy",
     "ModelVersion": "nstarx_jupyter.registry",
 }
 

@@ -8,6 +8,7 @@ routing, request and response objects cost about a third of a small model's requ
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     from starlette.applications import Starlette
 
-    from nstarx_jupyter.serving.dataplane import DataPlane
+    from nstarx_jupyter.serving.dataplane import DataPlane, Decoder
 
     Scope = MutableMapping[str, Any]
     Message = MutableMapping[str, Any]
@@ -141,12 +142,24 @@ class InferenceApp:
     async def _records(self, name: str, scope: Scope, receive: Receive) -> _Reply:
         with self.dataplane.counting_rejections(name, None, "records"):
             body = await read_body(receive, scope["headers"], self.max_body_bytes)
-            records, single = split_records(v2.loads(body))
+            doc = v2.loads(body)
+            decode: Decoder
+            if _positional(doc):  # {"instances": [[...], ...]}: rows in the model's feature order
+                single = False
+                decode = functools.partial(v1.decode_instances, doc)
+            else:
+                records, single = split_records(doc)
+                decode = functools.partial(records_to_tensors, records)
         model, outputs = await self.dataplane.predict(
-            name, None, "records", lambda sig: records_to_tensors(records, sig), all_outputs=True
+            name, None, "records", decode, all_outputs=True
         )
         rows = tensors_to_records(outputs, model.signature)
         return _Reply(orjson.dumps(rows[0] if single else rows, option=_NUMPY))
+
+
+def _positional(doc: Any) -> bool:
+    rows = doc.get("instances") if isinstance(doc, dict) and len(doc) == 1 else None
+    return isinstance(rows, list) and bool(rows) and all(isinstance(r, list) for r in rows)
 
 
 def _route(path: str) -> tuple[str, str, str | None] | None:

@@ -1,0 +1,265 @@
+"""`InferenceClient` and `AsyncInferenceClient`: call a deployment's product endpoint.
+
+Both share one core that shapes requests and reads answers; only the I/O differs. Connections are
+pooled (httpx), calls that fail with 503 or cannot connect are retried with exponential backoff
+(honouring `Retry-After`), and server errors come back as typed errors carrying the server's
+message. The client needs neither NumPy nor pandas: it recognises them by their methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import orjson
+
+from nstarx_jupyter import __version__
+from nstarx_jupyter.errors import ErrorKind, InvalidInputError, NstarxError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["AsyncInferenceClient", "InferenceClient", "InferenceError"]
+
+_ENDPOINT = re.compile(r"^(?P<base>https?://[^/]+(?:/.*?)?)/v1/models/(?P<name>[^/:]+)/?$")
+_KINDS = {
+    400: ErrorKind.INVALID_INPUT, 401: ErrorKind.UNAUTHENTICATED, 403: ErrorKind.FORBIDDEN,
+    404: ErrorKind.NOT_FOUND, 409: ErrorKind.CONFLICT, 413: ErrorKind.PAYLOAD_TOO_LARGE,
+    429: ErrorKind.RATE_LIMITED, 503: ErrorKind.UNAVAILABLE, 504: ErrorKind.DEADLINE_EXCEEDED,
+}  # fmt: skip
+_RETRY_STATUS = frozenset({503})
+_MAX_RETRY_AFTER_S = 30.0
+
+
+class InferenceError(NstarxError):
+    """The server refused or failed a call; `status` and `kind` say how, the message says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = _KINDS.get(status, ErrorKind.INTERNAL)
+
+
+class _Core:
+    """What both clients share: endpoint, headers, body shaping, answers, retry timing."""
+
+    def __init__(
+        self, endpoint: str, api_key: str | None, timeout_s: float, retries: int, backoff_s: float
+    ) -> None:
+        match = _ENDPOINT.match(endpoint)
+        if match is None:
+            raise InvalidInputError(
+                f"endpoint '{endpoint}' should look like http://HOST:PORT/v1/models/NAME"
+            )
+        self.endpoint = endpoint.rstrip("/")
+        self.base_url, self.model = match["base"], match["name"]
+        self.timeout_s = timeout_s
+        self.retries = max(0, retries)
+        self.backoff_s = backoff_s
+        self.headers = {"content-type": "application/json",
+                        "user-agent": f"nstarx-jupyter/{__version__}"}  # fmt: skip
+        if api_key:
+            self.headers["authorization"] = f"Bearer {api_key}"
+
+    def body(self, data: Any) -> tuple[bytes, bool]:
+        """The product endpoint's body for `data`, and whether one record was sent."""
+        if hasattr(data, "to_dict") and hasattr(data, "columns"):  # a pandas DataFrame
+            data = data.to_dict(orient="records")
+        elif hasattr(data, "tolist") and hasattr(data, "ndim"):  # a NumPy array
+            if data.ndim == 1:
+                return _dumps({"instances": [data.tolist()]}), True
+            data = {"instances": data.tolist()}
+            return _dumps(data), False
+        if isinstance(data, dict):
+            return _dumps(data), "instances" not in data or len(data) != 1
+        if isinstance(data, list | tuple) and data:
+            if all(isinstance(item, dict) for item in data):
+                return _dumps(list(data)), False
+            if all(isinstance(item, list | tuple) for item in data):
+                return _dumps({"instances": [list(row) for row in data]}), False
+        raise InvalidInputError(
+            "predict takes a record (dict), a list of records, a pandas DataFrame, a NumPy "
+            f"array or a list of rows, not {type(data).__name__}"
+        )
+
+    def answer(self, response: httpx.Response, single: bool) -> Any:
+        """The decoded answer, or the server's error as an `InferenceError`."""
+        if response.status_code >= 400:
+            raise InferenceError(response.status_code, _message(response))
+        result = orjson.loads(response.content)
+        if single and isinstance(result, list) and len(result) == 1:
+            return result[0]
+        return result
+
+    def delay(self, attempt: int, response: httpx.Response | None) -> float | None:
+        """Seconds to wait before retry number `attempt` (from 1), or None to give up."""
+        if attempt > self.retries:
+            return None
+        if response is not None:
+            if response.status_code not in _RETRY_STATUS:
+                return None
+            after = response.headers.get("retry-after", "")
+            if after.isdigit():
+                return min(float(after), _MAX_RETRY_AFTER_S)
+        base: float = self.backoff_s * 2.0 ** (attempt - 1)
+        return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not secrecy
+
+
+def _dumps(doc: Any) -> bytes:
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError as exc:
+        raise InvalidInputError(f"cannot send this data as JSON: {exc}") from exc
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        doc = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text or response.reason_phrase
+    if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+        return str(doc["error"])
+    return response.text
+
+
+class InferenceClient:
+    """Call a deployment: `InferenceClient(endpoint=URL, api_key=KEY).predict({...})`.
+
+    `predict` takes a record and returns a dict of named outputs (`prediction`, `confidence`,
+    `probabilities`...), or takes several (a list of records, a DataFrame, a 2-D array in the
+    model's feature order) and returns a list of them.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._core = _Core(endpoint, api_key, timeout_s, retries, backoff_s)
+        self._http = httpx.Client(
+            timeout=timeout_s, headers=self._core.headers, transport=transport
+        )
+
+    @property
+    def endpoint(self) -> str:
+        """The model's URL this client calls."""
+        return self._core.endpoint
+
+    def predict(self, data: Any) -> Any:
+        """Send `data` to the product endpoint and return the named outputs."""
+        body, single = self._core.body(data)
+        return self._core.answer(self._post(f"{self._core.endpoint}/predict", body), single)
+
+    def ready(self) -> bool:
+        """Whether the model answers its V2 ready check."""
+        url = f"{self._core.base_url}/v2/models/{self._core.model}/ready"
+        try:
+            return self._http.get(url).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def _post(self, url: str, body: bytes) -> httpx.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.post(url, content=body)
+            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+                wait = self._core.delay(attempt, None)
+                if wait is None:
+                    raise InferenceError(503, f"cannot reach {url}: {exc}") from exc
+            else:
+                wait = self._core.delay(attempt, response)
+                if wait is None:
+                    return response
+            time.sleep(wait)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._http.close()
+
+    def __enter__(self) -> InferenceClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"InferenceClient(endpoint={self._core.endpoint!r})"
+
+
+class AsyncInferenceClient:
+    """The async twin of `InferenceClient`, on the same core: `await client.predict({...})`."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._core = _Core(endpoint, api_key, timeout_s, retries, backoff_s)
+        self._http = httpx.AsyncClient(
+            timeout=timeout_s, headers=self._core.headers, transport=transport
+        )
+
+    @property
+    def endpoint(self) -> str:
+        """The model's URL this client calls."""
+        return self._core.endpoint
+
+    async def predict(self, data: Any) -> Any:
+        """Send `data` to the product endpoint and return the named outputs."""
+        body, single = self._core.body(data)
+        response = await self._post(f"{self._core.endpoint}/predict", body)
+        return self._core.answer(response, single)
+
+    async def ready(self) -> bool:
+        """Whether the model answers its V2 ready check."""
+        url = f"{self._core.base_url}/v2/models/{self._core.model}/ready"
+        try:
+            return (await self._http.get(url)).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    async def _post(self, url: str, body: bytes) -> httpx.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http.post(url, content=body)
+            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+                wait = self._core.delay(attempt, None)
+                if wait is None:
+                    raise InferenceError(503, f"cannot reach {url}: {exc}") from exc
+            else:
+                wait = self._core.delay(attempt, response)
+                if wait is None:
+                    return response
+            await asyncio.sleep(wait)
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncInferenceClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncInferenceClient",
+    "Deployment",
     "DeploymentSpec",
     "InferenceClient",
     "MissingExtraError",
@@ -17,11 +18,13 @@ __all__ = [
     "Registry",
     "Runtime",
     "__version__",
+    "deploy",
 ]
 
 if TYPE_CHECKING:
     from nstarx_jupyter.client import AsyncInferenceClient, InferenceClient
-    from nstarx_jupyter.deploy import DeploymentSpec
+    from nstarx_jupyter.deployment import DeploymentSpec
+    from nstarx_jupyter.deployment.api import Deployment, deploy
     from nstarx_jupyter.errors import MissingExtraError, NstarxError
     from nstarx_jupyter.registry import ModelVersion, Registry
     from nstarx_jupyter.runtimes.base import Runtime
@@ -35,7 +38,9 @@ _LAZY = {
     "Registry": "nstarx_jupyter.registry",
     "InferenceClient": "nstarx_jupyter.client",
     "AsyncInferenceClient": "nstarx_jupyter.client",
-    "DeploymentSpec": "nstarx_jupyter.deploy",
+    "DeploymentSpec": "nstarx_jupyter.deployment",
+    "Deployment": "nstarx_jupyter.deployment.api",
+    "deploy": "nstarx_jupyter.deployment.api",
     "ModelVersion": "nstarx_jupyter.registry",
 }
 

@@ -43,8 +43,29 @@ def _parser() -> argparse.ArgumentParser:
         "--model-repository", type=Path, metavar="DIR",
         help="a folder whose sub-folders are models, named after the folders",
     )  # fmt: skip
+    serve.add_argument(
+        "--state-dir", type=Path, metavar="DIR",
+        help="keep deployments here and turn on the control API; its admin token goes into "
+        "DIR/state.json (what deploy() and `nstarx deploy` use)",
+    )  # fmt: skip
     for field, kind, text in _MODEL_DEFAULTS:
         serve.add_argument("--" + field.replace("_", "-"), type=kind, help=text)
+    deploy = commands.add_parser("deploy", help="deploy a model file or registry URI locally")
+    deploy.add_argument("name", help="deployment name (lower case, digits, '-')")
+    deploy.add_argument("model", help="a model file or folder, or models:/NAME/VERSION")
+    deploy.add_argument("--min-replicas", type=int, default=1, help="0 scales to zero when idle")
+    deploy.add_argument("--container-concurrency", type=int, help="predictions at once")
+    deploy.add_argument("--timeout-s", type=int, help="per-request deadline in seconds")
+    deploy.add_argument("--max-batch-size", type=int, help="turn on adaptive batching")
+    deploy.add_argument("--max-latency-ms", type=int, default=5, help="batching: longest wait")
+    apply = commands.add_parser("apply", help="deploy the InferenceServices of a KServe YAML")
+    apply.add_argument("-f", "--filename", type=Path, required=True, help="the YAML file")
+    commands.add_parser("status", help="the local server and its deployments")
+    commands.add_parser("stop", help="stop the local server (deployments stay saved)")
+    delete = commands.add_parser("delete", help="delete a local deployment")
+    delete.add_argument("name")
+    for sub in (deploy, apply, delete):
+        sub.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
     demo = commands.add_parser("demo", help="train an iris model, serve it and call it")
     _server_arguments(demo)
     demo.add_argument("--once", action="store_true", help="exit after the example calls")
@@ -76,9 +97,19 @@ def _serve(args: argparse.Namespace) -> int:
     models = [parse_model_arg(value, defaults) for value in args.model]
     if args.model_repository is not None:
         models += settings_from_repository(args.model_repository, defaults)
-    if not models:
-        raise SystemExit("nstarx serve: give at least one --model NAME=PATH or --model-repository")
-    return run_server(models, _config(args))
+    if not models and args.state_dir is None:
+        raise SystemExit(
+            "nstarx serve: give at least one --model NAME=PATH, --model-repository or --state-dir"
+        )
+    config = _config(args)
+    if args.state_dir is not None:
+        import dataclasses
+        import secrets
+
+        config = dataclasses.replace(
+            config, state_dir=args.state_dir.expanduser(), admin_token=secrets.token_urlsafe(32)
+        )
+    return run_server(models, config)
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -98,11 +129,16 @@ def _demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `nstarx` command; user mistakes print one line, not a traceback."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    level = getattr(args, "log_level", "warning")
+    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "serve":
             return _serve(args)
-        return _demo(args)
+        if args.command == "demo":
+            return _demo(args)
+        from nstarx_jupyter.deployment.commands import run_command
+
+        return run_command(args)
     except NstarxError as exc:
         print(f"nstarx {args.command}: {exc.message}", file=sys.stderr)  # noqa: T201
         return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DEFAULT_HTTP_PORT", "DEFAULT_MAX_BODY_BYTES", "nstarx_home"]
+__all__ = ["DEFAULT_HTTP_PORT", "DEFAULT_MAX_BODY_BYTES", "STATE_FILE", "nstarx_home", "server_dir"]
 
 DEFAULT_HTTP_PORT = 8080
 """KServe's data-plane port."""
@@ -19,3 +19,12 @@ def nstarx_home() -> Path:
     home = Path(os.environ.get("NSTARX_HOME") or Path.home() / ".nstarx").expanduser()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+STATE_FILE = "state.json"
+"""In the server's state folder: how clients find it (pid, URLs, admin token); user-only."""
+
+
+def server_dir() -> Path:
+    """The local server's state folder: `$NSTARX_HOME/server` (deployments, state, log)."""
+    return nstarx_home() / "server"

@@ -20,6 +20,7 @@ from nstarx_jupyter.errors import (
     ModelLoadError,
     NotFoundError,
     NstarxError,
+    UnavailableError,
     require,
 )
 from nstarx_jupyter.registry.flavors import flavor_of, runtime_for
@@ -35,6 +36,7 @@ EXPERIMENT = "nstarx-registry"
 """The MLflow experiment that holds the runs `register` creates."""
 STATS_FILE = "reference_stats.json"
 FLAVOR_TAG = "nstarx.flavor"
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -219,6 +221,10 @@ class Registry:
         except NstarxError:
             raise
         except Exception as exc:
+            if not _missing(exc):
+                raise UnavailableError(
+                    f"the registry at {self.tracking_uri} failed: {exc}"
+                ) from exc
             what = f"alias '{alias}'" if alias is not None else f"version {version}"
             raise NotFoundError(f"model '{name}' has no {what}") from exc
         return self._version(found)
@@ -349,7 +355,9 @@ class Registry:
         try:
             self.client.get_registered_model(name)
         except Exception as exc:
-            raise NotFoundError(f"no registered model '{name}'") from exc
+            if _missing(exc):
+                raise NotFoundError(f"no registered model '{name}'") from exc
+            raise UnavailableError(f"the registry at {self.tracking_uri} failed: {exc}") from exc
 
     def _experiment_id(self) -> str:
         client = self.client
@@ -366,6 +374,9 @@ class Registry:
         """Point MLflow's fluent API at this registry for one block, then put it back."""
         mlflow = _mlflow()
         before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+        # set_tracking_uri also exports MLFLOW_TRACKING_URI, which child processes (a server
+        # started later) would inherit: put the environment back exactly as it was.
+        env = {key: os.environ.get(key) for key in _URI_VARIABLES}
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.registry_uri)
         try:
@@ -373,6 +384,11 @@ class Registry:
         finally:
             mlflow.set_tracking_uri(before[0])
             mlflow.set_registry_uri(before[1])
+            for key, value in env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     def _version(self, item: Any) -> ModelVersion:
         tags = dict(item.tags or {})
@@ -414,6 +430,12 @@ def _mlflow() -> Any:
         mlflow = require("mlflow", "mlflow")
         require("mlflow.pyfunc", "mlflow")
     return mlflow
+
+
+def _missing(exc: BaseException) -> bool:
+    """Whether MLflow said "does not exist" (and not: locked, unreachable, broken)."""
+    code = str(getattr(exc, "error_code", ""))
+    return code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower()
 
 
 def _check_name(name: str) -> None:

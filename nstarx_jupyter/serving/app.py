@@ -21,6 +21,7 @@ from nstarx_jupyter.serving.rest import RestHandlers
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable
+    from pathlib import Path
 
     from prometheus_client import CollectorRegistry
 
@@ -43,6 +44,10 @@ class ServingConfig:
     """Larger request bodies get 413 before they are read."""
     predict_threads: int = 0
     """Threads running slow predictions off the event loop; 0 means one per usable core."""
+    state_dir: Path | None = None
+    """Where deployments persist; with `admin_token`, turns on the control API (`/nstarx/v1`)."""
+    admin_token: str | None = None
+    """The bearer token the control API requires."""
 
 
 def _usable_cores() -> int:
@@ -72,18 +77,28 @@ def create_app(
     repository = ModelRepository(models, metrics, executor)
     dataplane = DataPlane(repository, metrics)
 
+    control = None
+    routes = RestHandlers(dataplane, config.max_body_bytes).routes()
+    if config.state_dir is not None and config.admin_token:
+        from nstarx_jupyter.serving.control import ControlPlane
+
+        control = ControlPlane(repository, config.state_dir, config.admin_token)
+        routes = [*control.routes(), *routes]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await repository.start()
+        if control is not None:
+            await control.restore()
         try:
             yield
         finally:
             await repository.close()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    routes = Starlette(
-        routes=RestHandlers(dataplane, config.max_body_bytes).routes(),
+    starlette = Starlette(
+        routes=routes,
         exception_handlers={HTTPException: handle_http_exception},
         lifespan=lifespan,
     )
-    return InferenceApp(dataplane, routes, config.max_body_bytes)
+    return InferenceApp(dataplane, starlette, config.max_body_bytes)

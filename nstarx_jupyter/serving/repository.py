@@ -101,6 +101,30 @@ class ModelRepository:
         self._latest[settings.name] = versions[max(versions, key=_version_key)]
         return entry
 
+    async def replace(self, settings: ModelSettings) -> ModelEntry:
+        """Serve `settings` as the only version of its name, without dropping a request.
+
+        The new version loads first (unless it scales from zero); only then do new requests
+        go to it, while requests already holding the old one finish before it unloads. When
+        the new version fails to load, the old one keeps serving and the error is raised.
+        """
+        entry = ModelEntry(settings)
+        if settings.min_replicas > 0:
+            await self._load(entry)
+        old = list(self._entries.get(settings.name, {}).values())
+        self._entries[settings.name] = {settings.version: entry}
+        self._latest[settings.name] = entry
+        for previous in old:
+            await self._unload(previous)
+        return entry
+
+    async def remove(self, name: str) -> None:
+        """Stop serving every version of `name`, after the requests holding them finish."""
+        old = self._versions(name)
+        del self._entries[name], self._latest[name]
+        for entry in old:
+            await self._unload(entry)
+
     def names(self) -> list[str]:
         """Return every model name."""
         return list(self._entries)

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+import os
 import socket
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import uvicorn
 
+from nstarx_jupyter.config import STATE_FILE, server_dir
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 
 if TYPE_CHECKING:
@@ -18,7 +25,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.serving.settings import ModelSettings
 
-__all__ = ["BoundServer", "announce", "run_server", "serve"]
+__all__ = ["BoundServer", "announce", "run_server", "serve", "write_state"]
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +91,38 @@ async def serve(
             app.dataplane, config.host, config.grpc_port, config.max_body_bytes
         )
         grpc_address = f"{config.host}:{grpc_port}"
+    bound = BoundServer(_url(config.host, port), grpc_address)
+    state = write_state(config, bound) if config.state_dir is not None else None
     try:
-        if on_ready is not None and await on_ready(
-            BoundServer(_url(config.host, port), grpc_address)
-        ):
+        if on_ready is not None and await on_ready(bound):
             server.should_exit = True
         await task
     finally:
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
+        if state is not None:
+            with contextlib.suppress(OSError):
+                state.unlink()
     return 0
+
+
+def write_state(config: ServingConfig, bound: BoundServer) -> Path:
+    """Write the state file atomically with mode 0600 and return its path."""
+    folder = config.state_dir or server_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"pid": os.getpid(), "url": bound.url, "grpc": bound.grpc_address,
+           "token": config.admin_token, "started": time.time()}  # fmt: skip
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".state-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(doc, out)
+        target = folder / STATE_FILE
+        Path(tmp).replace(target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def announce(bound: BoundServer, out: TextIO = sys.stdout) -> None:

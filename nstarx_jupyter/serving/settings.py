@@ -20,7 +20,13 @@ from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.registry.catalog import parse_model_uri
 from nstarx_jupyter.runtimes.loader import runtime_class
 
-__all__ = ["SETTINGS_FILE", "ModelSettings", "parse_model_arg", "settings_from_repository"]
+__all__ = [
+    "SETTINGS_FILE",
+    "ModelSettings",
+    "file_settings",
+    "parse_model_arg",
+    "settings_from_repository",
+]
 
 SETTINGS_FILE = "model-settings.json"
 """Optional file beside a model artifact (MLServer's name) holding its `ModelSettings` fields."""
@@ -111,7 +117,7 @@ def parse_model_arg(value: str, defaults: dict[str, Any] | None = None) -> Model
     if path_text.startswith("models:/"):
         return _registry_settings(name, version, runtime, path_text, defaults)
     path = Path(path_text).expanduser() if path_text else None
-    fields: dict[str, Any] = {**(defaults or {}), **_file_fields(path)}
+    fields: dict[str, Any] = {**(defaults or {}), **file_settings(path)}
     fields.update(name=name, path=path)
     if version:
         fields["version"] = version
@@ -150,7 +156,7 @@ def settings_from_repository(
         raise InvalidInputError(f"model repository {root} is not a folder")
     found = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        fields = {**(defaults or {}), "name": folder.name, "path": folder, **_file_fields(folder)}
+        fields = {**(defaults or {}), "name": folder.name, "path": folder, **file_settings(folder)}
         found.append(ModelSettings.build(**fields))
     return found
 
@@ -165,7 +171,8 @@ def _split_runtime(target: str) -> tuple[str | None, str]:
     return None, target
 
 
-def _file_fields(path: Path | None) -> dict[str, Any]:
+def file_settings(path: Path | None) -> dict[str, Any]:
+    """The fields of `path/model-settings.json` when `path` is a folder holding one."""
     if path is None or not path.is_dir():
         return {}
     file = path / SETTINGS_FILE

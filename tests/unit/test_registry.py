@@ -217,10 +217,20 @@ async def test_an_mlflow_folder_serves_as_a_plain_path(
 
 
 def test_a_local_registry_is_out_of_a_clusters_reach(iris: Registry) -> None:
-    from nstarx_jupyter.deploy import DeploymentSpec
+    from nstarx_jupyter.deployment import DeploymentSpec
 
     assert iris.artifact_uri("models:/iris/1").startswith("file://")
     spec = DeploymentSpec(name="iris", storage_uri="models:/iris/1", model_format="mlflow")
     with pytest.raises(InvalidInputError, match=r"storage_uri: 'file://.*' is on this machine"):
         spec.to_kserve()
     assert "s3://bucket/iris" in spec.to_kserve(storage_uri="s3://bucket/iris")
+
+
+def test_registration_leaves_the_environment_for_child_processes_alone(
+    registry: Registry, fitted: LogisticRegression
+) -> None:
+    import os
+
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    registry.register(fitted, "env-check")
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # a server started next reads $NSTARX_HOME

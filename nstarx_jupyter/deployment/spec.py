@@ -50,7 +50,7 @@ class Resources(_Strict):
 class DeploymentSpec(_Strict):
     """A model deployment: what `deploy()` builds, `nstarx apply -f` reads, and KServe runs.
 
-    Every field maps onto one InferenceService field (`to_kserve` in `deploy.kserve`), except
+    Every field maps onto one InferenceService field (`to_kserve` in `deployment.kserve`), except
     `options`, which only the nstarx runtime reads (feature names, trusted skops types...).
     """
 
@@ -120,7 +120,7 @@ class DeploymentSpec(_Strict):
         `storage_uri` overrides where the cluster fetches the model (a local path or a registry
         on this machine is out of the cluster's reach).
         """
-        from nstarx_jupyter.deploy import kserve
+        from nstarx_jupyter.deployment import kserve
 
         docs = kserve.to_manifests(self, storage_uri=storage_uri,
                                    image=image or kserve.DEFAULT_IMAGE)  # fmt: skip

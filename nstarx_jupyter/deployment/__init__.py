@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from nstarx_jupyter.deploy.spec import Batching, DeploymentSpec, Resources
+from nstarx_jupyter.deployment.spec import Batching, DeploymentSpec, Resources
 
 __all__ = ["Batching", "DeploymentSpec", "Resources"]

@@ -2,8 +2,9 @@
 
 `to_manifests` emits an InferenceService (plus the nstarx ServingRuntime when the deployment runs
 on our server in the cluster, the default, so the product endpoint and the runtime behave as on the
-laptop). Every manifest passes the CRD schemas shipped in `deploy/schemas/` and the webhook rules
-those schemas cannot express. `from_kserve` reads the InferenceService a user would `kubectl apply`.
+laptop). Every manifest passes the CRD schemas shipped in `deployment/schemas/` and the webhook
+rules those schemas cannot express. `from_kserve` reads the InferenceService a user would
+`kubectl apply`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nstarx_jupyter import __version__
-from nstarx_jupyter.deploy.spec import DeploymentSpec
+from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError
 
 __all__ = [

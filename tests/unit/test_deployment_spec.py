@@ -9,8 +9,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nstarx_jupyter.deploy import DeploymentSpec
-from nstarx_jupyter.deploy.kserve import (
+from nstarx_jupyter.deployment import DeploymentSpec
+from nstarx_jupyter.deployment.kserve import (
     MODE_ANNOTATION,
     from_kserve,
     to_manifests,

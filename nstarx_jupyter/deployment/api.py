@@ -1,0 +1,133 @@
+"""`deploy()` and `Deployment`: a model behind an endpoint in one call, from a notebook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.deployment.spec import DeploymentSpec
+from nstarx_jupyter.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from nstarx_jupyter.client import InferenceClient
+
+__all__ = ["Deployment", "deploy"]
+
+
+def deploy(
+    model_or_uri: Any,
+    name: str,
+    *,
+    target: str = "local",
+    version: str | int | None = None,
+    min_replicas: int = 1,
+    max_replicas: int = 1,
+    batching: dict[str, Any] | None = None,
+    container_concurrency: int | None = None,
+    timeout_s: int | None = None,
+    resources: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    backend: LocalBackend | None = None,
+) -> Deployment:
+    """Serve a model under `name` and return its `Deployment` once it answers.
+
+    `model_or_uri` is a fitted model (registered on the fly as a new version of `name`), a
+    registry URI (`models:/iris/3`, `models:/iris@champion`), a registered model's name with
+    `version`, or a model file or folder. Deploying an existing name again creates a new
+    revision that takes over when ready, without dropping a request.
+    """
+    if target != "local":
+        raise InvalidInputError(
+            f"target '{target}': only 'local' deploys yet; for KServe, apply "
+            "deployment.to_kserve(storage_uri=...) with kubectl"
+        )
+    spec = DeploymentSpec.build(
+        name=name, storage_uri=_source(model_or_uri, name, version), min_replicas=min_replicas,
+        max_replicas=max_replicas, batching=batching, container_concurrency=container_concurrency,
+        timeout_s=timeout_s, resources=resources, options=options or {},
+        deployment_mode="Knative" if min_replicas == 0 else "Standard",
+    )  # fmt: skip
+    backend = backend or LocalBackend()
+    backend.apply(spec)
+    return Deployment(name, backend)
+
+
+def _source(model: Any, name: str, version: str | int | None) -> str:
+    if isinstance(model, Path) or (isinstance(model, str) and not model.startswith("models:/")):
+        path = Path(model).expanduser()
+        if path.exists():
+            return str(path.resolve())
+        if isinstance(model, str) and version is not None:
+            return f"models:/{model}/{version}"
+        raise InvalidInputError(f"'{model}' is neither a file nor a registry URI")
+    if isinstance(model, str):
+        return model
+    from nstarx_jupyter.registry import Registry  # MLflow loads only for a model object
+
+    return Registry().register(model, name).uri
+
+
+class Deployment:
+    """A running deployment: status, endpoint, predictions, KServe YAML, deletion."""
+
+    def __init__(self, name: str, backend: LocalBackend | None = None) -> None:
+        self.name = name
+        self.backend = backend or LocalBackend()
+        self._client: InferenceClient | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The server's description: spec, revision, status and times."""
+        return self.backend.describe(self.name)
+
+    @property
+    def status(self) -> str:
+        """`Ready`, `Loading`, `Idle` (scaled to zero) or `Failed`."""
+        return str(self.describe()["status"])
+
+    @property
+    def revision(self) -> int:
+        """Increases by one with each redeploy."""
+        return int(self.describe()["revision"])
+
+    @property
+    def spec(self) -> DeploymentSpec:
+        """The spec the deployment runs."""
+        return DeploymentSpec.build(**self.describe()["spec"])
+
+    @property
+    def url(self) -> str:
+        """The model's endpoint (`…/v1/models/NAME`): `/predict` for records, KServe V1 and V2."""
+        return f"{self.backend.ensure_server().url}/v1/models/{self.name}"
+
+    def predict(self, data: Any) -> Any:
+        """Send a record (or several) and return the named outputs."""
+        if self._client is None:
+            from nstarx_jupyter.client import InferenceClient
+
+            self._client = InferenceClient(self.url)
+        return self._client.predict(data)
+
+    def to_kserve(self, *, storage_uri: str | None = None, image: str | None = None) -> str:
+        """The KServe YAML for this deployment (see `DeploymentSpec.to_kserve`)."""
+        return self.spec.to_kserve(storage_uri=storage_uri, image=image)
+
+    def delete(self) -> None:
+        """Stop serving and forget the deployment."""
+        self.close()
+        self.backend.delete(self.name)
+
+    def close(self) -> None:
+        """Close this object's pooled connections (the deployment keeps serving)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __del__(self) -> None:
+        # Notebooks drop objects without closing them; their sockets should go with them.
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+
+    def __repr__(self) -> str:
+        return f"Deployment(name={self.name!r})"

@@ -1,0 +1,86 @@
+"""What `nstarx deploy | apply | status | stop | delete` do, on the local backend."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from nstarx_jupyter.deployment.api import deploy
+from nstarx_jupyter.deployment.kserve import from_kserve, validate_manifest
+from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
+
+__all__ = ["apply_file", "run_command"]
+
+
+def run_command(args: argparse.Namespace, out: Any = sys.stdout) -> int:
+    """Run one local-backend command and print its outcome."""
+    backend = LocalBackend()
+    if args.command == "deploy":
+        batching = None
+        if args.max_batch_size:
+            batching = {"max_batch_size": args.max_batch_size,
+                        "max_latency_ms": args.max_latency_ms}  # fmt: skip
+        made = deploy(args.model, args.name, min_replicas=args.min_replicas, batching=batching,
+                      container_concurrency=args.container_concurrency,
+                      timeout_s=args.timeout_s, backend=backend)  # fmt: skip
+        doc = made.describe()
+        print(f"deployed {made.name} revision {doc['revision']} ({doc['status']}) at {made.url}",
+              file=out)  # fmt: skip
+        return 0
+    if args.command == "apply":
+        for name in apply_file(args.filename, backend):
+            print(f"inferenceservice/{name} applied", file=out)
+        return 0
+    if args.command == "delete":
+        backend.delete(args.name)
+        print(f"deleted {args.name}", file=out)
+        return 0
+    if args.command == "stop":
+        print("stopped" if backend.stop() else "no local server was running", file=out)
+        return 0
+    state = backend.running()
+    if state is None:
+        print("no local server running", file=out)
+        return 0
+    print(f"local server {state.url} (pid {state.pid})", file=out)
+    rows = [(d["name"], str(d["revision"]), d["status"], d["spec"].get("storage_uri", ""))
+            for d in backend.list()]  # fmt: skip
+    if rows:
+        widths = [max(len(r[i]) for r in [("NAME", "REV", "STATUS", "MODEL"), *rows])
+                  for i in range(4)]  # fmt: skip
+        for row in [("NAME", "REV", "STATUS", "MODEL"), *rows]:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)), file=out)
+    return 0
+
+
+def apply_file(path: Path, backend: LocalBackend) -> list[str]:
+    """Deploy every InferenceService in a KServe YAML file (ServingRuntimes are checked only).
+
+    A relative local `storageUri` is read relative to the file, as a user expects from a
+    manifest kept beside its model.
+    """
+    import yaml
+
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInputError(f"{path}: {exc}") from exc
+    specs = []
+    for doc in docs:
+        validate_manifest(doc)
+        if doc.get("kind") == "InferenceService":
+            spec = from_kserve(doc)
+            uri = spec.storage_uri or ""
+            if uri and "://" not in uri and not uri.startswith("/"):
+                spec = spec.replace(storage_uri=str((path.parent / uri).resolve()))
+            specs.append(spec)
+    if not specs:
+        raise InvalidInputError(f"{path}: no InferenceService to apply")
+    for spec in specs:
+        backend.apply(spec)
+    return [spec.name for spec in specs]

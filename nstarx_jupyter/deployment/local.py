@@ -1,0 +1,196 @@
+"""The local backend: find or start the detached local server and drive its control API."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from nstarx_jupyter.config import STATE_FILE, server_dir
+from nstarx_jupyter.errors import (
+    ErrorKind,
+    InvalidInputError,
+    NotFoundError,
+    NstarxError,
+    UnavailableError,
+)
+
+__all__ = ["LocalBackend", "ServerState"]
+
+START_TIMEOUT_S = 60.0
+LOG_FILE = "server.log"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """What the running server wrote into its state file."""
+
+    pid: int
+    url: str
+    token: str
+    grpc: str | None = None
+
+
+class ControlError(NstarxError):
+    """The control API refused a call; `kind` follows the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.kind = {400: ErrorKind.INVALID_INPUT, 401: ErrorKind.UNAUTHENTICATED,
+                     404: ErrorKind.NOT_FOUND, 503: ErrorKind.UNAVAILABLE}.get(
+                         status, ErrorKind.INTERNAL)  # fmt: skip
+
+
+class LocalBackend:
+    """Deployments on this machine's server: one process per `$NSTARX_HOME`, started on demand.
+
+    The server is started detached (its own session, output in `server.log`), so it outlives the
+    notebook kernel that started it; it serves the saved deployments again when restarted.
+    """
+
+    def __init__(self, state_dir: Path | None = None, *, timeout_s: float = 120.0) -> None:
+        self.state_dir = state_dir or server_dir()
+        self.timeout_s = timeout_s
+
+    # -- the server process --------------------------------------------------------------------
+
+    def running(self) -> ServerState | None:
+        """The running server's state, or None (a stale state file from a dead one is ignored)."""
+        try:
+            doc = json.loads((self.state_dir / STATE_FILE).read_text())
+            state = ServerState(
+                int(doc["pid"]), str(doc["url"]), str(doc["token"]), doc.get("grpc")
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not _alive(state.pid):
+            return None
+        try:
+            httpx.get(f"{state.url}/v2/health/live", timeout=2).raise_for_status()
+        except httpx.HTTPError:
+            return None
+        return state
+
+    def ensure_server(self) -> ServerState:
+        """The running server, starting one (detached, on a free port) when none answers."""
+        state = self.running()
+        if state is not None:
+            return state
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+        pid = _spawn_detached(
+            [sys.executable, "-m", "nstarx_jupyter.cli", "serve", "--port", "0",
+             "--state-dir", str(self.state_dir), "--log-level", "warning"],
+            self.state_dir / LOG_FILE,
+        )  # fmt: skip
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                raise UnavailableError(
+                    f"the local server stopped while starting; see {self.state_dir / LOG_FILE}"
+                )
+            state = self.running()
+            if state is not None and state.pid == pid:
+                return state
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+        raise UnavailableError(f"the local server did not start in {START_TIMEOUT_S:.0f} s")
+
+    def stop(self) -> bool:
+        """Stop the running server (its deployments stay saved); False when none was running."""
+        state = self.running()
+        if state is None:
+            return False
+        os.kill(state.pid, 15)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _alive(state.pid):
+            time.sleep(0.05)
+        return True
+
+    # -- the control API -----------------------------------------------------------------------
+
+    def apply(self, spec: Any) -> dict[str, Any]:
+        """Create or replace a deployment and return its description once it serves."""
+        doc = spec.model_dump(mode="json", exclude_defaults=True)
+        return self._call("PUT", f"/deployments/{spec.name}", doc)  # type: ignore[no-any-return]
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """One deployment's description (spec, revision, status)."""
+        return self._call("GET", f"/deployments/{name}")  # type: ignore[no-any-return]
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every deployment's description."""
+        return self._call("GET", "/deployments")  # type: ignore[no-any-return]
+
+    def delete(self, name: str) -> None:
+        """Stop serving a deployment and forget it."""
+        self._call("DELETE", f"/deployments/{name}")
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        state = self.ensure_server()
+        try:
+            response = httpx.request(
+                method, f"{state.url}/nstarx/v1{path}", json=body, timeout=self.timeout_s,
+                headers={"authorization": f"Bearer {state.token}"},
+            )  # fmt: skip
+        except httpx.HTTPError as exc:
+            raise UnavailableError(f"the local server did not answer: {exc}") from exc
+        if response.status_code == 204:
+            return None
+        if response.status_code >= 400:
+            message = response.text
+            with contextlib.suppress(ValueError):
+                message = response.json().get("error", message)
+            if response.status_code == 404:
+                raise NotFoundError(message)
+            if response.status_code == 400:
+                raise InvalidInputError(message)
+            raise ControlError(response.status_code, message)
+        return response.json()
+
+
+_LAUNCHER = """
+import subprocess, sys
+with open(sys.argv[1], "ab") as log:
+    child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                             start_new_session=True)
+print(child.pid)
+"""
+
+
+def _spawn_detached(command: list[str], log: Path) -> int:
+    """Start `command` as a grandchild in its own session and return its pid.
+
+    The launcher in between exits at once, so the server belongs to init, not to the notebook
+    kernel: it outlives the kernel and never lingers as our zombie.
+    """
+    launched = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", _LAUNCHER, str(log), *command], capture_output=True, text=True,
+        check=False, env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=30,
+    )  # fmt: skip
+    if launched.returncode != 0 or not launched.stdout.strip().isdigit():
+        raise UnavailableError(f"cannot start the local server: {launched.stderr.strip()}")
+    return int(launched.stdout.strip())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (our own child that exited) still "exists": read its state where we can.
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0] != "Z"
+    return True

@@ -1,0 +1,251 @@
+"""The control API (`/nstarx/v1/deployments`): deploy, list, inspect and delete deployments.
+
+A deployment is a `DeploymentSpec` served as one model under its name. Specs persist as JSON files
+in the server's state folder and are served again when the server restarts. Every call needs the
+admin token the server wrote into its state file (readable by the user only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nstarx_jupyter.deployment.spec import DeploymentSpec
+from nstarx_jupyter.errors import (
+    ErrorKind,
+    InvalidInputError,
+    ModelLoadError,
+    NotFoundError,
+    NstarxError,
+)
+from nstarx_jupyter.runtimes.loader import RUNTIMES
+from nstarx_jupyter.serving.http_errors import nstarx_error_response
+from nstarx_jupyter.serving.settings import ModelSettings, file_settings
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from nstarx_jupyter.serving.repository import ModelRepository
+
+__all__ = ["PREFIX", "ControlPlane", "settings_for"]
+
+log = logging.getLogger(__name__)
+PREFIX = "/nstarx/v1"
+
+
+class UnauthenticatedError(NstarxError):
+    """The control API was called without the admin token."""
+
+    kind = ErrorKind.UNAUTHENTICATED
+
+
+@dataclass(slots=True)
+class _Deployed:
+    spec: DeploymentSpec
+    revision: int
+    created: float
+    updated: float
+    status: str = "Ready"
+    reason: str = ""
+
+
+def settings_for(spec: DeploymentSpec, revision: int) -> ModelSettings:
+    """The local server's settings for a deployment, with KServe's meanings kept.
+
+    Raises:
+        InvalidInputError: the spec names something the local server cannot read.
+    """
+    fields: dict[str, Any] = {
+        "name": spec.name,
+        "options": spec.options,
+        "min_replicas": 0 if spec.min_replicas == 0 else 1,
+        "container_concurrency": spec.container_concurrency or 0,
+        "timeout_s": spec.timeout_s,
+        "version": str(revision),
+    }
+    uri = spec.storage_uri
+    if uri is None:
+        raise InvalidInputError("storage_uri: the deployment names no model")
+    if uri.startswith("models:/"):
+        fields["storage_uri"] = uri
+        _, _, tail = uri.rpartition("/")
+        if tail.isdigit():
+            fields["version"] = tail  # the registry's version number is the one users know
+    else:
+        path = Path(uri.removeprefix("file://")).expanduser()
+        if "://" in uri and not uri.startswith("file://"):
+            raise InvalidInputError(
+                f"storage_uri: the local server reads files and registry URIs, not '{uri}'"
+            )
+        if not path.exists():
+            raise InvalidInputError(f"storage_uri: {path} does not exist")
+        fields["path"] = path
+        saved = file_settings(path)  # a folder's model-settings.json, as `nstarx serve` reads it
+        fields = {**saved, **fields, "options": {**saved.get("options", {}), **spec.options}}
+    if spec.runtime in RUNTIMES or (spec.runtime and "." in spec.runtime):
+        fields["runtime"] = spec.runtime  # a ServingRuntime name means nothing here: infer
+    if spec.batching is not None:
+        fields["max_batch_size"] = spec.batching.max_batch_size
+        fields["max_latency_ms"] = float(spec.batching.max_latency_ms)
+    return ModelSettings.build(**fields)
+
+
+class ControlPlane:
+    """Deployments on the local server, kept in `state_dir/deployments/NAME.json`."""
+
+    def __init__(self, repository: ModelRepository, state_dir: Path, token: str) -> None:
+        self.repository = repository
+        self.folder = state_dir / "deployments"
+        self._token = token
+        self._deployed: dict[str, _Deployed] = {}
+
+    async def restore(self) -> None:
+        """Serve the deployments saved by an earlier run; a broken one is reported, not fatal."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for file in sorted(self.folder.glob("*.json")):
+            try:
+                doc = json.loads(file.read_text())
+                spec = DeploymentSpec.build(**doc["spec"])
+                await self.apply(spec, revision=int(doc.get("revision", 1)), save=False,
+                                 created=float(doc.get("created", time.time())))  # fmt: skip
+            except (OSError, ValueError, KeyError, NstarxError) as exc:
+                log.error("cannot restore deployment from %s: %s", file, exc)
+
+    async def apply(
+        self,
+        spec: DeploymentSpec,
+        *,
+        revision: int | None = None,
+        save: bool = True,
+        created: float | None = None,
+    ) -> dict[str, Any]:
+        """Create or replace a deployment; a replacement is a new revision, swapped in ready."""
+        previous = self._deployed.get(spec.name)
+        revision = revision or (previous.revision + 1 if previous else 1)
+        settings = settings_for(spec, revision)
+        now = time.time()
+        created = created or (previous.created if previous else now)
+        try:
+            try:
+                await self.repository.replace(settings)
+            except ModelLoadError as exc:  # the user's file: their mistake to fix, not a 500
+                raise InvalidInputError(f"the model did not load: {exc.message}") from exc
+        except NstarxError as exc:
+            if previous is None:
+                self._deployed[spec.name] = _Deployed(spec, revision, created, now, "Failed",
+                                                      exc.message)  # fmt: skip
+            raise
+        deployed = _Deployed(spec, revision, created, now)
+        self._deployed[spec.name] = deployed
+        if save:
+            self._save(deployed)
+        return self.describe(spec.name)
+
+    async def delete(self, name: str) -> None:
+        """Stop serving a deployment and forget it."""
+        if name not in self._deployed:
+            raise NotFoundError(f"no deployment '{name}'")
+        del self._deployed[name]
+        with contextlib.suppress(NstarxError):
+            await self.repository.remove(name)
+        (self.folder / f"{name}.json").unlink(missing_ok=True)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """A deployment's spec, revision, status and times."""
+        deployed = self._deployed.get(name)
+        if deployed is None:
+            raise NotFoundError(f"no deployment '{name}'")
+        status, reason = deployed.status, deployed.reason
+        if status == "Ready":
+            with contextlib.suppress(NstarxError):
+                entry = self.repository.entry(name)
+                status = {"READY": "Ready", "LOADING": "Loading"}.get(entry.state.value, "Idle")
+                reason = entry.reason
+        doc: dict[str, Any] = {
+            "name": name, "revision": deployed.revision, "status": status,
+            "spec": deployed.spec.model_dump(mode="json", exclude_defaults=True),
+            "created": deployed.created, "updated": deployed.updated,
+        }  # fmt: skip
+        if reason:
+            doc["reason"] = reason
+        return doc
+
+    def names(self) -> list[str]:
+        """Every deployment's name."""
+        return sorted(self._deployed)
+
+    def _save(self, deployed: _Deployed) -> None:
+        """Write whole or not at all: a crash leaves the old file or the new one."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        doc = {"spec": deployed.spec.model_dump(mode="json", exclude_defaults=True),
+               "revision": deployed.revision, "created": deployed.created}  # fmt: skip
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(doc, out, indent=1)
+                out.flush()
+                os.fsync(out.fileno())
+            Path(tmp).replace(self.folder / f"{deployed.spec.name}.json")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        """The control API's routes."""
+        return [
+            Route(f"{PREFIX}/deployments", self._list, methods=["GET"]),
+            Route(f"{PREFIX}/deployments/{{name}}", self._one, methods=["GET", "PUT", "DELETE"]),
+        ]
+
+    def _check(self, request: Request) -> None:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), self._token.encode()):
+            raise UnauthenticatedError("the control API needs the server's admin token")
+
+    async def _list(self, request: Request) -> Response:
+        try:
+            self._check(request)
+            return _json([self.describe(name) for name in self.names()])
+        except NstarxError as exc:
+            return nstarx_error_response(request, exc)
+
+    async def _one(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            self._check(request)
+            if request.method == "GET":
+                return _json(self.describe(name))
+            if request.method == "DELETE":
+                await self.delete(name)
+                return Response(status_code=204)
+            try:
+                doc = orjson.loads(await request.body())
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInputError(f"the body is not JSON: {exc}") from None
+            if not isinstance(doc, dict):
+                raise InvalidInputError("the body must be a DeploymentSpec object")
+            if doc.setdefault("name", name) != name:
+                raise InvalidInputError(f"name: the body says '{doc['name']}', the URL '{name}'")
+            existed = name in self._deployed
+            described = await self.apply(DeploymentSpec.build(**doc))
+            return _json(described, 200 if existed else 201)
+        except NstarxError as exc:
+            return nstarx_error_response(request, exc)
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status, media_type="application/json")

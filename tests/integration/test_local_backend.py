@@ -1,0 +1,178 @@
+"""deploy() and the local backend: a detached server, its control API, restarts and redeploys."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from nstarx_jupyter import Deployment, deploy
+from nstarx_jupyter.client import InferenceClient
+from nstarx_jupyter.config import STATE_FILE
+from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.errors import InvalidInputError, NotFoundError
+from tests.conftest import IRIS_FEATURES
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("local-backend")]
+ROW = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
+
+
+@pytest.fixture
+def backend(nstarx_home: Path) -> Iterator[LocalBackend]:
+    """A backend on this test's $NSTARX_HOME; its server is stopped afterwards."""
+    made = LocalBackend(nstarx_home / "server", timeout_s=60)
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def named_iris(iris_path: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "iris"
+    folder.mkdir()
+    (folder / "model.joblib").write_bytes(iris_path.read_bytes())
+    (folder / "model-settings.json").write_text(json.dumps({"options": {
+        "feature_names": IRIS_FEATURES}}))  # fmt: skip
+    return folder
+
+
+def test_deploy_starts_a_detached_server_and_serves(
+    backend: LocalBackend, named_iris: Path, iris_model: LogisticRegression
+) -> None:
+    assert backend.running() is None
+    made = deploy(named_iris, "iris", backend=backend)
+    assert made.status == "Ready"
+    assert made.revision == 1
+    assert made.predict(ROW)["prediction"] == int(iris_model.predict([list(ROW.values())])[0])
+    state_file = backend.state_dir / STATE_FILE
+    assert stat.S_IMODE(state_file.stat().st_mode) == 0o600  # the admin token is the user's
+    # The control API wants the token; the data plane does not (keys come with security).
+    state = backend.running()
+    assert state is not None
+    refused = httpx.get(f"{state.url}/nstarx/v1/deployments")
+    assert refused.status_code == 401
+    assert "admin token" in refused.json()["error"]
+    assert [d["name"] for d in backend.list()] == ["iris"]
+    assert "kind: InferenceService" in made.to_kserve(storage_uri="s3://bucket/iris")
+
+
+def test_a_redeploy_is_a_new_revision_and_drops_no_request(
+    backend: LocalBackend, named_iris: Path
+) -> None:
+    made = deploy(named_iris, "iris", backend=backend)
+    failures: list[str] = []
+    done = threading.Event()
+    sent = 0
+
+    def load() -> None:
+        nonlocal sent
+        with InferenceClient(made.url, retries=0) as client:
+            while not done.is_set():
+                try:
+                    client.predict(ROW)
+                except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                    failures.append(repr(exc))
+                sent += 1
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        for revision in (2, 3):
+            assert deploy(named_iris, "iris", backend=backend, container_concurrency=8).revision \
+                == revision  # fmt: skip
+    finally:
+        done.set()
+        for worker in workers:
+            worker.join()
+    assert sent > 50
+    assert failures == []
+    assert made.spec.container_concurrency == 8
+
+
+def test_deployments_survive_a_server_restart(backend: LocalBackend, named_iris: Path) -> None:
+    deploy(named_iris, "iris", backend=backend)
+    first = backend.running()
+    assert first is not None
+    assert backend.stop()
+    assert backend.running() is None
+    again = Deployment("iris", backend)
+    assert again.status == "Ready"  # ensure_server started a new one, which restored iris
+    second = backend.running()
+    assert second is not None
+    assert second.pid != first.pid
+    assert "prediction" in again.predict(ROW)
+    again.delete()
+    with pytest.raises(NotFoundError, match="no deployment 'iris'"):
+        again.describe()
+    backend.stop()
+    assert backend.list() == []  # deleted for good: not restored
+
+
+def test_mistakes_are_reported_by_field_and_leave_the_old_revision_serving(
+    backend: LocalBackend, named_iris: Path, tmp_path: Path
+) -> None:
+    made = deploy(named_iris, "iris", backend=backend)
+    broken = tmp_path / "broken.joblib"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(InvalidInputError, match="the model did not load"):
+        deploy(broken, "iris", backend=backend)
+    assert made.revision == 1
+    assert "prediction" in made.predict(ROW)
+    with pytest.raises(InvalidInputError, match="neither a file nor a registry URI"):
+        deploy("no/such/file.joblib", "iris", backend=backend)
+    with pytest.raises(InvalidInputError, match="'name'"):
+        deploy(named_iris, "Bad_Name", backend=backend)
+
+
+def test_deploying_a_fitted_model_registers_it_first(
+    backend: LocalBackend, iris_data: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]
+) -> None:
+    x, y = iris_data
+    model = LogisticRegression(max_iter=500).fit(x, y)
+    made = deploy(model, "iris-fitted", backend=backend)
+    assert made.spec.storage_uri == "models:/iris-fitted/1"
+    assert made.predict([list(x[0])])[0]["prediction"] == int(model.predict(x[:1])[0])
+
+
+def test_the_cli_applies_kubectl_yaml_and_reports_status(
+    backend: LocalBackend, named_iris: Path, nstarx_home: Path
+) -> None:
+    manifest = named_iris.parent / "isvc.yaml"
+    manifest.write_text(f"""
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: sklearn-iris
+spec:
+  predictor:
+    minReplicas: 1
+    sklearn:
+      storageUri: {named_iris.name}
+""")
+
+    def nstarx(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "nstarx_jupyter.cli", *args], capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+
+    applied = nstarx("apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    assert "inferenceservice/sklearn-iris applied" in applied.stdout
+    status = nstarx("status")
+    assert "sklearn-iris" in status.stdout
+    assert "Ready" in status.stdout
+    bad = nstarx("apply", "-f", str(named_iris / "model-settings.json"))
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("nstarx apply:")
+    assert "Traceback" not in bad.stderr

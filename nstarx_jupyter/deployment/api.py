@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nstarx_jupyter.config import nstarx_home
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from nstarx_jupyter.client import InferenceClient
+    from nstarx_jupyter.registry import ModelVersion
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Deployment", "deploy"]
 
@@ -32,9 +41,10 @@ def deploy(
 ) -> Deployment:
     """Serve a model under `name` and return its `Deployment` once it answers.
 
-    `model_or_uri` is a fitted model (registered on the fly as a new version of `name`), a
-    registry URI (`models:/iris/3`, `models:/iris@champion`), a registered model's name with
-    `version`, or a model file or folder. Deploying an existing name again creates a new
+    `model_or_uri` is a fitted model (served at once from a staged copy while it registers as
+    a new version of `name`; see `Deployment.registration`), a registry URI (`models:/iris/3`,
+    `models:/iris@champion`), a registered model's name with `version`, or a model file or
+    folder. Deploying an existing name again creates a new
     revision that takes over when ready, without dropping a request.
     """
     if target != "local":
@@ -50,7 +60,10 @@ def deploy(
     )  # fmt: skip
     backend = backend or LocalBackend()
     backend.apply(spec)
-    return Deployment(name, backend)
+    made = Deployment(name, backend)
+    if not isinstance(model_or_uri, str | Path):
+        made.registration = _register_behind(model_or_uri, spec, backend)
+    return made
 
 
 def _source(model: Any, name: str, version: str | int | None) -> str:
@@ -63,9 +76,61 @@ def _source(model: Any, name: str, version: str | int | None) -> str:
         raise InvalidInputError(f"'{model}' is neither a file nor a registry URI")
     if isinstance(model, str):
         return model
-    from nstarx_jupyter.registry import Registry  # MLflow loads only for a model object
+    return str(_stage(model, name))
 
-    return Registry().register(model, name).uri
+
+def _stage(model: Any, name: str) -> Path:
+    """Save a fitted model where the server can read it: serving starts before MLflow is done."""
+    from nstarx_jupyter.registry.flavors import flavor_of
+
+    flavor = flavor_of(model)  # refuses what the registry could not take either
+    folder = nstarx_home() / "staging" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    if flavor.name == "onnx":
+        target = folder / f"{stem}.onnx"
+        data = model.SerializeToString()
+    else:
+        import io
+
+        import joblib
+
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer)
+        target, data = folder / f"{stem}.joblib", buffer.getvalue()
+    partial = target.with_suffix(".partial")
+    partial.write_bytes(data)
+    partial.replace(target)  # whole or nothing
+    return target
+
+
+def _register_behind(
+    model: Any, spec: DeploymentSpec, backend: LocalBackend
+) -> Future[ModelVersion]:
+    """Register in MLflow on a worker thread, then serve the registry version instead.
+
+    MLflow's import and first store migration take seconds; the model serves meanwhile from its
+    staged file. The thread is not a daemon: a script that ends right after `deploy()` still
+    finishes registering.
+    """
+    from nstarx_jupyter.registry import Registry
+
+    done: Future[ModelVersion] = Future()
+    staged = spec.storage_uri
+
+    def work() -> None:
+        try:
+            version = Registry().register(model, spec.name)
+            backend.apply(spec.replace(storage_uri=version.uri))
+            if staged is not None:
+                Path(staged).unlink(missing_ok=True)
+            done.set_result(version)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+            log.warning("registering %s in the model registry failed: %s", spec.name, exc)
+            done.set_exception(exc)
+
+    threading.Thread(target=work, name=f"nstarx-register-{spec.name}").start()
+    return done
 
 
 class Deployment:
@@ -75,6 +140,9 @@ class Deployment:
         self.name = name
         self.backend = backend or LocalBackend()
         self._client: InferenceClient | None = None
+        self.registration: Future[ModelVersion] | None = None
+        """For a fitted model: its registration in MLflow, running behind the deployment (the
+        deployment moves to `models:/NAME/VERSION` when it completes)."""
 
     def describe(self) -> dict[str, Any]:
         """The server's description: spec, revision, status and times."""

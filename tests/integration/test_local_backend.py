@@ -140,7 +140,13 @@ def test_deploying_a_fitted_model_registers_it_first(
     x, y = iris_data
     model = LogisticRegression(max_iter=500).fit(x, y)
     made = deploy(model, "iris-fitted", backend=backend)
+    # It serves at once from a staged copy, and moves to the registry version when registered.
+    assert made.predict([list(x[0])])[0]["prediction"] == int(model.predict(x[:1])[0])
+    assert made.registration is not None
+    version = made.registration.result(timeout=120)
+    assert version.uri == "models:/iris-fitted/1"
     assert made.spec.storage_uri == "models:/iris-fitted/1"
+    assert made.revision == 2
     assert made.predict([list(x[0])])[0]["prediction"] == int(model.predict(x[:1])[0])
 
 

@@ -53,3 +53,10 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     return getattr(importlib.import_module(module), name)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext nstarx_jupyter`: register `%%deploy`, `%predict` and `%nstarx`."""
+    import importlib
+
+    importlib.import_module("nstarx_jupyter.notebook.magics").register(ipython)

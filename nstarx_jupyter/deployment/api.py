@@ -176,6 +176,14 @@ class Deployment:
             self._client = InferenceClient(self.url)
         return self._client.predict(data)
 
+    def metrics(self, window_s: float = 60) -> dict[str, Any]:
+        """Server-side figures of the last `window_s` seconds.
+
+        Requests, rps, errors, error rate and exact p50/p95/p99 latency in ms, over every
+        caller's requests (not only this object's).
+        """
+        return self.backend.metrics(self.name, window_s)
+
     def to_kserve(self, *, storage_uri: str | None = None, image: str | None = None) -> str:
         """The KServe YAML for this deployment (see `DeploymentSpec.to_kserve`)."""
         return self.spec.to_kserve(storage_uri=storage_uri, image=image)

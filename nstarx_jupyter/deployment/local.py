@@ -131,6 +131,10 @@ class LocalBackend:
         """Every deployment's description."""
         return self._call("GET", "/deployments")  # type: ignore[no-any-return]
 
+    def metrics(self, name: str, window_s: float = 60) -> dict[str, Any]:
+        """Requests, rate, error rate and p50/p95/p99 (ms) over the last `window_s` seconds."""
+        return self._call("GET", f"/deployments/{name}/metrics?window_s={window_s}")  # type: ignore[no-any-return]
+
     def delete(self, name: str) -> None:
         """Stop serving a deployment and forget it."""
         self._call("DELETE", f"/deployments/{name}")

@@ -32,6 +32,7 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.runtimes.loader import RUNTIMES
 from nstarx_jupyter.serving.http_errors import nstarx_error_response
+from nstarx_jupyter.serving.metrics import LatencyWindow
 from nstarx_jupyter.serving.settings import ModelSettings, file_settings
 
 if TYPE_CHECKING:
@@ -209,7 +210,30 @@ class ControlPlane:
         return [
             Route(f"{PREFIX}/deployments", self._list, methods=["GET"]),
             Route(f"{PREFIX}/deployments/{{name}}", self._one, methods=["GET", "PUT", "DELETE"]),
+            Route(f"{PREFIX}/deployments/{{name}}/metrics", self._metrics, methods=["GET"]),
         ]
+
+    def metrics(self, name: str, window_s: float) -> dict[str, Any]:
+        """Requests, rate, errors and exact latency percentiles over the last `window_s` s."""
+        self.describe(name)
+        if not 0 < window_s <= 300:
+            raise InvalidInputError("window_s: between 0 and 300 seconds")
+        window = self.repository.metrics.windows.get(name)
+        if window is None:
+            window = LatencyWindow()
+        return {"name": name, **window.summary(window_s)}
+
+    async def _metrics(self, request: Request) -> Response:
+        try:
+            self._check(request)
+            raw = request.query_params.get("window_s", "60")
+            try:
+                window_s = float(raw)
+            except ValueError:
+                raise InvalidInputError(f"window_s: '{raw}' is not a number") from None
+            return _json(self.metrics(request.path_params["name"], window_s))
+        except NstarxError as exc:
+            return nstarx_error_response(request, exc)
 
     def _check(self, request: Request) -> None:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()

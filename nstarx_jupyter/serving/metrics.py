@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections import deque
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["ServerMetrics"]
+__all__ = ["LatencyWindow", "ServerMetrics"]
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -44,6 +48,8 @@ class ServerMetrics:
             "nstarx_models_loaded", "Models loaded and ready.", registry=self.registry
         )
         self._children: dict[tuple[str, str, str], tuple[Histogram, Counter]] = {}
+        self.windows: dict[str, LatencyWindow] = {}
+        """Recent requests per model name, for exact percentiles over a sliding window."""
 
     def observe_request(
         self, model: str, version: str, protocol: str, status: str, seconds: float
@@ -59,3 +65,43 @@ class ServerMetrics:
             children[1].inc()
         else:
             self.requests.labels(*key, status).inc()
+        window = self.windows.get(model)
+        if window is None:
+            window = self.windows[model] = LatencyWindow()
+        window.record(seconds, status == "ok")
+
+
+class LatencyWindow:
+    """The last `keep_s` seconds of one model's requests: latency and outcome of each.
+
+    Prometheus histograms answer "how many under 5 ms"; a notebook chart wants exact p50/p95/p99
+    of the last minute, so the server keeps the raw samples for a few minutes (a few MB at most).
+    """
+
+    def __init__(self, keep_s: float = 300.0, max_samples: int = 500_000) -> None:
+        self.keep_s = keep_s
+        self._samples: deque[tuple[float, float, bool]] = deque(maxlen=max_samples)
+
+    def record(self, seconds: float, ok: bool) -> None:
+        """Add one request that ended now."""
+        now = time.monotonic()
+        samples = self._samples
+        samples.append((now, seconds, ok))
+        while samples[0][0] < now - self.keep_s:
+            samples.popleft()
+
+    def summary(self, window_s: float) -> dict[str, float | int | None]:
+        """Requests, rate, errors and latency percentiles (ms) over the last `window_s` seconds."""
+        since = time.monotonic() - window_s
+        recent = [(s, ok) for t, s, ok in self._samples if t >= since]
+        errors = sum(1 for _, ok in recent if not ok)
+        out: dict[str, float | int | None] = {
+            "window_s": window_s, "requests": len(recent), "rps": len(recent) / window_s,
+            "errors": errors, "error_rate": errors / len(recent) if recent else 0.0,
+            "p50_ms": None, "p95_ms": None, "p99_ms": None,
+        }  # fmt: skip
+        if recent:
+            latencies = np.fromiter((s for s, _ in recent), dtype=np.float64, count=len(recent))
+            p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) * 1000
+            out.update(p50_ms=float(p50), p95_ms=float(p95), p99_ms=float(p99))
+        return out

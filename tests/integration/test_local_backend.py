@@ -62,6 +62,12 @@ def test_deploy_starts_a_detached_server_and_serves(
     assert refused.status_code == 401
     assert "admin token" in refused.json()["error"]
     assert [d["name"] for d in backend.list()] == ["iris"]
+    figures = made.metrics(window_s=60)
+    assert figures["requests"] >= 1
+    assert figures["errors"] == 0
+    assert figures["p99_ms"] is not None
+    with pytest.raises(InvalidInputError, match="window_s"):
+        made.metrics(window_s=0)
     assert "kind: InferenceService" in made.to_kserve(storage_uri="s3://bucket/iris")
 
 

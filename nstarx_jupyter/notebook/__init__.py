@@ -1,0 +1,1 @@
+"""The notebook side: IPython magics (and, later, the widgets' Python halves)."""

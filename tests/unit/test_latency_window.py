@@ -1,0 +1,49 @@
+"""The sliding window behind deployment.metrics(): exact percentiles of recent requests."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from nstarx_jupyter.serving.metrics import LatencyWindow
+
+
+def test_percentiles_rate_and_errors_over_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    window = LatencyWindow(keep_s=300)
+    rng = np.random.default_rng(0)
+    old = rng.uniform(0.5, 1.0, 50)  # a minute ago: outside a 30 s window
+    for seconds in old:
+        window.record(float(seconds), ok=False)
+    now[0] += 60
+    recent = rng.exponential(0.01, 400)
+    for i, seconds in enumerate(recent):
+        now[0] += 0.05
+        window.record(float(seconds), ok=i % 40 != 0)
+    summary = window.summary(30)
+    assert summary["requests"] == 400
+    assert summary["rps"] == pytest.approx(400 / 30)
+    assert summary["errors"] == 10
+    assert summary["error_rate"] == pytest.approx(10 / 400)
+    want = np.percentile(recent, [50, 95, 99]) * 1000
+    assert [summary["p50_ms"], summary["p95_ms"], summary["p99_ms"]] == pytest.approx(list(want))
+    assert window.summary(300)["requests"] == 450
+
+
+def test_old_samples_are_dropped_and_an_empty_window_has_no_percentiles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    window = LatencyWindow(keep_s=10)
+    window.record(0.1, ok=True)
+    now[0] = 100.0
+    window.record(0.2, ok=True)
+    assert window.summary(300)["requests"] == 1  # the first fell out of keep_s
+    now[0] = 200.0
+    empty = window.summary(5)
+    assert empty["requests"] == 0
+    assert empty["p99_ms"] is None

@@ -17,6 +17,7 @@ from nstarx_jupyter.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from nstarx_jupyter.client import InferenceClient
+    from nstarx_jupyter.monitoring.live import LatencyChart, LoadTest
     from nstarx_jupyter.registry import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class Deployment:
         self.name = name
         self.backend = backend or LocalBackend()
         self._client: InferenceClient | None = None
+        self._charts: list[LatencyChart] = []
         self.registration: Future[ModelVersion] | None = None
         """For a fitted model: its registration in MLflow, running behind the deployment (the
         deployment moves to `models:/NAME/VERSION` when it completes)."""
@@ -184,6 +186,33 @@ class Deployment:
         """
         return self.backend.metrics(self.name, window_s)
 
+    def latency_chart(self, window_s: float = 10.0, interval_s: float = 1.0) -> Any:
+        """A plotly `FigureWidget` of p50/p95/p99, req/s and error rate, live.
+
+        Redrawn every `interval_s` from the server's last `window_s` seconds (extra `notebook`).
+        """
+        from nstarx_jupyter.monitoring.live import LatencyChart
+
+        chart = LatencyChart(self.metrics, title=self.name, window_s=window_s,
+                             interval_s=interval_s).start()  # fmt: skip
+        self._charts.append(chart)
+        return chart.figure
+
+    def load_test(self, data: Any, *, rps: float = 50, duration_s: float = 10) -> LoadTest:
+        """Send `data` at `rps` for `duration_s` in the background; `.wait()` gives the report."""
+        from nstarx_jupyter.client import InferenceClient
+        from nstarx_jupyter.monitoring.live import LoadTest
+
+        client = InferenceClient(self.url, retries=0)
+        test = LoadTest(client.predict, data, rps=rps, duration_s=duration_s).start()
+
+        def close_after() -> None:
+            test.wait()
+            client.close()
+
+        threading.Thread(target=close_after, daemon=True).start()
+        return test
+
     def to_kserve(self, *, storage_uri: str | None = None, image: str | None = None) -> str:
         """The KServe YAML for this deployment (see `DeploymentSpec.to_kserve`)."""
         return self.spec.to_kserve(storage_uri=storage_uri, image=image)
@@ -194,7 +223,10 @@ class Deployment:
         self.backend.delete(self.name)
 
     def close(self) -> None:
-        """Close this object's pooled connections (the deployment keeps serving)."""
+        """Stop its charts and close its pooled connections (the deployment keeps serving)."""
+        for chart in self._charts:
+            chart.stop()
+        self._charts.clear()
         if self._client is not None:
             self._client.close()
             self._client = None

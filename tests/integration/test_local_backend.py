@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,19 @@ spec:
     assert bad.returncode == 2
     assert bad.stderr.startswith("nstarx apply:")
     assert "Traceback" not in bad.stderr
+
+
+def test_a_load_test_moves_the_live_latency_chart(backend: LocalBackend, named_iris: Path) -> None:
+    made = deploy(named_iris, "iris", backend=backend)
+    figure = made.latency_chart(window_s=5, interval_s=0.2)
+    test = made.load_test(ROW, rps=100, duration_s=2)
+    report = test.wait(timeout_s=30).summary()
+    assert report["sent"] == 200
+    assert report["errors"] == 0
+    time.sleep(0.5)  # a poll or two after the last request
+    made.close()  # stops the chart's poller
+    p99, rps = figure.data[2].y, figure.data[3].y
+    assert len(rps) >= 5
+    assert max(v for v in rps if v is not None) > 0  # the server saw the load
+    assert max(v for v in p99 if v is not None) > 0
+    assert made.metrics(window_s=10)["requests"] >= 200

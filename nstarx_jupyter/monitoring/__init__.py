@@ -1,0 +1,1 @@
+"""Watching deployments: live latency charts and load tests (drift and A/B statistics later)."""

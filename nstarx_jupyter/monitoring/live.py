@@ -1,0 +1,186 @@
+"""Live figures under a cell: a latency chart fed by the server, and a background load test."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["LatencyChart", "LoadTest", "LoadTestReport"]
+
+
+class LatencyChart:
+    """A plotly `FigureWidget` redrawn every `interval_s` from the server's sliding window.
+
+    Top: p50/p95/p99 latency (ms). Bottom: requests per second and error rate (%). The figures
+    are the server's own (every caller's traffic), polled on a daemon thread until `stop()`.
+    """
+
+    def __init__(
+        self,
+        metrics: Callable[[float], dict[str, Any]],
+        *,
+        title: str,
+        window_s: float = 10.0,
+        interval_s: float = 1.0,
+        points: int = 300,
+    ) -> None:
+        from plotly.subplots import make_subplots
+
+        self._metrics = metrics
+        self.window_s, self.interval_s, self.points = window_s, interval_s, points
+        base = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                             specs=[[{}], [{"secondary_y": True}]])  # fmt: skip
+        import plotly.graph_objects as go
+
+        self.figure = go.FigureWidget(base)
+        for name in ("p50", "p95", "p99"):
+            self.figure.add_scatter(x=[], y=[], name=f"{name} ms", mode="lines", row=1, col=1)
+        self.figure.add_scatter(x=[], y=[], name="req/s", mode="lines", row=2, col=1)
+        self.figure.add_scatter(x=[], y=[], name="errors %", mode="lines", row=2, col=1,
+                                secondary_y=True)  # fmt: skip
+        self.figure.update_layout(
+            title=f"{title}: last {window_s:g} s, every {interval_s:g} s", height=420,
+            margin={"l": 50, "r": 50, "t": 50, "b": 30}, legend={"orientation": "h"},
+        )  # fmt: skip
+        self.figure.update_yaxes(title_text="latency ms", row=1, col=1, rangemode="tozero")
+        self.figure.update_yaxes(title_text="req/s", row=2, col=1, rangemode="tozero")
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="nstarx-chart", daemon=True)
+
+    def start(self) -> LatencyChart:
+        """Start polling."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop polling; the figure keeps what it shows."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+
+    def update(self) -> None:
+        """Fetch the window once and append it to every trace."""
+        figures = self._metrics(self.window_s)
+        now = datetime.now()
+        values = [figures.get("p50_ms"), figures.get("p95_ms"), figures.get("p99_ms"),
+                  figures.get("rps"), 100 * float(figures.get("error_rate") or 0)]  # fmt: skip
+        with self.figure.batch_update():
+            for trace, value in zip(self.figure.data, values, strict=True):
+                trace.x = (*trace.x, now)[-self.points :]
+                trace.y = (*trace.y, value)[-self.points :]
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.update()
+            except Exception as exc:  # noqa: BLE001 - a chart must not kill the kernel's thread
+                self.errors.append(str(exc))
+            self._stop.wait(self.interval_s)
+
+
+@dataclass
+class LoadTestReport:
+    """What a load test sent and what came back (client-side view)."""
+
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    error_messages: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def achieved_rps(self) -> float:
+        """Requests sent per second of the test."""
+        return self.sent / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> dict[str, float | int | None]:
+        """Counts, rate and client-side p50/p99 in ms."""
+        ordered = sorted(self.latencies_ms)
+
+        def pct(q: float) -> float | None:
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+        return {"sent": self.sent, "ok": self.ok, "errors": self.errors,
+                "seconds": round(self.seconds, 3), "achieved_rps": round(self.achieved_rps, 1),
+                "p50_ms": pct(0.5), "p99_ms": pct(0.99)}  # fmt: skip
+
+
+class LoadTest:
+    """Send `data` at `rps` requests per second for `duration_s` on a background thread.
+
+    Open loop: requests leave on schedule whether or not earlier ones have answered (up to
+    `concurrency` in flight), so a slow server shows as latency, not as a lower send rate.
+    """
+
+    def __init__(
+        self,
+        predict: Callable[[Any], Any],
+        data: Any,
+        *,
+        rps: float,
+        duration_s: float,
+        concurrency: int = 16,
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if rps <= 0 or duration_s <= 0:
+            from nstarx_jupyter.errors import InvalidInputError
+
+            raise InvalidInputError("load_test needs rps > 0 and duration_s > 0")
+        self.report = LoadTestReport()
+        self._predict, self._data = predict, data
+        self._rps, self._duration_s = rps, duration_s
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nstarx-load")
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="nstarx-load-test", daemon=True)
+
+    def start(self) -> LoadTest:
+        """Start sending."""
+        self._thread.start()
+        return self
+
+    def wait(self, timeout_s: float | None = None) -> LoadTestReport:
+        """Block until the test ends and return its report."""
+        self._thread.join(timeout_s)
+        return self.report
+
+    @property
+    def running(self) -> bool:
+        """Whether requests are still being sent or awaited."""
+        return self._thread.is_alive()
+
+    def _one(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._predict(self._data)
+        except Exception as exc:  # noqa: BLE001 - counted and kept for the report
+            with self._lock:
+                self.report.errors += 1
+                if len(self.report.error_messages) < 20:
+                    self.report.error_messages.append(str(exc))
+            return
+        elapsed = (time.perf_counter() - start) * 1000
+        with self._lock:
+            self.report.ok += 1
+            self.report.latencies_ms.append(elapsed)
+
+    def _run(self) -> None:
+        began = time.perf_counter()
+        interval = 1 / self._rps
+        count = int(self._rps * self._duration_s)
+        for i in range(count):
+            delay = began + i * interval - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            self._pool.submit(self._one)
+            self.report.sent += 1
+        self._pool.shutdown(wait=True)
+        self.report.seconds = time.perf_counter() - began

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -188,3 +189,15 @@ def test_cli_mistakes_print_one_line_and_no_traceback(tmp_path: Path) -> None:
         assert done.returncode == 2, done.stderr
         assert message in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_the_readme_demo_runs_headless(tmp_path: Path) -> None:
+    """`make demo` runs `nstarx demo`: it must train, serve, call and (with --once) exit 0."""
+    env = {**os.environ, "NSTARX_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-m", "nstarx_jupyter.cli", "demo", "--once", "--port", "0"],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "nstarx serving at http://127.0.0.1:" in done.stdout
+    assert "setosa" in done.stdout  # the product endpoint's answer, printed as a curl line

@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("stop", help="stop the local server (deployments stay saved)")
     delete = commands.add_parser("delete", help="delete a local deployment")
     delete.add_argument("name")
+    logs = commands.add_parser("logs", help="a local deployment's events")
+    logs.add_argument("name")
     for sub in (deploy, apply, delete):
         sub.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
     demo = commands.add_parser("demo", help="train an iris model, serve it and call it")

@@ -186,6 +186,10 @@ class Deployment:
         """
         return self.backend.metrics(self.name, window_s)
 
+    def logs(self) -> list[str]:
+        """What happened to this deployment: each deploy, restore, failure (with its reason)."""
+        return self.backend.logs(self.name)
+
     def latency_chart(self, window_s: float = 10.0, interval_s: float = 1.0) -> Any:
         """A plotly `FigureWidget` of p50/p95/p99, req/s and error rate, live.
 

@@ -1,4 +1,4 @@
-"""What `nstarx deploy | apply | status | stop | delete` do, on the local backend."""
+"""What `nstarx deploy | apply | status | logs | stop | delete` do, on the local backend."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from nstarx_jupyter.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
     from pathlib import Path
 
 __all__ = ["apply_file", "run_command"]
@@ -20,42 +21,59 @@ __all__ = ["apply_file", "run_command"]
 def run_command(args: argparse.Namespace, out: Any = sys.stdout) -> int:
     """Run one local-backend command and print its outcome."""
     backend = LocalBackend()
-    if args.command == "deploy":
-        batching = None
-        if args.max_batch_size:
-            batching = {"max_batch_size": args.max_batch_size,
-                        "max_latency_ms": args.max_latency_ms}  # fmt: skip
-        made = deploy(args.model, args.name, min_replicas=args.min_replicas, batching=batching,
-                      container_concurrency=args.container_concurrency,
-                      timeout_s=args.timeout_s, backend=backend)  # fmt: skip
-        doc = made.describe()
-        print(f"deployed {made.name} revision {doc['revision']} ({doc['status']}) at {made.url}",
-              file=out)  # fmt: skip
-        return 0
-    if args.command == "apply":
-        for name in apply_file(args.filename, backend):
-            print(f"inferenceservice/{name} applied", file=out)
-        return 0
-    if args.command == "delete":
-        backend.delete(args.name)
-        print(f"deleted {args.name}", file=out)
-        return 0
-    if args.command == "stop":
-        print("stopped" if backend.stop() else "no local server was running", file=out)
-        return 0
+    lines = _COMMANDS[args.command](args, backend)
+    for line in lines:
+        print(line, file=out)
+    return 0
+
+
+def _deploy(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
+    batching = None
+    if args.max_batch_size:
+        batching = {"max_batch_size": args.max_batch_size, "max_latency_ms": args.max_latency_ms}
+    made = deploy(args.model, args.name, min_replicas=args.min_replicas, batching=batching,
+                  container_concurrency=args.container_concurrency, timeout_s=args.timeout_s,
+                  backend=backend)  # fmt: skip
+    doc = made.describe()
+    return [f"deployed {made.name} revision {doc['revision']} ({doc['status']}) at {made.url}"]
+
+
+def _apply(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
+    return [f"inferenceservice/{name} applied" for name in apply_file(args.filename, backend)]
+
+
+def _delete(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
+    backend.delete(args.name)
+    return [f"deleted {args.name}"]
+
+
+def _logs(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
+    return backend.logs(args.name)
+
+
+def _stop(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
+    return ["stopped" if backend.stop() else "no local server was running"]
+
+
+def _status(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
     state = backend.running()
     if state is None:
-        print("no local server running", file=out)
-        return 0
-    print(f"local server {state.url} (pid {state.pid})", file=out)
+        return ["no local server running"]
+    lines = [f"local server {state.url} (pid {state.pid})"]
+    header = ("NAME", "REV", "STATUS", "MODEL")
     rows = [(d["name"], str(d["revision"]), d["status"], d["spec"].get("storage_uri", ""))
-            for d in backend.list()]  # fmt: skip
+            for d in backend.deployments()]  # fmt: skip
     if rows:
-        widths = [max(len(r[i]) for r in [("NAME", "REV", "STATUS", "MODEL"), *rows])
-                  for i in range(4)]  # fmt: skip
-        for row in [("NAME", "REV", "STATUS", "MODEL"), *rows]:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)), file=out)
-    return 0
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                  for r in [header, *rows]]  # fmt: skip
+    return lines
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, LocalBackend], list[str]]] = {
+    "deploy": _deploy, "apply": _apply, "delete": _delete, "logs": _logs, "stop": _stop,
+    "status": _status,
+}  # fmt: skip
 
 
 def apply_file(path: Path, backend: LocalBackend) -> list[str]:

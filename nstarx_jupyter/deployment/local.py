@@ -127,13 +127,17 @@ class LocalBackend:
         """One deployment's description (spec, revision, status)."""
         return self._call("GET", f"/deployments/{name}")  # type: ignore[no-any-return]
 
-    def list(self) -> list[dict[str, Any]]:
+    def deployments(self) -> list[dict[str, Any]]:
         """Every deployment's description."""
         return self._call("GET", "/deployments")  # type: ignore[no-any-return]
 
     def metrics(self, name: str, window_s: float = 60) -> dict[str, Any]:
         """Requests, rate, error rate and p50/p95/p99 (ms) over the last `window_s` seconds."""
         return self._call("GET", f"/deployments/{name}/metrics?window_s={window_s}")  # type: ignore[no-any-return]
+
+    def logs(self, name: str) -> list[str]:
+        """A deployment's events: deploys, revisions, failures with their reasons, deletion."""
+        return list(self._call("GET", f"/deployments/{name}/logs")["lines"])
 
     def delete(self, name: str) -> None:
         """Stop serving a deployment and forget it."""

@@ -109,6 +109,7 @@ class ControlPlane:
     def __init__(self, repository: ModelRepository, state_dir: Path, token: str) -> None:
         self.repository = repository
         self.folder = state_dir / "deployments"
+        self.events = state_dir / "events.log"
         self._token = token
         self._deployed: dict[str, _Deployed] = {}
 
@@ -144,6 +145,7 @@ class ControlPlane:
             except ModelLoadError as exc:  # the user's file: their mistake to fix, not a 500
                 raise InvalidInputError(f"the model did not load: {exc.message}") from exc
         except NstarxError as exc:
+            self._event(spec.name, f"revision {revision} failed: {exc.message}")
             if previous is None:
                 self._deployed[spec.name] = _Deployed(spec, revision, created, now, "Failed",
                                                       exc.message)  # fmt: skip
@@ -152,6 +154,8 @@ class ControlPlane:
         self._deployed[spec.name] = deployed
         if save:
             self._save(deployed)
+        what = "deployed" if save else "restored"
+        self._event(spec.name, f"{what} revision {revision} from {spec.storage_uri}")
         return self.describe(spec.name)
 
     async def delete(self, name: str) -> None:
@@ -162,6 +166,21 @@ class ControlPlane:
         with contextlib.suppress(NstarxError):
             await self.repository.remove(name)
         (self.folder / f"{name}.json").unlink(missing_ok=True)
+        self._event(name, "deleted")
+
+    def logs(self, name: str, lines: int = 200) -> list[str]:
+        """The last `lines` events of a deployment (deploys, failures, restores, deletion)."""
+        try:
+            text = self.events.read_text()
+        except FileNotFoundError:
+            return []
+        mine = [line for line in text.splitlines() if line.split(" ", 2)[1:2] == [name]]
+        return mine[-lines:]
+
+    def _event(self, name: str, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        with contextlib.suppress(OSError), self.events.open("a") as out:
+            out.write(f"{stamp} {name} {text}\n")
 
     def describe(self, name: str) -> dict[str, Any]:
         """A deployment's spec, revision, status and times."""
@@ -211,6 +230,7 @@ class ControlPlane:
             Route(f"{PREFIX}/deployments", self._list, methods=["GET"]),
             Route(f"{PREFIX}/deployments/{{name}}", self._one, methods=["GET", "PUT", "DELETE"]),
             Route(f"{PREFIX}/deployments/{{name}}/metrics", self._metrics, methods=["GET"]),
+            Route(f"{PREFIX}/deployments/{{name}}/logs", self._logs, methods=["GET"]),
         ]
 
     def metrics(self, name: str, window_s: float) -> dict[str, Any]:
@@ -232,6 +252,14 @@ class ControlPlane:
             except ValueError:
                 raise InvalidInputError(f"window_s: '{raw}' is not a number") from None
             return _json(self.metrics(request.path_params["name"], window_s))
+        except NstarxError as exc:
+            return nstarx_error_response(request, exc)
+
+    async def _logs(self, request: Request) -> Response:
+        try:
+            self._check(request)
+            name = request.path_params["name"]
+            return _json({"name": name, "lines": self.logs(name)})
         except NstarxError as exc:
             return nstarx_error_response(request, exc)
 

@@ -62,7 +62,7 @@ def test_deploy_starts_a_detached_server_and_serves(
     refused = httpx.get(f"{state.url}/nstarx/v1/deployments")
     assert refused.status_code == 401
     assert "admin token" in refused.json()["error"]
-    assert [d["name"] for d in backend.list()] == ["iris"]
+    assert [d["name"] for d in backend.deployments()] == ["iris"]
     figures = made.metrics(window_s=60)
     assert figures["requests"] >= 1
     assert figures["errors"] == 0
@@ -122,7 +122,7 @@ def test_deployments_survive_a_server_restart(backend: LocalBackend, named_iris:
     with pytest.raises(NotFoundError, match="no deployment 'iris'"):
         again.describe()
     backend.stop()
-    assert backend.list() == []  # deleted for good: not restored
+    assert backend.deployments() == []  # deleted for good: not restored
 
 
 def test_mistakes_are_reported_by_field_and_leave_the_old_revision_serving(
@@ -134,6 +134,9 @@ def test_mistakes_are_reported_by_field_and_leave_the_old_revision_serving(
     with pytest.raises(InvalidInputError, match="the model did not load"):
         deploy(broken, "iris", backend=backend)
     assert made.revision == 1
+    events = made.logs()
+    assert "deployed revision 1" in events[0]
+    assert "revision 2 failed: the model did not load" in events[-1]
     assert "prediction" in made.predict(ROW)
     with pytest.raises(InvalidInputError, match="neither a file nor a registry URI"):
         deploy("no/such/file.joblib", "iris", backend=backend)
@@ -185,6 +188,7 @@ spec:
     status = nstarx("status")
     assert "sklearn-iris" in status.stdout
     assert "Ready" in status.stdout
+    assert "deployed revision 1" in nstarx("logs", "sklearn-iris").stdout
     bad = nstarx("apply", "-f", str(named_iris / "model-settings.json"))
     assert bad.returncode == 2
     assert bad.stderr.startswith("nstarx apply:")

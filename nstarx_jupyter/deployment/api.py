@@ -10,7 +10,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nstarx_jupyter.config import nstarx_home
+from nstarx_jupyter.config import atomic_write, nstarx_home
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError
@@ -99,10 +99,7 @@ def _stage(model: Any, name: str) -> Path:
         buffer = io.BytesIO()
         joblib.dump(model, buffer)
         target, data = folder / f"{stem}.joblib", buffer.getvalue()
-    partial = target.with_suffix(".partial")
-    partial.write_bytes(data)
-    partial.replace(target)  # whole or nothing
-    return target
+    return atomic_write(target, data)
 
 
 def _register_behind(

@@ -11,8 +11,6 @@ import contextlib
 import hmac
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import orjson
 from starlette.responses import Response
 from starlette.routing import Route
 
+from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
     ErrorKind,
@@ -208,19 +207,9 @@ class ControlPlane:
 
     def _save(self, deployed: _Deployed) -> None:
         """Write whole or not at all: a crash leaves the old file or the new one."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         doc = {"spec": deployed.spec.model_dump(mode="json", exclude_defaults=True),
                "revision": deployed.revision, "created": deployed.created}  # fmt: skip
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(doc, out, indent=1)
-                out.flush()
-                os.fsync(out.fileno())
-            Path(tmp).replace(self.folder / f"{deployed.spec.name}.json")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.folder / f"{deployed.spec.name}.json", json.dumps(doc, indent=1))
 
     # -- HTTP ----------------------------------------------------------------------------------
 

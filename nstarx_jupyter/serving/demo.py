@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
-import os
-import tempfile
 import urllib.request
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nstarx_jupyter.config import nstarx_home
+from nstarx_jupyter.config import atomic_write, nstarx_home
 from nstarx_jupyter.serving.server import BoundServer, announce, run_server
 from nstarx_jupyter.serving.settings import SETTINGS_FILE, ModelSettings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from nstarx_jupyter.serving.app import ServingConfig
 
 __all__ = ["FEATURES", "run_demo", "train_demo_model"]
@@ -35,21 +35,12 @@ def train_demo_model(folder: Path) -> Path:
     iris = load_iris()
     labels = iris.target_names[iris.target]  # answers say "setosa", not 0
     model = LogisticRegression(max_iter=1000, random_state=0).fit(iris.data, labels)
-    _atomic_write(folder / "model.joblib", lambda path: joblib.dump(model, path))
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    atomic_write(folder / "model.joblib", buffer.getvalue())
     settings = {"options": {"feature_names": list(FEATURES)}}
-    _atomic_write(folder / SETTINGS_FILE, lambda path: path.write_text(json.dumps(settings)))
+    atomic_write(folder / SETTINGS_FILE, json.dumps(settings))
     return folder
-
-
-def _atomic_write(target: Path, write: Any) -> None:
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    try:
-        write(Path(name))
-        Path(name).replace(target)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
 
 
 def _post(url: str, body: dict[str, Any]) -> Any:

@@ -9,19 +9,18 @@ import logging
 import os
 import socket
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import uvicorn
 
-from nstarx_jupyter.config import STATE_FILE, server_dir
+from nstarx_jupyter.config import STATE_FILE, atomic_write
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
+    from pathlib import Path
 
     from nstarx_jupyter.serving.settings import ModelSettings
 
@@ -92,7 +91,9 @@ async def serve(
         )
         grpc_address = f"{config.host}:{grpc_port}"
     bound = BoundServer(_url(config.host, port), grpc_address)
-    state = write_state(config, bound) if config.state_dir is not None else None
+    state = None
+    if config.state_dir is not None:
+        state = write_state(config.state_dir, bound, config.admin_token)
     try:
         if on_ready is not None and await on_ready(bound):
             server.should_exit = True
@@ -106,23 +107,11 @@ async def serve(
     return 0
 
 
-def write_state(config: ServingConfig, bound: BoundServer) -> Path:
-    """Write the state file atomically with mode 0600 and return its path."""
-    folder = config.state_dir or server_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+def write_state(folder: Path, bound: BoundServer, token: str | None) -> Path:
+    """Write the state file (user-only: it holds the admin token) and return its path."""
     doc = {"pid": os.getpid(), "url": bound.url, "grpc": bound.grpc_address,
-           "token": config.admin_token, "started": time.time()}  # fmt: skip
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".state-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(doc, out)
-        target = folder / STATE_FILE
-        Path(tmp).replace(target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+           "token": token, "started": time.time()}  # fmt: skip
+    return atomic_write(folder / STATE_FILE, json.dumps(doc), mode=0o600)
 
 
 def announce(bound: BoundServer, out: TextIO = sys.stdout) -> None:

@@ -35,9 +35,13 @@ from nstarx_jupyter.serving.metrics import LatencyWindow
 from nstarx_jupyter.serving.settings import ModelSettings, file_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from starlette.requests import Request
 
     from nstarx_jupyter.serving.repository import ModelRepository
+
+    Handler = Callable[[Request], Awaitable[Response]]
 
 __all__ = ["PREFIX", "ControlPlane", "settings_for"]
 
@@ -159,8 +163,7 @@ class ControlPlane:
 
     async def delete(self, name: str) -> None:
         """Stop serving a deployment and forget it."""
-        if name not in self._deployed:
-            raise NotFoundError(f"no deployment '{name}'")
+        self._get(name)
         del self._deployed[name]
         with contextlib.suppress(NstarxError):
             await self.repository.remove(name)
@@ -183,9 +186,7 @@ class ControlPlane:
 
     def describe(self, name: str) -> dict[str, Any]:
         """A deployment's spec, revision, status and times."""
-        deployed = self._deployed.get(name)
-        if deployed is None:
-            raise NotFoundError(f"no deployment '{name}'")
+        deployed = self._get(name)
         status, reason = deployed.status, deployed.reason
         if status == "Ready":
             with contextlib.suppress(NstarxError):
@@ -200,6 +201,12 @@ class ControlPlane:
         if reason:
             doc["reason"] = reason
         return doc
+
+    def _get(self, name: str) -> _Deployed:
+        deployed = self._deployed.get(name)
+        if deployed is None:
+            raise NotFoundError(f"no deployment '{name}'")
+        return deployed
 
     def names(self) -> list[str]:
         """Every deployment's name."""
@@ -216,15 +223,30 @@ class ControlPlane:
     def routes(self) -> list[Route]:
         """The control API's routes."""
         return [
-            Route(f"{PREFIX}/deployments", self._list, methods=["GET"]),
-            Route(f"{PREFIX}/deployments/{{name}}", self._one, methods=["GET", "PUT", "DELETE"]),
-            Route(f"{PREFIX}/deployments/{{name}}/metrics", self._metrics, methods=["GET"]),
-            Route(f"{PREFIX}/deployments/{{name}}/logs", self._logs, methods=["GET"]),
-        ]
+            Route(f"{PREFIX}/deployments", self._guarded(self._list), methods=["GET"]),
+            Route(f"{PREFIX}/deployments/{{name}}", self._guarded(self._one),
+                  methods=["GET", "PUT", "DELETE"]),
+            Route(f"{PREFIX}/deployments/{{name}}/metrics", self._guarded(self._metrics),
+                  methods=["GET"]),
+            Route(f"{PREFIX}/deployments/{{name}}/logs", self._guarded(self._logs),
+                  methods=["GET"]),
+        ]  # fmt: skip
+
+    def _guarded(self, handler: Handler) -> Handler:
+        """Every control call: the admin token first, then errors as `{"error": ...}` statuses."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                self._check(request)
+                return await handler(request)
+            except NstarxError as exc:
+                return nstarx_error_response(request, exc)
+
+        return endpoint
 
     def metrics(self, name: str, window_s: float) -> dict[str, Any]:
         """Requests, rate, errors and exact latency percentiles over the last `window_s` s."""
-        self.describe(name)
+        self._get(name)
         if not 0 < window_s <= 300:
             raise InvalidInputError("window_s: between 0 and 300 seconds")
         window = self.repository.metrics.windows.get(name)
@@ -233,24 +255,16 @@ class ControlPlane:
         return {"name": name, **window.summary(window_s)}
 
     async def _metrics(self, request: Request) -> Response:
+        raw = request.query_params.get("window_s", "60")
         try:
-            self._check(request)
-            raw = request.query_params.get("window_s", "60")
-            try:
-                window_s = float(raw)
-            except ValueError:
-                raise InvalidInputError(f"window_s: '{raw}' is not a number") from None
-            return _json(self.metrics(request.path_params["name"], window_s))
-        except NstarxError as exc:
-            return nstarx_error_response(request, exc)
+            window_s = float(raw)
+        except ValueError:
+            raise InvalidInputError(f"window_s: '{raw}' is not a number") from None
+        return _json(self.metrics(request.path_params["name"], window_s))
 
     async def _logs(self, request: Request) -> Response:
-        try:
-            self._check(request)
-            name = request.path_params["name"]
-            return _json({"name": name, "lines": self.logs(name)})
-        except NstarxError as exc:
-            return nstarx_error_response(request, exc)
+        name = request.path_params["name"]
+        return _json({"name": name, "lines": self.logs(name)})
 
     def _check(self, request: Request) -> None:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -258,34 +272,26 @@ class ControlPlane:
             raise UnauthenticatedError("the control API needs the server's admin token")
 
     async def _list(self, request: Request) -> Response:
-        try:
-            self._check(request)
-            return _json([self.describe(name) for name in self.names()])
-        except NstarxError as exc:
-            return nstarx_error_response(request, exc)
+        return _json([self.describe(name) for name in self.names()])
 
     async def _one(self, request: Request) -> Response:
         name = request.path_params["name"]
+        if request.method == "GET":
+            return _json(self.describe(name))
+        if request.method == "DELETE":
+            await self.delete(name)
+            return Response(status_code=204)
         try:
-            self._check(request)
-            if request.method == "GET":
-                return _json(self.describe(name))
-            if request.method == "DELETE":
-                await self.delete(name)
-                return Response(status_code=204)
-            try:
-                doc = orjson.loads(await request.body())
-            except orjson.JSONDecodeError as exc:
-                raise InvalidInputError(f"the body is not JSON: {exc}") from None
-            if not isinstance(doc, dict):
-                raise InvalidInputError("the body must be a DeploymentSpec object")
-            if doc.setdefault("name", name) != name:
-                raise InvalidInputError(f"name: the body says '{doc['name']}', the URL '{name}'")
-            existed = name in self._deployed
-            described = await self.apply(DeploymentSpec.build(**doc))
-            return _json(described, 200 if existed else 201)
-        except NstarxError as exc:
-            return nstarx_error_response(request, exc)
+            doc = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInputError(f"the body is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise InvalidInputError("the body must be a DeploymentSpec object")
+        if doc.setdefault("name", name) != name:
+            raise InvalidInputError(f"name: the body says '{doc['name']}', the URL '{name}'")
+        existed = name in self._deployed
+        described = await self.apply(DeploymentSpec.build(**doc))
+        return _json(described, 200 if existed else 201)
 
 
 def _json(doc: Any, status: int = 200) -> Response:

@@ -23,7 +23,7 @@ from nstarx_jupyter.errors import ErrorKind, InvalidInputError, NstarxError
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["AsyncInferenceClient", "InferenceClient", "InferenceError"]
+__all__ = ["AsyncInferenceClient", "InferenceClient", "InferenceError", "error_from"]
 
 _ENDPOINT = re.compile(r"^(?P<base>https?://[^/]+(?:/.*?)?)/v1/models/(?P<name>[^/:]+)/?$")
 _KINDS = {
@@ -89,7 +89,7 @@ class _Core:
     def answer(self, response: httpx.Response, single: bool) -> Any:
         """The decoded answer, or the server's error as an `InferenceError`."""
         if response.status_code >= 400:
-            raise InferenceError(response.status_code, _message(response))
+            raise error_from(response)
         result = orjson.loads(response.content)
         if single and isinstance(result, list) and len(result) == 1:
             return result[0]
@@ -114,6 +114,11 @@ def _dumps(doc: Any) -> bytes:
         return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError as exc:
         raise InvalidInputError(f"cannot send this data as JSON: {exc}") from exc
+
+
+def error_from(response: httpx.Response) -> InferenceError:
+    """The error a failed response stands for, with the server's `{"error": ...}` message."""
+    return InferenceError(response.status_code, _message(response))
 
 
 def _message(response: httpx.Response) -> str:

@@ -14,14 +14,9 @@ from typing import Any
 
 import httpx
 
+from nstarx_jupyter.client.inference import error_from
 from nstarx_jupyter.config import STATE_FILE, server_dir
-from nstarx_jupyter.errors import (
-    ErrorKind,
-    InvalidInputError,
-    NotFoundError,
-    NstarxError,
-    UnavailableError,
-)
+from nstarx_jupyter.errors import InvalidInputError, NotFoundError, UnavailableError
 
 __all__ = ["LocalBackend", "ServerState"]
 
@@ -37,16 +32,6 @@ class ServerState:
     url: str
     token: str
     grpc: str | None = None
-
-
-class ControlError(NstarxError):
-    """The control API refused a call; `kind` follows the HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.kind = {400: ErrorKind.INVALID_INPUT, 401: ErrorKind.UNAUTHENTICATED,
-                     404: ErrorKind.NOT_FOUND, 503: ErrorKind.UNAVAILABLE}.get(
-                         status, ErrorKind.INTERNAL)  # fmt: skip
 
 
 class LocalBackend:
@@ -155,14 +140,12 @@ class LocalBackend:
         if response.status_code == 204:
             return None
         if response.status_code >= 400:
-            message = response.text
-            with contextlib.suppress(ValueError):
-                message = response.json().get("error", message)
+            error = error_from(response)
             if response.status_code == 404:
-                raise NotFoundError(message)
+                raise NotFoundError(error.message)
             if response.status_code == 400:
-                raise InvalidInputError(message)
-            raise ControlError(response.status_code, message)
+                raise InvalidInputError(error.message)
+            raise error
         return response.json()
 
 

@@ -258,29 +258,30 @@ class Registry:
         self, name: str, tags: Mapping[str, str], version: str | int | None = None
     ) -> None:
         """Set tags on a model, or on one of its versions when `version` is given."""
-        self._registered(name)
-        for key, value in tags.items():
-            if version is None:
+        if version is None:
+            self._registered(name)
+            for key, value in tags.items():
                 self.client.set_registered_model_tag(name, key, str(value))
-            else:
-                self.client.set_model_version_tag(name, str(self.get(name, version).version),
-                                                  key, str(value))  # fmt: skip
+            return
+        number = self.get(name, version).version  # looked up once, not once per tag
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, number, key, str(value))
 
     def delete_tag(self, name: str, key: str, version: str | int | None = None) -> None:
         """Remove a tag from a model or one of its versions."""
-        self._registered(name)
         if version is None:
+            self._registered(name)
             self.client.delete_registered_model_tag(name, key)
         else:
-            self.client.delete_model_version_tag(name, str(self.get(name, version).version), key)
+            self.client.delete_model_version_tag(name, self.get(name, version).version, key)
 
     def set_description(self, name: str, text: str, version: str | int | None = None) -> None:
         """Replace the description of a model or of one of its versions."""
-        self._registered(name)
         if version is None:
+            self._registered(name)
             self.client.update_registered_model(name, description=text)
         else:
-            self.client.update_model_version(name, str(self.get(name, version).version), text)
+            self.client.update_model_version(name, self.get(name, version).version, text)
 
     def set_alias(self, name: str, alias: str, version: str | int) -> None:
         """Point `alias` (`champion`, `challenger`...) at a version; it moves if already set."""
@@ -288,7 +289,7 @@ class Registry:
         reserved = alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias)
         if reserved or not re.fullmatch(r"[A-Za-z_][\w-]{0,254}", alias):
             raise InvalidInputError(f"'{alias}' is not a valid alias: use a word such as champion")
-        self.client.set_registered_model_alias(name, alias, str(self.get(name, version).version))
+        self.client.set_registered_model_alias(name, alias, self.get(name, version).version)
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove an alias."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from nstarx_jupyter import __version__
-from nstarx_jupyter.deployment.spec import DeploymentSpec
+from nstarx_jupyter.deployment.spec import NAME, DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError
 
 __all__ = [
@@ -38,7 +37,6 @@ FORMATS = ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow", "m
 # In the pod the server must listen beyond loopback: KServe's ingress reaches it from outside.
 _SERVE_ARGS = ["serve", "--model", "{{.Name}}=/mnt/models", "--host", "0.0.0.0",  # noqa: S104
                "--port", "8080", "--grpc-port", "8081"]  # fmt: skip
-_ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _SCHEMAS = {
     "InferenceService": "inferenceservice-v1beta1.json",
     "ServingRuntime": "servingruntime-v1alpha1.json",
@@ -50,13 +48,6 @@ _REMOTE = ("s3://", "gs://", "pvc://", "https://", "http://", "hdfs://", "webhdf
 # Framework-specific predictor keys of the old InferenceService form (`predictor: {sklearn: ...}`).
 _LEGACY = ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow", "triton", "pmml",
            "paddle", "huggingface")  # fmt: skip
-# Predictor fields about pods and scheduling: kept for the cluster, nothing to do on the laptop.
-_CLUSTER_ONLY = {
-    "affinity", "nodeSelector", "tolerations", "serviceAccountName", "serviceAccount",
-    "imagePullSecrets", "priorityClassName", "schedulerName", "securityContext", "labels",
-    "annotations", "topologySpreadConstraints", "volumes", "deploymentStrategy", "autoScaling",
-    "scaleMetric", "scaleMetricType", "scaleTarget", "logger", "runtimeClassName",
-}  # fmt: skip
 
 
 def to_manifests(
@@ -198,7 +189,7 @@ def validate_manifest(doc: Any) -> None:
 
 def _webhook_rules(doc: dict[str, Any]) -> None:
     name = doc["metadata"].get("name", "")
-    if name and (len(name) > 63 or not _ISVC_NAME.match(name)):
+    if name and (len(name) > 63 or not NAME.match(name)):
         raise InvalidInputError(
             f"metadata.name: '{name}' must match [a-z]([-a-z0-9]*[a-z0-9])? (KServe's rule)"
         )

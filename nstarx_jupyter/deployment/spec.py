@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nstarx_jupyter.errors import InvalidInputError
 
-__all__ = ["Batching", "DeploymentSpec", "Resources"]
+__all__ = ["NAME", "Batching", "DeploymentSpec", "Resources"]
 
-_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+"""KServe's rule for InferenceService names (a DNS-1123 label starting with a letter)."""
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
 
@@ -84,7 +85,7 @@ class DeploymentSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _dns_name(cls, value: str) -> str:
-        if len(value) > 63 or not _DNS_LABEL.match(value):
+        if len(value) > 63 or not NAME.match(value):
             raise ValueError(
                 f"'{value}' is not a valid deployment name: use lower-case letters, digits and "
                 "'-', starting with a letter and ending with a letter or digit (63 at most)"

@@ -31,7 +31,14 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-__all__ = ["LocalModel", "ModelVersion", "Registry", "mlflow_runtime", "parse_model_uri"]
+__all__ = [
+    "MODEL_NAME",
+    "LocalModel",
+    "ModelVersion",
+    "Registry",
+    "mlflow_runtime",
+    "parse_model_uri",
+]
 
 EXPERIMENT = "nstarx-registry"
 """The MLflow experiment that holds the runs `register` creates."""
@@ -39,7 +46,8 @@ STATS_FILE = "reference_stats.json"
 FLAVOR_TAG = "nstarx.flavor"
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+"""Model names, in the registry and on the server alike: they appear in URLs and file names."""
 
 
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -454,7 +462,7 @@ def _requirements(module: Any) -> list[str]:
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not MODEL_NAME.match(name):
         raise InvalidInputError(
             f"model name {name!r}: use letters, digits, '_', '.', '-' (128 at most)"
         )

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from nstarx_jupyter.errors import InvalidInputError
-from nstarx_jupyter.registry.catalog import parse_model_uri
+from nstarx_jupyter.registry.catalog import MODEL_NAME, parse_model_uri
 from nstarx_jupyter.runtimes.loader import runtime_class
 
 __all__ = [
@@ -30,8 +30,6 @@ __all__ = [
 
 SETTINGS_FILE = "model-settings.json"
 """Optional file beside a model artifact (MLServer's name) holding its `ModelSettings` fields."""
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class ModelSettings(BaseModel):
@@ -70,7 +68,7 @@ class ModelSettings(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not MODEL_NAME.match(value):
             raise ValueError("model names use letters, digits, '_', '.', '-' (128 at most)")
         return value
 

@@ -97,8 +97,10 @@ def _first_prediction(command: list[str], url: str, body: dict[str, object],
     start = time.perf_counter()
     # Its own process group: `mlflow models serve` runs uvicorn as a child that a plain
     # terminate would leave behind, answering the next run's requests.
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    # cwd: MLflow 3 writes ./mlflow.db when no tracking URI is set; keep it out of the checkout.
+    process = subprocess.Popen(command, env=env, cwd=tempfile.gettempdir(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # fmt: skip
     try:
         while time.perf_counter() - start < 120:
             try:

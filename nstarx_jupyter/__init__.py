@@ -24,8 +24,8 @@ __all__ = [
 if TYPE_CHECKING:
     from nstarx_jupyter.client import AsyncInferenceClient, InferenceClient
     from nstarx_jupyter.deployment import DeploymentSpec
-    from nstarx_jupyter.deployment.api import Deployment, deploy
     from nstarx_jupyter.errors import MissingExtraError, NstarxError
+    from nstarx_jupyter.notebook.api import Deployment, deploy
     from nstarx_jupyter.registry import ModelVersion, Registry
     from nstarx_jupyter.runtimes.base import Runtime
     from nstarx_jupyter.serving.settings import ModelSettings
@@ -39,8 +39,8 @@ _LAZY = {
     "InferenceClient": "nstarx_jupyter.client",
     "AsyncInferenceClient": "nstarx_jupyter.client",
     "DeploymentSpec": "nstarx_jupyter.deployment",
-    "Deployment": "nstarx_jupyter.deployment.api",
-    "deploy": "nstarx_jupyter.deployment.api",
+    "Deployment": "nstarx_jupyter.notebook.api",
+    "deploy": "nstarx_jupyter.notebook.api",
     "ModelVersion": "nstarx_jupyter.registry",
 }
 

@@ -58,6 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--timeout-s", type=int, help="per-request deadline in seconds")
     deploy.add_argument("--max-batch-size", type=int, help="turn on adaptive batching")
     deploy.add_argument("--max-latency-ms", type=int, default=5, help="batching: longest wait")
+    deploy.add_argument(
+        "--no-auth", action="store_true",
+        help="leave the endpoint open (default: callers need an API key)",
+    )  # fmt: skip
+    keys = commands.add_parser("keys", help="API keys: create, list, revoke")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    create = key_actions.add_parser("create", help="mint a key (printed once)")
+    create.add_argument("deployments", nargs="*", help="deployments it may call (none: all)")
+    create.add_argument("--name", default="", help="what the key is for")
+    key_actions.add_parser("list", help="keys by prefix, never the key itself")
+    revoke = key_actions.add_parser("revoke", help="revoke a key by id or prefix")
+    revoke.add_argument("key")
     apply = commands.add_parser("apply", help="deploy the InferenceServices of a KServe YAML")
     apply.add_argument("-f", "--filename", type=Path, required=True, help="the YAML file")
     commands.add_parser("status", help="the local server and its deployments")
@@ -66,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("name")
     logs = commands.add_parser("logs", help="a local deployment's events")
     logs.add_argument("name")
-    for sub in (deploy, apply, delete):
+    for sub in (deploy, apply, delete, keys):
         sub.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
     demo = commands.add_parser("demo", help="train an iris model, serve it and call it")
     _server_arguments(demo)

@@ -13,6 +13,7 @@ __all__ = [
     "ConflictError",
     "DeadlineExceededError",
     "ErrorKind",
+    "ForbiddenError",
     "InvalidInputError",
     "MissingExtraError",
     "ModelLoadError",
@@ -21,6 +22,7 @@ __all__ = [
     "NstarxError",
     "PayloadTooLargeError",
     "QueueFullError",
+    "UnauthenticatedError",
     "UnavailableError",
     "require",
 ]
@@ -65,6 +67,18 @@ class ModelNotFoundError(NotFoundError):
         super().__init__(f"{what} not found")
         self.name = name
         self.version = version
+
+
+class UnauthenticatedError(NstarxError):
+    """No credential, or one that is not (or no longer) valid."""
+
+    kind = ErrorKind.UNAUTHENTICATED
+
+
+class ForbiddenError(NstarxError):
+    """A valid credential that does not cover what was asked."""
+
+    kind = ErrorKind.FORBIDDEN
 
 
 class InvalidInputError(NstarxError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import joblib
@@ -45,3 +46,14 @@ def iris_path(iris_model: LogisticRegression, tmp_path_factory: pytest.TempPathF
     path = tmp_path_factory.mktemp("iris") / "model.joblib"
     joblib.dump(iris_model, path)
     return path
+
+
+@pytest.fixture
+def named_iris(iris_path: Path, tmp_path: Path) -> Path:
+    """The iris model in a folder whose model-settings.json names its features."""
+    folder = tmp_path / "iris"
+    folder.mkdir()
+    (folder / "model.joblib").write_bytes(iris_path.read_bytes())
+    (folder / "model-settings.json").write_text(json.dumps({"options": {
+        "feature_names": IRIS_FEATURES}}))  # fmt: skip
+    return folder

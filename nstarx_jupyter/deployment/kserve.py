@@ -30,6 +30,8 @@ __all__ = [
 GROUP = "serving.kserve.io"
 MODE_ANNOTATION = f"{GROUP}/deploymentMode"
 OPTIONS_ANNOTATION = "nstarx.io/options"
+AUTH_ANNOTATION = "security.opendatahub.io/enable-auth"
+"""Token auth in front of an InferenceService (Open Data Hub's KServe with Authorino)."""
 NSTARX_RUNTIME = "nstarx"
 """The ServingRuntime that runs `nstarx serve` in the cluster."""
 DEFAULT_IMAGE = f"ghcr.io/nstarx/nstarx-jupyter:{__version__}"
@@ -82,6 +84,8 @@ def to_manifests(
         metadata["namespace"] = spec.namespace
     if spec.labels:
         metadata["labels"] = dict(spec.labels)
+    if spec.auth:
+        metadata["annotations"][AUTH_ANNOTATION] = "true"
     if spec.options:
         metadata["annotations"][OPTIONS_ANNOTATION] = json.dumps(spec.options, sort_keys=True)
     isvc = {"apiVersion": f"{GROUP}/v1beta1", "kind": "InferenceService",
@@ -254,6 +258,7 @@ def from_kserve(doc: Any) -> DeploymentSpec:
     annotations = dict(meta.get("annotations", {}))
     mode = annotations.pop(MODE_ANNOTATION, "Standard")
     options = json.loads(annotations.pop(OPTIONS_ANNOTATION, "{}"))
+    auth = str(annotations.pop(AUTH_ANNOTATION, "false")).lower() == "true"
     batcher = predictor.get("batcher")
     fields: dict[str, Any] = {
         "name": meta["name"],
@@ -272,6 +277,7 @@ def from_kserve(doc: Any) -> DeploymentSpec:
         "labels": dict(meta.get("labels", {})),
         "annotations": annotations,
         "options": options,
+        "auth": auth,
     }
     if batcher is not None:
         fields["batching"] = {

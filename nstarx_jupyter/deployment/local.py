@@ -128,6 +128,19 @@ class LocalBackend:
         """Stop serving a deployment and forget it."""
         self._call("DELETE", f"/deployments/{name}")
 
+    def create_key(self, name: str = "", deployments: list[str] | None = None) -> dict[str, Any]:
+        """Mint an API key for `deployments` (None: every deployment); `["key"]` is shown once."""
+        body = {"name": name, "deployments": deployments}
+        return self._call("POST", "/keys", body)  # type: ignore[no-any-return]
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """Every API key by id and prefix (never the key), revoked ones marked."""
+        return self._call("GET", "/keys")  # type: ignore[no-any-return]
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        """Revoke a key by id or prefix (`nsx_1a2b3c4d`); calls with it get 401 from now on."""
+        return self._call("DELETE", f"/keys/{key_id}")  # type: ignore[no-any-return]
+
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         state = self.ensure_server()
         try:

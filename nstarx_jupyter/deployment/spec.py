@@ -78,6 +78,9 @@ class DeploymentSpec(_Strict):
     batching: Batching | None = None
     resources: Resources | None = None
     canary_traffic_percent: int | None = Field(default=None, ge=0, le=100)
+    auth: bool = False
+    """Callers need an API key (`Authorization: Bearer KEY`). KServe leaves endpoints open; in a
+    cluster this is the `security.opendatahub.io/enable-auth` annotation (Authorino)."""
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)

@@ -63,7 +63,7 @@ class NstarxMagics(Magics):
         if args.max_batch_size:
             batching = {"max_batch_size": args.max_batch_size,
                         "max_latency_ms": args.max_latency_ms}  # fmt: skip
-        from nstarx_jupyter.deployment.api import deploy
+        from nstarx_jupyter.notebook.api import deploy
 
         return _user_errors("%%deploy", lambda: deploy(
             model, args.name, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
@@ -87,7 +87,7 @@ class NstarxMagics(Magics):
             except Exception as exc:  # noqa: BLE001 - whatever the user's expression raised
                 message = f"%predict: '{text}' is neither JSON nor a variable: {exc}"
                 raise UsageError(message) from None
-        from nstarx_jupyter.deployment.api import Deployment
+        from nstarx_jupyter.notebook.api import Deployment
 
         deployment = Deployment(name)
         try:

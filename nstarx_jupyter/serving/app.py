@@ -75,14 +75,19 @@ def create_app(
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nstarx-predict")
     metrics = ServerMetrics(registry)
     repository = ModelRepository(models, metrics, executor)
-    dataplane = DataPlane(repository, metrics)
+    guard = None
+    if config.state_dir is not None and config.admin_token:
+        from nstarx_jupyter.security import Guard, KeyStore
+
+        guard = Guard(KeyStore(config.state_dir / "keys.json"), config.admin_token)
+    dataplane = DataPlane(repository, metrics, guard)
 
     control = None
     routes = RestHandlers(dataplane, config.max_body_bytes).routes()
-    if config.state_dir is not None and config.admin_token:
+    if config.state_dir is not None and guard is not None:
         from nstarx_jupyter.serving.control import ControlPlane
 
-        control = ControlPlane(repository, config.state_dir, config.admin_token)
+        control = ControlPlane(repository, config.state_dir, guard)
         routes = [*control.routes(), *routes]
 
     @contextlib.asynccontextmanager

@@ -1,8 +1,9 @@
-"""The control API (`/nstarx/v1/deployments`): deploy, list, inspect and delete deployments.
+"""The control API (`/nstarx/v1`): deployments (deploy, list, inspect, delete) and API keys.
 
 A deployment is a `DeploymentSpec` served as one model under its name. Specs persist as JSON files
-in the server's state folder and are served again when the server restarts. Every call needs the
-admin token the server wrote into its state file (readable by the user only).
+in the server's state folder and are served again when the server restarts; keys persist (hashed)
+in `keys.json`. Every call needs the admin token the server wrote into its state file (readable
+by the user only).
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nstarx_jupyter.config import atomic_write
-from nstarx_jupyter.deployment.spec import DeploymentSpec
+from nstarx_jupyter.deployment.spec import NAME, DeploymentSpec
 from nstarx_jupyter.errors import (
-    ErrorKind,
     InvalidInputError,
     ModelLoadError,
     NotFoundError,
     NstarxError,
+    UnauthenticatedError,
 )
 from nstarx_jupyter.runtimes.loader import RUNTIMES
 from nstarx_jupyter.serving.http_errors import nstarx_error_response
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
+    from nstarx_jupyter.security import Guard
     from nstarx_jupyter.serving.repository import ModelRepository
 
     Handler = Callable[[Request], Awaitable[Response]]
@@ -47,12 +49,6 @@ __all__ = ["PREFIX", "ControlPlane", "settings_for"]
 
 log = logging.getLogger(__name__)
 PREFIX = "/nstarx/v1"
-
-
-class UnauthenticatedError(NstarxError):
-    """The control API was called without the admin token."""
-
-    kind = ErrorKind.UNAUTHENTICATED
 
 
 @dataclass(slots=True)
@@ -109,11 +105,14 @@ def settings_for(spec: DeploymentSpec, revision: int) -> ModelSettings:
 class ControlPlane:
     """Deployments on the local server, kept in `state_dir/deployments/NAME.json`."""
 
-    def __init__(self, repository: ModelRepository, state_dir: Path, token: str) -> None:
+    def __init__(self, repository: ModelRepository, state_dir: Path, guard: Guard) -> None:
         self.repository = repository
         self.folder = state_dir / "deployments"
         self.events = state_dir / "events.log"
-        self._token = token
+        self.guard = guard
+        if not guard.admin_token:
+            raise ValueError("the control API needs an admin token")
+        self._token: str = guard.admin_token
         self._deployed: dict[str, _Deployed] = {}
 
     async def restore(self) -> None:
@@ -142,17 +141,25 @@ class ControlPlane:
         settings = settings_for(spec, revision)
         now = time.time()
         created = created or (previous.created if previous else now)
+        protected = self.guard.protected
+        was_protected = spec.name in protected
+        if spec.auth:
+            protected.add(spec.name)  # before the model answers anyone
         try:
             try:
                 await self.repository.replace(settings)
             except ModelLoadError as exc:  # the user's file: their mistake to fix, not a 500
                 raise InvalidInputError(f"the model did not load: {exc.message}") from exc
         except NstarxError as exc:
+            if not was_protected:
+                protected.discard(spec.name)
             self._event(spec.name, f"revision {revision} failed: {exc.message}")
             if previous is None:
                 self._deployed[spec.name] = _Deployed(spec, revision, created, now, "Failed",
                                                       exc.message)  # fmt: skip
             raise
+        if not spec.auth:
+            protected.discard(spec.name)
         deployed = _Deployed(spec, revision, created, now)
         self._deployed[spec.name] = deployed
         if save:
@@ -167,6 +174,7 @@ class ControlPlane:
         del self._deployed[name]
         with contextlib.suppress(NstarxError):
             await self.repository.remove(name)
+        self.guard.protected.discard(name)
         (self.folder / f"{name}.json").unlink(missing_ok=True)
         self._event(name, "deleted")
 
@@ -230,6 +238,8 @@ class ControlPlane:
                   methods=["GET"]),
             Route(f"{PREFIX}/deployments/{{name}}/logs", self._guarded(self._logs),
                   methods=["GET"]),
+            Route(f"{PREFIX}/keys", self._guarded(self._keys), methods=["GET", "POST"]),
+            Route(f"{PREFIX}/keys/{{key}}", self._guarded(self._revoke), methods=["DELETE"]),
         ]  # fmt: skip
 
     def _guarded(self, handler: Handler) -> Handler:
@@ -271,6 +281,32 @@ class ControlPlane:
         if not hmac.compare_digest(given.encode(), self._token.encode()):
             raise UnauthenticatedError("the control API needs the server's admin token")
 
+    def create_key(self, name: str = "", deployments: list[str] | None = None) -> dict[str, Any]:
+        """Mint an API key for `deployments` (None: all); the answer holds the key, once."""
+        for deployment in deployments or ():
+            if not isinstance(deployment, str) or not NAME.match(deployment):
+                raise InvalidInputError(f"deployments: '{deployment}' is not a deployment name")
+        record, secret = self.guard.keys.create(name, deployments)
+        scope = ", ".join(record.scopes)
+        for deployment in record.scopes:
+            self._event(deployment, f"API key {record.prefix} created ({scope})")
+        return {**record.public(), "key": secret}
+
+    async def _keys(self, request: Request) -> Response:
+        if request.method == "GET":
+            return _json([key.public() for key in self.guard.keys.records()])
+        doc = await _body(request)
+        deployments = doc.get("deployments")
+        if deployments is not None and not isinstance(deployments, list):
+            raise InvalidInputError("deployments: a list of deployment names, or null for all")
+        return _json(self.create_key(str(doc.get("name", "")), deployments), 201)
+
+    async def _revoke(self, request: Request) -> Response:
+        record = self.guard.keys.revoke(request.path_params["key"])
+        for deployment in record.scopes:
+            self._event(deployment, f"API key {record.prefix} revoked")
+        return _json(record.public())
+
     async def _list(self, request: Request) -> Response:
         return _json([self.describe(name) for name in self.names()])
 
@@ -281,17 +317,22 @@ class ControlPlane:
         if request.method == "DELETE":
             await self.delete(name)
             return Response(status_code=204)
-        try:
-            doc = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInputError(f"the body is not JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise InvalidInputError("the body must be a DeploymentSpec object")
+        doc = await _body(request)
         if doc.setdefault("name", name) != name:
             raise InvalidInputError(f"name: the body says '{doc['name']}', the URL '{name}'")
         existed = name in self._deployed
         described = await self.apply(DeploymentSpec.build(**doc))
         return _json(described, 200 if existed else 201)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"the body is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInputError("the body must be a JSON object")
+    return doc
 
 
 def _json(doc: Any, status: int = 200) -> Response:

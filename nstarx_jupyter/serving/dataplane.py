@@ -20,6 +20,7 @@ from nstarx_jupyter.runtimes.base import Tensors
 from nstarx_jupyter.serving.repository import LoadedModel, ModelRepository, ModelState
 
 if TYPE_CHECKING:
+    from nstarx_jupyter.security import Guard
     from nstarx_jupyter.serving.metrics import ServerMetrics
 
 __all__ = ["EXTENSIONS", "DataPlane", "Decoder"]
@@ -34,9 +35,23 @@ Decoder = Callable[[ModelSignature], Tensors]
 class DataPlane:
     """Health, metadata and inference over a `ModelRepository`; transports encode and decode."""
 
-    def __init__(self, repository: ModelRepository, metrics: ServerMetrics) -> None:
+    def __init__(
+        self, repository: ModelRepository, metrics: ServerMetrics, guard: Guard | None = None
+    ) -> None:
         self.repository = repository
         self.metrics = metrics
+        self.guard = guard
+        """API keys for protected deployments (None: every model is open, as in KServe)."""
+
+    def authorize(self, name: str, authorization: str | None, *, admin: bool = False) -> None:
+        """Check the caller's `Authorization` header against the model's protection.
+
+        Raises:
+            UnauthenticatedError: the model needs a key and none valid was sent.
+            ForbiddenError: the key does not cover the model (or the call needs the admin).
+        """
+        if self.guard is not None:
+            self.guard.check(name, authorization, admin=admin)
 
     def server_metadata(self) -> dict[str, Any]:
         """Return the V2 server metadata document."""

@@ -56,6 +56,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
 
+    def _authorize(self, context: Any, name: str, *, admin: bool = False) -> None:
+        guard = self.dataplane.guard
+        if guard is None or name not in guard.protected:
+            return
+        given = dict(context.invocation_metadata() or ()).get("authorization")
+        self.dataplane.authorize(name, given, admin=admin)
+
     async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:  # noqa: N802
         """Always live while the process answers."""
         return pb.ServerLiveResponse(live=True)
@@ -68,6 +75,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """Whether one model version is loaded."""
 
         async def call() -> pb.ModelReadyResponse:
+            self._authorize(context, request.name)
             ready = self.dataplane.model_ready(request.name, request.version or None)
             return pb.ModelReadyResponse(ready=ready)
 
@@ -81,6 +89,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """Inputs and outputs derived from the model."""
 
         async def call() -> pb.ModelMetadataResponse:
+            self._authorize(context, request.name)
             meta = await self.dataplane.model_metadata(request.name, request.version or None)
             return pb.ModelMetadataResponse(
                 name=meta["name"],
@@ -98,6 +107,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         async def call() -> pb.ModelInferResponse:
             version = request.model_version or None
             with self.dataplane.counting_rejections(request.model_name, version, "v2-grpc"):
+                self._authorize(context, request.model_name)
                 decoded = decode_infer_request(request)
             response = await self.dataplane.infer(request.model_name, version, decoded, "v2-grpc")
             return encode_infer_response(response, raw=bool(request.raw_input_contents))
@@ -108,6 +118,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """Load a model."""
 
         async def call() -> pb.RepositoryModelLoadResponse:
+            self._authorize(context, request.model_name, admin=True)
             await self.dataplane.repository.load(request.model_name)
             return pb.RepositoryModelLoadResponse(model_name=request.model_name, isLoaded=True)
 
@@ -117,6 +128,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """Unload a model."""
 
         async def call() -> pb.RepositoryModelUnloadResponse:
+            self._authorize(context, request.model_name, admin=True)
             await self.dataplane.repository.unload(request.model_name)
             return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
 

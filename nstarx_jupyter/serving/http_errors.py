@@ -50,6 +50,8 @@ def nstarx_error_response(request: Request, exc: NstarxError) -> Response:
     headers = None
     if isinstance(exc, UnavailableError) and exc.retry_after_s is not None:
         headers = {"Retry-After": str(exc.retry_after_s)}
+    elif exc.kind is ErrorKind.UNAUTHENTICATED:
+        headers = {"WWW-Authenticate": 'Bearer realm="nstarx"'}
     status = STATUS[exc.kind]
     if status >= 500 and exc.kind is ErrorKind.INTERNAL:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)

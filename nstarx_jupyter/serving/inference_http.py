@@ -117,9 +117,17 @@ class InferenceApp:
             reply = _Reply(orjson.dumps({"error": "internal error"}), 500)
         await _send(send, reply)
 
+    def _authorize(self, name: str, headers: list[tuple[bytes, bytes]]) -> None:
+        guard = self.dataplane.guard
+        if guard is None or name not in guard.protected:
+            return  # open models pay one set lookup
+        given = next((value for key, value in headers if key == b"authorization"), None)
+        guard.check(name, given.decode("latin-1") if given is not None else None)
+
     async def _v2(self, name: str, version: str | None, scope: Scope, receive: Receive) -> _Reply:
         headers = scope["headers"]
         with self.dataplane.counting_rejections(name, version, "v2-rest"):
+            self._authorize(name, headers)
             body = await read_body(receive, headers, self.max_body_bytes)
             request = v2.decode_request(body, _header_length(headers))
         response = await self.dataplane.infer(name, version, request, "v2-rest")
@@ -133,6 +141,7 @@ class InferenceApp:
 
     async def _v1(self, name: str, scope: Scope, receive: Receive) -> _Reply:
         with self.dataplane.counting_rejections(name, None, "v1"):
+            self._authorize(name, scope["headers"])
             doc = v2.loads(await read_body(receive, scope["headers"], self.max_body_bytes))
         _, outputs = await self.dataplane.predict(
             name, None, "v1", lambda signature: v1.decode_instances(doc, signature)
@@ -141,6 +150,7 @@ class InferenceApp:
 
     async def _records(self, name: str, scope: Scope, receive: Receive) -> _Reply:
         with self.dataplane.counting_rejections(name, None, "records"):
+            self._authorize(name, scope["headers"])
             body = await read_body(receive, scope["headers"], self.max_body_bytes)
             doc = v2.loads(body)
             decode: Decoder
@@ -199,6 +209,8 @@ def _error(exc: NstarxError) -> _Reply:
     headers = _JSON
     if isinstance(exc, UnavailableError) and exc.retry_after_s is not None:
         headers = [*_JSON, (b"retry-after", str(exc.retry_after_s).encode())]
+    elif exc.kind is ErrorKind.UNAUTHENTICATED:
+        headers = [*_JSON, (b"www-authenticate", b'Bearer realm="nstarx"')]
     if exc.kind is ErrorKind.INTERNAL:
         log.error("inference failed: %s", exc.message)
     return _Reply(orjson.dumps({"error": exc.message}), STATUS[exc.kind], headers)

@@ -72,6 +72,9 @@ class RestHandlers:
         ]
         return [Route(path, _guarded(fn), methods=[method]) for path, fn, method in table]
 
+    def _authorize(self, request: Request, name: str, *, admin: bool = False) -> None:
+        self.dataplane.authorize(name, request.headers.get("authorization"), admin=admin)
+
     async def _body(self, request: Request) -> bytes:
         return await read_body(request.receive, request.scope["headers"], self.max_body_bytes)
 
@@ -91,11 +94,13 @@ class RestHandlers:
     async def model_metadata(self, request: Request) -> Response:
         """`GET /v2/models/{name}[/versions/{version}]`."""
         params = request.path_params
+        self._authorize(request, params["name"])
         return _json(await self.dataplane.model_metadata(params["name"], params.get("version")))
 
     async def model_ready(self, request: Request) -> Response:
         """`GET /v2/models/{name}[/versions/{version}]/ready`: 200 when ready, 503 when not."""
         name = request.path_params["name"]
+        self._authorize(request, name)
         ready = self.dataplane.model_ready(name, request.path_params.get("version"))
         return _json({"name": name, "ready": ready}, 200 if ready else 503)
 
@@ -110,12 +115,14 @@ class RestHandlers:
     async def repository_load(self, request: Request) -> Response:
         """`POST /v2/repository/models/{name}/load`."""
         name = request.path_params["name"]
+        self._authorize(request, name, admin=True)
         await self.dataplane.repository.load(name)
         return _json({"name": name, "load": True})
 
     async def repository_unload(self, request: Request) -> Response:
         """`POST /v2/repository/models/{name}/unload`."""
         name = request.path_params["name"]
+        self._authorize(request, name, admin=True)
         await self.dataplane.repository.unload(name)
         return _json({"name": name, "unload": True})
 
@@ -126,6 +133,7 @@ class RestHandlers:
     async def v1_model(self, request: Request) -> Response:
         """`GET /v1/models/{name}`."""
         name = request.path_params["name"]
+        self._authorize(request, name)
         return _json({"name": name, "ready": self.dataplane.model_ready(name)})
 
     async def metrics(self, request: Request) -> Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import stat
 import subprocess
 import sys
@@ -36,16 +35,6 @@ def backend(nstarx_home: Path) -> Iterator[LocalBackend]:
     made.stop()
 
 
-@pytest.fixture
-def named_iris(iris_path: Path, tmp_path: Path) -> Path:
-    folder = tmp_path / "iris"
-    folder.mkdir()
-    (folder / "model.joblib").write_bytes(iris_path.read_bytes())
-    (folder / "model-settings.json").write_text(json.dumps({"options": {
-        "feature_names": IRIS_FEATURES}}))  # fmt: skip
-    return folder
-
-
 def test_deploy_starts_a_detached_server_and_serves(
     backend: LocalBackend, named_iris: Path, iris_model: LogisticRegression
 ) -> None:
@@ -56,16 +45,21 @@ def test_deploy_starts_a_detached_server_and_serves(
     assert made.predict(ROW)["prediction"] == int(iris_model.predict([list(ROW.values())])[0])
     state_file = backend.state_dir / STATE_FILE
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600  # the admin token is the user's
-    # The control API wants the token; the data plane does not (keys come with security).
+    # The control API wants the admin token; the deployment wants the key deploy() minted.
     state = backend.running()
     assert state is not None
     refused = httpx.get(f"{state.url}/nstarx/v1/deployments")
     assert refused.status_code == 401
     assert "admin token" in refused.json()["error"]
+    assert made.api_key is not None
+    assert httpx.post(f"{made.url}/predict", json=ROW).status_code == 401
+    keyed = httpx.post(f"{made.url}/predict", json=ROW,
+                       headers={"Authorization": f"Bearer {made.api_key}"})  # fmt: skip
+    assert keyed.status_code == 200
     assert [d["name"] for d in backend.deployments()] == ["iris"]
     figures = made.metrics(window_s=60)
     assert figures["requests"] >= 1
-    assert figures["errors"] == 0
+    assert figures["errors"] == 1  # the call without a key, refused above
     assert figures["p99_ms"] is not None
     with pytest.raises(InvalidInputError, match="window_s"):
         made.metrics(window_s=0)
@@ -82,7 +76,7 @@ def test_a_redeploy_is_a_new_revision_and_drops_no_request(
 
     def load() -> None:
         nonlocal sent
-        with InferenceClient(made.url, retries=0) as client:
+        with InferenceClient(made.url, api_key=made.api_key, retries=0) as client:
             while not done.is_set():
                 try:
                     client.predict(ROW)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from nstarx_jupyter.deployment.api import Deployment
 from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.notebook.api import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("local-backend")]
 

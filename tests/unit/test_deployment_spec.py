@@ -46,7 +46,7 @@ def test_every_field_lands_where_kserve_expects_it() -> None:
         timeout_s=30, batching={"max_batch_size": 16, "max_latency_ms": 20},
         resources={"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2"}},
         canary_traffic_percent=10, labels={"team": "risk"},
-        options={"feature_names": ["a", "b"]},
+        options={"feature_names": ["a", "b"]}, auth=True,
     )  # fmt: skip
     docs = to_manifests(spec)
     assert [d["kind"] for d in docs] == ["InferenceService"]  # a cluster runtime: no nstarx one
@@ -63,6 +63,7 @@ def test_every_field_lands_where_kserve_expects_it() -> None:
     assert isvc["metadata"]["namespace"] == "team-a"
     assert isvc["metadata"]["labels"] == {"team": "risk"}
     assert "feature_names" in isvc["metadata"]["annotations"]["nstarx.io/options"]
+    assert isvc["metadata"]["annotations"]["security.opendatahub.io/enable-auth"] == "true"
 
 
 @pytest.mark.parametrize(
@@ -159,6 +160,7 @@ names = st.from_regex(r"[a-z][a-z0-9]{0,10}(-[a-z0-9]{1,5})?", fullmatch=True)
     ),
     canary=st.none() | st.integers(0, 100),
     runtime=st.sampled_from([None, "kserve-mlserver"]),
+    auth=st.booleans(),
 )
 def test_any_spec_round_trips_through_kserve(**fields: Any) -> None:
     low, high = fields.pop("replicas")
@@ -166,7 +168,7 @@ def test_any_spec_round_trips_through_kserve(**fields: Any) -> None:
         name=fields["name"], storage_uri=S3, model_format=fields["fmt"], runtime=fields["runtime"],
         min_replicas=low, max_replicas=high, container_concurrency=fields["concurrency"],
         timeout_s=fields["timeout"], batching=fields["batching"],
-        canary_traffic_percent=fields["canary"],
+        canary_traffic_percent=fields["canary"], auth=fields["auth"],
     )  # fmt: skip
     back = from_kserve(yaml.safe_load(yaml.safe_dump(_isvc(spec))))
     assert back == spec.replace(runtime=spec.runtime or "nstarx")

@@ -1,4 +1,8 @@
-"""`deploy()` and `Deployment`: a model behind an endpoint in one call, from a notebook."""
+"""`deploy()` and `Deployment`: a model behind an authenticated endpoint in one call.
+
+The notebook's handle on a deployment: it takes fitted models (registering them behind the
+deployment), mints the caller's API key, and shows itself as a card with a test form.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.config import atomic_write, nstarx_home
 from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.deployment.sources import spec_for, storage_uri_of
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError
 
@@ -38,6 +43,7 @@ def deploy(
     timeout_s: int | None = None,
     resources: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
+    auth: bool = True,
     backend: LocalBackend | None = None,
 ) -> Deployment:
     """Serve a model under `name` and return its `Deployment` once it answers.
@@ -45,39 +51,35 @@ def deploy(
     `model_or_uri` is a fitted model (served at once from a staged copy while it registers as
     a new version of `name`; see `Deployment.registration`), a registry URI (`models:/iris/3`,
     `models:/iris@champion`), a registered model's name with `version`, or a model file or
-    folder. Deploying an existing name again creates a new
-    revision that takes over when ready, without dropping a request.
+    folder. Deploying an existing name again creates a new revision that takes over when
+    ready, without dropping a request.
+
+    With `auth` (the default) callers need an API key: each call mints one for this deployment
+    and keeps it on the returned object (`.api_key`, shown once; earlier keys stay valid until
+    revoked). `auth=False` leaves the endpoint open, as KServe does.
     """
     if target != "local":
         raise InvalidInputError(
             f"target '{target}': only 'local' deploys yet; for KServe, apply "
             "deployment.to_kserve(storage_uri=...) with kubectl"
         )
-    spec = DeploymentSpec.build(
-        name=name, storage_uri=_source(model_or_uri, name, version), min_replicas=min_replicas,
-        max_replicas=max_replicas, batching=batching, container_concurrency=container_concurrency,
-        timeout_s=timeout_s, resources=resources, options=options or {},
-        deployment_mode="Knative" if min_replicas == 0 else "Standard",
+    if isinstance(model_or_uri, str | Path):
+        uri = storage_uri_of(model_or_uri, version)
+    else:
+        uri = str(_stage(model_or_uri, name))
+    spec = spec_for(
+        uri, name, min_replicas=min_replicas, max_replicas=max_replicas, batching=batching,
+        container_concurrency=container_concurrency, timeout_s=timeout_s, resources=resources,
+        options=options, auth=auth,
     )  # fmt: skip
     backend = backend or LocalBackend()
     backend.apply(spec)
     made = Deployment(name, backend)
+    if auth:
+        made.create_key(f"deploy() of {name}")
     if not isinstance(model_or_uri, str | Path):
         made.registration = _register_behind(model_or_uri, spec, backend)
     return made
-
-
-def _source(model: Any, name: str, version: str | int | None) -> str:
-    if isinstance(model, Path) or (isinstance(model, str) and not model.startswith("models:/")):
-        path = Path(model).expanduser()
-        if path.exists():
-            return str(path.resolve())
-        if isinstance(model, str) and version is not None:
-            return f"models:/{model}/{version}"
-        raise InvalidInputError(f"'{model}' is neither a file nor a registry URI")
-    if isinstance(model, str):
-        return model
-    return str(_stage(model, name))
 
 
 def _stage(model: Any, name: str) -> Path:
@@ -139,6 +141,9 @@ class Deployment:
         self.backend = backend or LocalBackend()
         self._client: InferenceClient | None = None
         self._charts: list[LatencyChart] = []
+        self.api_key: str | None = None
+        """The key this object minted (`deploy()` or `create_key()`); the server keeps only its
+        digest, so this is the one place it can be read."""
         self.registration: Future[ModelVersion] | None = None
         """For a fitted model: its registration in MLflow, running behind the deployment (the
         deployment moves to `models:/NAME/VERSION` when it completes)."""
@@ -168,12 +173,39 @@ class Deployment:
         return f"{self.backend.ensure_server().url}/v1/models/{self.name}"
 
     def predict(self, data: Any) -> Any:
-        """Send a record (or several) and return the named outputs."""
-        if self._client is None:
-            from nstarx_jupyter.client import InferenceClient
+        """Send a record (or several) and return the named outputs.
 
-            self._client = InferenceClient(self.url)
+        Calls as the server's owner (the admin token in `$NSTARX_HOME`), so it works on a
+        protected deployment without handing a key around.
+        """
+        if self._client is None:
+            self._client = self._owner_client()
         return self._client.predict(data)
+
+    def _owner_client(self, retries: int = 2) -> InferenceClient:
+        from nstarx_jupyter.client import InferenceClient
+
+        state = self.backend.ensure_server()
+        return InferenceClient(f"{state.url}/v1/models/{self.name}", api_key=state.token,
+                               retries=retries)  # fmt: skip
+
+    def create_key(self, name: str = "") -> str:
+        """Mint an API key for this deployment, keep it in `.api_key` and return it (once)."""
+        made = self.backend.create_key(name or f"key for {self.name}", [self.name])
+        self.api_key = str(made["key"])
+        return self.api_key
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """The keys that can call this deployment: id, prefix, name, created, revoked."""
+        return [key for key in self.backend.list_keys()
+                if self.name in key["deployments"] or "*" in key["deployments"]]  # fmt: skip
+
+    def revoke_key(self, key: str) -> None:
+        """Revoke a key by id, prefix or the key itself; it gets 401 from now on."""
+        key_id = key.split("_")[1] if key.startswith("nsx_") else key
+        self.backend.revoke_key(key_id)
+        if self.api_key is not None and self.api_key.startswith(f"nsx_{key_id}_"):
+            self.api_key = None
 
     def metrics(self, window_s: float = 60) -> dict[str, Any]:
         """Server-side figures of the last `window_s` seconds.
@@ -201,10 +233,9 @@ class Deployment:
 
     def load_test(self, data: Any, *, rps: float = 50, duration_s: float = 10) -> LoadTest:
         """Send `data` at `rps` for `duration_s` in the background; `.wait()` gives the report."""
-        from nstarx_jupyter.client import InferenceClient
         from nstarx_jupyter.monitoring.live import LoadTest
 
-        client = InferenceClient(self.url, retries=0)
+        client = self._owner_client(retries=0)
         test = LoadTest(client.predict, data, rps=rps, duration_s=duration_s).start()
 
         def close_after() -> None:

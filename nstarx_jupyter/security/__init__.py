@@ -1,0 +1,5 @@
+"""Access to deployments: API keys (stored hashed), scoped to deployments."""
+
+from nstarx_jupyter.security.keys import ApiKey, Guard, KeyStore
+
+__all__ = ["ApiKey", "Guard", "KeyStore"]

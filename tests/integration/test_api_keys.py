@@ -95,7 +95,7 @@ def test_the_client_and_grpc_send_the_key(
         with pytest.raises(grpc.RpcError) as refused:
             infer(request)
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        answer = infer(request, metadata=[("authorization", f"Bearer {iris.api_key}")])
+        answer = infer(request, metadata=(("authorization", f"Bearer {iris.api_key}"),))
         assert answer.model_name == "iris"
 
 

@@ -80,9 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("name")
     for sub in (deploy, apply, delete, keys):
         sub.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
-    demo = commands.add_parser("demo", help="train an iris model, serve it and call it")
-    _server_arguments(demo)
-    demo.add_argument("--once", action="store_true", help="exit after the example calls")
+    demo = commands.add_parser(
+        "demo", help="the quickstart headless: train, deploy with a key, predict, load test, "
+        "redeploy; prints the prediction and a latency summary",
+    )  # fmt: skip
+    demo.add_argument("--rps", type=float, default=100, help="load test rate (default 100)")
+    demo.add_argument("--duration-s", type=float, default=5, help="load test length (default 5)")
+    demo.add_argument(
+        "--cleanup", action="store_true",
+        help="delete the deployment and stop the local server at the end",
+    )  # fmt: skip
     return parser
 
 
@@ -135,9 +142,9 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from nstarx_jupyter.serving.demo import run_demo
+    from nstarx_jupyter.notebook.demo import run_demo
 
-    return run_demo(_config(args), once=args.once)
+    return run_demo(rps=args.rps, duration_s=args.duration_s, cleanup=args.cleanup)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

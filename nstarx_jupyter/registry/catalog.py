@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
 import os
 import re
 import shutil
@@ -440,6 +441,11 @@ def _mlflow() -> Any:
         warnings.filterwarnings("ignore", ".*type hint is inferred as AnyType", UserWarning)
         mlflow = require("mlflow", "mlflow")
         require("mlflow.pyfunc", "mlflow")
+    # "Creating initial MLflow database tables..." on a new store is MLflow's housekeeping, printed
+    # at INFO under every first deploy; quiet it unless the user set that logger's level.
+    migrations = logging.getLogger("mlflow.store.db.utils")
+    if migrations.level == logging.NOTSET:
+        migrations.setLevel(logging.WARNING)
     return mlflow
 
 

@@ -23,8 +23,21 @@ class Flavor:
     extra: tuple[tuple[str, Any], ...] = ()
 
     def log_kwargs(self, model: Any) -> dict[str, Any]:
-        """Keyword arguments for `mlflow.<flavour>.log_model`, the model included."""
-        return {self.model_arg: model, **dict(self.extra)}
+        """Keyword arguments for `mlflow.<flavour>.log_model`, the model included.
+
+        scikit-learn models are saved with skops, which refuses types outside its safe list
+        (trees, for one) unless they are named as trusted. The object being registered comes
+        from the caller's own process, so its types are trusted here and listed in the MLmodel;
+        whoever loads the file later sees exactly which types were vouched for.
+        """
+        kwargs = {self.model_arg: model, **dict(self.extra)}
+        if self.name == "sklearn":
+            import skops.io
+
+            trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+            if trusted:
+                kwargs["skops_trusted_types"] = trusted
+        return kwargs
 
 
 # XGBoost and LightGBM estimators are scikit-learn estimators too: test them first.

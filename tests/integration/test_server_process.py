@@ -191,13 +191,21 @@ def test_cli_mistakes_print_one_line_and_no_traceback(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
 
 
-def test_the_readme_demo_runs_headless(tmp_path: Path) -> None:
-    """`make demo` runs `nstarx demo`: it must train, serve, call and (with --once) exit 0."""
+def test_the_readme_demo_runs_the_quickstart_headless(tmp_path: Path) -> None:
+    """`make demo` runs `nstarx demo`: train, deploy with a key, predict, load, redeploy."""
     env = {**os.environ, "NSTARX_HOME": str(tmp_path / "home")}
     done = subprocess.run(
-        [sys.executable, "-m", "nstarx_jupyter.cli", "demo", "--once", "--port", "0"],
-        capture_output=True, text=True, timeout=120, env=env, check=False,
+        [sys.executable, "-m", "nstarx_jupyter.cli", "demo", "--cleanup", "--rps", "50",
+         "--duration-s", "2"],
+        capture_output=True, text=True, timeout=240, env=env, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "nstarx serving at http://127.0.0.1:" in done.stdout
-    assert "setosa" in done.stdout  # the product endpoint's answer, printed as a curl line
+    out = done.stdout
+    assert "deployed iris revision 1 (Ready)" in out
+    assert "API key (shown once): nsx_" in out
+    assert '"prediction": "setosa"' in out
+    assert "sent 100, ok 100, errors 0" in out
+    assert "server-side latency: p50 " in out
+    assert "registered in MLflow as models:/iris/1" in out
+    assert "deployed RandomForestClassifier as revision 3" in out
+    assert "deleted iris and stopped the local server" in out

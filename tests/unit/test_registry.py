@@ -202,6 +202,24 @@ def test_xgboost_and_lightgbm_register_and_serve(registry: Registry, frame: Any)
         runtime.unload()
 
 
+def test_tree_models_register_with_their_types_vouched_for(registry: Registry, frame: Any) -> None:
+    """skops refuses trees unless trusted: the caller's own model is, and the MLmodel says so."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from nstarx_jupyter.runtimes import create_runtime
+
+    x, y = frame
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(x, y)
+    version = registry.register(forest, "iris-forest")
+    local = registry.local_model(version.uri)
+    assert "sklearn.tree._tree.Tree" in local.options["trusted_types"]
+    runtime = create_runtime(local.path, local.runtime, local.options)
+    runtime.load()
+    out = runtime.predict({"input-0": x.to_numpy()[:3]})
+    assert list(next(iter(out.values()))) == list(forest.predict(x.iloc[:3]))
+    runtime.unload()
+
+
 async def test_an_mlflow_folder_serves_as_a_plain_path(
     iris: Registry, tmp_path: Path, fitted: LogisticRegression, frame: Any
 ) -> None:

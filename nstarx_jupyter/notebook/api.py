@@ -44,6 +44,8 @@ def deploy(
     resources: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     auth: bool = True,
+    input_example: Any = None,
+    reference_data: Any = None,
     backend: LocalBackend | None = None,
 ) -> Deployment:
     """Serve a model under `name` and return its `Deployment` once it answers.
@@ -57,6 +59,9 @@ def deploy(
     With `auth` (the default) callers need an API key: each call mints one for this deployment
     and keeps it on the returned object (`.api_key`, shown once; earlier keys stay valid until
     revoked). `auth=False` leaves the endpoint open, as KServe does.
+
+    `input_example` (a record, records, or a DataFrame) and `reference_data` go to the registry
+    with a fitted model (signature, drift statistics); the example also fills the card's form.
     """
     if target != "local":
         raise InvalidInputError(
@@ -75,11 +80,28 @@ def deploy(
     backend = backend or LocalBackend()
     backend.apply(spec)
     made = Deployment(name, backend)
+    made._example = _first_record(input_example, getattr(model_or_uri, "feature_names_in_", None))
     if auth:
         made.create_key(f"deploy() of {name}")
     if not isinstance(model_or_uri, str | Path):
-        made.registration = _register_behind(model_or_uri, spec, backend)
+        made.registration = _register_behind(
+            model_or_uri, spec, backend, input_example=input_example, reference_data=reference_data
+        )
     return made
+
+
+def _first_record(example: Any, names: Any) -> dict[str, Any] | None:
+    """One record for the card's test form: from the example, else the model's feature names."""
+    if example is None:
+        return None if names is None else dict.fromkeys((str(n) for n in names), 0.0)
+    if hasattr(example, "iloc"):  # a pandas DataFrame or Series
+        first = example.iloc[0] if hasattr(example, "columns") else example
+        return {str(k): v.item() if hasattr(v, "item") else v for k, v in first.items()}
+    if isinstance(example, list) and example and isinstance(example[0], dict):
+        return dict(example[0])
+    if isinstance(example, dict):
+        return dict(example)
+    return None
 
 
 def _stage(model: Any, name: str) -> Path:
@@ -105,7 +127,7 @@ def _stage(model: Any, name: str) -> Path:
 
 
 def _register_behind(
-    model: Any, spec: DeploymentSpec, backend: LocalBackend
+    model: Any, spec: DeploymentSpec, backend: LocalBackend, **register: Any
 ) -> Future[ModelVersion]:
     """Register in MLflow on a worker thread, then serve the registry version instead.
 
@@ -120,7 +142,7 @@ def _register_behind(
 
     def work() -> None:
         try:
-            version = Registry().register(model, spec.name)
+            version = Registry().register(model, spec.name, **register)
             backend.apply(spec.replace(storage_uri=version.uri))
             if staged is not None:
                 Path(staged).unlink(missing_ok=True)
@@ -141,6 +163,7 @@ class Deployment:
         self.backend = backend or LocalBackend()
         self._client: InferenceClient | None = None
         self._charts: list[LatencyChart] = []
+        self._example: dict[str, Any] | None = None
         self.api_key: str | None = None
         """The key this object minted (`deploy()` or `create_key()`); the server keeps only its
         digest, so this is the one place it can be read."""
@@ -188,6 +211,10 @@ class Deployment:
         state = self.backend.ensure_server()
         return InferenceClient(f"{state.url}/v1/models/{self.name}", api_key=state.token,
                                retries=retries)  # fmt: skip
+
+    def example(self) -> dict[str, Any] | None:
+        """A record to try the endpoint with (from `deploy(input_example=...)`), or None."""
+        return self._example
 
     def create_key(self, name: str = "") -> str:
         """Mint an API key for this deployment, keep it in `.api_key` and return it (once)."""

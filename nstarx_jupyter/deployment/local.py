@@ -16,7 +16,12 @@ import httpx
 
 from nstarx_jupyter.client.inference import error_from
 from nstarx_jupyter.config import STATE_FILE, server_dir
-from nstarx_jupyter.errors import InvalidInputError, NotFoundError, UnavailableError
+from nstarx_jupyter.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    UnavailableError,
+)
 
 __all__ = ["LocalBackend", "ServerState"]
 
@@ -103,10 +108,14 @@ class LocalBackend:
 
     # -- the control API -----------------------------------------------------------------------
 
-    def apply(self, spec: Any) -> dict[str, Any]:
-        """Create or replace a deployment and return its description once it serves."""
+    def apply(self, spec: Any, *, if_revision: int | None = None) -> dict[str, Any]:
+        """Create or replace a deployment and return its description once it serves.
+
+        With `if_revision`, only while that revision is current (else `ConflictError`).
+        """
         doc = spec.model_dump(mode="json", exclude_defaults=True)
-        return self._call("PUT", f"/deployments/{spec.name}", doc)  # type: ignore[no-any-return]
+        query = "" if if_revision is None else f"?if_revision={if_revision}"
+        return self._call("PUT", f"/deployments/{spec.name}{query}", doc)  # type: ignore[no-any-return]
 
     def describe(self, name: str) -> dict[str, Any]:
         """One deployment's description (spec, revision, status)."""
@@ -158,6 +167,8 @@ class LocalBackend:
                 raise NotFoundError(error.message)
             if response.status_code == 400:
                 raise InvalidInputError(error.message)
+            if response.status_code == 409:
+                raise ConflictError(error.message)
             raise error
         return response.json()
 

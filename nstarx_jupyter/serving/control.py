@@ -8,6 +8,7 @@ by the user only).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -24,6 +25,7 @@ from starlette.routing import Route
 from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.deployment.spec import NAME, DeploymentSpec
 from nstarx_jupyter.errors import (
+    ConflictError,
     InvalidInputError,
     ModelLoadError,
     NotFoundError,
@@ -114,6 +116,7 @@ class ControlPlane:
             raise ValueError("the control API needs an admin token")
         self._token: str = guard.admin_token
         self._deployed: dict[str, _Deployed] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def restore(self) -> None:
         """Serve the deployments saved by an earlier run; a broken one is reported, not fatal."""
@@ -134,9 +137,33 @@ class ControlPlane:
         revision: int | None = None,
         save: bool = True,
         created: float | None = None,
+        if_revision: int | None = None,
     ) -> dict[str, Any]:
-        """Create or replace a deployment; a replacement is a new revision, swapped in ready."""
+        """Create or replace a deployment; a replacement is a new revision, swapped in ready.
+
+        Changes to one deployment run one at a time. `if_revision` makes the change conditional
+        (optimistic concurrency): it applies only while that revision is the current one.
+
+        Raises:
+            ConflictError: `if_revision` is no longer current (or the deployment is gone).
+        """
+        async with self._locks.setdefault(spec.name, asyncio.Lock()):
+            return await self._apply(spec, revision, save, created, if_revision)
+
+    async def _apply(
+        self,
+        spec: DeploymentSpec,
+        revision: int | None,
+        save: bool,
+        created: float | None,
+        if_revision: int | None,
+    ) -> dict[str, Any]:
         previous = self._deployed.get(spec.name)
+        if if_revision is not None and (previous is None or previous.revision != if_revision):
+            now_at = f"revision {previous.revision}" if previous else "deleted"
+            raise ConflictError(
+                f"'{spec.name}' is no longer at revision {if_revision} (now {now_at})"
+            )
         revision = revision or (previous.revision + 1 if previous else 1)
         settings = settings_for(spec, revision)
         now = time.time()
@@ -170,6 +197,10 @@ class ControlPlane:
 
     async def delete(self, name: str) -> None:
         """Stop serving a deployment and forget it."""
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            await self._delete(name)
+
+    async def _delete(self, name: str) -> None:
         self._get(name)
         del self._deployed[name]
         with contextlib.suppress(NstarxError):
@@ -321,7 +352,12 @@ class ControlPlane:
         if doc.setdefault("name", name) != name:
             raise InvalidInputError(f"name: the body says '{doc['name']}', the URL '{name}'")
         existed = name in self._deployed
-        described = await self.apply(DeploymentSpec.build(**doc))
+        raw = request.query_params.get("if_revision")
+        if raw is not None and not raw.isdigit():
+            raise InvalidInputError(f"if_revision: '{raw}' is not a revision number")
+        described = await self.apply(
+            DeploymentSpec.build(**doc), if_revision=int(raw) if raw is not None else None
+        )
         return _json(described, 200 if existed else 201)
 
 

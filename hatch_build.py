@@ -1,4 +1,4 @@
-"""Build hook: generate the V2 gRPC stubs from `inference.proto` (never committed)."""
+"""Build hooks: the gRPC stubs from `inference.proto`, the widgets' JavaScript (never committed)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,18 @@ def generate(root: Path = ROOT) -> None:
                 f"--pyi_out={root}", f"--grpc_python_out={root}", str(renamed)]  # fmt: skip
         if protoc.main(args) != 0:
             raise RuntimeError(f"protoc failed on {proto}")
+
+
+def build_widgets(target_name: str, version: str, **kwargs: Any) -> None:
+    """hatch-jupyter-builder's `npm_builder`, but no npm needed when the bundle is up to date.
+
+    `npm_builder` looks npm up before its own staleness check, so a wheel built from the sdist
+    (which carries the bundle) would need npm for nothing.
+    """
+    from hatch_jupyter_builder.utils import is_stale, npm_builder
+
+    if is_stale(kwargs["build_dir"], kwargs["source_dir"]):
+        npm_builder(target_name, version, **kwargs)
 
 
 class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]

@@ -1,0 +1,213 @@
+"""`DeploymentCard`: a deployment shown as a widget card (status, endpoint, snippets, a test form).
+
+Imported only when a card is displayed: it needs the `notebook` extra (anywidget) and the
+JavaScript bundle that `pip install` builds into `static/` from `widgets/src/card.tsx`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from nstarx_jupyter.errors import NstarxError, require
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import anywidget
+    import traitlets
+else:
+    anywidget = require("anywidget", "notebook")
+    traitlets = require("traitlets", "notebook")
+
+__all__ = ["CardSource", "DeploymentCard", "curl_snippet", "python_snippet", "registry_version"]
+
+logger = logging.getLogger(__name__)
+
+_STATIC = Path(__file__).parent / "static"
+if not (_STATIC / "card.js").is_file():
+    raise FileNotFoundError(
+        f"{_STATIC / 'card.js'} is missing: `pip install` builds it (from the repository: "
+        "`npm install && npm run build:prod`)"
+    )
+
+_MODELS_URI = re.compile(r"^models:/[^/]+/(\d+)$")
+_KEY_ENV = "$NSTARX_API_KEY"
+_KEY_PLACEHOLDER = "<YOUR_KEY>"
+_SNIPPET_WIDTH = 72
+
+
+class CardSource(Protocol):
+    """What a card shows: a deployment, or anything shaped like one."""
+
+    @property
+    def name(self) -> str:
+        """The deployment's name."""
+
+    @property
+    def url(self) -> str:
+        """The model endpoint (`…/v1/models/NAME`); records go to `url + "/predict"`."""
+
+    @property
+    def api_key(self) -> str | None:
+        """The key shown once at creation, or None when it is not known here."""
+
+    def describe(self) -> dict[str, Any]:
+        """The server's description: name, revision, status, spec and maybe a reason."""
+
+    def predict(self, data: Any) -> Any:
+        """Send records and return the named outputs."""
+
+    def example(self) -> dict[str, Any] | None:
+        """One example record to prefill the test form."""
+
+
+def registry_version(storage_uri: object) -> str | None:
+    """The registry version in a `models:/NAME/N` storage URI, else None."""
+    match = _MODELS_URI.match(storage_uri) if isinstance(storage_uri, str) else None
+    return match.group(1) if match else None
+
+
+def curl_snippet(url: str, example: dict[str, Any], api_key: str | None, auth: bool) -> str:
+    """A cURL command that sends `example` to the deployment, with the key when `auth`."""
+    body = json.dumps(example, separators=(",", ":")).replace("'", "'\\''")
+    lines = [f"curl {url}/predict"]
+    if auth:
+        lines.append(f'-H "Authorization: Bearer {api_key or _KEY_ENV}"')
+    lines += ['-H "Content-Type: application/json"', f"-d '{body}'"]
+    return " \\\n  ".join(lines)
+
+
+def python_snippet(url: str, example: dict[str, Any], api_key: str | None, auth: bool) -> str:
+    """The same request through `InferenceClient`, with the key when `auth`."""
+    key = f"    api_key={api_key or _KEY_PLACEHOLDER!r},\n" if auth else ""
+    record = repr(example)
+    if len(record) > _SNIPPET_WIDTH and example:
+        record = "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in example.items()) + "}"
+    return (
+        "from nstarx_jupyter import InferenceClient\n\n"
+        f"client = InferenceClient(\n    endpoint={url!r},\n{key})\n"
+        f"client.predict({record})"
+    )
+
+
+class DeploymentCard(anywidget.AnyWidget):
+    """A deployment as a card: name, version, status, endpoint, snippets and a test form."""
+
+    _esm = _STATIC / "card.js"
+    _css = _STATIC / "card.css"
+
+    name = traitlets.Unicode("").tag(sync=True)
+    version = traitlets.Unicode("").tag(sync=True)
+    status = traitlets.Unicode("Unknown").tag(sync=True)
+    reason = traitlets.Unicode("").tag(sync=True)
+    endpoint = traitlets.Unicode("").tag(sync=True)
+    auth = traitlets.Bool(True).tag(sync=True)
+    api_key = traitlets.Unicode("").tag(sync=True)
+    curl = traitlets.Unicode("").tag(sync=True)
+    python = traitlets.Unicode("").tag(sync=True)
+    example = traitlets.Unicode("{}").tag(sync=True)
+    result = traitlets.Unicode("").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    elapsed_ms = traitlets.Float(None, allow_none=True).tag(sync=True)
+    busy = traitlets.Bool(False).tag(sync=True)
+
+    def __init__(self, source: CardSource, **kwargs: Any) -> None:
+        self._source = source
+        self._example = source.example() or {}
+        self._worker: threading.Thread | None = None
+        super().__init__(
+            name=source.name,
+            endpoint=source.url,
+            example=json.dumps(self._example, indent=2),
+            **self._status_traits(),
+            **kwargs,
+        )
+        self.on_msg(self._on_message)
+
+    def refresh(self) -> None:
+        """Read the deployment's status (and version, auth, key, snippets) again."""
+        traits = self._status_traits()
+        with self.hold_sync():
+            for key, value in traits.items():
+                setattr(self, key, value)
+
+    def _status_traits(self) -> dict[str, Any]:
+        try:
+            info = self._source.describe()
+        except NstarxError as exc:
+            return {"status": "Unknown", "reason": exc.message}
+        spec = info.get("spec") or {}
+        version = registry_version(spec.get("storage_uri"))
+        revision = info.get("revision")
+        auth = bool(spec.get("auth", True))
+        key = self._source.api_key
+        return {
+            "status": str(info.get("status", "Unknown")),
+            "reason": str(info.get("reason") or ""),
+            "version": f"v{version}" if version else (f"rev {revision}" if revision else ""),
+            "auth": auth,
+            "api_key": key or "",
+            "curl": curl_snippet(self._source.url, self._example, key, auth),
+            "python": python_snippet(self._source.url, self._example, key, auth),
+        }
+
+    def _on_message(self, _widget: object, content: object, _buffers: object) -> None:
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "refresh":
+            self._in_background(self.refresh)
+        elif content.get("type") == "predict" and not self.busy:
+            self._start_predict(str(content.get("body", "")))
+
+    def _start_predict(self, body: str) -> None:
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as exc:
+            with self.hold_sync():
+                self.result, self.elapsed_ms = "", None
+                self.error = (
+                    f"The request is not valid JSON: {exc.msg} "
+                    f"(line {exc.lineno}, column {exc.colno})"
+                )
+            return
+        with self.hold_sync():
+            self.busy, self.error = True, ""
+        self._in_background(lambda: self._predict(data))
+
+    def _predict(self, data: Any) -> None:
+        start = time.perf_counter()
+        try:
+            answer = self._source.predict(data)
+        except NstarxError as exc:
+            result, error = "", exc.message
+        else:
+            result, error = json.dumps(answer, indent=2, default=str), ""
+        with self.hold_sync():
+            self.result, self.error = result, error
+            self.elapsed_ms = round((time.perf_counter() - start) * 1000, 1)
+            self.busy = False
+        self.refresh()
+
+    def _in_background(self, work: Callable[[], None]) -> None:
+        """Run `work` off the kernel's thread; a failure ends up in the card, not a traceback."""
+
+        def run() -> None:
+            try:
+                work()
+            except Exception as exc:  # the task boundary: show it, and keep it in the log
+                logger.exception("deployment card %s: %s failed", self.name, work)
+                with self.hold_sync():
+                    self.error, self.busy = f"{type(exc).__name__}: {exc}", False
+
+        self._worker = threading.Thread(target=run, name=f"nstarx-card-{self.name}", daemon=True)
+        self._worker.start()
+
+    def __repr__(self) -> str:
+        version = f" {self.version}" if self.version else ""
+        return f"DeploymentCard({self.name}{version}, {self.status}, {self.endpoint})"

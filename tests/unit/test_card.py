@@ -1,0 +1,207 @@
+"""The deployment card's Python half, driven by the messages its front end sends."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("anywidget")
+
+from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.notebook import card as card_module
+from nstarx_jupyter.notebook.card import CardSource, DeploymentCard, registry_version
+
+URL = "http://127.0.0.1:8123/v1/models/iris"
+KEY = "nsk_live_0123456789abcdef"
+RECORD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+class FakeDeployment:
+    """A CardSource whose status and answers the test sets."""
+
+    def __init__(self, *, api_key: str | None = KEY, auth: bool = True) -> None:
+        self.name = "iris"
+        self.url = URL
+        self.api_key = api_key
+        spec = {"storage_uri": "models:/iris/3", "auth": auth}
+        self.info: dict[str, Any] = {"name": "iris", "revision": 2, "status": "Loading"}
+        self.info["spec"] = spec
+        self.received: list[Any] = []
+        self.failure: Exception | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return self.info
+
+    def predict(self, data: Any) -> Any:
+        self.received.append(data)
+        if self.failure is not None:
+            raise self.failure
+        return {"label": 0, "proba": [0.97, 0.02, 0.01]}
+
+    def example(self) -> dict[str, Any] | None:
+        return dict(RECORD)
+
+
+def send(card: DeploymentCard, message: dict[str, str]) -> None:
+    """Deliver a message as the front end's `model.send` does, and wait for its work."""
+    card._handle_custom_msg(message, [])
+    if card._worker is not None:
+        card._worker.join(timeout=10)
+        assert not card._worker.is_alive()
+
+
+def test_fake_satisfies_the_protocol() -> None:
+    source: CardSource = FakeDeployment()
+    assert source.name == "iris"
+
+
+def test_card_shows_name_endpoint_status_and_example() -> None:
+    card = DeploymentCard(FakeDeployment())
+    assert (card.name, card.endpoint, card.status) == ("iris", URL, "Loading")
+    assert json.loads(card.example) == RECORD
+    assert card.api_key == KEY
+    assert repr(card) == f"DeploymentCard(iris v3, Loading, {URL})"
+
+
+def test_version_is_the_registry_version_of_a_models_uri() -> None:
+    assert DeploymentCard(FakeDeployment()).version == "v3"
+    assert registry_version("models:/iris/12") == "12"
+    assert registry_version("models:/iris@champion") is None
+    assert registry_version("file:///tmp/iris") is None
+
+
+def test_version_falls_back_to_the_revision() -> None:
+    source = FakeDeployment()
+    source.info["spec"]["storage_uri"] = "file:///tmp/iris/model.joblib"
+    assert DeploymentCard(source).version == "rev 2"
+
+
+def test_snippets_carry_the_key_and_the_predict_url() -> None:
+    card = DeploymentCard(FakeDeployment())
+    compact = json.dumps(RECORD, separators=(",", ":"))
+    assert card.curl.startswith(f"curl {URL}/predict")
+    assert f'-H "Authorization: Bearer {KEY}"' in card.curl
+    assert '-H "Content-Type: application/json"' in card.curl
+    assert f"-d '{compact}'" in card.curl
+    assert "from nstarx_jupyter import InferenceClient" in card.python
+    assert f"endpoint={URL!r},\n    api_key={KEY!r},\n" in card.python
+    assert "    'petal_width': 0.2,\n})" in card.python  # one feature a line: too long for one
+
+
+def test_snippets_use_a_placeholder_when_the_key_is_unknown() -> None:
+    card = DeploymentCard(FakeDeployment(api_key=None))
+    assert card.api_key == ""
+    assert '-H "Authorization: Bearer $NSTARX_API_KEY"' in card.curl
+    assert "api_key='<YOUR_KEY>'" in card.python
+
+
+def test_open_deployment_snippets_have_no_authorization() -> None:
+    card = DeploymentCard(FakeDeployment(api_key=None, auth=False))
+    assert card.auth is False
+    assert "Authorization" not in card.curl
+    assert "api_key" not in card.python
+    assert f"InferenceClient(\n    endpoint={URL!r},\n)" in card.python
+
+
+def test_python_snippet_is_valid_python_that_builds_the_record() -> None:
+    snippet = card_module.python_snippet(URL, RECORD, KEY, auth=True)
+    call = snippet.split("client.predict(", 1)[1].removesuffix(")")
+    compile(snippet, "<snippet>", "exec")
+    assert ast.literal_eval(call) == RECORD
+
+
+def test_curl_body_escapes_single_quotes_for_the_shell() -> None:
+    command = card_module.curl_snippet(URL, {"name": "O'Brien"}, None, auth=False)
+    assert command.endswith("""-d '{"name":"O'\\''Brien"}'""")
+
+
+def test_predict_message_sets_result_and_round_trip_time() -> None:
+    source = FakeDeployment()
+    card = DeploymentCard(source)
+    source.info["status"] = "Ready"
+    send(card, {"type": "predict", "body": json.dumps(RECORD)})
+    assert source.received == [RECORD]
+    assert json.loads(card.result) == {"label": 0, "proba": [0.97, 0.02, 0.01]}
+    assert card.error == ""
+    assert card.elapsed_ms is not None
+    assert card.elapsed_ms >= 0
+    assert card.busy is False
+    assert card.status == "Ready"  # refreshed after the prediction
+
+
+def test_bad_json_sets_a_clear_error_without_calling_the_model() -> None:
+    source = FakeDeployment()
+    card = DeploymentCard(source)
+    send(card, {"type": "predict", "body": '{"sepal_length": 5.1,'})
+    assert card.error.startswith("The request is not valid JSON: ")
+    assert "line 1" in card.error
+    assert "Traceback" not in card.error
+    assert (card.result, card.elapsed_ms, card.busy) == ("", None, False)
+    assert source.received == []
+
+
+def test_a_refused_prediction_shows_the_error_message() -> None:
+    source = FakeDeployment()
+    source.failure = InvalidInputError("missing feature 'petal_width'")
+    card = DeploymentCard(source)
+    send(card, {"type": "predict", "body": "{}"})
+    assert card.error == "missing feature 'petal_width'"
+    assert card.result == ""
+    assert card.elapsed_ms is not None
+    assert card.busy is False
+
+
+def test_an_unexpected_failure_is_shown_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    source = FakeDeployment()
+    source.failure = RuntimeError("connection reset")
+    card = DeploymentCard(source)
+    send(card, {"type": "predict", "body": "{}"})
+    assert card.error == "RuntimeError: connection reset"
+    assert card.busy is False
+    assert "deployment card iris" in caplog.text
+
+
+def test_refresh_message_updates_the_status_and_reason() -> None:
+    source = FakeDeployment()
+    card = DeploymentCard(source)
+    source.info.update(status="Failed", reason="model file is corrupt")
+    send(card, {"type": "refresh"})
+    assert (card.status, card.reason) == ("Failed", "model file is corrupt")
+
+
+def test_refresh_picks_up_a_key_created_later() -> None:
+    source = FakeDeployment(api_key=None)
+    card = DeploymentCard(source)
+    source.api_key = KEY
+    send(card, {"type": "refresh"})
+    assert card.api_key == KEY
+    assert f"Bearer {KEY}" in card.curl
+
+
+def test_unknown_messages_are_ignored() -> None:
+    card = DeploymentCard(FakeDeployment())
+    send(card, {"type": "launch"})
+    assert (card.result, card.error, card.busy) == ("", "", False)
+
+
+def test_the_built_bundle_ships_in_the_package() -> None:
+    static = Path(card_module.__file__).parent / "static"
+    for name in ("card.js", "card.css"):
+        assert (static / name).stat().st_size > 0
+    assert "nstarx-card" in (static / "card.css").read_text()
+    assert "nstarx-card-status" in (static / "card.js").read_text()
+
+
+def test_importing_the_package_does_not_load_the_card() -> None:
+    code = (
+        "import sys, nstarx_jupyter; "
+        "print('anywidget' in sys.modules, 'nstarx_jupyter.notebook.card' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]

@@ -1,0 +1,51 @@
+// A Copy button: the clipboard when the page may use it, else a selected text box to copy by hand.
+import { useEffect, useRef, useState } from "react";
+
+type Outcome = "idle" | "copied" | "manual";
+
+export function CopyButton({ text, title }: { text: string; title: string }) {
+  const [outcome, setOutcome] = useState<Outcome>("idle");
+  const box = useRef<HTMLTextAreaElement>(null);
+
+  useEffect(() => {
+    if (outcome === "manual") box.current?.select();
+    if (outcome !== "copied") return undefined;
+    const timer = window.setTimeout(() => {
+      setOutcome("idle");
+    }, 1500);
+    return () => {
+      window.clearTimeout(timer);
+    };
+  }, [outcome]);
+
+  const copy = async () => {
+    try {
+      // Undefined outside secure contexts (plain http on another host): that throws here too.
+      await navigator.clipboard.writeText(text);
+      setOutcome("copied");
+    } catch {
+      setOutcome("manual");
+    }
+  };
+
+  return (
+    <span className="nstarx-card__copy">
+      <button type="button" title={title} onClick={() => void copy()}>
+        {outcome === "copied" ? "Copied" : "Copy"}
+      </button>
+      {outcome === "manual" && (
+        <textarea
+          ref={box}
+          className="nstarx-card__manual-copy"
+          readOnly
+          value={text}
+          title="Press Ctrl+C (⌘C) to copy"
+          aria-label="Text to copy"
+          onBlur={() => {
+            setOutcome("idle");
+          }}
+        />
+      )}
+    </span>
+  );
+}

@@ -1,0 +1,2 @@
+// esbuild bundles the CSS a widget imports into <widget>.css.
+declare module "*.css";

@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 EXTRAS ?= dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook
 # The CPU build of torch that these machines keep on disk; a bare `torch` pulls a CUDA build.
 TORCH_PIN ?= torch==2.13.0
+# jupyter lab refuses to start as root without --allow-root (containers, CI images).
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo serve check lint format typecheck imports test bench clean
+.PHONY: help install demo lab serve check lint format typecheck imports test bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -23,11 +25,16 @@ install: $(PY) ## install the package with every extra and the dev tools into .v
 demo: install ## train an iris model, serve it and call it (headless main job)
 	$(BIN)/nstarx demo
 
+lab: install ## open JupyterLab on the quickstart notebook
+	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/01-quickstart.ipynb
+
 check: install lint typecheck imports test ## what CI runs: lint, types, layers, all tests
 
-lint: ## ruff lint and format check
+lint: ## ruff lint and format check; tsc, eslint and prettier on the widgets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	[ -d node_modules ] || npm ci
+	npm run --silent typecheck && npm run --silent lint
 
 format: ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -47,3 +54,4 @@ bench: ## benchmarks against KServe and MLServer (about 40 minutes; see bench/RE
 
 clean: ## remove build outputs and caches
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache nstarx_jupyter/protocol/grpc/*_pb2*
+	rm -rf nstarx_jupyter/notebook/static

@@ -18,7 +18,7 @@ from nstarx_jupyter.config import atomic_write, nstarx_home
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.sources import spec_for, storage_uri_of
 from nstarx_jupyter.deployment.spec import DeploymentSpec
-from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.errors import InvalidInputError, NstarxError
 
 if TYPE_CHECKING:
     from nstarx_jupyter.client import InferenceClient
@@ -78,15 +78,16 @@ def deploy(
         options=options, auth=auth,
     )  # fmt: skip
     backend = backend or LocalBackend()
-    backend.apply(spec)
+    applied = backend.apply(spec)
     made = Deployment(name, backend)
     made._example = _first_record(input_example, getattr(model_or_uri, "feature_names_in_", None))
     if auth:
         made.create_key(f"deploy() of {name}")
     if not isinstance(model_or_uri, str | Path):
         made.registration = _register_behind(
-            model_or_uri, spec, backend, input_example=input_example, reference_data=reference_data
-        )
+            model_or_uri, spec, int(applied["revision"]), backend,
+            input_example=input_example, reference_data=reference_data,
+        )  # fmt: skip
     return made
 
 
@@ -127,13 +128,14 @@ def _stage(model: Any, name: str) -> Path:
 
 
 def _register_behind(
-    model: Any, spec: DeploymentSpec, backend: LocalBackend, **register: Any
+    model: Any, spec: DeploymentSpec, revision: int, backend: LocalBackend, **register: Any
 ) -> Future[ModelVersion]:
     """Register in MLflow on a worker thread, then serve the registry version instead.
 
     MLflow's import and first store migration take seconds; the model serves meanwhile from its
-    staged file. The thread is not a daemon: a script that ends right after `deploy()` still
-    finishes registering.
+    staged file. The switch is conditional on `revision` still being current: a newer deploy or
+    a deletion in the meantime wins, and the version stays registered. The thread is not a
+    daemon: a script that ends right after `deploy()` still finishes registering.
     """
     from nstarx_jupyter.registry import Registry
 
@@ -143,7 +145,10 @@ def _register_behind(
     def work() -> None:
         try:
             version = Registry().register(model, spec.name, **register)
-            backend.apply(spec.replace(storage_uri=version.uri))
+            try:
+                backend.apply(spec.replace(storage_uri=version.uri), if_revision=revision)
+            except NstarxError as exc:  # redeployed or deleted meanwhile: theirs is newer
+                log.info("%s: not switching to %s: %s", spec.name, version.uri, exc)
             if staged is not None:
                 Path(staged).unlink(missing_ok=True)
             done.set_result(version)
@@ -295,6 +300,24 @@ class Deployment:
         client = getattr(self, "_client", None)
         if client is not None:
             client.close()
+
+    def card(self) -> Any:
+        """The widget card a cell shows for the deployment.
+
+        Status, endpoint, cURL and Python snippets with the key, and a test prediction form.
+        """
+        from nstarx_jupyter.notebook.card import DeploymentCard
+
+        return DeploymentCard(self)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """Jupyter shows the card; without the widget front end (or a server), the text."""
+        try:
+            card = self.card()
+        except (ImportError, OSError) as exc:  # no `notebook` extra or no bundle: say so
+            log.debug("no card for %s: %s", self.name, exc)
+            return {"text/plain": repr(self)}
+        return card._repr_mimebundle_(**kwargs)  # ipywidgets: (data, metadata)
 
     def __repr__(self) -> str:
         return f"Deployment(name={self.name!r})"

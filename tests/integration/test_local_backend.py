@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 import sys
@@ -203,3 +204,52 @@ def test_a_load_test_moves_the_live_latency_chart(backend: LocalBackend, named_i
     assert max(v for v in rps if v is not None) > 0  # the server saw the load
     assert max(v for v in p99 if v is not None) > 0
     assert made.metrics(window_s=10)["requests"] >= 200
+
+
+def test_the_card_shows_a_real_deployment_and_sends_a_test_prediction(
+    backend: LocalBackend, named_iris: Path
+) -> None:
+    pytest.importorskip("anywidget")
+    made = deploy(named_iris, "iris", backend=backend, input_example=ROW)
+    assert made.api_key is not None
+    data, _ = made._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+    card = made.card()
+    assert (card.status, card.version, card.auth) == ("Ready", "rev 1", True)
+    assert made.api_key in card.curl
+    assert f"{made.url}/predict" in card.curl
+    assert json.loads(card.example) == ROW
+    # The front end's "Predict" button sends this message; the answer comes from the server.
+    card._on_message(card, {"type": "predict", "body": json.dumps(ROW)}, [])
+    deadline = time.monotonic() + 30
+    while (card.busy or not card.result) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert card.error == ""
+    assert "prediction" in json.loads(card.result)
+    card._on_message(card, {"type": "predict", "body": json.dumps({"petal_width": "x"})}, [])
+    while (card.busy or not card.error) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "sepal_length" in card.error  # the server's own message: a missing feature
+    assert card._worker is not None
+    card._worker.join(30)  # its status refresh, before the fixture stops the server
+
+
+def test_a_registration_finishing_late_does_not_undo_a_newer_deploy_or_a_delete(
+    backend: LocalBackend,
+    named_iris: Path,
+    iris_data: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+) -> None:
+    x, y = iris_data
+    fitted = LogisticRegression(max_iter=500).fit(x, y)
+    first = deploy(fitted, "iris", backend=backend)
+    newer = deploy(named_iris, "iris", backend=backend)  # while MLflow is still registering
+    assert first.registration is not None
+    assert first.registration.result(timeout=120).uri == "models:/iris/1"  # registered anyway
+    assert newer.spec.storage_uri == str(named_iris)  # ...but the newer deploy still serves
+    assert newer.revision == 2
+    gone = deploy(fitted, "iris-gone", backend=backend)
+    gone.delete()
+    assert gone.registration is not None
+    gone.registration.result(timeout=120)
+    with pytest.raises(NotFoundError):
+        gone.describe()  # not brought back by the registration's switch

@@ -18,6 +18,7 @@ import requests
 import tritonclient.http as triton_http
 from sklearn.linear_model import LogisticRegression
 
+from nstarx_jupyter.deployment.local import LocalBackend
 from tests.integration.server import ROOT, ServerProcess, start_server
 
 pytestmark = pytest.mark.integration
@@ -194,11 +195,14 @@ def test_cli_mistakes_print_one_line_and_no_traceback(tmp_path: Path) -> None:
 def test_the_readme_demo_runs_the_quickstart_headless(tmp_path: Path) -> None:
     """`make demo` runs `nstarx demo`: train, deploy with a key, predict, load, redeploy."""
     env = {**os.environ, "NSTARX_HOME": str(tmp_path / "home")}
-    done = subprocess.run(
-        [sys.executable, "-m", "nstarx_jupyter.cli", "demo", "--cleanup", "--rps", "50",
-         "--duration-s", "2"],
-        capture_output=True, text=True, timeout=240, env=env, check=False,
-    )  # fmt: skip
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "nstarx_jupyter.cli", "demo", "--cleanup", "--rps", "50",
+             "--duration-s", "2"],
+            capture_output=True, text=True, timeout=240, env=env, check=False,
+        )  # fmt: skip
+    finally:  # --cleanup stops the server; a failed run must not leave it behind either
+        LocalBackend(tmp_path / "home" / "server").stop()
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "deployed iris revision 1 (Ready)" in out

@@ -1,0 +1,150 @@
+"""A real JupyterLab on a copy of notebooks/, and Debian's Chromium driven by Playwright.
+
+Each UI test session starts one `jupyter lab` (its own config, data, runtime and workspace
+folders and `$NSTARX_HOME`, so nothing of the user's leaks in or out) and stops it, and the
+local model server its kernels started, afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from playwright.sync_api import sync_playwright
+
+from nstarx_jupyter.deployment.local import LocalBackend
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from playwright.sync_api import Page
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-output" / "ui"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]  # fmt: skip
+# A quiet lab: no news or update toasts over the notebook; every cell rendered, not only the
+# ones in view, so what the tests look for is in the DOM.
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification": {"checkForUpdates": False, "fetchNews": "false"},
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+}
+START_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lab:
+    """A running JupyterLab: where it answers, its token, its files and its log."""
+
+    url: str
+    token: str
+    root_dir: Path
+    nstarx_home: Path
+    log: Path
+
+    def page_url(self, path: str) -> str:
+        """The browser URL of `path` (e.g. `lab/tree/x.ipynb`), token included."""
+        return f"{self.url}{path}?token={self.token}"
+
+    def api(self, path: str) -> httpx.Response:
+        """GET the server's REST API (e.g. `api/contents/x.ipynb`)."""
+        return httpx.get(f"{self.url}{path}", headers={"authorization": f"token {self.token}"})
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium; without it the UI tests skip, or fail when NSTARX_REQUIRE_UI=1 (CI)."""
+    if not CHROMIUM.exists():
+        reason = (
+            f"{CHROMIUM} is missing: apt-get install -y chromium fonts-liberation "
+            "(Playwright drives Debian's Chromium; `playwright install` is not used)"
+        )
+        if os.environ.get("NSTARX_REQUIRE_UI") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def lab(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """`jupyter lab` on a free port over a copy of notebooks/, stopped with its servers after."""
+    del chromium  # requested first: no browser, no lab to start
+    base = tmp_path_factory.mktemp("lab")
+    root_dir = base / "notebooks"
+    ignore = shutil.ignore_patterns("conftest.py", "__pycache__", ".ipynb_checkpoints")
+    shutil.copytree(ROOT / "notebooks", root_dir, ignore=ignore)
+    config_dir = base / "config"
+    for plugin, settings in LAB_SETTINGS.items():
+        target = config_dir / "lab" / "user-settings" / f"{plugin}.jupyterlab-settings"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(settings))
+    home, runtime_dir, log = base / "nstarx-home", base / "runtime", base / "jupyter-lab.log"
+    token = secrets.token_hex(16)
+    env = {**os.environ, "NSTARX_HOME": str(home), "JUPYTER_CONFIG_DIR": str(config_dir),
+           "JUPYTER_DATA_DIR": str(base / "data"),
+           "JUPYTER_RUNTIME_DIR": str(runtime_dir)}  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+             "--ip=127.0.0.1", "--port=0", "--ServerApp.port_retries=0",
+             f"--ServerApp.token={token}", f"--ServerApp.root_dir={root_dir}",
+             f"--LabApp.workspaces_dir={base / 'workspaces'}", "--LabApp.news_url=None"],
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        url = _wait_until_serving(process, runtime_dir, token, log)
+        yield Lab(url, token, root_dir, home, log)
+    finally:
+        process.terminate()  # the server shuts its kernels down on SIGTERM
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        LocalBackend(home / "server").stop()
+
+
+def _wait_until_serving(
+    process: subprocess.Popen[bytes], runtime_dir: Path, token: str, log: Path
+) -> str:
+    """Read the bound URL from the server's info file, then wait for `/api/status`."""
+    info = runtime_dir / f"jpserver-{process.pid}.json"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"jupyter lab exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            url = str(json.loads(info.read_text())["url"])
+            status = httpx.get(f"{url}api/status", headers={"authorization": f"token {token}"})
+            if status.status_code == 200:
+                return url
+        except (OSError, ValueError, KeyError, httpx.HTTPError):
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"jupyter lab did not answer in {START_TIMEOUT_S:.0f} s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def page(chromium: Path, tmp_path: Path) -> Iterator[Page]:
+    """A fresh headless Chromium page (its own profile), closed after the test."""
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            tmp_path / "chromium-profile", executable_path=chromium, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
+        )  # fmt: skip
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()

@@ -22,7 +22,7 @@ install: $(PY) ## install the package with every extra and the dev tools into .v
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 
-demo: install ## train an iris model, serve it and call it (headless main job)
+demo: install ## the quickstart headless: train, deploy with a key, predict, load test, redeploy
 	$(BIN)/nstarx demo
 
 lab: install ## open JupyterLab on the quickstart notebook

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from nstarx_jupyter.client.inference import error_from
+from nstarx_jupyter.client.inference import error_from, tls_context
 from nstarx_jupyter.config import STATE_FILE, server_dir
 from nstarx_jupyter.errors import (
     ConflictError,
@@ -49,6 +49,14 @@ class LocalBackend:
     def __init__(self, state_dir: Path | None = None, *, timeout_s: float = 120.0) -> None:
         self.state_dir = state_dir or server_dir()
         self.timeout_s = timeout_s
+        self._http_client: httpx.Client | None = None
+
+    @property
+    def _http(self) -> httpx.Client:
+        """One pooled client for every call (a new one per call costs more than the call)."""
+        if self._http_client is None:
+            self._http_client = httpx.Client(timeout=self.timeout_s, verify=tls_context())
+        return self._http_client
 
     # -- the server process --------------------------------------------------------------------
 
@@ -64,7 +72,7 @@ class LocalBackend:
         if not _alive(state.pid):
             return None
         try:
-            httpx.get(f"{state.url}/v2/health/live", timeout=2).raise_for_status()
+            self._http.get(f"{state.url}/v2/health/live", timeout=2).raise_for_status()
         except httpx.HTTPError:
             return None
         return state
@@ -101,10 +109,23 @@ class LocalBackend:
         if state is None:
             return False
         os.kill(state.pid, 15)
+        self.close()  # its pooled connections die with the server
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and _alive(state.pid):
             time.sleep(0.05)
         return True
+
+    def close(self) -> None:
+        """Close the pooled connections to the server (the server keeps running)."""
+        if self._http_client is not None:
+            self._http_client.close()
+            self._http_client = None
+
+    def __del__(self) -> None:
+        # Deployment handles each hold a backend and are dropped without ceremony in notebooks.
+        client = getattr(self, "_http_client", None)
+        if client is not None:
+            client.close()
 
     # -- the control API -----------------------------------------------------------------------
 
@@ -153,8 +174,8 @@ class LocalBackend:
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         state = self.ensure_server()
         try:
-            response = httpx.request(
-                method, f"{state.url}/nstarx/v1{path}", json=body, timeout=self.timeout_s,
+            response = self._http.request(
+                method, f"{state.url}/nstarx/v1{path}", json=body,
                 headers={"authorization": f"Bearer {state.token}"},
             )  # fmt: skip
         except httpx.HTTPError as exc:

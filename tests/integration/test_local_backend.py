@@ -92,6 +92,9 @@ def test_a_redeploy_is_a_new_revision_and_drops_no_request(
         for revision in (2, 3):
             assert deploy(named_iris, "iris", backend=backend, container_concurrency=8).revision \
                 == revision  # fmt: skip
+        deadline = time.monotonic() + 10
+        while sent <= 50 and time.monotonic() < deadline:  # enough traffic to mean something
+            time.sleep(0.01)
     finally:
         done.set()
         for worker in workers:

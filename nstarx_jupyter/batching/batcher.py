@@ -1,17 +1,20 @@
 """Adaptive batching: concurrent requests share one predict call; each gets its own rows back.
 
 A batch leaves when it holds `max_batch_size` rows or when its first request has waited
-`max_latency_ms`, whichever comes first (KServe's `maxBatchSize`/`maxLatency`). Requests only
-share a batch when their inputs have the same names, dtypes and trailing shapes and they ask for
-the same outputs. When a batch of several requests fails, each request is retried alone so one
-poisonous request cannot fail its neighbours.
+`max_latency_ms`, whichever comes first (KServe's `maxBatchSize`/`maxLatency`). With
+`max_latency_ms=0` nothing waits: a batch leaves at the end of the event-loop turn in which its
+first request arrived, holding the requests that arrived in the same turn (what a busy server
+reads from several connections at once), so batching costs no latency when the server is idle.
+Requests only share a batch when their inputs have the same names, dtypes and trailing shapes
+and they ask for the same outputs. When a batch of several requests fails, each request is
+retried alone so one poisonous request cannot fail its neighbours.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +40,7 @@ class _Pending:
 class _Group:
     items: list[_Pending] = field(default_factory=list)
     rows: int = 0
-    timer: asyncio.TimerHandle | None = None
+    timer: asyncio.Handle | None = None
 
 
 class AdaptiveBatcher:
@@ -70,19 +73,18 @@ class AdaptiveBatcher:
             raise UnavailableError("the model is unloading", 1)
         rows = int(next(iter(inputs.values())).shape[0])
         key = _key(inputs, outputs)
-        group = self._groups.get(key)
-        if group is not None and group.rows + rows > self._max_rows:
-            self._dispatch(key)
-            group = None
-        if group is None:
-            group = self._groups[key] = _Group()
-            loop = asyncio.get_running_loop()
-            group.timer = loop.call_later(self._max_wait_s, self._dispatch, key)
-        item = _Pending(inputs, rows, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        if self._max_wait_s == 0 and key not in self._groups and not _others_runnable(loop):
+            # Nothing else can join this turn (one caller at a time): predict now, unbatched.
+            if self._on_batch is not None:
+                self._on_batch(rows)
+            return await self._predict(inputs, outputs)
+        group = self._group_for(key, rows, loop)
+        item = _Pending(inputs, rows, loop.create_future())
         group.items.append(item)
         group.rows += rows
         if group.rows >= self._max_rows:
-            self._dispatch(key)
+            self._seal(key)
         try:
             return await item.future
         except asyncio.CancelledError:
@@ -90,6 +92,27 @@ class AdaptiveBatcher:
                 self._groups[key].items.remove(item)
                 self._groups[key].rows -= rows
             raise
+
+    def _group_for(self, key: _Key, rows: int, loop: asyncio.AbstractEventLoop) -> _Group:
+        """The open batch `rows` more rows can join, opened (with its way of leaving) if need be."""
+        group = self._groups.get(key)
+        if group is not None and group.rows + rows > self._max_rows:
+            self._seal(key)
+            group = None
+        if group is None:
+            group = self._groups[key] = _Group()
+            if self._max_wait_s > 0:
+                group.timer = loop.call_later(self._max_wait_s, self._dispatch, key)
+            else:  # its task's first step runs next turn, after this turn's submitters
+                self._spawn(self._flush(key, group))
+        return group
+
+    def _seal(self, key: _Key) -> None:
+        """Close the batch under `key` to newcomers: it leaves now, or (no-wait) this turn."""
+        if self._max_wait_s > 0:
+            self._dispatch(key)
+        else:
+            self._groups.pop(key, None)  # its own task runs it
 
     def _dispatch(self, key: _Key) -> None:
         group = self._groups.pop(key, None)
@@ -100,14 +123,36 @@ class AdaptiveBatcher:
         items = [item for item in group.items if not item.future.done()]
         if not items:
             return
-        task = asyncio.get_running_loop().create_task(self._run(items, key[1]))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._run(items, key[1]))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as a task that `close` can wait for."""
+        self._tasks.add(asyncio.get_running_loop().create_task(self._tracked(work)))
+
+    async def _tracked(self, work: Coroutine[Any, Any, None]) -> None:
+        # Forgotten from inside, not by a done-callback: a callback is one more item in the
+        # loop's ready queue, which would make the next lone request look like company.
+        try:
+            await work
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _flush(self, key: _Key, group: _Group) -> None:
+        """Run a no-wait batch: whatever joined it until now (or until it filled up)."""
+        if self._groups.get(key) is group:
+            del self._groups[key]
+        items = [item for item in group.items if not item.future.done()]
+        if items:
+            await self._run(items, key[1])
 
     async def _run(self, items: list[_Pending], outputs: tuple[str, ...] | None) -> None:
-        inputs = {
-            name: np.concatenate([item.inputs[name] for item in items]) for name in items[0].inputs
-        }
+        if len(items) == 1:
+            inputs = items[0].inputs  # nothing to stack, nothing to split
+        else:
+            inputs = {name: np.concatenate([item.inputs[name] for item in items])
+                      for name in items[0].inputs}  # fmt: skip
         total = sum(item.rows for item in items)
         if self._on_batch is not None:
             self._on_batch(total)
@@ -144,6 +189,16 @@ class AdaptiveBatcher:
         for task in list(self._tasks):
             with contextlib.suppress(Exception):
                 await task
+
+
+def _others_runnable(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether other callbacks (other requests' tasks, most likely) run in this loop turn.
+
+    Reads the ready queue of asyncio's own loop (`_ready`, there since Python 3.4); a loop
+    without one is assumed busy, which only costs a turn of waiting.
+    """
+    ready = getattr(loop, "_ready", None)
+    return ready is None or len(ready) > 0
 
 
 def _fail(item: _Pending, exc: BaseException) -> None:

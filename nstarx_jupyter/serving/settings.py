@@ -62,8 +62,9 @@ class ModelSettings(BaseModel):
     """Deadline for one request, queueing included; past it the answer is 504."""
     max_batch_size: int = Field(default=0, ge=0)
     """Adaptive batching: rows per batch; 0 turns batching off (the default)."""
-    max_latency_ms: float = Field(default=5.0, gt=0)
-    """Adaptive batching: longest wait for a batch to fill."""
+    max_latency_ms: float = Field(default=5.0, ge=0)
+    """Adaptive batching: longest wait for a batch to fill; 0 never waits (a batch holds what
+    arrived in the same event-loop turn)."""
 
     @field_validator("name")
     @classmethod

@@ -40,7 +40,7 @@ requests_strategy = st.lists(
 
 
 @settings(max_examples=40, deadline=None)
-@given(requests_strategy, st.integers(1, 8), st.floats(0.5, 3))
+@given(requests_strategy, st.integers(1, 8), st.just(0.0) | st.floats(0.5, 3))
 def test_each_request_gets_exactly_its_own_rows(
     plan: list[tuple[int, float, str]], max_batch_size: int, max_latency_ms: float
 ) -> None:
@@ -90,6 +90,19 @@ async def test_concurrent_requests_share_batches() -> None:
     results = await asyncio.gather(*(batcher.submit({"x": r}) for r in rows))
     assert [r["y"][0, 0] for r in results] == [2.0 * i for i in range(32)]
     assert len(model.batches) == 1  # 32 rows fill one batch before the 50 ms are up
+
+
+async def test_with_no_wait_a_batch_holds_what_arrived_in_the_same_turn() -> None:
+    model = EchoModel()
+    batcher = AdaptiveBatcher(model, max_batch_size=32, max_latency_ms=0)
+    started = asyncio.get_running_loop().time()
+    together = await asyncio.gather(*(batcher.submit({"x": np.full((1, 2), i)}) for i in range(8)))
+    assert [r["y"][0, 0] for r in together] == [2.0 * i for i in range(8)]
+    assert model.batches == [[float(i) for i in range(8)]]  # one batch, nobody waited for more
+    alone = await batcher.submit({"x": np.full((1, 2), 9.0)})
+    assert alone["y"][0, 0] == 18.0
+    assert model.batches[-1] == [9.0]
+    assert asyncio.get_running_loop().time() - started < 0.5  # no timer stood in the way
 
 
 async def test_incompatible_requests_go_to_separate_batches() -> None:

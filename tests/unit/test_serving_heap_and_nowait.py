@@ -1,0 +1,60 @@
+"""Two serving policies: no-wait batching through the real app, and a frozen long-lived heap."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import TYPE_CHECKING
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from nstarx_jupyter.serving.app import ServingConfig, create_app
+from nstarx_jupyter.serving.settings import ModelSettings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sklearn.linear_model import LogisticRegression
+
+
+def _batches(text: str) -> tuple[float, float]:
+    """(batches, rows) from the batch-size histogram."""
+    for family in text_string_to_metric_families(text):
+        if family.name == "nstarx_batch_size":
+            samples = {s.name: s.value for s in family.samples}
+            return samples["nstarx_batch_size_count"], samples["nstarx_batch_size_sum"]
+    raise AssertionError("no batch-size histogram")
+
+
+async def test_no_wait_batching_groups_concurrent_requests_and_answers_each(
+    iris_path: Path, iris_model: LogisticRegression
+) -> None:
+    settings = ModelSettings(name="iris", path=iris_path, max_batch_size=32, max_latency_ms=0)
+    app = create_app([settings], ServingConfig())
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]] * 4
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            lone = await http.post("/v1/models/iris:predict", json={"instances": [rows[0]]})
+            assert lone.json() == {"predictions": [int(iris_model.predict([rows[0]])[0])]}
+            answers = await asyncio.gather(*(
+                http.post("/v1/models/iris:predict", json={"instances": [row]}) for row in rows
+            ))  # fmt: skip
+            batches, batched_rows = _batches((await http.get("/metrics")).text)
+    assert [a.json()["predictions"][0] for a in answers] == iris_model.predict(rows).tolist()
+    assert batched_rows == 1 + len(rows)
+    assert batches < 1 + len(rows)  # concurrent requests shared predict calls
+
+
+async def test_loading_a_model_freezes_the_long_lived_heap(iris_path: Path) -> None:
+    """Full collections must not walk the framework and the model on every pass."""
+    gc.unfreeze()
+    app = create_app([ModelSettings(name="iris", path=iris_path)], ServingConfig())
+    try:
+        async with app.lifespan():
+            assert gc.get_freeze_count() > 10_000
+            await app.dataplane.repository.unload("iris")
+            assert gc.get_freeze_count() > 10_000  # collected, then frozen again
+    finally:
+        gc.unfreeze()

@@ -24,7 +24,7 @@ _MODEL_DEFAULTS: list[tuple[str, type, str]] = [
     ("max_queue", int, "requests waiting for a slot per model before 503"),
     ("timeout_s", float, "per-request deadline in seconds (504 past it)"),
     ("max_batch_size", int, "adaptive batching: rows per batch (0: off)"),
-    ("max_latency_ms", float, "adaptive batching: longest wait for a batch to fill"),
+    ("max_latency_ms", float, "adaptive batching: longest wait for a batch to fill (0: none)"),
 ]
 
 

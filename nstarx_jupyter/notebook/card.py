@@ -25,7 +25,14 @@ else:
     anywidget = require("anywidget", "notebook")
     traitlets = require("traitlets", "notebook")
 
-__all__ = ["CardSource", "DeploymentCard", "curl_snippet", "python_snippet", "registry_version"]
+__all__ = [
+    "CardSource",
+    "DeploymentCard",
+    "curl_snippet",
+    "key_hint",
+    "python_snippet",
+    "registry_version",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +72,13 @@ class CardSource(Protocol):
 
     def example(self) -> dict[str, Any] | None:
         """One example record to prefill the test form."""
+
+
+def key_hint(key: str | None) -> str | None:
+    """What may be shown and stored of a key: its id prefix (`nsx_1a2b3c4d`) and an ellipsis."""
+    if not key:
+        return None
+    return f"{key[:12]}…"
 
 
 def registry_version(storage_uri: object) -> str | None:
@@ -108,7 +122,10 @@ class DeploymentCard(anywidget.AnyWidget):
     reason = traitlets.Unicode("").tag(sync=True)
     endpoint = traitlets.Unicode("").tag(sync=True)
     auth = traitlets.Bool(True).tag(sync=True)
-    api_key = traitlets.Unicode("").tag(sync=True)
+    key_hint = traitlets.Unicode("").tag(sync=True)
+    """The key's first characters (`nsx_1a2b3c4d…`). The key itself never enters the synced state,
+    which `nbconvert --execute` and "save widget state" write into the .ipynb: the front end asks
+    for it ("reveal") and gets it in a message that nothing stores."""
     curl = traitlets.Unicode("").tag(sync=True)
     python = traitlets.Unicode("").tag(sync=True)
     example = traitlets.Unicode("{}").tag(sync=True)
@@ -147,21 +164,34 @@ class DeploymentCard(anywidget.AnyWidget):
         revision = info.get("revision")
         auth = bool(spec.get("auth", True))
         key = self._source.api_key
+        hint = key_hint(key)
         return {
             "status": str(info.get("status", "Unknown")),
             "reason": str(info.get("reason") or ""),
             "version": f"v{version}" if version else (f"rev {revision}" if revision else ""),
             "auth": auth,
-            "api_key": key or "",
+            "key_hint": hint or "",
+            "curl": curl_snippet(self._source.url, self._example, hint, auth),
+            "python": python_snippet(self._source.url, self._example, hint, auth),
+        }
+
+    def _reveal(self) -> None:
+        """Send the key and the snippets that hold it, to this view only, in a message."""
+        key = self._source.api_key
+        auth = self.auth
+        self.send({
+            "type": "secret", "api_key": key or "",
             "curl": curl_snippet(self._source.url, self._example, key, auth),
             "python": python_snippet(self._source.url, self._example, key, auth),
-        }
+        })  # fmt: skip
 
     def _on_message(self, _widget: object, content: object, _buffers: object) -> None:
         if not isinstance(content, dict):
             return
         if content.get("type") == "refresh":
             self._in_background(self.refresh)
+        elif content.get("type") == "reveal":
+            self._reveal()
         elif content.get("type") == "predict" and not self.busy:
             self._start_predict(str(content.get("body", "")))
 

@@ -219,7 +219,8 @@ def test_the_card_shows_a_real_deployment_and_sends_a_test_prediction(
     assert "application/vnd.jupyter.widget-view+json" in data
     card = made.card()
     assert (card.status, card.version, card.auth) == ("Ready", "rev 1", True)
-    assert made.api_key in card.curl
+    assert made.api_key not in json.dumps(card.get_state())  # the synced state keeps a hint
+    assert f"Bearer {made.api_key[:12]}…" in card.curl
     assert f"{made.url}/predict" in card.curl
     assert json.loads(card.example) == ROW
     # The front end's "Predict" button sends this message; the answer comes from the server.

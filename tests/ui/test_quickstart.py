@@ -60,9 +60,14 @@ def test_the_quickstart_runs_and_shows_its_card_and_live_chart(lab: Lab, page: P
         assert chart.count(), "no plotly chart rendered"
         assert after > before, f"the live chart did not grow in 2.5 s ({before} -> {after} points)"
 
-        card = page.locator('[data-testid="nstarx-card"]')
+        card = page.locator('[data-testid="nstarx-card"]').first
         expect(card).to_be_visible(timeout=30_000)
         _screenshot(card, "quickstart-card")
+        # The key is not in the widget's synced state: "Show" fetches it from the kernel.
+        key = card.get_by_title("API key", exact=True)
+        expect(key).to_have_text(re.compile(r"^nsx_[0-9a-f]{8}…$"))
+        card.get_by_role("button", name="Show").click()
+        expect(key).to_have_text(re.compile(r"^nsx_[0-9a-f]{8}_\S{20,}$"), timeout=15_000)
     finally:
         shot = SCREENSHOTS / "quickstart-page.png"
         page.screenshot(path=shot, full_page=True)

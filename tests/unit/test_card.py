@@ -18,7 +18,8 @@ from nstarx_jupyter.notebook import card as card_module
 from nstarx_jupyter.notebook.card import CardSource, DeploymentCard, registry_version
 
 URL = "http://127.0.0.1:8123/v1/models/iris"
-KEY = "nsk_live_0123456789abcdef"
+KEY = "nsx_0123abcd_secretpart-with_underscore"
+HINT = "nsx_0123abcd…"
 RECORD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
@@ -65,7 +66,7 @@ def test_card_shows_name_endpoint_status_and_example() -> None:
     card = DeploymentCard(FakeDeployment())
     assert (card.name, card.endpoint, card.status) == ("iris", URL, "Loading")
     assert json.loads(card.example) == RECORD
-    assert card.api_key == KEY
+    assert card.key_hint == HINT
     assert repr(card) == f"DeploymentCard(iris v3, Loading, {URL})"
 
 
@@ -82,21 +83,30 @@ def test_version_falls_back_to_the_revision() -> None:
     assert DeploymentCard(source).version == "rev 2"
 
 
-def test_snippets_carry_the_key_and_the_predict_url() -> None:
+def test_synced_state_holds_only_the_keys_hint_and_a_reveal_message_carries_the_key() -> None:
     card = DeploymentCard(FakeDeployment())
+    synced = json.dumps(card.get_state())
+    assert KEY not in synced  # nbconvert and "save widget state" write this into the .ipynb
+    assert f'-H "Authorization: Bearer {HINT}"' in card.curl
+    sent: list[Any] = []
+    card.send = sent.append
+    send(card, {"type": "reveal"})
+    (secret,) = sent
     compact = json.dumps(RECORD, separators=(",", ":"))
-    assert card.curl.startswith(f"curl {URL}/predict")
-    assert f'-H "Authorization: Bearer {KEY}"' in card.curl
-    assert '-H "Content-Type: application/json"' in card.curl
-    assert f"-d '{compact}'" in card.curl
-    assert "from nstarx_jupyter import InferenceClient" in card.python
-    assert f"endpoint={URL!r},\n    api_key={KEY!r},\n" in card.python
-    assert "    'petal_width': 0.2,\n})" in card.python  # one feature a line: too long for one
+    assert secret["type"] == "secret"
+    assert secret["api_key"] == KEY
+    assert secret["curl"].startswith(f"curl {URL}/predict")
+    assert f'-H "Authorization: Bearer {KEY}"' in secret["curl"]
+    assert '-H "Content-Type: application/json"' in secret["curl"]
+    assert f"-d '{compact}'" in secret["curl"]
+    assert "from nstarx_jupyter import InferenceClient" in secret["python"]
+    assert f"endpoint={URL!r},\n    api_key={KEY!r},\n" in secret["python"]
+    assert "    'petal_width': 0.2,\n})" in secret["python"]  # one feature a line
 
 
 def test_snippets_use_a_placeholder_when_the_key_is_unknown() -> None:
     card = DeploymentCard(FakeDeployment(api_key=None))
-    assert card.api_key == ""
+    assert card.key_hint == ""
     assert '-H "Authorization: Bearer $NSTARX_API_KEY"' in card.curl
     assert "api_key='<YOUR_KEY>'" in card.python
 
@@ -180,8 +190,8 @@ def test_refresh_picks_up_a_key_created_later() -> None:
     card = DeploymentCard(source)
     source.api_key = KEY
     send(card, {"type": "refresh"})
-    assert card.api_key == KEY
-    assert f"Bearer {KEY}" in card.curl
+    assert card.key_hint == HINT
+    assert f"Bearer {HINT}" in card.curl
 
 
 def test_unknown_messages_are_ignored() -> None:

@@ -1,7 +1,7 @@
 // How to call the deployment: endpoint, API key, and the cURL and Python snippets.
 import { useState } from "react";
 import { CopyButton } from "./copy";
-import { useTrait, type CardModel } from "./model";
+import { reveal, useTrait, type CardModel, type Secret } from "./model";
 
 const SNIPPETS = [
   { key: "curl", label: "cURL" },
@@ -10,13 +10,9 @@ const SNIPPETS = [
 
 type SnippetKey = (typeof SNIPPETS)[number]["key"];
 
-function mask(key: string): string {
-  return `${key.slice(0, 8)}…`;
-}
-
-function KeyRow({ apiKey, auth, shown, onToggle }: KeyRowProps) {
+function KeyRow({ hint, secret, auth, shown, onToggle, fetchKey }: KeyRowProps) {
   if (!auth) return <span className="nstarx-card__note">no key: this deployment is open</span>;
-  if (!apiKey) {
+  if (!hint) {
     return (
       <span className="nstarx-card__note">
         key shown only when created — create one with <code>deployment.create_key()</code>
@@ -26,7 +22,7 @@ function KeyRow({ apiKey, auth, shown, onToggle }: KeyRowProps) {
   return (
     <>
       <code className="nstarx-card__key" title="API key">
-        {shown ? apiKey : mask(apiKey)}
+        {shown && secret ? secret.api_key : hint}
       </code>
       <button
         type="button"
@@ -35,32 +31,41 @@ function KeyRow({ apiKey, auth, shown, onToggle }: KeyRowProps) {
       >
         {shown ? "Hide" : "Show"}
       </button>
-      <CopyButton text={apiKey} title="Copy the API key" />
+      <CopyButton text={fetchKey} title="Copy the API key" />
     </>
   );
 }
 
 interface KeyRowProps {
-  apiKey: string;
+  hint: string;
+  secret: Secret | null;
   auth: boolean;
   shown: boolean;
   onToggle: () => void;
+  fetchKey: () => Promise<string>;
 }
 
 export function Access({ model }: { model: CardModel }) {
   const endpoint = useTrait(model, "endpoint");
-  const apiKey = useTrait(model, "api_key");
+  const hint = useTrait(model, "key_hint");
   const auth = useTrait(model, "auth");
-  const snippets: Record<SnippetKey, string> = {
+  // Synced snippets hold only the key's hint; the whole ones come from the kernel on demand.
+  const masked: Record<SnippetKey, string> = {
     curl: useTrait(model, "curl"),
     python: useTrait(model, "python"),
   };
   const [tab, setTab] = useState<SnippetKey>("curl");
   const [shown, setShown] = useState(false);
+  const [secret, setSecret] = useState<Secret | null>(null);
 
-  const snippet = snippets[tab];
-  // The snippets carry the whole key for copying; on screen it stays masked until shown.
-  const displayed = apiKey && !shown ? snippet.split(apiKey).join(mask(apiKey)) : snippet;
+  const fetchSecret = async (): Promise<Secret | null> => {
+    if (!hint) return null;
+    const answer = secret ?? (await reveal(model));
+    setSecret(answer);
+    return answer;
+  };
+  const wholeSnippet = async (key: SnippetKey) => (await fetchSecret())?.[key] ?? masked[key];
+  const displayed = shown && secret ? secret[tab] : masked[tab];
   const label = SNIPPETS.find((s) => s.key === tab)?.label ?? tab;
 
   return (
@@ -75,12 +80,15 @@ export function Access({ model }: { model: CardModel }) {
       <div className="nstarx-card__row">
         <span className="nstarx-card__label">API key</span>
         <KeyRow
-          apiKey={apiKey}
+          hint={hint}
+          secret={secret}
           auth={auth}
           shown={shown}
           onToggle={() => {
+            if (!shown) void fetchSecret();
             setShown((s) => !s);
           }}
+          fetchKey={async () => (await fetchSecret())?.api_key ?? hint}
         />
       </div>
       <div className="nstarx-card__tabs" role="tablist" aria-label="Request snippets">
@@ -99,7 +107,7 @@ export function Access({ model }: { model: CardModel }) {
           </button>
         ))}
         <span className="nstarx-card__spacer" />
-        <CopyButton text={snippet} title={`Copy the ${label} snippet`} />
+        <CopyButton text={() => wholeSnippet(tab)} title={`Copy the ${label} snippet`} />
       </div>
       <pre className="nstarx-card__snippet" role="tabpanel" title={`${label} snippet`}>
         {displayed}

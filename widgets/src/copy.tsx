@@ -3,8 +3,16 @@ import { useEffect, useRef, useState } from "react";
 
 type Outcome = "idle" | "copied" | "manual";
 
-export function CopyButton({ text, title }: { text: string; title: string }) {
+/** `text` is the text, or a function that fetches it (the key comes from the kernel on demand). */
+export function CopyButton({
+  text,
+  title,
+}: {
+  text: string | (() => Promise<string>);
+  title: string;
+}) {
   const [outcome, setOutcome] = useState<Outcome>("idle");
+  const [fetched, setFetched] = useState("");
   const box = useRef<HTMLTextAreaElement>(null);
 
   useEffect(() => {
@@ -19,9 +27,11 @@ export function CopyButton({ text, title }: { text: string; title: string }) {
   }, [outcome]);
 
   const copy = async () => {
+    const value = typeof text === "string" ? text : await text();
+    setFetched(value);
     try {
       // Undefined outside secure contexts (plain http on another host): that throws here too.
-      await navigator.clipboard.writeText(text);
+      await navigator.clipboard.writeText(value);
       setOutcome("copied");
     } catch {
       setOutcome("manual");
@@ -38,7 +48,7 @@ export function CopyButton({ text, title }: { text: string; title: string }) {
           ref={box}
           className="nstarx-card__manual-copy"
           readOnly
-          value={text}
+          value={fetched}
           title="Press Ctrl+C (⌘C) to copy"
           aria-label="Text to copy"
           onBlur={() => {

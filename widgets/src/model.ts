@@ -9,7 +9,7 @@ export interface CardState {
   reason: string;
   endpoint: string;
   auth: boolean;
-  api_key: string;
+  key_hint: string;
   curl: string;
   python: string;
   example: string;
@@ -21,7 +21,41 @@ export interface CardState {
 
 export type CardModel = AnyModel<CardState>;
 
-export type CardMessage = { type: "predict"; body: string } | { type: "refresh" };
+export type CardMessage =
+  { type: "predict"; body: string } | { type: "refresh" } | { type: "reveal" };
+
+/** The key and the snippets holding it: sent on request, kept in memory, never synced. */
+export interface Secret {
+  api_key: string;
+  curl: string;
+  python: string;
+}
+
+function isSecret(message: unknown): message is Secret & { type: "secret" } {
+  return (
+    typeof message === "object" &&
+    message !== null &&
+    (message as { type?: unknown }).type === "secret"
+  );
+}
+
+/** Ask the kernel for the secret; resolves with its answer (or null after 5 s without one). */
+export function reveal(model: CardModel): Promise<Secret | null> {
+  return new Promise((resolve) => {
+    const onMessage = (message: unknown) => {
+      if (!isSecret(message)) return;
+      window.clearTimeout(timer);
+      model.off("msg:custom", onMessage);
+      resolve({ api_key: message.api_key, curl: message.curl, python: message.python });
+    };
+    const timer = window.setTimeout(() => {
+      model.off("msg:custom", onMessage);
+      resolve(null);
+    }, 5000);
+    model.on("msg:custom", onMessage);
+    model.send({ type: "reveal" } satisfies CardMessage);
+  });
+}
 
 /** One synced trait, re-rendering the component when Python changes it. */
 export function useTrait<K extends keyof CardState>(model: CardModel, key: K): CardState[K] {

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
-import logging
 import os
 import re
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +22,16 @@ from nstarx_jupyter.errors import (
     UnavailableError,
     require,
 )
-from nstarx_jupyter.registry.flavors import flavor_of, runtime_for
+from nstarx_jupyter.registry.flavors import flavor_of
+from nstarx_jupyter.registry.mlflow_support import (
+    feature_names,
+    head,
+    infer_signature,
+    is_missing,
+    load_mlflow,
+    mlflow_runtime,
+    pinned_requirements,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -37,7 +43,6 @@ __all__ = [
     "LocalModel",
     "ModelVersion",
     "Registry",
-    "mlflow_runtime",
     "parse_model_uri",
 ]
 
@@ -138,10 +143,10 @@ class Registry:
         """
         _check_name(name)
         flavor = flavor_of(model)
-        mlflow = _mlflow()
+        mlflow = load_mlflow()
         module = require(flavor.module, "mlflow")
-        sample = input_example if input_example is not None else _head(reference_data)
-        signature = _infer_signature(mlflow, model, sample)
+        sample = input_example if input_example is not None else head(reference_data)
+        signature = infer_signature(mlflow, model, sample)
         client = self.client
         with self._fluent():
             nested = mlflow.active_run() is not None  # the user's own run stays theirs
@@ -150,13 +155,13 @@ class Registry:
                     **flavor.log_kwargs(model),
                     name="model",
                     signature=signature,
-                    input_example=_head(input_example),
-                    pip_requirements=_requirements(module),
+                    input_example=head(input_example),
+                    pip_requirements=pinned_requirements(module),
                 )
                 if reference_data is not None:
                     from nstarx_jupyter.registry.stats import summarize  # NumPy, on demand
 
-                    names = _feature_names(model, reference_data)
+                    names = feature_names(model, reference_data)
                     mlflow.log_dict(summarize(reference_data, names), STATS_FILE)
                 logged = mlflow.last_logged_model()
             try:
@@ -232,7 +237,7 @@ class Registry:
         except NstarxError:
             raise
         except Exception as exc:
-            if not _missing(exc):
+            if not is_missing(exc):
                 raise UnavailableError(
                     f"the registry at {self.tracking_uri} failed: {exc}"
                 ) from exc
@@ -251,7 +256,7 @@ class Registry:
         """The signature MLflow stored with a version: `{"inputs": [...], "outputs": [...]}`."""
         found = self.get(name, version, alias=alias)
         with self._fluent():
-            info = _mlflow().models.get_model_info(f"models:/{found.name}/{found.version}")
+            info = load_mlflow().models.get_model_info(f"models:/{found.name}/{found.version}")
         raw = info.signature
         if raw is None:
             return None
@@ -325,7 +330,7 @@ class Registry:
         target = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix=f"{name}-"))
         target.mkdir(parents=True, exist_ok=True)
         with self._fluent():
-            out = _mlflow().artifacts.download_artifacts(
+            out = load_mlflow().artifacts.download_artifacts(
                 artifact_uri=f"models:/{found.name}/{found.version}", dst_path=str(target)
             )
         return Path(out)
@@ -358,7 +363,7 @@ class Registry:
     def client(self) -> Any:
         """The `mlflow.MlflowClient` on this registry's URIs."""
         if self._client is None:
-            mlflow = _mlflow()
+            mlflow = load_mlflow()
             self._client = mlflow.MlflowClient(self.tracking_uri, self.registry_uri)
         return self._client
 
@@ -367,7 +372,7 @@ class Registry:
         try:
             self.client.get_registered_model(name)
         except Exception as exc:
-            if _missing(exc):
+            if is_missing(exc):
                 raise NotFoundError(f"no registered model '{name}'") from exc
             raise UnavailableError(f"the registry at {self.tracking_uri} failed: {exc}") from exc
 
@@ -384,7 +389,7 @@ class Registry:
     @contextlib.contextmanager
     def _fluent(self) -> Iterator[None]:
         """Point MLflow's fluent API at this registry for one block, then put it back."""
-        mlflow = _mlflow()
+        mlflow = load_mlflow()
         before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
         # set_tracking_uri also exports MLFLOW_TRACKING_URI, which child processes (a server
         # started later) would inherit: put the environment back exactly as it was.
@@ -420,53 +425,6 @@ class Registry:
         )
 
 
-def mlflow_runtime(folder: Path) -> tuple[str, Path, dict[str, Any]]:
-    """Runtime, artifact and options for an MLflow model folder (one holding `MLmodel`)."""
-    import yaml
-
-    try:
-        mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ModelLoadError(f"{folder / 'MLmodel'}: {exc}") from exc
-    if not isinstance(mlmodel, dict):
-        raise ModelLoadError(f"{folder / 'MLmodel'} is not an MLflow model description")
-    return runtime_for(mlmodel, folder)
-
-
-def _mlflow() -> Any:
-    # MLflow 3 reports usage to its authors unless told not to; ask before sending anything.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    with warnings.catch_warnings():
-        # mlflow.pyfunc warns about its own type hints when first imported: not the user's news.
-        warnings.filterwarnings("ignore", ".*type hint is inferred as AnyType", UserWarning)
-        mlflow = require("mlflow", "mlflow")
-        require("mlflow.pyfunc", "mlflow")
-    # "Creating initial MLflow database tables..." on a new store is MLflow's housekeeping, printed
-    # at INFO under every first deploy; quiet it unless the user set that logger's level.
-    migrations = logging.getLogger("mlflow.store.db.utils")
-    if migrations.level == logging.NOTSET:
-        migrations.setLevel(logging.WARNING)
-    return mlflow
-
-
-def _missing(exc: BaseException) -> bool:
-    """Whether MLflow said "does not exist" (and not: locked, unreachable, broken)."""
-    code = str(getattr(exc, "error_code", ""))
-    return code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower()
-
-
-def _requirements(module: Any) -> list[str]:
-    """The flavour's pinned requirements, given up front.
-
-    Otherwise MLflow infers them by loading the model again in a subprocess: 4 s of every
-    registration (measured), against 0.05 s.
-    """
-    defaults = module.get_default_pip_requirements
-    wanted = {"include_skops": True, "include_cloudpickle": False}
-    accepted = inspect.signature(defaults).parameters
-    return list(defaults(**{key: value for key, value in wanted.items() if key in accepted}))
-
-
 def _check_name(name: str) -> None:
     if not isinstance(name, str) or not MODEL_NAME.match(name):
         raise InvalidInputError(
@@ -476,30 +434,6 @@ def _check_name(name: str) -> None:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^\w.-]", "_", name)
-
-
-def _head(data: Any, rows: int = 5) -> Any:
-    if data is None:
-        return None
-    if hasattr(data, "iloc"):
-        return data.iloc[:rows]
-    return data[:rows]
-
-
-def _infer_signature(mlflow: Any, model: Any, sample: Any) -> Any:
-    if sample is None:
-        return None
-    try:
-        return mlflow.models.infer_signature(sample, model.predict(sample))
-    except Exception as exc:
-        raise InvalidInputError(f"cannot infer a signature from the example: {exc}") from exc
-
-
-def _feature_names(model: Any, data: Any) -> list[str] | None:
-    if hasattr(data, "columns"):
-        return [str(c) for c in data.columns]
-    names = getattr(model, "feature_names_in_", None)
-    return [str(n) for n in names] if names is not None else None
 
 
 def _time(millis: int | None) -> datetime:

@@ -84,6 +84,10 @@ class _Core:
         if api_key:
             self.headers["authorization"] = f"Bearer {api_key}"
 
+    def http_options(self) -> dict[str, Any]:
+        """What the httpx client of either kind is built with (its transport aside)."""
+        return {"timeout": self.timeout_s, "headers": self.headers, "verify": tls_context()}
+
     def body(self, data: Any) -> tuple[bytes, bool]:
         """The product endpoint's body for `data`, and whether one record was sent."""
         if hasattr(data, "to_dict") and hasattr(data, "columns"):  # a pandas DataFrame
@@ -169,10 +173,7 @@ class InferenceClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._core = _Core(endpoint, api_key, timeout_s, retries, backoff_s)
-        self._http = httpx.Client(
-            timeout=timeout_s, headers=self._core.headers, transport=transport,
-            verify=tls_context(),
-        )  # fmt: skip
+        self._http = httpx.Client(transport=transport, **self._core.http_options())
 
     @property
     def endpoint(self) -> str:
@@ -238,10 +239,7 @@ class AsyncInferenceClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._core = _Core(endpoint, api_key, timeout_s, retries, backoff_s)
-        self._http = httpx.AsyncClient(
-            timeout=timeout_s, headers=self._core.headers, transport=transport,
-            verify=tls_context(),
-        )  # fmt: skip
+        self._http = httpx.AsyncClient(transport=transport, **self._core.http_options())
 
     @property
     def endpoint(self) -> str:

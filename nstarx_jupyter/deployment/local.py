@@ -20,12 +20,17 @@ from nstarx_jupyter.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    NstarxError,
     UnavailableError,
 )
 
 __all__ = ["LocalBackend", "ServerState"]
 
 START_TIMEOUT_S = 60.0
+_DOMAIN_ERRORS: dict[int, type[NstarxError]] = {
+    400: InvalidInputError, 404: NotFoundError, 409: ConflictError,
+}  # fmt: skip
+"""Control-API answers raised as the domain error a caller catches (others: `InferenceError`)."""
 LOG_FILE = "server.log"
 
 
@@ -184,13 +189,8 @@ class LocalBackend:
             return None
         if response.status_code >= 400:
             error = error_from(response)
-            if response.status_code == 404:
-                raise NotFoundError(error.message)
-            if response.status_code == 400:
-                raise InvalidInputError(error.message)
-            if response.status_code == 409:
-                raise ConflictError(error.message)
-            raise error
+            domain = _DOMAIN_ERRORS.get(response.status_code)
+            raise error if domain is None else domain(error.message)
         return response.json()
 
 

@@ -234,9 +234,11 @@ class Deployment:
 
     def revoke_key(self, key: str) -> None:
         """Revoke a key by id, prefix or the key itself; it gets 401 from now on."""
-        key_id = key.split("_")[1] if key.startswith("nsx_") else key
-        self.backend.revoke_key(key_id)
-        if self.api_key is not None and self.api_key.startswith(f"nsx_{key_id}_"):
+        from nstarx_jupyter.security import key_prefix
+
+        prefix = key_prefix(key)
+        self.backend.revoke_key(prefix)
+        if self.api_key is not None and key_prefix(self.api_key) == prefix:
             self.api_key = None
 
     def metrics(self, window_s: float = 60) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nstarx_jupyter.errors import NstarxError, require
+from nstarx_jupyter.security import key_prefix
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -78,7 +79,7 @@ def key_hint(key: str | None) -> str | None:
     """What may be shown and stored of a key: its id prefix (`nsx_1a2b3c4d`) and an ellipsis."""
     if not key:
         return None
-    return f"{key[:12]}…"
+    return f"{key_prefix(key)}…"
 
 
 def registry_version(storage_uri: object) -> str | None:

@@ -1,5 +1,5 @@
 """Access to deployments: API keys (stored hashed), scoped to deployments."""
 
-from nstarx_jupyter.security.keys import ApiKey, Guard, KeyStore
+from nstarx_jupyter.security.keys import ApiKey, Guard, KeyStore, key_prefix
 
-__all__ = ["ApiKey", "Guard", "KeyStore"]
+__all__ = ["ApiKey", "Guard", "KeyStore", "key_prefix"]

@@ -28,11 +28,16 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-__all__ = ["ALL", "ApiKey", "Guard", "KeyStore"]
+__all__ = ["ALL", "ApiKey", "Guard", "KeyStore", "key_prefix"]
 
 ALL = "*"
 """The scope of a key valid for every deployment."""
 _PREFIX = "nsx_"
+
+
+def key_prefix(value: str) -> str:
+    """`nsx_<id>` of a key, a prefix or an id: what listings show and revocation takes."""
+    return _PREFIX + value.removeprefix(_PREFIX).split("_", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +152,11 @@ class Guard:
         self.protected: set[str] = set()
         """Deployments that need a key; the rest are open (KServe's default)."""
 
+    def is_admin(self, token: str) -> bool:
+        """Whether `token` is the server's admin token (compared in constant time)."""
+        admin = self.admin_token
+        return admin is not None and hmac.compare_digest(token.encode(), admin.encode())
+
     def check(self, deployment: str, authorization: str | None, *, admin: bool = False) -> None:
         """Let the call through or raise; `admin` calls (load, unload) take the admin token only.
 
@@ -164,8 +174,7 @@ class Guard:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise UnauthenticatedError("send the API key as 'Authorization: Bearer KEY'")
-        admin_token = self.admin_token
-        if admin_token is not None and hmac.compare_digest(token.encode(), admin_token.encode()):
+        if self.is_admin(token):
             return
         if not self.keys.verify(token).covers(deployment):
             raise ForbiddenError(f"this API key does not cover '{deployment}'")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import time
@@ -114,7 +113,6 @@ class ControlPlane:
         self.guard = guard
         if not guard.admin_token:
             raise ValueError("the control API needs an admin token")
-        self._token: str = guard.admin_token
         self._deployed: dict[str, _Deployed] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -309,7 +307,7 @@ class ControlPlane:
 
     def _check(self, request: Request) -> None:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), self._token.encode()):
+        if not self.guard.is_admin(given):
             raise UnauthenticatedError("the control API needs the server's admin token")
 
     def create_key(self, name: str = "", deployments: list[str] | None = None) -> dict[str, Any]:

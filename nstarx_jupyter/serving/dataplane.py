@@ -53,6 +53,10 @@ class DataPlane:
         if self.guard is not None:
             self.guard.check(name, authorization, admin=admin)
 
+    def protects(self, name: str) -> bool:
+        """Whether calls to `name` need a key: transports read the header only then."""
+        return self.guard is not None and name in self.guard.protected
+
     def server_metadata(self) -> dict[str, Any]:
         """Return the V2 server metadata document."""
         return {"name": "nstarx", "version": __version__, "extensions": list(EXTENSIONS)}

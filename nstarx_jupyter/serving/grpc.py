@@ -57,8 +57,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.dataplane = dataplane
 
     def _authorize(self, context: Any, name: str, *, admin: bool = False) -> None:
-        guard = self.dataplane.guard
-        if guard is None or name not in guard.protected:
+        if not self.dataplane.protects(name):
             return
         given = dict(context.invocation_metadata() or ()).get("authorization")
         self.dataplane.authorize(name, given, admin=admin)

@@ -118,11 +118,10 @@ class InferenceApp:
         await _send(send, reply)
 
     def _authorize(self, name: str, headers: list[tuple[bytes, bytes]]) -> None:
-        guard = self.dataplane.guard
-        if guard is None or name not in guard.protected:
+        if not self.dataplane.protects(name):
             return  # open models pay one set lookup
         given = next((value for key, value in headers if key == b"authorization"), None)
-        guard.check(name, given.decode("latin-1") if given is not None else None)
+        self.dataplane.authorize(name, given.decode("latin-1") if given is not None else None)
 
     async def _v2(self, name: str, version: str | None, scope: Scope, receive: Receive) -> _Reply:
         headers = scope["headers"]

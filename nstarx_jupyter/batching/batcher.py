@@ -120,10 +120,7 @@ class AdaptiveBatcher:
             return
         if group.timer is not None:
             group.timer.cancel()
-        items = [item for item in group.items if not item.future.done()]
-        if not items:
-            return
-        self._spawn(self._run(items, key[1]))
+        self._spawn(self._flush(key, group))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` as a task that `close` can wait for."""
@@ -140,7 +137,7 @@ class AdaptiveBatcher:
                 self._tasks.discard(task)
 
     async def _flush(self, key: _Key, group: _Group) -> None:
-        """Run a no-wait batch: whatever joined it until now (or until it filled up)."""
+        """Run a batch: what joined it and is still waiting (a no-wait batch closes here)."""
         if self._groups.get(key) is group:
             del self._groups[key]
         items = [item for item in group.items if not item.future.done()]

@@ -166,24 +166,26 @@ class DeploymentCard(anywidget.AnyWidget):
         auth = bool(spec.get("auth", True))
         key = self._source.api_key
         hint = key_hint(key)
+        url = self._source.url  # a deployment's URL asks the server: once per refresh
         return {
             "status": str(info.get("status", "Unknown")),
             "reason": str(info.get("reason") or ""),
             "version": f"v{version}" if version else (f"rev {revision}" if revision else ""),
             "auth": auth,
             "key_hint": hint or "",
-            "curl": curl_snippet(self._source.url, self._example, hint, auth),
-            "python": python_snippet(self._source.url, self._example, hint, auth),
+            "curl": curl_snippet(url, self._example, hint, auth),
+            "python": python_snippet(url, self._example, hint, auth),
         }
 
     def _reveal(self) -> None:
         """Send the key and the snippets that hold it, to this view only, in a message."""
         key = self._source.api_key
         auth = self.auth
+        url = self._source.url
         self.send({
             "type": "secret", "api_key": key or "",
-            "curl": curl_snippet(self._source.url, self._example, key, auth),
-            "python": python_snippet(self._source.url, self._example, key, auth),
+            "curl": curl_snippet(url, self._example, key, auth),
+            "python": python_snippet(url, self._example, key, auth),
         })  # fmt: skip
 
     def _on_message(self, _widget: object, content: object, _buffers: object) -> None:

@@ -56,7 +56,9 @@ def run_demo(
     began = time.perf_counter()
     dep = deploy(model, "iris")
     took = time.perf_counter() - began
-    say(f"2. deployed iris revision {dep.revision} ({dep.status}) in {took:.2f} s at {dep.url}")
+    doc = dep.describe()  # one call for both figures
+    say(f"2. deployed iris revision {doc['revision']} ({doc['status']}) in {took:.2f} s "
+        f"at {dep.url}")  # fmt: skip
     say(f"   API key (shown once): {dep.api_key}")
     _predict(dep, say)
     _load(dep, rps, duration_s, say)

@@ -23,7 +23,12 @@ _MODEL_DEFAULTS: list[tuple[str, type, str]] = [
     ("container_concurrency", int, "requests predicted at once per model (0: no limit)"),
     ("max_queue", int, "requests waiting for a slot per model before 503"),
     ("timeout_s", float, "per-request deadline in seconds (504 past it)"),
-    ("max_batch_size", int, "adaptive batching: rows per batch (0: off)"),
+    (
+        "max_batch_size",
+        int,
+        "adaptive batching: rows per batch (0: off; default: no-wait "
+        "batching of 32 rows for models whose rows are independent)",
+    ),
     ("max_latency_ms", float, "adaptive batching: longest wait for a batch to fill (0: none)"),
 ]
 

@@ -65,6 +65,14 @@ class Runtime(ABC):
                     f"unknown output '{name}'; the model has {', '.join(known)}"
                 )
 
+    def rows_independent(self) -> bool:
+        """Whether each output row depends only on its own input row, for the loaded model.
+
+        When True, concurrent requests may share one `predict` call (the server's default no-wait
+        batching). The default is False; built-in tabular runtimes say True when they can tell.
+        """
+        return False
+
     def unload(self) -> None:
         """Release the model; the default drops every attribute holding it and collects garbage."""
         self.ready = False

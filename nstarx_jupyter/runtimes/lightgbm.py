@@ -36,6 +36,10 @@ class LightGBMRuntime(Runtime):
     _objective = ""
     _n_classes = 0
 
+    def rows_independent(self) -> bool:
+        """A booster scores each row on its own: requests may share a predict call."""
+        return True
+
     @classmethod
     def can_load(cls, path: Path) -> bool:
         """Say whether `path` is a LightGBM text model (or a folder holding `model.<suffix>`).

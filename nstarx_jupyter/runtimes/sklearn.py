@@ -67,6 +67,12 @@ class SklearnRuntime(Runtime):
             raise InvalidInputError(f"the model rejected the input: {exc}") from exc
         return result
 
+    def rows_independent(self) -> bool:
+        """True when every estimator in the model comes from a library whose fitted `predict` is
+        row by row (scikit-learn, XGBoost, LightGBM); a user's own step or a FunctionTransformer
+        may look across rows, so such models are not batched by default."""
+        return all(_row_wise(step) for step in _estimators(self.model))
+
     def metadata(self) -> ModelSignature:
         """Derive inputs from `n_features_in_` and outputs from `classes_` / `n_outputs_`."""
         model = self.model
@@ -86,6 +92,33 @@ class SklearnRuntime(Runtime):
             feature_names=tuple(names) if names is not None else None,
             class_labels=tuple(np.asarray(labels).tolist()) if labels is not None else None,
         )
+
+
+ROW_WISE_LIBRARIES = ("sklearn.", "xgboost.", "lightgbm.")
+"""Libraries whose fitted estimators transform and predict each row on its own."""
+
+
+def _row_wise(estimator: Any) -> bool:
+    if type(estimator).__name__ == "FunctionTransformer":  # runs arbitrary user code
+        return False
+    return type(estimator).__module__.startswith(ROW_WISE_LIBRARIES)
+
+
+def _estimators(model: Any) -> list[Any]:
+    """The model and every estimator nested in it (pipeline steps, ensemble members, ...)."""
+    found = [model]
+    get_params = getattr(model, "get_params", None)
+    if callable(get_params):
+        try:
+            params = get_params(deep=True)
+        except Exception:  # noqa: BLE001 - an odd estimator: judge it by its own class only
+            return found
+        found += [value for value in params.values() if callable(getattr(value, "fit", None))]
+        for value in params.values():  # ColumnTransformer and friends hold (name, step, cols)
+            if isinstance(value, list):
+                found += [part for item in value if isinstance(item, tuple) for part in item
+                          if callable(getattr(part, "fit", None))]  # fmt: skip
+    return found
 
 
 def _artifact(path: Path | None) -> Path | None:

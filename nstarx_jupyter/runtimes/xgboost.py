@@ -40,6 +40,10 @@ class XGBoostRuntime(Runtime):
     _n_targets = 1
     _iterations = (0, 0)
 
+    def rows_independent(self) -> bool:
+        """A booster scores each row on its own: requests may share a predict call."""
+        return True
+
     @classmethod
     def can_load(cls, path: Path) -> bool:
         """Say whether `path` is an XGBoost JSON/UBJSON model or a folder holding `model.<ext>`."""

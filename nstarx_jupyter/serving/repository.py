@@ -36,6 +36,10 @@ __all__ = ["LoadedModel", "ModelEntry", "ModelRepository", "ModelState"]
 log = logging.getLogger(__name__)
 
 
+AUTO_BATCH_ROWS = 32
+"""Rows per batch of the default no-wait batching (models with independent rows)."""
+
+
 class ModelState(enum.Enum):
     """A model version's lifecycle, with the repository extension's state names."""
 
@@ -249,15 +253,15 @@ class ModelRepository:
         predictor = Predictor(runtime, self._executor)
         depth = self.metrics.queue_depth.labels(settings.name, settings.version)
         batcher = None
-        if settings.max_batch_size > 1:
+        rows, wait_ms = settings.max_batch_size, settings.max_latency_ms
+        if rows is None:  # the runtime decides: no-wait batching when rows are independent
+            rows, wait_ms = (AUTO_BATCH_ROWS, 0.0) if runtime.rows_independent() else (0, 0.0)
+        if rows > 1:
             from nstarx_jupyter.batching import AdaptiveBatcher  # only models that batch need it
 
             sizes = self.metrics.batch_size.labels(settings.name, settings.version)
             batcher = AdaptiveBatcher(
-                predictor,
-                max_batch_size=settings.max_batch_size,
-                max_latency_ms=settings.max_latency_ms,
-                on_batch=sizes.observe,
+                predictor, max_batch_size=rows, max_latency_ms=wait_ms, on_batch=sizes.observe
             )
         limiter = None
         if settings.container_concurrency > 0:

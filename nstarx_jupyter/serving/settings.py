@@ -60,8 +60,10 @@ class ModelSettings(BaseModel):
     """Requests allowed to wait for a concurrency slot; beyond it the answer is 503."""
     timeout_s: float | None = Field(default=None, gt=0)
     """Deadline for one request, queueing included; past it the answer is 504."""
-    max_batch_size: int = Field(default=0, ge=0)
-    """Adaptive batching: rows per batch; 0 turns batching off (the default)."""
+    max_batch_size: int | None = Field(default=None, ge=0)
+    """Adaptive batching: rows per batch; 0 turns batching off. None (the default) lets the
+    runtime decide: models whose rows are independent (`Runtime.rows_independent`) get no-wait
+    batching of up to `AUTO_BATCH_ROWS` rows, which adds no latency; others are not batched."""
     max_latency_ms: float = Field(default=5.0, ge=0)
     """Adaptive batching: longest wait for a batch to fill; 0 never waits (a batch holds what
     arrived in the same event-loop turn)."""

@@ -1,21 +1,28 @@
-"""Two serving policies: no-wait batching through the real app, and a frozen long-lived heap."""
+"""Serving policies: no-wait batching (default for models with independent rows) through the real
+app, and a frozen long-lived heap."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import joblib
+import numpy as np
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 from nstarx_jupyter.serving.settings import ModelSettings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
-
-    from sklearn.linear_model import LogisticRegression
 
 
 def _batches(text: str) -> tuple[float, float]:
@@ -58,3 +65,30 @@ async def test_loading_a_model_freezes_the_long_lived_heap(iris_path: Path) -> N
             assert gc.get_freeze_count() > 10_000  # collected, then frozen again
     finally:
         gc.unfreeze()
+
+
+def _log1p(x: np.ndarray) -> np.ndarray:
+    return np.log1p(np.abs(x))
+
+
+@pytest.mark.parametrize(
+    ("make", "settings", "batches"),
+    [
+        (lambda: LogisticRegression(max_iter=500), {}, True),
+        (lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), {}, True),
+        (lambda: make_pipeline(FunctionTransformer(_log1p), LogisticRegression()), {}, False),
+        (lambda: LogisticRegression(max_iter=500), {"max_batch_size": 0}, False),
+    ],
+    ids=["estimator", "sklearn-pipeline", "function-transformer", "turned-off"],
+)
+async def test_models_with_independent_rows_batch_without_waiting_by_default(
+    tmp_path: Path, make: Callable[[], Any], settings: dict[str, Any], batches: bool
+) -> None:
+    x, y = load_iris(return_X_y=True)
+    path = tmp_path / "model.joblib"
+    joblib.dump(make().fit(x, y), path)
+    app = create_app([ModelSettings(name="m", path=path, **settings)], ServingConfig())
+    async with app.lifespan():
+        loaded = app.dataplane.repository.entry("m", None).loaded
+        assert loaded is not None
+        assert (loaded.batcher is not None) is batches

@@ -177,11 +177,13 @@ def grpc_load(target: str, model: str, connections: int, warmup: float, duration
     return json.loads(out)
 
 
-def grpc_client_ceiling(args: argparse.Namespace) -> float:
-    """What grpc_load.py reaches at c=8 against a fixed-answer server on core 0."""
+def grpc_client_ceiling(args: argparse.Namespace, *flags: str) -> float:
+    """What grpc_load.py reaches at c=8 against a fixed-answer server on core 0 (threaded grpcio
+    server, or `grpc.aio` with `--aio`)."""
     port = free_port()
     echo = subprocess.Popen(["taskset", "-c", "0", str(ROOT / ".venv/bin/python"),
-                             str(BENCH / "peers/grpc_echo.py"), str(port)], env=ENV)  # fmt: skip
+                             str(BENCH / "peers/grpc_echo.py"), str(port), *flags],
+                            env=ENV)  # fmt: skip
     try:
         time.sleep(2)
         return float(grpc_load(f"127.0.0.1:{port}", "iris", 8, args.warmup, args.duration)["rps"])
@@ -227,8 +229,9 @@ def import_time_ms() -> float:
 
 
 BATCHING = ["--max-batch-size", "32", "--max-latency-ms", "2"]
-NO_WAIT = ["--max-batch-size", "32", "--max-latency-ms", "0"]
-"""No-wait batching: a batch holds what arrived in the same event-loop turn (opt-in)."""
+OFF = ["--max-batch-size", "0"]
+"""Batching off. The default batches models with independent rows without waiting: a batch
+holds what arrived in the same event-loop turn."""
 SCENARIOS = {  # name: (body key, path template, servers that speak it)
     "V2 REST 1 row": ("v2-1", "/v2/models/{m}/infer", ("ours", "kserve", "mlserver")),
     "V2 REST 32 rows": ("v2-32", "/v2/models/{m}/infer", ("ours", "kserve", "mlserver")),
@@ -272,18 +275,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
         results["servers"][kind] = info
     if "ours" in args.only:
-        server = Server("ours", {"iris": models["iris"]}, NO_WAIT)
-        for c in (1, 8, 64):
-            row = measure(server, "V2 REST 1 row", "iris", iris_body, c, args)
-            results["rows"].append({**row, "server": "ours, no-wait batching"})
+        server = Server("ours", {"iris": models["iris"]}, OFF)
+        for scenario in ("V2 REST 1 row", "V2 gRPC 1 row"):
+            for c in (1, 8, 64):
+                row = measure(server, scenario, "iris", iris_body, c, args)
+                results["rows"].append({**row, "server": "ours, batching off"})
         server.stop()
-        for label, extra in (("batching off", []), ("batching on", BATCHING)):
+        server = Server("ours", {"forest": models["forest"]}, OFF)
+        row = measure(server, "V2 REST 1 row", "forest", forest_body, 8, args)
+        results["rows"].append({**row, "server": "ours, batching off"})
+        server.stop()
+        for label, extra in (("batching off", OFF), ("batching on", BATCHING)):
             server = Server("ours", {"forest": models["forest"]}, extra)
             row = measure(server, "V2 REST 1 row", "forest", forest_body, 64, args)
             results["rows"].append({**row, "server": f"ours, {label}"})
             server.stop()
     results["in_process"] = in_process(models, args.duration)
     results["in_process"]["grpc_client_ceiling"] = grpc_client_ceiling(args)
+    results["in_process"]["grpc_aio_ceiling"] = grpc_client_ceiling(args, "--aio")
     results["import_ms"] = import_time_ms()
     results["args"] = {"warmup_s": args.warmup, "duration_s": args.duration}
     return results

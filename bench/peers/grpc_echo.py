@@ -1,12 +1,14 @@
 """The gRPC load generator's own ceiling: a server that answers every ModelInfer with a fixed reply.
 
 grpcio's synchronous server with a few threads is the fastest Python gRPC server measured here,
-so what `grpc_load.py` reaches against it bounds any gRPC row in the table.
-Usage: python grpc_echo.py PORT
+so what `grpc_load.py` reaches against it bounds any gRPC row in the table. With `--aio` it is
+a `grpc.aio` server instead (what KServe and MLServer use): the ceiling of that design.
+Usage: python grpc_echo.py PORT [--aio]
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from concurrent import futures
 
@@ -23,15 +25,32 @@ def main() -> None:
     def infer(request: bytes, context: grpc.ServicerContext) -> bytes:
         return body
 
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    handler = grpc.unary_unary_rpc_method_handler(infer, lambda b: b, lambda b: b)
+    async def infer_aio(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return body
+
+    aio = "--aio" in sys.argv
+    handler = grpc.unary_unary_rpc_method_handler(
+        infer_aio if aio else infer, lambda b: b, lambda b: b
+    )
     service = grpc.method_handlers_generic_handler(
         "inference.GRPCInferenceService", {"ModelInfer": handler}
     )
+    if aio:
+        asyncio.run(_serve_aio(service, sys.argv[1]))
+        return
+    server = grpc.server(futures.ThreadPoolExecutor(4))
     server.add_generic_rpc_handlers([service])
     server.add_insecure_port(f"127.0.0.1:{sys.argv[1]}")
     server.start()
     server.wait_for_termination()
+
+
+async def _serve_aio(service: grpc.GenericRpcHandler, port: str) -> None:
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([service])
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ __all__ = [
     "ForbiddenError",
     "InvalidInputError",
     "MissingExtraError",
+    "ModelError",
     "ModelLoadError",
     "ModelNotFoundError",
     "NotFoundError",
@@ -117,6 +118,12 @@ class PayloadTooLargeError(NstarxError):
     """The request body is larger than the configured cap."""
 
     kind = ErrorKind.PAYLOAD_TOO_LARGE
+
+
+class ModelError(NstarxError):
+    """A model's `predict` crashed: the model's fault, not the caller's (a 500, logged)."""
+
+    kind = ErrorKind.INTERNAL
 
 
 class ModelLoadError(NstarxError):

@@ -23,6 +23,7 @@ from nstarx_jupyter import __version__
 from nstarx_jupyter.errors import ErrorKind, InvalidInputError, NstarxError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from types import TracebackType
 
 __all__ = [
@@ -87,6 +88,12 @@ class _Core:
     def http_options(self) -> dict[str, Any]:
         """What the httpx client of either kind is built with (its transport aside)."""
         return {"timeout": self.timeout_s, "headers": self.headers, "verify": tls_context()}
+
+    def predict_url(self, version: str | None) -> str:
+        """The product endpoint, of one model version when `version` is given."""
+        if version is None:
+            return f"{self.endpoint}/predict"
+        return f"{self.endpoint}/versions/{version}/predict"
 
     def body(self, data: Any) -> tuple[bytes, bool]:
         """The product endpoint's body for `data`, and whether one record was sent."""
@@ -180,10 +187,17 @@ class InferenceClient:
         """The model's URL this client calls."""
         return self._core.endpoint
 
-    def predict(self, data: Any) -> Any:
-        """Send `data` to the product endpoint and return the named outputs."""
+    def predict(
+        self, data: Any, *, version: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> Any:
+        """Send `data` to the product endpoint and return the named outputs.
+
+        `version` asks one model version (a revision, a staged model, a variant) instead of
+        the deployment's routing; `headers` go with the request (e.g. a routing key).
+        """
         body, single = self._core.body(data)
-        return self._core.answer(self._post(f"{self._core.endpoint}/predict", body), single)
+        url = self._core.predict_url(version)
+        return self._core.answer(self._post(url, body, headers), single)
 
     def ready(self) -> bool:
         """Whether the model answers its V2 ready check."""
@@ -193,12 +207,14 @@ class InferenceClient:
         except httpx.TransportError:
             return False
 
-    def _post(self, url: str, body: bytes) -> httpx.Response:
+    def _post(
+        self, url: str, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = self._http.post(url, content=body)
+                response = self._http.post(url, content=body, headers=headers)
             except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
                 wait = self._core.delay(attempt, None)
                 if wait is None:
@@ -246,10 +262,12 @@ class AsyncInferenceClient:
         """The model's URL this client calls."""
         return self._core.endpoint
 
-    async def predict(self, data: Any) -> Any:
-        """Send `data` to the product endpoint and return the named outputs."""
+    async def predict(
+        self, data: Any, *, version: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> Any:
+        """Send `data` to the product endpoint and return the named outputs (see the sync one)."""
         body, single = self._core.body(data)
-        response = await self._post(f"{self._core.endpoint}/predict", body)
+        response = await self._post(self._core.predict_url(version), body, headers)
         return self._core.answer(response, single)
 
     async def ready(self) -> bool:
@@ -260,12 +278,14 @@ class AsyncInferenceClient:
         except httpx.TransportError:
             return False
 
-    async def _post(self, url: str, body: bytes) -> httpx.Response:
+    async def _post(
+        self, url: str, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = await self._http.post(url, content=body)
+                response = await self._http.post(url, content=body, headers=headers)
             except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
                 wait = self._core.delay(attempt, None)
                 if wait is None:

@@ -155,6 +155,10 @@ class LocalBackend:
         """Requests, rate, error rate and p50/p95/p99 (ms) over the last `window_s` seconds."""
         return self._call("GET", f"/deployments/{name}/metrics?window_s={window_s}")  # type: ignore[no-any-return]
 
+    def variants(self, name: str, window_s: float = 60) -> dict[str, Any]:
+        """Per variant and revision: share of traffic and the last `window_s` s of requests."""
+        return self._call("GET", f"/deployments/{name}/variants?window_s={window_s}")  # type: ignore[no-any-return]
+
     def logs(self, name: str) -> list[str]:
         """A deployment's events: deploys, revisions, failures with their reasons, deletion."""
         return list(self._call("GET", f"/deployments/{name}/logs")["lines"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Literal
 
@@ -9,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nstarx_jupyter.errors import InvalidInputError
 
-__all__ = ["NAME", "Batching", "DeploymentSpec", "Resources"]
+__all__ = ["NAME", "PRIMARY", "Batching", "DeploymentSpec", "HeaderRule", "Resources", "Traffic",
+           "Variant"]  # fmt: skip
 
 NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 """KServe's rule for InferenceService names (a DNS-1123 label starting with a letter)."""
@@ -48,6 +50,120 @@ class Resources(_Strict):
         return value
 
 
+PRIMARY = "primary"
+"""The variant name of a deployment's own model (its `storage_uri`) in `Traffic`."""
+
+
+class Variant(_Strict):
+    """Another model a deployment can send traffic to (an A/B arm, a shadow, a fallback...)."""
+
+    name: str
+    """A DNS label (it becomes an InferenceService name in a cluster); not `primary`."""
+    storage_uri: str
+    runtime: str | None = None
+    model_format: str = "sklearn"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        if value == PRIMARY or len(value) > 40 or not NAME.match(value):
+            raise ValueError(
+                f"'{value}' is not a variant name: lower-case letters, digits and '-', starting "
+                f"with a letter (40 at most), and not '{PRIMARY}'"
+            )
+        return value
+
+
+class HeaderRule(_Strict):
+    """Requests whose `header` holds one of `values` go to `variant` (first matching rule wins)."""
+
+    header: str
+    values: list[str] = Field(min_length=1)
+    variant: str
+
+    @field_validator("header")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9-]+", value):
+            raise ValueError(f"'{value}' is not an HTTP header name")
+        return value.lower()
+
+
+class Traffic(_Strict):
+    """How requests to a deployment are spread over its variants.
+
+    Order of decision for a request without an explicit version: header `rules`, then its region
+    (the `region_header`, else the client's address looked up in `networks`) in `regions`, then
+    the weighted `split` (sticky per caller when `sticky_header` is sent). The deployment's own
+    model is the variant `primary`; during a canary its share is divided between the last
+    rolled-out revision and the new one by `canary_traffic_percent`.
+    """
+
+    variants: list[Variant] = Field(default_factory=list)
+    split: dict[str, int] = Field(default_factory=dict)
+    """Percent per variant, summing to 100; empty sends everything to `primary`."""
+    sticky_header: str | None = None
+    """A header naming the caller (e.g. `X-User-Id`): one caller always sees one variant."""
+    rules: list[HeaderRule] = Field(default_factory=list)
+    regions: dict[str, str] = Field(default_factory=dict)
+    """Region name to variant."""
+    networks: dict[str, str] = Field(default_factory=dict)
+    """Client network (CIDR) to region name, for callers that send no region header."""
+    region_header: str = "x-region"
+    shadow: str | None = None
+    """Gets a copy of every routed request; its answers are compared, never returned."""
+    fallback: str | None = None
+    """Answers when the chosen variant fails, times out or is unavailable."""
+    fallback_timeout_ms: int | None = Field(default=None, ge=1)
+    """How long the chosen variant may take before the fallback answers instead."""
+
+    @field_validator("sticky_header", "region_header")
+    @classmethod
+    def _header(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]+", value):
+            raise ValueError(f"'{value}' is not an HTTP header name")
+        return value.lower() if value is not None else None
+
+    @field_validator("networks")
+    @classmethod
+    def _cidrs(cls, value: dict[str, str]) -> dict[str, str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"'{cidr}' is not a network (e.g. 10.1.0.0/16)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> Traffic:
+        known = {PRIMARY, *(variant.name for variant in self.variants)}
+        if len(known) != len(self.variants) + 1:
+            raise ValueError("variants: each name may appear once")
+        used = [*self.split, *(rule.variant for rule in self.rules), *self.regions.values(),
+                *filter(None, (self.shadow, self.fallback))]  # fmt: skip
+        for name in used:
+            if name not in known:
+                raise ValueError(f"'{name}' is not a variant; known: {', '.join(sorted(known))}")
+        if self.split:
+            if any(weight < 0 for weight in self.split.values()):
+                raise ValueError("split: percentages cannot be negative")
+            if sum(self.split.values()) != 100:
+                raise ValueError(
+                    f"split: percentages add up to {sum(self.split.values())}, not 100"
+                )
+        for region in self.networks.values():
+            if region not in self.regions:
+                raise ValueError(f"networks: region '{region}' has no variant in regions")
+        if self.shadow is not None and self.shadow == self.fallback:
+            raise ValueError("shadow and fallback must be different variants")
+        return self
+
+    def variant(self, name: str) -> Variant:
+        """The named variant (not `primary`)."""
+        return next(variant for variant in self.variants if variant.name == name)
+
+
 class DeploymentSpec(_Strict):
     """A model deployment: what `deploy()` builds, `nstarx apply -f` reads, and KServe runs.
 
@@ -78,6 +194,10 @@ class DeploymentSpec(_Strict):
     batching: Batching | None = None
     resources: Resources | None = None
     canary_traffic_percent: int | None = Field(default=None, ge=0, le=100)
+    """KServe's meaning: the share of the new revision while the last rolled-out one keeps the
+    rest; None rolls the new revision out to all traffic."""
+    traffic: Traffic | None = None
+    """Other variants and how requests are spread over them (A/B, shadow, fallback, regions)."""
     auth: bool = False
     """Callers need an API key (`Authorization: Bearer KEY`). KServe leaves endpoints open; in a
     cluster this is the `security.opendatahub.io/enable-auth` annotation (Authorino)."""

@@ -19,6 +19,7 @@ from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.sources import spec_for, storage_uri_of
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
+from nstarx_jupyter.notebook.rollout import RolloutMixin
 
 if TYPE_CHECKING:
     from nstarx_jupyter.client import InferenceClient
@@ -160,8 +161,8 @@ def _register_behind(
     return done
 
 
-class Deployment:
-    """A running deployment: status, endpoint, predictions, KServe YAML, deletion."""
+class Deployment(RolloutMixin):
+    """A running deployment: status, endpoint, predictions, rollouts, KServe YAML, deletion."""
 
     def __init__(self, name: str, backend: LocalBackend | None = None) -> None:
         self.name = name
@@ -200,15 +201,19 @@ class Deployment:
         """The model's endpoint (`…/v1/models/NAME`): `/predict` for records, KServe V1 and V2."""
         return f"{self.backend.ensure_server().url}/v1/models/{self.name}"
 
-    def predict(self, data: Any) -> Any:
+    def predict(
+        self, data: Any, *, version: str | None = None, headers: dict[str, str] | None = None
+    ) -> Any:
         """Send a record (or several) and return the named outputs.
 
         Calls as the server's owner (the admin token in `$NSTARX_HOME`), so it works on a
-        protected deployment without handing a key around.
+        protected deployment without handing a key around. `version` asks one model version
+        (a staged or canary revision, a variant) past the traffic policy; `headers` go along
+        (a routing key such as `X-User-Id`, a region).
         """
         if self._client is None:
             self._client = self._owner_client()
-        return self._client.predict(data)
+        return self._client.predict(data, version=version, headers=headers)
 
     def _owner_client(self, retries: int = 2) -> InferenceClient:
         from nstarx_jupyter.client import InferenceClient

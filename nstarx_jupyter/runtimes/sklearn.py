@@ -68,9 +68,11 @@ class SklearnRuntime(Runtime):
         return result
 
     def rows_independent(self) -> bool:
-        """True when every estimator in the model comes from a library whose fitted `predict` is
-        row by row (scikit-learn, XGBoost, LightGBM); a user's own step or a FunctionTransformer
-        may look across rows, so such models are not batched by default."""
+        """Whether every estimator in the model is from a library that predicts row by row.
+
+        Those are scikit-learn, XGBoost and LightGBM; a user's own step or a FunctionTransformer
+        may look across rows, so such models are not batched by default.
+        """
         return all(_row_wise(step) for step in _estimators(self.model))
 
     def metadata(self) -> ModelSignature:

@@ -87,7 +87,7 @@ def create_app(
     if config.state_dir is not None and guard is not None:
         from nstarx_jupyter.serving.control import ControlPlane
 
-        control = ControlPlane(repository, config.state_dir, guard)
+        control = ControlPlane(dataplane, config.state_dir, guard)
         routes = [*control.routes(), *routes]
 
     @contextlib.asynccontextmanager
@@ -98,6 +98,7 @@ def create_app(
         try:
             yield
         finally:
+            await dataplane.close()
             await repository.close()
             executor.shutdown(wait=False, cancel_futures=True)
 

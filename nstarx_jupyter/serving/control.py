@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nstarx_jupyter.config import atomic_write
-from nstarx_jupyter.deployment.spec import NAME, DeploymentSpec
+from nstarx_jupyter.deployment.spec import NAME, PRIMARY, DeploymentSpec
 from nstarx_jupyter.errors import (
     ConflictError,
     InvalidInputError,
@@ -35,6 +36,7 @@ from nstarx_jupyter.runtimes.loader import RUNTIMES
 from nstarx_jupyter.serving.http_errors import nstarx_error_response
 from nstarx_jupyter.serving.metrics import LatencyWindow
 from nstarx_jupyter.serving.settings import ModelSettings, file_settings
+from nstarx_jupyter.serving.traffic import Arm, TrafficPlan
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from nstarx_jupyter.security import Guard
-    from nstarx_jupyter.serving.repository import ModelRepository
+    from nstarx_jupyter.serving.dataplane import DataPlane
 
     Handler = Callable[[Request], Awaitable[Response]]
 
@@ -60,9 +62,17 @@ class _Deployed:
     updated: float
     status: str = "Ready"
     reason: str = ""
+    stable: tuple[DeploymentSpec, int] | None = None
+    """During a canary: the last rolled-out spec and revision, serving the rest of the traffic."""
+    versions: dict[str, str] = field(default_factory=dict)
+    """Model version served for each role: `latest`, `stable`, and each variant's name."""
 
 
-def settings_for(spec: DeploymentSpec, revision: int) -> ModelSettings:
+_TRAFFIC_ONLY = {"canary_traffic_percent", "traffic"}
+"""Spec fields whose change moves traffic without making a new revision (KServe's rule)."""
+
+
+def settings_for(spec: DeploymentSpec, revision: int | str) -> ModelSettings:
     """The local server's settings for a deployment, with KServe's meanings kept.
 
     Raises:
@@ -106,8 +116,9 @@ def settings_for(spec: DeploymentSpec, revision: int) -> ModelSettings:
 class ControlPlane:
     """Deployments on the local server, kept in `state_dir/deployments/NAME.json`."""
 
-    def __init__(self, repository: ModelRepository, state_dir: Path, guard: Guard) -> None:
-        self.repository = repository
+    def __init__(self, dataplane: DataPlane, state_dir: Path, guard: Guard) -> None:
+        self.dataplane = dataplane
+        self.repository = dataplane.repository
         self.folder = state_dir / "deployments"
         self.events = state_dir / "events.log"
         self.guard = guard
@@ -123,8 +134,12 @@ class ControlPlane:
             try:
                 doc = json.loads(file.read_text())
                 spec = DeploymentSpec.build(**doc["spec"])
-                await self.apply(spec, revision=int(doc.get("revision", 1)), save=False,
-                                 created=float(doc.get("created", time.time())))  # fmt: skip
+                stable = None
+                if doc.get("stable"):
+                    stable = (DeploymentSpec.build(**doc["stable"]["spec"]),
+                              int(doc["stable"]["revision"]))  # fmt: skip
+                await self._apply(spec, int(doc.get("revision", 1)), False,
+                                  float(doc.get("created", time.time())), None, stable)  # fmt: skip
             except (OSError, ValueError, KeyError, NstarxError) as exc:
                 log.error("cannot restore deployment from %s: %s", file, exc)
 
@@ -155,43 +170,52 @@ class ControlPlane:
         save: bool,
         created: float | None,
         if_revision: int | None,
+        stable: tuple[DeploymentSpec, int] | None = None,
     ) -> dict[str, Any]:
         previous = self._deployed.get(spec.name)
-        if if_revision is not None and (previous is None or previous.revision != if_revision):
-            now_at = f"revision {previous.revision}" if previous else "deleted"
-            raise ConflictError(
-                f"'{spec.name}' is no longer at revision {if_revision} (now {now_at})"
-            )
-        revision = revision or (previous.revision + 1 if previous else 1)
-        settings = settings_for(spec, revision)
+        _check_revision(spec.name, previous, if_revision)
+        traffic_only = (
+            previous is not None
+            and previous.status != "Failed"
+            and _same_predictor(previous.spec, spec)
+        )
+        if revision is None:
+            revision = _next_revision(previous, traffic_only)
+        if previous is not None and save:
+            stable = _stable_after(previous, spec, traffic_only)
+        models, versions = _models_for(spec, revision, stable)
+        plan = _plan_for(spec, versions)
         now = time.time()
         created = created or (previous.created if previous else now)
         protected = self.guard.protected
         was_protected = spec.name in protected
         if spec.auth:
             protected.add(spec.name)  # before the model answers anyone
+        name = spec.name
         try:
             try:
-                await self.repository.replace(settings)
+                await self.repository.replace_all(
+                    name, models, versions["latest"],
+                    on_swap=lambda: self.dataplane.set_traffic(name, plan),
+                )  # fmt: skip
             except ModelLoadError as exc:  # the user's file: their mistake to fix, not a 500
                 raise InvalidInputError(f"the model did not load: {exc.message}") from exc
         except NstarxError as exc:
             if not was_protected:
-                protected.discard(spec.name)
-            self._event(spec.name, f"revision {revision} failed: {exc.message}")
+                protected.discard(name)
+            self._event(name, f"revision {revision} failed: {exc.message}")
             if previous is None:
-                self._deployed[spec.name] = _Deployed(spec, revision, created, now, "Failed",
-                                                      exc.message)  # fmt: skip
+                self._deployed[name] = _Deployed(spec, revision, created, now, "Failed",
+                                                 exc.message)  # fmt: skip
             raise
         if not spec.auth:
-            protected.discard(spec.name)
-        deployed = _Deployed(spec, revision, created, now)
-        self._deployed[spec.name] = deployed
+            protected.discard(name)
+        deployed = _Deployed(spec, revision, created, now, stable=stable, versions=versions)
+        self._deployed[name] = deployed
         if save:
             self._save(deployed)
-        what = "deployed" if save else "restored"
-        self._event(spec.name, f"{what} revision {revision} from {spec.storage_uri}")
-        return self.describe(spec.name)
+        self._event(name, _what_changed(previous, deployed, save))
+        return self.describe(name)
 
     async def delete(self, name: str) -> None:
         """Stop serving a deployment and forget it."""
@@ -237,7 +261,39 @@ class ControlPlane:
         }  # fmt: skip
         if reason:
             doc["reason"] = reason
+        plan = self.dataplane.traffic(name)
+        if plan is not None:
+            doc["traffic"] = _traffic_view(plan)
+        if deployed.stable is not None:
+            stable_spec, stable_revision = deployed.stable
+            dumped = stable_spec.model_dump(mode="json", exclude_defaults=True)
+            doc["stable"] = {"revision": stable_revision, "spec": dumped}
         return doc
+
+    def variants(self, name: str, window_s: float) -> dict[str, Any]:
+        """Per variant: its version, share of traffic and the last `window_s` s of requests."""
+        self._get(name)
+        if not 0 < window_s <= 300:
+            raise InvalidInputError("window_s: between 0 and 300 seconds")
+        plan = self.dataplane.traffic(name)
+        out: dict[str, Any] = {"name": name, "variants": []}
+        windows = self.repository.metrics.version_windows
+        shares = {arm.version: arm.weight for arm in plan.arms} if plan is not None else {}
+        for entry in self.repository.entries():
+            if entry.settings.name != name:
+                continue
+            version = entry.settings.version
+            window = windows.get((name, version)) or LatencyWindow()
+            out["variants"].append({
+                "variant": plan.label(version) if plan is not None else "primary",
+                "version": version,
+                "percent": shares.get(version, 0.0 if plan is not None else 100.0),
+                **window.summary(window_s),
+            })  # fmt: skip
+        stats = self.dataplane.shadows.get(name)
+        if stats is not None and plan is not None and plan.shadow is not None:
+            out["shadow"] = {"variant": plan.label(plan.shadow), **stats.summary()}
+        return out
 
     def _get(self, name: str) -> _Deployed:
         deployed = self._deployed.get(name)
@@ -251,8 +307,14 @@ class ControlPlane:
 
     def _save(self, deployed: _Deployed) -> None:
         """Write whole or not at all: a crash leaves the old file or the new one."""
-        doc = {"spec": deployed.spec.model_dump(mode="json", exclude_defaults=True),
-               "revision": deployed.revision, "created": deployed.created}  # fmt: skip
+        doc: dict[str, Any] = {
+            "spec": deployed.spec.model_dump(mode="json", exclude_defaults=True),
+            "revision": deployed.revision, "created": deployed.created,
+        }  # fmt: skip
+        if deployed.stable is not None:
+            stable_spec, stable_revision = deployed.stable
+            doc["stable"] = {"spec": stable_spec.model_dump(mode="json", exclude_defaults=True),
+                             "revision": stable_revision}  # fmt: skip
         atomic_write(self.folder / f"{deployed.spec.name}.json", json.dumps(doc, indent=1))
 
     # -- HTTP ----------------------------------------------------------------------------------
@@ -266,6 +328,8 @@ class ControlPlane:
             Route(f"{PREFIX}/deployments/{{name}}/metrics", self._guarded(self._metrics),
                   methods=["GET"]),
             Route(f"{PREFIX}/deployments/{{name}}/logs", self._guarded(self._logs),
+                  methods=["GET"]),
+            Route(f"{PREFIX}/deployments/{{name}}/variants", self._guarded(self._variants),
                   methods=["GET"]),
             Route(f"{PREFIX}/keys", self._guarded(self._keys), methods=["GET", "POST"]),
             Route(f"{PREFIX}/keys/{{key}}", self._guarded(self._revoke), methods=["DELETE"]),
@@ -294,12 +358,10 @@ class ControlPlane:
         return {"name": name, **window.summary(window_s)}
 
     async def _metrics(self, request: Request) -> Response:
-        raw = request.query_params.get("window_s", "60")
-        try:
-            window_s = float(raw)
-        except ValueError:
-            raise InvalidInputError(f"window_s: '{raw}' is not a number") from None
-        return _json(self.metrics(request.path_params["name"], window_s))
+        return _json(self.metrics(request.path_params["name"], _window(request)))
+
+    async def _variants(self, request: Request) -> Response:
+        return _json(self.variants(request.path_params["name"], _window(request)))
 
     async def _logs(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -357,6 +419,166 @@ class ControlPlane:
             DeploymentSpec.build(**doc), if_revision=int(raw) if raw is not None else None
         )
         return _json(described, 200 if existed else 201)
+
+
+def _window(request: Request) -> float:
+    raw = request.query_params.get("window_s", "60")
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidInputError(f"window_s: '{raw}' is not a number") from None
+
+
+def _check_revision(name: str, previous: _Deployed | None, if_revision: int | None) -> None:
+    if if_revision is not None and (previous is None or previous.revision != if_revision):
+        now_at = f"revision {previous.revision}" if previous else "deleted"
+        raise ConflictError(f"'{name}' is no longer at revision {if_revision} (now {now_at})")
+
+
+def _next_revision(previous: _Deployed | None, traffic_only: bool) -> int:
+    if previous is None:
+        return 1
+    return previous.revision if traffic_only else previous.revision + 1
+
+
+def _same_predictor(old: DeploymentSpec, new: DeploymentSpec) -> bool:
+    """Whether only traffic fields differ: KServe moves traffic without a new revision then.
+
+    Applying an identical spec again is a new revision: the file behind a path may have changed.
+    """
+    return old.model_dump(exclude=_TRAFFIC_ONLY) == new.model_dump(
+        exclude=_TRAFFIC_ONLY
+    ) and old.model_dump(include=_TRAFFIC_ONLY) != new.model_dump(include=_TRAFFIC_ONLY)
+
+
+def _stable_after(
+    previous: _Deployed, spec: DeploymentSpec, traffic_only: bool
+) -> tuple[DeploymentSpec, int] | None:
+    """KServe's canary rule: the last rolled-out revision keeps `100 - canary` percent.
+
+    A new revision with `canary_traffic_percent` set starts a canary against the revision that
+    last had all the traffic (the previous stable one if a canary was already running); without
+    it, or at 100, the newest revision takes everything (a promotion).
+    """
+    percent = spec.canary_traffic_percent
+    if percent is None or percent == 100:
+        return None
+    if traffic_only:
+        return previous.stable
+    if previous.status == "Failed":
+        return previous.stable
+    return previous.stable or (previous.spec, previous.revision)
+
+
+def _models_for(
+    spec: DeploymentSpec, revision: int, stable: tuple[DeploymentSpec, int] | None
+) -> tuple[list[ModelSettings], dict[str, str]]:
+    """The model versions a deployment serves, and which version plays which role."""
+    latest = settings_for(spec, revision)
+    models, versions = [latest], {"latest": latest.version}
+    if stable is not None:
+        old = settings_for(*stable)
+        if old.version == latest.version:  # same registry version, other settings
+            old = old.model_copy(update={"version": f"r{stable[1]}"})
+        models.append(old)
+        versions["stable"] = old.version
+    for variant in spec.traffic.variants if spec.traffic is not None else ():
+        variant_spec = spec.replace(
+            storage_uri=variant.storage_uri, runtime=variant.runtime, options=variant.options,
+            model_format=variant.model_format, canary_traffic_percent=None, traffic=None,
+        )  # fmt: skip
+        models.append(settings_for(variant_spec, variant.name).model_copy(
+            update={"version": variant.name}))  # fmt: skip
+        versions[variant.name] = variant.name
+    return models, versions
+
+
+def _plan_for(spec: DeploymentSpec, versions: dict[str, str]) -> TrafficPlan:
+    """The router's plan for a deployment.
+
+    One arm when one version takes everything, so the answers still name variant and version.
+    """
+    traffic = spec.traffic
+    canary = "stable" in versions
+    latest = versions["latest"]
+    labels = {latest: "canary" if canary else PRIMARY}
+    arms: list[Arm] = []
+    primary_share = float(traffic.split.get(PRIMARY, 0) if traffic and traffic.split else 100)
+    if canary:
+        percent = float(spec.canary_traffic_percent or 0)
+        labels[versions["stable"]] = "stable"
+        arms.append(Arm(versions["stable"], primary_share * (100 - percent) / 100, "stable"))
+        arms.append(Arm(latest, primary_share * percent / 100, "canary"))
+    else:
+        arms.append(Arm(latest, primary_share, PRIMARY))
+    if traffic is None:
+        return TrafficPlan(tuple(arms), labels=labels)
+    for variant in traffic.variants:
+        labels[variant.name] = variant.name
+        if traffic.split.get(variant.name):
+            arms.append(Arm(variant.name, float(traffic.split[variant.name]), variant.name))
+
+    def version_of(variant: str) -> str:
+        return latest if variant == PRIMARY else versions[variant]
+
+    networks = sorted(((ipaddress.ip_network(cidr, strict=False), region)
+                       for cidr, region in traffic.networks.items()),
+                      key=lambda item: -item[0].prefixlen)  # fmt: skip
+    return TrafficPlan(
+        tuple(arms),
+        sticky_header=traffic.sticky_header,
+        rules=tuple(
+            (rule.header, frozenset(rule.values), version_of(rule.variant))
+            for rule in traffic.rules
+        ),
+        regions={region: version_of(variant) for region, variant in traffic.regions.items()},
+        networks=tuple(networks),
+        region_header=traffic.region_header,
+        shadow=version_of(traffic.shadow) if traffic.shadow else None,
+        fallback=version_of(traffic.fallback) if traffic.fallback else None,
+        fallback_timeout_s=(
+            traffic.fallback_timeout_ms / 1000 if traffic.fallback_timeout_ms else None
+        ),
+        labels=labels,
+    )
+
+
+def _traffic_view(plan: TrafficPlan) -> dict[str, Any]:
+    """A deployment's traffic as `describe` shows it."""
+    total = sum(arm.weight for arm in plan.arms) or 1.0
+    view: dict[str, Any] = {
+        "split": [{"variant": arm.variant, "version": arm.version,
+                   "percent": round(100 * arm.weight / total, 3)} for arm in plan.arms],
+    }  # fmt: skip
+    if plan.sticky_header:
+        view["sticky_header"] = plan.sticky_header
+    if plan.rules:
+        view["rules"] = [{"header": h, "values": sorted(v), "variant": plan.label(version)}
+                         for h, v, version in plan.rules]  # fmt: skip
+    if plan.regions:
+        view["regions"] = {region: plan.label(v) for region, v in plan.regions.items()}
+    if plan.shadow:
+        view["shadow"] = plan.label(plan.shadow)
+    if plan.fallback:
+        view["fallback"] = plan.label(plan.fallback)
+    return view
+
+
+def _what_changed(previous: _Deployed | None, deployed: _Deployed, save: bool) -> str:
+    """The event line for an apply."""
+    if not save:
+        return f"restored revision {deployed.revision} from {deployed.spec.storage_uri}"
+    percent = deployed.spec.canary_traffic_percent
+    if previous is not None and previous.revision == deployed.revision:
+        if deployed.stable is None and previous.stable is not None:
+            return f"promoted revision {deployed.revision} to all traffic"
+        if deployed.stable is not None:
+            return f"canary revision {deployed.revision} at {percent}%"
+        return f"traffic changed at revision {deployed.revision}"
+    if deployed.stable is not None:
+        return (f"deployed revision {deployed.revision} from {deployed.spec.storage_uri} as a "
+                f"canary at {percent}% (revision {deployed.stable[1]} keeps the rest)")  # fmt: skip
+    return f"deployed revision {deployed.revision} from {deployed.spec.storage_uri}"
 
 
 async def _body(request: Request) -> dict[str, Any]:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter import __version__
 from nstarx_jupyter.errors import (
     DeadlineExceededError,
+    ErrorKind,
     InvalidInputError,
+    ModelError,
     NstarxError,
 )
 from nstarx_jupyter.protocol.datatypes import datatype_of
@@ -18,18 +23,56 @@ from nstarx_jupyter.protocol.inference import InferenceRequest, InferenceRespons
 from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
 from nstarx_jupyter.runtimes.base import Tensors
 from nstarx_jupyter.serving.repository import LoadedModel, ModelRepository, ModelState
+from nstarx_jupyter.serving.traffic import Router, ShadowStats, TrafficPlan, agree
 
 if TYPE_CHECKING:
     from nstarx_jupyter.security import Guard
     from nstarx_jupyter.serving.metrics import ServerMetrics
 
-__all__ = ["EXTENSIONS", "DataPlane", "Decoder"]
+__all__ = ["EXTENSIONS", "Caller", "DataPlane", "Decoder", "Served"]
+
+log = logging.getLogger(__name__)
 
 EXTENSIONS = ("model_repository", "binary_tensor_data", "parameters")
 """Protocol extensions this server implements, as reported in server metadata."""
 
 Decoder = Callable[[ModelSignature], Tensors]
 """Turns a request into the model's input tensors once the model's signature is known."""
+
+SHADOW_IN_FLIGHT = 32
+"""Copies a shadow may have unanswered; past it copies are dropped (and counted), not queued."""
+_FALLBACK_ON = (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL, ErrorKind.DEADLINE_EXCEEDED)
+"""Failures a fallback variant answers for; a client's mistake would fail there too."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What routing may look at: the request's headers (lower-case names) and client address."""
+
+    headers: Mapping[str, str]
+    client: str | None = None
+
+
+@dataclass(slots=True)
+class Served:
+    """A prediction and who made it."""
+
+    model: LoadedModel
+    outputs: Tensors
+    variant: str | None = None
+    """The variant that answered, for models under a traffic plan."""
+    fallback: str = ""
+    """Why the fallback variant answered ('' when it did not)."""
+
+    def headers(self) -> list[tuple[str, str]]:
+        """Response headers naming the variant and version that answered."""
+        if self.variant is None:
+            return []
+        out = [("x-nstarx-variant", self.variant),
+               ("x-nstarx-model-version", self.model.settings.version)]  # fmt: skip
+        if self.fallback:
+            out.append(("x-nstarx-fallback", self.fallback))
+        return out
 
 
 class DataPlane:
@@ -42,6 +85,32 @@ class DataPlane:
         self.metrics = metrics
         self.guard = guard
         """API keys for protected deployments (None: every model is open, as in KServe)."""
+        self._routers: dict[str, Router] = {}
+        self.shadows: dict[str, ShadowStats] = {}
+        """What each model's shadow variant did with its copies."""
+        self._background: set[asyncio.Task[None]] = set()
+
+    def set_traffic(self, name: str, plan: TrafficPlan | None) -> None:
+        """Route `name`'s unversioned requests by `plan` (None: to its default version)."""
+        if plan is None:
+            self._routers.pop(name, None)
+            self.shadows.pop(name, None)
+            return
+        self._routers[name] = Router(plan)
+        if plan.shadow is None:
+            self.shadows.pop(name, None)
+        elif name not in self.shadows:
+            self.shadows[name] = ShadowStats()
+
+    def traffic(self, name: str) -> TrafficPlan | None:
+        """The traffic plan of `name`, if it has one."""
+        router = self._routers.get(name)
+        return router.plan if router is not None else None
+
+    def routes_by_caller(self, name: str) -> bool:
+        """Whether routing `name` reads headers or the client address (transports pass them)."""
+        router = self._routers.get(name)
+        return router is not None and router.plan.needs_headers
 
     def authorize(self, name: str, authorization: str | None, *, admin: bool = False) -> None:
         """Check the caller's `Authorization` header against the model's protection.
@@ -126,12 +195,111 @@ class DataPlane:
         outputs: tuple[str, ...] | None = None,
         *,
         all_outputs: bool = False,
-    ) -> tuple[LoadedModel, Tensors]:
+        caller: Caller | None = None,
+    ) -> Served:
         """Decode a request against the model's signature and predict, recording metrics.
 
         `outputs` names the outputs wanted (the model's defaults when None); `all_outputs` asks
-        for every output the model declares.
+        for every output the model declares. A request without a version to a model under a
+        traffic plan goes where the plan sends it (`caller` holds what rules and sticky splits
+        read), falls back when the plan has a fallback, and is copied to the plan's shadow.
         """
+        router = self._routers.get(name) if version is None else None
+        if router is None:
+            model, result = await self._predict(name, version, protocol, decode, outputs,
+                                                all_outputs)  # fmt: skip
+            return Served(model, result)
+        plan = router.plan
+        choice = router.choose(*((caller.headers, caller.client) if caller else (None, None)))
+        chosen = choice.version
+        if plan.fallback is None or plan.fallback == chosen:
+            model, result = await self._predict(name, chosen, protocol, decode, outputs,
+                                                all_outputs)  # fmt: skip
+            served = Served(model, result, plan.label(chosen))
+        else:
+            served = await self._with_fallback(name, chosen, plan, protocol, decode, outputs,
+                                               all_outputs)  # fmt: skip
+        if plan.shadow is not None and plan.shadow != served.model.settings.version:
+            self._copy_to_shadow(name, plan.shadow, decode, all_outputs, served.outputs)
+        return served
+
+    async def _with_fallback(
+        self,
+        name: str,
+        chosen: str,
+        plan: TrafficPlan,
+        protocol: str,
+        decode: Decoder,
+        outputs: tuple[str, ...] | None,
+        all_outputs: bool,
+    ) -> Served:
+        fallback = str(plan.fallback)
+        try:
+            async with asyncio.timeout(plan.fallback_timeout_s):
+                model, result = await self._predict(name, chosen, protocol, decode, outputs,
+                                                    all_outputs)  # fmt: skip
+            return Served(model, result, plan.label(chosen))
+        except TimeoutError:
+            reason = "timeout"
+        except NstarxError as exc:
+            if exc.kind not in _FALLBACK_ON:
+                raise
+            reason = exc.kind.value.lower()
+        model, result = await self._predict(name, fallback, protocol, decode, outputs,
+                                            all_outputs)  # fmt: skip
+        return Served(model, result, plan.label(fallback), reason)
+
+    def _copy_to_shadow(
+        self, name: str, version: str, decode: Decoder, all_outputs: bool, primary: Tensors
+    ) -> None:
+        stats = self.shadows.setdefault(name, ShadowStats())
+        if stats.in_flight >= SHADOW_IN_FLIGHT:
+            stats.dropped += 1
+            return
+        stats.in_flight += 1
+        task = asyncio.get_running_loop().create_task(
+            self._shadow(name, version, decode, all_outputs, primary, stats)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _shadow(
+        self,
+        name: str,
+        version: str,
+        decode: Decoder,
+        all_outputs: bool,
+        primary: Tensors,
+        stats: ShadowStats,
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            _, result = await self._predict(name, version, "shadow", decode, None, all_outputs)
+        except Exception as exc:  # noqa: BLE001 - a shadow's failure is recorded, never raised
+            message = exc.message if isinstance(exc, NstarxError) else repr(exc)
+            stats.record(time.perf_counter() - started, None, message)
+        else:
+            stats.record(time.perf_counter() - started, agree(primary, result))
+        finally:
+            stats.in_flight -= 1
+
+    async def close(self) -> None:
+        """Wait for shadow copies still running."""
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _predict(
+        self,
+        name: str,
+        version: str | None,
+        protocol: str,
+        decode: Decoder,
+        outputs: tuple[str, ...] | None,
+        all_outputs: bool,
+    ) -> tuple[LoadedModel, Tensors]:
         started = time.perf_counter()
         label_model, label_version, status = "_unknown_", "", "ok"
         try:
@@ -146,30 +314,41 @@ class DataPlane:
         except NstarxError as exc:
             status = exc.kind.value.lower()
             raise
+        except Exception as exc:  # the model crashed: count it, name it, keep the trace
+            status = "internal"
+            log.exception("model %s version %s failed", name, label_version)
+            raise ModelError(f"model '{name}' failed: {type(exc).__name__}") from exc
         finally:
             seconds = time.perf_counter() - started
             self.metrics.observe_request(label_model, label_version, protocol, status, seconds)
 
     async def infer(
-        self, name: str, version: str | None, request: InferenceRequest, protocol: str
-    ) -> InferenceResponse:
-        """Run a V2 inference request."""
-        model, result = await self.predict(
+        self,
+        name: str,
+        version: str | None,
+        request: InferenceRequest,
+        protocol: str,
+        caller: Caller | None = None,
+    ) -> tuple[InferenceResponse, Served]:
+        """Run a V2 inference request; returns the response and who answered it."""
+        served = await self.predict(
             name,
             version,
             protocol,
             lambda sig: bind_inputs(sig, request.tensors()),
             request.output_names(),
+            caller=caller,
         )
-        return InferenceResponse(
+        response = InferenceResponse(
             model_name=name,
-            model_version=model.settings.version,
+            model_version=served.model.settings.version,
             id=request.id,
             outputs=[
                 InferOutput(key, datatype_of(array), tuple(array.shape), array)
-                for key, array in result.items()
+                for key, array in served.outputs.items()
             ],
         )
+        return response, served
 
 
 class Rejections:

@@ -12,6 +12,7 @@ import grpc
 from nstarx_jupyter.errors import ErrorKind, NstarxError
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
 from nstarx_jupyter.protocol.grpc.codec import decode_infer_request, encode_infer_response
+from nstarx_jupyter.serving.dataplane import Caller
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -87,14 +88,20 @@ class InferenceServicer:
             outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
         )
 
-    async def ModelInfer(self, request: Any, metadata: Metadata) -> pb.ModelInferResponse:  # noqa: N802
-        """Run one inference request."""
+    async def ModelInfer(self, request: Any, metadata: Metadata) -> Any:  # noqa: N802
+        """Run one inference request (with response metadata naming the variant, if routed)."""
         version = request.model_version or None
         with self.dataplane.counting_rejections(request.model_name, version, "v2-grpc"):
             self._authorize(metadata, request.model_name)
             decoded = decode_infer_request(request)
-        response = await self.dataplane.infer(request.model_name, version, decoded, "v2-grpc")
-        return encode_infer_response(response, raw=bool(request.raw_input_contents))
+        caller = None
+        if self.dataplane.routes_by_caller(request.model_name):
+            caller = Caller(metadata, _peer_address(metadata.get(_PEER, "")))
+        response, served = await self.dataplane.infer(
+            request.model_name, version, decoded, "v2-grpc", caller
+        )
+        message = encode_infer_response(response, raw=bool(request.raw_input_contents))
+        return (message, served.headers()) if served.variant is not None else message
 
     async def RepositoryModelLoad(self, request: Any, metadata: Metadata) -> Any:  # noqa: N802
         """Load a model."""
@@ -109,6 +116,20 @@ class InferenceServicer:
         return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
 
 
+_PEER = ":peer"
+"""Where the bridge puts the caller's address (`ipv4:127.0.0.1:5000`) among the metadata."""
+
+
+def _peer_address(peer: str) -> str | None:
+    """The IP address in a gRPC peer string (`ipv4:ADDR:PORT`, `ipv6:[ADDR]:PORT`)."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or None
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]") or None
+    return None
+
+
 def _bridge(
     loop: asyncio.AbstractEventLoop, method: Callable[[Any, Metadata], Coroutine[Any, Any, Any]]
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
@@ -120,11 +141,16 @@ def _bridge(
 
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         metadata = dict(context.invocation_metadata() or ())
+        metadata[_PEER] = context.peer()
         future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
             method(request, metadata), loop
         )
         try:
-            return future.result()
+            result = future.result()
+            if isinstance(result, tuple):  # (message, response metadata)
+                result, headers = result
+                context.send_initial_metadata(headers)
+            return result
         except NstarxError as exc:
             context.abort(GRPC_STATUS[exc.kind], exc.message)
         except concurrent.futures.CancelledError:

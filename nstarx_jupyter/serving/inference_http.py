@@ -23,6 +23,7 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.protocol.records import records_to_tensors, split_records, tensors_to_records
+from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.http_errors import STATUS
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
     from starlette.applications import Starlette
 
-    from nstarx_jupyter.serving.dataplane import DataPlane, Decoder
+    from nstarx_jupyter.serving.dataplane import DataPlane, Decoder, Served
 
     Scope = MutableMapping[str, Any]
     Message = MutableMapping[str, Any]
@@ -107,7 +108,7 @@ class InferenceApp:
         elif kind == "v1":
             call = self._v1(name, scope, receive)
         else:
-            call = self._records(name, scope, receive)
+            call = self._records(name, version, scope, receive)
         try:
             reply = await call
         except NstarxError as exc:
@@ -123,32 +124,48 @@ class InferenceApp:
         given = next((value for key, value in headers if key == b"authorization"), None)
         self.dataplane.authorize(name, given.decode("latin-1") if given is not None else None)
 
+    def _caller(self, name: str, scope: Scope) -> Caller | None:
+        """Headers and client address, for models whose routing reads them (built only then)."""
+        if not self.dataplane.routes_by_caller(name):
+            return None
+        headers = {
+            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
+        }
+        client = scope.get("client")
+        return Caller(headers, client[0] if client else None)
+
     async def _v2(self, name: str, version: str | None, scope: Scope, receive: Receive) -> _Reply:
         headers = scope["headers"]
         with self.dataplane.counting_rejections(name, version, "v2-rest"):
             self._authorize(name, headers)
             body = await read_body(receive, headers, self.max_body_bytes)
             request = v2.decode_request(body, _header_length(headers))
-        response = await self.dataplane.infer(name, version, request, "v2-rest")
+        response, served = await self.dataplane.infer(
+            name, version, request, "v2-rest", self._caller(name, scope)
+        )
         content, json_length = v2.encode_response(response, request)
         if json_length is None:
-            return _Reply(content)
-        return _Reply(content, 200, [
+            return _Reply(content, 200, _with(_JSON, served))
+        return _Reply(content, 200, _with([
             (b"content-type", b"application/octet-stream"),
             (b"inference-header-content-length", str(json_length).encode()),
-        ])  # fmt: skip
+        ], served))  # fmt: skip
 
     async def _v1(self, name: str, scope: Scope, receive: Receive) -> _Reply:
         with self.dataplane.counting_rejections(name, None, "v1"):
             self._authorize(name, scope["headers"])
             doc = v2.loads(await read_body(receive, scope["headers"], self.max_body_bytes))
-        _, outputs = await self.dataplane.predict(
-            name, None, "v1", lambda signature: v1.decode_instances(doc, signature)
-        )
-        return _Reply(orjson.dumps(v1.encode_predictions(outputs), option=_NUMPY))
+        served = await self.dataplane.predict(
+            name, None, "v1", lambda signature: v1.decode_instances(doc, signature),
+            caller=self._caller(name, scope),
+        )  # fmt: skip
+        body = orjson.dumps(v1.encode_predictions(served.outputs), option=_NUMPY)
+        return _Reply(body, 200, _with(_JSON, served))
 
-    async def _records(self, name: str, scope: Scope, receive: Receive) -> _Reply:
-        with self.dataplane.counting_rejections(name, None, "records"):
+    async def _records(
+        self, name: str, version: str | None, scope: Scope, receive: Receive
+    ) -> _Reply:
+        with self.dataplane.counting_rejections(name, version, "records"):
             self._authorize(name, scope["headers"])
             body = await read_body(receive, scope["headers"], self.max_body_bytes)
             doc = v2.loads(body)
@@ -159,11 +176,19 @@ class InferenceApp:
             else:
                 records, single = split_records(doc)
                 decode = functools.partial(records_to_tensors, records)
-        model, outputs = await self.dataplane.predict(
-            name, None, "records", decode, all_outputs=True
+        served = await self.dataplane.predict(
+            name, version, "records", decode, all_outputs=True, caller=self._caller(name, scope)
         )
-        rows = tensors_to_records(outputs, model.signature)
-        return _Reply(orjson.dumps(rows[0] if single else rows, option=_NUMPY))
+        rows = tensors_to_records(served.outputs, served.model.signature)
+        body = orjson.dumps(rows[0] if single else rows, option=_NUMPY)
+        return _Reply(body, 200, _with(_JSON, served))
+
+
+def _with(headers: list[tuple[bytes, bytes]], served: Served) -> list[tuple[bytes, bytes]]:
+    """`headers` plus the routing headers of a model under a traffic plan."""
+    if served.variant is None:
+        return headers
+    return [*headers, *((k.encode(), v.encode("latin-1")) for k, v in served.headers())]
 
 
 def _positional(doc: Any) -> bool:
@@ -187,6 +212,8 @@ def _route(path: str) -> tuple[str, str, str | None] | None:
             return "v1", parts[3].removesuffix(":predict"), None
         if n == 5 and parts[4] == "predict":
             return "records", parts[3], None
+        if n == 7 and parts[4] == "versions" and parts[6] == "predict":
+            return "records", parts[3], parts[5]
     return None
 
 

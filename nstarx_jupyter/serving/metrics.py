@@ -50,6 +50,8 @@ class ServerMetrics:
         self._children: dict[tuple[str, str, str], tuple[Histogram, Counter]] = {}
         self.windows: dict[str, LatencyWindow] = {}
         """Recent requests per model name, for exact percentiles over a sliding window."""
+        self.version_windows: dict[tuple[str, str], LatencyWindow] = {}
+        """The same per model version (a deployment's variants and revisions), shadows included."""
 
     def observe_request(
         self, model: str, version: str, protocol: str, status: str, seconds: float
@@ -65,10 +67,16 @@ class ServerMetrics:
             children[1].inc()
         else:
             self.requests.labels(*key, status).inc()
-        window = self.windows.get(model)
-        if window is None:
-            window = self.windows[model] = LatencyWindow()
-        window.record(seconds, status == "ok")
+        ok = status == "ok"
+        if protocol != "shadow":  # a shadow's copies are not the deployment's traffic
+            window = self.windows.get(model)
+            if window is None:
+                window = self.windows[model] = LatencyWindow()
+            window.record(seconds, ok)
+        by_version = self.version_windows.get((model, version))
+        if by_version is None:
+            by_version = self.version_windows[(model, version)] = LatencyWindow()
+        by_version.record(seconds, ok)
 
 
 class LatencyWindow:

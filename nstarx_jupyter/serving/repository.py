@@ -22,7 +22,7 @@ from nstarx_jupyter.runtimes import create_runtime
 from nstarx_jupyter.serving.predictor import ConcurrencyLimiter, Predictor
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable
+    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
     from concurrent.futures import Executor
 
     from nstarx_jupyter.batching import AdaptiveBatcher
@@ -107,21 +107,61 @@ class ModelRepository:
         return entry
 
     async def replace(self, settings: ModelSettings) -> ModelEntry:
-        """Serve `settings` as the only version of its name, without dropping a request.
+        """Serve `settings` as the only version of its name, without dropping a request."""
+        return (await self.replace_all(settings.name, [settings], settings.version))[0]
 
-        The new version loads first (unless it scales from zero); only then do new requests
-        go to it, while requests already holding the old one finish before it unloads. When
-        the new version fails to load, the old one keeps serving and the error is raised.
+    async def replace_all(
+        self,
+        name: str,
+        models: Sequence[ModelSettings],
+        default: str,
+        on_swap: Callable[[], None] | None = None,
+    ) -> list[ModelEntry]:
+        """Serve exactly `models` under `name` (`default` answers unversioned requests).
+
+        A version whose settings did not change keeps its loaded model. New versions load first
+        (unless they scale from zero); only then do new requests see them, in one step with
+        `on_swap` (where the caller switches traffic), while requests already holding a version
+        that goes away finish before it unloads. When a new version fails to load, nothing
+        changes and the error is raised.
         """
-        entry = ModelEntry(settings)
-        if settings.min_replicas > 0:
-            await self._load(entry)
-        old = list(self._entries.get(settings.name, {}).values())
-        self._entries[settings.name] = {settings.version: entry}
-        self._latest[settings.name] = entry
+        current = self._entries.get(name, {})
+        entries = self._reuse(name, models, default)
+        fresh = [entry for version, entry in entries.items() if current.get(version) is not entry]
+        try:
+            for entry in fresh:
+                if entry.settings.min_replicas > 0:
+                    await self._load(entry)
+        except BaseException:
+            for entry in fresh:
+                await self._unload(entry)
+            raise
+        old = [entry for version, entry in self._entries.get(name, {}).items()
+               if entries.get(version) is not entry]  # fmt: skip
+        self._entries[name] = entries
+        self._latest[name] = entries[default]
+        if on_swap is not None:
+            on_swap()
         for previous in old:
             await self._unload(previous)
-        return entry
+        return list(entries.values())
+
+    def _reuse(
+        self, name: str, models: Sequence[ModelSettings], default: str
+    ) -> dict[str, ModelEntry]:
+        """Entries for `models`: the current one where its settings are unchanged, else new."""
+        current = self._entries.get(name, {})
+        entries: dict[str, ModelEntry] = {}
+        for settings in models:
+            if settings.name != name or settings.version in entries:
+                raise ValueError(f"replace_all: {settings.name}/{settings.version} is unexpected")
+            kept = current.get(settings.version)
+            same = kept is not None and kept.settings == settings
+            keep = same and kept is not None and kept.state is ModelState.READY
+            entries[settings.version] = kept if keep and kept else ModelEntry(settings)
+        if default not in entries:
+            raise ValueError(f"replace_all: default version {default} is not among the models")
+        return entries
 
     async def remove(self, name: str) -> None:
         """Stop serving every version of `name`, after the requests holding them finish."""

@@ -1,0 +1,203 @@
+"""Rollouts from a notebook cell: canary, blue-green, A/B splits, shadows, fallbacks, rules.
+
+Each is one conditional change of the deployment's spec: it applies only while the revision it
+read is still current (`if_revision`), so two notebooks steering one deployment cannot undo each
+other's change without noticing (`ConflictError`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nstarx_jupyter.deployment.sources import storage_uri_of
+from nstarx_jupyter.deployment.spec import PRIMARY, DeploymentSpec, Traffic, Variant
+from nstarx_jupyter.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from nstarx_jupyter.deployment.local import LocalBackend
+    from nstarx_jupyter.registry import ModelVersion
+
+__all__ = ["RolloutMixin"]
+
+
+class RolloutMixin:
+    """Traffic methods of `Deployment` (which provides `name`, `backend` and `registration`)."""
+
+    name: str
+    backend: LocalBackend
+    registration: Future[ModelVersion] | None
+
+    def _current(self) -> tuple[DeploymentSpec, int, dict[str, Any]]:
+        described = self.backend.describe(self.name)
+        spec = DeploymentSpec.build(**described["spec"])
+        return spec, int(described["revision"]), described
+
+    def _apply(self, spec: DeploymentSpec, revision: int) -> dict[str, Any]:
+        return self.backend.apply(spec, if_revision=revision)
+
+    def _source(self, model_or_uri: Any, version: str | int | None) -> tuple[str, bool]:
+        """A storage URI for a model given any way `deploy()` takes it; True when it was fitted."""
+        if isinstance(model_or_uri, str | Path):
+            return storage_uri_of(model_or_uri, version), False
+        from nstarx_jupyter.notebook.api import _stage
+
+        return str(_stage(model_or_uri, self.name)), True
+
+    # -- canary and blue-green: revisions of the deployment's own model ------------------------
+
+    def canary(
+        self, model_or_uri: Any, percent: int = 10, *, version: str | int | None = None
+    ) -> dict[str, Any]:
+        """Send `percent` % of requests to a new model (KServe's `canaryTrafficPercent`).
+
+        The new model becomes the latest revision; the revision that last had all the traffic
+        keeps the rest until `promote()` or `rollback()`. A fitted model is served at once and
+        registered behind, as with `deploy()`. Returns the deployment's description.
+        """
+        if not 0 <= percent <= 100:
+            raise InvalidInputError("percent: between 0 and 100")
+        uri, fitted = self._source(model_or_uri, version)
+        spec, revision, _ = self._current()
+        new = spec.replace(storage_uri=uri, canary_traffic_percent=percent)
+        applied = self._apply(new, revision)
+        if fitted:
+            from nstarx_jupyter.notebook.api import _register_behind
+
+            self.registration = _register_behind(
+                model_or_uri, new, int(applied["revision"]), self.backend
+            )
+        return applied
+
+    def set_canary_percent(self, percent: int) -> dict[str, Any]:
+        """Move the canary's share of traffic (no new revision, no reload)."""
+        spec, revision, described = self._current()
+        if "stable" not in described:
+            raise InvalidInputError(f"'{self.name}' has no canary running")
+        return self._apply(spec.replace(canary_traffic_percent=percent), revision)
+
+    def promote(self) -> dict[str, Any]:
+        """Give the latest revision all the traffic; the previous one unloads when idle."""
+        spec, revision, described = self._current()
+        if "stable" not in described:
+            raise InvalidInputError(f"'{self.name}' has no canary or staged revision to promote")
+        return self._apply(spec.replace(canary_traffic_percent=None), revision)
+
+    def rollback(self) -> dict[str, Any]:
+        """Give the last rolled-out revision all the traffic back and drop the canary.
+
+        The stable model serves again as a new revision (its loaded copy keeps answering: a
+        registry model is not reloaded); routing variants set since stay as they are.
+        """
+        spec, revision, described = self._current()
+        stable = described.get("stable")
+        if stable is None:
+            raise InvalidInputError(f"'{self.name}' has no canary to roll back")
+        old = DeploymentSpec.build(**stable["spec"])
+        return self._apply(old.replace(canary_traffic_percent=None, traffic=spec.traffic), revision)
+
+    def stage(self, model_or_uri: Any, *, version: str | int | None = None) -> str:
+        """Blue-green: load a new model next to the live one with no traffic.
+
+        Returns the staged model's version: check it with `predict(data, version=...)`, then
+        `switch()` moves all traffic at once (or `rollback()` drops it).
+        """
+        self.canary(model_or_uri, 0, version=version)
+        return self._latest_version()
+
+    def switch(self) -> dict[str, Any]:
+        """Blue-green: move all traffic to the staged model at once."""
+        return self.promote()
+
+    def _latest_version(self) -> str:
+        for arm in self.backend.describe(self.name).get("traffic", {}).get("split", []):
+            if arm["variant"] == "canary":
+                return str(arm["version"])
+        raise InvalidInputError(f"'{self.name}' has no staged revision")
+
+    # -- other variants: A/B splits, shadows, fallbacks, rules -----------------------------------
+
+    def set_traffic(
+        self,
+        split: dict[str, int] | None = None,
+        *,
+        variants: dict[str, Any] | None = None,
+        sticky_header: str | None = None,
+        shadow: str | None = None,
+        fallback: str | None = None,
+        fallback_timeout_ms: int | None = None,
+        rules: list[dict[str, Any]] | None = None,
+        regions: dict[str, str] | None = None,
+        networks: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Replace the deployment's traffic policy (see `Traffic`); None fields are cleared.
+
+        `variants` maps variant names to models (fitted, files or registry URIs); the
+        deployment's own model is `primary`. Variants kept from the current policy and not
+        named again stay defined. Example: an A/B test sticky per user::
+
+            dep.set_traffic({"primary": 50, "challenger": 50}, variants={"challenger": model},
+                            sticky_header="X-User-Id")
+        """
+        spec, revision, _ = self._current()
+        known = {v.name: v for v in spec.traffic.variants} if spec.traffic else {}
+        for variant_name, model in (variants or {}).items():
+            uri, _ = self._source(model, None)
+            known[variant_name] = Variant(name=variant_name, storage_uri=uri)
+        doc = {"variants": list(known.values()), "split": split or {},
+               "sticky_header": sticky_header, "shadow": shadow, "fallback": fallback,
+               "fallback_timeout_ms": fallback_timeout_ms, "rules": rules or [],
+               "regions": regions or {}, "networks": networks or {}}  # fmt: skip
+        try:
+            traffic = Traffic.model_validate(doc)
+        except ValueError as exc:
+            raise InvalidInputError(f"traffic: {exc}") from None
+        used = _used(traffic)
+        traffic = traffic.model_copy(
+            update={"variants": [v for v in traffic.variants if v.name in used]}
+        )
+        empty = not traffic.variants and not traffic.split and not traffic.rules
+        return self._apply(spec.replace(traffic=None if empty else traffic), revision)
+
+    def shadow(self, model_or_uri: Any, *, name: str = "shadow") -> dict[str, Any]:
+        """Copy every request to `model_or_uri`; its answers are compared, never returned."""
+        current = self._traffic_fields()
+        current.update(shadow=name, variants={name: model_or_uri})
+        return self.set_traffic(**current)
+
+    def fallback(
+        self, model_or_uri: Any, *, name: str = "fallback", timeout_ms: int | None = None
+    ) -> dict[str, Any]:
+        """Answer with `model_or_uri` when the chosen variant fails or takes over `timeout_ms`."""
+        current = self._traffic_fields()
+        current.update(fallback=name, fallback_timeout_ms=timeout_ms,
+                       variants={name: model_or_uri})  # fmt: skip
+        return self.set_traffic(**current)
+
+    def _traffic_fields(self) -> dict[str, Any]:
+        spec, _, _ = self._current()
+        if spec.traffic is None:
+            return {}
+        doc = spec.traffic.model_dump(exclude={"variants", "region_header"})
+        return {key: value for key, value in doc.items() if value not in (None, {}, [])}
+
+    def traffic(self) -> dict[str, Any]:
+        """The current split (variant, version, percent) and rules, shadow and fallback."""
+        described = self.backend.describe(self.name)
+        default = {"split": [{"variant": PRIMARY, "version": None, "percent": 100.0}]}
+        return dict(described.get("traffic", default))
+
+    def variants(self, window_s: float = 60) -> dict[str, Any]:
+        """Per variant: version, share, requests, errors and p50/p95/p99 of the last `window_s`."""
+        return self.backend.variants(self.name, window_s)
+
+
+def _used(traffic: Traffic) -> set[str]:
+    """The variants a policy refers to (others would load for nothing)."""
+    used = {name for name, percent in traffic.split.items() if percent}
+    used.update(rule.variant for rule in traffic.rules)
+    used.update(traffic.regions.values())
+    used.update(filter(None, (traffic.shadow, traffic.fallback)))
+    return used

@@ -1,0 +1,188 @@
+"""Traffic between the versions of one model: splits, sticky callers, rules, shadows, fallbacks.
+
+A `Router` picks the version that answers a request sent without one. The split is exact rather
+than random: unkeyed requests walk a low-discrepancy sequence (the fractional parts of n / φ), so
+any run of N requests lands within a few requests of each weight; a caller with a routing key
+(the sticky header) lands where the key's hash falls, so one caller always sees one variant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from nstarx_jupyter.runtimes.base import Tensors
+
+__all__ = ["Arm", "Choice", "Router", "ShadowStats", "TrafficPlan", "agree"]
+
+_INVERSE_PHI = (5**0.5 - 1) / 2
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """One version in the weighted split and its label (the variant name users gave it)."""
+
+    version: str
+    weight: float
+    variant: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficPlan:
+    """Where a model's unversioned requests go; built by the control plane from a spec."""
+
+    arms: tuple[Arm, ...]
+    sticky_header: str | None = None
+    rules: tuple[tuple[str, frozenset[str], str], ...] = ()
+    """(header, values, version), first match wins."""
+    regions: Mapping[str, str] = field(default_factory=dict)
+    """Region to version."""
+    networks: tuple[tuple[Any, str], ...] = ()
+    """(ip_network, region), most specific first."""
+    region_header: str = "x-region"
+    shadow: str | None = None
+    fallback: str | None = None
+    fallback_timeout_s: float | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Version to variant label, for response headers and reports."""
+
+    @property
+    def needs_headers(self) -> bool:
+        """Whether routing reads the caller's headers or address (transports pass them then)."""
+        return bool(self.sticky_header or self.rules or self.regions)
+
+    def label(self, version: str) -> str:
+        """The variant name of `version`."""
+        return self.labels.get(version, version)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The version picked for one request and how it was picked."""
+
+    version: str
+    reason: str
+    """`split`, `sticky`, `rule` or `region`."""
+
+
+class Router:
+    """Picks a version per request according to a `TrafficPlan`."""
+
+    def __init__(self, plan: TrafficPlan) -> None:
+        if not plan.arms:
+            raise ValueError("a traffic plan needs at least one arm")
+        self.plan = plan
+        total = sum(arm.weight for arm in plan.arms) or 1.0
+        bounds, running = [], 0.0
+        for arm in plan.arms:
+            running += arm.weight / total
+            bounds.append(running)
+        bounds[-1] = 1.0
+        self._bounds = tuple(bounds)
+        self._count = 0
+
+    def choose(self, headers: Mapping[str, str] | None = None, client: str | None = None) -> Choice:
+        """Pick the version for a request with these (lower-case) headers from `client`."""
+        plan = self.plan
+        if headers is not None:
+            for header, values, version in plan.rules:
+                if headers.get(header) in values:
+                    return Choice(version, "rule")
+        if plan.regions:
+            region = headers.get(plan.region_header) if headers is not None else None
+            if region is None and client is not None:
+                region = self._region_of(client)
+            routed = plan.regions.get(region) if region is not None else None
+            if routed is not None:
+                return Choice(routed, "region")
+        key = (
+            headers.get(plan.sticky_header) if headers is not None and plan.sticky_header else None
+        )
+        if key is not None:
+            digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+            return Choice(self._arm(int.from_bytes(digest) / 2**64), "sticky")
+        self._count += 1
+        return Choice(self._arm((self._count * _INVERSE_PHI) % 1.0), "split")
+
+    def _arm(self, point: float) -> str:
+        for bound, arm in zip(self._bounds, self.plan.arms, strict=True):
+            if point < bound and arm.weight > 0:
+                return arm.version
+        return next(arm.version for arm in reversed(self.plan.arms) if arm.weight > 0)
+
+    def _region_of(self, client: str) -> str | None:
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return None
+        for network, region in self.plan.networks:
+            if address.version == network.version and address in network:
+                return str(region)
+        return None
+
+
+def agree(primary: Tensors, shadow: Tensors) -> bool:
+    """Whether a shadow's answer matches the primary's on every output both produced."""
+    shared = [name for name in primary if name in shadow]
+    if not shared:
+        return False
+    for name in shared:
+        a, b = primary[name], shadow[name]
+        if a.shape != b.shape:
+            return False
+        if a.dtype.kind in "fc" and b.dtype.kind in "fc":
+            if not np.allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=True):
+                return False
+        elif not np.array_equal(a, b):
+            return False
+    return True
+
+
+class ShadowStats:
+    """What a shadow variant did with its copies: answers, agreement, errors, drops, latency."""
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self.requests = 0
+        self.agreed = 0
+        self.errors = 0
+        self.dropped = 0
+        """Copies not sent because too many were still in flight (a slow shadow)."""
+        self.in_flight = 0
+        self.last_error = ""
+        self._latency: deque[float] = deque(maxlen=keep)
+        self.started = time.time()
+
+    def record(self, seconds: float, agreed: bool | None, error: str = "") -> None:
+        """One copy answered (`agreed` set) or failed (`error` set)."""
+        self.requests += 1
+        self._latency.append(seconds)
+        if error:
+            self.errors += 1
+            self.last_error = error
+        elif agreed:
+            self.agreed += 1
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, the agreement rate and latency percentiles (ms) of the recent copies."""
+        answered = self.requests - self.errors
+        out: dict[str, Any] = {
+            "requests": self.requests, "answered": answered, "agreed": self.agreed,
+            "agreement": self.agreed / answered if answered else None,
+            "errors": self.errors, "dropped": self.dropped, "in_flight": self.in_flight,
+            "p50_ms": None, "p99_ms": None,
+        }  # fmt: skip
+        if self.last_error:
+            out["last_error"] = self.last_error
+        if self._latency:
+            p50, p99 = np.percentile(np.fromiter(self._latency, dtype=np.float64), [50, 99])
+            out.update(p50_ms=float(p50) * 1000, p99_ms=float(p99) * 1000)
+        return out

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nstarx_jupyter import __version__
-from nstarx_jupyter.deployment.spec import NAME, DeploymentSpec
+from nstarx_jupyter.deployment.spec import NAME, PRIMARY, DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError
 
 __all__ = [
@@ -53,16 +53,26 @@ _LEGACY = ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow", "t
 
 
 def to_manifests(
-    spec: DeploymentSpec, *, storage_uri: str | None = None, image: str = DEFAULT_IMAGE
+    spec: DeploymentSpec,
+    *,
+    storage_uri: str | None = None,
+    image: str = DEFAULT_IMAGE,
+    variant_uris: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The InferenceService (and the ServingRuntime it needs), validated.
 
     `storage_uri` says where the cluster finds the model when the spec's own URI is local (a path
     or a registry on this machine): KServe pulls artifacts, it cannot read the laptop's disk.
+    A traffic split between variants becomes an InferenceGraph named after the deployment, whose
+    root Splitter sends each variant's share to its own InferenceService (`NAME-primary`,
+    `NAME-VARIANT`; `variant_uris` gives their remote URIs). A canary stays KServe's own
+    `canaryTrafficPercent` on the InferenceService.
 
     Raises:
         InvalidInputError: the spec cannot run on KServe as it is; the message names the field.
     """
+    if spec.traffic is not None and (spec.traffic.split or _unsupported(spec)):
+        return _graph(spec, storage_uri, image, variant_uris or {})
     uri = storage_uri or spec.storage_uri
     if uri is not None and uri.startswith("models:/"):
         from nstarx_jupyter.registry import Registry
@@ -78,6 +88,82 @@ def to_manifests(
         )
     runtime = NSTARX_RUNTIME if spec.runtime is None else spec.runtime
     predictor = _predictor(spec, uri, runtime)
+    isvc = {"apiVersion": f"{GROUP}/v1beta1", "kind": "InferenceService",
+            "metadata": _metadata(spec), "spec": {"predictor": predictor}}  # fmt: skip
+    docs = [isvc]
+    if runtime == NSTARX_RUNTIME:
+        docs.insert(0, _nstarx_runtime(spec.namespace, image))
+    for doc in docs:
+        validate_manifest(doc)
+    return docs
+
+
+_NO_KSERVE_FIELD = {
+    "sticky_header": "a Splitter picks at random per request",
+    "rules": "a Switch tests the request body, not its headers",
+    "regions": "a Switch tests the request body, not the caller's region",
+    "shadow": "an InferenceGraph has no mirroring step",
+    "fallback": "an InferenceGraph has no fallback step",
+}
+"""Traffic fields an InferenceGraph cannot express, and why."""
+
+
+def _unsupported(spec: DeploymentSpec) -> list[str]:
+    traffic = spec.traffic
+    if traffic is None:
+        return []
+    return [name for name in _NO_KSERVE_FIELD if getattr(traffic, name)]
+
+
+def _graph(
+    spec: DeploymentSpec, storage_uri: str | None, image: str, variant_uris: dict[str, str]
+) -> list[dict[str, Any]]:
+    """An InferenceGraph whose root Splitter spreads traffic over one InferenceService each."""
+    traffic = spec.traffic
+    assert traffic is not None  # noqa: S101 - the caller checked
+    missing = _unsupported(spec)
+    if missing:
+        reasons = "; ".join(f"traffic.{name}: {_NO_KSERVE_FIELD[name]}" for name in missing)
+        raise InvalidInputError(
+            f"{reasons}. KServe cannot route this way, so this policy runs on nstarx's server "
+            "only; leave these out (a plain split renders as a Splitter graph)"
+        )
+    if spec.canary_traffic_percent is not None:
+        raise InvalidInputError(
+            "canary_traffic_percent with a traffic split: promote or roll back the canary first"
+        )
+    docs: list[dict[str, Any]] = []
+    steps = []
+    for variant, weight in traffic.split.items():
+        if not weight:
+            continue
+        service = f"{spec.name}-{variant}"
+        if variant == PRIMARY:
+            part = spec.replace(name=service, traffic=None)
+            uri = storage_uri
+        else:
+            chosen = traffic.variant(variant)
+            part = spec.replace(
+                name=service, storage_uri=chosen.storage_uri, runtime=chosen.runtime,
+                model_format=chosen.model_format, options=chosen.options, traffic=None,
+            )  # fmt: skip
+            uri = variant_uris.get(variant)
+        for doc in to_manifests(part, storage_uri=uri, image=image):
+            if doc not in docs:  # the shared ServingRuntime once
+                docs.append(doc)
+        steps.append({"name": variant, "serviceName": service, "weight": weight})
+    metadata: dict[str, Any] = {"name": spec.name}
+    if spec.namespace:
+        metadata["namespace"] = spec.namespace
+    if spec.auth:
+        metadata["annotations"] = {AUTH_ANNOTATION: "true"}
+    graph = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "InferenceGraph", "metadata": metadata,
+             "spec": {"nodes": {"root": {"routerType": "Splitter", "steps": steps}}}}  # fmt: skip
+    validate_manifest(graph)
+    return [*docs, graph]
+
+
+def _metadata(spec: DeploymentSpec) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": spec.name, "annotations": {
         **spec.annotations, MODE_ANNOTATION: spec.deployment_mode}}  # fmt: skip
     if spec.namespace:
@@ -88,14 +174,7 @@ def to_manifests(
         metadata["annotations"][AUTH_ANNOTATION] = "true"
     if spec.options:
         metadata["annotations"][OPTIONS_ANNOTATION] = json.dumps(spec.options, sort_keys=True)
-    isvc = {"apiVersion": f"{GROUP}/v1beta1", "kind": "InferenceService",
-            "metadata": metadata, "spec": {"predictor": predictor}}  # fmt: skip
-    docs = [isvc]
-    if runtime == NSTARX_RUNTIME:
-        docs.insert(0, _nstarx_runtime(spec.namespace, image))
-    for doc in docs:
-        validate_manifest(doc)
-    return docs
+    return metadata
 
 
 def to_yaml(docs: list[dict[str, Any]]) -> str:
@@ -189,6 +268,8 @@ def validate_manifest(doc: Any) -> None:
         raise InvalidInputError(f"{kind} {where}: {first.message}")
     if kind == "InferenceService":
         _webhook_rules(doc)
+    elif kind == "InferenceGraph":
+        _graph_rules(doc)
 
 
 def _webhook_rules(doc: dict[str, Any]) -> None:
@@ -221,6 +302,35 @@ def _webhook_rules(doc: dict[str, Any]) -> None:
             "spec.predictor.minReplicas: scaling to zero needs Knative mode "
             f"({MODE_ANNOTATION}: Knative)"
         )
+
+
+def _graph_rules(doc: dict[str, Any]) -> None:
+    """KServe's InferenceGraph webhook: a root node, one target per step, Splitter weights."""
+    nodes = doc["spec"]["nodes"]
+    if "root" not in nodes:
+        raise InvalidInputError("spec.nodes: the entry node must be named 'root'")
+    for node_name, node in nodes.items():
+        steps = node.get("steps", [])
+        names = [step["name"] for step in steps if "name" in step]
+        if len(names) != len(set(names)):
+            raise InvalidInputError(f"spec.nodes.{node_name}: step names must be unique")
+        for i, step in enumerate(steps):
+            targets = [key for key in ("serviceName", "serviceUrl", "nodeName") if step.get(key)]
+            if len(targets) != 1:
+                raise InvalidInputError(
+                    f"spec.nodes.{node_name}.steps.{i}: exactly one of serviceName, serviceUrl, "
+                    "nodeName"
+                )
+            if step.get("nodeName") and step["nodeName"] not in nodes:
+                raise InvalidInputError(
+                    f"spec.nodes.{node_name}.steps.{i}.nodeName: no node '{step['nodeName']}'"
+                )
+        if node["routerType"] == "Splitter":
+            total = sum(int(step.get("weight", 0)) for step in steps)
+            if total != 100:
+                raise InvalidInputError(
+                    f"spec.nodes.{node_name}: a Splitter's weights add up to 100, not {total}"
+                )
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -238,15 +238,22 @@ class DeploymentSpec(_Strict):
         except ValidationError as exc:
             raise _named(exc) from None
 
-    def to_kserve(self, *, storage_uri: str | None = None, image: str | None = None) -> str:
+    def to_kserve(
+        self,
+        *,
+        storage_uri: str | None = None,
+        image: str | None = None,
+        variant_uris: dict[str, str] | None = None,
+    ) -> str:
         """The KServe YAML (ServingRuntime when needed, then the InferenceService), validated.
 
         `storage_uri` overrides where the cluster fetches the model (a local path or a registry
-        on this machine is out of the cluster's reach).
+        on this machine is out of the cluster's reach); `variant_uris` does the same for the
+        variants of a traffic split, which becomes an InferenceGraph with a Splitter.
         """
         from nstarx_jupyter.deployment import kserve
 
-        docs = kserve.to_manifests(self, storage_uri=storage_uri,
+        docs = kserve.to_manifests(self, storage_uri=storage_uri, variant_uris=variant_uris,
                                    image=image or kserve.DEFAULT_IMAGE)  # fmt: skip
         return kserve.to_yaml(docs)
 

@@ -284,9 +284,15 @@ class Deployment(RolloutMixin):
         threading.Thread(target=close_after, daemon=True).start()
         return test
 
-    def to_kserve(self, *, storage_uri: str | None = None, image: str | None = None) -> str:
+    def to_kserve(
+        self,
+        *,
+        storage_uri: str | None = None,
+        image: str | None = None,
+        variant_uris: dict[str, str] | None = None,
+    ) -> str:
         """The KServe YAML for this deployment (see `DeploymentSpec.to_kserve`)."""
-        return self.spec.to_kserve(storage_uri=storage_uri, image=image)
+        return self.spec.to_kserve(storage_uri=storage_uri, image=image, variant_uris=variant_uris)
 
     def delete(self) -> None:
         """Stop serving and forget the deployment."""

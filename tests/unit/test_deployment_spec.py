@@ -172,3 +172,77 @@ def test_any_spec_round_trips_through_kserve(**fields: Any) -> None:
     )  # fmt: skip
     back = from_kserve(yaml.safe_load(yaml.safe_dump(_isvc(spec))))
     assert back == spec.replace(runtime=spec.runtime or "nstarx")
+
+
+def _ab(**traffic: Any) -> DeploymentSpec:
+    return DeploymentSpec.build(
+        name="iris", storage_uri="s3://models/iris/1", auth=True,
+        traffic={"variants": [{"name": "challenger", "storage_uri": "s3://models/iris/2",
+                               "model_format": "xgboost"}],
+                 "split": {"primary": 70, "challenger": 30}, **traffic},
+    )  # fmt: skip
+
+
+def test_a_split_becomes_an_inference_graph_splitter_over_one_service_per_variant() -> None:
+    docs = list(yaml.safe_load_all(_ab().to_kserve()))
+    kinds = [(doc["kind"], doc["metadata"]["name"]) for doc in docs]
+    assert kinds == [
+        ("ServingRuntime", "nstarx"),
+        ("InferenceService", "iris-primary"),
+        ("InferenceService", "iris-challenger"),
+        ("InferenceGraph", "iris"),
+    ]
+    graph = docs[-1]
+    assert graph["spec"]["nodes"]["root"] == {"routerType": "Splitter", "steps": [
+        {"name": "primary", "serviceName": "iris-primary", "weight": 70},
+        {"name": "challenger", "serviceName": "iris-challenger", "weight": 30},
+    ]}  # fmt: skip
+    challenger = docs[2]["spec"]["predictor"]["model"]
+    assert (challenger["storageUri"], challenger["modelFormat"]["name"]) == (
+        "s3://models/iris/2", "xgboost")  # fmt: skip
+    assert graph["metadata"]["annotations"] == {"security.opendatahub.io/enable-auth": "true"}
+    for doc in docs:
+        validate_manifest(doc)
+
+
+def test_a_local_variant_needs_a_remote_uri_for_the_cluster() -> None:
+    traffic = _ab().model_dump()["traffic"]
+    traffic["variants"] = [{"name": "challenger", "storage_uri": "/srv/models/m"}]
+    spec = _ab().replace(traffic=traffic)
+    with pytest.raises(InvalidInputError, match="cluster cannot read it"):
+        spec.to_kserve()
+    assert "s3://elsewhere/m" in spec.to_kserve(variant_uris={"challenger": "s3://elsewhere/m"})
+
+
+@pytest.mark.parametrize(
+    ("traffic", "reason"),
+    [
+        ({"sticky_header": "x-user-id"}, "picks at random"),
+        (
+            {"rules": [{"header": "x-tier", "values": ["gold"], "variant": "challenger"}]},
+            "not its headers",
+        ),
+        ({"shadow": "challenger", "split": {"primary": 100}}, "no mirroring"),
+        ({"fallback": "challenger"}, "no fallback step"),
+    ],
+)
+def test_what_kserve_cannot_route_is_refused_with_the_reason(
+    traffic: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=reason):
+        _ab(**traffic).to_kserve()
+
+
+def test_a_splitter_must_add_up_to_100() -> None:
+    splitter = {"routerType": "Splitter", "steps": [{"serviceName": "a", "weight": 60}]}
+    graph: dict[str, Any] = {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "InferenceGraph",
+        "metadata": {"name": "g"},
+        "spec": {"nodes": {"root": splitter}},
+    }
+    with pytest.raises(InvalidInputError, match="add up to 100, not 60"):
+        validate_manifest(graph)
+    graph["spec"]["nodes"] = {"start": {"routerType": "Sequence", "steps": []}}
+    with pytest.raises(InvalidInputError, match="named 'root'"):
+        validate_manifest(graph)

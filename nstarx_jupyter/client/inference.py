@@ -89,6 +89,16 @@ class _Core:
         """What the httpx client of either kind is built with (its transport aside)."""
         return {"timeout": self.timeout_s, "headers": self.headers, "verify": tls_context()}
 
+    @staticmethod
+    def feedback_doc(request_id: str, value: Any, label: Any) -> dict[str, Any]:
+        """The feedback endpoint's body."""
+        doc: dict[str, Any] = {"request_id": request_id}
+        if value is not None:
+            doc["value"] = value
+        if label is not None:
+            doc["label"] = label
+        return doc
+
     def predict_url(self, version: str | None) -> str:
         """The product endpoint, of one model version when `version` is given."""
         if version is None:
@@ -199,6 +209,15 @@ class InferenceClient:
         url = self._core.predict_url(version)
         return self._core.answer(self._post(url, body, headers), single)
 
+    def feedback(self, request_id: str, value: Any = None, *, label: Any = None) -> Any:
+        """Record the outcome of a past prediction (its `x-request-id` response header).
+
+        `value` is a reward (a number, or True/False for a conversion); `label` is the ground
+        truth, scored against what the model predicted. Either one.
+        """
+        body = orjson.dumps(self._core.feedback_doc(request_id, value, label))
+        return self._core.answer(self._post(f"{self._core.endpoint}/feedback", body), True)
+
     def ready(self) -> bool:
         """Whether the model answers its V2 ready check."""
         url = f"{self._core.base_url}/v2/models/{self._core.model}/ready"
@@ -269,6 +288,12 @@ class AsyncInferenceClient:
         body, single = self._core.body(data)
         response = await self._post(self._core.predict_url(version), body, headers)
         return self._core.answer(response, single)
+
+    async def feedback(self, request_id: str, value: Any = None, *, label: Any = None) -> Any:
+        """Record the outcome of a past prediction (see `InferenceClient.feedback`)."""
+        body = orjson.dumps(self._core.feedback_doc(request_id, value, label))
+        response = await self._post(f"{self._core.endpoint}/feedback", body)
+        return self._core.answer(response, True)
 
     async def ready(self) -> bool:
         """Whether the model answers its V2 ready check."""

@@ -159,6 +159,11 @@ class LocalBackend:
         """Per variant and revision: share of traffic and the last `window_s` s of requests."""
         return self._call("GET", f"/deployments/{name}/variants?window_s={window_s}")  # type: ignore[no-any-return]
 
+    def ab_report(self, name: str, **query: Any) -> dict[str, Any]:
+        """The server's A/B analysis of a deployment (see `ControlPlane.ab_report`)."""
+        params = "&".join(f"{key}={value}" for key, value in query.items() if value is not None)
+        return self._call("GET", f"/deployments/{name}/ab?{params}")  # type: ignore[no-any-return]
+
     def logs(self, name: str) -> list[str]:
         """A deployment's events: deploys, revisions, failures with their reasons, deletion."""
         return list(self._call("GET", f"/deployments/{name}/logs")["lines"])

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from nstarx_jupyter.deployment.local import LocalBackend
+    from nstarx_jupyter.notebook.abreport import ABReport
     from nstarx_jupyter.registry import ModelVersion
 
 __all__ = ["RolloutMixin"]
@@ -188,6 +189,30 @@ class RolloutMixin:
         described = self.backend.describe(self.name)
         default = {"split": [{"variant": PRIMARY, "version": None, "percent": 100.0}]}
         return dict(described.get("traffic", default))
+
+    def ab_report(
+        self,
+        *,
+        control: str | None = None,
+        window_s: float | None = None,
+        minimum_effect: float = 0.05,
+        alpha: float = 0.05,
+        power: float = 0.8,
+    ) -> ABReport:
+        """Which variant is better, tested against `control` (`stable` in a canary, else `primary`).
+
+        Per variant: requests, latency, errors and outcomes, each with its test. Outcomes come
+        from feedback (`POST .../feedback` or `client.feedback`). Until a variant has the sample
+        `minimum_effect` needs at `alpha` and `power`, the verdict says to keep collecting,
+        whatever the p-value: stopping at the first significant look inflates false positives.
+        """
+        from nstarx_jupyter.notebook.abreport import ABReport
+
+        doc = self.backend.ab_report(
+            self.name, control=control, window_s=window_s, minimum_effect=minimum_effect,
+            alpha=alpha, power=power,
+        )  # fmt: skip
+        return ABReport(doc)
 
     def variants(self, window_s: float = 60) -> dict[str, Any]:
         """Per variant: version, share, requests, errors and p50/p95/p99 of the last `window_s`."""

@@ -71,10 +71,11 @@ def create_app(
     and shut-down outside an ASGI server (in tests).
     """
     config = config or ServingConfig()
-    threads = config.predict_threads or _usable_cores()
+    # two at least: a model may use all but one, so another always has a thread
+    threads = config.predict_threads or max(2, _usable_cores())
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nstarx-predict")
     metrics = ServerMetrics(registry)
-    repository = ModelRepository(models, metrics, executor)
+    repository = ModelRepository(models, metrics, executor, threads)
     guard = None
     if config.state_dir is not None and config.admin_token:
         from nstarx_jupyter.security import Guard, KeyStore

@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,6 +271,41 @@ class ControlPlane:
             doc["stable"] = {"revision": stable_revision, "spec": dumped}
         return doc
 
+    def ab_report(
+        self,
+        name: str,
+        *,
+        window_s: float | None = None,
+        control: str | None = None,
+        alpha: float = 0.05,
+        power: float = 0.8,
+        minimum_effect: float = 0.05,
+    ) -> dict[str, Any]:
+        """Each variant against the control: error rate, latency and outcomes, tested.
+
+        `control` is a variant name (default: `stable` during a canary, else `primary`);
+        `window_s` limits the analysis to recent requests (default: the whole request log);
+        `minimum_effect` is the smallest change in an outcome rate worth detecting.
+        """
+        from nstarx_jupyter.monitoring.abtest import ab_report
+
+        self._get(name)
+        if not (0 < alpha < 1 and 0 < power < 1):
+            raise InvalidInputError("alpha and power: between 0 and 1")
+        plan = self.dataplane.traffic(name)
+        log = self.dataplane.logs.get(name)
+        if plan is None or log is None:
+            raise InvalidInputError(f"'{name}' keeps no request log")
+        since = time.time() - window_s if window_s else 0.0
+        groups: dict[str, list[Any]] = {}
+        for entry in log.entries(since):
+            groups.setdefault(plan.label(entry.version), []).append(entry)
+        if control is None:
+            control = "stable" if "stable" in groups else PRIMARY
+        return {"name": name, "window_s": window_s,
+                **ab_report(groups, control, alpha=alpha, power=power,
+                            minimum_effect=minimum_effect)}  # fmt: skip
+
     def variants(self, name: str, window_s: float) -> dict[str, Any]:
         """Per variant: its version, share of traffic and the last `window_s` s of requests."""
         self._get(name)
@@ -331,6 +367,7 @@ class ControlPlane:
                   methods=["GET"]),
             Route(f"{PREFIX}/deployments/{{name}}/variants", self._guarded(self._variants),
                   methods=["GET"]),
+            Route(f"{PREFIX}/deployments/{{name}}/ab", self._guarded(self._ab), methods=["GET"]),
             Route(f"{PREFIX}/keys", self._guarded(self._keys), methods=["GET", "POST"]),
             Route(f"{PREFIX}/keys/{{key}}", self._guarded(self._revoke), methods=["DELETE"]),
         ]  # fmt: skip
@@ -359,6 +396,14 @@ class ControlPlane:
 
     async def _metrics(self, request: Request) -> Response:
         return _json(self.metrics(request.path_params["name"], _window(request)))
+
+    async def _ab(self, request: Request) -> Response:
+        query = request.query_params
+        numbers = {key: _number(query, key) for key in ("alpha", "power", "minimum_effect")
+                   if key in query}  # fmt: skip
+        window = _number(query, "window_s") if "window_s" in query else None
+        return _json(self.ab_report(request.path_params["name"], window_s=window,
+                                    control=query.get("control"), **numbers))  # fmt: skip
 
     async def _variants(self, request: Request) -> Response:
         return _json(self.variants(request.path_params["name"], _window(request)))
@@ -419,6 +464,17 @@ class ControlPlane:
             DeploymentSpec.build(**doc), if_revision=int(raw) if raw is not None else None
         )
         return _json(described, 200 if existed else 201)
+
+
+def _number(query: Any, key: str) -> float:
+    raw = query.get(key)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{key}: '{raw}' is not a number") from None
+    if not math.isfinite(value):
+        raise InvalidInputError(f"{key}: '{raw}' is not a finite number")
+    return value
 
 
 def _window(request: Request) -> float:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,14 @@ from nstarx_jupyter.protocol.inference import InferenceRequest, InferenceRespons
 from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
 from nstarx_jupyter.runtimes.base import Tensors
 from nstarx_jupyter.serving.repository import LoadedModel, ModelRepository, ModelState
-from nstarx_jupyter.serving.traffic import Router, ShadowStats, TrafficPlan, agree
+from nstarx_jupyter.serving.traffic import (
+    Logged,
+    RequestLog,
+    Router,
+    ShadowStats,
+    TrafficPlan,
+    agree,
+)
 
 if TYPE_CHECKING:
     from nstarx_jupyter.security import Guard
@@ -42,6 +50,9 @@ Decoder = Callable[[ModelSignature], Tensors]
 SHADOW_IN_FLIGHT = 32
 """Copies a shadow may have unanswered; past it copies are dropped (and counted), not queued."""
 _FALLBACK_ON = (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL, ErrorKind.DEADLINE_EXCEEDED)
+_CALLER_MISTAKES = (ErrorKind.INVALID_INPUT, ErrorKind.NOT_FOUND, ErrorKind.UNAUTHENTICATED,
+                    ErrorKind.FORBIDDEN, ErrorKind.PAYLOAD_TOO_LARGE)  # fmt: skip
+"""Failures that say nothing about the variant: kept out of its error rate."""
 """Failures a fallback variant answers for; a client's mistake would fail there too."""
 
 
@@ -63,13 +74,16 @@ class Served:
     """The variant that answered, for models under a traffic plan."""
     fallback: str = ""
     """Why the fallback variant answered ('' when it did not)."""
+    request_id: str = ""
+    """The id feedback refers to (routed requests: the caller's `X-Request-Id`, else made)."""
 
     def headers(self) -> list[tuple[str, str]]:
-        """Response headers naming the variant and version that answered."""
+        """Response headers naming the variant and version that answered, and the request id."""
         if self.variant is None:
             return []
         out = [("x-nstarx-variant", self.variant),
-               ("x-nstarx-model-version", self.model.settings.version)]  # fmt: skip
+               ("x-nstarx-model-version", self.model.settings.version),
+               ("x-request-id", self.request_id)]  # fmt: skip
         if self.fallback:
             out.append(("x-nstarx-fallback", self.fallback))
         return out
@@ -86,6 +100,8 @@ class DataPlane:
         self.guard = guard
         """API keys for protected deployments (None: every model is open, as in KServe)."""
         self._routers: dict[str, Router] = {}
+        self.logs: dict[str, RequestLog] = {}
+        """Recent routed requests per model, for feedback and the A/B report."""
         self.shadows: dict[str, ShadowStats] = {}
         """What each model's shadow variant did with its copies."""
         self._background: set[asyncio.Task[None]] = set()
@@ -95,8 +111,10 @@ class DataPlane:
         if plan is None:
             self._routers.pop(name, None)
             self.shadows.pop(name, None)
+            self.logs.pop(name, None)
             return
         self._routers[name] = Router(plan)
+        self.logs.setdefault(name, RequestLog())
         if plan.shadow is None:
             self.shadows.pop(name, None)
         elif name not in self.shadows:
@@ -108,9 +126,18 @@ class DataPlane:
         return router.plan if router is not None else None
 
     def routes_by_caller(self, name: str) -> bool:
-        """Whether routing `name` reads headers or the client address (transports pass them)."""
-        router = self._routers.get(name)
-        return router is not None and router.plan.needs_headers
+        """Whether `name` is routed: transports pass the caller's headers and address then."""
+        return name in self._routers
+
+    def feedback(
+        self, name: str, request_id: str, *, value: Any = None, label: Any = None
+    ) -> Logged:
+        """Record the outcome of a past routed request (see `RequestLog.feedback`)."""
+        log = self.logs.get(name)
+        if log is None:
+            self.repository.entry(name)  # an unknown name is a 404 naming the model
+            raise InvalidInputError(f"'{name}' is not a deployment: it keeps no request log")
+        return log.feedback(request_id, value=value, label=label)
 
     def authorize(self, name: str, authorization: str | None, *, admin: bool = False) -> None:
         """Check the caller's `Authorization` header against the model's protection.
@@ -196,6 +223,7 @@ class DataPlane:
         *,
         all_outputs: bool = False,
         caller: Caller | None = None,
+        request_id: str | None = None,
     ) -> Served:
         """Decode a request against the model's signature and predict, recording metrics.
 
@@ -210,18 +238,43 @@ class DataPlane:
                                                 all_outputs)  # fmt: skip
             return Served(model, result)
         plan = router.plan
-        choice = router.choose(*((caller.headers, caller.client) if caller else (None, None)))
+        headers = caller.headers if caller is not None else {}
+        choice = router.choose(headers, caller.client if caller is not None else None)
         chosen = choice.version
-        if plan.fallback is None or plan.fallback == chosen:
-            model, result = await self._predict(name, chosen, protocol, decode, outputs,
-                                                all_outputs)  # fmt: skip
-            served = Served(model, result, plan.label(chosen))
-        else:
-            served = await self._with_fallback(name, chosen, plan, protocol, decode, outputs,
-                                               all_outputs)  # fmt: skip
+        request_id = headers.get("x-request-id") or request_id or uuid.uuid4().hex
+        started = time.perf_counter()
+        try:
+            if plan.fallback is None or plan.fallback == chosen:
+                model, result = await self._predict(name, chosen, protocol, decode, outputs,
+                                                    all_outputs)  # fmt: skip
+                served = Served(model, result, plan.label(chosen))
+            else:
+                served = await self._with_fallback(name, chosen, plan, protocol, decode, outputs,
+                                                   all_outputs)  # fmt: skip
+        except NstarxError as exc:
+            if exc.kind not in _CALLER_MISTAKES:
+                self._log(name, request_id, chosen, started, None)
+            raise
+        served.request_id = request_id
+        self._log(name, request_id, served.model.settings.version, started, served.outputs)
         if plan.shadow is not None and plan.shadow != served.model.settings.version:
             self._copy_to_shadow(name, plan.shadow, decode, all_outputs, served.outputs)
         return served
+
+    def _log(
+        self, name: str, request_id: str, version: str, started: float, outputs: Tensors | None
+    ) -> None:
+        log = self.logs.get(name)
+        if log is None:
+            return
+        prediction = None
+        if outputs:
+            first = next(iter(outputs.values()))
+            if first.ndim == 1 and first.shape[0] == 1:
+                prediction = first[0].item()
+        seconds = time.perf_counter() - started
+        log.record(request_id, Logged(version, time.time(), seconds, outputs is not None,
+                                      prediction))  # fmt: skip
 
     async def _with_fallback(
         self,
@@ -338,6 +391,7 @@ class DataPlane:
             lambda sig: bind_inputs(sig, request.tensors()),
             request.output_names(),
             caller=caller,
+            request_id=request.id,
         )
         response = InferenceResponse(
             model_name=name,

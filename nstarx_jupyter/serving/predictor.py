@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.errors import QueueFullError
@@ -20,35 +21,60 @@ __all__ = ["ConcurrencyLimiter", "Predictor"]
 
 INLINE_BUDGET_S = 0.0005
 """Predictions expected to take less than this run on the event loop: a thread hop costs more."""
+WAITING_THREADS = 8
+"""Threads of a model that waits (they hold no CPU): its concurrent predictions at most."""
+WAITING_S = 0.02
+"""A prediction this much longer in wall time than in CPU time waited (sleep, I/O): such a model
+never runs on the event loop, however little CPU it uses."""
 
 
 class Predictor:
     """Calls `runtime.predict` inline when it is known to be fast, in a worker thread otherwise.
 
-    The expected duration is a running average of seconds per row, so a model that is quick for
-    one row still goes to a thread for a large batch, and an unknown model starts in a thread.
+    The expected duration is a running average of CPU seconds per row, so a model that is quick
+    for one row still goes to a thread for a large batch, and an unknown model starts in a thread.
+    A model seen waiting (sleeping, calling out) stays in threads for good.
     """
 
-    def __init__(self, runtime: Runtime, executor: Executor | None) -> None:
+    def __init__(self, runtime: Runtime, executor: Executor | None, threads: int = 1) -> None:
         self.runtime = runtime
         self._executor = executor
         self._s_per_row: float | None = None
+        self.waits = False
+        """Seen spending wall time without CPU time: it would stall the event loop."""
+        self._slots = asyncio.Semaphore(max(1, threads - 1))
+        """This model's share of the shared pool: all its threads but one, so one slow or
+        waiting model (a shadow, say) cannot queue every other model's predictions behind it."""
+        self._own: ThreadPoolExecutor | None = None
 
     async def __call__(self, inputs: Tensors, outputs: tuple[str, ...] | None) -> Tensors:
         """Predict, choosing inline or thread by the expected duration."""
         rows = _rows(inputs)
         expected = None if self._s_per_row is None else self._s_per_row * rows
-        if expected is not None and expected < INLINE_BUDGET_S:
+        if expected is not None and expected < INLINE_BUDGET_S and not self.waits:
             return self._timed(inputs, outputs, rows)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._timed, inputs, outputs, rows)
+        if self.waits:  # no CPU needed, so threads of its own, outside the shared pool
+            if self._own is None:
+                self._own = ThreadPoolExecutor(WAITING_THREADS, "nstarx-wait")
+            return await loop.run_in_executor(self._own, self._timed, inputs, outputs, rows)
+        async with self._slots:
+            return await loop.run_in_executor(self._executor, self._timed, inputs, outputs, rows)
+
+    def close(self) -> None:
+        """Let the threads of a waiting model go (the model is unloading)."""
+        if self._own is not None:
+            self._own.shutdown(wait=False)
 
     def _timed(self, inputs: Tensors, outputs: tuple[str, ...] | None, rows: int) -> Tensors:
         # CPU time of this thread: waiting for the GIL behind other predictions must not make a
         # fast model look slow (it would then stay in the thread pool for good).
-        start = time.thread_time()
+        start, wall = time.thread_time(), time.perf_counter()
         result = self.runtime.predict(inputs, outputs)
-        per_row = (time.thread_time() - start) / rows
+        cpu = time.thread_time() - start
+        if time.perf_counter() - wall - cpu > WAITING_S:
+            self.waits = True
+        per_row = cpu / rows
         previous = self._s_per_row
         self._s_per_row = per_row if previous is None else 0.8 * previous + 0.2 * per_row
         return result

@@ -86,9 +86,11 @@ class ModelRepository:
         models: Iterable[ModelSettings],
         metrics: ServerMetrics,
         executor: Executor | None = None,
+        threads: int = 1,
     ) -> None:
         self.metrics = metrics
         self._executor = executor
+        self._threads = threads
         self._entries: dict[str, dict[str, ModelEntry]] = {}
         self._latest: dict[str, ModelEntry] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -290,7 +292,7 @@ class ModelRepository:
     def _serve(
         self, settings: ModelSettings, runtime: Runtime, signature: ModelSignature
     ) -> LoadedModel:
-        predictor = Predictor(runtime, self._executor)
+        predictor = Predictor(runtime, self._executor, self._threads)
         depth = self.metrics.queue_depth.labels(settings.name, settings.version)
         batcher = None
         rows, wait_ms = settings.max_batch_size, settings.max_latency_ms
@@ -320,6 +322,7 @@ class ModelRepository:
             entry.loaded = None
             if loaded.batcher is not None:
                 await loaded.batcher.close()
+            loaded.predictor.close()
             await asyncio.get_running_loop().run_in_executor(self._executor, loaded.runtime.unload)
             entry.state = ModelState.UNAVAILABLE
             self._count_loaded()

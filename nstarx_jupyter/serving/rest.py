@@ -68,6 +68,7 @@ class RestHandlers:
             ("/v2/repository/models/{name}/unload", self.repository_unload, "POST"),
             ("/v1/models", self.v1_models, "GET"),
             ("/v1/models/{name}", self.v1_model, "GET"),
+            ("/v1/models/{name}/feedback", self.feedback, "POST"),
             ("/metrics", self.metrics, "GET"),
         ]
         return [Route(path, _guarded(fn), methods=[method]) for path, fn, method in table]
@@ -135,6 +136,25 @@ class RestHandlers:
         name = request.path_params["name"]
         self._authorize(request, name)
         return _json({"name": name, "ready": self.dataplane.model_ready(name)})
+
+    async def feedback(self, request: Request) -> Response:
+        """`POST /v1/models/{name}/feedback`: the outcome of a past prediction, by request id.
+
+        Body: `{"request_id": "...", "value": 1.0}` (a reward, or true/false for a conversion)
+        or `{"request_id": "...", "label": "setosa"}` (the ground truth).
+        """
+        name = request.path_params["name"]
+        self._authorize(request, name)
+        doc = v2.loads(await self._body(request))
+        if not isinstance(doc, dict) or not isinstance(doc.get("request_id"), str):
+            raise InvalidInputError("feedback: a JSON object with a 'request_id' string")
+        unknown = set(doc) - {"request_id", "value", "label"}
+        if unknown:
+            raise InvalidInputError(f"feedback: unknown field '{sorted(unknown)[0]}'")
+        entry = self.dataplane.feedback(name, doc["request_id"], value=doc.get("value"),
+                                        label=doc.get("label"))  # fmt: skip
+        return _json({"request_id": doc["request_id"], "model_version": entry.version,
+                      "outcome": entry.outcome})  # fmt: skip
 
     async def metrics(self, request: Request) -> Response:
         """`GET /metrics` in the Prometheus text format."""

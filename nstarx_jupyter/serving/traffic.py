@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from nstarx_jupyter.errors import ConflictError, InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from nstarx_jupyter.runtimes.base import Tensors
 
-__all__ = ["Arm", "Choice", "Router", "ShadowStats", "TrafficPlan", "agree"]
+__all__ = ["Arm", "Choice", "Logged", "RequestLog", "Router", "ShadowStats", "TrafficPlan",
+           "agree"]  # fmt: skip
 
 _INVERSE_PHI = (5**0.5 - 1) / 2
 
@@ -186,3 +190,83 @@ class ShadowStats:
             p50, p99 = np.percentile(np.fromiter(self._latency, dtype=np.float64), [50, 99])
             out.update(p50_ms=float(p50) * 1000, p99_ms=float(p99) * 1000)
         return out
+
+
+@dataclass(slots=True)
+class Logged:
+    """One routed request, as feedback and the A/B analysis see it."""
+
+    version: str
+    at: float
+    """Wall-clock time it was answered."""
+    seconds: float
+    ok: bool
+    prediction: Any = None
+    """The first output of a one-row request (a class, a number), for ground-truth feedback."""
+    outcome: float | None = None
+    """The feedback: a reward, 1/0 for a conversion, or 1/0 for a correct/wrong prediction."""
+
+
+class RequestLog:
+    """The last `keep` routed requests of one deployment, by request id.
+
+    Feedback (`POST /v1/models/{name}/feedback`) finds its request here and records the outcome
+    against the variant that answered; the A/B report reads latencies, errors and outcomes per
+    version from it.
+    """
+
+    def __init__(self, keep: int = 100_000) -> None:
+        self.keep = keep
+        self._entries: OrderedDict[str, Logged] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def record(self, request_id: str, entry: Logged) -> None:
+        """Add one answered (or failed) request; the oldest falls out past `keep`."""
+        entries = self._entries
+        entries[request_id] = entry
+        if len(entries) > self.keep:
+            entries.popitem(last=False)
+
+    def feedback(self, request_id: str, *, value: Any = None, label: Any = None) -> Logged:
+        """Record the outcome of a past request: a reward `value`, or its true `label`.
+
+        Raises:
+            NotFoundError: no request with that id among the last `keep`.
+            ConflictError: that request already has feedback.
+            InvalidInputError: neither or both given, or a value that is not a number.
+        """
+        entry = self._entries.get(request_id)
+        if entry is None:
+            raise NotFoundError(
+                f"no prediction with request id '{request_id}' among the last {self.keep}"
+            )
+        if entry.outcome is not None:
+            raise ConflictError(f"request '{request_id}' already has feedback")
+        if (value is None) == (label is None):
+            raise InvalidInputError("feedback: give either 'value' (a reward) or 'label'")
+        if label is not None:
+            if entry.prediction is None:
+                raise InvalidInputError(
+                    f"request '{request_id}' had no single prediction to compare a label with"
+                )
+            entry.outcome = 1.0 if _same(entry.prediction, label) else 0.0
+        elif isinstance(value, bool | int | float) and math.isfinite(value):
+            entry.outcome = float(value)
+        else:
+            raise InvalidInputError("feedback: 'value' must be a finite number or a boolean")
+        return entry
+
+    def entries(self, since: float = 0.0) -> list[Logged]:
+        """The logged requests answered at or after `since` (wall-clock seconds)."""
+        return [entry for entry in self._entries.values() if entry.at >= since]
+
+
+def _same(prediction: Any, label: Any) -> bool:
+    if isinstance(prediction, float) or isinstance(label, float):
+        try:
+            return bool(np.isclose(float(prediction), float(label)))
+        except (TypeError, ValueError):
+            return False
+    return bool(prediction == label) or str(prediction) == str(label)

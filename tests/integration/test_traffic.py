@@ -269,3 +269,52 @@ def _wait_shadow(made: Deployment, requests: int) -> dict[str, Any]:
         if shadow["requests"] + shadow["dropped"] >= requests or time.monotonic() > deadline:
             return dict(shadow)
         time.sleep(0.05)
+
+
+def test_feedback_reaches_the_variant_that_answered_and_the_ab_report_tests_it(
+    backend: LocalBackend, named_iris: Path, tree_iris: Path
+) -> None:
+    made = deploy(named_iris, "iris", backend=backend)
+    made.canary(tree_iris, 50)
+    key = {"authorization": f"Bearer {made.api_key}"}
+    answered: dict[str, str] = {}
+    with httpx.Client(headers=key) as http:
+        for i in range(200):
+            response = http.post(f"{made.url}/predict", json=ROW,
+                                 headers={"x-request-id": f"req-{i}"})  # fmt: skip
+            assert response.headers["x-request-id"] == f"req-{i}"
+            answered[f"req-{i}"] = response.headers["x-nstarx-variant"]
+        for request_id, variant in answered.items():  # the canary converts more often
+            won = variant == "canary" or request_id.endswith(("0", "5"))
+            ok = http.post(f"{made.url}/feedback", json={"request_id": request_id, "value": won})
+            assert ok.status_code == 200, ok.text
+        truth = http.post(f"{made.url}/predict", json=ROW)
+        labelled = http.post(f"{made.url}/feedback", json={
+            "request_id": truth.headers["x-request-id"], "label": 0})  # fmt: skip
+        assert labelled.json()["outcome"] == 1.0  # iris' first row is class 0
+        problems = [
+            ({"request_id": "nope", "value": 1}, 404, "no prediction with request id"),
+            ({"request_id": "req-1", "value": 1}, 409, "already has feedback"),
+            ({"request_id": "req-1", "grade": 1}, 400, "unknown field 'grade'"),
+            ({"value": 1}, 400, "request_id"),
+        ]
+        for body, status, message in problems:
+            bad = http.post(f"{made.url}/feedback", json=body)
+            assert (bad.status_code, message in bad.json()["error"]) == (status, True), bad.text
+        refused = httpx.post(f"{made.url}/feedback", json={"request_id": "req-2", "value": 1})
+        assert refused.status_code == 401  # feedback needs the same key as predictions
+    report = made.ab_report(minimum_effect=0.3)
+    assert report.control == "stable"
+    outcome = report.comparisons("canary")["outcome rate"]
+    assert outcome["variant"] == 1.0
+    assert outcome["control"] == pytest.approx(0.2, abs=0.05)
+    assert outcome["verdict"].startswith("better outcome rate")
+    assert report.doc["variants"]["canary"]["requests"] == answered_count(answered, "canary") + (
+        truth.headers["x-nstarx-variant"] == "canary"
+    )
+    assert "application/vnd.jupyter.widget-view+json" in report._repr_mimebundle_()
+    assert set(report.to_frame()["metric"]) == {"error rate", "latency", "outcome rate"}
+
+
+def answered_count(answered: dict[str, str], variant: str) -> int:
+    return sum(1 for v in answered.values() if v == variant)

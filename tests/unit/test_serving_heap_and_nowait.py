@@ -67,8 +67,8 @@ async def test_loading_a_model_freezes_the_long_lived_heap(iris_path: Path) -> N
         gc.unfreeze()
 
 
-def _log1p(x: np.ndarray) -> np.ndarray:
-    return np.log1p(np.abs(x))
+def _log1p(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    return np.asarray(np.log1p(np.abs(x)))
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnalysisPolicy",
     "AsyncInferenceClient",
     "Deployment",
     "DeploymentSpec",
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from nstarx_jupyter.client import AsyncInferenceClient, InferenceClient
     from nstarx_jupyter.deployment import DeploymentSpec
     from nstarx_jupyter.errors import MissingExtraError, NstarxError
+    from nstarx_jupyter.notebook.analysis import AnalysisPolicy
     from nstarx_jupyter.notebook.api import Deployment, deploy
     from nstarx_jupyter.registry import ModelVersion, Registry
     from nstarx_jupyter.runtimes.base import Runtime
@@ -42,6 +44,7 @@ _LAZY = {
     "Deployment": "nstarx_jupyter.notebook.api",
     "deploy": "nstarx_jupyter.notebook.api",
     "ModelVersion": "nstarx_jupyter.registry",
+    "AnalysisPolicy": "nstarx_jupyter.notebook.analysis",
 }
 
 

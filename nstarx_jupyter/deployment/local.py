@@ -164,6 +164,10 @@ class LocalBackend:
         params = "&".join(f"{key}={value}" for key, value in query.items() if value is not None)
         return self._call("GET", f"/deployments/{name}/ab?{params}")  # type: ignore[no-any-return]
 
+    def note(self, name: str, text: str) -> None:
+        """Append a line to a deployment's log (what an automated rollout decided, say)."""
+        self._call("POST", f"/deployments/{name}/logs", {"text": text})
+
     def logs(self, name: str) -> list[str]:
         """A deployment's events: deploys, revisions, failures with their reasons, deletion."""
         return list(self._call("GET", f"/deployments/{name}/logs")["lines"])

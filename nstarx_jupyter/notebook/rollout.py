@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.deployment.local import LocalBackend
     from nstarx_jupyter.notebook.abreport import ABReport
+    from nstarx_jupyter.notebook.analysis import AnalysisPolicy
     from nstarx_jupyter.registry import ModelVersion
 
 __all__ = ["RolloutMixin"]
@@ -50,14 +51,23 @@ class RolloutMixin:
     # -- canary and blue-green: revisions of the deployment's own model ------------------------
 
     def canary(
-        self, model_or_uri: Any, percent: int = 10, *, version: str | int | None = None
-    ) -> dict[str, Any]:
+        self,
+        model_or_uri: Any,
+        percent: int = 10,
+        *,
+        version: str | int | None = None,
+        auto: AnalysisPolicy | None = None,
+    ) -> Any:
         """Send `percent` % of requests to a new model (KServe's `canaryTrafficPercent`).
 
         The new model becomes the latest revision; the revision that last had all the traffic
         keeps the rest until `promote()` or `rollback()`. A fitted model is served at once and
-        registered behind, as with `deploy()`. Returns the deployment's description.
+        registered behind, as with `deploy()`. Returns the deployment's description, or with
+        `auto` a running `CanaryAnalysis` that steps the traffic up through `auto.steps` while
+        error rate and p99 stay within its margins, and rolls back on its own when they don't.
         """
+        if auto is not None:
+            percent = auto.steps[0]
         if not 0 <= percent <= 100:
             raise InvalidInputError("percent: between 0 and 100")
         uri, fitted = self._source(model_or_uri, version)
@@ -70,7 +80,16 @@ class RolloutMixin:
             self.registration = _register_behind(
                 model_or_uri, new, int(applied["revision"]), self.backend
             )
+        if auto is not None:
+            from nstarx_jupyter.notebook.analysis import CanaryAnalysis
+
+            self.note(f"canary analysis started: steps {list(auto.steps)}")
+            return CanaryAnalysis(self, auto).start()
         return applied
+
+    def note(self, text: str) -> None:
+        """Write a line into the deployment's log (`logs()`)."""
+        self.backend.note(self.name, text)
 
     def set_canary_percent(self, percent: int) -> dict[str, Any]:
         """Move the canary's share of traffic (no new revision, no reload)."""

@@ -364,7 +364,7 @@ class ControlPlane:
             Route(f"{PREFIX}/deployments/{{name}}/metrics", self._guarded(self._metrics),
                   methods=["GET"]),
             Route(f"{PREFIX}/deployments/{{name}}/logs", self._guarded(self._logs),
-                  methods=["GET"]),
+                  methods=["GET", "POST"]),
             Route(f"{PREFIX}/deployments/{{name}}/variants", self._guarded(self._variants),
                   methods=["GET"]),
             Route(f"{PREFIX}/deployments/{{name}}/ab", self._guarded(self._ab), methods=["GET"]),
@@ -410,6 +410,13 @@ class ControlPlane:
 
     async def _logs(self, request: Request) -> Response:
         name = request.path_params["name"]
+        if request.method == "POST":  # a note from a client (an automated rollout's decision)
+            self._get(name)
+            text = (await _body(request)).get("text")
+            if not isinstance(text, str) or not text.strip() or len(text) > 2000:
+                raise InvalidInputError("text: a non-empty string of 2000 characters at most")
+            self._event(name, " ".join(text.split()))  # one line, whatever was sent
+            return Response(status_code=204)
         return _json({"name": name, "lines": self.logs(name)})
 
     def _check(self, request: Request) -> None:

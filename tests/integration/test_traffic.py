@@ -19,9 +19,10 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 
-from nstarx_jupyter import Deployment, deploy
+from nstarx_jupyter import AnalysisPolicy, Deployment, deploy
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.spec import Variant
+from nstarx_jupyter.notebook.analysis import CanaryAnalysis
 from tests.conftest import IRIS_FEATURES
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("traffic")]
@@ -318,3 +319,44 @@ def test_feedback_reaches_the_variant_that_answered_and_the_ab_report_tests_it(
 
 def answered_count(answered: dict[str, str], variant: str) -> int:
     return sum(1 for v in answered.values() if v == variant)
+
+
+def test_automated_canary_analysis_steps_up_and_promotes_a_healthy_canary(
+    backend: LocalBackend, named_iris: Path, tree_iris: Path
+) -> None:
+    made = deploy(named_iris, "iris", backend=backend)
+    policy = AnalysisPolicy(steps=(20, 50, 100), interval_s=0.5, min_requests=20)
+    with Load(made, threads=2) as load:
+        analysis = made.canary(tree_iris, auto=policy)
+        assert isinstance(analysis, CanaryAnalysis)
+        assert analysis.wait(timeout=60) == "promoted", analysis.history
+    assert load.failures == []
+    assert [(s.percent, s.decision) for s in analysis.history] == [
+        (20, "next"), (50, "next"), (100, "promote")]  # fmt: skip
+    assert _split(made) == {"primary": 100.0}
+    assert made.spec.storage_uri == str(tree_iris)
+    log = "\n".join(made.logs())
+    assert "canary analysis: 50% to the canary" in log
+    assert "canary analysis promoted the canary" in log
+    assert "Canary analysis of iris" in analysis.to_html()
+
+
+def test_automated_canary_analysis_rolls_back_a_failing_canary(
+    backend: LocalBackend, named_iris: Path
+) -> None:
+    made = deploy(named_iris, "iris", backend=backend)
+    spec = made.spec.replace(storage_uri=str(named_iris), runtime=BROKEN,
+                             options={"feature_names": IRIS_FEATURES, "mode": "fail"},
+                             canary_traffic_percent=25)  # fmt: skip
+    made.backend.apply(spec, if_revision=made.revision)  # a canary that fails every request
+    made.set_canary_percent(20)
+    analysis = CanaryAnalysis(made, AnalysisPolicy(steps=(20, 100), interval_s=0.5,
+                                                   min_requests=10))  # fmt: skip
+    with Load(made, threads=2):
+        analysis.start()
+        assert analysis.wait(timeout=60) == "rolled back"
+    assert analysis.history[-1].decision == "rollback"
+    assert "error rate 100.00%" in analysis.history[-1].reason
+    assert made.spec.runtime is None  # the stable model serves everything again
+    assert "stable" not in made.describe()
+    assert any("rolled back at 20%" in line for line in made.logs())

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["LatencyChart", "LoadTest", "LoadTestReport"]
+__all__ = ["LatencyChart", "LoadTest", "LoadTestReport", "VariantChart"]
 
 
 class LatencyChart:
@@ -75,6 +75,80 @@ class LatencyChart:
             for trace, value in zip(self.figure.data, values, strict=True):
                 trace.x = (*trace.x, now)[-self.points :]
                 trace.y = (*trace.y, value)[-self.points :]
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.update()
+            except Exception as exc:  # noqa: BLE001 - a chart must not kill the kernel's thread
+                self.errors.append(str(exc))
+            self._stop.wait(self.interval_s)
+
+
+class VariantChart:
+    """Requests per second and p99 latency per variant, redrawn every `interval_s`.
+
+    A canary or an A/B split as it happens; a variant gets its lines when it first shows up.
+    """
+
+    def __init__(
+        self,
+        variants: Callable[[float], dict[str, Any]],
+        *,
+        title: str,
+        window_s: float = 10.0,
+        interval_s: float = 1.0,
+        points: int = 300,
+    ) -> None:
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        self._variants = variants
+        self.window_s, self.interval_s, self.points = window_s, interval_s, points
+        base = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+        self.figure = go.FigureWidget(base)
+        self.figure.update_layout(
+            title=f"{title} by variant: last {window_s:g} s, every {interval_s:g} s",
+            height=420, margin={"l": 50, "r": 50, "t": 50, "b": 30},
+            legend={"orientation": "h"},
+        )  # fmt: skip
+        self.figure.update_yaxes(title_text="req/s", row=1, col=1, rangemode="tozero")
+        self.figure.update_yaxes(title_text="p99 ms", row=2, col=1, rangemode="tozero")
+        self._traces: dict[str, tuple[int, int]] = {}
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="nstarx-variants", daemon=True)
+
+    def start(self) -> VariantChart:
+        """Start polling."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop polling; the figure keeps what it shows."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+
+    def update(self) -> None:
+        """Fetch the window once and append each variant's figures to its lines."""
+        rows = self._variants(self.window_s)["variants"]
+        now = datetime.now()
+        with self.figure.batch_update():
+            for row in rows:
+                label = f"{row['variant']} (v{row['version']})"
+                if label not in self._traces:
+                    self.figure.add_scatter(x=[], y=[], name=f"{label} req/s", mode="lines",
+                                            row=1, col=1)  # fmt: skip
+                    self.figure.add_scatter(x=[], y=[], name=f"{label} p99", mode="lines",
+                                            row=2, col=1, line={"dash": "dot"})  # fmt: skip
+                    count = len(self.figure.data)
+                    self._traces[label] = (count - 2, count - 1)
+                rate, p99 = self._traces[label]
+                for index, value in ((rate, row.get("rps")), (p99, row.get("p99_ms"))):
+                    trace = self.figure.data[index]
+                    trace.x = (*trace.x, now)[-self.points :]
+                    trace.y = (*trace.y, value)[-self.points :]
 
     def _poll(self) -> None:
         while not self._stop.is_set():

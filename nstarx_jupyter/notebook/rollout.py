@@ -31,6 +31,7 @@ class RolloutMixin:
     name: str
     backend: LocalBackend
     registration: Future[ModelVersion] | None
+    _charts: list[Any]
 
     def _current(self) -> tuple[DeploymentSpec, int, dict[str, Any]]:
         described = self.backend.describe(self.name)
@@ -232,6 +233,15 @@ class RolloutMixin:
             alpha=alpha, power=power,
         )  # fmt: skip
         return ABReport(doc)
+
+    def variant_chart(self, window_s: float = 10.0, interval_s: float = 1.0) -> Any:
+        """A live plotly chart of req/s and p99 per variant (extra `notebook`): watch a split."""
+        from nstarx_jupyter.monitoring.live import VariantChart
+
+        chart = VariantChart(self.variants, title=self.name, window_s=window_s,
+                             interval_s=interval_s).start()  # fmt: skip
+        self._charts.append(chart)
+        return chart.figure
 
     def variants(self, window_s: float = 60) -> dict[str, Any]:
         """Per variant: version, share, requests, errors and p50/p95/p99 of the last `window_s`."""

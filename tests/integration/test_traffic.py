@@ -360,3 +360,21 @@ def test_automated_canary_analysis_rolls_back_a_failing_canary(
     assert made.spec.runtime is None  # the stable model serves everything again
     assert "stable" not in made.describe()
     assert any("rolled back at 20%" in line for line in made.logs())
+
+
+def test_the_variant_chart_draws_a_line_pair_per_variant(
+    backend: LocalBackend, named_iris: Path, tree_iris: Path
+) -> None:
+    made = deploy(named_iris, "iris", backend=backend, auth=False)
+    made.canary(tree_iris, 50)
+    with httpx.Client() as http:
+        for _ in range(20):
+            http.post(f"{made.url}/predict", json=ROW)
+    figure = made.variant_chart(interval_s=0.1)
+    deadline = time.monotonic() + 10
+    while len(figure.data) < 4 or len(figure.data[0].x) < 2:
+        assert time.monotonic() < deadline, figure.data
+        time.sleep(0.05)
+    names = {trace.name for trace in figure.data}
+    assert {"stable (v1) req/s", "canary (v2) req/s", "stable (v1) p99"} <= names
+    made.close()  # stops the chart's polling thread

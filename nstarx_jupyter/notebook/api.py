@@ -134,9 +134,11 @@ def _register_behind(
     """Register in MLflow on a worker thread, then serve the registry version instead.
 
     MLflow's import and first store migration take seconds; the model serves meanwhile from its
-    staged file. The switch is conditional on `revision` still being current: a newer deploy or
-    a deletion in the meantime wins, and the version stays registered. The thread is not a
-    daemon: a script that ends right after `deploy()` still finishes registering.
+    staged file. The switch happens only while the deployment still serves that staged file (a
+    newer deploy or a deletion in the meantime wins, and the version stays registered), on the
+    deployment as it is then: a canary's share or a traffic policy set since is kept. The staged
+    file goes once nothing serves it. The thread is not a daemon: a script that ends right after
+    `deploy()` still finishes registering.
     """
     from nstarx_jupyter.registry import Registry
 
@@ -146,11 +148,7 @@ def _register_behind(
     def work() -> None:
         try:
             version = Registry().register(model, spec.name, **register)
-            try:
-                backend.apply(spec.replace(storage_uri=version.uri), if_revision=revision)
-            except NstarxError as exc:  # redeployed or deleted meanwhile: theirs is newer
-                log.info("%s: not switching to %s: %s", spec.name, version.uri, exc)
-            if staged is not None:
+            if _switch(backend, spec.name, staged, version.uri) and staged is not None:
                 Path(staged).unlink(missing_ok=True)
             done.set_result(version)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
@@ -159,6 +157,21 @@ def _register_behind(
 
     threading.Thread(target=work, name=f"nstarx-register-{spec.name}").start()
     return done
+
+
+def _switch(backend: LocalBackend, name: str, staged: str | None, uri: str) -> bool:
+    """Serve `uri` where the deployment serves `staged`; False when it no longer does."""
+    try:
+        described = backend.describe(name)
+        current = DeploymentSpec.build(**described["spec"])
+        if current.storage_uri != staged:
+            log.info("%s: not switching to %s: it serves %s now", name, uri, current.storage_uri)
+            return False
+        backend.apply(current.replace(storage_uri=uri), if_revision=int(described["revision"]))
+    except NstarxError as exc:  # redeployed or deleted meanwhile: theirs is newer
+        log.info("%s: not switching to %s: %s", name, uri, exc)
+        return False
+    return True
 
 
 class Deployment(RolloutMixin):

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.sources import storage_uri_of
 from nstarx_jupyter.deployment.spec import PRIMARY, DeploymentSpec, Traffic, Variant
-from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.errors import ConflictError, InvalidInputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from concurrent.futures import Future
 
     from nstarx_jupyter.deployment.local import LocalBackend
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from nstarx_jupyter.registry import ModelVersion
 
 __all__ = ["RolloutMixin"]
+
+CONFLICT_RETRIES = 5
+"""Reads and writes a change may take when the deployment keeps changing under it."""
 
 
 class RolloutMixin:
@@ -38,8 +42,23 @@ class RolloutMixin:
         spec = DeploymentSpec.build(**described["spec"])
         return spec, int(described["revision"]), described
 
-    def _apply(self, spec: DeploymentSpec, revision: int) -> dict[str, Any]:
-        return self.backend.apply(spec, if_revision=revision)
+    def _update(
+        self, change: Callable[[DeploymentSpec, dict[str, Any]], DeploymentSpec]
+    ) -> dict[str, Any]:
+        """Apply `change` to the deployment as it is, retrying when it changed meanwhile.
+
+        Like a PATCH with Kubernetes' retry-on-conflict: a change made between our read and our
+        write (a registration switching to the registry, another notebook) makes the write fail
+        with a conflict; the change is then made again on top of the newer state, not over it.
+        """
+        for attempt in range(CONFLICT_RETRIES):
+            spec, revision, described = self._current()
+            try:
+                return dict(self.backend.apply(change(spec, described), if_revision=revision))
+            except ConflictError:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _source(self, model_or_uri: Any, version: str | int | None) -> tuple[str, bool]:
         """A storage URI for a model given any way `deploy()` takes it; True when it was fitted."""
@@ -72,12 +91,13 @@ class RolloutMixin:
         if not 0 <= percent <= 100:
             raise InvalidInputError("percent: between 0 and 100")
         uri, fitted = self._source(model_or_uri, version)
-        spec, revision, _ = self._current()
-        new = spec.replace(storage_uri=uri, canary_traffic_percent=percent)
-        applied = self._apply(new, revision)
+        applied = self._update(
+            lambda spec, _: spec.replace(storage_uri=uri, canary_traffic_percent=percent)
+        )
         if fitted:
             from nstarx_jupyter.notebook.api import _register_behind
 
+            new = DeploymentSpec.build(**applied["spec"])
             self.registration = _register_behind(
                 model_or_uri, new, int(applied["revision"]), self.backend
             )
@@ -94,17 +114,23 @@ class RolloutMixin:
 
     def set_canary_percent(self, percent: int) -> dict[str, Any]:
         """Move the canary's share of traffic (no new revision, no reload)."""
-        spec, revision, described = self._current()
-        if "stable" not in described:
-            raise InvalidInputError(f"'{self.name}' has no canary running")
-        return self._apply(spec.replace(canary_traffic_percent=percent), revision)
+
+        def change(spec: DeploymentSpec, described: dict[str, Any]) -> DeploymentSpec:
+            if "stable" not in described:
+                raise InvalidInputError(f"'{self.name}' has no canary running")
+            return spec.replace(canary_traffic_percent=percent)
+
+        return self._update(change)
 
     def promote(self) -> dict[str, Any]:
         """Give the latest revision all the traffic; the previous one unloads when idle."""
-        spec, revision, described = self._current()
-        if "stable" not in described:
-            raise InvalidInputError(f"'{self.name}' has no canary or staged revision to promote")
-        return self._apply(spec.replace(canary_traffic_percent=None), revision)
+
+        def change(spec: DeploymentSpec, described: dict[str, Any]) -> DeploymentSpec:
+            if "stable" not in described:
+                raise InvalidInputError(f"'{self.name}' has no canary or staged model to promote")
+            return spec.replace(canary_traffic_percent=None)
+
+        return self._update(change)
 
     def rollback(self) -> dict[str, Any]:
         """Give the last rolled-out revision all the traffic back and drop the canary.
@@ -112,12 +138,15 @@ class RolloutMixin:
         The stable model serves again as a new revision (its loaded copy keeps answering: a
         registry model is not reloaded); routing variants set since stay as they are.
         """
-        spec, revision, described = self._current()
-        stable = described.get("stable")
-        if stable is None:
-            raise InvalidInputError(f"'{self.name}' has no canary to roll back")
-        old = DeploymentSpec.build(**stable["spec"])
-        return self._apply(old.replace(canary_traffic_percent=None, traffic=spec.traffic), revision)
+
+        def change(spec: DeploymentSpec, described: dict[str, Any]) -> DeploymentSpec:
+            stable = described.get("stable")
+            if stable is None:
+                raise InvalidInputError(f"'{self.name}' has no canary to roll back")
+            old = DeploymentSpec.build(**stable["spec"])
+            return old.replace(canary_traffic_percent=None, traffic=spec.traffic)
+
+        return self._update(change)
 
     def stage(self, model_or_uri: Any, *, version: str | int | None = None) -> str:
         """Blue-green: load a new model next to the live one with no traffic.
@@ -162,25 +191,28 @@ class RolloutMixin:
             dep.set_traffic({"primary": 50, "challenger": 50}, variants={"challenger": model},
                             sticky_header="X-User-Id")
         """
-        spec, revision, _ = self._current()
-        known = {v.name: v for v in spec.traffic.variants} if spec.traffic else {}
-        for variant_name, model in (variants or {}).items():
-            uri, _ = self._source(model, None)
-            known[variant_name] = Variant(name=variant_name, storage_uri=uri)
-        doc = {"variants": list(known.values()), "split": split or {},
-               "sticky_header": sticky_header, "shadow": shadow, "fallback": fallback,
-               "fallback_timeout_ms": fallback_timeout_ms, "rules": rules or [],
-               "regions": regions or {}, "networks": networks or {}}  # fmt: skip
-        try:
-            traffic = Traffic.model_validate(doc)
-        except ValueError as exc:
-            raise InvalidInputError(f"traffic: {exc}") from None
-        used = _used(traffic)
-        traffic = traffic.model_copy(
-            update={"variants": [v for v in traffic.variants if v.name in used]}
-        )
-        empty = not traffic.variants and not traffic.split and not traffic.rules
-        return self._apply(spec.replace(traffic=None if empty else traffic), revision)
+        given = {name: Variant(name=name, storage_uri=self._source(model, None)[0])
+                 for name, model in (variants or {}).items()}  # fmt: skip
+
+        def change(spec: DeploymentSpec, _: dict[str, Any]) -> DeploymentSpec:
+            known = {v.name: v for v in spec.traffic.variants} if spec.traffic else {}
+            known.update(given)
+            doc = {"variants": list(known.values()), "split": split or {},
+                   "sticky_header": sticky_header, "shadow": shadow, "fallback": fallback,
+                   "fallback_timeout_ms": fallback_timeout_ms, "rules": rules or [],
+                   "regions": regions or {}, "networks": networks or {}}  # fmt: skip
+            try:
+                traffic = Traffic.model_validate(doc)
+            except ValueError as exc:
+                raise InvalidInputError(f"traffic: {exc}") from None
+            used = _used(traffic)
+            traffic = traffic.model_copy(
+                update={"variants": [v for v in traffic.variants if v.name in used]}
+            )
+            empty = not traffic.variants and not traffic.split and not traffic.rules
+            return spec.replace(traffic=None if empty else traffic)
+
+        return self._update(change)
 
     def shadow(self, model_or_uri: Any, *, name: str = "shadow") -> dict[str, Any]:
         """Copy every request to `model_or_uri`; its answers are compared, never returned."""

@@ -258,7 +258,10 @@ class DataPlane:
         served.request_id = request_id
         self._log(name, request_id, served.model.settings.version, started, served.outputs)
         if plan.shadow is not None and plan.shadow != served.model.settings.version:
-            self._copy_to_shadow(name, plan.shadow, decode, all_outputs, served.outputs)
+            signature = served.model.signature
+            decisions = signature.default_outputs or signature.output_names()
+            compared = {key: served.outputs[key] for key in decisions if key in served.outputs}
+            self._copy_to_shadow(name, plan.shadow, decode, all_outputs, compared)
         return served
 
     def _log(
@@ -305,6 +308,11 @@ class DataPlane:
     def _copy_to_shadow(
         self, name: str, version: str, decode: Decoder, all_outputs: bool, primary: Tensors
     ) -> None:
+        """Send the request to the shadow in the background.
+
+        `primary` holds the live answer's decision outputs (a classifier's class, not its
+        probabilities): the shadow's must match them to count as agreeing.
+        """
         stats = self.shadows.setdefault(name, ShadowStats())
         if stats.in_flight >= SHADOW_IN_FLIGHT:
             stats.dropped += 1

@@ -305,13 +305,27 @@ def main() -> None:
     parser.add_argument(
         "--only", type=lambda s: s.split(","), default=["ours", "kserve", "mlserver"]
     )
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="keep the other servers' rows from results/latest.json (re-measure some only)",
+    )  # fmt: skip
     args = parser.parse_args()
     results = run(args)
+    if args.merge:
+        results = _merged(results, args.only)
     (BENCH / "results").mkdir(exist_ok=True)
     (BENCH / "results/latest.json").write_text(json.dumps(results, indent=1))
     from report import write_readme  # bench/ is on sys.path when run as a script
 
     write_readme(results, BENCH / "README.md", _versions())
+
+
+def _merged(fresh: dict[str, Any], measured: list[str]) -> dict[str, Any]:
+    """`fresh` rows for the servers just measured, the previous run's rows for the others."""
+    previous = json.loads((BENCH / "results/latest.json").read_text())
+    kept = [row for row in previous["rows"] if row["server"].split(",")[0] not in measured]
+    servers = {**previous["servers"], **fresh["servers"]}
+    return {**fresh, "rows": fresh["rows"] + kept, "servers": servers}
 
 
 def _versions() -> dict[str, str]:

@@ -2,9 +2,11 @@
 
 A batch leaves when it holds `max_batch_size` rows or when its first request has waited
 `max_latency_ms`, whichever comes first (KServe's `maxBatchSize`/`maxLatency`). With
-`max_latency_ms=0` nothing waits: a batch leaves at the end of the event-loop turn in which its
-first request arrived, holding the requests that arrived in the same turn (what a busy server
-reads from several connections at once), so batching costs no latency when the server is idle.
+`max_latency_ms=0` nothing waits for a timer: while the model is free, a batch holds the requests
+that arrived in the same event-loop turn (what a busy server reads from several connections at
+once) and a lone request predicts at once; while the model is busy with a batch, new requests
+gather and leave together the moment it is free. Batching then costs no latency when the server
+is idle, and a slow model serves as many rows per call as arrived during the previous one.
 Requests only share a batch when their inputs have the same names, dtypes and trailing shapes
 and they ask for the same outputs. When a batch of several requests fails, each request is
 retried alone so one poisonous request cannot fail its neighbours.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,11 +64,16 @@ class AdaptiveBatcher:
         self._groups: dict[_Key, _Group] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        # no-wait mode: full batches waiting for the model, and whether it is busy
+        self._full: deque[tuple[_Key, _Group]] = deque()
+        self._busy = False
+        self._draining = False
 
     @property
     def pending(self) -> int:
         """Requests waiting for their batch to leave."""
-        return sum(len(group.items) for group in self._groups.values())
+        groups = [*self._groups.values(), *(group for _, group in self._full)]
+        return sum(len(group.items) for group in groups)
 
     async def submit(self, inputs: Tensors, outputs: tuple[str, ...] | None = None) -> Tensors:
         """Queue `inputs` (batch first) and return exactly their rows of every output."""
@@ -74,11 +82,8 @@ class AdaptiveBatcher:
         rows = int(next(iter(inputs.values())).shape[0])
         key = _key(inputs, outputs)
         loop = asyncio.get_running_loop()
-        if self._max_wait_s == 0 and key not in self._groups and not _others_runnable(loop):
-            # Nothing else can join this turn (one caller at a time): predict now, unbatched.
-            if self._on_batch is not None:
-                self._on_batch(rows)
-            return await self._predict(inputs, outputs)
+        if self._max_wait_s == 0:
+            return await self._submit_no_wait(inputs, outputs, rows, key, loop)
         group = self._group_for(key, rows, loop)
         item = _Pending(inputs, rows, loop.create_future())
         group.items.append(item)
@@ -101,18 +106,83 @@ class AdaptiveBatcher:
             group = None
         if group is None:
             group = self._groups[key] = _Group()
-            if self._max_wait_s > 0:
-                group.timer = loop.call_later(self._max_wait_s, self._dispatch, key)
-            else:  # its task's first step runs next turn, after this turn's submitters
-                self._spawn(self._flush(key, group))
+            group.timer = loop.call_later(self._max_wait_s, self._dispatch, key)
         return group
 
     def _seal(self, key: _Key) -> None:
-        """Close the batch under `key` to newcomers: it leaves now, or (no-wait) this turn."""
-        if self._max_wait_s > 0:
-            self._dispatch(key)
-        else:
-            self._groups.pop(key, None)  # its own task runs it
+        """Close the batch under `key` to newcomers: it leaves now."""
+        self._dispatch(key)
+
+    async def _submit_no_wait(
+        self,
+        inputs: Tensors,
+        outputs: tuple[str, ...] | None,
+        rows: int,
+        key: _Key,
+        loop: asyncio.AbstractEventLoop,
+    ) -> Tensors:
+        """No timer: predict now when alone and free, else join the batch that leaves next."""
+        idle = not self._busy and not self._groups and not self._full
+        if idle and not _others_runnable(loop):
+            self._busy = True  # one caller at a time: predict now, unbatched
+            try:
+                if self._on_batch is not None:
+                    self._on_batch(rows)
+                return await self._predict(inputs, outputs)
+            finally:
+                self._busy = False
+                self._kick()
+        group = self._groups.get(key)
+        if group is not None and group.rows + rows > self._max_rows:
+            self._full.append((key, self._groups.pop(key)))
+            group = None
+        if group is None:
+            group = self._groups[key] = _Group()
+        item = _Pending(inputs, rows, loop.create_future())
+        group.items.append(item)
+        group.rows += rows
+        if group.rows >= self._max_rows:
+            self._full.append((key, self._groups.pop(key)))
+        self._kick()
+        try:
+            return await item.future
+        except asyncio.CancelledError:
+            if item in group.items:
+                group.items.remove(item)
+                group.rows -= rows
+            raise
+
+    def _kick(self) -> None:
+        """Start running waiting batches unless the model is busy (they leave when it is free).
+
+        The drain's first step runs next turn, so what arrives in this turn joins the batch.
+        """
+        if not self._busy and not self._draining and (self._groups or self._full):
+            self._draining = True
+            self._spawn(self._drain())
+
+    async def _drain(self) -> None:
+        """Run waiting batches one after the other.
+
+        Each takes what gathered while the one before it ran.
+        """
+        try:
+            while not self._closed and (self._full or self._groups):
+                if self._full:
+                    key, group = self._full.popleft()
+                else:
+                    key = next(iter(self._groups))
+                    group = self._groups.pop(key)
+                items = [item for item in group.items if not item.future.done()]
+                if not items:
+                    continue
+                self._busy = True
+                try:
+                    await self._run(items, key[1])
+                finally:
+                    self._busy = False
+        finally:
+            self._draining = False
 
     def _dispatch(self, key: _Key) -> None:
         group = self._groups.pop(key, None)
@@ -137,7 +207,7 @@ class AdaptiveBatcher:
                 self._tasks.discard(task)
 
     async def _flush(self, key: _Key, group: _Group) -> None:
-        """Run a batch: what joined it and is still waiting (a no-wait batch closes here)."""
+        """Run a timed batch: what joined it and is still waiting."""
         if self._groups.get(key) is group:
             del self._groups[key]
         items = [item for item in group.items if not item.future.done()]
@@ -177,8 +247,10 @@ class AdaptiveBatcher:
     async def close(self) -> None:
         """Fail waiting requests with `UnavailableError` and wait for batches in flight."""
         self._closed = True
-        for key in list(self._groups):
-            group = self._groups.pop(key)
+        waiting = [*self._groups.values(), *(group for _, group in self._full)]
+        self._groups.clear()
+        self._full.clear()
+        for group in waiting:
             if group.timer is not None:
                 group.timer.cancel()
             for item in group.items:

@@ -145,3 +145,19 @@ def _check_batch_sizes(
         first += rows
     for batch in batches:
         assert len(batch) <= size or len({owner.get(i, -1) for i in batch if i != POISON}) == 1
+
+
+async def test_with_no_wait_requests_gather_while_the_model_is_busy() -> None:
+    """A slow model serves, in its next call, every request that arrived during the last one."""
+    model = EchoModel()
+    batcher = AdaptiveBatcher(model, max_batch_size=32, max_latency_ms=0)
+    first = asyncio.create_task(batcher.submit({"x": np.full((1, 2), 0.0)}))
+    await asyncio.sleep(0)  # the lone request is predicting (the model sleeps 1 ms)
+    later = []
+    for i in range(1, 6):
+        later.append(asyncio.create_task(batcher.submit({"x": np.full((1, 2), float(i))})))
+        await asyncio.sleep(0)  # one at a time, in separate turns
+    results = await asyncio.gather(first, *later)
+    assert [r["y"][0, 0] for r in results] == [2.0 * i for i in range(6)]
+    assert model.batches == [[0.0], [1.0, 2.0, 3.0, 4.0, 5.0]]
+    await batcher.close()

@@ -82,10 +82,14 @@ def write_readme(res: dict[str, Any], readme: Path, versions: dict[str, str]) ->
             f"{r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |"
         )
     ip = res["in_process"]
-    out += ["", "In-process ceilings (one core): iris `model.predict` 1 row "
-            f"{ip['iris_predict']:.0f}/s; iris JSON decode + predict + JSON encode "
-            f"{ip['iris_codec_predict']:.0f}/s; random forest `predict` 1 row "
-            f"{ip['forest_predict']:.0f}/s. gRPC load generator against a fixed-answer server "
+    end = res.get("in_process_end", ip)
+    out += ["", "In-process ceilings (one core), measured before the first row and again after "
+            f"the last: iris `model.predict` 1 row {ip['iris_predict']:.0f}/s "
+            f"({end['iris_predict']:.0f}/s at the end); iris JSON decode + predict + JSON encode "
+            f"{ip['iris_codec_predict']:.0f}/s ({end['iris_codec_predict']:.0f}/s); random "
+            f"forest `predict` 1 row {ip['forest_predict']:.0f}/s ({end['forest_predict']:.0f}/s)."
+            " The targets use the first figures, measured next to our rows. gRPC load generator "
+            "against a fixed-answer server "
             f"(`peers/grpc_echo.py`, core 0), c=8: threaded grpcio server "
             f"{ip.get('grpc_client_ceiling', 0):.0f}/s, `grpc.aio` server "
             f"{ip.get('grpc_aio_ceiling', 0):.0f}/s.", "",

@@ -59,11 +59,6 @@ class TrafficPlan:
     labels: Mapping[str, str] = field(default_factory=dict)
     """Version to variant label, for response headers and reports."""
 
-    @property
-    def needs_headers(self) -> bool:
-        """Whether routing reads the caller's headers or address (transports pass them then)."""
-        return bool(self.sticky_header or self.rules or self.regions)
-
     def label(self, version: str) -> str:
         """The variant name of `version`."""
         return self.labels.get(version, version)

@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -14,7 +14,41 @@ if TYPE_CHECKING:
 __all__ = ["LatencyChart", "LoadTest", "LoadTestReport", "VariantChart"]
 
 
-class LatencyChart:
+class _Polling:
+    """A chart redrawn by `update()` every `interval_s` on a daemon thread until `stop()`."""
+
+    interval_s: float
+
+    def _start_polling(self, name: str) -> None:
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name=name, daemon=True)
+
+    def update(self) -> None:
+        """Fetch the figures once and append them."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        """Start polling."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop polling; the figure keeps what it shows."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.update()
+            except Exception as exc:  # noqa: BLE001 - a chart must not kill the kernel's thread
+                self.errors.append(str(exc))
+            self._stop.wait(self.interval_s)
+
+
+class LatencyChart(_Polling):
     """A plotly `FigureWidget` redrawn every `interval_s` from the server's sliding window.
 
     Top: p50/p95/p99 latency (ms). Bottom: requests per second and error rate (%). The figures
@@ -50,20 +84,7 @@ class LatencyChart:
         )  # fmt: skip
         self.figure.update_yaxes(title_text="latency ms", row=1, col=1, rangemode="tozero")
         self.figure.update_yaxes(title_text="req/s", row=2, col=1, rangemode="tozero")
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="nstarx-chart", daemon=True)
-
-    def start(self) -> LatencyChart:
-        """Start polling."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop polling; the figure keeps what it shows."""
-        self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=5)
+        self._start_polling("nstarx-chart")
 
     def update(self) -> None:
         """Fetch the window once and append it to every trace."""
@@ -76,16 +97,8 @@ class LatencyChart:
                 trace.x = (*trace.x, now)[-self.points :]
                 trace.y = (*trace.y, value)[-self.points :]
 
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.update()
-            except Exception as exc:  # noqa: BLE001 - a chart must not kill the kernel's thread
-                self.errors.append(str(exc))
-            self._stop.wait(self.interval_s)
 
-
-class VariantChart:
+class VariantChart(_Polling):
     """Requests per second and p99 latency per variant, redrawn every `interval_s`.
 
     A canary or an A/B split as it happens; a variant gets its lines when it first shows up.
@@ -115,20 +128,7 @@ class VariantChart:
         self.figure.update_yaxes(title_text="req/s", row=1, col=1, rangemode="tozero")
         self.figure.update_yaxes(title_text="p99 ms", row=2, col=1, rangemode="tozero")
         self._traces: dict[str, tuple[int, int]] = {}
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="nstarx-variants", daemon=True)
-
-    def start(self) -> VariantChart:
-        """Start polling."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop polling; the figure keeps what it shows."""
-        self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=5)
+        self._start_polling("nstarx-variants")
 
     def update(self) -> None:
         """Fetch the window once and append each variant's figures to its lines."""
@@ -149,14 +149,6 @@ class VariantChart:
                     trace = self.figure.data[index]
                     trace.x = (*trace.x, now)[-self.points :]
                     trace.y = (*trace.y, value)[-self.points :]
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.update()
-            except Exception as exc:  # noqa: BLE001 - a chart must not kill the kernel's thread
-                self.errors.append(str(exc))
-            self._stop.wait(self.interval_s)
 
 
 @dataclass

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,21 +23,29 @@ from starlette.routing import Route
 from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.deployment.spec import NAME, PRIMARY, DeploymentSpec
 from nstarx_jupyter.errors import (
-    ConflictError,
     InvalidInputError,
     ModelLoadError,
     NotFoundError,
     NstarxError,
     UnauthenticatedError,
 )
-from nstarx_jupyter.runtimes.loader import RUNTIMES
 from nstarx_jupyter.serving.http_errors import nstarx_error_response
 from nstarx_jupyter.serving.metrics import LatencyWindow
-from nstarx_jupyter.serving.settings import ModelSettings, file_settings
-from nstarx_jupyter.serving.traffic import Arm, TrafficPlan
+from nstarx_jupyter.serving.revisions import (
+    Deployed,
+    check_revision,
+    models_for,
+    next_revision,
+    plan_for,
+    same_predictor,
+    stable_after,
+    traffic_view,
+    what_changed,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
     from starlette.requests import Request
 
@@ -49,69 +54,10 @@ if TYPE_CHECKING:
 
     Handler = Callable[[Request], Awaitable[Response]]
 
-__all__ = ["PREFIX", "ControlPlane", "settings_for"]
+__all__ = ["PREFIX", "ControlPlane"]
 
 log = logging.getLogger(__name__)
 PREFIX = "/nstarx/v1"
-
-
-@dataclass(slots=True)
-class _Deployed:
-    spec: DeploymentSpec
-    revision: int
-    created: float
-    updated: float
-    status: str = "Ready"
-    reason: str = ""
-    stable: tuple[DeploymentSpec, int] | None = None
-    """During a canary: the last rolled-out spec and revision, serving the rest of the traffic."""
-    versions: dict[str, str] = field(default_factory=dict)
-    """Model version served for each role: `latest`, `stable`, and each variant's name."""
-
-
-_TRAFFIC_ONLY = {"canary_traffic_percent", "traffic"}
-"""Spec fields whose change moves traffic without making a new revision (KServe's rule)."""
-
-
-def settings_for(spec: DeploymentSpec, revision: int | str) -> ModelSettings:
-    """The local server's settings for a deployment, with KServe's meanings kept.
-
-    Raises:
-        InvalidInputError: the spec names something the local server cannot read.
-    """
-    fields: dict[str, Any] = {
-        "name": spec.name,
-        "options": spec.options,
-        "min_replicas": 0 if spec.min_replicas == 0 else 1,
-        "container_concurrency": spec.container_concurrency or 0,
-        "timeout_s": spec.timeout_s,
-        "version": str(revision),
-    }
-    uri = spec.storage_uri
-    if uri is None:
-        raise InvalidInputError("storage_uri: the deployment names no model")
-    if uri.startswith("models:/"):
-        fields["storage_uri"] = uri
-        _, _, tail = uri.rpartition("/")
-        if tail.isdigit():
-            fields["version"] = tail  # the registry's version number is the one users know
-    else:
-        path = Path(uri.removeprefix("file://")).expanduser()
-        if "://" in uri and not uri.startswith("file://"):
-            raise InvalidInputError(
-                f"storage_uri: the local server reads files and registry URIs, not '{uri}'"
-            )
-        if not path.exists():
-            raise InvalidInputError(f"storage_uri: {path} does not exist")
-        fields["path"] = path
-        saved = file_settings(path)  # a folder's model-settings.json, as `nstarx serve` reads it
-        fields = {**saved, **fields, "options": {**saved.get("options", {}), **spec.options}}
-    if spec.runtime in RUNTIMES or (spec.runtime and "." in spec.runtime):
-        fields["runtime"] = spec.runtime  # a ServingRuntime name means nothing here: infer
-    if spec.batching is not None:
-        fields["max_batch_size"] = spec.batching.max_batch_size
-        fields["max_latency_ms"] = float(spec.batching.max_latency_ms)
-    return ModelSettings.build(**fields)
 
 
 class ControlPlane:
@@ -125,7 +71,7 @@ class ControlPlane:
         self.guard = guard
         if not guard.admin_token:
             raise ValueError("the control API needs an admin token")
-        self._deployed: dict[str, _Deployed] = {}
+        self._deployed: dict[str, Deployed] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def restore(self) -> None:
@@ -174,18 +120,18 @@ class ControlPlane:
         stable: tuple[DeploymentSpec, int] | None = None,
     ) -> dict[str, Any]:
         previous = self._deployed.get(spec.name)
-        _check_revision(spec.name, previous, if_revision)
+        check_revision(spec.name, previous, if_revision)
         traffic_only = (
             previous is not None
             and previous.status != "Failed"
-            and _same_predictor(previous.spec, spec)
+            and same_predictor(previous.spec, spec)
         )
         if revision is None:
-            revision = _next_revision(previous, traffic_only)
+            revision = next_revision(previous, traffic_only)
         if previous is not None and save:
-            stable = _stable_after(previous, spec, traffic_only)
-        models, versions = _models_for(spec, revision, stable)
-        plan = _plan_for(spec, versions)
+            stable = stable_after(previous, spec, traffic_only)
+        models, versions = models_for(spec, revision, stable)
+        plan = plan_for(spec, versions)
         now = time.time()
         created = created or (previous.created if previous else now)
         protected = self.guard.protected
@@ -206,16 +152,16 @@ class ControlPlane:
                 protected.discard(name)
             self._event(name, f"revision {revision} failed: {exc.message}")
             if previous is None:
-                self._deployed[name] = _Deployed(spec, revision, created, now, "Failed",
+                self._deployed[name] = Deployed(spec, revision, created, now, "Failed",
                                                  exc.message)  # fmt: skip
             raise
         if not spec.auth:
             protected.discard(name)
-        deployed = _Deployed(spec, revision, created, now, stable=stable, versions=versions)
+        deployed = Deployed(spec, revision, created, now, stable=stable, versions=versions)
         self._deployed[name] = deployed
         if save:
             self._save(deployed)
-        self._event(name, _what_changed(previous, deployed, save))
+        self._event(name, what_changed(previous, deployed, save))
         return self.describe(name)
 
     async def delete(self, name: str) -> None:
@@ -264,7 +210,7 @@ class ControlPlane:
             doc["reason"] = reason
         plan = self.dataplane.traffic(name)
         if plan is not None:
-            doc["traffic"] = _traffic_view(plan)
+            doc["traffic"] = traffic_view(plan)
         if deployed.stable is not None:
             stable_spec, stable_revision = deployed.stable
             dumped = stable_spec.model_dump(mode="json", exclude_defaults=True)
@@ -331,7 +277,7 @@ class ControlPlane:
             out["shadow"] = {"variant": plan.label(plan.shadow), **stats.summary()}
         return out
 
-    def _get(self, name: str) -> _Deployed:
+    def _get(self, name: str) -> Deployed:
         deployed = self._deployed.get(name)
         if deployed is None:
             raise NotFoundError(f"no deployment '{name}'")
@@ -341,7 +287,7 @@ class ControlPlane:
         """Every deployment's name."""
         return sorted(self._deployed)
 
-    def _save(self, deployed: _Deployed) -> None:
+    def _save(self, deployed: Deployed) -> None:
         """Write whole or not at all: a crash leaves the old file or the new one."""
         doc: dict[str, Any] = {
             "spec": deployed.spec.model_dump(mode="json", exclude_defaults=True),
@@ -490,158 +436,6 @@ def _window(request: Request) -> float:
         return float(raw)
     except ValueError:
         raise InvalidInputError(f"window_s: '{raw}' is not a number") from None
-
-
-def _check_revision(name: str, previous: _Deployed | None, if_revision: int | None) -> None:
-    if if_revision is not None and (previous is None or previous.revision != if_revision):
-        now_at = f"revision {previous.revision}" if previous else "deleted"
-        raise ConflictError(f"'{name}' is no longer at revision {if_revision} (now {now_at})")
-
-
-def _next_revision(previous: _Deployed | None, traffic_only: bool) -> int:
-    if previous is None:
-        return 1
-    return previous.revision if traffic_only else previous.revision + 1
-
-
-def _same_predictor(old: DeploymentSpec, new: DeploymentSpec) -> bool:
-    """Whether only traffic fields differ: KServe moves traffic without a new revision then.
-
-    Applying an identical spec again is a new revision: the file behind a path may have changed.
-    """
-    return old.model_dump(exclude=_TRAFFIC_ONLY) == new.model_dump(
-        exclude=_TRAFFIC_ONLY
-    ) and old.model_dump(include=_TRAFFIC_ONLY) != new.model_dump(include=_TRAFFIC_ONLY)
-
-
-def _stable_after(
-    previous: _Deployed, spec: DeploymentSpec, traffic_only: bool
-) -> tuple[DeploymentSpec, int] | None:
-    """KServe's canary rule: the last rolled-out revision keeps `100 - canary` percent.
-
-    A new revision with `canary_traffic_percent` set starts a canary against the revision that
-    last had all the traffic (the previous stable one if a canary was already running); without
-    it, or at 100, the newest revision takes everything (a promotion).
-    """
-    percent = spec.canary_traffic_percent
-    if percent is None or percent == 100:
-        return None
-    if traffic_only:
-        return previous.stable
-    if previous.status == "Failed":
-        return previous.stable
-    return previous.stable or (previous.spec, previous.revision)
-
-
-def _models_for(
-    spec: DeploymentSpec, revision: int, stable: tuple[DeploymentSpec, int] | None
-) -> tuple[list[ModelSettings], dict[str, str]]:
-    """The model versions a deployment serves, and which version plays which role."""
-    latest = settings_for(spec, revision)
-    models, versions = [latest], {"latest": latest.version}
-    if stable is not None:
-        old = settings_for(*stable)
-        if old.version == latest.version:  # same registry version, other settings
-            old = old.model_copy(update={"version": f"r{stable[1]}"})
-        models.append(old)
-        versions["stable"] = old.version
-    for variant in spec.traffic.variants if spec.traffic is not None else ():
-        variant_spec = spec.replace(
-            storage_uri=variant.storage_uri, runtime=variant.runtime, options=variant.options,
-            model_format=variant.model_format, canary_traffic_percent=None, traffic=None,
-        )  # fmt: skip
-        models.append(settings_for(variant_spec, variant.name).model_copy(
-            update={"version": variant.name}))  # fmt: skip
-        versions[variant.name] = variant.name
-    return models, versions
-
-
-def _plan_for(spec: DeploymentSpec, versions: dict[str, str]) -> TrafficPlan:
-    """The router's plan for a deployment.
-
-    One arm when one version takes everything, so the answers still name variant and version.
-    """
-    traffic = spec.traffic
-    canary = "stable" in versions
-    latest = versions["latest"]
-    labels = {latest: "canary" if canary else PRIMARY}
-    arms: list[Arm] = []
-    primary_share = float(traffic.split.get(PRIMARY, 0) if traffic and traffic.split else 100)
-    if canary:
-        percent = float(spec.canary_traffic_percent or 0)
-        labels[versions["stable"]] = "stable"
-        arms.append(Arm(versions["stable"], primary_share * (100 - percent) / 100, "stable"))
-        arms.append(Arm(latest, primary_share * percent / 100, "canary"))
-    else:
-        arms.append(Arm(latest, primary_share, PRIMARY))
-    if traffic is None:
-        return TrafficPlan(tuple(arms), labels=labels)
-    for variant in traffic.variants:
-        labels[variant.name] = variant.name
-        if traffic.split.get(variant.name):
-            arms.append(Arm(variant.name, float(traffic.split[variant.name]), variant.name))
-
-    def version_of(variant: str) -> str:
-        return latest if variant == PRIMARY else versions[variant]
-
-    networks = sorted(((ipaddress.ip_network(cidr, strict=False), region)
-                       for cidr, region in traffic.networks.items()),
-                      key=lambda item: -item[0].prefixlen)  # fmt: skip
-    return TrafficPlan(
-        tuple(arms),
-        sticky_header=traffic.sticky_header,
-        rules=tuple(
-            (rule.header, frozenset(rule.values), version_of(rule.variant))
-            for rule in traffic.rules
-        ),
-        regions={region: version_of(variant) for region, variant in traffic.regions.items()},
-        networks=tuple(networks),
-        region_header=traffic.region_header,
-        shadow=version_of(traffic.shadow) if traffic.shadow else None,
-        fallback=version_of(traffic.fallback) if traffic.fallback else None,
-        fallback_timeout_s=(
-            traffic.fallback_timeout_ms / 1000 if traffic.fallback_timeout_ms else None
-        ),
-        labels=labels,
-    )
-
-
-def _traffic_view(plan: TrafficPlan) -> dict[str, Any]:
-    """A deployment's traffic as `describe` shows it."""
-    total = sum(arm.weight for arm in plan.arms) or 1.0
-    view: dict[str, Any] = {
-        "split": [{"variant": arm.variant, "version": arm.version,
-                   "percent": round(100 * arm.weight / total, 3)} for arm in plan.arms],
-    }  # fmt: skip
-    if plan.sticky_header:
-        view["sticky_header"] = plan.sticky_header
-    if plan.rules:
-        view["rules"] = [{"header": h, "values": sorted(v), "variant": plan.label(version)}
-                         for h, v, version in plan.rules]  # fmt: skip
-    if plan.regions:
-        view["regions"] = {region: plan.label(v) for region, v in plan.regions.items()}
-    if plan.shadow:
-        view["shadow"] = plan.label(plan.shadow)
-    if plan.fallback:
-        view["fallback"] = plan.label(plan.fallback)
-    return view
-
-
-def _what_changed(previous: _Deployed | None, deployed: _Deployed, save: bool) -> str:
-    """The event line for an apply."""
-    if not save:
-        return f"restored revision {deployed.revision} from {deployed.spec.storage_uri}"
-    percent = deployed.spec.canary_traffic_percent
-    if previous is not None and previous.revision == deployed.revision:
-        if deployed.stable is None and previous.stable is not None:
-            return f"promoted revision {deployed.revision} to all traffic"
-        if deployed.stable is not None:
-            return f"canary revision {deployed.revision} at {percent}%"
-        return f"traffic changed at revision {deployed.revision}"
-    if deployed.stable is not None:
-        return (f"deployed revision {deployed.revision} from {deployed.spec.storage_uri} as a "
-                f"canary at {percent}% (revision {deployed.stable[1]} keeps the rest)")  # fmt: skip
-    return f"deployed revision {deployed.revision} from {deployed.spec.storage_uri}"
 
 
 async def _body(request: Request) -> dict[str, Any]:

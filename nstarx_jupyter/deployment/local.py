@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -161,7 +162,7 @@ class LocalBackend:
 
     def ab_report(self, name: str, **query: Any) -> dict[str, Any]:
         """The server's A/B analysis of a deployment (see `ControlPlane.ab_report`)."""
-        params = "&".join(f"{key}={value}" for key, value in query.items() if value is not None)
+        params = urlencode({key: value for key, value in query.items() if value is not None})
         return self._call("GET", f"/deployments/{name}/ab?{params}")  # type: ignore[no-any-return]
 
     def note(self, name: str, text: str) -> None:

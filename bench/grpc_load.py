@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 
 import grpc
@@ -20,7 +21,10 @@ def _request(model: str, rows: int) -> bytes:
     return request.SerializeToString()
 
 
-async def _run(target: str, body: bytes, concurrency: int, seconds: float) -> dict[str, float]:
+async def _run(
+    target: str, body: bytes, concurrency: int, seconds: float, key: str | None = None
+) -> dict[str, float]:
+    metadata = (("authorization", f"Bearer {key}"),) if key else None
     async with grpc.aio.insecure_channel(target) as channel:
         call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
         latencies: list[float] = []
@@ -32,7 +36,7 @@ async def _run(target: str, body: bytes, concurrency: int, seconds: float) -> di
             while time.perf_counter() < stop:
                 start = time.perf_counter()
                 try:
-                    await call(body)
+                    await call(body, metadata=metadata)
                 except grpc.RpcError:
                     errors += 1
                 latencies.append(time.perf_counter() - start)
@@ -55,8 +59,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5)
     args = parser.parse_args()
     body = _request(args.model, args.rows)
-    asyncio.run(_run(args.target, body, args.c, args.warmup))
-    print(json.dumps(asyncio.run(_run(args.target, body, args.c, args.d))))
+    key = os.environ.get("BENCH_KEY")  # the API key ours needs; peers ignore the metadata
+    asyncio.run(_run(args.target, body, args.c, args.warmup, key))
+    print(json.dumps(asyncio.run(_run(args.target, body, args.c, args.d, key))))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,14 @@ __all__ = [
     "Registry",
     "Runtime",
     "__version__",
+    "access_rules",
+    "audit_log",
+    "create_key",
     "deploy",
+    "list_keys",
+    "revoke_key",
+    "rotate_key",
+    "set_access",
 ]
 
 if TYPE_CHECKING:
@@ -28,6 +35,15 @@ if TYPE_CHECKING:
     from nstarx_jupyter.errors import MissingExtraError, NstarxError
     from nstarx_jupyter.notebook.analysis import AnalysisPolicy
     from nstarx_jupyter.notebook.api import Deployment, deploy
+    from nstarx_jupyter.notebook.security import (
+        access_rules,
+        audit_log,
+        create_key,
+        list_keys,
+        revoke_key,
+        rotate_key,
+        set_access,
+    )
     from nstarx_jupyter.registry import ModelVersion, Registry
     from nstarx_jupyter.runtimes.base import Runtime
     from nstarx_jupyter.serving.settings import ModelSettings
@@ -45,6 +61,13 @@ _LAZY = {
     "deploy": "nstarx_jupyter.notebook.api",
     "ModelVersion": "nstarx_jupyter.registry",
     "AnalysisPolicy": "nstarx_jupyter.notebook.analysis",
+    "access_rules": "nstarx_jupyter.notebook.security",
+    "audit_log": "nstarx_jupyter.notebook.security",
+    "create_key": "nstarx_jupyter.notebook.security",
+    "list_keys": "nstarx_jupyter.notebook.security",
+    "revoke_key": "nstarx_jupyter.notebook.security",
+    "rotate_key": "nstarx_jupyter.notebook.security",
+    "set_access": "nstarx_jupyter.notebook.security",
 }
 
 

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
+log = logging.getLogger("nstarx_jupyter.cli")
+
 _MODEL_DEFAULTS: list[tuple[str, type, str]] = [
     ("min_replicas", int, "0 unloads idle models (scale to zero) and reloads on the next request"),
     ("idle_timeout_s", float, "seconds without requests before a min-replicas 0 model unloads"),
@@ -49,9 +51,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a folder whose sub-folders are models, named after the folders",
     )  # fmt: skip
     serve.add_argument(
+        "--no-auth", action="store_true",
+        help="let anyone call the models (default: every route but live health needs a key)",
+    )  # fmt: skip
+    serve.add_argument(
         "--state-dir", type=Path, metavar="DIR",
-        help="keep deployments here and turn on the control API; its admin token goes into "
-        "DIR/state.json (what deploy() and `nstarx deploy` use)",
+        help="keep deployments here and turn on the control API; the admin token (kept in "
+        "$NSTARX_HOME/security) goes into DIR/state.json for deploy() and `nstarx deploy`",
     )  # fmt: skip
     for field, kind, text in _MODEL_DEFAULTS:
         serve.add_argument("--" + field.replace("_", "-"), type=kind, help=text)
@@ -67,14 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-auth", action="store_true",
         help="leave the endpoint open (default: callers need an API key)",
     )  # fmt: skip
-    keys = commands.add_parser("keys", help="API keys: create, list, revoke")
-    key_actions = keys.add_subparsers(dest="action", required=True)
-    create = key_actions.add_parser("create", help="mint a key (printed once)")
-    create.add_argument("deployments", nargs="*", help="deployments it may call (none: all)")
-    create.add_argument("--name", default="", help="what the key is for")
-    key_actions.add_parser("list", help="keys by prefix, never the key itself")
-    revoke = key_actions.add_parser("revoke", help="revoke a key by id or prefix")
-    revoke.add_argument("key")
+    keys = _security_commands(commands)
     apply = commands.add_parser("apply", help="deploy the InferenceServices of a KServe YAML")
     apply.add_argument("-f", "--filename", type=Path, required=True, help="the YAML file")
     commands.add_parser("status", help="the local server and its deployments")
@@ -83,6 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("name")
     logs = commands.add_parser("logs", help="a local deployment's events")
     logs.add_argument("name")
+    tls = commands.add_parser("tls-cert", help="make a self-signed certificate for development")
+    tls.add_argument(
+        "--out", type=Path, metavar="DIR", help="where cert.pem and key.pem go ($NSTARX_HOME/tls)"
+    )
+    tls.add_argument(
+        "--host", action="append", metavar="H",
+        help="a name or IP address it covers (repeatable; default: localhost, 127.0.0.1, ::1)",
+    )  # fmt: skip
+    tls.add_argument("--days", type=int, default=365, help="days it is valid (default 365)")
     for sub in (deploy, apply, delete, keys):
         sub.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
     demo = commands.add_parser(
@@ -98,6 +106,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _security_commands(commands: Any) -> argparse.ArgumentParser:
+    """`nstarx keys`, `nstarx access` and `nstarx audit`: they work with no server running."""
+    keys: argparse.ArgumentParser = commands.add_parser(
+        "keys", help="API keys: create, list, revoke, rotate"
+    )
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    create = key_actions.add_parser("create", help="mint a key (printed once)")
+    create.add_argument("deployments", nargs="*", help="deployments it may call (none: all)")
+    create.add_argument("--name", default="", help="who holds it (access rules name it)")
+    create.add_argument(
+        "--scope", action="append", default=[], metavar="SCOPE",
+        help="predict:NAME, manage:NAME, metrics or admin (NAME may be '*'; repeatable)",
+    )  # fmt: skip
+    create.add_argument("--expires-in", metavar="DURATION", help="e.g. 12h, 30d (default never)")
+    create.add_argument("--rate-limit", type=float, metavar="N", help="requests per second")
+    create.add_argument("--burst", type=int, metavar="N", help="requests at once (default N)")
+    key_actions.add_parser("list", help="keys by prefix, never the key itself")
+    revoke = key_actions.add_parser("revoke", help="revoke a key by id or prefix")
+    revoke.add_argument("key")
+    rotate = key_actions.add_parser("rotate", help="replace a key; the old one stops after --grace")
+    rotate.add_argument("key")
+    rotate.add_argument("--grace", default="0", metavar="DURATION", help="e.g. 10m (default 0)")
+    access = commands.add_parser("access", help="who may read, deploy and call registry models")
+    access_actions = access.add_subparsers(dest="action", required=True)
+    access_actions.add_parser("list", help="every model's access rules")
+    grant = access_actions.add_parser("set", help="set a registry model's access lists")
+    grant.add_argument("model")
+    for permission in ("read", "deploy", "call"):
+        grant.add_argument(
+            f"--{permission}", nargs="*", metavar="WHO",
+            help=f"key names or ids that may {permission} it (no WHO: nobody; '*': any key)",
+        )  # fmt: skip
+    audit = commands.add_parser("audit", help="the audit log: who called what, when")
+    audit.add_argument("--since", metavar="DURATION", default="1h", help="e.g. 10m, 1d (1h)")
+    audit.add_argument("--key", help="a key id or prefix")
+    audit.add_argument("--model")
+    audit.add_argument("--action")
+    audit.add_argument("--limit", type=int, default=50)
+    return keys
+
+
 def _server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     parser.add_argument(
@@ -108,6 +157,11 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
         help="larger request bodies get 413 (default 64 MiB)",
     )  # fmt: skip
+    parser.add_argument(
+        "--tls-cert", type=Path, metavar="FILE",
+        help="PEM certificate: serve HTTPS (and gRPC over TLS), TLS 1.2+ only; needs --tls-key",
+    )  # fmt: skip
+    parser.add_argument("--tls-key", type=Path, metavar="FILE", help="its PEM private key")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
 
 
@@ -127,23 +181,42 @@ def _serve(args: argparse.Namespace) -> int:
         raise SystemExit(
             "nstarx serve: give at least one --model NAME=PATH, --model-repository or --state-dir"
         )
-    config = _config(args)
-    if args.state_dir is not None:
-        import dataclasses
-        import secrets
+    import dataclasses
 
-        config = dataclasses.replace(
-            config, state_dir=args.state_dir.expanduser(), admin_token=secrets.token_urlsafe(32)
-        )
+    config = dataclasses.replace(_config(args), auth=not args.no_auth)
+    if args.no_auth:
+        log.warning("--no-auth: anyone who can reach %s may call the models", args.host)
+    if args.state_dir is not None:
+        config = dataclasses.replace(config, state_dir=args.state_dir.expanduser())
     return run_server(models, config)
 
 
 def _config(args: argparse.Namespace) -> Any:
     from nstarx_jupyter.serving.app import ServingConfig
 
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise SystemExit(f"nstarx {args.command}: give --tls-cert and --tls-key together")
     return ServingConfig(
-        host=args.host, port=args.port, grpc_port=args.grpc_port, max_body_bytes=args.max_body_bytes
+        host=args.host, port=args.port, grpc_port=args.grpc_port,
+        max_body_bytes=args.max_body_bytes,
+        tls_cert=args.tls_cert and args.tls_cert.expanduser(),
+        tls_key=args.tls_key and args.tls_key.expanduser(),
+    )  # fmt: skip
+
+
+def _tls_cert(args: argparse.Namespace) -> int:
+    from nstarx_jupyter.security.tls import DEFAULT_HOSTS, default_tls_dir, make_self_signed
+
+    folder = args.out.expanduser() if args.out is not None else default_tls_dir()
+    cert, key = make_self_signed(folder, args.host or DEFAULT_HOSTS, args.days)
+    print(  # noqa: T201
+        f"certificate: {cert}\n"
+        f"key:         {key} (owner-only)\n"
+        "A development certificate: clients trust it only when told to. Serve with\n"
+        f"  nstarx serve --tls-cert {cert} --tls-key {key} --model NAME=PATH\n"
+        f'and call with InferenceClient(URL, verify="{cert}") or curl --cacert {cert}.'
     )
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -162,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "tls-cert":
+            return _tls_cert(args)
         from nstarx_jupyter.deployment.commands import run_command
 
         return run_command(args)

@@ -23,6 +23,7 @@ __all__ = [
     "NstarxError",
     "PayloadTooLargeError",
     "QueueFullError",
+    "RateLimitedError",
     "UnauthenticatedError",
     "UnavailableError",
     "require",
@@ -106,6 +107,16 @@ class UnavailableError(NstarxError):
 
 class QueueFullError(UnavailableError):
     """A model's in-flight limit and its queue are both full."""
+
+
+class RateLimitedError(NstarxError):
+    """The caller's key used up its rate limit; waiting `retry_after_s` seconds succeeds."""
+
+    kind = ErrorKind.RATE_LIMITED
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class DeadlineExceededError(NstarxError):

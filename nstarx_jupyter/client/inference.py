@@ -14,6 +14,7 @@ import random
 import re
 import ssl
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -45,13 +46,26 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+def _server_check(verify: bool | str | Path) -> ssl.SSLContext | bool:
+    """What httpx checks the server's certificate with: system CAs, one CA file, or nothing."""
+    if verify is True:
+        return tls_context()
+    if verify is False:
+        return False
+    try:
+        return ssl.create_default_context(cafile=Path(verify).expanduser())
+    except OSError as exc:  # ssl.SSLError too: not a PEM certificate
+        message = f"verify: cannot load CA certificates from {verify}: {exc}"
+        raise InvalidInputError(message) from exc
+
+
 _ENDPOINT = re.compile(r"^(?P<base>https?://[^/]+(?:/.*?)?)/v1/models/(?P<name>[^/:]+)/?$")
 _KINDS = {
     400: ErrorKind.INVALID_INPUT, 401: ErrorKind.UNAUTHENTICATED, 403: ErrorKind.FORBIDDEN,
     404: ErrorKind.NOT_FOUND, 409: ErrorKind.CONFLICT, 413: ErrorKind.PAYLOAD_TOO_LARGE,
     429: ErrorKind.RATE_LIMITED, 503: ErrorKind.UNAVAILABLE, 504: ErrorKind.DEADLINE_EXCEEDED,
 }  # fmt: skip
-_RETRY_STATUS = frozenset({503})
+_RETRY_STATUS = frozenset({429, 503})
 _MAX_RETRY_AFTER_S = 30.0
 
 
@@ -68,7 +82,13 @@ class _Core:
     """What both clients share: endpoint, headers, body shaping, answers, retry timing."""
 
     def __init__(
-        self, endpoint: str, api_key: str | None, timeout_s: float, retries: int, backoff_s: float
+        self,
+        endpoint: str,
+        api_key: str | None,
+        timeout_s: float,
+        retries: int,
+        backoff_s: float,
+        verify: bool | str | Path = True,
     ) -> None:
         match = _ENDPOINT.match(endpoint)
         if match is None:
@@ -84,10 +104,11 @@ class _Core:
                         "user-agent": f"nstarx-jupyter/{__version__}"}  # fmt: skip
         if api_key:
             self.headers["authorization"] = f"Bearer {api_key}"
+        self.verify = _server_check(verify)
 
     def http_options(self) -> dict[str, Any]:
         """What the httpx client of either kind is built with (its transport aside)."""
-        return {"timeout": self.timeout_s, "headers": self.headers, "verify": tls_context()}
+        return {"timeout": self.timeout_s, "headers": self.headers, "verify": self.verify}
 
     @staticmethod
     def feedback_doc(request_id: str, value: Any, label: Any) -> dict[str, Any]:
@@ -177,6 +198,10 @@ class InferenceClient:
     `predict` takes a record and returns a dict of named outputs (`prediction`, `confidence`,
     `probabilities`...), or takes several (a list of records, a DataFrame, a 2-D array in the
     model's feature order) and returns a list of them.
+
+    An `https` endpoint's certificate is checked against the system's CAs; `verify` names a CA
+    file to trust instead (the `cert.pem` of `nstarx tls-cert` for a local server). False skips
+    the check: insecure, anyone on the network path can then read and alter the calls.
     """
 
     def __init__(
@@ -187,9 +212,10 @@ class InferenceClient:
         timeout_s: float = 30.0,
         retries: int = 3,
         backoff_s: float = 0.2,
+        verify: bool | str | Path = True,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._core = _Core(endpoint, api_key, timeout_s, retries, backoff_s)
+        self._core = _Core(endpoint, api_key, timeout_s, retries, backoff_s, verify)
         self._http = httpx.Client(transport=transport, **self._core.http_options())
 
     @property
@@ -271,9 +297,10 @@ class AsyncInferenceClient:
         timeout_s: float = 30.0,
         retries: int = 3,
         backoff_s: float = 0.2,
+        verify: bool | str | Path = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._core = _Core(endpoint, api_key, timeout_s, retries, backoff_s)
+        self._core = _Core(endpoint, api_key, timeout_s, retries, backoff_s, verify)
         self._http = httpx.AsyncClient(transport=transport, **self._core.http_options())
 
     @property

@@ -10,6 +10,14 @@ from nstarx_jupyter.deployment.kserve import from_kserve, validate_manifest
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.sources import spec_for, storage_uri_of
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.security.audit import read_audit
+from nstarx_jupyter.security.home import (
+    access_rules,
+    audit_dir,
+    audit_local,
+    key_store,
+    parse_duration,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -21,8 +29,10 @@ __all__ = ["apply_file", "run_command"]
 
 def run_command(args: argparse.Namespace, out: Any = sys.stdout) -> int:
     """Run one local-backend command and print its outcome."""
-    backend = LocalBackend()
-    lines = _COMMANDS[args.command](args, backend)
+    if args.command in _SECURITY:
+        lines = _SECURITY[args.command](args)
+    else:
+        lines = _COMMANDS[args.command](args, LocalBackend())
     for line in lines:
         print(line, file=out)
     return 0
@@ -72,24 +82,66 @@ def _status(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
     lines = [f"local server {state.url} (pid {state.pid})"]
     header = ("NAME", "REV", "STATUS", "AUTH", "MODEL")
     rows = [(d["name"], str(d["revision"]), d["status"],
-             "key" if d["spec"].get("auth") else "open", d["spec"].get("storage_uri", ""))
+             "key" if d["spec"].get("auth", True) else "open", d["spec"].get("storage_uri", ""))
             for d in backend.deployments()]  # fmt: skip
     return lines + (_table(header, rows) if rows else [])
 
 
-def _keys(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
+def _keys(args: argparse.Namespace) -> list[str]:
+    """`nstarx keys ...` on the home's key file: no server needed; running servers see it."""
+    store = key_store()
     if args.action == "create":
-        made = backend.create_key(args.name, args.deployments or None)
-        return [f"{made['key']}", f"(key {made['prefix']} for {', '.join(made['deployments'])}; "
-                "shown once, keep it)"]  # fmt: skip
+        scopes = [*args.deployments, *args.scope] or ["predict:*"]
+        expires = time.time() + parse_duration(args.expires_in) if args.expires_in else None
+        record, secret = store.create(args.name, scopes, expires=expires,
+                                      rate_limit=args.rate_limit, burst=args.burst)  # fmt: skip
+        audit_local("keys.create")
+        return [secret, f"(key {record.prefix}: {', '.join(record.scopes)}; shown once, keep it)"]
     if args.action == "revoke":
-        done = backend.revoke_key(args.key)
-        return [f"revoked {done['prefix']}"]
-    header = ("PREFIX", "DEPLOYMENTS", "NAME", "CREATED", "STATE")
-    rows = [(k["prefix"], ",".join(k["deployments"]), k["name"],
-             time.strftime("%Y-%m-%d %H:%M", time.localtime(k["created"])),
-             "revoked" if "revoked" in k else "active") for k in backend.list_keys()]  # fmt: skip
+        done = store.revoke(args.key)
+        audit_local("keys.revoke")
+        return [f"revoked {done.prefix}"]
+    if args.action == "rotate":
+        record, secret = store.rotate(args.key, grace_s=parse_duration(args.grace))
+        audit_local("keys.rotate")
+        old = store.get(args.key)
+        until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(old.revoked or time.time()))
+        return [secret, f"(key {record.prefix} replaces {old.prefix}, which stops at {until}; "
+                "shown once, keep it)"]  # fmt: skip
+    header = ("PREFIX", "SCOPES", "NAME", "CREATED", "EXPIRES", "RATE", "STATE")
+    rows = [(k.prefix, ",".join(k.scopes), k.name, _when(k.created), _when(k.expires),
+             f"{k.rate_limit:g}/s" if k.rate_limit else "-", k.state())
+            for k in store.records()]  # fmt: skip
     return _table(header, rows) if rows else ["no API keys"]
+
+
+def _access(args: argparse.Namespace) -> list[str]:
+    rules = access_rules()
+    if args.action == "set":
+        lists = {p: getattr(args, p) for p in ("read", "deploy", "call")}
+        rule = rules.set(args.model, **{p: who for p, who in lists.items() if who is not None})
+        audit_local("access.put", args.model)
+        shown = "; ".join(f"{p}: {', '.join(who) or 'nobody'}" for p, who in rule.items())
+        return [f"{args.model}: {shown or 'open to every key that covers it'}"]
+    header = ("MODEL", "READ", "DEPLOY", "CALL")
+    rows = [(model, *(",".join(rule[p]) if p in rule else "-" for p in ("read", "deploy", "call")))
+            for model, rule in rules.rules().items()]  # fmt: skip
+    return _table(header, rows) if rows else ["no access rules: keys' scopes decide"]
+
+
+def _audit(args: argparse.Namespace) -> list[str]:
+    found = read_audit(audit_dir(), since=time.time() - parse_duration(args.since), key=args.key,
+                       model=args.model, action=args.action, limit=args.limit)  # fmt: skip
+    header = ("TIME", "KEY", "WHO", "ACTION", "VIA", "MODEL", "VERSION", "STATUS", "MS")
+    rows = [(time.strftime("%H:%M:%S", time.localtime(float(r["ts"]))),
+             *(str(r[f]) for f in ("key", "principal", "action", "transport", "model", "version",
+                                   "status")),
+             f"{float(r['latency_ms']):.1f}") for r in found]  # fmt: skip
+    return _table(header, rows) if rows else ["no audit records in that window"]
+
+
+def _when(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "-"
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
@@ -100,7 +152,10 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, LocalBackend], list[str]]] = {
     "deploy": _deploy, "apply": _apply, "delete": _delete, "logs": _logs, "stop": _stop,
-    "status": _status, "keys": _keys,
+    "status": _status,
+}  # fmt: skip
+_SECURITY: dict[str, Callable[[argparse.Namespace], list[str]]] = {
+    "keys": _keys, "access": _access, "audit": _audit,
 }  # fmt: skip
 
 

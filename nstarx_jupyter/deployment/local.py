@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from nstarx_jupyter.errors import (
     NstarxError,
     UnavailableError,
 )
+from nstarx_jupyter.security.tls import CERT_FILE, default_tls_dir
 
 __all__ = ["LocalBackend", "ServerState"]
 
@@ -61,7 +63,7 @@ class LocalBackend:
     def _http(self) -> httpx.Client:
         """One pooled client for every call (a new one per call costs more than the call)."""
         if self._http_client is None:
-            self._http_client = httpx.Client(timeout=self.timeout_s, verify=tls_context())
+            self._http_client = httpx.Client(timeout=self.timeout_s, verify=_local_trust())
         return self._http_client
 
     # -- the server process --------------------------------------------------------------------
@@ -177,10 +179,22 @@ class LocalBackend:
         """Stop serving a deployment and forget it."""
         self._call("DELETE", f"/deployments/{name}")
 
-    def create_key(self, name: str = "", deployments: list[str] | None = None) -> dict[str, Any]:
-        """Mint an API key for `deployments` (None: every deployment); `["key"]` is shown once."""
-        body = {"name": name, "deployments": deployments}
-        return self._call("POST", "/keys", body)  # type: ignore[no-any-return]
+    def create_key(
+        self,
+        name: str = "",
+        scopes: list[str] | None = None,
+        *,
+        expires_in_s: float | None = None,
+        rate_limit: float | None = None,
+        burst: int | None = None,
+    ) -> dict[str, Any]:
+        """Mint an API key (scopes such as `predict:iris`; default `predict:*`).
+
+        `["key"]` is the key, shown once; the server keeps only its digest.
+        """
+        body = {"name": name, "scopes": scopes, "expires_in_s": expires_in_s,
+                "rate_limit": rate_limit, "burst": burst}  # fmt: skip
+        return self._call("POST", "/keys", {k: v for k, v in body.items() if v is not None})  # type: ignore[no-any-return]
 
     def list_keys(self) -> list[dict[str, Any]]:
         """Every API key by id and prefix (never the key), revoked ones marked."""
@@ -189,6 +203,23 @@ class LocalBackend:
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         """Revoke a key by id or prefix (`nsx_1a2b3c4d`); calls with it get 401 from now on."""
         return self._call("DELETE", f"/keys/{key_id}")  # type: ignore[no-any-return]
+
+    def rotate_key(self, key_id: str, grace_s: float = 0.0) -> dict[str, Any]:
+        """Replace a key by a new one (same name, scopes, limits); the old one works `grace_s`."""
+        return self._call("POST", f"/keys/{key_id}/rotate", {"grace_s": grace_s})  # type: ignore[no-any-return]
+
+    def access(self) -> dict[str, dict[str, list[str]]]:
+        """Every registry model's access rules."""
+        return self._call("GET", "/access")  # type: ignore[no-any-return]
+
+    def set_access(self, model: str, **lists: list[str] | None) -> dict[str, list[str]]:
+        """Set who may `read`, `deploy` and `call` registry model `model` (None lifts a list)."""
+        return self._call("PUT", f"/access/{model}", lists)  # type: ignore[no-any-return]
+
+    def audit(self, **filters: Any) -> list[dict[str, Any]]:
+        """Audit records, oldest first; filters: since, until, key, action, model, status, limit."""
+        params = urlencode({key: value for key, value in filters.items() if value is not None})
+        return self._call("GET", f"/audit?{params}")  # type: ignore[no-any-return]
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         state = self.ensure_server()
@@ -206,6 +237,15 @@ class LocalBackend:
             domain = _DOMAIN_ERRORS.get(response.status_code)
             raise error if domain is None else domain(error.message)
         return response.json()
+
+
+def _local_trust() -> ssl.SSLContext:
+    """The system's CAs, or the certificate of `nstarx tls-cert` when there is one.
+
+    The backend only calls the local server, which serves https with that certificate if any.
+    """
+    cert = default_tls_dir() / CERT_FILE
+    return ssl.create_default_context(cafile=cert) if cert.is_file() else tls_context()
 
 
 _LAUNCHER = """

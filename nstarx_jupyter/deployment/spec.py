@@ -198,8 +198,9 @@ class DeploymentSpec(_Strict):
     rest; None rolls the new revision out to all traffic."""
     traffic: Traffic | None = None
     """Other variants and how requests are spread over them (A/B, shadow, fallback, regions)."""
-    auth: bool = False
-    """Callers need an API key (`Authorization: Bearer KEY`). KServe leaves endpoints open; in a
+    auth: bool = True
+    """Callers need an API key (`Authorization: Bearer KEY`), as every route of the local server
+    does; False opens the deployment's inference and metadata to anyone, as KServe does. In a
     cluster this is the `security.opendatahub.io/enable-auth` annotation (Authorino)."""
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)

@@ -22,6 +22,8 @@ from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.notebook.rollout import RolloutMixin
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from nstarx_jupyter.client import InferenceClient
     from nstarx_jupyter.monitoring.live import LatencyChart, LoadTest
     from nstarx_jupyter.registry import ModelVersion
@@ -58,8 +60,9 @@ def deploy(
     ready, without dropping a request.
 
     With `auth` (the default) callers need an API key: each call mints one for this deployment
-    and keeps it on the returned object (`.api_key`, shown once; earlier keys stay valid until
-    revoked). `auth=False` leaves the endpoint open, as KServe does.
+    (scope `predict:NAME`) and keeps it on the returned object (`.api_key`, shown once; earlier
+    keys stay valid until revoked). `auth=False` opens the deployment's inference and metadata
+    to anyone, as KServe does; the rest of the server still needs a key.
 
     `input_example` (a record, records, or a DataFrame) and `reference_data` go to the registry
     with a fitted model (signature, drift statistics); the example also fills the card's form.
@@ -239,16 +242,33 @@ class Deployment(RolloutMixin):
         """A record to try the endpoint with (from `deploy(input_example=...)`), or None."""
         return self._example
 
-    def create_key(self, name: str = "") -> str:
-        """Mint an API key for this deployment, keep it in `.api_key` and return it (once)."""
-        made = self.backend.create_key(name or f"key for {self.name}", [self.name])
+    def create_key(
+        self,
+        name: str = "",
+        *,
+        manage: bool = False,
+        expires_in: float | str | None = None,
+        rate_limit: float | None = None,
+        burst: int | None = None,
+    ) -> str:
+        """Mint an API key for this deployment, keep it in `.api_key` and return it (once).
+
+        The key may call the deployment (`predict`); with `manage` it may also change it.
+        `expires_in` is seconds or `"30d"`; `rate_limit` requests per second (`burst` at once).
+        """
+        from nstarx_jupyter.notebook.security import create_key
+
+        scopes = [f"predict:{self.name}", *([f"manage:{self.name}"] if manage else [])]
+        made = create_key(name or f"key for {self.name}", scopes, expires_in=expires_in,
+                          rate_limit=rate_limit, burst=burst, backend=self.backend)  # fmt: skip
         self.api_key = str(made["key"])
         return self.api_key
 
     def list_keys(self) -> list[dict[str, Any]]:
-        """The keys that can call this deployment: id, prefix, name, created, revoked."""
+        """The keys that can call this deployment: id, prefix, name, scopes, state."""
+        mine = (f"predict:{self.name}", f"manage:{self.name}", "predict:*", "manage:*", "admin")
         return [key for key in self.backend.list_keys()
-                if self.name in key["deployments"] or "*" in key["deployments"]]  # fmt: skip
+                if any(scope in mine for scope in key["scopes"])]  # fmt: skip
 
     def revoke_key(self, key: str) -> None:
         """Revoke a key by id, prefix or the key itself; it gets 401 from now on."""
@@ -258,6 +278,29 @@ class Deployment(RolloutMixin):
         self.backend.revoke_key(prefix)
         if self.api_key is not None and key_prefix(self.api_key) == prefix:
             self.api_key = None
+
+    def rotate_key(self, key: str | None = None, grace: float | str = 0) -> str:
+        """Replace a key (default `.api_key`) by a new one and return it (shown once).
+
+        The old key keeps working for `grace` (seconds or `"10m"`); `.api_key` becomes the new
+        key when the old one was it.
+        """
+        from nstarx_jupyter.notebook.security import rotate_key
+        from nstarx_jupyter.security import key_prefix
+
+        old = key or self.api_key
+        if old is None:
+            raise InvalidInputError("rotate_key: name the key (this object holds none)")
+        secret = str(rotate_key(old, grace, backend=self.backend)["key"])
+        if self.api_key is None or key_prefix(self.api_key) == key_prefix(old):
+            self.api_key = secret
+        return secret
+
+    def audit(self, since: float | str | None = "1h", **filters: Any) -> pd.DataFrame:
+        """This deployment's audit records as a DataFrame (see `nstarx_jupyter.audit_log`)."""
+        from nstarx_jupyter.notebook.security import audit_log
+
+        return audit_log(since, model=self.name, backend=self.backend, **filters)
 
     def metrics(self, window_s: float = 60) -> dict[str, Any]:
         """Server-side figures of the last `window_s` seconds.

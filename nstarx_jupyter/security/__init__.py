@@ -1,5 +1,30 @@
-"""Access to deployments: API keys (stored hashed), scoped to deployments."""
+"""Who may call what, and the record of it.
 
-from nstarx_jupyter.security.keys import ApiKey, Guard, KeyStore, key_prefix
+API keys (stored hashed) with scopes, expiry and rate limits; access rules on registry models;
+the admin token; TLS; the audit log.
+"""
 
-__all__ = ["ApiKey", "Guard", "KeyStore", "key_prefix"]
+from nstarx_jupyter.security.audit import AuditLog, AuditRecord, read_audit
+from nstarx_jupyter.security.guard import (
+    ANONYMOUS,
+    AccessRules,
+    Guard,
+    Principal,
+    admin_token,
+)
+from nstarx_jupyter.security.keys import ApiKey, KeyStore, key_prefix, parse_scopes
+
+__all__ = [
+    "ANONYMOUS",
+    "AccessRules",
+    "ApiKey",
+    "AuditLog",
+    "AuditRecord",
+    "Guard",
+    "KeyStore",
+    "Principal",
+    "admin_token",
+    "key_prefix",
+    "parse_scopes",
+    "read_audit",
+]

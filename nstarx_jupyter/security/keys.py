@@ -1,43 +1,98 @@
-"""API keys: minted once, stored as SHA-256 digests, scoped to deployments, revocable.
+"""API keys: minted once, stored as SHA-256 digests, scoped, expiring, rate-limited, rotatable.
 
 A key reads `nsx_<id>_<secret>`: the 8-hex id finds the record (and is what listings show), the
 32-byte secret makes it unguessable. Keys are random, not passwords, so one SHA-256 is the right
 digest (as for GitHub's and Stripe's tokens): a slow KDF would only slow every request.
+
+Scopes (what a key may do):
+
+- `predict:NAME`: call deployment NAME (infer, predict, feedback) and read its metadata;
+- `manage:NAME`: deploy, change, roll back and delete NAME, read its metrics and logs (and call
+  it, as its owner tests it);
+- `metrics`: scrape `/metrics`;
+- `admin`: everything, keys and the audit log included.
+
+NAME may be `*` (every deployment). The key file is shared by every server and command of one
+`$NSTARX_HOME`: writers take a file lock and re-read before they change it, readers reload it
+when it changed (checked at most every `RELOAD_S`), so a key revoked by `nstarx keys revoke`
+stops working on a running server within a second.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
+import logging
+import os
+import re
 import secrets
-import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.config import atomic_write
-from nstarx_jupyter.errors import (
-    ForbiddenError,
-    InvalidInputError,
-    NotFoundError,
-    UnauthenticatedError,
-)
+from nstarx_jupyter.errors import InvalidInputError, NotFoundError, UnauthenticatedError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-__all__ = ["ALL", "ApiKey", "Guard", "KeyStore", "key_prefix"]
+__all__ = [
+    "ADMIN",
+    "ALL",
+    "RELOAD_S",
+    "ApiKey",
+    "KeyStore",
+    "key_prefix",
+    "parse_scopes",
+]
+
+log = logging.getLogger(__name__)
 
 ALL = "*"
-"""The scope of a key valid for every deployment."""
+"""In a scope, every deployment: `predict:*`."""
+ADMIN = "admin"
+RELOAD_S = 0.5
+"""How often a reader looks at the key file for changes made by another process."""
 _PREFIX = "nsx_"
+_ACTIONS = ("predict", "manage")
+_NAME = re.compile(r"^(\*|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$")
 
 
 def key_prefix(value: str) -> str:
     """`nsx_<id>` of a key, a prefix or an id: what listings show and revocation takes."""
     return _PREFIX + value.removeprefix(_PREFIX).split("_", 1)[0]
+
+
+def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """Check scopes (`predict:NAME`, `manage:NAME`, `metrics`, `admin`); a bare NAME is `predict`.
+
+    Raises:
+        InvalidInputError: an unknown action or a malformed deployment name.
+    """
+    parsed: list[str] = []
+    for scope in scopes:
+        if not isinstance(scope, str):
+            raise InvalidInputError(f"scopes: '{scope}' is not a string")
+        if scope in (ADMIN, "metrics"):
+            parsed.append(scope)
+            continue
+        action, sep, name = scope.partition(":")
+        if not sep:  # `iris`: the form keys had before scopes, and the short one
+            action, name = "predict", scope
+        if action not in _ACTIONS:
+            raise InvalidInputError(
+                f"scopes: '{scope}' is not predict:NAME, manage:NAME, metrics or admin"
+            )
+        if not _NAME.match(name):
+            raise InvalidInputError(f"scopes: '{name}' is not a deployment name or '*'")
+        parsed.append(f"{action}:{name}")
+    if not parsed:
+        raise InvalidInputError("scopes: name at least one (predict:NAME, manage:NAME, admin)")
+    return tuple(dict.fromkeys(parsed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,22 +105,55 @@ class ApiKey:
     created: float
     digest: str
     revoked: float | None = None
+    """When the key stops (stopped) working; later than now during a rotation's grace period."""
+    expires: float | None = None
+    rate_limit: float | None = None
+    """Requests per second the key may make on average (a token bucket); None: no limit."""
+    burst: int | None = None
+    """Requests the key may make at once before the rate applies; default the rate (at least 1)."""
+    rotated_to: str | None = None
+    """The id of the key that replaced this one."""
 
     @property
     def prefix(self) -> str:
         """The key's first characters (`nsx_<id>`): enough to recognise it, useless to call."""
         return f"{_PREFIX}{self.id}"
 
-    def covers(self, deployment: str) -> bool:
-        """Whether the key may call `deployment`."""
-        return ALL in self.scopes or deployment in self.scopes
+    def allows(self, action: str, deployment: str | None = None) -> bool:
+        """Whether the key's scopes let it do `action` (predict, read, manage, metrics, admin)."""
+        scopes = self.scopes
+        if ADMIN in scopes:
+            return True
+        if action == "metrics":
+            return "metrics" in scopes
+        wanted: tuple[str, ...]
+        if action in ("predict", "read"):
+            wanted = ("predict", "manage")
+        elif action == "manage":
+            wanted = ("manage",)
+        else:
+            return False
+        names = (ALL,) if deployment is None else (ALL, deployment)
+        return any(f"{a}:{n}" in scopes for a in wanted for n in names)
+
+    def state(self, now: float | None = None) -> str:
+        """`active`, `expired` or `revoked`."""
+        now = time.time() if now is None else now
+        if self.revoked is not None and self.revoked <= now:
+            return "revoked"
+        if self.expires is not None and self.expires <= now:
+            return "expired"
+        return "active"
 
     def public(self) -> dict[str, Any]:
         """The key's record for listings: no digest, no secret."""
-        doc = {"id": self.id, "prefix": self.prefix, "name": self.name,
-               "deployments": list(self.scopes), "created": self.created}  # fmt: skip
-        if self.revoked is not None:
-            doc["revoked"] = self.revoked
+        doc: dict[str, Any] = {"id": self.id, "prefix": self.prefix, "name": self.name,
+                               "scopes": list(self.scopes), "created": self.created,
+                               "state": self.state()}  # fmt: skip
+        for extra in ("expires", "rate_limit", "burst", "revoked", "rotated_to"):
+            value = getattr(self, extra)
+            if value is not None:
+                doc[extra] = value
         return doc
 
 
@@ -73,110 +161,180 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _check_limits(expires: float | None, rate_limit: float | None, burst: int | None) -> None:
+    if expires is not None and not expires > time.time():
+        raise InvalidInputError("expires: a time in the future")
+    if rate_limit is not None and not 0 < rate_limit <= 1e6:
+        raise InvalidInputError("rate_limit: requests per second, above 0")
+    if burst is not None and not 1 <= burst <= 1_000_000:
+        raise InvalidInputError("burst: at least 1 request")
+
+
+@dataclass(slots=True)
+class _FileStamp:
+    checked: float = 0.0
+    seen: tuple[int, int, int] | None = None
+
+
 class KeyStore:
-    """Keys in a JSON file (`path`, written atomically, owner-only) or in memory (`path=None`)."""
+    """Keys in a JSON file shared across processes (`path`, owner-only) or in memory (`None`)."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
-        self._lock = threading.Lock()
         self._keys: dict[str, ApiKey] = {}
-        if path is not None and path.exists():
-            try:
-                docs = json.loads(path.read_text())
-                for doc in docs:
-                    key = ApiKey(**{**doc, "scopes": tuple(doc["scopes"])})
-                    self._keys[key.id] = key
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise InvalidInputError(f"{path}: not a key file ({exc})") from exc
+        self._stamp = _FileStamp()
+        self._reload()
 
-    def create(
-        self, name: str = "", deployments: Iterable[str] | None = None
-    ) -> tuple[ApiKey, str]:
-        """Mint a key for `deployments` (None: all). Returns the record and the key, shown once."""
-        scopes = (ALL,) if deployments is None else tuple(dict.fromkeys(deployments))
-        if not scopes:
-            raise InvalidInputError("deployments: name at least one, or none for all")
-        with self._lock:
-            key_id = secrets.token_hex(4)
-            while key_id in self._keys:
-                key_id = secrets.token_hex(4)
-            secret = f"{_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-            record = ApiKey(key_id, name, scopes, time.time(), _digest(secret))
-            self._keys[key_id] = record
-            self._save()
-        return record, secret
-
-    def revoke(self, key_id: str) -> ApiKey:
-        """Revoke a key by id or prefix; it stays listed, marked revoked, and stops working."""
-        key_id = key_id.removeprefix(_PREFIX)
-        with self._lock:
-            record = self._keys.get(key_id)
-            if record is None:
-                raise NotFoundError(f"no API key '{_PREFIX}{key_id}'")
-            if record.revoked is None:
-                record = replace(record, revoked=time.time())
-                self._keys[key_id] = record
-                self._save()
-        return record
+    # -- reading -------------------------------------------------------------------------------
 
     def records(self) -> list[ApiKey]:
         """Every key, oldest first, revoked ones included."""
+        self.refresh()
         return sorted(self._keys.values(), key=lambda key: key.created)
+
+    def get(self, key_id: str) -> ApiKey:
+        """The record of a key by id, prefix or the key itself."""
+        self.refresh()
+        record = self._keys.get(key_prefix(key_id).removeprefix(_PREFIX))
+        if record is None:
+            raise NotFoundError(f"no API key '{key_prefix(key_id)}'")
+        return record
 
     def verify(self, key: str) -> ApiKey:
         """The live record behind `key`.
 
         Raises:
-            UnauthenticatedError: unknown, malformed or revoked key.
+            UnauthenticatedError: unknown, malformed, expired or revoked key.
         """
+        self.refresh()
         key_id = key[len(_PREFIX) : len(_PREFIX) + 8] if key.startswith(_PREFIX) else ""
         record = self._keys.get(key_id)
         if record is None or not hmac.compare_digest(record.digest, _digest(key)):
             raise UnauthenticatedError("the API key is not valid")
-        if record.revoked is not None:
-            raise UnauthenticatedError(f"the API key {record.prefix} was revoked")
+        state = record.state()
+        if state != "active":
+            raise UnauthenticatedError(f"the API key {record.prefix} is {state}")
         return record
 
-    def _save(self) -> None:
-        if self.path is not None:
-            docs = [{**asdict(key), "scopes": list(key.scopes)} for key in self.records()]
-            atomic_write(self.path, json.dumps(docs, indent=1), mode=0o600)
+    def refresh(self, *, force: bool = False) -> None:
+        """Reload the file when another process changed it (looked at every `RELOAD_S`)."""
+        if self.path is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._stamp.checked < RELOAD_S:
+            return
+        self._stamp.checked = now
+        if self._file_stamp() != self._stamp.seen:
+            try:
+                self._reload()
+            except InvalidInputError as exc:  # a broken edit: keep serving the last good keys
+                log.error("%s; keeping the keys read before", exc.message)
 
+    # -- changing ------------------------------------------------------------------------------
 
-class Guard:
-    """Who may call which deployment: protected names need a key covering them (or the admin)."""
+    def create(
+        self,
+        name: str = "",
+        scopes: Iterable[str] = ("predict:*",),
+        *,
+        expires: float | None = None,
+        rate_limit: float | None = None,
+        burst: int | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Mint a key. Returns the record and the key, which is shown once and never kept."""
+        checked = parse_scopes(scopes)
+        _check_limits(expires, rate_limit, burst)
+        with self._changing():
+            record, secret = self._mint(name, checked, expires, rate_limit, burst)
+        return record, secret
 
-    def __init__(self, keys: KeyStore, admin_token: str | None = None) -> None:
-        self.keys = keys
-        self.admin_token = admin_token
-        self.protected: set[str] = set()
-        """Deployments that need a key; the rest are open (KServe's default)."""
+    def revoke(self, key_id: str, *, at: float | None = None) -> ApiKey:
+        """Revoke a key by id, prefix or key (at `at`, default now); it stays listed."""
+        with self._changing():
+            record = self.get(key_id)
+            when = time.time() if at is None else at
+            if record.revoked is None or record.revoked > when:
+                record = replace(record, revoked=when)
+                self._keys[record.id] = record
+        return record
 
-    def is_admin(self, token: str) -> bool:
-        """Whether `token` is the server's admin token (compared in constant time)."""
-        admin = self.admin_token
-        return admin is not None and hmac.compare_digest(token.encode(), admin.encode())
+    def rotate(self, key_id: str, *, grace_s: float = 0.0) -> tuple[ApiKey, str]:
+        """Replace a key by a new one with the same name, scopes, expiry and limits.
 
-    def check(self, deployment: str, authorization: str | None, *, admin: bool = False) -> None:
-        """Let the call through or raise; `admin` calls (load, unload) take the admin token only.
-
-        Raises:
-            UnauthenticatedError: a protected deployment and no valid key.
-            ForbiddenError: a valid key for other deployments, or an API key on an admin call.
+        The old key keeps working for `grace_s` seconds (so callers can switch), then stops.
+        Returns the new record and key (shown once).
         """
-        if deployment not in self.protected:
+        if not 0 <= grace_s <= 30 * 86400:
+            raise InvalidInputError("grace_s: between 0 and 30 days")
+        with self._changing():
+            old = self.get(key_id)
+            if old.state() != "active":
+                raise InvalidInputError(f"the API key {old.prefix} is {old.state()}: create one")
+            new, secret = self._mint(old.name, old.scopes, old.expires, old.rate_limit, old.burst)
+            retire = time.time() + grace_s
+            self._keys[old.id] = replace(old, revoked=retire, rotated_to=new.id)
+        return new, secret
+
+    def _mint(
+        self,
+        name: str,
+        scopes: tuple[str, ...],
+        expires: float | None,
+        rate_limit: float | None,
+        burst: int | None,
+    ) -> tuple[ApiKey, str]:
+        key_id = secrets.token_hex(4)
+        while key_id in self._keys:
+            key_id = secrets.token_hex(4)
+        secret = f"{_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        record = ApiKey(key_id, str(name)[:200], scopes, time.time(), _digest(secret),
+                        expires=expires, rate_limit=rate_limit, burst=burst)  # fmt: skip
+        self._keys[key_id] = record
+        return record, secret
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold the file lock, start from the file's current keys, write them back after."""
+        if self.path is None:
+            yield
             return
-        if not authorization:
-            raise UnauthenticatedError(
-                f"'{deployment}' needs an API key: send 'Authorization: Bearer KEY'"
-            )
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise UnauthenticatedError("send the API key as 'Authorization: Bearer KEY'")
-        if self.is_admin(token):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._reload()
+            yield
+            docs = [{**asdict(key), "scopes": list(key.scopes)}
+                    for key in sorted(self._keys.values(), key=lambda k: k.created)]  # fmt: skip
+            atomic_write(self.path, json.dumps(docs, indent=1), mode=0o600)
+            self._stamp.seen = self._file_stamp()
+        finally:
+            os.close(lock)  # closing releases the lock
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        assert self.path is not None  # noqa: S101 - callers check
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    def _reload(self) -> None:
+        if self.path is None:
             return
-        if not self.keys.verify(token).covers(deployment):
-            raise ForbiddenError(f"this API key does not cover '{deployment}'")
-        if admin:
-            raise ForbiddenError("loading and unloading a protected model take the admin token")
+        stamp = self._file_stamp()
+        if stamp is None:
+            self._keys = {}
+            self._stamp.seen = None
+            return
+        try:
+            docs = json.loads(self.path.read_text())
+            keys = {}
+            for doc in docs:
+                doc["scopes"] = parse_scopes(doc["scopes"])
+                doc = {k: v for k, v in doc.items() if k in ApiKey.__dataclass_fields__}
+                keys[doc["id"]] = ApiKey(**doc)
+        except (OSError, ValueError, KeyError, TypeError, InvalidInputError) as exc:
+            raise InvalidInputError(f"{self.path}: not a key file ({exc})") from exc
+        self._keys = keys
+        self._stamp.seen = stamp

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from nstarx_jupyter.config import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
+from nstarx_jupyter.config import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES, nstarx_home
+from nstarx_jupyter.security import AccessRules, Guard, KeyStore, admin_token
+from nstarx_jupyter.security.audit import AuditLog
 from nstarx_jupyter.serving.dataplane import DataPlane
 from nstarx_jupyter.serving.http_errors import handle_http_exception
 from nstarx_jupyter.serving.inference_http import InferenceApp
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.serving.settings import ModelSettings
 
-__all__ = ["ServingConfig", "create_app"]
+__all__ = ["ServingConfig", "create_app", "make_guard"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +47,22 @@ class ServingConfig:
     predict_threads: int = 0
     """Threads running slow predictions off the event loop; 0 means one per usable core."""
     state_dir: Path | None = None
-    """Where deployments persist; with `admin_token`, turns on the control API (`/nstarx/v1`)."""
+    """Where deployments persist; turns on the control API (`/nstarx/v1`)."""
+    auth: bool = True
+    """Every route but live health needs a key (or the admin token); False opens the data plane
+    (`nstarx serve --no-auth`; the control API still needs a credential)."""
+    security_dir: Path | None = None
+    """Keys, access rules and the admin token (default `$NSTARX_HOME/security`)."""
     admin_token: str | None = None
-    """The bearer token the control API requires."""
+    """The owner's bearer token (default: the one kept in `security_dir/admin-token`)."""
+    audit_dir: Path | None = None
+    """Where the audit log is appended (default `$NSTARX_HOME/audit`)."""
+    audit: bool = True
+    """Record every call and management action in the audit log."""
+    tls_cert: Path | None = None
+    """PEM certificate (chain); with `tls_key`, REST and gRPC serve TLS 1.2+ only."""
+    tls_key: Path | None = None
+    """PEM private key of `tls_cert`, unencrypted."""
 
 
 def _usable_cores() -> int:
@@ -57,6 +72,17 @@ def _usable_cores() -> int:
     """
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def make_guard(config: ServingConfig) -> Guard:
+    """The server's guard: the keys and access rules of `security_dir`, the admin token."""
+    folder = config.security_dir or nstarx_home() / "security"
+    return Guard(
+        KeyStore(folder / "keys.json"),
+        config.admin_token or admin_token(folder),
+        AccessRules(folder / "access.json"),
+        enabled=config.auth,
+    )
 
 
 def create_app(
@@ -76,16 +102,14 @@ def create_app(
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nstarx-predict")
     metrics = ServerMetrics(registry)
     repository = ModelRepository(models, metrics, executor, threads)
-    guard = None
-    if config.state_dir is not None and config.admin_token:
-        from nstarx_jupyter.security import Guard, KeyStore
-
-        guard = Guard(KeyStore(config.state_dir / "keys.json"), config.admin_token)
+    guard = make_guard(config)
     dataplane = DataPlane(repository, metrics, guard)
+    if config.audit:
+        dataplane.audit = AuditLog(config.audit_dir or nstarx_home() / "audit")
 
     control = None
     routes = RestHandlers(dataplane, config.max_body_bytes).routes()
-    if config.state_dir is not None and guard is not None:
+    if config.state_dir is not None:
         from nstarx_jupyter.serving.control import ControlPlane
 
         control = ControlPlane(dataplane, config.state_dir, guard)
@@ -102,6 +126,8 @@ def create_app(
             await dataplane.close()
             await repository.close()
             executor.shutdown(wait=False, cancel_futures=True)
+            if dataplane.audit is not None:
+                dataplane.audit.close()
 
     starlette = Starlette(
         routes=routes,

@@ -1,9 +1,10 @@
-"""The control API (`/nstarx/v1`): deployments (deploy, list, inspect, delete) and API keys.
+"""The control API (`/nstarx/v1`): deployments (deploy, list, inspect, delete, traffic).
 
 A deployment is a `DeploymentSpec` served as one model under its name. Specs persist as JSON files
-in the server's state folder and are served again when the server restarts; keys persist (hashed)
-in `keys.json`. Every call needs the admin token the server wrote into its state file (readable
-by the user only).
+in the server's state folder and are served again when the server restarts. Every call needs the
+admin token (kept owner-only in `$NSTARX_HOME/security`) or an API key with `manage` on the
+deployment; deploying a registry model also needs its `deploy` permission. Keys, access rules and
+the audit log are in `security_api`.
 """
 
 from __future__ import annotations
@@ -16,20 +17,12 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.responses import Response
 from starlette.routing import Route
 
 from nstarx_jupyter.config import atomic_write
-from nstarx_jupyter.deployment.spec import NAME, PRIMARY, DeploymentSpec
-from nstarx_jupyter.errors import (
-    InvalidInputError,
-    ModelLoadError,
-    NotFoundError,
-    NstarxError,
-    UnauthenticatedError,
-)
-from nstarx_jupyter.serving.http_errors import nstarx_error_response
+from nstarx_jupyter.deployment.spec import PRIMARY, DeploymentSpec
+from nstarx_jupyter.errors import InvalidInputError, ModelLoadError, NotFoundError, NstarxError
 from nstarx_jupyter.serving.metrics import LatencyWindow
 from nstarx_jupyter.serving.revisions import (
     Deployed,
@@ -42,6 +35,13 @@ from nstarx_jupyter.serving.revisions import (
     traffic_view,
     what_changed,
 )
+from nstarx_jupyter.serving.security_api import (
+    PREFIX,
+    SecurityApi,
+    control_endpoint,
+    json_body,
+    json_response,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -49,15 +49,14 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
-    from nstarx_jupyter.security import Guard
+    from nstarx_jupyter.security import Guard, Principal
     from nstarx_jupyter.serving.dataplane import DataPlane
 
-    Handler = Callable[[Request], Awaitable[Response]]
+    Handler = Callable[[Request, Principal], Awaitable[Response]]
 
 __all__ = ["PREFIX", "ControlPlane"]
 
 log = logging.getLogger(__name__)
-PREFIX = "/nstarx/v1"
 
 
 class ControlPlane:
@@ -69,8 +68,7 @@ class ControlPlane:
         self.folder = state_dir / "deployments"
         self.events = state_dir / "events.log"
         self.guard = guard
-        if not guard.admin_token:
-            raise ValueError("the control API needs an admin token")
+        self.security = SecurityApi(dataplane)
         self._deployed: dict[str, Deployed] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -134,10 +132,10 @@ class ControlPlane:
         plan = plan_for(spec, versions)
         now = time.time()
         created = created or (previous.created if previous else now)
-        protected = self.guard.protected
-        was_protected = spec.name in protected
+        public = self.guard.public
+        was_public = spec.name in public
         if spec.auth:
-            protected.add(spec.name)  # before the model answers anyone
+            public.discard(spec.name)  # before the new revision answers anyone
         name = spec.name
         try:
             try:
@@ -148,15 +146,15 @@ class ControlPlane:
             except ModelLoadError as exc:  # the user's file: their mistake to fix, not a 500
                 raise InvalidInputError(f"the model did not load: {exc.message}") from exc
         except NstarxError as exc:
-            if not was_protected:
-                protected.discard(name)
+            if was_public:
+                public.add(name)
             self._event(name, f"revision {revision} failed: {exc.message}")
             if previous is None:
                 self._deployed[name] = Deployed(spec, revision, created, now, "Failed",
                                                  exc.message)  # fmt: skip
             raise
         if not spec.auth:
-            protected.discard(name)
+            public.add(name)
         deployed = Deployed(spec, revision, created, now, stable=stable, versions=versions)
         self._deployed[name] = deployed
         if save:
@@ -174,7 +172,7 @@ class ControlPlane:
         del self._deployed[name]
         with contextlib.suppress(NstarxError):
             await self.repository.remove(name)
-        self.guard.protected.discard(name)
+        self.guard.public.discard(name)
         (self.folder / f"{name}.json").unlink(missing_ok=True)
         self._event(name, "deleted")
 
@@ -302,33 +300,23 @@ class ControlPlane:
     # -- HTTP ----------------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
-        """The control API's routes."""
+        """The control API's routes: deployments here, keys, access and audit in `security`."""
+
+        def route(path: str, handler: Handler, action: str, audit_as: str,
+                  methods: list[str]) -> Route:  # fmt: skip
+            endpoint = control_endpoint(self.dataplane, handler, action, audit_as)
+            return Route(f"{PREFIX}{path}", endpoint, methods=methods)
+
         return [
-            Route(f"{PREFIX}/deployments", self._guarded(self._list), methods=["GET"]),
-            Route(f"{PREFIX}/deployments/{{name}}", self._guarded(self._one),
-                  methods=["GET", "PUT", "DELETE"]),
-            Route(f"{PREFIX}/deployments/{{name}}/metrics", self._guarded(self._metrics),
-                  methods=["GET"]),
-            Route(f"{PREFIX}/deployments/{{name}}/logs", self._guarded(self._logs),
-                  methods=["GET", "POST"]),
-            Route(f"{PREFIX}/deployments/{{name}}/variants", self._guarded(self._variants),
-                  methods=["GET"]),
-            Route(f"{PREFIX}/deployments/{{name}}/ab", self._guarded(self._ab), methods=["GET"]),
-            Route(f"{PREFIX}/keys", self._guarded(self._keys), methods=["GET", "POST"]),
-            Route(f"{PREFIX}/keys/{{key}}", self._guarded(self._revoke), methods=["DELETE"]),
+            route("/deployments", self._list, "any", "deployments", ["GET"]),
+            route("/deployments/{name}", self._one, "manage", "deployment",
+                  ["GET", "PUT", "DELETE"]),
+            route("/deployments/{name}/metrics", self._metrics, "manage", "metrics", ["GET"]),
+            route("/deployments/{name}/logs", self._logs, "manage", "logs", ["GET", "POST"]),
+            route("/deployments/{name}/variants", self._variants, "manage", "variants", ["GET"]),
+            route("/deployments/{name}/ab", self._ab, "manage", "ab", ["GET"]),
+            *self.security.routes(),
         ]  # fmt: skip
-
-    def _guarded(self, handler: Handler) -> Handler:
-        """Every control call: the admin token first, then errors as `{"error": ...}` statuses."""
-
-        async def endpoint(request: Request) -> Response:
-            try:
-                self._check(request)
-                return await handler(request)
-            except NstarxError as exc:
-                return nstarx_error_response(request, exc)
-
-        return endpoint
 
     def metrics(self, name: str, window_s: float) -> dict[str, Any]:
         """Requests, rate, errors and exact latency percentiles over the last `window_s` s."""
@@ -340,83 +328,63 @@ class ControlPlane:
             window = LatencyWindow()
         return {"name": name, **window.summary(window_s)}
 
-    async def _metrics(self, request: Request) -> Response:
-        return _json(self.metrics(request.path_params["name"], _window(request)))
+    async def _metrics(self, request: Request, principal: Principal) -> Response:
+        return json_response(self.metrics(request.path_params["name"], _window(request)))
 
-    async def _ab(self, request: Request) -> Response:
+    async def _ab(self, request: Request, principal: Principal) -> Response:
         query = request.query_params
         numbers = {key: _number(query, key) for key in ("alpha", "power", "minimum_effect")
                    if key in query}  # fmt: skip
         window = _number(query, "window_s") if "window_s" in query else None
-        return _json(self.ab_report(request.path_params["name"], window_s=window,
+        return json_response(self.ab_report(request.path_params["name"], window_s=window,
                                     control=query.get("control"), **numbers))  # fmt: skip
 
-    async def _variants(self, request: Request) -> Response:
-        return _json(self.variants(request.path_params["name"], _window(request)))
+    async def _variants(self, request: Request, principal: Principal) -> Response:
+        return json_response(self.variants(request.path_params["name"], _window(request)))
 
-    async def _logs(self, request: Request) -> Response:
+    async def _logs(self, request: Request, principal: Principal) -> Response:
         name = request.path_params["name"]
         if request.method == "POST":  # a note from a client (an automated rollout's decision)
             self._get(name)
-            text = (await _body(request)).get("text")
+            text = (await json_body(request)).get("text")
             if not isinstance(text, str) or not text.strip() or len(text) > 2000:
                 raise InvalidInputError("text: a non-empty string of 2000 characters at most")
             self._event(name, " ".join(text.split()))  # one line, whatever was sent
             return Response(status_code=204)
-        return _json({"name": name, "lines": self.logs(name)})
+        return json_response({"name": name, "lines": self.logs(name)})
 
-    def _check(self, request: Request) -> None:
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not self.guard.is_admin(given):
-            raise UnauthenticatedError("the control API needs the server's admin token")
+    async def _list(self, request: Request, principal: Principal) -> Response:
+        mine = [name for name in self.names() if self.guard.may(principal, "manage", name)]
+        return json_response([self.describe(name) for name in mine])
 
-    def create_key(self, name: str = "", deployments: list[str] | None = None) -> dict[str, Any]:
-        """Mint an API key for `deployments` (None: all); the answer holds the key, once."""
-        for deployment in deployments or ():
-            if not isinstance(deployment, str) or not NAME.match(deployment):
-                raise InvalidInputError(f"deployments: '{deployment}' is not a deployment name")
-        record, secret = self.guard.keys.create(name, deployments)
-        scope = ", ".join(record.scopes)
-        for deployment in record.scopes:
-            self._event(deployment, f"API key {record.prefix} created ({scope})")
-        return {**record.public(), "key": secret}
-
-    async def _keys(self, request: Request) -> Response:
-        if request.method == "GET":
-            return _json([key.public() for key in self.guard.keys.records()])
-        doc = await _body(request)
-        deployments = doc.get("deployments")
-        if deployments is not None and not isinstance(deployments, list):
-            raise InvalidInputError("deployments: a list of deployment names, or null for all")
-        return _json(self.create_key(str(doc.get("name", "")), deployments), 201)
-
-    async def _revoke(self, request: Request) -> Response:
-        record = self.guard.keys.revoke(request.path_params["key"])
-        for deployment in record.scopes:
-            self._event(deployment, f"API key {record.prefix} revoked")
-        return _json(record.public())
-
-    async def _list(self, request: Request) -> Response:
-        return _json([self.describe(name) for name in self.names()])
-
-    async def _one(self, request: Request) -> Response:
+    async def _one(self, request: Request, principal: Principal) -> Response:
         name = request.path_params["name"]
         if request.method == "GET":
-            return _json(self.describe(name))
+            return json_response(self.describe(name))
         if request.method == "DELETE":
             await self.delete(name)
             return Response(status_code=204)
-        doc = await _body(request)
+        doc = await json_body(request)
         if doc.setdefault("name", name) != name:
             raise InvalidInputError(f"name: the body says '{doc['name']}', the URL '{name}'")
         existed = name in self._deployed
         raw = request.query_params.get("if_revision")
         if raw is not None and not raw.isdigit():
             raise InvalidInputError(f"if_revision: '{raw}' is not a revision number")
-        described = await self.apply(
-            DeploymentSpec.build(**doc), if_revision=int(raw) if raw is not None else None
-        )
-        return _json(described, 200 if existed else 201)
+        spec = DeploymentSpec.build(**doc)
+        self.guard.check_models(principal, "deploy", registry_models_of(spec))
+        described = await self.apply(spec, if_revision=int(raw) if raw is not None else None)
+        return json_response(described, 200 if existed else 201)
+
+
+def registry_models_of(spec: DeploymentSpec) -> list[str]:
+    """The registry models a spec serves (`models:/NAME/...` of its model and its variants)."""
+    uris = [spec.storage_uri or ""]
+    if spec.traffic is not None:
+        uris += [variant.storage_uri for variant in spec.traffic.variants]
+    names = [uri.removeprefix("models:/").split("/")[0].split("@")[0]
+             for uri in uris if uri.startswith("models:/")]  # fmt: skip
+    return list(dict.fromkeys(names))
 
 
 def _number(query: Any, key: str) -> float:
@@ -436,17 +404,3 @@ def _window(request: Request) -> float:
         return float(raw)
     except ValueError:
         raise InvalidInputError(f"window_s: '{raw}' is not a number") from None
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(f"the body is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidInputError("the body must be a JSON object")
-    return doc
-
-
-def _json(doc: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(doc), status, media_type="application/json")

@@ -23,6 +23,7 @@ from nstarx_jupyter.protocol.datatypes import datatype_of
 from nstarx_jupyter.protocol.inference import InferenceRequest, InferenceResponse, InferOutput
 from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
 from nstarx_jupyter.runtimes.base import Tensors
+from nstarx_jupyter.security.audit import AuditRecord
 from nstarx_jupyter.serving.repository import LoadedModel, ModelRepository, ModelState
 from nstarx_jupyter.serving.traffic import (
     Logged,
@@ -34,7 +35,8 @@ from nstarx_jupyter.serving.traffic import (
 )
 
 if TYPE_CHECKING:
-    from nstarx_jupyter.security import Guard
+    from nstarx_jupyter.security import Guard, Principal
+    from nstarx_jupyter.security.audit import AuditLog
     from nstarx_jupyter.serving.metrics import ServerMetrics
 
 __all__ = ["EXTENSIONS", "Caller", "DataPlane", "Decoder", "Served"]
@@ -92,13 +94,14 @@ class Served:
 class DataPlane:
     """Health, metadata and inference over a `ModelRepository`; transports encode and decode."""
 
-    def __init__(
-        self, repository: ModelRepository, metrics: ServerMetrics, guard: Guard | None = None
-    ) -> None:
+    def __init__(self, repository: ModelRepository, metrics: ServerMetrics, guard: Guard) -> None:
         self.repository = repository
         self.metrics = metrics
         self.guard = guard
-        """API keys for protected deployments (None: every model is open, as in KServe)."""
+        """Who may call what: every transport asks it before it touches a model."""
+        guard.registry_models = self.registry_models
+        self.audit: AuditLog | None = None
+        """Where every call is recorded (who, what, which model and version, status, latency)."""
         self._routers: dict[str, Router] = {}
         self.logs: dict[str, RequestLog] = {}
         """Recent routed requests per model, for feedback and the A/B report."""
@@ -139,19 +142,49 @@ class DataPlane:
             raise InvalidInputError(f"'{name}' is not a deployment: it keeps no request log")
         return log.feedback(request_id, value=value, label=label)
 
-    def authorize(self, name: str, authorization: str | None, *, admin: bool = False) -> None:
-        """Check the caller's `Authorization` header against the model's protection.
+    def require(self, authorization: str | None, action: str, name: str | None = None) -> Principal:
+        """Check the caller's `Authorization` header for `action` on model `name`.
 
         Raises:
-            UnauthenticatedError: the model needs a key and none valid was sent.
-            ForbiddenError: the key does not cover the model (or the call needs the admin).
+            UnauthenticatedError: no valid credential (and the model is not public).
+            ForbiddenError: the key's scopes or the registry model's access rules say no.
+            RateLimitedError: the key is over its rate limit.
         """
-        if self.guard is not None:
-            self.guard.check(name, authorization, admin=admin)
+        return self.guard.require(authorization, action, name)
 
-    def protects(self, name: str) -> bool:
-        """Whether calls to `name` need a key: transports read the header only then."""
-        return self.guard is not None and name in self.guard.protected
+    def audit_call(
+        self,
+        principal: Principal,
+        action: str,
+        transport: str,
+        model: str,
+        version: str,
+        status: int,
+        started: float,
+        request_id: str = "",
+        client: str = "",
+    ) -> None:
+        """Append one call to the audit log (`started`: its `time.perf_counter()` start)."""
+        audit = self.audit
+        if audit is None:
+            return
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        try:
+            audit.record(AuditRecord(time.time(), principal.key, principal.name, action,
+                                     transport, model, version, status, round(latency_ms, 3),
+                                     request_id, client))  # fmt: skip
+        except (OSError, ValueError) as exc:  # a full disk, or a call ending after shut-down
+            log.error("the audit log refused a record: %s", exc)
+
+    def registry_models(self, name: str) -> list[str]:
+        """The registry models (`models:/NAME/...`) that the versions of `name` serve."""
+        found: list[str] = []
+        with contextlib.suppress(NstarxError):
+            for version in self.repository.versions(name):
+                uri = self.repository.entry(name, version).settings.storage_uri or ""
+                if uri.startswith("models:/"):
+                    found.append(uri.removeprefix("models:/").split("/")[0].split("@")[0])
+        return list(dict.fromkeys(found))
 
     def server_metadata(self) -> dict[str, Any]:
         """Return the V2 server metadata document."""

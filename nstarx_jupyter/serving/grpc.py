@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -12,10 +13,13 @@ import grpc
 from nstarx_jupyter.errors import ErrorKind, NstarxError
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
 from nstarx_jupyter.protocol.grpc.codec import decode_infer_request, encode_infer_response
+from nstarx_jupyter.security import ANONYMOUS
 from nstarx_jupyter.serving.dataplane import Caller
+from nstarx_jupyter.serving.http_errors import STATUS, retry_after
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
+    from pathlib import Path
 
     from nstarx_jupyter.serving.dataplane import DataPlane
 
@@ -53,9 +57,9 @@ class InferenceServicer:
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
 
-    def _authorize(self, metadata: Metadata, name: str, *, admin: bool = False) -> None:
-        if self.dataplane.protects(name):
-            self.dataplane.authorize(name, metadata.get("authorization"), admin=admin)
+    def _authorize(self, metadata: Metadata, action: str, name: str | None = None) -> None:
+        """Check the caller (its `authorization` metadata) and keep it for the audit log."""
+        metadata[_PRINCIPAL] = self.dataplane.require(metadata.get("authorization"), action, name)
 
     async def ServerLive(self, request: Any, metadata: Metadata) -> pb.ServerLiveResponse:  # noqa: N802
         """Always live while the process answers."""
@@ -63,22 +67,24 @@ class InferenceServicer:
 
     async def ServerReady(self, request: Any, metadata: Metadata) -> pb.ServerReadyResponse:  # noqa: N802
         """Ready when every model can serve."""
+        self._authorize(metadata, "any")
         return pb.ServerReadyResponse(ready=self.dataplane.ready())
 
     async def ModelReady(self, request: Any, metadata: Metadata) -> pb.ModelReadyResponse:  # noqa: N802
         """Whether one model version is loaded."""
-        self._authorize(metadata, request.name)
+        self._authorize(metadata, "read", request.name)
         return pb.ModelReadyResponse(
             ready=self.dataplane.model_ready(request.name, request.version or None)
         )
 
     async def ServerMetadata(self, request: Any, metadata: Metadata) -> Any:  # noqa: N802
         """Name, version and extensions."""
+        self._authorize(metadata, "any")
         return pb.ServerMetadataResponse(**self.dataplane.server_metadata())
 
     async def ModelMetadata(self, request: Any, metadata: Metadata) -> Any:  # noqa: N802
         """Inputs and outputs derived from the model."""
-        self._authorize(metadata, request.name)
+        self._authorize(metadata, "read", request.name)
         meta = await self.dataplane.model_metadata(request.name, request.version or None)
         return pb.ModelMetadataResponse(
             name=meta["name"],
@@ -92,7 +98,7 @@ class InferenceServicer:
         """Run one inference request (with response metadata naming the variant, if routed)."""
         version = request.model_version or None
         with self.dataplane.counting_rejections(request.model_name, version, "v2-grpc"):
-            self._authorize(metadata, request.model_name)
+            self._authorize(metadata, "predict", request.model_name)
             decoded = decode_infer_request(request)
         caller = None
         if self.dataplane.routes_by_caller(request.model_name):
@@ -100,24 +106,29 @@ class InferenceServicer:
         response, served = await self.dataplane.infer(
             request.model_name, version, decoded, "v2-grpc", caller
         )
+        metadata[_VERSION] = served.model.settings.version
         message = encode_infer_response(response, raw=bool(request.raw_input_contents))
         return (message, served.headers()) if served.variant is not None else message
 
     async def RepositoryModelLoad(self, request: Any, metadata: Metadata) -> Any:  # noqa: N802
         """Load a model."""
-        self._authorize(metadata, request.model_name, admin=True)
+        self._authorize(metadata, "manage", request.model_name)
         await self.dataplane.repository.load(request.model_name)
         return pb.RepositoryModelLoadResponse(model_name=request.model_name, isLoaded=True)
 
     async def RepositoryModelUnload(self, request: Any, metadata: Metadata) -> Any:  # noqa: N802
         """Unload a model."""
-        self._authorize(metadata, request.model_name, admin=True)
+        self._authorize(metadata, "manage", request.model_name)
         await self.dataplane.repository.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
 
 
 _PEER = ":peer"
 """Where the bridge puts the caller's address (`ipv4:127.0.0.1:5000`) among the metadata."""
+_PRINCIPAL = ":principal"
+"""Where a method leaves the checked caller, for the audit log."""
+_VERSION = ":version"
+"""Where `ModelInfer` leaves the version that answered."""
 
 
 def _peer_address(peer: str) -> str | None:
@@ -131,20 +142,26 @@ def _peer_address(peer: str) -> str | None:
 
 
 def _bridge(
-    loop: asyncio.AbstractEventLoop, method: Callable[[Any, Metadata], Coroutine[Any, Any, Any]]
+    loop: asyncio.AbstractEventLoop,
+    method: Callable[[Any, Metadata], Coroutine[Any, Any, Any]],
+    dataplane: DataPlane,
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     """A handler for grpcio's thread pool that runs `method` on the event loop and waits.
 
     A caller that goes away does not cancel the work (`context.add_callback` costs 15 % of the
     throughput); the model's `timeout_s` bounds it as it does for REST.
     """
+    action = method.__name__
+    audited = action != "ServerLive"
 
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
-        metadata = dict(context.invocation_metadata() or ())
-        metadata[_PEER] = context.peer()
+        started = time.perf_counter()
+        metadata: Metadata = dict(context.invocation_metadata() or ())
+        metadata[_PEER] = peer = context.peer()
         future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
             method(request, metadata), loop
         )
+        status = 200
         try:
             result = future.result()
             if isinstance(result, tuple):  # (message, response metadata)
@@ -152,12 +169,26 @@ def _bridge(
                 context.send_initial_metadata(headers)
             return result
         except NstarxError as exc:
+            status = STATUS[exc.kind]
+            wait = retry_after(exc)
+            if wait is not None:
+                context.set_trailing_metadata((("retry-after", str(wait)),))
             context.abort(GRPC_STATUS[exc.kind], exc.message)
         except concurrent.futures.CancelledError:
+            status = 499
             context.abort(grpc.StatusCode.CANCELLED, "cancelled")
         except Exception:  # request boundary: log the bug, answer INTERNAL
+            status = 500
             log.exception("gRPC call crashed")
             context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        finally:
+            if audited:
+                model = getattr(request, "model_name", "") or getattr(request, "name", "")
+                version = metadata.get(_VERSION) or getattr(request, "model_version", "") or ""
+                dataplane.audit_call(
+                    metadata.get(_PRINCIPAL, ANONYMOUS), action, "grpc", model, version, status,
+                    started, client=_peer_address(peer) or "",
+                )  # fmt: skip
         raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
     return handler
@@ -183,7 +214,7 @@ def _handlers(servicer: InferenceServicer, loop: asyncio.AbstractEventLoop) -> A
         SERVICE,
         {
             name: grpc.unary_unary_rpc_method_handler(
-                _bridge(loop, getattr(servicer, name)),
+                _bridge(loop, getattr(servicer, name), servicer.dataplane),
                 request_deserializer=request.FromString,
                 response_serializer=response.SerializeToString,
             )
@@ -207,9 +238,17 @@ class GrpcServer:
 
 
 async def start_grpc_server(
-    dataplane: DataPlane, host: str, port: int, max_message_bytes: int
+    dataplane: DataPlane,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    *,
+    tls_files: tuple[Path, Path] | None = None,
 ) -> tuple[GrpcServer, int]:
     """Start the gRPC server; its calls run on the running event loop. Returns it and its port.
+
+    With `tls_files` (certificate, key) it serves TLS only: gRPC core negotiates TLS 1.2 or
+    newer by default, as the REST side does.
 
     grpcio's synchronous server (a thread pool in front of the same event loop) rather than
     `grpc.aio`: on one core `grpc.aio` answers a fixed reply about 3300 times a second, the
@@ -224,7 +263,13 @@ async def start_grpc_server(
     pool = concurrent.futures.ThreadPoolExecutor(GRPC_THREADS, thread_name_prefix="nstarx-grpc")
     server = grpc.server(pool, options=options)
     server.add_generic_rpc_handlers((_handlers(InferenceServicer(dataplane), loop),))
-    bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if tls_files is None:
+        bound = server.add_insecure_port(address)
+    else:
+        cert, key = (path.read_bytes() for path in tls_files)
+        credentials = grpc.ssl_server_credentials([(key, cert)])
+        bound = server.add_secure_port(address, credentials)
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {host}:{port}")
     server.start()

@@ -9,7 +9,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from nstarx_jupyter.errors import ErrorKind, NstarxError, UnavailableError
+from nstarx_jupyter.errors import ErrorKind, NstarxError, RateLimitedError, UnavailableError
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -19,6 +19,7 @@ __all__ = [
     "error_response",
     "handle_http_exception",
     "nstarx_error_response",
+    "retry_after",
     "unexpected_error_response",
 ]
 
@@ -38,6 +39,13 @@ STATUS = {
 }
 
 
+def retry_after(exc: NstarxError) -> int | None:
+    """Seconds after which a retry should succeed (503s and 429s that know it), else None."""
+    if isinstance(exc, UnavailableError | RateLimitedError):
+        return exc.retry_after_s
+    return None
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     """Return a JSON error response."""
     return Response(
@@ -48,8 +56,9 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 def nstarx_error_response(request: Request, exc: NstarxError) -> Response:
     """Map a domain error to its status; 503s carry `Retry-After` when the error knows it."""
     headers = None
-    if isinstance(exc, UnavailableError) and exc.retry_after_s is not None:
-        headers = {"Retry-After": str(exc.retry_after_s)}
+    wait = retry_after(exc)
+    if wait is not None:
+        headers = {"Retry-After": str(wait)}
     elif exc.kind is ErrorKind.UNAUTHENTICATED:
         headers = {"WWW-Authenticate": 'Bearer realm="nstarx"'}
     status = STATUS[exc.kind]

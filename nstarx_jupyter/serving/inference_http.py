@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,12 +20,12 @@ from nstarx_jupyter.errors import (
     InvalidInputError,
     NstarxError,
     PayloadTooLargeError,
-    UnavailableError,
 )
 from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.protocol.records import records_to_tensors, split_records, tensors_to_records
+from nstarx_jupyter.security import ANONYMOUS
 from nstarx_jupyter.serving.dataplane import Caller
-from nstarx_jupyter.serving.http_errors import STATUS
+from nstarx_jupyter.serving.http_errors import STATUS, retry_after
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from starlette.applications import Starlette
 
+    from nstarx_jupyter.security import Principal
     from nstarx_jupyter.serving.dataplane import DataPlane, Decoder, Served
 
     Scope = MutableMapping[str, Any]
@@ -39,12 +41,36 @@ if TYPE_CHECKING:
     Receive = Callable[[], Awaitable[Message]]
     Send = Callable[[Message], Awaitable[None]]
 
-__all__ = ["InferenceApp", "read_body"]
+__all__ = ["INFERENCE_PATHS", "InferenceApp", "read_body"]
 
 log = logging.getLogger(__name__)
 
 _JSON = [(b"content-type", b"application/json")]
+_TRANSPORTS = {"v2": "v2-rest", "v1": "v1", "records": "rest"}
+INFERENCE_PATHS = (
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}/infer",
+    "/v1/models/{name}:predict",
+    "/v1/models/{name}/predict",
+    "/v1/models/{name}/versions/{version}/predict",
+)
+"""The paths `_route` answers (POST only)."""
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+class _Call:
+    """What the audit log records of an inference call, filled in as the call goes."""
+
+    __slots__ = ("principal", "request_id", "version")
+
+    def __init__(self) -> None:
+        self.principal: Principal = ANONYMOUS
+        self.version = ""
+        self.request_id = ""
+
+    def served(self, served: Served) -> None:
+        self.version = served.model.settings.version
+        self.request_id = served.request_id
 
 
 class _Reply:
@@ -87,6 +113,14 @@ class InferenceApp:
         self.fallback = fallback
         self.max_body_bytes = max_body_bytes
 
+    def route_table(self) -> list[tuple[str, str]]:
+        """Every (method, path template) the app answers: the inference routes, then the rest."""
+        table = [("POST", path) for path in INFERENCE_PATHS]
+        for route in self.fallback.routes:
+            methods = sorted(getattr(route, "methods", None) or ())
+            table += [(method, route.path) for method in methods if method != "HEAD"]  # type: ignore[attr-defined]
+        return table
+
     def lifespan(self) -> AbstractAsyncContextManager[object]:
         """Return the start-up/shut-down context (what an ASGI server runs around serving)."""
         return self.fallback.router.lifespan_context(self.fallback)
@@ -103,26 +137,34 @@ class InferenceApp:
                            [*_JSON, (b"allow", b"POST")])  # fmt: skip
             await _send(send, reply)
             return
+        started = time.perf_counter()
+        call = _Call()
         if kind == "v2":
-            call = self._v2(name, version, scope, receive)
+            answer = self._v2(name, version, scope, receive, call)
         elif kind == "v1":
-            call = self._v1(name, scope, receive)
+            answer = self._v1(name, scope, receive, call)
         else:
-            call = self._records(name, version, scope, receive)
+            answer = self._records(name, version, scope, receive, call)
         try:
-            reply = await call
+            reply = await answer
         except NstarxError as exc:
             reply = _error(exc)
         except Exception:  # request boundary: log the bug, answer 500
             log.exception("POST %s crashed", scope["path"])
             reply = _Reply(orjson.dumps({"error": "internal error"}), 500)
         await _send(send, reply)
+        client = scope.get("client")
+        self.dataplane.audit_call(
+            call.principal, "infer" if kind == "v2" else "predict", _TRANSPORTS[kind], name,
+            call.version or version or "", reply.status, started, call.request_id,
+            client[0] if client else "",
+        )  # fmt: skip
 
-    def _authorize(self, name: str, headers: list[tuple[bytes, bytes]]) -> None:
-        if not self.dataplane.protects(name):
-            return  # open models pay one set lookup
+    def _authorize(self, name: str, headers: list[tuple[bytes, bytes]], call: _Call) -> None:
         given = next((value for key, value in headers if key == b"authorization"), None)
-        self.dataplane.authorize(name, given.decode("latin-1") if given is not None else None)
+        call.principal = self.dataplane.require(
+            given.decode("latin-1") if given is not None else None, "predict", name
+        )
 
     def _caller(self, name: str, scope: Scope) -> Caller | None:
         """Headers and client address, for models whose routing reads them (built only then)."""
@@ -134,15 +176,18 @@ class InferenceApp:
         client = scope.get("client")
         return Caller(headers, client[0] if client else None)
 
-    async def _v2(self, name: str, version: str | None, scope: Scope, receive: Receive) -> _Reply:
+    async def _v2(
+        self, name: str, version: str | None, scope: Scope, receive: Receive, call: _Call
+    ) -> _Reply:
         headers = scope["headers"]
         with self.dataplane.counting_rejections(name, version, "v2-rest"):
-            self._authorize(name, headers)
+            self._authorize(name, headers, call)
             body = await read_body(receive, headers, self.max_body_bytes)
             request = v2.decode_request(body, _header_length(headers))
         response, served = await self.dataplane.infer(
             name, version, request, "v2-rest", self._caller(name, scope)
         )
+        call.served(served)
         content, json_length = v2.encode_response(response, request)
         if json_length is None:
             return _Reply(content, 200, _with(_JSON, served))
@@ -151,22 +196,23 @@ class InferenceApp:
             (b"inference-header-content-length", str(json_length).encode()),
         ], served))  # fmt: skip
 
-    async def _v1(self, name: str, scope: Scope, receive: Receive) -> _Reply:
+    async def _v1(self, name: str, scope: Scope, receive: Receive, call: _Call) -> _Reply:
         with self.dataplane.counting_rejections(name, None, "v1"):
-            self._authorize(name, scope["headers"])
+            self._authorize(name, scope["headers"], call)
             doc = v2.loads(await read_body(receive, scope["headers"], self.max_body_bytes))
         served = await self.dataplane.predict(
             name, None, "v1", lambda signature: v1.decode_instances(doc, signature),
             caller=self._caller(name, scope),
         )  # fmt: skip
+        call.served(served)
         body = orjson.dumps(v1.encode_predictions(served.outputs), option=_NUMPY)
         return _Reply(body, 200, _with(_JSON, served))
 
     async def _records(
-        self, name: str, version: str | None, scope: Scope, receive: Receive
+        self, name: str, version: str | None, scope: Scope, receive: Receive, call: _Call
     ) -> _Reply:
         with self.dataplane.counting_rejections(name, version, "records"):
-            self._authorize(name, scope["headers"])
+            self._authorize(name, scope["headers"], call)
             body = await read_body(receive, scope["headers"], self.max_body_bytes)
             doc = v2.loads(body)
             decode: Decoder
@@ -179,6 +225,7 @@ class InferenceApp:
         served = await self.dataplane.predict(
             name, version, "records", decode, all_outputs=True, caller=self._caller(name, scope)
         )
+        call.served(served)
         rows = tensors_to_records(served.outputs, served.model.signature)
         body = orjson.dumps(rows[0] if single else rows, option=_NUMPY)
         return _Reply(body, 200, _with(_JSON, served))
@@ -233,8 +280,9 @@ def _header_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 def _error(exc: NstarxError) -> _Reply:
     headers = _JSON
-    if isinstance(exc, UnavailableError) and exc.retry_after_s is not None:
-        headers = [*_JSON, (b"retry-after", str(exc.retry_after_s).encode())]
+    wait = retry_after(exc)
+    if wait is not None:
+        headers = [*_JSON, (b"retry-after", str(wait).encode())]
     elif exc.kind is ErrorKind.UNAUTHENTICATED:
         headers = [*_JSON, (b"www-authenticate", b'Bearer realm="nstarx"')]
     if exc.kind is ErrorKind.INTERNAL:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -14,36 +15,24 @@ from starlette.routing import Route
 
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.protocol import v2
+from nstarx_jupyter.security import ANONYMOUS
 from nstarx_jupyter.serving.http_errors import nstarx_error_response, unexpected_error_response
 from nstarx_jupyter.serving.inference_http import read_body
 
 if TYPE_CHECKING:
     from nstarx_jupyter.serving.dataplane import DataPlane
 
-__all__ = ["RestHandlers"]
+__all__ = ["PRINCIPAL", "RestHandlers"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+PRINCIPAL = "nstarx.principal"
+"""Where a route's checked caller is kept in the ASGI scope."""
 
 
 def _json(doc: Any, status: int = 200) -> Response:
     return Response(
         orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json"
     )
-
-
-def _guarded(handler: Endpoint) -> Endpoint:
-    """Turn domain errors into their status and anything else into a logged 500."""
-
-    @functools.wraps(handler)
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except NstarxError as exc:
-            return nstarx_error_response(request, exc)
-        except Exception as exc:  # noqa: BLE001 - request boundary: log it, answer 500
-            return unexpected_error_response(request, exc)
-
-    return endpoint
 
 
 class RestHandlers:
@@ -54,27 +43,65 @@ class RestHandlers:
         self.max_body_bytes = max_body_bytes
 
     def routes(self) -> list[Route]:
-        """Return every route; the inference routes are served by `InferenceApp` in front."""
-        table: list[tuple[str, Endpoint, str]] = [
-            ("/v2/health/live", self.live, "GET"),
-            ("/v2/health/ready", self.ready, "GET"),
-            ("/v2", self.server_metadata, "GET"),
-            ("/v2/models/{name}", self.model_metadata, "GET"),
-            ("/v2/models/{name}/versions/{version}", self.model_metadata, "GET"),
-            ("/v2/models/{name}/ready", self.model_ready, "GET"),
-            ("/v2/models/{name}/versions/{version}/ready", self.model_ready, "GET"),
-            ("/v2/repository/index", self.repository_index, "POST"),
-            ("/v2/repository/models/{name}/load", self.repository_load, "POST"),
-            ("/v2/repository/models/{name}/unload", self.repository_unload, "POST"),
-            ("/v1/models", self.v1_models, "GET"),
-            ("/v1/models/{name}", self.v1_model, "GET"),
-            ("/v1/models/{name}/feedback", self.feedback, "POST"),
-            ("/metrics", self.metrics, "GET"),
-        ]
-        return [Route(path, _guarded(fn), methods=[method]) for path, fn, method in table]
+        """Return every route; the inference routes are served by `InferenceApp` in front.
 
-    def _authorize(self, request: Request, name: str, *, admin: bool = False) -> None:
-        self.dataplane.authorize(name, request.headers.get("authorization"), admin=admin)
+        Each names what the caller must be allowed (see `Guard.require`); only live health is
+        open, as a liveness probe carries no key.
+        """
+        table: list[tuple[str, Endpoint, str, str | None]] = [
+            ("/v2/health/live", self.live, "GET", None),
+            ("/v2/health/ready", self.ready, "GET", "any"),
+            ("/v2", self.server_metadata, "GET", "any"),
+            ("/v2/models/{name}", self.model_metadata, "GET", "read"),
+            ("/v2/models/{name}/versions/{version}", self.model_metadata, "GET", "read"),
+            ("/v2/models/{name}/ready", self.model_ready, "GET", "read"),
+            ("/v2/models/{name}/versions/{version}/ready", self.model_ready, "GET", "read"),
+            ("/v2/repository/index", self.repository_index, "POST", "any"),
+            ("/v2/repository/models/{name}/load", self.repository_load, "POST", "manage"),
+            ("/v2/repository/models/{name}/unload", self.repository_unload, "POST", "manage"),
+            ("/v1/models", self.v1_models, "GET", "any"),
+            ("/v1/models/{name}", self.v1_model, "GET", "read"),
+            ("/v1/models/{name}/feedback", self.feedback, "POST", "predict"),
+            ("/metrics", self.metrics, "GET", "metrics"),
+        ]
+        return [Route(path, self._guarded(fn, action), methods=[method])
+                for path, fn, method, action in table]  # fmt: skip
+
+    def _guarded(self, handler: Endpoint, action: str | None) -> Endpoint:
+        """Check the caller for `action`, answer domain errors with their status, audit."""
+        dataplane = self.dataplane
+        name = handler.__name__
+
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            principal = ANONYMOUS
+            params = request.path_params
+            try:
+                if action is not None:
+                    principal = dataplane.require(
+                        request.headers.get("authorization"), action, params.get("name")
+                    )
+                    request.scope[PRINCIPAL] = principal
+                response = await handler(request)
+            except NstarxError as exc:
+                response = nstarx_error_response(request, exc)
+            except Exception as exc:  # noqa: BLE001 - request boundary: log it, answer 500
+                response = unexpected_error_response(request, exc)
+            if action is not None:
+                client = request.client
+                dataplane.audit_call(principal, name, "rest", params.get("name", ""),
+                                     params.get("version", ""), response.status_code, started,
+                                     client=client.host if client else "")  # fmt: skip
+            return response
+
+        return endpoint
+
+    def _visible(self, request: Request, names: list[str]) -> list[str]:
+        """The models of `names` the caller may read (listings show no more than that)."""
+        guard = self.dataplane.guard
+        principal = request.scope.get(PRINCIPAL, ANONYMOUS)
+        return [name for name in names if guard.may(principal, "read", name)]
 
     async def _body(self, request: Request) -> bytes:
         return await read_body(request.receive, request.scope["headers"], self.max_body_bytes)
@@ -95,13 +122,11 @@ class RestHandlers:
     async def model_metadata(self, request: Request) -> Response:
         """`GET /v2/models/{name}[/versions/{version}]`."""
         params = request.path_params
-        self._authorize(request, params["name"])
         return _json(await self.dataplane.model_metadata(params["name"], params.get("version")))
 
     async def model_ready(self, request: Request) -> Response:
         """`GET /v2/models/{name}[/versions/{version}]/ready`: 200 when ready, 503 when not."""
         name = request.path_params["name"]
-        self._authorize(request, name)
         ready = self.dataplane.model_ready(name, request.path_params.get("version"))
         return _json({"name": name, "ready": ready}, 200 if ready else 503)
 
@@ -111,30 +136,29 @@ class RestHandlers:
         doc = v2.loads(body) if body.strip() else {}
         if not isinstance(doc, dict):
             raise InvalidInputError("the index request is a JSON object")
-        return _json(self.dataplane.repository_index(ready_only=bool(doc.get("ready"))))
+        index = self.dataplane.repository_index(ready_only=bool(doc.get("ready")))
+        allowed = set(self._visible(request, [model["name"] for model in index]))
+        return _json([model for model in index if model["name"] in allowed])
 
     async def repository_load(self, request: Request) -> Response:
         """`POST /v2/repository/models/{name}/load`."""
         name = request.path_params["name"]
-        self._authorize(request, name, admin=True)
         await self.dataplane.repository.load(name)
         return _json({"name": name, "load": True})
 
     async def repository_unload(self, request: Request) -> Response:
         """`POST /v2/repository/models/{name}/unload`."""
         name = request.path_params["name"]
-        self._authorize(request, name, admin=True)
         await self.dataplane.repository.unload(name)
         return _json({"name": name, "unload": True})
 
     async def v1_models(self, request: Request) -> Response:
         """`GET /v1/models`."""
-        return _json({"models": self.dataplane.repository.names()})
+        return _json({"models": self._visible(request, self.dataplane.repository.names())})
 
     async def v1_model(self, request: Request) -> Response:
         """`GET /v1/models/{name}`."""
         name = request.path_params["name"]
-        self._authorize(request, name)
         return _json({"name": name, "ready": self.dataplane.model_ready(name)})
 
     async def feedback(self, request: Request) -> Response:
@@ -144,7 +168,6 @@ class RestHandlers:
         or `{"request_id": "...", "label": "setosa"}` (the ground truth).
         """
         name = request.path_params["name"]
-        self._authorize(request, name)
         doc = v2.loads(await self._body(request))
         if not isinstance(doc, dict) or not isinstance(doc.get("request_id"), str):
             raise InvalidInputError("feedback: a JSON object with a 'request_id' string")

@@ -16,12 +16,16 @@ from typing import TYPE_CHECKING, TextIO
 import uvicorn
 
 from nstarx_jupyter.config import STATE_FILE, atomic_write
+from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.security.tls import server_ssl_context
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Awaitable, Callable, Sequence
     from pathlib import Path
 
+    from nstarx_jupyter.serving.inference_http import InferenceApp
     from nstarx_jupyter.serving.settings import ModelSettings
 
 __all__ = ["BoundServer", "announce", "run_server", "serve", "write_state"]
@@ -49,8 +53,35 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def _url(host: str, port: int, *, tls: bool = False) -> str:
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def _tls_files(config: ServingConfig) -> tuple[Path, Path] | None:
+    """The certificate and key to serve TLS with; None serves plain HTTP."""
+    if config.tls_cert is None and config.tls_key is None:
+        return None
+    if config.tls_cert is None or config.tls_key is None:
+        raise InvalidInputError("TLS needs both a certificate and its key")
+    return config.tls_cert, config.tls_key
+
+
+def _uvicorn_config(
+    app: InferenceApp, config: ServingConfig, tls: ssl.SSLContext | None
+) -> uvicorn.Config:
+    uv_config = uvicorn.Config(
+        app, loop="none", http="httptools", lifespan="on", access_log=False,
+        log_level="warning", timeout_keep_alive=75, backlog=2048, proxy_headers=False,
+        ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key,
+    )  # fmt: skip
+    if tls is not None:
+        # uvicorn's load() builds a context from the files but has no minimum-version setting;
+        # the server then serves whatever `config.ssl` holds, so it gets ours (TLS 1.2 at
+        # least). Server.serve skips load() for a config already loaded.
+        uv_config.load()
+        uv_config.ssl = tls
+    return uv_config
 
 
 async def serve(
@@ -62,15 +93,13 @@ async def serve(
 
     `on_ready` runs once both transports listen; when it returns True the server shuts down.
     """
+    tls_files = _tls_files(config)
+    # a missing or mismatched file fails here, before anything binds or loads
+    tls = None if tls_files is None else server_ssl_context(*tls_files)
     app = create_app(models, config)
     sock = _bind(config.host, config.port)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, loop="none", http="httptools", lifespan="on", access_log=False,
-            log_level="warning", timeout_keep_alive=75, backlog=2048, proxy_headers=False,
-        )
-    )  # fmt: skip
+    server = uvicorn.Server(_uvicorn_config(app, config, tls))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
@@ -87,13 +116,14 @@ async def serve(
         from nstarx_jupyter.serving.grpc import start_grpc_server  # gRPC loads only when asked for
 
         grpc_server, grpc_port = await start_grpc_server(
-            app.dataplane, config.host, config.grpc_port, config.max_body_bytes
-        )
+            app.dataplane, config.host, config.grpc_port, config.max_body_bytes,
+            tls_files=tls_files,
+        )  # fmt: skip
         grpc_address = f"{config.host}:{grpc_port}"
-    bound = BoundServer(_url(config.host, port), grpc_address)
+    bound = BoundServer(_url(config.host, port, tls=tls is not None), grpc_address)
     state = None
     if config.state_dir is not None:
-        state = write_state(config.state_dir, bound, config.admin_token)
+        state = write_state(config.state_dir, bound, app.dataplane.guard.admin_token)
     try:
         if on_ready is not None and await on_ready(bound):
             server.should_exit = True

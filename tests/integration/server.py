@@ -41,11 +41,16 @@ class ServerProcess:
             self.process.stdout.close()
 
 
-def start_server(*args: str, timeout_s: float = 60.0) -> ServerProcess:
-    """Run `nstarx serve ARGS --port 0` and wait for the line announcing its URL."""
+def start_server(*args: str, timeout_s: float = 60.0, auth: bool = False) -> ServerProcess:
+    """Run `nstarx serve ARGS --port 0` and wait for the line announcing its URL.
+
+    Protocol tests run it with `--no-auth`; `auth=True` keeps the default (every route but
+    live health needs a key), which the security tests check.
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    extra = () if auth else ("--no-auth",)
     process = subprocess.Popen(
-        [sys.executable, "-m", "nstarx_jupyter.cli", "serve", "--port", "0", *args],
+        [sys.executable, "-m", "nstarx_jupyter.cli", "serve", "--port", "0", *extra, *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -126,7 +126,7 @@ async def test_the_async_twin_answers_like_the_sync_client(
     iris_path: Path, iris_model: LogisticRegression
 ) -> None:
     settings = ModelSettings(name="iris", path=iris_path, options={"feature_names": IRIS_FEATURES})
-    app = create_app([settings], ServingConfig())
+    app = create_app([settings], ServingConfig(auth=False))
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with AsyncInferenceClient("http://test/v1/models/iris", transport=transport) as ac:

@@ -56,7 +56,8 @@ async def test_grpc_answers_name_the_variant_and_follow_header_rules(
             f"/{SERVICE}/ModelInfer", request_serializer=pb.ModelInferRequest.SerializeToString,
             response_deserializer=pb.ModelInferResponse.FromString,
         )  # fmt: skip
-        for metadata, variant in (((), "primary"), ((("x-tier", "gold"),), "gold")):
+        owner = ("authorization", f"Bearer {TOKEN}")
+        for metadata, variant in (((owner,), "primary"), ((owner, ("x-tier", "gold")), "gold")):
             pending = call(_request(), metadata=metadata)
             response = await pending
             sent = dict(await pending.initial_metadata())

@@ -86,7 +86,7 @@ def test_raw_sizes_must_be_whole_values() -> None:
 
 @pytest.fixture
 async def channel(iris_path: Path) -> AsyncIterator[grpc.aio.Channel]:
-    app = create_app([ModelSettings(name="iris", path=iris_path)], ServingConfig())
+    app = create_app([ModelSettings(name="iris", path=iris_path)], ServingConfig(auth=False))
     async with app.lifespan():
         server, port = await start_grpc_server(app.dataplane, "127.0.0.1", 0, 1 << 20)
         try:

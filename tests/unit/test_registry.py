@@ -163,7 +163,7 @@ async def test_a_registry_version_serves_like_a_file(
     iris.set_alias("iris", "champion", 1)  # whatever the tests before did with it
     settings = parse_model_arg("iris=models:/iris@champion")
     assert (settings.storage_uri, settings.version) == ("models:/iris/1", "1")
-    app = create_app([settings], ServingConfig())
+    app = create_app([settings], ServingConfig(auth=False))
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
@@ -226,7 +226,7 @@ async def test_an_mlflow_folder_serves_as_a_plain_path(
     """What KServe's storage initializer leaves in /mnt/models for `modelFormat: mlflow`."""
     x, _ = frame
     folder = iris.download("iris", 1, tmp_path / "mnt-models")
-    app = create_app([parse_model_arg(f"iris={folder}")], ServingConfig())
+    app = create_app([parse_model_arg(f"iris={folder}")], ServingConfig(auth=False))
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:

@@ -30,7 +30,7 @@ async def client(iris_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         ModelSettings(name="iris", version="2", path=iris_path, options=named),
         ModelSettings(name="bare", path=iris_path),
     ]
-    app = create_app(models, ServingConfig(max_body_bytes=4096))
+    app = create_app(models, ServingConfig(max_body_bytes=4096, auth=False))
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:

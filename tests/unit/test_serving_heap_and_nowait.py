@@ -38,7 +38,7 @@ async def test_no_wait_batching_groups_concurrent_requests_and_answers_each(
     iris_path: Path, iris_model: LogisticRegression
 ) -> None:
     settings = ModelSettings(name="iris", path=iris_path, max_batch_size=32, max_latency_ms=0)
-    app = create_app([settings], ServingConfig())
+    app = create_app([settings], ServingConfig(auth=False))
     rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]] * 4
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
@@ -57,7 +57,7 @@ async def test_no_wait_batching_groups_concurrent_requests_and_answers_each(
 async def test_loading_a_model_freezes_the_long_lived_heap(iris_path: Path) -> None:
     """Full collections must not walk the framework and the model on every pass."""
     gc.unfreeze()
-    app = create_app([ModelSettings(name="iris", path=iris_path)], ServingConfig())
+    app = create_app([ModelSettings(name="iris", path=iris_path)], ServingConfig(auth=False))
     try:
         async with app.lifespan():
             assert gc.get_freeze_count() > 10_000
@@ -87,7 +87,7 @@ async def test_models_with_independent_rows_batch_without_waiting_by_default(
     x, y = load_iris(return_X_y=True)
     path = tmp_path / "model.joblib"
     joblib.dump(make().fit(x, y), path)
-    app = create_app([ModelSettings(name="m", path=path, **settings)], ServingConfig())
+    app = create_app([ModelSettings(name="m", path=path, **settings)], ServingConfig(auth=False))
     async with app.lifespan():
         loaded = app.dataplane.repository.entry("m", None).loaded
         assert loaded is not None

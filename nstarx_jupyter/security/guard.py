@@ -1,0 +1,363 @@
+"""Who may do what: the admin token, API keys with scopes, per-key rate limits and model ACLs.
+
+Every transport asks the same `Guard`: `identify()` turns an `Authorization` header into a
+`Principal` (or 401, or 429 once the key's bucket is empty), `require()` adds the scope and the
+registry model's access rules (403). Registry models may carry access rules (`AccessRules`):
+lists of who may `read` (metadata), `deploy` (control API) and `call` (inference) them; a model
+without rules is open to every key whose scopes cover the deployment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hmac
+import json
+import logging
+import math
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nstarx_jupyter.config import atomic_write
+from nstarx_jupyter.errors import (
+    ForbiddenError,
+    InvalidInputError,
+    RateLimitedError,
+    UnauthenticatedError,
+)
+from nstarx_jupyter.security.keys import ADMIN, RELOAD_S, ApiKey, KeyStore, key_prefix
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from pathlib import Path
+
+__all__ = [
+    "ANONYMOUS",
+    "PERMISSIONS",
+    "AccessRules",
+    "Guard",
+    "Principal",
+    "admin_token",
+]
+
+log = logging.getLogger(__name__)
+PERMISSIONS = ("read", "deploy", "call")
+"""What a registry model's access rules grant."""
+_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
+
+
+def admin_token(folder: Path) -> str:
+    """The server owner's token in `folder/admin-token` (owner-only), made on first use."""
+    path = folder / _TOKEN_FILE
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_mode & 0o077:
+            raise InvalidInputError(f"{path} is readable by others: chmod 600 it (or delete it)")
+        token = path.read_text().strip()
+        if token:
+            return token
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = secrets.token_urlsafe(32)
+    with contextlib.suppress(FileExistsError):  # another process made it first: use that one
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token)
+        return token
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a key (its id and name), the admin, or nobody."""
+
+    key: str
+    """The key id, `admin` for the admin token, `-` for an anonymous caller."""
+    name: str = ""
+    record: ApiKey | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        """The server's owner (the admin token or a key with the `admin` scope)."""
+        return self.key == ADMIN or (self.record is not None and ADMIN in self.record.scopes)
+
+
+ANONYMOUS = Principal("-")
+_OWNER = Principal(ADMIN, ADMIN)
+
+
+class AccessRules:
+    """Registry models' access lists, in a JSON file shared by the processes of one home.
+
+    `{"iris": {"call": ["fraud-app"], "deploy": ["alice"], "read": ["bob"]}}`: an entry is a
+    key's name (its holder, kept across rotations), a key id or prefix, or `*`. A permission
+    that is not listed is not restricted. `deploy` and `call` imply `read`.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._rules: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._checked = 0.0
+        self._seen: tuple[int, int, int] | None = None
+        self._reload()
+
+    def __bool__(self) -> bool:
+        self._refresh()
+        return bool(self._rules)
+
+    def rules(self) -> dict[str, dict[str, list[str]]]:
+        """Every model's rules."""
+        self._refresh()
+        return {model: {p: list(who) for p, who in rule.items()}
+                for model, rule in sorted(self._rules.items())}  # fmt: skip
+
+    def set(self, model: str, **permissions: Iterable[str] | None) -> dict[str, list[str]]:
+        """Replace the listed permissions of `model` (None lifts one; all None clears them)."""
+        unknown = set(permissions) - set(PERMISSIONS)
+        if unknown:
+            raise InvalidInputError(f"access: '{sorted(unknown)[0]}' is not read, deploy or call")
+        with self._changing():
+            rule = dict(self._rules.get(model, {}))
+            for permission, who in permissions.items():
+                if who is None:
+                    rule.pop(permission, None)
+                    continue
+                if isinstance(who, str) or not all(isinstance(w, str) and w for w in who):
+                    raise InvalidInputError(f"access: {permission} is a list of key names or ids")
+                rule[permission] = tuple(dict.fromkeys(who))
+            if rule:
+                self._rules[model] = rule
+            else:
+                self._rules.pop(model, None)
+        return {p: list(who) for p, who in rule.items()}
+
+    def allows(self, principal: Principal, permission: str, model: str) -> bool:
+        """Whether `principal` has `permission` on registry model `model`."""
+        rule = self._rules.get(model)
+        if rule is None or principal.is_admin:
+            return True
+        lists = [rule.get(p) for p in (("read", "deploy", "call") if permission == "read"
+                                        else (permission,))]  # fmt: skip
+        if all(who is None for who in lists):
+            return True
+        record = principal.record
+        if record is None:
+            return False
+        names = {"*", record.name, record.id, record.prefix}
+        return any(who is not None and names.intersection(who) for who in lists)
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if self.path is None or now - self._checked < RELOAD_S:
+            return
+        self._checked = now
+        if self._stamp() != self._seen:
+            try:
+                self._reload()
+            except InvalidInputError as exc:
+                log.error("%s; keeping the rules read before", exc.message)
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        assert self.path is not None  # noqa: S101 - callers check
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    def _reload(self) -> None:
+        if self.path is None:
+            return
+        stamp = self._stamp()
+        rules: dict[str, dict[str, tuple[str, ...]]] = {}
+        if stamp is not None:
+            try:
+                doc = json.loads(self.path.read_text())
+                for model, rule in doc.items():
+                    rules[model] = {p: tuple(rule[p]) for p in PERMISSIONS if p in rule}
+            except (OSError, ValueError, AttributeError, TypeError) as exc:
+                raise InvalidInputError(f"{self.path}: not an access file ({exc})") from exc
+        self._rules, self._seen = rules, stamp
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        if self.path is None:
+            yield
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._reload()
+            yield
+            doc = {m: {p: list(w) for p, w in r.items()} for m, r in self._rules.items()}
+            atomic_write(self.path, json.dumps(doc, indent=1, sort_keys=True), mode=0o600)
+            self._seen = self._stamp()
+        finally:
+            os.close(lock)
+
+
+class _Bucket:
+    """A token bucket: `rate` tokens a second, `capacity` at most."""
+
+    __slots__ = ("capacity", "last", "rate", "tokens")
+
+    def __init__(self, rate: float, capacity: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.last = time.monotonic()
+
+    def take(self) -> float:
+        """Take one token: 0.0 when there was one, else the seconds until there will be."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+class Guard:
+    """The one place that decides whether a call goes through.
+
+    `enabled=False` (`nstarx serve --no-auth`) lets anonymous callers use the data plane; the
+    control API needs the admin token or an API key either way. `public` names deployments
+    open to anonymous callers (a deployment with `auth=False`, as KServe serves by default).
+    """
+
+    def __init__(
+        self,
+        keys: KeyStore,
+        token: str,
+        access: AccessRules | None = None,
+        *,
+        enabled: bool = True,
+    ) -> None:
+        self.keys = keys
+        self.admin_token = token
+        self.access = access if access is not None else AccessRules()
+        self.enabled = enabled
+        self.public: set[str] = set()
+        self.registry_models: Callable[[str], Iterable[str]] = lambda name: ()
+        """The registry models behind a deployment (the data plane sets this)."""
+        self._buckets: dict[str, _Bucket] = {}
+
+    def is_admin(self, token: str) -> bool:
+        """Whether `token` is the server's admin token (compared in constant time)."""
+        return hmac.compare_digest(token.encode(), self.admin_token.encode())
+
+    def identify(self, authorization: str | None, *, anonymous: bool = False) -> Principal:
+        """Who sent `authorization` (`Bearer TOKEN`); takes one token from the key's bucket.
+
+        Raises:
+            UnauthenticatedError: no credential (unless `anonymous`), or not a valid one.
+            RateLimitedError: the key's rate limit is used up (`retry_after_s` says how long).
+        """
+        if not authorization:
+            if anonymous:
+                return ANONYMOUS
+            raise UnauthenticatedError(
+                "this call needs an API key: send 'Authorization: Bearer KEY'"
+            )
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise UnauthenticatedError("send the API key as 'Authorization: Bearer KEY'")
+        if self.is_admin(token):
+            return _OWNER
+        record = self.keys.verify(token)
+        if record.rate_limit is not None:
+            self._spend(record)
+        return Principal(record.id, record.name, record)
+
+    def require(
+        self,
+        authorization: str | None,
+        action: str,
+        deployment: str | None = None,
+        *,
+        control: bool = False,
+    ) -> Principal:
+        """Identify the caller and check that it may do `action` on `deployment`.
+
+        `action` is `predict` (inference, feedback), `read` (metadata, readiness), `manage`
+        (control and repository calls), `metrics`, `admin` or `any` (any valid credential).
+        `control` calls need a credential even when the data plane is open (`--no-auth`).
+
+        Raises:
+            UnauthenticatedError, RateLimitedError: see `identify`.
+            ForbiddenError: the key's scopes or the model's access rules do not allow it.
+        """
+        open_call = not control and (
+            not self.enabled
+            or (action in ("predict", "read") and deployment is not None
+                and deployment in self.public)
+        )  # fmt: skip
+        if control and not authorization:
+            raise UnauthenticatedError(
+                "the control API needs the admin token (in $NSTARX_HOME/security) or an API key"
+            )
+        principal = self.identify(authorization, anonymous=open_call)
+        if principal is not ANONYMOUS:
+            self.check(principal, action, deployment)
+        return principal
+
+    def check(self, principal: Principal, action: str, deployment: str | None = None) -> None:
+        """Raise `ForbiddenError` unless `principal` (not anonymous) may do `action`."""
+        if principal.is_admin or action == "any":
+            return
+        record = principal.record
+        if record is None or not record.allows(action, deployment):
+            what = f"'{deployment}'" if deployment else "the server"
+            raise ForbiddenError(f"{_who(principal)} may not {action} {what}")
+        if deployment is not None and action in ("predict", "read", "manage"):
+            permission = "call" if action == "predict" else "read"
+            self.check_models(principal, permission, self.registry_models(deployment))
+
+    def may(self, principal: Principal, action: str, deployment: str | None = None) -> bool:
+        """Whether `principal` may do `action` (anonymous callers: where the guard lets them)."""
+        if principal is ANONYMOUS:
+            return not self.enabled or (action in ("predict", "read") and deployment in self.public)
+        try:
+            self.check(principal, action, deployment)
+        except ForbiddenError:
+            return False
+        return True
+
+    def check_models(self, principal: Principal, permission: str, models: Iterable[str]) -> None:
+        """Raise `ForbiddenError` unless every registry model in `models` grants `permission`."""
+        if not self.access:
+            return
+        for model in models:
+            if not self.access.allows(principal, permission, model):
+                raise ForbiddenError(
+                    f"the registry model '{model}' does not let {_who(principal)} {permission} it"
+                )
+
+    def _spend(self, record: ApiKey) -> None:
+        rate = float(record.rate_limit or 0.0)
+        capacity = float(record.burst or max(1.0, rate))
+        bucket = self._buckets.get(record.id)
+        if bucket is None or bucket.rate != rate or bucket.capacity != capacity:
+            bucket = self._buckets[record.id] = _Bucket(rate, capacity)
+        wait = bucket.take()
+        if wait > 0.0:
+            seconds = max(1, math.ceil(wait))
+            raise RateLimitedError(
+                f"the API key {record.prefix} is over its rate limit of {rate:g} requests/s; "
+                f"retry after {seconds} s", seconds,
+            )  # fmt: skip
+
+    def describe(self) -> dict[str, Any]:
+        """What the guard enforces, for status pages."""
+        return {"auth": self.enabled, "public": sorted(self.public),
+                "keys": sum(k.state() == "active" for k in self.keys.records())}  # fmt: skip
+
+
+def _who(principal: Principal) -> str:
+    if principal.record is None:
+        return "an anonymous caller"
+    return f"the API key {key_prefix(principal.key)} ('{principal.name}')"

@@ -1,0 +1,210 @@
+"""The control API's security routes: API keys, registry model access rules, the audit log.
+
+`/nstarx/v1/keys` (create, list), `/keys/{key}` (revoke), `/keys/{key}/rotate`,
+`/nstarx/v1/access[/{model}]` and `/nstarx/v1/audit`: all need the admin token or a key with
+the `admin` scope. `control_endpoint` is the wrapper every control route goes through: it checks
+the caller, answers domain errors with their status and appends the call to the audit log.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nstarx_jupyter.errors import InvalidInputError, NstarxError
+from nstarx_jupyter.security import ANONYMOUS, key_prefix
+from nstarx_jupyter.security.audit import read_audit
+from nstarx_jupyter.serving.http_errors import nstarx_error_response
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from nstarx_jupyter.security import Principal
+    from nstarx_jupyter.serving.dataplane import DataPlane
+
+__all__ = ["PREFIX", "SecurityApi", "control_endpoint", "json_body", "json_response"]
+
+PREFIX = "/nstarx/v1"
+Handler = Callable[["Request", "Principal"], Awaitable[Response]]
+_AUDIT_QUERY = ("since", "until", "key", "action", "model", "status", "limit")
+
+
+def json_response(doc: Any, status: int = 200) -> Response:
+    """A JSON response."""
+    return Response(orjson.dumps(doc), status, media_type="application/json")
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, or `InvalidInputError`."""
+    try:
+        doc = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"the body is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInputError("the body must be a JSON object")
+    return doc
+
+
+def control_endpoint(
+    dataplane: DataPlane, handler: Handler, action: str, audit_as: str
+) -> Callable[[Request], Awaitable[Response]]:
+    """A control route: the caller must be allowed `action` (on the `name` in the path, if any).
+
+    Changes (every method but GET) are written to the audit log and flushed to disk before the
+    answer; reads are recorded too.
+    """
+    guard = dataplane.guard
+
+    async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        principal = ANONYMOUS
+        name = request.path_params.get("name", "")
+        try:
+            principal = guard.require(request.headers.get("authorization"), action,
+                                      name or None, control=True)  # fmt: skip
+            response = await handler(request, principal)
+        except NstarxError as exc:
+            response = nstarx_error_response(request, exc)
+        method = request.method
+        what = audit_as if method == "GET" else f"{audit_as}.{method.lower()}"
+        client = request.client
+        dataplane.audit_call(principal, what, "control", name, "", response.status_code, started,
+                             client=client.host if client else "")  # fmt: skip
+        if method != "GET" and dataplane.audit is not None:
+            dataplane.audit.flush_durable()
+        return response
+
+    return endpoint
+
+
+class SecurityApi:
+    """Keys, access rules and the audit log over the server's guard."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+        self.guard = dataplane.guard
+
+    def routes(self) -> list[Route]:
+        """The security routes (admin only)."""
+
+        def admin(handler: Handler, audit_as: str) -> Callable[[Request], Awaitable[Response]]:
+            return control_endpoint(self.dataplane, handler, "admin", audit_as)
+
+        return [
+            Route(f"{PREFIX}/keys", admin(self._keys, "keys"), methods=["GET", "POST"]),
+            Route(f"{PREFIX}/keys/{{key}}", admin(self._revoke, "keys.revoke"),
+                  methods=["DELETE"]),
+            Route(f"{PREFIX}/keys/{{key}}/rotate", admin(self._rotate, "keys.rotate"),
+                  methods=["POST"]),
+            Route(f"{PREFIX}/access", admin(self._access_list, "access"), methods=["GET"]),
+            Route(f"{PREFIX}/access/{{model}}", admin(self._access, "access"),
+                  methods=["GET", "PUT"]),
+            Route(f"{PREFIX}/audit", admin(self._audit, "audit"), methods=["GET"]),
+        ]  # fmt: skip
+
+    def create_key(
+        self,
+        name: str = "",
+        scopes: list[str] | None = None,
+        *,
+        expires: float | None = None,
+        rate_limit: float | None = None,
+        burst: int | None = None,
+    ) -> dict[str, Any]:
+        """Mint a key (default scope `predict:*`); the answer holds the key, once."""
+        record, secret = self.guard.keys.create(
+            name, scopes or ["predict:*"], expires=expires, rate_limit=rate_limit, burst=burst
+        )
+        return {**record.public(), "key": secret}
+
+    async def _keys(self, request: Request, principal: Principal) -> Response:
+        if request.method == "GET":
+            return json_response([key.public() for key in self.guard.keys.records()])
+        doc = await json_body(request)
+        unknown = set(doc) - {"name", "scopes", "deployments", "expires", "expires_in_s",
+                              "rate_limit", "burst"}  # fmt: skip
+        if unknown:
+            raise InvalidInputError(f"keys: unknown field '{sorted(unknown)[0]}'")
+        scopes = doc.get("scopes", doc.get("deployments"))
+        if scopes is not None and (not isinstance(scopes, list) or not scopes):
+            raise InvalidInputError("scopes: a non-empty list such as ['predict:iris']")
+        expires = _optional_number(doc, "expires")
+        if "expires_in_s" in doc:
+            expires = time.time() + _optional_number(doc, "expires_in_s", positive=True)  # type: ignore[operator]
+        burst = _optional_number(doc, "burst", positive=True)
+        if burst is not None and burst != int(burst):
+            raise InvalidInputError("burst: a whole number of requests")
+        made = self.create_key(
+            str(doc.get("name", "")), scopes, expires=expires,
+            rate_limit=_optional_number(doc, "rate_limit", positive=True),
+            burst=int(burst) if burst is not None else None,
+        )  # fmt: skip
+        return json_response(made, 201)
+
+    async def _revoke(self, request: Request, principal: Principal) -> Response:
+        return json_response(self.guard.keys.revoke(request.path_params["key"]).public())
+
+    async def _rotate(self, request: Request, principal: Principal) -> Response:
+        raw = await request.body()
+        doc = await json_body(request) if raw.strip() else {}
+        grace = _optional_number(doc, "grace_s") or 0.0
+        record, secret = self.guard.keys.rotate(request.path_params["key"], grace_s=grace)
+        old = key_prefix(request.path_params["key"])
+        return json_response({**record.public(), "key": secret, "replaces": old}, 201)
+
+    async def _access_list(self, request: Request, principal: Principal) -> Response:
+        return json_response(self.guard.access.rules())
+
+    async def _access(self, request: Request, principal: Principal) -> Response:
+        model = request.path_params["model"]
+        if request.method == "GET":
+            return json_response(self.guard.access.rules().get(model, {}))
+        doc = await json_body(request)
+        return json_response(self.guard.access.set(model, **doc))
+
+    async def _audit(self, request: Request, principal: Principal) -> Response:
+        query = request.query_params
+        unknown = set(query) - set(_AUDIT_QUERY)
+        if unknown:
+            raise InvalidInputError(f"audit: unknown parameter '{sorted(unknown)[0]}'")
+        audit = self.dataplane.audit
+        if audit is None:
+            raise InvalidInputError("this server keeps no audit log")
+        filters: dict[str, Any] = {k: query[k] for k in ("key", "action", "model") if k in query}
+        for key in ("since", "until"):
+            if key in query:
+                filters[key] = _number(query[key], key)
+        if "status" in query:
+            raw = query["status"]
+            filters["status"] = int(raw) if raw.isdigit() else raw
+        limit = int(_number(query.get("limit", "1000"), "limit"))
+        if not 1 <= limit <= 100_000:
+            raise InvalidInputError("limit: between 1 and 100000 records")
+        return json_response(read_audit(audit.folder, limit=limit, **filters))
+
+
+def _number(raw: str, key: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInputError(f"{key}: '{raw}' is not a number") from None
+    if not math.isfinite(value):
+        raise InvalidInputError(f"{key}: '{raw}' is not a finite number")
+    return value
+
+
+def _optional_number(doc: dict[str, Any], key: str, *, positive: bool = False) -> float | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInputError(f"{key}: a number")
+    if positive and value <= 0:
+        raise InvalidInputError(f"{key}: above 0")
+    return float(value)

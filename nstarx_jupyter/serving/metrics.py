@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from array import array
 from collections import deque
 
 import numpy as np
@@ -79,37 +80,85 @@ class ServerMetrics:
         by_version.record(seconds, ok)
 
 
+class _Chunk:
+    """`CHUNK` samples in flat arrays: numbers the garbage collector never walks one by one."""
+
+    __slots__ = ("ok", "seconds", "size", "times")
+
+    def __init__(self) -> None:
+        self.times = array("d", bytes(8 * _CHUNK))
+        self.seconds = array("d", bytes(8 * _CHUNK))
+        self.ok = bytearray(_CHUNK)
+        self.size = 0
+
+
+_CHUNK = 4096
+
+
 class LatencyWindow:
     """The last `keep_s` seconds of one model's requests: latency and outcome of each.
 
     Prometheus histograms answer "how many under 5 ms"; a notebook chart wants exact p50/p95/p99
-    of the last minute, so the server keeps the raw samples for a few minutes (a few MB at most).
+    of the last minute, so the server keeps the raw samples for a few minutes (17 bytes each, a
+    few MB at most). They live in chunks of flat arrays, not as a tuple per request: a deque of
+    500,000 tuples made every full garbage collection walk half a million entries, a pause
+    that grew to 15 ms as the window filled and stalled every request in flight (bench/).
     """
 
     def __init__(self, keep_s: float = 300.0, max_samples: int = 500_000) -> None:
         self.keep_s = keep_s
-        self._samples: deque[tuple[float, float, bool]] = deque(maxlen=max_samples)
+        self._max_chunks = max(2, -(-max_samples // _CHUNK))
+        self._chunks: deque[_Chunk] = deque([_Chunk()])
 
     def record(self, seconds: float, ok: bool) -> None:
         """Add one request that ended now."""
         now = time.monotonic()
-        samples = self._samples
-        samples.append((now, seconds, ok))
-        while samples[0][0] < now - self.keep_s:
-            samples.popleft()
+        chunk = self._chunks[-1]
+        i = chunk.size
+        if i == _CHUNK:
+            chunk = self._next_chunk(now)
+            i = 0
+        chunk.times[i] = now
+        chunk.seconds[i] = seconds
+        chunk.ok[i] = ok
+        chunk.size = i + 1
+
+    def _next_chunk(self, now: float) -> _Chunk:
+        chunks = self._chunks
+        while chunks and (len(chunks) >= self._max_chunks
+                          or chunks[0].times[chunks[0].size - 1] < now - self.keep_s):  # fmt: skip
+            chunks.popleft()
+        chunk = _Chunk()
+        chunks.append(chunk)
+        return chunk
+
+    def _recent(self, since: float) -> tuple[np.ndarray, np.ndarray]:
+        """Latencies (s) and outcomes of the samples that ended at `since` or later."""
+        times, seconds, ok = [], [], []
+        for chunk in self._chunks:
+            n = chunk.size
+            if n == 0 or chunk.times[n - 1] < since:
+                continue
+            times.append(np.frombuffer(chunk.times, dtype=np.float64, count=n))
+            seconds.append(np.frombuffer(chunk.seconds, dtype=np.float64, count=n))
+            ok.append(np.frombuffer(chunk.ok, dtype=np.bool_, count=n))
+        if not times:
+            return np.empty(0), np.empty(0, dtype=np.bool_)
+        keep = np.concatenate(times) >= since
+        return np.concatenate(seconds)[keep], np.concatenate(ok)[keep]
 
     def summary(self, window_s: float) -> dict[str, float | int | None]:
         """Requests, rate, errors and latency percentiles (ms) over the last `window_s` seconds."""
-        since = time.monotonic() - window_s
-        recent = [(s, ok) for t, s, ok in self._samples if t >= since]
-        errors = sum(1 for _, ok in recent if not ok)
+        now = time.monotonic()
+        latencies, ok = self._recent(max(now - window_s, now - self.keep_s))
+        count = int(latencies.size)
+        errors = int(count - np.count_nonzero(ok))
         out: dict[str, float | int | None] = {
-            "window_s": window_s, "requests": len(recent), "rps": len(recent) / window_s,
-            "errors": errors, "error_rate": errors / len(recent) if recent else 0.0,
+            "window_s": window_s, "requests": count, "rps": count / window_s,
+            "errors": errors, "error_rate": errors / count if count else 0.0,
             "p50_ms": None, "p95_ms": None, "p99_ms": None,
         }  # fmt: skip
-        if recent:
-            latencies = np.fromiter((s for s, _ in recent), dtype=np.float64, count=len(recent))
+        if count:
             p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) * 1000
             out.update(p50_ms=float(p50), p95_ms=float(p95), p99_ms=float(p99))
         return out

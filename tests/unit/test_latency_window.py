@@ -47,3 +47,23 @@ def test_old_samples_are_dropped_and_an_empty_window_has_no_percentiles(
     empty = window.summary(5)
     assert empty["requests"] == 0
     assert empty["p99_ms"] is None
+
+
+def test_many_samples_span_chunks_cap_at_max_and_give_the_collector_nothing_to_walk() -> None:
+    import gc
+
+    rng = np.random.default_rng(0)
+    latencies = rng.exponential(0.01, 20_000)
+    window = LatencyWindow(keep_s=300, max_samples=10_000)
+    for i, seconds in enumerate(latencies):
+        window.record(float(seconds), ok=i % 100 != 0)
+    summary = window.summary(300)
+    # The cap drops whole chunks, oldest first: between max_samples and one chunk more remain.
+    kept = int(summary["requests"])  # type: ignore[arg-type]
+    assert 10_000 <= kept <= 10_000 + 4096
+    want = np.percentile(latencies[-kept:], [50, 95, 99]) * 1000
+    assert [summary["p50_ms"], summary["p95_ms"], summary["p99_ms"]] == pytest.approx(list(want))
+    assert summary["errors"] == sum(1 for i in range(20_000 - kept, 20_000) if i % 100 == 0)
+    # A full collection visits a handful of chunk objects, not one object per request.
+    referents = gc.get_referents(*gc.get_referents(window))
+    assert len(referents) < 20

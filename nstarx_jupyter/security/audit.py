@@ -15,15 +15,14 @@ import contextlib
 import logging
 import os
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 
 from nstarx_jupyter.errors import InvalidInputError, require
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
     from types import TracebackType
 
@@ -41,9 +40,12 @@ _MAX_TEXT = 256  # model names, request ids and the like come from the caller: c
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One call or management action: a fixed set of fields, so no key or payload can get in."""
+class AuditRecord(NamedTuple):
+    """One call or management action: a fixed set of fields, so no key or payload can get in.
+
+    A named tuple, not a frozen dataclass: one is built per request, and a frozen dataclass
+    costs four times as much to build.
+    """
 
     ts: float
     """When, in epoch seconds."""
@@ -165,7 +167,13 @@ class AuditLog:
 
     def record(self, rec: AuditRecord) -> None:
         """Append `rec` as one line with one write; raises `OSError` when the disk refuses it."""
-        line = _encode(rec)
+        self.record_many((rec,))
+
+    def record_many(self, recs: Iterable[AuditRecord]) -> None:
+        """Append `recs` with one write (whole lines: a crash cuts at most the last one)."""
+        line = b"".join(map(_encode, recs))
+        if not line:
+            return
         with self._lock:
             if self._fd < 0:
                 raise ValueError("the audit log is closed")

@@ -182,6 +182,8 @@ class KeyStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._keys: dict[str, ApiKey] = {}
+        self._checked: dict[str, ApiKey] = {}
+        """Keys already checked against their digest (cleared whenever the keys change)."""
         self._stamp = _FileStamp()
         self._reload()
 
@@ -207,10 +209,14 @@ class KeyStore:
             UnauthenticatedError: unknown, malformed, expired or revoked key.
         """
         self.refresh()
-        key_id = key[len(_PREFIX) : len(_PREFIX) + 8] if key.startswith(_PREFIX) else ""
-        record = self._keys.get(key_id)
-        if record is None or not hmac.compare_digest(record.digest, _digest(key)):
-            raise UnauthenticatedError("the API key is not valid")
+        record = self._checked.get(key)  # a key seen before: its digest matched then
+        if record is None:
+            key_id = key[len(_PREFIX) : len(_PREFIX) + 8] if key.startswith(_PREFIX) else ""
+            record = self._keys.get(key_id)
+            if record is None or not hmac.compare_digest(record.digest, _digest(key)):
+                raise UnauthenticatedError("the API key is not valid")
+            if len(self._checked) < 10_000:
+                self._checked[key] = record
         state = record.state()
         if state != "active":
             raise UnauthenticatedError(f"the API key {record.prefix} is {state}")
@@ -297,6 +303,7 @@ class KeyStore:
         """Hold the file lock, start from the file's current keys, write them back after."""
         if self.path is None:
             yield
+            self._checked.clear()
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
@@ -308,6 +315,7 @@ class KeyStore:
                     for key in sorted(self._keys.values(), key=lambda k: k.created)]  # fmt: skip
             atomic_write(self.path, json.dumps(docs, indent=1), mode=0o600)
             self._stamp.seen = self._file_stamp()
+            self._checked.clear()
         finally:
             os.close(lock)  # closing releases the lock
 
@@ -325,6 +333,7 @@ class KeyStore:
         stamp = self._file_stamp()
         if stamp is None:
             self._keys = {}
+            self._checked.clear()
             self._stamp.seen = None
             return
         try:
@@ -337,4 +346,5 @@ class KeyStore:
         except (OSError, ValueError, KeyError, TypeError, InvalidInputError) as exc:
             raise InvalidInputError(f"{self.path}: not a key file ({exc})") from exc
         self._keys = keys
+        self._checked.clear()
         self._stamp.seen = stamp

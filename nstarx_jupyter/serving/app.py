@@ -127,6 +127,7 @@ def create_app(
             await repository.close()
             executor.shutdown(wait=False, cancel_futures=True)
             if dataplane.audit is not None:
+                dataplane.flush_audit()
                 dataplane.audit.close()
 
     starlette = Starlette(

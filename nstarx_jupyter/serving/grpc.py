@@ -187,7 +187,7 @@ def _bridge(
                 version = metadata.get(_VERSION) or getattr(request, "model_version", "") or ""
                 dataplane.audit_call(
                     metadata.get(_PRINCIPAL, ANONYMOUS), action, "grpc", model, version, status,
-                    started, client=_peer_address(peer) or "",
+                    started, client=_peer_address(peer) or "", on_loop=False,
                 )  # fmt: skip
         raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 

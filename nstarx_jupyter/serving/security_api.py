@@ -77,6 +77,7 @@ def control_endpoint(
         dataplane.audit_call(principal, what, "control", name, "", response.status_code, started,
                              client=client.host if client else "")  # fmt: skip
         if method != "GET" and dataplane.audit is not None:
+            dataplane.flush_audit()
             dataplane.audit.flush_durable()
         return response
 

@@ -10,9 +10,7 @@ without rules is open to every key whose scopes cover the deployment.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hmac
-import json
 import logging
 import math
 import os
@@ -21,17 +19,17 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.errors import (
     ForbiddenError,
     InvalidInputError,
     RateLimitedError,
     UnauthenticatedError,
 )
-from nstarx_jupyter.security.keys import ADMIN, RELOAD_S, ApiKey, KeyStore, key_prefix
+from nstarx_jupyter.security.keys import ADMIN, ApiKey, KeyStore, key_prefix
+from nstarx_jupyter.security.shared import SharedFile
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable
     from pathlib import Path
 
 __all__ = [
@@ -88,7 +86,7 @@ ANONYMOUS = Principal("-")
 _OWNER = Principal(ADMIN, ADMIN)
 
 
-class AccessRules:
+class AccessRules(SharedFile):
     """Registry models' access lists, in a JSON file shared by the processes of one home.
 
     `{"iris": {"call": ["fraud-app"], "deploy": ["alice"], "read": ["bob"]}}`: an entry is a
@@ -96,20 +94,27 @@ class AccessRules:
     that is not listed is not restricted. `deploy` and `call` imply `read`.
     """
 
+    what = "access file"
+
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path
         self._rules: dict[str, dict[str, tuple[str, ...]]] = {}
-        self._checked = 0.0
-        self._seen: tuple[int, int, int] | None = None
-        self._reload()
+        super().__init__(path)
+
+    def _load(self, doc: Any) -> None:
+        self._rules = {model: {p: tuple(rule[p]) for p in PERMISSIONS if p in rule}
+                       for model, rule in (doc or {}).items()}  # fmt: skip
+
+    def _dump(self) -> Any:
+        return {m: {p: list(w) for p, w in sorted(r.items())}
+                for m, r in sorted(self._rules.items())}  # fmt: skip
 
     def __bool__(self) -> bool:
-        self._refresh()
+        self.refresh()
         return bool(self._rules)
 
     def rules(self) -> dict[str, dict[str, list[str]]]:
         """Every model's rules."""
-        self._refresh()
+        self.refresh()
         return {model: {p: list(who) for p, who in rule.items()}
                 for model, rule in sorted(self._rules.items())}  # fmt: skip
 
@@ -147,56 +152,6 @@ class AccessRules:
             return False
         names = {"*", record.name, record.id, record.prefix}
         return any(who is not None and names.intersection(who) for who in lists)
-
-    def _refresh(self) -> None:
-        now = time.monotonic()
-        if self.path is None or now - self._checked < RELOAD_S:
-            return
-        self._checked = now
-        if self._stamp() != self._seen:
-            try:
-                self._reload()
-            except InvalidInputError as exc:
-                log.error("%s; keeping the rules read before", exc.message)
-
-    def _stamp(self) -> tuple[int, int, int] | None:
-        assert self.path is not None  # noqa: S101 - callers check
-        try:
-            info = self.path.stat()
-        except FileNotFoundError:
-            return None
-        return (info.st_ino, info.st_mtime_ns, info.st_size)
-
-    def _reload(self) -> None:
-        if self.path is None:
-            return
-        stamp = self._stamp()
-        rules: dict[str, dict[str, tuple[str, ...]]] = {}
-        if stamp is not None:
-            try:
-                doc = json.loads(self.path.read_text())
-                for model, rule in doc.items():
-                    rules[model] = {p: tuple(rule[p]) for p in PERMISSIONS if p in rule}
-            except (OSError, ValueError, AttributeError, TypeError) as exc:
-                raise InvalidInputError(f"{self.path}: not an access file ({exc})") from exc
-        self._rules, self._seen = rules, stamp
-
-    @contextlib.contextmanager
-    def _changing(self) -> Iterator[None]:
-        if self.path is None:
-            yield
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self._reload()
-            yield
-            doc = {m: {p: list(w) for p, w in r.items()} for m, r in self._rules.items()}
-            atomic_write(self.path, json.dumps(doc, indent=1, sort_keys=True), mode=0o600)
-            self._seen = self._stamp()
-        finally:
-            os.close(lock)
 
 
 class _Bucket:

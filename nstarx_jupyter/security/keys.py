@@ -21,20 +21,16 @@ stops working on a running server within a second.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
-import json
-import logging
-import os
 import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError, UnauthenticatedError
+from nstarx_jupyter.security.shared import RELOAD_S, SharedFile
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -50,13 +46,9 @@ __all__ = [
     "parse_scopes",
 ]
 
-log = logging.getLogger(__name__)
-
 ALL = "*"
 """In a scope, every deployment: `predict:*`."""
 ADMIN = "admin"
-RELOAD_S = 0.5
-"""How often a reader looks at the key file for changes made by another process."""
 _PREFIX = "nsx_"
 _ACTIONS = ("predict", "manage")
 _NAME = re.compile(r"^(\*|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$")
@@ -170,22 +162,29 @@ def _check_limits(expires: float | None, rate_limit: float | None, burst: int | 
         raise InvalidInputError("burst: at least 1 request")
 
 
-@dataclass(slots=True)
-class _FileStamp:
-    checked: float = 0.0
-    seen: tuple[int, int, int] | None = None
-
-
-class KeyStore:
+class KeyStore(SharedFile):
     """Keys in a JSON file shared across processes (`path`, owner-only) or in memory (`None`)."""
 
+    what = "key file"
+
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path
         self._keys: dict[str, ApiKey] = {}
-        self._checked: dict[str, ApiKey] = {}
+        self._checked_keys: dict[str, ApiKey] = {}
         """Keys already checked against their digest (cleared whenever the keys change)."""
-        self._stamp = _FileStamp()
-        self._reload()
+        super().__init__(path)
+
+    def _load(self, doc: Any) -> None:
+        keys = {}
+        for item in doc or ():
+            item["scopes"] = parse_scopes(item["scopes"])
+            fields = {k: v for k, v in item.items() if k in ApiKey.__dataclass_fields__}
+            keys[fields["id"]] = ApiKey(**fields)
+        self._keys = keys
+        self._checked_keys.clear()
+
+    def _dump(self) -> Any:
+        return [{**asdict(key), "scopes": list(key.scopes)}
+                for key in sorted(self._keys.values(), key=lambda k: k.created)]  # fmt: skip
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -209,32 +208,18 @@ class KeyStore:
             UnauthenticatedError: unknown, malformed, expired or revoked key.
         """
         self.refresh()
-        record = self._checked.get(key)  # a key seen before: its digest matched then
+        record = self._checked_keys.get(key)  # a key seen before: its digest matched then
         if record is None:
             key_id = key[len(_PREFIX) : len(_PREFIX) + 8] if key.startswith(_PREFIX) else ""
             record = self._keys.get(key_id)
             if record is None or not hmac.compare_digest(record.digest, _digest(key)):
                 raise UnauthenticatedError("the API key is not valid")
-            if len(self._checked) < 10_000:
-                self._checked[key] = record
+            if len(self._checked_keys) < 10_000:
+                self._checked_keys[key] = record
         state = record.state()
         if state != "active":
             raise UnauthenticatedError(f"the API key {record.prefix} is {state}")
         return record
-
-    def refresh(self, *, force: bool = False) -> None:
-        """Reload the file when another process changed it (looked at every `RELOAD_S`)."""
-        if self.path is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._stamp.checked < RELOAD_S:
-            return
-        self._stamp.checked = now
-        if self._file_stamp() != self._stamp.seen:
-            try:
-                self._reload()
-            except InvalidInputError as exc:  # a broken edit: keep serving the last good keys
-                log.error("%s; keeping the keys read before", exc.message)
 
     # -- changing ------------------------------------------------------------------------------
 
@@ -300,51 +285,6 @@ class KeyStore:
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:
-        """Hold the file lock, start from the file's current keys, write them back after."""
-        if self.path is None:
+        with super()._changing():
             yield
-            self._checked.clear()
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self._reload()
-            yield
-            docs = [{**asdict(key), "scopes": list(key.scopes)}
-                    for key in sorted(self._keys.values(), key=lambda k: k.created)]  # fmt: skip
-            atomic_write(self.path, json.dumps(docs, indent=1), mode=0o600)
-            self._stamp.seen = self._file_stamp()
-            self._checked.clear()
-        finally:
-            os.close(lock)  # closing releases the lock
-
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        assert self.path is not None  # noqa: S101 - callers check
-        try:
-            info = self.path.stat()
-        except FileNotFoundError:
-            return None
-        return (info.st_ino, info.st_mtime_ns, info.st_size)
-
-    def _reload(self) -> None:
-        if self.path is None:
-            return
-        stamp = self._file_stamp()
-        if stamp is None:
-            self._keys = {}
-            self._checked.clear()
-            self._stamp.seen = None
-            return
-        try:
-            docs = json.loads(self.path.read_text())
-            keys = {}
-            for doc in docs:
-                doc["scopes"] = parse_scopes(doc["scopes"])
-                doc = {k: v for k, v in doc.items() if k in ApiKey.__dataclass_fields__}
-                keys[doc["id"]] = ApiKey(**doc)
-        except (OSError, ValueError, KeyError, TypeError, InvalidInputError) as exc:
-            raise InvalidInputError(f"{self.path}: not a key file ({exc})") from exc
-        self._keys = keys
-        self._checked.clear()
-        self._stamp.seen = stamp
+        self._checked_keys.clear()

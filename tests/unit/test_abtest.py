@@ -116,3 +116,20 @@ def test_feedback_finds_its_request_and_scores_labels() -> None:
             log.feedback("r4", **bad)
     with pytest.raises(InvalidInputError, match="no single prediction"):
         log.feedback("r4", label="setosa")
+
+
+def test_a_full_request_log_gives_the_collector_nothing_to_walk_per_entry() -> None:
+    import gc
+
+    log = RequestLog(keep=1000)
+    for i in range(1500):
+        log.record(f"r{i}", Logged("1", float(i), 0.001, True, prediction=i % 3))
+    assert len(log) == 1000
+    assert [e.at for e in log.entries(1499.0)] == [1499.0]
+    gc.collect()
+    rows = list(log._entries.values())
+    assert not any(gc.is_tracked(row) for row in rows)  # plain tuples of plain values
+    assert log.feedback("r1499", label=2).outcome == 1.0  # 1499 % 3 == 2: right
+    assert log.feedback("r1498", label=2).outcome == 0.0
+    gc.collect()
+    assert not gc.is_tracked(log._entries["r1499"])

@@ -263,6 +263,13 @@ class RequestLog:
         self._entries[request_id] = tuple(entry)
         return entry
 
+    def rows(self, since: float = 0.0) -> list[tuple[Any, ...]]:
+        """The logged requests answered at or after `since`, as tuples in `Logged` order.
+
+        Cheap: what to copy on the event loop before analysing elsewhere.
+        """
+        return [row for row in self._entries.values() if row[1] >= since]
+
     def entries(self, since: float = 0.0) -> list[Logged]:
         """The logged requests answered at or after `since` (wall-clock seconds)."""
         return [Logged._make(row) for row in self._entries.values() if row[1] >= since]

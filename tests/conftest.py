@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING
 
 import joblib
@@ -11,11 +12,26 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     import numpy as np
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A temporary $NSTARX_HOME for what starts before a test's own (module-scoped servers):
+    since every server keeps keys and an audit log in its home, none may touch the user's."""
+    home = tmp_path_factory.mktemp("session-home")
+    before = os.environ.get("NSTARX_HOME")
+    os.environ["NSTARX_HOME"] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop("NSTARX_HOME", None)
+    else:
+        os.environ["NSTARX_HOME"] = before
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,6 @@ from nstarx_jupyter.errors import (
     NstarxError,
     UnavailableError,
 )
-from nstarx_jupyter.security.tls import CERT_FILE, default_tls_dir
 
 __all__ = ["LocalBackend", "ServerState"]
 
@@ -63,7 +62,9 @@ class LocalBackend:
     def _http(self) -> httpx.Client:
         """One pooled client for every call (a new one per call costs more than the call)."""
         if self._http_client is None:
-            self._http_client = httpx.Client(timeout=self.timeout_s, verify=_local_trust())
+            self._http_client = httpx.Client(
+                timeout=self.timeout_s, verify=_local_trust(self.state_dir / STATE_FILE)
+            )
         return self._http_client
 
     # -- the server process --------------------------------------------------------------------
@@ -239,13 +240,22 @@ class LocalBackend:
         return response.json()
 
 
-def _local_trust() -> ssl.SSLContext:
-    """The system's CAs, or the certificate of `nstarx tls-cert` when there is one.
+def _local_trust(state_file: Path) -> ssl.SSLContext:
+    """The system's CAs, plus the certificate the local server serves (named in its state file).
 
-    The backend only calls the local server, which serves https with that certificate if any.
+    A server started with `--tls-cert` (a self-signed one from `nstarx tls-cert`, say) records
+    the file; the backend, which only calls that server, trusts it besides the system's CAs.
     """
-    cert = default_tls_dir() / CERT_FILE
-    return ssl.create_default_context(cafile=cert) if cert.is_file() else tls_context()
+    try:
+        cert = json.loads(state_file.read_text()).get("cert")
+    except (OSError, ValueError, AttributeError):
+        cert = None
+    if not cert:
+        return tls_context()
+    context = ssl.create_default_context()
+    with contextlib.suppress(OSError):  # a certificate gone since: the system's CAs decide
+        context.load_verify_locations(cafile=cert)
+    return context
 
 
 _LAUNCHER = """

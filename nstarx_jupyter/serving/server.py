@@ -123,7 +123,8 @@ async def serve(
     bound = BoundServer(_url(config.host, port, tls=tls is not None), grpc_address)
     state = None
     if config.state_dir is not None:
-        state = write_state(config.state_dir, bound, app.dataplane.guard.admin_token)
+        state = write_state(config.state_dir, bound, app.dataplane.guard.admin_token,
+                            config.tls_cert)  # fmt: skip
     try:
         if on_ready is not None and await on_ready(bound):
             server.should_exit = True
@@ -137,10 +138,17 @@ async def serve(
     return 0
 
 
-def write_state(folder: Path, bound: BoundServer, token: str | None) -> Path:
-    """Write the state file (user-only: it holds the admin token) and return its path."""
+def write_state(
+    folder: Path, bound: BoundServer, token: str | None, cert: Path | None = None
+) -> Path:
+    """Write the state file (user-only: it holds the admin token) and return its path.
+
+    With TLS, `cert` names the certificate served, which local clients add to what they trust.
+    """
     doc = {"pid": os.getpid(), "url": bound.url, "grpc": bound.grpc_address,
            "token": token, "started": time.time()}  # fmt: skip
+    if cert is not None:
+        doc["cert"] = str(cert.expanduser().resolve())
     return atomic_write(folder / STATE_FILE, json.dumps(doc), mode=0o600)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from nstarx_jupyter.client import InferenceClient, InferenceError
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
-from nstarx_jupyter.security.tls import default_tls_dir, make_self_signed
+from nstarx_jupyter.security.tls import make_self_signed
 from tests.integration.server import ServerProcess, start_server
 from tests.unit.test_tls import OLD_TLS, pinned_client
 
@@ -171,8 +172,8 @@ def test_grpc_refuses_an_insecure_channel(server: ServerProcess) -> None:
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_local_backend_trusts_the_certificate_of_nstarx_tls_cert(tmp_path: Path) -> None:
-    cert, key = make_self_signed(default_tls_dir())  # what `nstarx tls-cert` writes
+def test_local_backend_trusts_the_certificate_its_server_serves(tmp_path: Path) -> None:
+    cert, key = make_self_signed(tmp_path / "tls")  # what `nstarx tls-cert --out` writes
     state_dir = tmp_path / "server"
     process = start_server(
         "--state-dir", str(state_dir), "--tls-cert", str(cert), "--tls-key", str(key)
@@ -184,6 +185,7 @@ def test_local_backend_trusts_the_certificate_of_nstarx_tls_cert(tmp_path: Path)
         assert state.url == process.url
         assert state.url.startswith("https://")
         assert backend.deployments() == []  # the control API, over https, with the admin token
+        assert json.loads((state_dir / "state.json").read_text())["cert"] == str(cert.resolve())
     finally:
         backend.close()
         process.stop()

@@ -42,6 +42,7 @@ from nstarx_jupyter.serving.security_api import (
     json_body,
     json_response,
 )
+from nstarx_jupyter.serving.settings import registry_models
 from nstarx_jupyter.serving.traffic import Logged
 
 if TYPE_CHECKING:
@@ -383,19 +384,11 @@ class ControlPlane:
         if raw is not None and not raw.isdigit():
             raise InvalidInputError(f"if_revision: '{raw}' is not a revision number")
         spec = DeploymentSpec.build(**doc)
-        self.guard.check_models(principal, "deploy", registry_models_of(spec))
+        variants = spec.traffic.variants if spec.traffic is not None else []
+        uris = [spec.storage_uri, *(variant.storage_uri for variant in variants)]
+        self.guard.check_models(principal, "deploy", registry_models(uris))
         described = await self.apply(spec, if_revision=int(raw) if raw is not None else None)
         return json_response(described, 200 if existed else 201)
-
-
-def registry_models_of(spec: DeploymentSpec) -> list[str]:
-    """The registry models a spec serves (`models:/NAME/...` of its model and its variants)."""
-    uris = [spec.storage_uri or ""]
-    if spec.traffic is not None:
-        uris += [variant.storage_uri for variant in spec.traffic.variants]
-    names = [uri.removeprefix("models:/").split("/")[0].split("@")[0]
-             for uri in uris if uri.startswith("models:/")]  # fmt: skip
-    return list(dict.fromkeys(names))
 
 
 def _number(query: Any, key: str) -> float:

@@ -25,6 +25,7 @@ from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
 from nstarx_jupyter.runtimes.base import Tensors
 from nstarx_jupyter.security.audit import AuditRecord
 from nstarx_jupyter.serving.repository import LoadedModel, ModelRepository, ModelState
+from nstarx_jupyter.serving.settings import registry_models
 from nstarx_jupyter.serving.traffic import (
     Logged,
     RequestLog,
@@ -211,13 +212,11 @@ class DataPlane:
 
     def registry_models(self, name: str) -> list[str]:
         """The registry models (`models:/NAME/...`) that the versions of `name` serve."""
-        found: list[str] = []
         with contextlib.suppress(NstarxError):
-            for version in self.repository.versions(name):
-                uri = self.repository.entry(name, version).settings.storage_uri or ""
-                if uri.startswith("models:/"):
-                    found.append(uri.removeprefix("models:/").split("/")[0].split("@")[0])
-        return list(dict.fromkeys(found))
+            versions = self.repository.versions(name)
+            return registry_models(self.repository.entry(name, v).settings.storage_uri
+                                   for v in versions)  # fmt: skip
+        return []
 
     def server_metadata(self) -> dict[str, Any]:
         """Return the V2 server metadata document."""

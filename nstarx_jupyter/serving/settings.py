@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import (
     BaseModel,
@@ -20,11 +20,15 @@ from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.registry.catalog import MODEL_NAME, parse_model_uri
 from nstarx_jupyter.runtimes.loader import runtime_class
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 __all__ = [
     "SETTINGS_FILE",
     "ModelSettings",
     "file_settings",
     "parse_model_arg",
+    "registry_models",
     "settings_from_repository",
 ]
 
@@ -100,6 +104,16 @@ class ModelSettings(BaseModel):
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "settings"
             raise InvalidInputError(f"model setting '{where}': {first['msg']}") from None
+
+
+def registry_models(uris: Iterable[str | None]) -> list[str]:
+    """The registry models named by the `models:/NAME/...` URIs among `uris`, once each.
+
+    Raises:
+        InvalidInputError: a `models:/` URI of another form.
+    """
+    names = [parse_model_uri(uri)[0] for uri in uris if uri and uri.startswith("models:/")]
+    return list(dict.fromkeys(names))
 
 
 def parse_model_arg(value: str, defaults: dict[str, Any] | None = None) -> ModelSettings:

@@ -312,11 +312,6 @@ class Guard:
                 f"retry after {seconds} s", seconds,
             )  # fmt: skip
 
-    def describe(self) -> dict[str, Any]:
-        """What the guard enforces, for status pages."""
-        return {"auth": self.enabled, "public": sorted(self.public),
-                "keys": sum(k.state() == "active" for k in self.keys.records())}  # fmt: skip
-
 
 def _who(principal: Principal) -> str:
     if principal.record is None:

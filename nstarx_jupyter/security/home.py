@@ -44,14 +44,14 @@ def audit_dir() -> Path:
     return nstarx_home() / "audit"
 
 
-def key_store() -> KeyStore:
-    """The home's keys."""
-    return KeyStore(security_dir() / "keys.json")
+def key_store(folder: Path | None = None) -> KeyStore:
+    """The keys of `folder` (default: the home's security folder)."""
+    return KeyStore((folder or security_dir()) / "keys.json")
 
 
-def access_rules() -> AccessRules:
-    """The home's registry model access rules."""
-    return AccessRules(security_dir() / "access.json")
+def access_rules(folder: Path | None = None) -> AccessRules:
+    """The registry model access rules of `folder` (default: the home's security folder)."""
+    return AccessRules((folder or security_dir()) / "access.json")
 
 
 def audit_local(action: str, model: str = "", status: int = 200) -> None:

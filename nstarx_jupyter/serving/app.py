@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from nstarx_jupyter.config import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES, nstarx_home
-from nstarx_jupyter.security import AccessRules, Guard, KeyStore, admin_token
+from nstarx_jupyter.config import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
+from nstarx_jupyter.security import Guard, admin_token
 from nstarx_jupyter.security.audit import AuditLog
+from nstarx_jupyter.security.home import access_rules, audit_dir, key_store, security_dir
 from nstarx_jupyter.serving.dataplane import DataPlane
 from nstarx_jupyter.serving.http_errors import handle_http_exception
 from nstarx_jupyter.serving.inference_http import InferenceApp
@@ -76,11 +77,11 @@ def _usable_cores() -> int:
 
 def make_guard(config: ServingConfig) -> Guard:
     """The server's guard: the keys and access rules of `security_dir`, the admin token."""
-    folder = config.security_dir or nstarx_home() / "security"
+    folder = config.security_dir or security_dir()
     return Guard(
-        KeyStore(folder / "keys.json"),
+        key_store(folder),
         config.admin_token or admin_token(folder),
-        AccessRules(folder / "access.json"),
+        access_rules(folder),
         enabled=config.auth,
     )
 
@@ -105,7 +106,7 @@ def create_app(
     guard = make_guard(config)
     dataplane = DataPlane(repository, metrics, guard)
     if config.audit:
-        dataplane.audit = AuditLog(config.audit_dir or nstarx_home() / "audit")
+        dataplane.audit = AuditLog(config.audit_dir or audit_dir())
 
     control = None
     routes = RestHandlers(dataplane, config.max_body_bytes).routes()

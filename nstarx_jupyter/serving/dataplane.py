@@ -150,16 +150,6 @@ class DataPlane:
             raise InvalidInputError(f"'{name}' is not a deployment: it keeps no request log")
         return log.feedback(request_id, value=value, label=label)
 
-    def require(self, authorization: str | None, action: str, name: str | None = None) -> Principal:
-        """Check the caller's `Authorization` header for `action` on model `name`.
-
-        Raises:
-            UnauthenticatedError: no valid credential (and the model is not public).
-            ForbiddenError: the key's scopes or the registry model's access rules say no.
-            RateLimitedError: the key is over its rate limit.
-        """
-        return self.guard.require(authorization, action, name)
-
     def audit_call(
         self,
         principal: Principal,

@@ -59,7 +59,9 @@ class InferenceServicer:
 
     def _authorize(self, metadata: Metadata, action: str, name: str | None = None) -> None:
         """Check the caller (its `authorization` metadata) and keep it for the audit log."""
-        metadata[_PRINCIPAL] = self.dataplane.require(metadata.get("authorization"), action, name)
+        metadata[_PRINCIPAL] = self.dataplane.guard.require(
+            metadata.get("authorization"), action, name
+        )
 
     async def ServerLive(self, request: Any, metadata: Metadata) -> pb.ServerLiveResponse:  # noqa: N802
         """Always live while the process answers."""

@@ -162,7 +162,7 @@ class InferenceApp:
 
     def _authorize(self, name: str, headers: list[tuple[bytes, bytes]], call: _Call) -> None:
         given = next((value for key, value in headers if key == b"authorization"), None)
-        call.principal = self.dataplane.require(
+        call.principal = self.dataplane.guard.require(
             given.decode("latin-1") if given is not None else None, "predict", name
         )
 

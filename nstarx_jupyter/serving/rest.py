@@ -79,7 +79,7 @@ class RestHandlers:
             params = request.path_params
             try:
                 if action is not None:
-                    principal = dataplane.require(
+                    principal = dataplane.guard.require(
                         request.headers.get("authorization"), action, params.get("name")
                     )
                     request.scope[PRINCIPAL] = principal

@@ -15,6 +15,7 @@ from nstarx_jupyter.config import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
 from nstarx_jupyter.security import Guard, admin_token
 from nstarx_jupyter.security.audit import AuditLog
 from nstarx_jupyter.security.home import access_rules, audit_dir, key_store, security_dir
+from nstarx_jupyter.serving.auditing import CallAudit
 from nstarx_jupyter.serving.dataplane import DataPlane
 from nstarx_jupyter.serving.http_errors import handle_http_exception
 from nstarx_jupyter.serving.inference_http import InferenceApp
@@ -106,7 +107,7 @@ def create_app(
     guard = make_guard(config)
     dataplane = DataPlane(repository, metrics, guard)
     if config.audit:
-        dataplane.audit = AuditLog(config.audit_dir or audit_dir())
+        dataplane.audit = CallAudit(AuditLog(config.audit_dir or audit_dir()))
 
     control = None
     routes = RestHandlers(dataplane, config.max_body_bytes).routes()
@@ -127,9 +128,7 @@ def create_app(
             await dataplane.close()
             await repository.close()
             executor.shutdown(wait=False, cancel_futures=True)
-            if dataplane.audit is not None:
-                dataplane.flush_audit()
-                dataplane.audit.close()
+            dataplane.audit.close()
 
     starlette = Starlette(
         routes=routes,

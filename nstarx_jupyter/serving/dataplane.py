@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ from nstarx_jupyter.protocol.datatypes import datatype_of
 from nstarx_jupyter.protocol.inference import InferenceRequest, InferenceResponse, InferOutput
 from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
 from nstarx_jupyter.runtimes.base import Tensors
-from nstarx_jupyter.security.audit import AuditRecord
+from nstarx_jupyter.serving.auditing import CallAudit
 from nstarx_jupyter.serving.repository import LoadedModel, ModelRepository, ModelState
 from nstarx_jupyter.serving.settings import registry_models
 from nstarx_jupyter.serving.traffic import (
@@ -36,8 +36,7 @@ from nstarx_jupyter.serving.traffic import (
 )
 
 if TYPE_CHECKING:
-    from nstarx_jupyter.security import Guard, Principal
-    from nstarx_jupyter.security.audit import AuditLog
+    from nstarx_jupyter.security import Guard
     from nstarx_jupyter.serving.metrics import ServerMetrics
 
 __all__ = ["EXTENSIONS", "Caller", "DataPlane", "Decoder", "Served"]
@@ -92,12 +91,6 @@ class Served:
         return out
 
 
-AUDIT_FLUSH_S = 0.005
-"""How long audit records of the event loop wait to go out together (one write per batch)."""
-AUDIT_BATCH = 256
-"""Or how many: a full batch is written at once."""
-
-
 class DataPlane:
     """Health, metadata and inference over a `ModelRepository`; transports encode and decode."""
 
@@ -107,9 +100,8 @@ class DataPlane:
         self.guard = guard
         """Who may call what: every transport asks it before it touches a model."""
         guard.registry_models = self.registry_models
-        self.audit: AuditLog | None = None
+        self.audit = CallAudit()
         """Where every call is recorded (who, what, which model and version, status, latency)."""
-        self._audit_pending: list[AuditRecord] = []
         self._routers: dict[str, Router] = {}
         self.logs: dict[str, RequestLog] = {}
         """Recent routed requests per model, for feedback and the A/B report."""
@@ -149,56 +141,6 @@ class DataPlane:
             self.repository.entry(name)  # an unknown name is a 404 naming the model
             raise InvalidInputError(f"'{name}' is not a deployment: it keeps no request log")
         return log.feedback(request_id, value=value, label=label)
-
-    def audit_call(
-        self,
-        principal: Principal,
-        action: str,
-        transport: str,
-        model: str,
-        version: str,
-        status: int,
-        started: float,
-        request_id: str = "",
-        client: str = "",
-        *,
-        on_loop: bool = True,
-    ) -> None:
-        """Append one call to the audit log (`started`: its `time.perf_counter()` start).
-
-        On the event loop, records gather for `AUDIT_FLUSH_S` (or `AUDIT_BATCH` records) and
-        go out in one write: a `kill -9` may lose the last few milliseconds of records, never
-        corrupt one. Other threads (gRPC's) write their record at once.
-        """
-        audit = self.audit
-        if audit is None:
-            return
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        record = AuditRecord(time.time(), principal.key, principal.name, action, transport,
-                             model, version, status, round(latency_ms, 3), request_id,
-                             client)  # fmt: skip
-        if not on_loop:
-            self._write_audit((record,))
-            return
-        pending = self._audit_pending
-        pending.append(record)
-        if len(pending) == 1:
-            asyncio.get_running_loop().call_later(AUDIT_FLUSH_S, self.flush_audit)
-        elif len(pending) >= AUDIT_BATCH:
-            self.flush_audit()
-
-    def flush_audit(self) -> None:
-        """Write the audit records queued on the event loop."""
-        pending, self._audit_pending = self._audit_pending, []
-        self._write_audit(pending)
-
-    def _write_audit(self, records: Sequence[AuditRecord]) -> None:
-        if self.audit is None or not records:
-            return
-        try:
-            self.audit.record_many(records)
-        except (OSError, ValueError) as exc:  # a full disk, or a call ending after shut-down
-            log.error("the audit log refused %d records: %s", len(records), exc)
 
     def registry_models(self, name: str) -> list[str]:
         """The registry models (`models:/NAME/...`) that the versions of `name` serve."""

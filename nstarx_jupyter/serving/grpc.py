@@ -187,7 +187,7 @@ def _bridge(
             if audited:
                 model = getattr(request, "model_name", "") or getattr(request, "name", "")
                 version = metadata.get(_VERSION) or getattr(request, "model_version", "") or ""
-                dataplane.audit_call(
+                dataplane.audit.call(
                     metadata.get(_PRINCIPAL, ANONYMOUS), action, "grpc", model, version, status,
                     started, client=_peer_address(peer) or "", on_loop=False,
                 )  # fmt: skip

@@ -154,7 +154,7 @@ class InferenceApp:
             reply = _Reply(orjson.dumps({"error": "internal error"}), 500)
         await _send(send, reply)
         client = scope.get("client")
-        self.dataplane.audit_call(
+        self.dataplane.audit.call(
             call.principal, "infer" if kind == "v2" else "predict", _TRANSPORTS[kind], name,
             call.version or version or "", reply.status, started, call.request_id,
             client[0] if client else "",

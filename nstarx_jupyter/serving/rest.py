@@ -90,7 +90,7 @@ class RestHandlers:
                 response = unexpected_error_response(request, exc)
             if action is not None:
                 client = request.client
-                dataplane.audit_call(principal, name, "rest", params.get("name", ""),
+                dataplane.audit.call(principal, name, "rest", params.get("name", ""),
                                      params.get("version", ""), response.status_code, started,
                                      client=client.host if client else "")  # fmt: skip
             return response

@@ -74,11 +74,10 @@ def control_endpoint(
         method = request.method
         what = audit_as if method == "GET" else f"{audit_as}.{method.lower()}"
         client = request.client
-        dataplane.audit_call(principal, what, "control", name, "", response.status_code, started,
+        dataplane.audit.call(principal, what, "control", name, "", response.status_code, started,
                              client=client.host if client else "")  # fmt: skip
-        if method != "GET" and dataplane.audit is not None:
-            dataplane.flush_audit()
-            dataplane.audit.flush_durable()
+        if method != "GET":
+            dataplane.audit.flush(durable=True)
         return response
 
     return endpoint
@@ -174,7 +173,7 @@ class SecurityApi:
         unknown = set(query) - set(_AUDIT_QUERY)
         if unknown:
             raise InvalidInputError(f"audit: unknown parameter '{sorted(unknown)[0]}'")
-        audit = self.dataplane.audit
+        audit = self.dataplane.audit.log
         if audit is None:
             raise InvalidInputError("this server keeps no audit log")
         filters: dict[str, Any] = {k: query[k] for k in ("key", "action", "model") if k in query}

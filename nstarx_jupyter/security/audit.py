@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import orjson
 
 from nstarx_jupyter.errors import InvalidInputError, require
+from nstarx_jupyter.security.keys import KEY_PREFIX, key_prefix
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -79,8 +80,8 @@ _WIRE = {"ts": "ts", "key": "key", "principal": "who", "action": "act", "transpo
 
 def _key_id(value: str) -> str:
     """The id of a whole `nsx_<id>_<secret>` key, so a caller's slip never writes a secret."""
-    if value.startswith("nsx_"):
-        return value[4:].split("_", 1)[0][:_MAX_KEY_ID]
+    if value.startswith(KEY_PREFIX):
+        return key_prefix(value).removeprefix(KEY_PREFIX)[:_MAX_KEY_ID]
     return "?"
 
 
@@ -281,7 +282,7 @@ def read_audit(
     if limit is not None and limit < 0:
         raise InvalidInputError(f"limit must be zero or more, not {limit}")
     wanted = _status_filter(status)
-    key_id = None if key is None else key.removeprefix("nsx_")
+    key_id = None if key is None else key.removeprefix(KEY_PREFIX)
     kept: collections.deque[AuditRow] = collections.deque(maxlen=limit)
     skipped = 0
     for row in _rows(folder):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import logging
 import math
 import os
 import secrets
@@ -25,7 +24,7 @@ from nstarx_jupyter.errors import (
     RateLimitedError,
     UnauthenticatedError,
 )
-from nstarx_jupyter.security.keys import ADMIN, ApiKey, KeyStore, key_prefix
+from nstarx_jupyter.security.keys import ADMIN, KEY_PREFIX, ApiKey, KeyStore, key_prefix
 from nstarx_jupyter.security.shared import SharedFile
 
 if TYPE_CHECKING:
@@ -41,10 +40,8 @@ __all__ = [
     "admin_token",
 ]
 
-log = logging.getLogger(__name__)
 PERMISSIONS = ("read", "deploy", "call")
 """What a registry model's access rules grant."""
-_KEY_PREFIX = "nsx_"
 _TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
 
 
@@ -222,7 +219,7 @@ class Guard:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise UnauthenticatedError("send the API key as 'Authorization: Bearer KEY'")
-        if not token.startswith(_KEY_PREFIX) and self.is_admin(token):
+        if not token.startswith(KEY_PREFIX) and self.is_admin(token):
             return _OWNER
         try:
             record = self.keys.verify(token)

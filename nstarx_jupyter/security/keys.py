@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ADMIN",
     "ALL",
+    "KEY_PREFIX",
     "RELOAD_S",
     "ApiKey",
     "KeyStore",
@@ -49,14 +50,15 @@ __all__ = [
 ALL = "*"
 """In a scope, every deployment: `predict:*`."""
 ADMIN = "admin"
-_PREFIX = "nsx_"
+KEY_PREFIX = "nsx_"
+"""How every key starts (`nsx_<id>_<secret>`)."""
 _ACTIONS = ("predict", "manage")
 _NAME = re.compile(r"^(\*|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$")
 
 
 def key_prefix(value: str) -> str:
     """`nsx_<id>` of a key, a prefix or an id: what listings show and revocation takes."""
-    return _PREFIX + value.removeprefix(_PREFIX).split("_", 1)[0]
+    return KEY_PREFIX + value.removeprefix(KEY_PREFIX).split("_", 1)[0]
 
 
 def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
@@ -109,7 +111,7 @@ class ApiKey:
     @property
     def prefix(self) -> str:
         """The key's first characters (`nsx_<id>`): enough to recognise it, useless to call."""
-        return f"{_PREFIX}{self.id}"
+        return f"{KEY_PREFIX}{self.id}"
 
     def allows(self, action: str, deployment: str | None = None) -> bool:
         """Whether the key's scopes let it do `action` (predict, read, manage, metrics, admin)."""
@@ -196,7 +198,7 @@ class KeyStore(SharedFile):
     def get(self, key_id: str) -> ApiKey:
         """The record of a key by id, prefix or the key itself."""
         self.refresh()
-        record = self._keys.get(key_prefix(key_id).removeprefix(_PREFIX))
+        record = self._keys.get(key_prefix(key_id).removeprefix(KEY_PREFIX))
         if record is None:
             raise NotFoundError(f"no API key '{key_prefix(key_id)}'")
         return record
@@ -210,7 +212,8 @@ class KeyStore(SharedFile):
         self.refresh()
         record = self._checked_keys.get(key)  # a key seen before: its digest matched then
         if record is None:
-            key_id = key[len(_PREFIX) : len(_PREFIX) + 8] if key.startswith(_PREFIX) else ""
+            start = len(KEY_PREFIX)
+            key_id = key[start : start + 8] if key.startswith(KEY_PREFIX) else ""
             record = self._keys.get(key_id)
             if record is None or not hmac.compare_digest(record.digest, _digest(key)):
                 raise UnauthenticatedError("the API key is not valid")
@@ -277,7 +280,7 @@ class KeyStore(SharedFile):
         key_id = secrets.token_hex(4)
         while key_id in self._keys:
             key_id = secrets.token_hex(4)
-        secret = f"{_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        secret = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
         record = ApiKey(key_id, str(name)[:200], scopes, time.time(), _digest(secret),
                         expires=expires, rate_limit=rate_limit, burst=burst)  # fmt: skip
         self._keys[key_id] = record

@@ -53,12 +53,12 @@ class SharedFile:
     def _dump(self) -> Any:
         raise NotImplementedError
 
-    def refresh(self, *, force: bool = False) -> None:
+    def refresh(self) -> None:
         """Reload the file when another process changed it (looked at every `RELOAD_S`)."""
         if self.path is None:
             return
         now = time.monotonic()
-        if not force and now - self._checked < RELOAD_S:
+        if now - self._checked < RELOAD_S:
             return
         self._checked = now
         if self._stamp() != self._seen:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,7 @@ from nstarx_jupyter.serving.security_api import (
     control_endpoint,
     json_body,
     json_response,
+    query_number,
 )
 from nstarx_jupyter.serving.settings import registry_models
 from nstarx_jupyter.serving.traffic import Logged
@@ -344,9 +344,9 @@ class ControlPlane:
 
     async def _ab(self, request: Request, principal: Principal) -> Response:
         query = request.query_params
-        numbers = {key: _number(query, key) for key in ("alpha", "power", "minimum_effect")
+        numbers = {key: query_number(query, key) for key in ("alpha", "power", "minimum_effect")
                    if key in query}  # fmt: skip
-        window = _number(query, "window_s") if "window_s" in query else None
+        window = query_number(query, "window_s") if "window_s" in query else None
         report = await self.ab_report(request.path_params["name"], window_s=window,
                                       control=query.get("control"), **numbers)  # fmt: skip
         return json_response(report)
@@ -389,17 +389,6 @@ class ControlPlane:
         self.guard.check_models(principal, "deploy", registry_models(uris))
         described = await self.apply(spec, if_revision=int(raw) if raw is not None else None)
         return json_response(described, 200 if existed else 201)
-
-
-def _number(query: Any, key: str) -> float:
-    raw = query.get(key)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{key}: '{raw}' is not a number") from None
-    if not math.isfinite(value):
-        raise InvalidInputError(f"{key}: '{raw}' is not a finite number")
-    return value
 
 
 def _window(request: Request) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -28,7 +28,14 @@ if TYPE_CHECKING:
     from nstarx_jupyter.security import Principal
     from nstarx_jupyter.serving.dataplane import DataPlane
 
-__all__ = ["PREFIX", "SecurityApi", "control_endpoint", "json_body", "json_response"]
+__all__ = [
+    "PREFIX",
+    "SecurityApi",
+    "control_endpoint",
+    "json_body",
+    "json_response",
+    "query_number",
+]
 
 PREFIX = "/nstarx/v1"
 Handler = Callable[["Request", "Principal"], Awaitable[Response]]
@@ -179,20 +186,22 @@ class SecurityApi:
         filters: dict[str, Any] = {k: query[k] for k in ("key", "action", "model") if k in query}
         for key in ("since", "until"):
             if key in query:
-                filters[key] = _number(query[key], key)
+                filters[key] = query_number(query, key)
         if "status" in query:
             raw = query["status"]
             filters["status"] = int(raw) if raw.isdigit() else raw
-        limit = int(_number(query.get("limit", "1000"), "limit"))
+        limit = int(query_number(query, "limit", "1000"))
         if not 1 <= limit <= 100_000:
             raise InvalidInputError("limit: between 1 and 100000 records")
         return json_response(read_audit(audit.folder, limit=limit, **filters))
 
 
-def _number(raw: str, key: str) -> float:
+def query_number(query: Mapping[str, str], key: str, default: str | None = None) -> float:
+    """The finite number in query parameter `key` (or `default`), or `InvalidInputError`."""
+    raw = query.get(key, default)
     try:
-        value = float(raw)
-    except ValueError:
+        value = float(raw)  # type: ignore[arg-type]  # None: TypeError, answered below
+    except (TypeError, ValueError):
         raise InvalidInputError(f"{key}: '{raw}' is not a number") from None
     if not math.isfinite(value):
         raise InvalidInputError(f"{key}: '{raw}' is not a finite number")

@@ -270,10 +270,6 @@ class RequestLog:
         """
         return [row for row in self._entries.values() if row[1] >= since]
 
-    def entries(self, since: float = 0.0) -> list[Logged]:
-        """The logged requests answered at or after `since` (wall-clock seconds)."""
-        return [Logged._make(row) for row in self._entries.values() if row[1] >= since]
-
 
 def _same(prediction: Any, label: Any) -> bool:
     if isinstance(prediction, float) or isinstance(label, float):

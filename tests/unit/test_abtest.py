@@ -125,7 +125,7 @@ def test_a_full_request_log_gives_the_collector_nothing_to_walk_per_entry() -> N
     for i in range(1500):
         log.record(f"r{i}", Logged("1", float(i), 0.001, True, prediction=i % 3))
     assert len(log) == 1000
-    assert [e.at for e in log.entries(1499.0)] == [1499.0]
+    assert [Logged._make(row).at for row in log.rows(1499.0)] == [1499.0]
     gc.collect()
     rows = list(log._entries.values())
     assert not any(gc.is_tracked(row) for row in rows)  # plain tuples of plain values

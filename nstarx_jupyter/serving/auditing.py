@@ -43,14 +43,12 @@ class CallAudit:
         started: float,
         request_id: str = "",
         client: str = "",
-        *,
-        on_loop: bool = True,
     ) -> None:
         """Append one call to the audit log (`started`: its `time.perf_counter()` start).
 
-        On the event loop, records gather for `AUDIT_FLUSH_S` (or `AUDIT_BATCH` records) and
-        go out in one write: a `kill -9` may lose the last few milliseconds of records, never
-        corrupt one. Other threads (gRPC's) write their record at once.
+        Called on the event loop (every transport records there): records gather for
+        `AUDIT_FLUSH_S` (or `AUDIT_BATCH` records) and go out in one write, so a `kill -9` may
+        lose the last few milliseconds of records, never corrupt one.
         """
         if self.log is None:
             return
@@ -58,9 +56,6 @@ class CallAudit:
         record = AuditRecord(time.time(), principal.key, principal.name, action, transport,
                              model, version, status, round(latency_ms, 3), request_id,
                              client)  # fmt: skip
-        if not on_loop:
-            self._write((record,))
-            return
         pending = self._pending
         pending.append(record)
         if len(pending) == 1:

@@ -143,6 +143,40 @@ def _peer_address(peer: str) -> str | None:
     return None
 
 
+def _audited(
+    method: Callable[[Any, Metadata], Coroutine[Any, Any, Any]], dataplane: DataPlane
+) -> Callable[[Any, Metadata, float], Coroutine[Any, Any, Any]]:
+    """`method`, recording the call in the audit log when it ends.
+
+    The record is made on the event loop, where records of concurrent calls go out in one write
+    (one write per call from grpcio's threads cost 6 % of the throughput).
+    """
+    action = method.__name__
+
+    async def call(request: Any, metadata: Metadata, started: float) -> Any:
+        status = 200
+        try:
+            return await method(request, metadata)
+        except NstarxError as exc:
+            status = STATUS[exc.kind]
+            raise
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        except Exception:
+            status = 500
+            raise
+        finally:
+            model = getattr(request, "model_name", "") or getattr(request, "name", "")
+            version = metadata.get(_VERSION) or getattr(request, "model_version", "") or ""
+            dataplane.audit.call(
+                metadata.get(_PRINCIPAL, ANONYMOUS), action, "grpc", model, version, status,
+                started, client=_peer_address(metadata[_PEER]) or "",
+            )  # fmt: skip
+
+    return call
+
+
 def _bridge(
     loop: asyncio.AbstractEventLoop,
     method: Callable[[Any, Metadata], Coroutine[Any, Any, Any]],
@@ -153,17 +187,14 @@ def _bridge(
     A caller that goes away does not cancel the work (`context.add_callback` costs 15 % of the
     throughput); the model's `timeout_s` bounds it as it does for REST.
     """
-    action = method.__name__
-    audited = action != "ServerLive"
+    audited = None if method.__name__ == "ServerLive" else _audited(method, dataplane)
 
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         metadata: Metadata = dict(context.invocation_metadata() or ())
-        metadata[_PEER] = peer = context.peer()
-        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
-            method(request, metadata), loop
-        )
-        status = 200
+        metadata[_PEER] = context.peer()
+        call = method(request, metadata) if audited is None else audited(request, metadata, started)
+        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(call, loop)
         try:
             result = future.result()
             if isinstance(result, tuple):  # (message, response metadata)
@@ -171,26 +202,15 @@ def _bridge(
                 context.send_initial_metadata(headers)
             return result
         except NstarxError as exc:
-            status = STATUS[exc.kind]
             wait = retry_after(exc)
             if wait is not None:
                 context.set_trailing_metadata((("retry-after", str(wait)),))
             context.abort(GRPC_STATUS[exc.kind], exc.message)
         except concurrent.futures.CancelledError:
-            status = 499
             context.abort(grpc.StatusCode.CANCELLED, "cancelled")
         except Exception:  # request boundary: log the bug, answer INTERNAL
-            status = 500
             log.exception("gRPC call crashed")
             context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        finally:
-            if audited:
-                model = getattr(request, "model_name", "") or getattr(request, "name", "")
-                version = metadata.get(_VERSION) or getattr(request, "model_version", "") or ""
-                dataplane.audit.call(
-                    metadata.get(_PRINCIPAL, ANONYMOUS), action, "grpc", model, version, status,
-                    started, client=_peer_address(peer) or "", on_loop=False,
-                )  # fmt: skip
         raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
     return handler

@@ -193,6 +193,7 @@ class SecurityApi:
         limit = int(query_number(query, "limit", "1000"))
         if not 1 <= limit <= 100_000:
             raise InvalidInputError("limit: between 1 and 100000 records")
+        self.dataplane.audit.flush()  # the calls answered so far, not only those written out
         return json_response(read_audit(audit.folder, limit=limit, **filters))
 
 

@@ -33,6 +33,7 @@ check: install lint typecheck imports test ## what CI runs: lint, types, layers,
 lint: ## ruff lint and format check; tsc, eslint and prettier on the widgets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(PY) -m nstarx_jupyter.pipelines.schema --check
 	[ -d node_modules ] || npm ci
 	npm run --silent typecheck && npm run --silent lint
 

@@ -1,0 +1,270 @@
+"""What a pipeline step is: `Component`, its typed ports, the rows it passes on, and the library.
+
+Every edge carries a `Batch`: records (dicts of named fields) with their position in the
+request, so a router can split a request into branches and the branches meet again, row by row,
+where they join. Models add their outputs to the records as named fields (`prediction`,
+`confidence`, ...); the output formatter at the end turns the records into the response body.
+
+A component declares its kind, a pydantic `Config` (the editor builds its form from that model's
+JSON Schema) and its ports, which may depend on the config (a router has one output per branch).
+Components register in the library with `register_component()`, or from another package with an
+entry point in the group `nstarx_jupyter.components`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from nstarx_jupyter.errors import ConflictError, InvalidInputError, NotFoundError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from nstarx_jupyter.pipelines.spec import NodeKind
+
+__all__ = ["ENTRY_POINT_GROUP", "Batch", "Component", "ComponentConfig", "Context",
+           "ModelResolver", "Port", "PortType", "accepts", "component_class", "components",
+           "on_register", "register_component"]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "nstarx_jupyter.components"
+"""Packages add custom components with an entry point in this group (`name = module:Class`)."""
+
+PortType = Literal["records", "scored", "response", "any"]
+"""What travels on a port: feature records; records carrying model outputs (`scored`, which is
+also `records`); the formatted response (only the pipeline's end takes it); `any` fits all."""
+
+
+def accepts(wanted: PortType, given: PortType) -> bool:
+    """Whether an input port of type `wanted` takes what an output port of type `given` sends."""
+    if "any" in (wanted, given):
+        return True
+    return wanted == given or (wanted == "records" and given == "scored")
+
+
+class Port(NamedTuple):
+    """One input or output of a component."""
+
+    name: str
+    type: PortType = "records"
+    many: bool = False
+    """An input that takes several edges (an ensemble's members, the branches after a router)."""
+    required: bool = True
+    """An input that must be connected (outputs are never required)."""
+
+
+IN = (Port("in", "records"),)
+OUT = (Port("out", "records"),)
+
+
+@dataclass
+class Batch:
+    """Records and their positions in the request (`index[i]` is where `rows[i]` came from)."""
+
+    rows: list[dict[str, Any]]
+    index: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.index:
+            self.index = list(range(len(self.rows)))
+        if len(self.index) != len(self.rows):
+            raise ValueError("a batch needs one index per row")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def subset(self, positions: Sequence[int]) -> Batch:
+        """The rows at `positions` (indices into this batch, not into the request)."""
+        return Batch([self.rows[p] for p in positions], [self.index[p] for p in positions])
+
+    def replace(self, rows: list[dict[str, Any]]) -> Batch:
+        """New rows for the same positions."""
+        return Batch(rows, list(self.index))
+
+    @staticmethod
+    def merge(batches: Sequence[Batch]) -> Batch:
+        """The union of batches from several edges, in request order.
+
+        A row that reached this point on two edges is kept once, with the fields of both (the
+        later edge wins).
+        """
+        if len(batches) == 1:
+            return batches[0]
+        by_index: dict[int, dict[str, Any]] = {}
+        for batch in batches:
+            for i, row in zip(batch.index, batch.rows, strict=True):
+                by_index[i] = {**by_index[i], **row} if i in by_index else row
+        order = sorted(by_index)
+        return Batch([by_index[i] for i in order], order)
+
+
+class ModelResolver(Protocol):
+    """How a pipeline reaches its models: the serving core on a server, the registry in a kernel.
+
+    `model` is a registry URI (`models:/fraud/3`, `models:/fraud@champion`) or `deployment:NAME`.
+    """
+
+    async def predict(self, model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each row's named outputs (`prediction`, `confidence`, ...), in order."""
+        ...
+
+    def exists(self, model: str) -> bool | None:
+        """Whether the model exists (None: cannot tell from here)."""
+        ...
+
+
+@dataclass
+class Context:
+    """What a running pipeline offers its components."""
+
+    models: ModelResolver | None = None
+    node_id: str = ""
+
+
+class ComponentConfig(BaseModel):
+    """Base of component configs: unknown keys are mistakes, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Component:
+    """One kind of pipeline step.
+
+    Subclasses set the class attributes and override `process` (one batch in, one batch out)
+    or, for several ports or awaiting, `run`.
+
+    `fit` learns parameters from reference rows (means for imputation, bounds for outliers) and
+    returns them as config fields, so a fitted pipeline is still plain JSON.
+    """
+
+    kind: ClassVar[NodeKind]
+    name: ClassVar[str]
+    """The library name a node refers to (`impute`, `threshold`...)."""
+    title: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[ComponentConfig]] = ComponentConfig
+    fittable: ClassVar[bool] = False
+
+    def __init__(self, config: ComponentConfig, context: Context | None = None) -> None:
+        self.config = config
+        self.context = context or Context()
+
+    @classmethod
+    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+        """Inputs and outputs; `config` is None when the node's config is invalid."""
+        return IN, OUT
+
+    @classmethod
+    def problems(cls, config: ComponentConfig) -> list[str]:
+        """Mistakes in a config that its schema cannot express (checked by `validate`)."""
+        return []
+
+    @classmethod
+    def unfitted(cls, config: ComponentConfig) -> list[str]:
+        """What a fittable component still has to learn (`Pipeline.fit` fills it in)."""
+        return []
+
+    @classmethod
+    def model_uris(cls, config: ComponentConfig) -> list[str]:
+        """The models a node of this component calls (checked by `validate` when it can)."""
+        return []
+
+    async def setup(self) -> None:
+        """Prepare before the first run (load a model, fit a detector on its reference rows)."""
+
+    async def run(self, inputs: Mapping[str, Sequence[Batch]]) -> dict[str, Any]:
+        """Map each input port's batches to each output port's value."""
+        batches = [batch for port in inputs.values() for batch in port]
+        return {"out": self.process(Batch.merge(batches))}
+
+    def process(self, batch: Batch) -> Batch:
+        """One batch in, one out (the usual step)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither run nor process")
+
+    def fit(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Config fields learnt from reference rows (only when `fittable`)."""
+        return {}
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """The palette entry: name, kind, title, description, config schema and ports."""
+        inputs, outputs = cls.ports(None)
+        return {
+            "name": cls.name,
+            "kind": cls.kind,
+            "title": cls.title or cls.name,
+            "description": cls.description,
+            "fittable": cls.fittable,
+            "config_schema": cls.Config.model_json_schema(),
+            "inputs": [port._asdict() for port in inputs],
+            "outputs": [port._asdict() for port in outputs],
+        }
+
+
+_LIBRARY: dict[str, type[Component]] = {}
+_BUILTINS_LOADED = False
+_LISTENERS: list[Callable[[], None]] = []
+
+
+def on_register(listener: Callable[[], None]) -> None:
+    """Call `listener` after each registration (open editors refresh their palettes)."""
+    _LISTENERS.append(listener)
+
+
+def register_component(cls: type[Component], *, replace: bool = False) -> type[Component]:
+    """Add a component class to the library (usable as a decorator); returns the class."""
+    if not (isinstance(cls, type) and issubclass(cls, Component)):
+        raise InvalidInputError(f"{cls!r} is not a Component subclass")
+    for attribute in ("kind", "name"):
+        if not getattr(cls, attribute, None):
+            raise InvalidInputError(f"{cls.__name__} needs a class attribute '{attribute}'")
+    from nstarx_jupyter.pipelines.spec import KIND_TITLES
+
+    if cls.kind not in KIND_TITLES:
+        raise InvalidInputError(f"{cls.__name__}: kind must be one of {', '.join(KIND_TITLES)}")
+    if not (isinstance(cls.Config, type) and issubclass(cls.Config, BaseModel)):
+        raise InvalidInputError(f"{cls.__name__}.Config must be a pydantic model")
+    known = _LIBRARY.get(cls.name)
+    if known is not None and known is not cls and not replace:
+        raise ConflictError(
+            f"a component named '{cls.name}' is already registered ({known.__module__}."
+            f"{known.__qualname__}); pass replace=True to override it"
+        )
+    _LIBRARY[cls.name] = cls
+    for listener in list(_LISTENERS):
+        listener()
+    return cls
+
+
+def components() -> dict[str, type[Component]]:
+    """The whole library: built-in components, entry points, then notebook registrations."""
+    _load_builtins()
+    return dict(_LIBRARY)
+
+
+def component_class(name: str) -> type[Component]:
+    """The component registered under `name`."""
+    library = components()
+    try:
+        return library[name]
+    except KeyError:
+        raise NotFoundError(f"unknown component '{name}'") from None
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
+    importlib.import_module("nstarx_jupyter.pipelines.library")
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            register_component(entry.load())
+        except Exception:  # a broken plug-in must not take the library down with it
+            log.exception("component entry point %s failed to load", entry.value)

@@ -1,0 +1,7 @@
+"""The built-in component library; importing it registers every component."""
+
+from __future__ import annotations
+
+from nstarx_jupyter.pipelines.library import inputs, outputs, scoring
+
+__all__ = ["inputs", "outputs", "scoring"]

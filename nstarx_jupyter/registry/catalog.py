@@ -50,6 +50,8 @@ EXPERIMENT = "nstarx-registry"
 """The MLflow experiment that holds the runs `register` creates."""
 STATS_FILE = "reference_stats.json"
 FLAVOR_TAG = "nstarx.flavor"
+KIND_TAG = "nstarx.kind"
+"""Tag on a registered model that is not a model (`pipeline`: see `registry.pipelines`)."""
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -187,6 +189,8 @@ class Registry:
         pd = require("pandas", "mlflow")
         rows = []
         for model in self.client.search_registered_models(max_results=1000):
+            if (model.tags or {}).get(KIND_TAG) == "pipeline":
+                continue  # pipelines are listed by PipelineStore
             latest = max((int(v.version) for v in model.latest_versions or ()), default=None)
             rows.append({
                 "name": model.name,

@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a folder whose sub-folders are models, named after the folders",
     )  # fmt: skip
     serve.add_argument(
+        "--pipeline", action="append", default=[], metavar="NAME=FILE|NAME=env:VAR",
+        help="serve a pipeline (its PipelineSpec JSON in FILE or in environment variable VAR) "
+        "at /v1/models/NAME/predict (repeatable)",
+    )  # fmt: skip
+    serve.add_argument(
         "--no-auth", action="store_true",
         help="let anyone call the models (default: every route but live health needs a key)",
     )  # fmt: skip
@@ -177,18 +182,44 @@ def _serve(args: argparse.Namespace) -> int:
     models = [parse_model_arg(value, defaults) for value in args.model]
     if args.model_repository is not None:
         models += settings_from_repository(args.model_repository, defaults)
-    if not models and args.state_dir is None:
+    pipelines = tuple(_pipeline_arg(value) for value in args.pipeline)
+    if not models and not pipelines and args.state_dir is None:
         raise SystemExit(
-            "nstarx serve: give at least one --model NAME=PATH, --model-repository or --state-dir"
+            "nstarx serve: give at least one --model NAME=PATH, --pipeline NAME=FILE, "
+            "--model-repository or --state-dir"
         )
     import dataclasses
 
-    config = dataclasses.replace(_config(args), auth=not args.no_auth)
+    config = dataclasses.replace(_config(args), auth=not args.no_auth, pipelines=pipelines)
     if args.no_auth:
         log.warning("--no-auth: anyone who can reach %s may call the models", args.host)
     if args.state_dir is not None:
         config = dataclasses.replace(config, state_dir=args.state_dir.expanduser())
     return run_server(models, config)
+
+
+def _pipeline_arg(value: str) -> Any:
+    """`NAME=FILE` or `NAME=env:VAR`: a PipelineSpec served as NAME."""
+    import os
+
+    from nstarx_jupyter.pipelines import PipelineSpec
+
+    name, sep, source = value.partition("=")
+    if not sep or not name or not source:
+        raise SystemExit(f"nstarx serve: --pipeline {value!r}: use NAME=FILE or NAME=env:VAR")
+    if source.startswith("env:"):
+        text = os.environ.get(source[4:])
+        if text is None:
+            raise SystemExit(f"nstarx serve: --pipeline {name}: ${source[4:]} is not set")
+    else:
+        try:
+            text = Path(source).expanduser().read_text()
+        except OSError as exc:
+            raise SystemExit(f"nstarx serve: --pipeline {name}: {exc}") from None
+    try:
+        return PipelineSpec.parse({**PipelineSpec.parse(text).model_dump(), "name": name})
+    except NstarxError as exc:
+        raise SystemExit(f"nstarx serve: --pipeline {name}: {exc.message}") from None
 
 
 def _config(args: argparse.Namespace) -> Any:

@@ -180,6 +180,18 @@ class LocalBackend:
         """Stop serving a deployment and forget it."""
         self._call("DELETE", f"/deployments/{name}")
 
+    def put_pipeline(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Serve a pipeline (its `PipelineSpec` as a dict) at `/v1/models/NAME/predict`."""
+        return self._call("PUT", f"/pipelines/{spec['name']}", spec)  # type: ignore[no-any-return]
+
+    def pipelines(self) -> list[dict[str, Any]]:
+        """The served pipelines."""
+        return self._call("GET", "/pipelines")  # type: ignore[no-any-return]
+
+    def delete_pipeline(self, name: str) -> None:
+        """Stop serving a pipeline (and the models it brought)."""
+        self._call("DELETE", f"/pipelines/{name}")
+
     def create_key(
         self,
         name: str = "",

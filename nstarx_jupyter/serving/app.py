@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from prometheus_client import CollectorRegistry
 
+    from nstarx_jupyter.pipelines import PipelineSpec
     from nstarx_jupyter.serving.settings import ModelSettings
 
 __all__ = ["ServingConfig", "create_app", "make_guard"]
@@ -65,6 +66,8 @@ class ServingConfig:
     """PEM certificate (chain); with `tls_key`, REST and gRPC serve TLS 1.2+ only."""
     tls_key: Path | None = None
     """PEM private key of `tls_cert`, unencrypted."""
+    pipelines: tuple[PipelineSpec, ...] = ()
+    """Pipelines served from the start (`nstarx serve --pipeline`), after the models."""
 
 
 def _usable_cores() -> int:
@@ -122,6 +125,8 @@ def create_app(
         await repository.start()
         if control is not None:
             await control.restore()
+        for pipeline in config.pipelines:
+            await dataplane.pipelines.put(pipeline)
         try:
             yield
         finally:

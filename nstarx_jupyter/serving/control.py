@@ -21,8 +21,15 @@ from starlette.routing import Route
 
 from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.deployment.spec import PRIMARY, DeploymentSpec
-from nstarx_jupyter.errors import InvalidInputError, ModelLoadError, NotFoundError, NstarxError
+from nstarx_jupyter.errors import (
+    ConflictError,
+    InvalidInputError,
+    ModelLoadError,
+    NotFoundError,
+    NstarxError,
+)
 from nstarx_jupyter.serving.metrics import LatencyWindow
+from nstarx_jupyter.serving.pipeline_api import PipelineApi
 from nstarx_jupyter.serving.revisions import (
     Deployed,
     check_revision,
@@ -71,6 +78,7 @@ class ControlPlane:
         self.events = state_dir / "events.log"
         self.guard = guard
         self.security = SecurityApi(dataplane)
+        self.pipelines = PipelineApi(dataplane, state_dir)
         self._deployed: dict[str, Deployed] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -89,6 +97,7 @@ class ControlPlane:
                                   float(doc.get("created", time.time())), None, stable)  # fmt: skip
             except (OSError, ValueError, KeyError, NstarxError) as exc:
                 log.error("cannot restore deployment from %s: %s", file, exc)
+        await self.pipelines.restore()  # after the deployments their model nodes may call
 
     async def apply(
         self,
@@ -326,6 +335,7 @@ class ControlPlane:
             route("/deployments/{name}/logs", self._logs, "manage", "logs", ["GET", "POST"]),
             route("/deployments/{name}/variants", self._variants, "manage", "variants", ["GET"]),
             route("/deployments/{name}/ab", self._ab, "manage", "ab", ["GET"]),
+            *self.pipelines.routes(),
             *self.security.routes(),
         ]  # fmt: skip
 
@@ -379,6 +389,8 @@ class ControlPlane:
         doc = await json_body(request)
         if doc.setdefault("name", name) != name:
             raise InvalidInputError(f"name: the body says '{doc['name']}', the URL '{name}'")
+        if self.dataplane.pipelines.get(name) is not None:
+            raise ConflictError(f"a pipeline is already served as '{name}'")
         existed = name in self._deployed
         raw = request.query_params.get("if_revision")
         if raw is not None and not raw.isdigit():

@@ -24,6 +24,7 @@ from nstarx_jupyter.protocol.inference import InferenceRequest, InferenceRespons
 from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
 from nstarx_jupyter.runtimes.base import Tensors
 from nstarx_jupyter.serving.auditing import CallAudit
+from nstarx_jupyter.serving.pipelines import PipelineHost
 from nstarx_jupyter.serving.repository import LoadedModel, ModelRepository, ModelState
 from nstarx_jupyter.serving.settings import registry_models
 from nstarx_jupyter.serving.traffic import (
@@ -108,6 +109,8 @@ class DataPlane:
         self.shadows: dict[str, ShadowStats] = {}
         """What each model's shadow variant did with its copies."""
         self._background: set[asyncio.Task[None]] = set()
+        self.pipelines = PipelineHost(self)
+        """Pipelines served next to the models (their model nodes call back into this plane)."""
 
     def set_traffic(self, name: str, plan: TrafficPlan | None) -> None:
         """Route `name`'s unversioned requests by `plan` (None: to its default version)."""

@@ -215,6 +215,9 @@ class InferenceApp:
             self._authorize(name, scope["headers"], call)
             body = await read_body(receive, scope["headers"], self.max_body_bytes)
             doc = v2.loads(body)
+            if self.dataplane.pipelines.get(name) is not None and version is None:
+                result = await self.dataplane.pipelines.run(name, doc)
+                return _Reply(orjson.dumps(result.output, option=_NUMPY), 200)
             decode: Decoder
             if _positional(doc):  # {"instances": [[...], ...]}: rows in the model's feature order
                 single = False

@@ -1,0 +1,169 @@
+"""Pipelines served next to the models: `/v1/models/{pipeline}/predict` runs the executor.
+
+Each model node of a served pipeline calls a model of this server through the data plane, so it
+gets the same batching, concurrency limits, metrics and idle unloading as any model: a
+`deployment:NAME` node calls that deployment; a registry version (`models:/NAME/VERSION`) or a
+file (`file:///path`) is served for the pipeline as a model of its own, named
+`PIPELINE.NODE`, loaded with the pipeline and removed with it.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from nstarx_jupyter.errors import ConflictError, InvalidInputError, ModelLoadError, NotFoundError
+from nstarx_jupyter.pipelines import PipelineExecutor, PipelineSpec, component_class
+from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
+from nstarx_jupyter.serving.settings import ModelSettings, file_settings
+
+if TYPE_CHECKING:
+    from nstarx_jupyter.pipelines import PipelineResult
+    from nstarx_jupyter.serving.dataplane import DataPlane
+
+__all__ = ["HostedPipeline", "PipelineHost", "ServerModels"]
+
+DEPLOYMENT = "deployment:"
+
+
+class ServerModels:
+    """A pipeline's model nodes, answered by this server's data plane."""
+
+    def __init__(self, dataplane: DataPlane, served_as: dict[str, str]) -> None:
+        self.dataplane = dataplane
+        self.served_as = served_as
+        """Model URI of a node → the name this server serves it under."""
+
+    async def predict(self, model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each row's named outputs, through the data plane (batching, limits, metrics)."""
+        name = (
+            model.removeprefix(DEPLOYMENT)
+            if model.startswith(DEPLOYMENT)
+            else self.served_as[model]
+        )
+        served = await self.dataplane.predict(
+            name, None, "pipeline", functools.partial(records_to_tensors, rows), all_outputs=True
+        )
+        return tensors_to_records(served.outputs, served.model.signature)
+
+    def exists(self, model: str) -> bool | None:
+        """Deployments are known here; other models load with the pipeline."""
+        if model.startswith(DEPLOYMENT):
+            return model.removeprefix(DEPLOYMENT) in self.dataplane.repository.names()
+        return None
+
+
+@dataclass
+class HostedPipeline:
+    """One served pipeline."""
+
+    spec: PipelineSpec
+    executor: PipelineExecutor
+    own_models: list[str] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+
+
+class PipelineHost:
+    """The pipelines this server answers, by name."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+        self._hosted: dict[str, HostedPipeline] = {}
+
+    def names(self) -> list[str]:
+        """The served pipelines' names."""
+        return sorted(self._hosted)
+
+    def get(self, name: str) -> HostedPipeline | None:
+        """A served pipeline, or None."""
+        return self._hosted.get(name)
+
+    async def put(self, spec: PipelineSpec) -> HostedPipeline:
+        """Serve `spec` (replacing a pipeline of the same name once the new one is ready).
+
+        Raises:
+            InvalidInputError: the pipeline is invalid, or one of its models does not load.
+            ConflictError: a model already has the pipeline's name.
+        """
+        name = spec.name
+        repository = self.dataplane.repository
+        if name in repository.names():
+            raise ConflictError(f"a model is already served as '{name}'")
+        served_as = _own_models(spec)
+        executor = PipelineExecutor(spec, ServerModels(self.dataplane, served_as))
+        missing = [uri for uri in _deployments(spec) if uri.removeprefix(DEPLOYMENT)
+                   not in repository.names()]  # fmt: skip
+        if missing:
+            raise InvalidInputError(f"the pipeline calls '{missing[0]}', which is not deployed")
+        loaded: list[str] = []
+        try:
+            for uri, model_name in served_as.items():
+                await repository.replace(_settings(model_name, uri))
+                loaded.append(model_name)
+            await executor.setup()
+        except ModelLoadError as exc:
+            for model_name in loaded:
+                await repository.remove(model_name)
+            raise InvalidInputError(f"a model of the pipeline did not load: {exc.message}") from exc
+        previous = self._hosted.get(name)
+        self._hosted[name] = hosted = HostedPipeline(spec, executor, list(served_as.values()))
+        if previous is not None:
+            for model_name in set(previous.own_models) - set(hosted.own_models):
+                await repository.remove(model_name)
+        return hosted
+
+    async def delete(self, name: str) -> None:
+        """Stop serving a pipeline and the models it brought."""
+        hosted = self._hosted.pop(name, None)
+        if hosted is None:
+            raise NotFoundError(f"no pipeline '{name}'")
+        for model_name in hosted.own_models:
+            if model_name in self.dataplane.repository.names():
+                await self.dataplane.repository.remove(model_name)
+
+    async def run(self, name: str, doc: Any) -> PipelineResult:
+        """Run one request through pipeline `name`."""
+        hosted = self._hosted.get(name)
+        if hosted is None:
+            raise NotFoundError(f"no pipeline '{name}'")
+        return await hosted.executor.run(doc)
+
+
+def _model_nodes(spec: PipelineSpec) -> list[tuple[str, str]]:
+    """(node id, model URI) of every node that calls a model."""
+    found = []
+    for node in spec.nodes:
+        cls = component_class(node.component)
+        for uri in cls.model_uris(cls.Config.model_validate(node.config)):
+            found.append((node.id, uri))
+    return found
+
+
+def _own_models(spec: PipelineSpec) -> dict[str, str]:
+    """Registry versions and files the pipeline brings, each served as `PIPELINE.NODE`."""
+    own: dict[str, str] = {}
+    for node_id, uri in _model_nodes(spec):
+        if not uri.startswith(DEPLOYMENT) and uri not in own:
+            own[uri] = f"{spec.name}.{node_id}"
+    return own
+
+
+def _deployments(spec: PipelineSpec) -> list[str]:
+    return [uri for _, uri in _model_nodes(spec) if uri.startswith(DEPLOYMENT)]
+
+
+def _settings(name: str, uri: str) -> ModelSettings:
+    if uri.startswith("models:/"):
+        return ModelSettings(name=name, storage_uri=uri)
+    if uri.startswith("file://"):  # model-settings.json beside it counts, as for --model
+        path = Path(unquote(urlparse(uri).path))
+        if not path.exists():
+            raise InvalidInputError(f"model '{uri}': no such file or folder")
+        return ModelSettings.build(**{**file_settings(path), "name": name, "path": path})
+    raise InvalidInputError(
+        f"model '{uri}': use models:/NAME/VERSION, file:///path or deployment:NAME"
+    )

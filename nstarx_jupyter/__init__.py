@@ -9,6 +9,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AnalysisPolicy",
     "AsyncInferenceClient",
+    "Component",
+    "ComponentConfig",
     "Deployment",
     "DeploymentSpec",
     "InferenceClient",
@@ -16,6 +18,8 @@ __all__ = [
     "ModelSettings",
     "ModelVersion",
     "NstarxError",
+    "Pipeline",
+    "PipelineSpec",
     "Registry",
     "Runtime",
     "__version__",
@@ -24,6 +28,7 @@ __all__ = [
     "create_key",
     "deploy",
     "list_keys",
+    "register_component",
     "revoke_key",
     "rotate_key",
     "set_access",
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from nstarx_jupyter.errors import MissingExtraError, NstarxError
     from nstarx_jupyter.notebook.analysis import AnalysisPolicy
     from nstarx_jupyter.notebook.api import Deployment, deploy
+    from nstarx_jupyter.notebook.pipeline import Pipeline
     from nstarx_jupyter.notebook.security import (
         access_rules,
         audit_log,
@@ -43,6 +49,12 @@ if TYPE_CHECKING:
         revoke_key,
         rotate_key,
         set_access,
+    )
+    from nstarx_jupyter.pipelines import (
+        Component,
+        ComponentConfig,
+        PipelineSpec,
+        register_component,
     )
     from nstarx_jupyter.registry import ModelVersion, Registry
     from nstarx_jupyter.runtimes.base import Runtime
@@ -61,6 +73,11 @@ _LAZY = {
     "deploy": "nstarx_jupyter.notebook.api",
     "ModelVersion": "nstarx_jupyter.registry",
     "AnalysisPolicy": "nstarx_jupyter.notebook.analysis",
+    "Pipeline": "nstarx_jupyter.notebook.pipeline",
+    "PipelineSpec": "nstarx_jupyter.pipelines",
+    "Component": "nstarx_jupyter.pipelines",
+    "ComponentConfig": "nstarx_jupyter.pipelines",
+    "register_component": "nstarx_jupyter.pipelines",
     "access_rules": "nstarx_jupyter.notebook.security",
     "audit_log": "nstarx_jupyter.notebook.security",
     "create_key": "nstarx_jupyter.notebook.security",

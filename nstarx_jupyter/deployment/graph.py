@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.kserve import (
     _REMOTE,
+    AUTH_ANNOTATION,
     DEFAULT_IMAGE,
     GROUP,
     MODE_ANNOTATION,
@@ -57,6 +58,8 @@ PIPELINE_ENV = "NSTARX_PIPELINE"
 """The environment variable holding a segment's `PipelineSpec` JSON."""
 PIPELINE_LABEL = "nstarx.io/pipeline"
 """Label on every manifest of a pipeline (`kubectl delete -l nstarx.io/pipeline=NAME`)."""
+VISIBILITY_LABEL = "networking.kserve.io/visibility"
+"""KServe's label that keeps a service off the ingress (`cluster-local`): segments are steps."""
 STORAGE_URI_ENV = "STORAGE_URI"
 """KServe downloads this URI to /mnt/models for a custom container (it has no `storageUri`)."""
 MATCH_ALL = "@this"
@@ -144,6 +147,7 @@ class _Compiler:
         if left:
             raise InvalidInputError(f"node '{left[0]}' could not be placed in the InferenceGraph")
         metadata = self.metadata(self.spec.name)
+        metadata["annotations"] = {**metadata.get("annotations", {}), AUTH_ANNOTATION: "true"}
         graph = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "InferenceGraph",
                  "metadata": metadata, "spec": {"nodes": self.graph}}  # fmt: skip
         return [*self.services, graph]
@@ -289,12 +293,16 @@ class _Compiler:
         env = [{"name": PIPELINE_ENV, "value": pipeline_json}]
         if storage is not None:
             env.append({"name": STORAGE_URI_ENV, "value": storage})
+        # Segments are reached only by the graph's router inside the cluster (cluster-local
+        # visibility), which passes no key: the caller's credential is checked once, at the
+        # InferenceGraph (its auth annotation).
         args = ["serve", "--pipeline", f"{name}=env:{PIPELINE_ENV}", "--host", _HOST,
-                "--port", str(_PORT)]  # fmt: skip
+                "--port", str(_PORT), "--no-auth"]  # fmt: skip
         container = {"name": "kserve-container", "image": self.image, "args": args, "env": env,
                      "ports": [{"containerPort": _PORT, "protocol": "TCP"}]}  # fmt: skip
         metadata = self.metadata(name)
         metadata["annotations"] = {MODE_ANNOTATION: "Standard"}
+        metadata["labels"] = {**metadata.get("labels", {}), VISIBILITY_LABEL: "cluster-local"}
         predictor = {"containers": [container]}
         return {"apiVersion": f"{GROUP}/v1beta1", "kind": "InferenceService",
                 "metadata": metadata, "spec": {"predictor": predictor}}  # fmt: skip

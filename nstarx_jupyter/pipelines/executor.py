@@ -118,15 +118,21 @@ class PipelineExecutor:
     async def run(self, doc: Any, *, trace: bool = False) -> PipelineResult:
         """Run one request (a record, a list of records, or a pandas DataFrame)."""
         await self.setup()
-        rows, single = request_records(doc)
+        members = self._member_answers(doc)
+        if members is not None:
+            first = [Batch(rows) for rows in members]
+            single = all(len(rows) == 1 for rows in members)
+        else:
+            rows, single = request_records(doc)
+            first = [Batch(rows)]
         started = time.perf_counter()
         runs = {node_id: NodeRun(node_id) for node_id in self.order}
         outputs: dict[str, dict[str, Any]] = {}
         tasks: dict[str, asyncio.Task[None]] = {}
         for node_id in self.order:
             before = [tasks[edge.source] for edge in self.incoming[node_id]]
-            first = Batch(rows) if node_id == self.entry else None
-            step = self._step(node_id, before, first, outputs, runs[node_id], trace)
+            given = first if node_id == self.entry else []
+            step = self._step(node_id, before, given, outputs, runs[node_id], trace)
             tasks[node_id] = asyncio.ensure_future(step)
         try:
             await asyncio.gather(*tasks.values())
@@ -140,11 +146,27 @@ class PipelineExecutor:
         ms = (time.perf_counter() - started) * 1000.0
         return PipelineResult(_body(output, single), runs, round(ms, 3))
 
+    def _member_answers(self, doc: Any) -> list[list[dict[str, Any]]] | None:
+        """The members' records, when the request is a KServe Ensemble node's answer.
+
+        That is a pipeline that starts with an ensemble, called with `{"member": answer, ...}`
+        (an answer being a record or a list of them); None for an ordinary request.
+        """
+        if self.nodes[self.entry].kind != "ensemble" or not isinstance(doc, dict) or not doc:
+            return None
+        members = []
+        for answer in doc.values():
+            rows = [answer] if isinstance(answer, dict) else answer
+            if not (isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)):
+                return None
+            members.append([flatten_record(row) for row in rows])
+        return members
+
     async def _step(
         self,
         node_id: str,
         before: list[asyncio.Task[None]],
-        first: Batch | None,
+        given: list[Batch],
         outputs: dict[str, dict[str, Any]],
         run: NodeRun,
         trace: bool,
@@ -152,8 +174,7 @@ class PipelineExecutor:
         if before:
             await asyncio.gather(*before)
         inputs: dict[str, list[Batch]] = defaultdict(list)
-        if first is not None:
-            inputs["in"].append(first)
+        inputs["in"].extend(given)
         for edge in self.incoming[node_id]:
             sent = outputs[edge.source].get(edge.source_port)
             if isinstance(sent, Batch):

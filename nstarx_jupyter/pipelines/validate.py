@@ -235,7 +235,8 @@ def _node_ports(
     for port in found.inputs.values():
         if port.required and port.name not in connected_in and not entry:
             report.node(node_id, "unconnected-input", f"input '{port.name}' is not connected")
-    if found.cls.kind == "ensemble" and len(incoming) < 2:
+    if found.cls.kind == "ensemble" and len(incoming) < 2 and not entry:  # at the entry, the
+        # request carries the members' answers (a KServe Ensemble node's, keyed by member)
         report.node(node_id, "ensemble-members", "an ensemble needs at least two inputs")
     if found.cls.kind != "router" or found.config is None:
         return

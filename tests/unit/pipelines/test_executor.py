@@ -147,3 +147,16 @@ def test_batches_merge_by_request_position() -> None:
     merged = Batch.merge([left, right])
     assert merged.index == [0, 1, 2]
     assert merged.rows == [{"a": 1}, {"b": 2}, {"a": 3, "b": 9}]
+
+
+def test_an_ensemble_at_the_entry_takes_a_kserve_ensemble_answer() -> None:
+    """KServe's Ensemble node answers `{"member": answer, ...}`: one batch per member."""
+    spec = chain(("test-mean", {}), ("test-fields", {"fields": ["x", "mean"]}))
+    single = {"a": {"x": 1, "pa": 2}, "b": {"x": 1, "pb": 4}}
+    assert _run(spec, single).output == {"x": 1, "mean": 3}
+    lists = {
+        "a": [{"x": 1, "pa": 2}, {"x": 2, "pa": 0}],
+        "b": [{"x": 1, "pb": 4}, {"x": 2, "pb": 1}],
+    }
+    assert _run(spec, lists).output == [{"x": 1, "mean": 3}, {"x": 2, "mean": 0.5}]
+    assert _run(spec, {"x": 5, "pa": 1}).output == {"x": 5, "mean": 1}  # an ordinary record

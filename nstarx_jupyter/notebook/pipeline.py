@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from nstarx_jupyter.deployment.local import LocalBackend
+    from nstarx_jupyter.pipelines import Component
     from nstarx_jupyter.registry import Registry
     from nstarx_jupyter.registry.pipelines import PipelineStore
     from nstarx_jupyter.runtimes.base import Runtime
@@ -278,17 +279,24 @@ class Pipeline:
             if found.cls.kind != "input":
                 break  # parameters are learnt on the rows as the input processors leave them
             batch = flowing.get(node_id, Batch([]))
-            config = found.cls.Config.model_validate(nodes[node_id]["config"])
-            if found.cls.fittable:
-                learnt = found.cls(config).fit(batch.rows)
-                nodes[node_id]["config"] = {**nodes[node_id]["config"], **_plain(learnt)}
-                config = found.cls.Config.model_validate(nodes[node_id]["config"])
-            out = found.cls(config).process(batch)
+            try:
+                out = self._fit_node(found.cls, nodes[node_id], batch)
+            except NstarxError as exc:
+                raise InvalidInputError(f"fit: node '{node_id}': {exc.message}") from exc
             for edge in edges:
                 if edge.source == node_id:
                     flowing[edge.target] = out
         self._edit(nodes=list(nodes.values()))
         return self
+
+    @staticmethod
+    def _fit_node(cls: type[Component], node: dict[str, Any], batch: Batch) -> Batch:
+        """Fit one node on `batch` (its config updated in place); its output for the next."""
+        config = cls.Config.model_validate(node["config"])
+        if cls.fittable:
+            node["config"] = {**node["config"], **_plain(cls(config).fit(batch.rows))}
+            config = cls.Config.model_validate(node["config"])
+        return cls(config).process(batch)
 
     def run(self, data: Any, *, trace: bool = True) -> PipelineResult:
         """Push sample rows (a record, records, a DataFrame) through the pipeline here."""

@@ -351,10 +351,11 @@ class Pipeline:
     # -- versions ----------------------------------------------------------------------------
 
     def save(self, message: str = "", *, author: str | None = None) -> int:
-        """Save this spec as the next version in the registry; returns the version number."""
-        problems = validate(self.spec)
-        if problems:
-            raise InvalidPipelineError(problems)
+        """Save this spec as the next version in the registry; returns the version number.
+
+        A design still in progress may be saved (like a commit); `deploy` is what refuses an
+        invalid pipeline.
+        """
         saved = self._store().save(self.spec.name, self.spec.to_json(), message=message,
                                    author=author)  # fmt: skip
         self.version = saved.version

@@ -167,10 +167,14 @@ class DataPlane:
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         """Say whether a model version is loaded; raise `ModelNotFoundError` for unknown ones."""
+        if version is None and self.pipelines.get(name) is not None:
+            return True  # a served pipeline's models loaded before it answered
         return self.repository.entry(name, version).state is ModelState.READY
 
     async def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Return V2 model metadata, derived from the loaded model (loading it if never loaded)."""
+        if version is None and self.pipelines.get(name) is not None:
+            return self.pipelines.metadata(name)
         entry = self.repository.entry(name, version)
         async with self.repository.use(name, version) as model:
             signature = model.signature

@@ -184,6 +184,9 @@ class InferenceApp:
             self._authorize(name, headers, call)
             body = await read_body(receive, headers, self.max_body_bytes)
             request = v2.decode_request(body, _header_length(headers))
+            if self.dataplane.pipelines.get(name) is not None and version is None:
+                answer = await self.dataplane.pipelines.infer(name, request)
+                return _Reply(orjson.dumps(answer, option=_NUMPY), 200)
         response, served = await self.dataplane.infer(
             name, version, request, "v2-rest", self._caller(name, scope)
         )

@@ -18,14 +18,16 @@ from urllib.parse import unquote, urlparse
 
 from nstarx_jupyter.errors import ConflictError, InvalidInputError, ModelLoadError, NotFoundError
 from nstarx_jupyter.pipelines import PipelineExecutor, PipelineSpec, component_class
+from nstarx_jupyter.pipelines.library.outputs import v2_tensor
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
 from nstarx_jupyter.serving.settings import ModelSettings, file_settings
 
 if TYPE_CHECKING:
     from nstarx_jupyter.pipelines import PipelineResult
+    from nstarx_jupyter.protocol.inference import InferenceRequest
     from nstarx_jupyter.serving.dataplane import DataPlane
 
-__all__ = ["HostedPipeline", "PipelineHost", "ServerModels"]
+__all__ = ["HostedPipeline", "PipelineHost", "ServerModels", "v2_answer", "v2_records"]
 
 DEPLOYMENT = "deployment:"
 
@@ -125,12 +127,90 @@ class PipelineHost:
             if model_name in self.dataplane.repository.names():
                 await self.dataplane.repository.remove(model_name)
 
+    def metadata(self, name: str) -> dict[str, Any]:
+        """V2 metadata of a pipeline.
+
+        Its inputs are the fields its validation schema or its models' feature lists name (one
+        batch-first tensor each); its outputs depend on the data, so none are declared.
+        """
+        hosted = self._hosted.get(name)
+        if hosted is None:
+            raise NotFoundError(f"no pipeline '{name}'")
+        return {"name": name, "versions": ["1"], "platform": "nstarx-pipeline",
+                "inputs": [{"name": field, "datatype": datatype, "shape": [-1]}
+                           for field, datatype in _input_fields(hosted.spec).items()],
+                "outputs": []}  # fmt: skip
+
+    async def infer(self, name: str, request: InferenceRequest) -> dict[str, Any]:
+        """Answer a V2 inference request with pipeline `name` (tensors named by field)."""
+        result = await self.run(name, v2_records(request))
+        return v2_answer(name, request, result.output)
+
     async def run(self, name: str, doc: Any) -> PipelineResult:
         """Run one request through pipeline `name`."""
         hosted = self._hosted.get(name)
         if hosted is None:
             raise NotFoundError(f"no pipeline '{name}'")
         return await hosted.executor.run(doc)
+
+
+def v2_records(request: InferenceRequest) -> list[dict[str, Any]]:
+    """The records of a V2 request to a pipeline: one input tensor per field, batch first."""
+    rows = None
+    columns: dict[str, list[Any]] = {}
+    for tensor in request.inputs:
+        data = tensor.data
+        if data.ndim == 0:
+            raise InvalidInputError(f"input '{tensor.name}': a pipeline takes batch-first tensors")
+        if rows is None:
+            rows = int(data.shape[0])
+        elif data.shape[0] != rows:
+            raise InvalidInputError(
+                f"input '{tensor.name}': {data.shape[0]} rows where the other inputs have {rows}"
+            )
+        if data.ndim == 2 and data.shape[1] == 1:
+            data = data[:, 0]
+        values = data.tolist()
+        columns[tensor.name] = [v.decode() if isinstance(v, bytes) else v for v in values]
+    if not rows:
+        raise InvalidInputError("the request has no rows: send one input tensor per field")
+    return [{name: column[i] for name, column in columns.items()} for i in range(rows)]
+
+
+def v2_answer(name: str, request: InferenceRequest, output: Any) -> dict[str, Any]:
+    """A V2 response from a pipeline's answer: one output tensor per field of its records."""
+    if isinstance(output, dict) and isinstance(output.get("outputs"), list):  # a `v2` formatter
+        answer = {**output, "model_name": name}
+    else:
+        rows = output if isinstance(output, list) else [output]
+        fields = list(dict.fromkeys(key for row in rows for key in row))
+        answer = {"model_name": name,
+                  "outputs": [v2_tensor(field, [row.get(field) for row in rows])
+                              for field in fields]}  # fmt: skip
+    if request.id is not None:
+        answer["id"] = request.id
+    return answer
+
+
+_JSON_TYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "string": "BYTES"}
+
+
+def _input_fields(spec: PipelineSpec) -> dict[str, str]:
+    """Field name → V2 datatype, from the first validation schema, else the models' features."""
+    for node in spec.nodes:
+        schema = node.config.get("schema") if node.component == "validate" else None
+        properties = schema.get("properties") if isinstance(schema, dict) else None
+        if isinstance(properties, dict) and properties:
+            fields = {}
+            for field, rule in properties.items():
+                kind = rule.get("type") if isinstance(rule, dict) else None
+                kinds = [kind] if isinstance(kind, str) else list(kind or [])
+                known = [_JSON_TYPES[k] for k in kinds if k in _JSON_TYPES]
+                fields[str(field)] = known[0] if len(known) == 1 else "BYTES"
+            return fields
+    features = [f for node in spec.nodes if node.component == "model"
+                for f in node.config.get("features", [])]  # fmt: skip
+    return dict.fromkeys(features, "FP64")
 
 
 def _model_nodes(spec: PipelineSpec) -> list[tuple[str, str]]:

@@ -122,7 +122,8 @@ def test_serve_pipeline_from_the_command_line(named_iris: Path, tmp_path: Path) 
         "name": "ignored",
         "nodes": [
             {"id": "check", "component": "validate",
-             "config": {"schema": {"type": "object", "required": ["petal_length"]}}},
+             "config": {"schema": {"type": "object", "required": ["petal_length"],
+                                  "properties": {"petal_length": {"type": "number"}}}}},
             {"id": "out", "component": "records"},
         ],
         "edges": [{"id": "e", "source": "check", "target": "out"}],
@@ -136,5 +137,29 @@ def test_serve_pipeline_from_the_command_line(named_iris: Path, tmp_path: Path) 
         refused = httpx.post(url, json={"other": 1})
         assert refused.status_code == 400
         assert "node 'check'" in refused.json()["error"]
+        # The V2 endpoints too: one input tensor per field, one output tensor per field.
+        v2 = f"{process.url}/v2/models/checker"
+        tensors = {
+            "id": "r1",
+            "inputs": [
+                {"name": "petal_length", "datatype": "FP64", "shape": [2], "data": [1.5, 2.5]},
+                {"name": "colour", "datatype": "BYTES", "shape": [2, 1], "data": ["red", "blue"]},
+            ],
+        }
+        answer = httpx.post(f"{v2}/infer", json=tensors).json()
+        assert answer["model_name"] == "checker"
+        assert answer["id"] == "r1"
+        assert {o["name"]: o["data"] for o in answer["outputs"]} == {
+            "petal_length": [1.5, 2.5],
+            "colour": ["red", "blue"],
+        }
+        assert httpx.get(f"{v2}/ready").status_code == 200
+        meta = httpx.get(v2).json()
+        assert meta["inputs"] == [{"name": "petal_length", "datatype": "FP64", "shape": [-1]}]
+        uneven = dict(
+            tensors,
+            inputs=[tensors["inputs"][0], {**tensors["inputs"][1], "shape": [1], "data": ["x"]}],
+        )
+        assert httpx.post(f"{v2}/infer", json=uneven).status_code == 400
     finally:
         process.stop()

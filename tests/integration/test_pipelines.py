@@ -139,13 +139,9 @@ def test_serve_pipeline_from_the_command_line(named_iris: Path, tmp_path: Path) 
         assert "node 'check'" in refused.json()["error"]
         # The V2 endpoints too: one input tensor per field, one output tensor per field.
         v2 = f"{process.url}/v2/models/checker"
-        tensors = {
-            "id": "r1",
-            "inputs": [
-                {"name": "petal_length", "datatype": "FP64", "shape": [2], "data": [1.5, 2.5]},
-                {"name": "colour", "datatype": "BYTES", "shape": [2, 1], "data": ["red", "blue"]},
-            ],
-        }
+        length = {"name": "petal_length", "datatype": "FP64", "shape": [2], "data": [1.5, 2.5]}
+        colour = {"name": "colour", "datatype": "BYTES", "shape": [2, 1], "data": ["red", "blue"]}
+        tensors = {"id": "r1", "inputs": [length, colour]}
         answer = httpx.post(f"{v2}/infer", json=tensors).json()
         assert answer["model_name"] == "checker"
         assert answer["id"] == "r1"
@@ -156,10 +152,7 @@ def test_serve_pipeline_from_the_command_line(named_iris: Path, tmp_path: Path) 
         assert httpx.get(f"{v2}/ready").status_code == 200
         meta = httpx.get(v2).json()
         assert meta["inputs"] == [{"name": "petal_length", "datatype": "FP64", "shape": [-1]}]
-        uneven = dict(
-            tensors,
-            inputs=[tensors["inputs"][0], {**tensors["inputs"][1], "shape": [1], "data": ["x"]}],
-        )
+        uneven = {"inputs": [length, {**colour, "shape": [1], "data": ["x"]}]}
         assert httpx.post(f"{v2}/infer", json=uneven).status_code == 400
     finally:
         process.stop()

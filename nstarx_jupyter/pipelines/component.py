@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ENTRY_POINT_GROUP", "Batch", "Component", "ComponentConfig", "Context",
            "ModelResolver", "Port", "PortType", "accepts", "component_class", "components",
-           "on_register", "register_component"]  # fmt: skip
+           "load_entry_points", "on_register", "register_component"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -263,8 +263,22 @@ def _load_builtins() -> None:
         return
     _BUILTINS_LOADED = True
     importlib.import_module("nstarx_jupyter.pipelines.library")
+    load_entry_points()
+
+
+def load_entry_points() -> list[str]:
+    """Register the components other packages declare (group `nstarx_jupyter.components`).
+
+    Returns the names registered; a plug-in that fails to load is logged and skipped, so it
+    cannot take the library down with it.
+    """
+    names = []
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
-            register_component(entry.load())
-        except Exception:  # a broken plug-in must not take the library down with it
+            cls = entry.load()
+            if _LIBRARY.get(getattr(cls, "name", None) or "") is not cls:
+                register_component(cls)
+            names.append(cls.name)
+        except Exception:
             log.exception("component entry point %s failed to load", entry.value)
+    return names

@@ -138,3 +138,36 @@ def test_to_kserve_needs_remote_artifacts(named_iris: Path) -> None:
         pipe.to_kserve()
     docs = pipe.to_kserve(storage_uris={named_iris.as_uri(): "s3://models/iris/1"})
     assert [d["kind"] for d in docs] == ["InferenceService", "InferenceGraph"]
+
+
+def test_components_from_an_entry_point_join_the_library(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package declares `[project.entry-points."nstarx_jupyter.components"]`."""
+    from nstarx_jupyter.pipelines.component import load_entry_points
+
+    (tmp_path / "acme_steps.py").write_text(
+        "from nstarx_jupyter.pipelines import Component\n"
+        "class Upper(Component):\n"
+        "    kind = 'input'\n"
+        "    name = 'acme-upper'\n"
+        "    def process(self, batch):\n"
+        "        return batch.replace([{k: str(v).upper() for k, v in r.items()}"
+        " for r in batch.rows])\n"
+        "class Broken:\n"
+        "    pass\n"
+    )
+    dist = tmp_path / "acme_steps-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-steps\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[nstarx_jupyter.components]\nupper = acme_steps:Upper\nbroken = acme_steps:Broken\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_entry_points() == ["acme-upper"]  # the broken one is logged and skipped
+    assert components()["acme-upper"].kind == "input"
+    pipe = Pipeline(name="shout")
+    pipe.add("acme-upper", "up")
+    pipe.add("records", "out")
+    pipe.chain("up", "out")
+    assert pipe.predict({"word": "hi"}) == {"word": "HI"}

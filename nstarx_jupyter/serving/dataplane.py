@@ -24,7 +24,7 @@ from nstarx_jupyter.protocol.inference import InferenceRequest, InferenceRespons
 from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
 from nstarx_jupyter.runtimes.base import Tensors
 from nstarx_jupyter.serving.auditing import CallAudit
-from nstarx_jupyter.serving.pipelines import PipelineHost
+from nstarx_jupyter.serving.pipelines import PIPELINE_VERSION, PipelineHost
 from nstarx_jupyter.serving.repository import LoadedModel, ModelRepository, ModelState
 from nstarx_jupyter.serving.settings import registry_models
 from nstarx_jupyter.serving.traffic import (
@@ -212,6 +212,8 @@ class DataPlane:
 
     def _labels(self, name: str, version: str | None) -> tuple[str, str]:
         """Metric labels: unknown names share one label so clients cannot grow the series."""
+        if version is None and self.pipelines.get(name) is not None:
+            return name, PIPELINE_VERSION
         try:
             return name, self.repository.entry(name, version).settings.version
         except NstarxError:

@@ -27,9 +27,18 @@ if TYPE_CHECKING:
     from nstarx_jupyter.protocol.inference import InferenceRequest
     from nstarx_jupyter.serving.dataplane import DataPlane
 
-__all__ = ["HostedPipeline", "PipelineHost", "ServerModels", "v2_answer", "v2_records"]
+__all__ = [
+    "PIPELINE_VERSION",
+    "HostedPipeline",
+    "PipelineHost",
+    "ServerModels",
+    "v2_answer",
+    "v2_records",
+]
 
 DEPLOYMENT = "deployment:"
+PIPELINE_VERSION = "1"
+"""The version a served pipeline reports (its registry versions are the editor's business)."""
 
 
 class ServerModels:
@@ -136,22 +145,30 @@ class PipelineHost:
         hosted = self._hosted.get(name)
         if hosted is None:
             raise NotFoundError(f"no pipeline '{name}'")
-        return {"name": name, "versions": ["1"], "platform": "nstarx-pipeline",
+        return {"name": name, "versions": [PIPELINE_VERSION], "platform": "nstarx-pipeline",
                 "inputs": [{"name": field, "datatype": datatype, "shape": [-1]}
                            for field, datatype in _input_fields(hosted.spec).items()],
                 "outputs": []}  # fmt: skip
 
     async def infer(self, name: str, request: InferenceRequest) -> dict[str, Any]:
         """Answer a V2 inference request with pipeline `name` (tensors named by field)."""
-        result = await self.run(name, v2_records(request))
+        result = await self.run(name, v2_records(request), "v2-rest")
         return v2_answer(name, request, result.output)
 
-    async def run(self, name: str, doc: Any) -> PipelineResult:
-        """Run one request through pipeline `name`."""
+    async def run(self, name: str, doc: Any, protocol: str = "records") -> PipelineResult:
+        """Run one request through pipeline `name`.
+
+        An answered request counts in the pipeline's metrics here; a failed one is counted by
+        the transport, as for models.
+        """
         hosted = self._hosted.get(name)
         if hosted is None:
             raise NotFoundError(f"no pipeline '{name}'")
-        return await hosted.executor.run(doc)
+        started = time.perf_counter()
+        result = await hosted.executor.run(doc)
+        seconds = time.perf_counter() - started
+        self.dataplane.metrics.observe_request(name, PIPELINE_VERSION, protocol, "ok", seconds)
+        return result
 
 
 def v2_records(request: InferenceRequest) -> list[dict[str, Any]]:

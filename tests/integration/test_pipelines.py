@@ -154,5 +154,12 @@ def test_serve_pipeline_from_the_command_line(named_iris: Path, tmp_path: Path) 
         assert meta["inputs"] == [{"name": "petal_length", "datatype": "FP64", "shape": [-1]}]
         uneven = {"inputs": [length, {**colour, "shape": [1], "data": ["x"]}]}
         assert httpx.post(f"{v2}/infer", json=uneven).status_code == 400
+        # Counted like a model: answered and refused calls, under the pipeline's name.
+        metrics = httpx.get(f"{process.url}/metrics").text
+        assert (
+            'nstarx_requests_total{model="checker",protocol="records",status="ok",version="1"}'
+            in metrics
+        )
+        assert 'model="checker",protocol="records",status="invalid_input",version="1"' in metrics
     finally:
         process.stop()

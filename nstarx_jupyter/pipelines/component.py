@@ -150,6 +150,10 @@ class Component:
     description: ClassVar[str] = ""
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
     fittable: ClassVar[bool] = False
+    inputs: ClassVar[tuple[Port, ...]] = IN
+    """The input ports (override `ports` instead when they depend on the config)."""
+    outputs: ClassVar[tuple[Port, ...]] = OUT
+    """The output ports."""
 
     def __init__(self, config: ComponentConfig, context: Context | None = None) -> None:
         self.config = config
@@ -158,7 +162,7 @@ class Component:
     @classmethod
     def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
         """Inputs and outputs; `config` is None when the node's config is invalid."""
-        return IN, OUT
+        return cls.inputs, cls.outputs
 
     @classmethod
     def problems(cls, config: ComponentConfig) -> list[str]:

@@ -20,11 +20,9 @@ from nstarx_jupyter.errors import ErrorKind, InvalidInputError, NstarxError
 from nstarx_jupyter.pipelines.component import Batch, Component, Context
 from nstarx_jupyter.pipelines.validate import Problem, Problems, resolve_nodes, topological_order
 from nstarx_jupyter.pipelines.validate import validate as validate_spec
-from nstarx_jupyter.protocol.records import split_records
+from nstarx_jupyter.protocol.records import leaf_paths, split_records
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from nstarx_jupyter.pipelines.component import ModelResolver
     from nstarx_jupyter.pipelines.spec import EdgeSpec, PipelineSpec
 
@@ -215,7 +213,7 @@ def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
 
     Nested fields go by their own name, or by their dotted path where two of them share a name.
     """
-    leaves = list(_leaves(record, ()))
+    leaves = list(leaf_paths(record))
     if all(len(path) == 1 for path, _ in leaves):
         return record
     counts: dict[str, int] = defaultdict(int)
@@ -224,17 +222,6 @@ def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
     return {
         (path[-1] if counts[path[-1]] == 1 else ".".join(path)): value for path, value in leaves
     }
-
-
-def _leaves(
-    value: dict[str, Any], prefix: tuple[str, ...]
-) -> Iterator[tuple[tuple[str, ...], Any]]:
-    for key, item in value.items():
-        path = (*prefix, str(key))
-        if isinstance(item, dict) and item:
-            yield from _leaves(item, path)
-        else:
-            yield path, item
 
 
 def _size(value: Any) -> int:

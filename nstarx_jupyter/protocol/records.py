@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-__all__ = ["records_to_tensors", "split_records", "tensors_to_records"]
+__all__ = ["leaf_paths", "records_to_tensors", "split_records", "tensors_to_records"]
 
 
 def split_records(doc: Any) -> tuple[list[dict[str, Any]], bool]:
@@ -78,7 +78,7 @@ def _match(record: dict[str, Any], columns: tuple[str, ...], index: int) -> dict
     wanted = set(columns)
     row: dict[str, Any] = {}
     where = f"record {index}: " if index else ""
-    for path, value in _flatten(record, ()):
+    for path, value in leaf_paths(record):
         name = _resolve(path, wanted)
         if name is None:
             raise InvalidInputError(f"{where}unknown field '{'.'.join(path)}'")
@@ -101,13 +101,14 @@ def _resolve(path: tuple[str, ...], wanted: set[str]) -> str | None:
     return None
 
 
-def _flatten(
-    value: dict[str, Any], prefix: tuple[str, ...]
+def leaf_paths(
+    value: dict[str, Any], prefix: tuple[str, ...] = ()
 ) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Each leaf of a nested record with its path (`("transaction", "amount"), 3.5`)."""
     for key, item in value.items():
         path = (*prefix, str(key))
         if isinstance(item, dict) and item:
-            yield from _flatten(item, path)
+            yield from leaf_paths(item, path)
         else:
             yield path, item
 

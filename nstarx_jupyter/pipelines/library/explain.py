@@ -64,10 +64,8 @@ class LinearExplainer(Component):
     config: ExplainConfig
     fittable = True
 
-    @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        """Records (the features are read from them) in, with contributions out."""
-        return (Port("in", "records"),), (Port("out", "scored"),)
+    inputs = (Port("in", "records"),)
+    outputs = (Port("out", "scored"),)
 
     @classmethod
     def problems(cls, config: ComponentConfig) -> list[str]:
@@ -208,10 +206,8 @@ class TreeExplainer(Component):
     Config = TreeExplainConfig
     config: TreeExplainConfig
 
-    @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        """Records (the features are read from them) in, with contributions out."""
-        return (Port("in", "records"),), (Port("out", "scored"),)
+    inputs = (Port("in", "records"),)
+    outputs = (Port("out", "scored"),)
 
     @classmethod
     def problems(cls, config: ComponentConfig) -> list[str]:

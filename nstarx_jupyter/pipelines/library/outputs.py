@@ -97,10 +97,7 @@ class Threshold(Component):
     Config = ThresholdConfig
     config: ThresholdConfig
 
-    @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        """Scored records in and out."""
-        return SCORED
+    inputs, outputs = SCORED
 
     def process(self, batch: Batch) -> Batch:
         """Each record with its decision in `output`."""
@@ -143,10 +140,7 @@ class LabelMap(Component):
     Config = LabelMapConfig
     config: LabelMapConfig
 
-    @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        """Scored records in and out."""
-        return SCORED
+    inputs, outputs = SCORED
 
     @classmethod
     def problems(cls, config: ComponentConfig) -> list[str]:
@@ -200,10 +194,7 @@ class ConfidenceScores(Component):
     Config = ConfidenceConfig
     config: ConfidenceConfig
 
-    @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        """Scored records in and out."""
-        return SCORED
+    inputs, outputs = SCORED
 
     def process(self, batch: Batch) -> Batch:
         """Each record with `confidence`, `uncertainty` (0 sure, 1 uniform) and `margin`."""
@@ -255,10 +246,8 @@ class LookupEnricher(Component):
     Config = EnrichConfig
     config: EnrichConfig
 
-    @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        """Records in and out (any records: scored ones stay scored)."""
-        return (Port("in", "records"),), (Port("out", "any"),)
+    inputs = (Port("in", "records"),)
+    outputs = (Port("out", "any"),)
 
     @classmethod
     def problems(cls, config: ComponentConfig) -> list[str]:
@@ -305,10 +294,7 @@ class FieldsOutput(Component):
     Config = FieldsConfig
     config: FieldsConfig
 
-    @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        """Records from every branch in, the response out."""
-        return FORMATTER
+    inputs, outputs = FORMATTER
 
     @classmethod
     def problems(cls, config: ComponentConfig) -> list[str]:
@@ -353,10 +339,7 @@ class RecordsOutput(Component):
     Config = RecordsConfig
     config: RecordsConfig
 
-    @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        """Records from every branch in, the response out."""
-        return FORMATTER
+    inputs, outputs = FORMATTER
 
     async def run(self, inputs: Mapping[str, Sequence[Batch]]) -> dict[str, Any]:
         """A list with one object per record, in request order."""
@@ -391,10 +374,7 @@ class V2Output(Component):
     Config = V2Config
     config: V2Config
 
-    @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        """Records from every branch in, the response out."""
-        return FORMATTER
+    inputs, outputs = FORMATTER
 
     @classmethod
     def problems(cls, config: ComponentConfig) -> list[str]:

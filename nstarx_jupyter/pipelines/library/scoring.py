@@ -79,10 +79,8 @@ class ModelScorer(Component):
     Config = ModelConfig
     config: ModelConfig
 
-    @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        """Records in, scored records out."""
-        return (Port("in", "records"),), (Port("out", "scored"),)
+    inputs = (Port("in", "records"),)
+    outputs = (Port("out", "scored"),)
 
     @classmethod
     def problems(cls, config: ComponentConfig) -> list[str]:
@@ -204,10 +202,8 @@ class ScoreEnsemble(Component):
     Config = EnsembleConfig
     config: EnsembleConfig
 
-    @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        """Scored records from several edges in, one scored batch out."""
-        return (Port("in", "scored", many=True),), (Port("out", "scored"),)
+    inputs = (Port("in", "scored", many=True),)
+    outputs = (Port("out", "scored"),)
 
     @classmethod
     def problems(cls, config: ComponentConfig) -> list[str]:

@@ -13,6 +13,7 @@ __all__ = [
     "ComponentConfig",
     "Deployment",
     "DeploymentSpec",
+    "FlowEditor",
     "InferenceClient",
     "MissingExtraError",
     "ModelSettings",
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from nstarx_jupyter.errors import MissingExtraError, NstarxError
     from nstarx_jupyter.notebook.analysis import AnalysisPolicy
     from nstarx_jupyter.notebook.api import Deployment, deploy
+    from nstarx_jupyter.notebook.flow import FlowEditor
     from nstarx_jupyter.notebook.pipeline import Pipeline
     from nstarx_jupyter.notebook.security import (
         access_rules,
@@ -74,6 +76,7 @@ _LAZY = {
     "ModelVersion": "nstarx_jupyter.registry",
     "AnalysisPolicy": "nstarx_jupyter.notebook.analysis",
     "Pipeline": "nstarx_jupyter.notebook.pipeline",
+    "FlowEditor": "nstarx_jupyter.notebook.flow",
     "PipelineSpec": "nstarx_jupyter.pipelines",
     "Component": "nstarx_jupyter.pipelines",
     "ComponentConfig": "nstarx_jupyter.pipelines",

@@ -15,7 +15,7 @@ const production = !watch;
 const options = {
   absWorkingDir: here,
   // One entry per widget: the output is named after it (card.js + card.css).
-  entryPoints: { card: "src/card.tsx" },
+  entryPoints: { card: "src/card.tsx", flow: "src/flow.tsx" },
   outdir: resolve(here, "../nstarx_jupyter/notebook/static"),
   bundle: true,
   format: "esm",

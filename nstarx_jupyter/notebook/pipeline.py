@@ -158,10 +158,13 @@ class DeployedPipeline:
             return client.predict(data)
 
     def curl(self, record: dict[str, Any] | None = None) -> str:
-        """A `curl` line that calls the endpoint."""
+        """A `curl` line that calls the endpoint, the key read from `$NSTARX_API_KEY`.
+
+        The key itself never goes into the line: it would end up in notebook outputs and
+        saved widget state.
+        """
         body = json.dumps(record or {})
-        key = self.api_key or "$NSTARX_KEY"
-        return (f"curl -X POST {self.url} -H 'Authorization: Bearer {key}' "
+        return (f"curl -X POST {self.url} -H \"Authorization: Bearer $NSTARX_API_KEY\" "
                 f"-H 'Content-Type: application/json' -d '{body}'")  # fmt: skip
 
     def delete(self) -> None:

@@ -5,7 +5,7 @@ import globals from "globals";
 import tseslint from "typescript-eslint";
 
 export default defineConfig(
-  { ignores: ["node_modules/"] },
+  { ignores: ["node_modules/", "src/generated/"] }, // generated from Python: not ours to style
   js.configs.recommended,
   {
     files: ["src/**/*.{ts,tsx}"],

@@ -1,8 +1,11 @@
-"""The JSON Schema of `PipelineSpec`, generated for the front ends (never written by hand).
+"""The JSON Schemas of `PipelineSpec`, generated for the front ends (never written by hand).
 
-`python -m nstarx_jupyter.pipelines.schema` writes it to `widgets/src/generated/`, where the
-flow editor and the JupyterLab extension read it; `--check` fails when the file is stale, and
-`make check` runs that, so the front ends cannot drift from the Python model.
+`python -m nstarx_jupyter.pipelines.schema` writes two files to `widgets/src/generated/`:
+`pipeline.schema.json` checks a pipeline document as a user or the editor writes it (fields
+with defaults may be left out); `pipeline.sent.schema.json` describes a spec as Python sends it
+(every field present), and `widgets/gen-types.mjs` turns it into the front end's TypeScript
+types. `--check` fails when either file is stale; `make lint` runs it, so the front ends
+cannot drift from the Python model.
 """
 
 from __future__ import annotations
@@ -11,45 +14,56 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.pipelines.spec import PipelineSpec
+
+if TYPE_CHECKING:
+    from pydantic.json_schema import JsonSchemaMode
 
 __all__ = ["SCHEMA_ID", "pipeline_schema", "schema_text"]
 
 SCHEMA_ID = "https://nstarx.io/schemas/pipeline-spec-v1.json"
-DEFAULT_OUTPUT = Path("widgets/src/generated/pipeline.schema.json")
+DEFAULT_FOLDER = Path("widgets/src/generated")
+FILES: dict[str, JsonSchemaMode] = {
+    "pipeline.schema.json": "validation",
+    "pipeline.sent.schema.json": "serialization",
+}
 
 
-def pipeline_schema() -> dict[str, Any]:
+def pipeline_schema(mode: JsonSchemaMode = "validation") -> dict[str, Any]:
     """`PipelineSpec`'s JSON Schema (draft 2020-12, as pydantic writes it)."""
-    schema = PipelineSpec.model_json_schema()
+    schema = PipelineSpec.model_json_schema(mode=mode)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
 
 
-def schema_text() -> str:
+def schema_text(mode: JsonSchemaMode = "validation") -> str:
     """The schema as the stable text that is written to disk."""
-    return json.dumps(pipeline_schema(), indent=2, sort_keys=True) + "\n"
+    return json.dumps(pipeline_schema(mode), indent=2, sort_keys=True) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the schema file, or with `--check` report whether it is up to date."""
+    """Write the schema files, or with `--check` report whether they are up to date."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--check", action="store_true", help="fail if the file is stale")
+    parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER)
+    parser.add_argument("--check", action="store_true", help="fail if a file is stale")
     args = parser.parse_args(argv)
-    text = schema_text()
-    current = args.output.read_text() if args.output.exists() else None
-    if args.check:
-        if current != text:
-            sys.stderr.write(f"{args.output} is stale: run python -m {__spec__.name}\n")
-            return 1
-        return 0
-    if current != text:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        temporary = args.output.with_suffix(".tmp")
-        temporary.write_text(text)
-        temporary.replace(args.output)
+    stale = []
+    for name, mode in FILES.items():
+        target: Path = args.folder / name
+        text = schema_text(mode)
+        if target.exists() and target.read_text() == text:
+            continue
+        stale.append(target)
+        if not args.check:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_suffix(".tmp")
+            temporary.write_text(text)
+            temporary.replace(target)
+    if args.check and stale:
+        names = ", ".join(str(path) for path in stale)
+        sys.stderr.write(f"{names} stale: run python -m {__spec__.name}\n")
+        return 1
     return 0
 
 

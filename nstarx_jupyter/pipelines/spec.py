@@ -38,7 +38,9 @@ KIND_TITLES: dict[str, str] = {
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The serialization schema marks defaulted fields required: Python always sends them, and
+    # the front end's types (generated from that schema) can rely on them.
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
 class Position(_Model):

@@ -61,7 +61,9 @@ export function toPipelineSpec(value: unknown): PipelineSpec {
   const doc = isRecord(value) ? value : {};
   return {
     ...doc,
+    schema_version: 1,
     name: text(doc.name),
+    description: text(doc.description),
     nodes: list(doc.nodes, node),
     edges: list(doc.edges, edge),
   };

@@ -1,36 +1,8 @@
 // The pipeline editor's data, as nstarx_jupyter.pipelines and the FlowEditor widget send it.
 
-export interface Position {
-  x: number;
-  y: number;
-}
-
-/** One step: a library component with its config (`NodeSpec`). */
-export interface NodeSpec {
-  id: string;
-  component: string;
-  config: Record<string, unknown>;
-  label?: string | null;
-  position: Position;
-}
-
-/** Rows flowing from `source`'s output port to `target`'s input port (`EdgeSpec`). */
-export interface EdgeSpec {
-  id: string;
-  source: string;
-  source_port: string;
-  target: string;
-  target_port: string;
-}
-
-/** A whole pipeline (`PipelineSpec`); unknown top-level keys are carried through unchanged. */
-export interface PipelineSpec {
-  schema_version?: number;
-  name: string;
-  description?: string;
-  nodes: NodeSpec[];
-  edges: EdgeSpec[];
-}
+// The spec's own types come from Python (PipelineSpec → JSON Schema → TypeScript), never
+// written twice: widgets/gen-types.mjs.
+export type { EdgeSpec, NodeSpec, PipelineSpec, Position } from "../generated/pipeline";
 
 export interface Port {
   name: string;

@@ -41,7 +41,8 @@ from nstarx_jupyter.deployment.kserve import (
     validate_manifest,
 )
 from nstarx_jupyter.errors import InvalidInputError
-from nstarx_jupyter.pipelines.library.scoring import ModelConfig, RouterConfig, gjson_condition
+from nstarx_jupyter.pipelines.library.routing import RouterConfig, gjson_condition
+from nstarx_jupyter.pipelines.library.scoring import ModelConfig
 from nstarx_jupyter.pipelines.validate import Problems, resolve_nodes, topological_order, validate
 
 if TYPE_CHECKING:

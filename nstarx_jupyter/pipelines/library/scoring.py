@@ -1,20 +1,21 @@
-"""Scoring steps: call a model, combine several models' scores, send rows down branches.
+"""Scoring steps: call a model, combine several models' scores.
 
 A `model` node adds the model's named outputs (`prediction`, `confidence`, `probabilities`) to
 each record, optionally under a prefix so that several models' outputs can sit side by side in
-one record; an `ensemble` combines those prefixed scores row by row; a `router` splits a batch
-into one batch per branch. Rows are never changed in place: other branches may hold the dicts.
+one record; an `ensemble` combines those prefixed scores row by row. Rows are never changed in
+place: other branches may hold the dicts. Routers are in `routing`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from nstarx_jupyter.errors import InvalidInputError, ModelError, NstarxError
 from nstarx_jupyter.pipelines.component import (
@@ -25,7 +26,6 @@ from nstarx_jupyter.pipelines.component import (
     register_component,
 )
 from nstarx_jupyter.pipelines.library._fields import (
-    Scalar,
     is_missing,
     merged,
     narrow,
@@ -33,13 +33,15 @@ from nstarx_jupyter.pipelines.library._fields import (
     read_field,
     where,
 )
-from nstarx_jupyter.pipelines.spec import ID, NAME
+from nstarx_jupyter.pipelines.library.cache import PredictionCache
+from nstarx_jupyter.pipelines.spec import NAME
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["MODEL_URI", "Condition", "ConditionRouter", "EnsembleConfig", "ModelConfig",
-           "ModelScorer", "RouterBranch", "RouterConfig", "ScoreEnsemble", "gjson_condition",
+    from nstarx_jupyter.pipelines.component import ModelResolver
+
+__all__ = ["MODEL_URI", "EnsembleConfig", "ModelConfig", "ModelScorer", "ScoreEnsemble",
            "is_model_uri"]  # fmt: skip
 
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
@@ -65,6 +67,17 @@ class ModelConfig(ComponentConfig):
         default_factory=list,
         description="The record fields sent to the model; empty sends every field whose name "
         "does not start with '_'.",
+    )
+    cache_size: int = Field(
+        default=0,
+        ge=0,
+        description="Answers kept for identical feature rows (0: no cache). Only for models "
+        "whose answer depends on the features alone.",
+    )
+    cache_ttl_s: float | None = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a cached answer stays valid (empty: until pushed out).",
     )
 
 
@@ -113,17 +126,51 @@ class ModelScorer(Component):
                 "resolver (run it on the server, or in a notebook session)"
             )
         features = [self._features(row, position) for position, row in _positions(batch)]
-        outputs = await resolver.predict(self.config.model, features)
-        if len(outputs) != len(batch):
-            raise ModelError(
-                f"'{self.config.model}' returned {len(outputs)} outputs for {len(batch)} records"
-            )
+        outputs = await self._predict(resolver, features)
         prefix = self.config.output_prefix
         rows = [
             {**row, **{f"{prefix}{key}": value for key, value in output.items()}}
             for row, output in zip(batch.rows, outputs, strict=True)
         ]
         return {"out": batch.replace(rows)}
+
+    async def _predict(
+        self, resolver: ModelResolver, features: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The model's answer for each row.
+
+        With a cache, only the rows not answered lately go to the model, once each however
+        often they repeat in the batch.
+        """
+        cache = self._cache
+        if cache is None:
+            return await self._call(resolver, features)
+        keys = [cache.key(row) for row in features]
+        answers = [cache.get(key) for key in keys]
+        todo = {key: row for key, row, answer in zip(keys, features, answers, strict=True)
+                if answer is None}  # fmt: skip
+        if todo:
+            for key, answer in zip(todo, await self._call(resolver, list(todo.values())),
+                                   strict=True):  # fmt: skip
+                cache.put(key, answer)
+                todo[key] = answer
+        return [answer if answer is not None else todo[key]
+                for key, answer in zip(keys, answers, strict=True)]  # fmt: skip
+
+    async def _call(
+        self, resolver: ModelResolver, features: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        outputs = await resolver.predict(self.config.model, features)
+        if len(outputs) != len(features):
+            raise ModelError(
+                f"'{self.config.model}' returned {len(outputs)} outputs for {len(features)} records"
+            )
+        return outputs
+
+    @functools.cached_property
+    def _cache(self) -> PredictionCache | None:
+        size = self.config.cache_size
+        return PredictionCache(size, self.config.cache_ttl_s) if size else None
 
     def _features(self, row: dict[str, Any], position: int) -> dict[str, Any]:
         """The fields of `row` this model is sent."""
@@ -288,190 +335,3 @@ def _sigmoid(x: float) -> float:
         return 1.0 / (1.0 + math.exp(-x))
     z = math.exp(x)
     return z / (1.0 + z)
-
-
-# -- router --------------------------------------------------------------------------------------
-
-Operator = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in", "exists"]
-_ORDERING = ("<", "<=", ">", ">=")
-
-
-class Condition(BaseModel):
-    """One test of a record's field; a missing or null field fails every test but `exists`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    field: str = Field(min_length=1, description="The record field tested.")
-    op: Operator = Field(default="==", description="The comparison.")
-    value: Scalar | list[Scalar] | None = Field(
-        default=None,
-        description="What the field is compared with (a list for 'in' and 'not in'; none for "
-        "'exists').",
-    )
-
-    def holds(self, row: dict[str, Any], position: int) -> bool:
-        """Whether the test passes for `row` (incomparable values are the caller's mistake)."""
-        if self.op == "exists":
-            return self.field in row
-        found = row.get(self.field)
-        if found is None:
-            return False
-        if self.op in ("in", "not in"):
-            options = self.value if isinstance(self.value, list) else [self.value]
-            return (found in options) == (self.op == "in")
-        try:
-            return bool(_COMPARE[self.op](found, self.value))
-        except TypeError:
-            raise InvalidInputError(
-                f"{where(position)}: field '{self.field}' = {found!r} cannot be compared "
-                f"with {self.value!r}"
-            ) from None
-
-
-_COMPARE = {
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
-
-
-class RouterBranch(BaseModel):
-    """A named output taking the rows for which every condition holds."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=ID, description="The output port (and branch) name.")
-    when: list[Condition] = Field(
-        default_factory=list, description="Conditions that must all hold."
-    )
-
-    def matches(self, row: dict[str, Any], position: int) -> bool:
-        """Whether every condition holds for `row`."""
-        return all(condition.holds(row, position) for condition in self.when)
-
-
-class RouterConfig(ComponentConfig):
-    """Config of `router`."""
-
-    branches: list[RouterBranch] = Field(
-        default_factory=list,
-        description="Branches in order: a row takes the first branch whose conditions all hold.",
-    )
-    default: str = Field(
-        default="default", pattern=ID, description="The output for rows no branch takes."
-    )
-
-
-@register_component
-class ConditionRouter(Component):
-    """Sends each record down the first branch whose conditions it meets."""
-
-    kind = "router"
-    name = "router"
-    title = "Router"
-    description = "Send each record down the first branch whose conditions it meets."
-    Config = RouterConfig
-    config: RouterConfig
-
-    @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
-        """One output per branch, then the default output."""
-        if config is None:
-            return (Port("in", "records"),), (Port("default", "any"),)
-        found = narrow(config, RouterConfig)
-        names = dict.fromkeys([*(branch.name for branch in found.branches), found.default])
-        return (Port("in", "records"),), tuple(Port(name, "any") for name in names)
-
-    @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
-        """No branches, duplicate names, a branch named like the default, unusable values."""
-        found = narrow(config, RouterConfig)
-        if not found.branches:
-            return ["a router needs at least one branch"]
-        problems = []
-        names = Counter(branch.name for branch in found.branches)
-        problems += [f"{count} branches are named '{name}'" for name, count in names.items()
-                     if count > 1]  # fmt: skip
-        if found.default in names:
-            problems.append(f"branch '{found.default}' has the name of the default output")
-        for branch in found.branches:
-            if not branch.when:
-                problems.append(f"branch '{branch.name}' has no conditions: it takes every row")
-            problems += [f"branch '{branch.name}': {p}" for c in branch.when if (p := _problem(c))]
-        return problems
-
-    async def run(self, inputs: Mapping[str, Sequence[Batch]]) -> dict[str, Any]:
-        """A batch per output (empty for an output no row takes)."""
-        batch = merged(inputs)
-        ports = [port.name for port in self.ports(self.config)[1]]
-        chosen: dict[str, list[int]] = {name: [] for name in ports}
-        for i, (position, row) in enumerate(_positions(batch)):
-            branch = next((b for b in self.config.branches if b.matches(row, position)), None)
-            chosen[branch.name if branch is not None else self.config.default].append(i)
-        return {name: batch.subset(rows) for name, rows in chosen.items()}
-
-
-def _problem(condition: Condition) -> str | None:
-    """What is wrong with a condition's value for its operator, if anything."""
-    value, op = condition.value, condition.op
-    if op in ("in", "not in") and not isinstance(value, list):
-        return f"'{condition.field} {op}' needs a list of values"
-    if op not in ("in", "not in", "exists") and isinstance(value, list):
-        return f"'{condition.field} {op}' compares with one value, not a list"
-    if op in _ORDERING and (value is None or isinstance(value, bool)):
-        return f"'{condition.field} {op}' needs a number or a string"
-    if op in ("==", "!=") and value is None:
-        return f"'{condition.field} {op} null' never holds; use 'exists'"
-    return None
-
-
-# -- GJSON (KServe InferenceGraph Switch conditions) ---------------------------------------------
-
-_GJSON_SPECIAL = re.compile(r'([\\|#@*?!=<>%()\[\]{},:"~ ])')
-
-
-def gjson_condition(branch: RouterBranch, records: str = "instances") -> str:
-    """The branch's conditions as a KServe InferenceGraph `Switch` step condition (GJSON).
-
-    KServe takes a Switch step when `gjson.Get(request, condition).Exists()`: here, when at
-    least one record of the array at `records` meets every condition. That is this router's
-    choice for one-record requests (KServe routes whole requests, not rows). Use
-    `records="[@this]"` when the request body is one JSON object, `"@this"` for a list.
-    Each condition filters the array (`#(...)#`, chained with `|`); the last step takes the
-    first record left, which does not exist when none is. A dotted field is a nested path.
-    """
-    steps = [step for condition in branch.when for step in _steps(condition)]
-    if not steps:
-        return f"{records}.0"
-    if steps[-1].startswith("#(") and steps[-1].endswith(")#"):
-        steps[-1] = steps[-1][:-1]  # the first match: `#(...)#` always exists, if only as []
-    else:
-        steps.append("0")
-    return f"{records}.{'|'.join(steps)}"
-
-
-def _steps(condition: Condition) -> list[str]:
-    """GJSON path steps turning an array of records into those that meet `condition`."""
-    path = _gjson_path(condition.field)
-    if condition.op == "exists":
-        return [f"#({path})#"]
-    if condition.op in ("in", "not in"):
-        values = condition.value if isinstance(condition.value, list) else [condition.value]
-        if condition.op == "not in":
-            return [f"#({path}!={_gjson_value(v)})#" for v in values] or [f"#({path})#"]
-        either = ",".join(f"#({path}=={_gjson_value(v)})#" for v in values)
-        return [f"[{either}]", "@flatten"]  # GJSON queries have no "or": join the matches
-    return [f"#({path}{condition.op}{_gjson_value(condition.value)})#"]
-
-
-def _gjson_path(field: str) -> str:
-    """A field name as a GJSON path: special characters escaped, dots kept as nesting."""
-    return _GJSON_SPECIAL.sub(r"\\\1", field)
-
-
-def _gjson_value(value: Any) -> str:
-    """A query value: strings quoted (JSON escapes), numbers and booleans bare."""
-    return json.dumps(value, ensure_ascii=False)

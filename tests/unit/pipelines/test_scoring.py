@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -12,13 +13,8 @@ import pytest
 from nstarx_jupyter.errors import InvalidInputError, ModelError, NstarxError
 from nstarx_jupyter.pipelines.component import Batch, Component, Context, components
 from nstarx_jupyter.pipelines.executor import PipelineExecutor
-from nstarx_jupyter.pipelines.library.scoring import (
-    ConditionRouter,
-    ModelScorer,
-    RouterBranch,
-    ScoreEnsemble,
-    gjson_condition,
-)
+from nstarx_jupyter.pipelines.library.routing import ConditionRouter, RouterBranch, gjson_condition
+from nstarx_jupyter.pipelines.library.scoring import ModelScorer, ScoreEnsemble
 from nstarx_jupyter.pipelines.spec import PipelineSpec
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
 from nstarx_jupyter.runtimes.loader import create_runtime
@@ -97,6 +93,28 @@ async def test_model_adds_prefixed_outputs_without_touching_the_input_rows() -> 
     ]
     assert rows == before
     assert resolver.calls == [("models:/fraud/3", [{"amount": 10.0}, {"amount": 5.0}])]
+
+
+async def test_model_cache_sends_only_rows_it_has_not_answered_lately(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resolver = FakeResolver({"models:/fraud/3": 2.0})
+    step = make(ModelScorer, Context(resolver), model="models:/fraud/3", cache_size=2,
+                cache_ttl_s=60)  # fmt: skip
+    first = await run(step, Batch([{"amount": 1.0}, {"amount": 2.0}, {"amount": 1.0}]))
+    assert [r["prediction"] for r in first["out"].rows] == [2.0, 4.0, 2.0]
+    assert resolver.calls[-1][1] == [{"amount": 1.0}, {"amount": 2.0}]  # a repeat goes once
+    again = await run(step, Batch([{"amount": 2.0}, {"amount": 3.0}]))
+    assert [r["prediction"] for r in again["out"].rows] == [4.0, 6.0]
+    assert resolver.calls[-1][1] == [{"amount": 3.0}]  # 2.0 was answered
+    assert len(resolver.calls) == 2
+    # Size 2: 1.0 was the least recently used and is gone; after the TTL everything is.
+    await run(step, Batch([{"amount": 1.0}]))
+    assert resolver.calls[-1][1] == [{"amount": 1.0}]
+    clock = time.monotonic() + 61
+    monkeypatch.setattr(time, "monotonic", lambda: clock)
+    await run(step, Batch([{"amount": 1.0}]))
+    assert len(resolver.calls) == 4
 
 
 async def test_model_sends_only_the_listed_features_and_names_a_missing_one() -> None:

@@ -55,8 +55,12 @@ class Lab:
     log: Path
 
     def page_url(self, path: str) -> str:
-        """The browser URL of `path` (e.g. `lab/tree/x.ipynb`), token included."""
-        return f"{self.url}{path}?token={self.token}"
+        """The browser URL of `path` (e.g. `lab/tree/x.ipynb`), token included.
+
+        `reset` starts from an empty workspace: the tabs an earlier test of the session left
+        open are not restored (a run-all would otherwise go to whichever tab has the focus).
+        """
+        return f"{self.url}{path}?reset&token={self.token}"
 
     def api(self, path: str) -> httpx.Response:
         """GET the server's REST API (e.g. `api/contents/x.ipynb`)."""

@@ -16,6 +16,7 @@ from nstarx_jupyter.protocol.grpc.codec import decode_infer_request, encode_infe
 from nstarx_jupyter.security import ANONYMOUS
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.http_errors import STATUS, retry_after
+from nstarx_jupyter.serving.pipelines import v2_response
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -102,6 +103,10 @@ class InferenceServicer:
         with self.dataplane.counting_rejections(request.model_name, version, "v2-grpc"):
             self._authorize(metadata, "predict", request.model_name)
             decoded = decode_infer_request(request)
+            if version is None and self.dataplane.pipelines.get(request.model_name) is not None:
+                answer = await self.dataplane.pipelines.infer(request.model_name, decoded,
+                                                              "v2-grpc")  # fmt: skip
+                return encode_infer_response(v2_response(answer), raw=False)
         caller = None
         if self.dataplane.routes_by_caller(request.model_name):
             caller = Caller(metadata, _peer_address(metadata.get(_PEER, "")))

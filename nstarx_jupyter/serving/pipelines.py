@@ -19,6 +19,8 @@ from urllib.parse import unquote, urlparse
 from nstarx_jupyter.errors import ConflictError, InvalidInputError, ModelLoadError, NotFoundError
 from nstarx_jupyter.pipelines import PipelineExecutor, PipelineSpec, component_class
 from nstarx_jupyter.pipelines.library.outputs import v2_tensor
+from nstarx_jupyter.protocol.datatypes import as_array
+from nstarx_jupyter.protocol.inference import InferenceResponse, InferOutput
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
 from nstarx_jupyter.serving.settings import ModelSettings, file_settings
 
@@ -150,9 +152,11 @@ class PipelineHost:
                            for field, datatype in _input_fields(hosted.spec).items()],
                 "outputs": []}  # fmt: skip
 
-    async def infer(self, name: str, request: InferenceRequest) -> dict[str, Any]:
+    async def infer(
+        self, name: str, request: InferenceRequest, protocol: str = "v2-rest"
+    ) -> dict[str, Any]:
         """Answer a V2 inference request with pipeline `name` (tensors named by field)."""
-        result = await self.run(name, v2_records(request), "v2-rest")
+        result = await self.run(name, v2_records(request), protocol)
         return v2_answer(name, request, result.output)
 
     async def run(self, name: str, doc: Any, protocol: str = "records") -> PipelineResult:
@@ -228,6 +232,17 @@ def _input_fields(spec: PipelineSpec) -> dict[str, str]:
     features = [f for node in spec.nodes if node.component == "model"
                 for f in node.config.get("features", [])]  # fmt: skip
     return dict.fromkeys(features, "FP64")
+
+
+def v2_response(answer: dict[str, Any]) -> InferenceResponse:
+    """A pipeline's V2 answer (JSON tensors) as a response the gRPC codec encodes."""
+    outputs = []
+    for tensor in answer["outputs"]:
+        shape = tuple(int(n) for n in tensor["shape"])
+        data = as_array(tensor["data"], tensor["datatype"], tensor["name"]).reshape(shape)
+        outputs.append(InferOutput(tensor["name"], tensor["datatype"], shape, data))
+    return InferenceResponse(answer["model_name"], answer.get("model_version"), outputs,
+                             answer.get("id"))  # fmt: skip
 
 
 def _model_nodes(spec: PipelineSpec) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pandas as pd
 import pytest
@@ -17,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from nstarx_jupyter import deploy
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.notebook.pipeline import Pipeline
+from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
 from tests.conftest import IRIS_FEATURES
 from tests.integration.server import ServerProcess, start_server
 
@@ -130,7 +132,8 @@ def test_serve_pipeline_from_the_command_line(named_iris: Path, tmp_path: Path) 
     }  # fmt: skip
     file = tmp_path / "p.pipeline.json"
     file.write_text(json.dumps(spec))
-    process = start_server("--pipeline", f"checker={file}", "--model", f"iris={named_iris}")
+    process = start_server("--pipeline", f"checker={file}", "--model", f"iris={named_iris}",
+                           "--grpc-port", "0")  # fmt: skip
     try:
         url = f"{process.url}/v1/models/checker/predict"
         assert httpx.post(url, json={"petal_length": 1.0}).json() == {"petal_length": 1.0}
@@ -154,6 +157,24 @@ def test_serve_pipeline_from_the_command_line(named_iris: Path, tmp_path: Path) 
         assert meta["inputs"] == [{"name": "petal_length", "datatype": "FP64", "shape": [-1]}]
         uneven = {"inputs": [length, {**colour, "shape": [1], "data": ["x"]}]}
         assert httpx.post(f"{v2}/infer", json=uneven).status_code == 400
+        # And over gRPC: the same tensors in, typed contents out.
+        assert process.grpc is not None
+        with grpc.insecure_channel(process.grpc) as channel:
+            infer = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer",
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            request = pb.ModelInferRequest(model_name="checker", id="g1")
+            contents = pb.InferTensorContents(fp64_contents=[1.5, 2.5])
+            request.inputs.add(name="petal_length", datatype="FP64", shape=[2], contents=contents)
+            reply = infer(request)
+        assert reply.model_name == "checker"
+        assert reply.id == "g1"
+        assert [(o.name, o.datatype, list(o.shape)) for o in reply.outputs] == [
+            ("petal_length", "FP64", [2])
+        ]
+        assert list(reply.outputs[0].contents.fp64_contents) == [1.5, 2.5]
         # Counted like a model: answered and refused calls, under the pipeline's name.
         metrics = httpx.get(f"{process.url}/metrics").text
         assert (

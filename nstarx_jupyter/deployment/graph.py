@@ -41,7 +41,7 @@ from nstarx_jupyter.deployment.kserve import (
     validate_manifest,
 )
 from nstarx_jupyter.errors import InvalidInputError
-from nstarx_jupyter.pipelines.library.routing import RouterConfig, gjson_condition
+from nstarx_jupyter.pipelines.library.routing import RouterConfig, SplitConfig, gjson_condition
 from nstarx_jupyter.pipelines.library.scoring import ModelConfig
 from nstarx_jupyter.pipelines.validate import Problems, resolve_nodes, topological_order, validate
 
@@ -199,14 +199,23 @@ class _Compiler:
         return steps if join == stop else steps + self.chain(join, stop)
 
     def switch(self, router: str, stop: str | None) -> tuple[dict[str, Any], str | None]:
-        """The router's Switch node (default branch last), and the node the walk goes on from."""
+        """A router's node in the graph, and the node the walk goes on from.
+
+        A `router` becomes a Switch (its default branch last), a `split` a Splitter (its
+        weights); each branch is a Sequence of its own.
+        """
         self.place([router])
         config = self.nodes[router].config
-        assert isinstance(config, RouterConfig)  # noqa: S101 - validate() parsed it
-        conditions = {branch.name: gjson_condition(branch, RECORDS) for branch in config.branches}
+        if isinstance(config, SplitConfig):
+            ports = list(config.weights)
+            conditions: dict[str, str] = {}
+        else:
+            assert isinstance(config, RouterConfig)  # noqa: S101 - validate() parsed it
+            conditions = {b.name: gjson_condition(b, RECORDS) for b in config.branches}
+            ports = [*conditions, config.default]
         join = self.join(self.successors[router])
         bodies: dict[str, list[dict[str, Any]]] = {}
-        for port in [*conditions, config.default]:
+        for port in ports:
             edges = [e for e in self.spec.edges if e.source == router and e.source_port == port]
             targets = list(dict.fromkeys(edge.target for edge in edges))
             bodies[port] = [] if targets == [join] else self.region(router, targets, join)
@@ -226,10 +235,14 @@ class _Compiler:
         for port, body in bodies.items():
             name = self.node_name(f"{router}-{port}")
             self.graph[name] = _sequence(body)
-            condition = conditions.get(port, MATCH_ALL)
-            steps.append({"name": port, "condition": condition, "nodeName": name})
+            if isinstance(config, SplitConfig):
+                steps.append({"name": port, "nodeName": name, "weight": config.weights[port]})
+            else:
+                condition = conditions.get(port, MATCH_ALL)
+                steps.append({"name": port, "condition": condition, "nodeName": name})
         name = self.node_name(router)
-        self.graph[name] = {"routerType": "Switch", "steps": steps}
+        kind = "Splitter" if isinstance(config, SplitConfig) else "Switch"
+        self.graph[name] = {"routerType": kind, "steps": steps}
         return {"name": router, "nodeName": name}, after
 
     def grow(self, start: str, stop: str | None) -> list[str]:

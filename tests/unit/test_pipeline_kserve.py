@@ -390,3 +390,29 @@ def test_any_valid_pipeline_compiles_with_each_node_once_or_is_refused_clearly(
     nodes = graph_of(docs)["spec"]["nodes"]
     urls = {s["serviceUrl"] for n in nodes.values() for s in n["steps"] if "serviceUrl" in s}
     assert urls == {f"http://{name}-predictor/v1/models/{name}/predict" for name in services(docs)}
+
+
+def test_a_split_becomes_a_splitter_with_its_weights() -> None:
+    """An A/B split inside a pipeline: KServe's Splitter picks a branch per request."""
+    spec = PipelineSpec.parse({
+        "name": "ab",
+        "nodes": [
+            node("share", "split", weights={"a": 90, "b": 10}),
+            node("score_a", "model", model="models:/fraud/3", output_prefix="a_"),
+            node("score_b", "model", model="models:/fraud-a/1", output_prefix="b_"),
+            node("respond", "records"),
+        ],
+        "edges": [
+            {"id": "x", "source": "share", "source_port": "a", "target": "score_a"},
+            {"id": "y", "source": "share", "source_port": "b", "target": "score_b"},
+            edge("score_a", "respond"),
+            edge("score_b", "respond"),
+        ],
+    })  # fmt: skip
+    docs = pipeline_to_kserve(spec, storage_uris=URIS)
+    graph = docs[-1]
+    splitters = [n for n in graph["spec"]["nodes"].values() if n["routerType"] == "Splitter"]
+    assert len(splitters) == 1
+    assert [(s["name"], s["weight"]) for s in splitters[0]["steps"]] == [("a", 90), ("b", 10)]
+    for doc in docs:
+        validate_manifest(doc)

@@ -7,7 +7,12 @@ request body instead of each row.
 
 from __future__ import annotations
 
+import bisect
+import functools
+import hashlib
+import itertools
 import json
+import random
 import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,7 +33,8 @@ from nstarx_jupyter.pipelines.spec import ID
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["Condition", "ConditionRouter", "RouterBranch", "RouterConfig", "gjson_condition"]
+__all__ = ["Condition", "ConditionRouter", "RouterBranch", "RouterConfig", "SplitConfig",
+           "TrafficSplit", "gjson_condition"]  # fmt: skip
 
 
 # -- router --------------------------------------------------------------------------------------
@@ -153,6 +159,81 @@ class ConditionRouter(Component):
             branch = next((b for b in self.config.branches if b.matches(row, position)), None)
             chosen[branch.name if branch is not None else self.config.default].append(i)
         return {name: batch.subset(rows) for name, rows in chosen.items()}
+
+
+class SplitConfig(ComponentConfig):
+    """Config of `split`."""
+
+    weights: dict[str, int] = Field(
+        description='Percent of the rows per output, adding up to 100 (e.g. {"a": 90, '
+        '"b": 10}); each name is an output to connect.'
+    )
+    key: str | None = Field(
+        default=None,
+        description="A field whose value picks the output (the same value always goes the "
+        "same way: sticky); empty picks at random per row.",
+    )
+    seed: int = Field(default=0, description="Seed of the random choice (with no key).")
+
+    @property
+    def default(self) -> str:
+        """The first output: the one a validator holds to be the default."""
+        return next(iter(self.weights), "")
+
+
+@register_component
+class TrafficSplit(Component):
+    """Sends each row to one output by percentages: an A/B split inside a pipeline."""
+
+    kind = "router"
+    name = "split"
+    title = "Split"
+    description = "Send a share of the rows to each output (A/B tests); sticky with a key field."
+    Config = SplitConfig
+    config: SplitConfig
+
+    @classmethod
+    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+        """One output per weight."""
+        if config is None:
+            return (Port("in", "records"),), ()
+        found = narrow(config, SplitConfig)
+        return (Port("in", "records"),), tuple(Port(name, "any") for name in found.weights)
+
+    @classmethod
+    def problems(cls, config: ComponentConfig) -> list[str]:
+        """Fewer than two outputs, negative weights, or weights not adding up to 100."""
+        found = narrow(config, SplitConfig)
+        problems = []
+        if len(found.weights) < 2:
+            problems.append("a split needs at least two outputs")
+        if any(weight < 0 for weight in found.weights.values()):
+            problems.append("weights cannot be negative")
+        if sum(found.weights.values()) != 100:
+            problems.append(f"weights add up to {sum(found.weights.values())}, not 100")
+        return problems
+
+    @functools.cached_property
+    def _random(self) -> random.Random:
+        return random.Random(self.config.seed)  # noqa: S311 - traffic shares, not secrets
+
+    async def run(self, inputs: Mapping[str, Sequence[Batch]]) -> dict[str, Any]:
+        """A batch per output, each row where its draw (or its key's hash) falls."""
+        batch = merged(inputs)
+        names = list(self.config.weights)
+        bounds = list(itertools.accumulate(self.config.weights.values()))
+        chosen: dict[str, list[int]] = {name: [] for name in names}
+        for i, row in enumerate(batch.rows):
+            point = self._point(row)
+            chosen[names[bisect.bisect_right(bounds, point)]].append(i)
+        return {name: batch.subset(rows) for name, rows in chosen.items()}
+
+    def _point(self, row: dict[str, Any]) -> int:
+        """Where in 0..99 a row falls: by its key's hash (sticky), else at random."""
+        if self.config.key is None:
+            return self._random.randrange(100)
+        digest = hashlib.sha256(json.dumps(row.get(self.config.key)).encode()).digest()
+        return int.from_bytes(digest[:4], "big") % 100
 
 
 def _problem(condition: Condition) -> str | None:

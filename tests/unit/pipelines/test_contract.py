@@ -52,6 +52,7 @@ CASES: dict[str, dict[str, Any]] = {
     "v2": {},
     "model": {"model": "models:/fraud/1", "output_prefix": "m_"},
     "ensemble": {"members": ["a_", "b_"]},
+    "split": {"weights": {"a": 70, "b": 30}, "key": "country"},
     "router": {"branches": [{"name": "us", "when": [
         {"field": "country", "op": "==", "value": "US"}]}]},
 }  # fmt: skip

@@ -13,7 +13,12 @@ import pytest
 from nstarx_jupyter.errors import InvalidInputError, ModelError, NstarxError
 from nstarx_jupyter.pipelines.component import Batch, Component, Context, components
 from nstarx_jupyter.pipelines.executor import PipelineExecutor
-from nstarx_jupyter.pipelines.library.routing import ConditionRouter, RouterBranch, gjson_condition
+from nstarx_jupyter.pipelines.library.routing import (
+    ConditionRouter,
+    RouterBranch,
+    TrafficSplit,
+    gjson_condition,
+)
 from nstarx_jupyter.pipelines.library.scoring import ModelScorer, ScoreEnsemble
 from nstarx_jupyter.pipelines.spec import PipelineSpec
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
@@ -434,3 +439,21 @@ def test_scoring_components_are_registered_with_a_described_config() -> None:
         properties = entry["config_schema"]["properties"]
         assert all(field.get("description") for field in properties.values()), name
         json.dumps(entry)
+
+
+async def test_split_sends_each_share_of_rows_and_a_key_always_the_same_way() -> None:
+    step = make(TrafficSplit, weights={"a": 90, "b": 10}, seed=3)
+    rows = [{"user": i % 500} for i in range(10_000)]
+    out = await run(step, Batch(rows))
+    assert set(out) == {"a", "b"}
+    assert 850 <= len(out["b"]) <= 1150  # 10 % of 10,000, give or take three sigma
+    assert sorted(out["a"].index + out["b"].index) == list(range(10_000))
+    sticky = make(TrafficSplit, weights={"a": 50, "b": 50}, key="user")
+    first = await run(sticky, Batch(rows))
+    users_a = {row["user"] for row in first["a"].rows}
+    assert users_a.isdisjoint(row["user"] for row in first["b"].rows)
+    assert 150 <= len(users_a) <= 350
+    assert problems(TrafficSplit, weights={"a": 60, "b": 30}) == ["weights add up to 90, not 100"]
+    assert "at least two outputs" in problems(TrafficSplit, weights={"a": 100})[0]
+    assert [p.name for p in TrafficSplit.ports(TrafficSplit.Config.model_validate(
+        {"weights": {"x": 50, "y": 50}}))[1]] == ["x", "y"]  # fmt: skip

@@ -18,7 +18,6 @@ from urllib.parse import unquote, urlparse
 
 from nstarx_jupyter.errors import ConflictError, InvalidInputError, ModelLoadError, NotFoundError
 from nstarx_jupyter.pipelines import PipelineExecutor, PipelineSpec, component_class
-from nstarx_jupyter.pipelines.library.outputs import v2_tensor
 from nstarx_jupyter.protocol.datatypes import as_array
 from nstarx_jupyter.protocol.inference import InferenceResponse, InferOutput
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
@@ -200,6 +199,8 @@ def v2_records(request: InferenceRequest) -> list[dict[str, Any]]:
 
 def v2_answer(name: str, request: InferenceRequest, output: Any) -> dict[str, Any]:
     """A V2 response from a pipeline's answer: one output tensor per field of its records."""
+    from nstarx_jupyter.pipelines.library.outputs import v2_tensor  # the library loads on use
+
     if isinstance(output, dict) and isinstance(output.get("outputs"), list):  # a `v2` formatter
         answer = {**output, "model_name": name}
     else:

@@ -13,8 +13,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from jsonschema import Draft202012Validator, SchemaError, ValidationError
-from jsonschema.exceptions import best_match
 from pydantic import ConfigDict, Field
 
 from nstarx_jupyter.errors import InvalidInputError
@@ -38,6 +36,8 @@ from nstarx_jupyter.pipelines.library._reference import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from jsonschema import Draft202012Validator, ValidationError
 
 __all__ = ["CoerceConfig", "OutlierDetector", "OutliersConfig", "SchemaValidator", "TypeCoercer",
            "ValidateConfig"]  # fmt: skip
@@ -79,6 +79,8 @@ class SchemaValidator(Component):
     @classmethod
     def problems(cls, config: ComponentConfig) -> list[str]:
         """An invalid schema."""
+        from jsonschema import Draft202012Validator, SchemaError  # see _validator
+
         try:
             Draft202012Validator.check_schema(narrow(config, ValidateConfig).schema_)
         except SchemaError as exc:
@@ -87,11 +89,18 @@ class SchemaValidator(Component):
 
     @cached_property
     def _validator(self) -> Draft202012Validator:
+        # jsonschema is imported here, not with the library: its format checkers pull in a
+        # grammar that takes over a second to build, which a server with no validation step
+        # (or the palette) should not pay at start-up.
+        from jsonschema import Draft202012Validator
+
         schema = self.config.schema_
         return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
     def process(self, batch: Batch) -> Batch:
         """Each record checked; see `on_error`."""
+        from jsonschema.exceptions import best_match
+
         rows = []
         for where, row in editable_rows(batch):
             error = best_match(self._validator.iter_errors(row))

@@ -78,7 +78,7 @@ class KernelModels:
     def exists(self, model: str) -> bool | None:
         """Whether a registry version or file exists (deployments: the server knows)."""
         if model.startswith("file://"):
-            return _file(model).exists()
+            return Path(unquote(urlparse(model).path)).exists()
         if not model.startswith("models:/"):
             return None
         try:
@@ -97,18 +97,11 @@ class KernelModels:
 
     def _runtime(self, uri: str) -> Runtime:
         runtime = self._loaded.get(uri)
-        if runtime is None:
-            from nstarx_jupyter.runtimes.loader import create_runtime
+        if runtime is None:  # loaded as the server loads a pipeline's models
+            from nstarx_jupyter.serving.pipelines import model_settings
+            from nstarx_jupyter.serving.repository import load_runtime
 
-            if uri.startswith("file://"):
-                from nstarx_jupyter.serving.settings import file_settings
-
-                fields = file_settings(_file(uri))
-                runtime = create_runtime(_file(uri), fields.get("runtime"), fields.get("options"))
-            else:
-                local = self.registry.local_model(uri)
-                runtime = create_runtime(local.path, local.runtime, local.options)
-            runtime.load()
+            runtime, _ = load_runtime(model_settings("kernel", uri), self.registry)
             self._loaded[uri] = runtime
         return runtime
 
@@ -420,11 +413,6 @@ class Pipeline:
     def __repr__(self) -> str:
         saved = f", version={self.version}" if self.version is not None else ""
         return f"Pipeline({self.spec.name!r}, {len(self.spec.nodes)} nodes{saved})"
-
-
-def _file(uri: str) -> Path:
-    """The path of a `file:///PATH` URI."""
-    return Path(unquote(urlparse(uri).path))
 
 
 def _plain(value: Any) -> Any:

@@ -114,7 +114,7 @@ class PipelineHost:
         loaded: list[str] = []
         try:
             for uri, model_name in served_as.items():
-                await repository.replace(_settings(model_name, uri))
+                await repository.replace(model_settings(model_name, uri))
                 loaded.append(model_name)
             await executor.setup()
         except ModelLoadError as exc:
@@ -269,7 +269,8 @@ def _deployments(spec: PipelineSpec) -> list[str]:
     return [uri for _, uri in _model_nodes(spec) if uri.startswith(DEPLOYMENT)]
 
 
-def _settings(name: str, uri: str) -> ModelSettings:
+def model_settings(name: str, uri: str) -> ModelSettings:
+    """How to serve a model node's `models:/...` or `file:///...` model under `name`."""
     if uri.startswith("models:/"):
         return ModelSettings(name=name, storage_uri=uri)
     if uri.startswith("file://"):  # model-settings.json beside it counts, as for --model

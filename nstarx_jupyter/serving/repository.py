@@ -272,7 +272,7 @@ class ModelRepository:
             started = time.perf_counter()
             try:
                 runtime, signature = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, _load_runtime, entry.settings
+                    self._executor, load_runtime, entry.settings
                 )
             except NstarxError as exc:
                 entry.state, entry.reason = ModelState.UNAVAILABLE, exc.message
@@ -352,10 +352,16 @@ async def _drain(entry: ModelEntry, limit_s: float = 30.0) -> None:
                 await entry.idle.wait()
 
 
-def _load_runtime(settings: ModelSettings) -> tuple[Runtime, ModelSignature]:
+def load_runtime(
+    settings: ModelSettings, registry: Registry | None = None
+) -> tuple[Runtime, ModelSignature]:
+    """Create and load the runtime `settings` name; returns it with its signature.
+
+    A registry version is fetched from `registry` (the default one when None).
+    """
     path, name, options = settings.path, settings.runtime, settings.options
     if settings.storage_uri is not None:
-        local = Registry().local_model(settings.storage_uri)
+        local = (registry or Registry()).local_model(settings.storage_uri)
         path, name, options = local.path, name or local.runtime, {**local.options, **options}
     elif path is not None and name is None and (path / "MLmodel").is_file():
         # An MLflow model folder (what KServe's storage initializer puts in /mnt/models).

@@ -32,7 +32,19 @@ __all__ = ["ExplainConfig", "LinearExplainer", "TreeExplainConfig", "TreeExplain
            "linear_explainer_config", "tree_explainer_config"]  # fmt: skip
 
 
-class ExplainConfig(ComponentConfig):
+class _RankedContributions(ComponentConfig):
+    """What both explainers write: the contributions, largest first, into one field."""
+
+    top_k: int = Field(
+        default=0, ge=0, description="Keep the k largest contributions; 0 keeps them all."
+    )
+    output: str = Field(
+        default="contributions",
+        description="The field that receives {feature: contribution}, largest first.",
+    )
+
+
+class ExplainConfig(_RankedContributions):
     """Config of `explain` (see `linear_explainer_config` to fill it from a fitted model)."""
 
     coefficients: dict[str, float] = Field(
@@ -42,13 +54,6 @@ class ExplainConfig(ComponentConfig):
     baseline: dict[str, float] = Field(
         default_factory=dict,
         description="Each feature's reference value (its mean); a feature without one uses 0.",
-    )
-    top_k: int = Field(
-        default=0, ge=0, description="Keep the k largest contributions; 0 keeps them all."
-    )
-    output: str = Field(
-        default="contributions",
-        description="The field that receives {feature: contribution}, largest first.",
     )
 
 
@@ -180,19 +185,12 @@ class TreeNodes(BaseModel):
     value: list[float] = Field(description="The score at each node (a class probability).")
 
 
-class TreeExplainConfig(ComponentConfig):
+class TreeExplainConfig(_RankedContributions):
     """Config of `explain_tree` (see `tree_explainer_config` to fill it from a fitted model)."""
 
     features: list[str] = Field(description="The model's features, in column order.")
     trees: list[TreeNodes] = Field(description="The trees whose scores add up to the model's.")
     scale: float = Field(default=1.0, description="Each tree's weight (1/n for a forest).")
-    top_k: int = Field(
-        default=0, ge=0, description="Keep the k largest contributions; 0 keeps them all."
-    )
-    output: str = Field(
-        default="contributions",
-        description="The field that receives {feature: contribution}, largest first.",
-    )
 
 
 @register_component

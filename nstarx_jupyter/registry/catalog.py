@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -368,7 +369,14 @@ class Registry:
         """The `mlflow.MlflowClient` on this registry's URIs."""
         if self._client is None:
             mlflow = load_mlflow()
-            self._client = mlflow.MlflowClient(self.tracking_uri, self.registry_uri)
+            if self._artifact_root is None:  # someone else's store, set up by its owner
+                self._client = mlflow.MlflowClient(self.tracking_uri, self.registry_uri)
+                return self._client
+            with _setting_up(nstarx_home() / "mlflow" / "setup.lock"):
+                client = mlflow.MlflowClient(self.tracking_uri, self.registry_uri)
+                client.search_experiments(max_results=1)
+                client.search_registered_models(max_results=1)
+            self._client = client
         return self._client
 
     def _registered(self, name: str) -> None:
@@ -442,3 +450,19 @@ def _safe(name: str) -> str:
 
 def _time(millis: int | None) -> datetime:
     return datetime.fromtimestamp((millis or 0) / 1000, tz=UTC)
+
+
+@contextlib.contextmanager
+def _setting_up(lock: Path) -> Iterator[None]:
+    """One process at a time opens the store.
+
+    MLflow creates and migrates its tables on first use; two processes doing it at once (a
+    kernel registering while the lab's server extension lists the catalog) fail halfway with
+    alembic errors.
+    """
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

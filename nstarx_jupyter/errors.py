@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -26,6 +26,7 @@ __all__ = [
     "RateLimitedError",
     "UnauthenticatedError",
     "UnavailableError",
+    "first_problem",
     "require",
 ]
 
@@ -164,3 +165,13 @@ def require(module: str, extra: str) -> ModuleType:
         if exc.name is not None and exc.name.split(".")[0] != module.split(".")[0]:
             raise  # the framework is there but one of its own dependencies is broken
         raise MissingExtraError(module.split(".")[0], extra) from exc
+
+
+def first_problem(exc: Any, fallback: str) -> str:
+    """A pydantic `ValidationError`'s first problem as `field.path: message`.
+
+    `fallback` stands for the field when the problem is the whole document's.
+    """
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or fallback
+    return f"{where}: {first['msg']}"

@@ -9,14 +9,19 @@ each attached to a node or an edge, so the editor can mark them all.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.errors import InvalidInputError, first_problem
 
-__all__ = ["ID", "NAME", "EdgeSpec", "NodeKind", "NodeSpec", "PipelineSpec", "Position"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["ID", "MIGRATIONS", "NAME", "SCHEMA_VERSION", "EdgeSpec", "NodeKind", "NodeSpec",
+           "PipelineSpec", "Position", "migrate"]  # fmt: skip
 
 NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 """A pipeline's name is served like a model's: KServe's rule for InferenceService names."""
@@ -35,6 +40,36 @@ KIND_TITLES: dict[str, str] = {
     "output": "Output formatters",
 }
 """The palette's sections, in the order a pipeline flows."""
+
+
+SCHEMA_VERSION = 1
+"""The document format this version writes (`schema_version` in every `*.pipeline.json`)."""
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    # 0 is a document without `schema_version` (hand-written, or from before the field): the
+    # fields of 1 with their defaults, so only the number is added.
+    0: lambda doc: {**doc, "schema_version": 1},
+}
+"""For each old format N, the step that turns a document of N into one of N + 1."""
+
+
+def migrate(doc: dict[str, Any]) -> dict[str, Any]:
+    """Bring a pipeline document to `SCHEMA_VERSION`, one format at a time.
+
+    A document from a newer nstarx_jupyter is refused (guessing would drop what it added).
+    """
+    version = doc.get("schema_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise InvalidInputError(f"pipeline spec: schema_version: {version!r} is not a version")
+    if version > SCHEMA_VERSION:
+        raise InvalidInputError(
+            f"pipeline spec: schema_version {version} is newer than this nstarx-jupyter reads "
+            f"({SCHEMA_VERSION}): upgrade nstarx-jupyter to open it"
+        )
+    while version < SCHEMA_VERSION:
+        doc = MIGRATIONS[version](doc)
+        version = doc["schema_version"]
+    return doc
 
 
 class _Model(BaseModel):
@@ -81,15 +116,21 @@ class PipelineSpec(_Model):
 
     @classmethod
     def parse(cls, doc: Any) -> PipelineSpec:
-        """Build from a dict or JSON text; a malformed document is an `InvalidInputError`."""
+        """Build from a dict or JSON text, migrated from an older format (`migrate`).
+
+        A malformed document is an `InvalidInputError`.
+        """
+        if isinstance(doc, (str, bytes)):
+            try:
+                doc = json.loads(doc)
+            except ValueError as exc:
+                raise InvalidInputError(f"pipeline spec: not JSON: {exc}") from None
+        if isinstance(doc, dict):
+            doc = migrate(doc)
         try:
-            if isinstance(doc, (str, bytes)):
-                return cls.model_validate_json(doc)
             return cls.model_validate(doc)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "pipeline"
-            raise InvalidInputError(f"pipeline spec: {where}: {first['msg']}") from None
+            raise InvalidInputError(f"pipeline spec: {first_problem(exc, 'pipeline')}") from None
 
     def node(self, node_id: str) -> NodeSpec:
         """The node with this id (`KeyError` if there is none)."""

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nstarx_jupyter.errors import NstarxError, require
-from nstarx_jupyter.security import key_prefix
+from nstarx_jupyter.notebook.snippets import (
+    curl_snippet,
+    key_hint,
+    python_snippet,
+    registry_version,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,11 +48,6 @@ if not (_STATIC / "card.js").is_file():
         "`npm install && npm run build:prod`)"
     )
 
-_MODELS_URI = re.compile(r"^models:/[^/]+/(\d+)$")
-_KEY_ENV = "$NSTARX_API_KEY"
-_KEY_PLACEHOLDER = "<YOUR_KEY>"
-_SNIPPET_WIDTH = 72
-
 
 class CardSource(Protocol):
     """What a card shows: a deployment, or anything shaped like one."""
@@ -73,42 +72,6 @@ class CardSource(Protocol):
 
     def example(self) -> dict[str, Any] | None:
         """One example record to prefill the test form."""
-
-
-def key_hint(key: str | None) -> str | None:
-    """What may be shown and stored of a key: its id prefix (`nsx_1a2b3c4d`) and an ellipsis."""
-    if not key:
-        return None
-    return f"{key_prefix(key)}…"
-
-
-def registry_version(storage_uri: object) -> str | None:
-    """The registry version in a `models:/NAME/N` storage URI, else None."""
-    match = _MODELS_URI.match(storage_uri) if isinstance(storage_uri, str) else None
-    return match.group(1) if match else None
-
-
-def curl_snippet(url: str, example: dict[str, Any], api_key: str | None, auth: bool) -> str:
-    """A cURL command that sends `example` to the deployment, with the key when `auth`."""
-    body = json.dumps(example, separators=(",", ":")).replace("'", "'\\''")
-    lines = [f"curl {url}/predict"]
-    if auth:
-        lines.append(f'-H "Authorization: Bearer {api_key or _KEY_ENV}"')
-    lines += ['-H "Content-Type: application/json"', f"-d '{body}'"]
-    return " \\\n  ".join(lines)
-
-
-def python_snippet(url: str, example: dict[str, Any], api_key: str | None, auth: bool) -> str:
-    """The same request through `InferenceClient`, with the key when `auth`."""
-    key = f"    api_key={api_key or _KEY_PLACEHOLDER!r},\n" if auth else ""
-    record = repr(example)
-    if len(record) > _SNIPPET_WIDTH and example:
-        record = "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in example.items()) + "}"
-    return (
-        "from nstarx_jupyter import InferenceClient\n\n"
-        f"client = InferenceClient(\n    endpoint={url!r},\n{key})\n"
-        f"client.predict({record})"
-    )
 
 
 class DeploymentCard(anywidget.AnyWidget):

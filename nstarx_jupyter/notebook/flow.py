@@ -16,7 +16,8 @@ Python holds the state; the canvas renders it and edits it. Synced traits:
 - `versions`, `deployment`, `status`: the toolbar's save/load/deploy results.
 
 The toolbar's actions are anywidget commands (`_run`, `_save`, `_load`, `_deploy`,
-`_validate`): request and response, with errors answered as `{"error": ...}`.
+`_validate`): request and response, with errors answered as `{"error": ...}`. Their logic is
+`notebook.editing`'s, which the lab's pipeline document uses too (through `labapi`).
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import json
 import logging
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.errors import NstarxError, require
+from nstarx_jupyter.notebook import editing
 from nstarx_jupyter.notebook.pipeline import Pipeline
-from nstarx_jupyter.pipelines import PipelineSpec, components
-from nstarx_jupyter.pipelines.component import PortType, accepts, on_register
-from nstarx_jupyter.pipelines.spec import KIND_TITLES
+from nstarx_jupyter.pipelines import PipelineSpec
+from nstarx_jupyter.pipelines.component import on_register
 from nstarx_jupyter.security import key_prefix
 
 if TYPE_CHECKING:
@@ -60,20 +61,10 @@ if not (_STATIC / "flow.js").is_file():
 _EDITORS: weakref.WeakSet[FlowEditor] = weakref.WeakSet()
 
 
-def _library() -> list[dict[str, Any]]:
-    return [cls.describe() for _, cls in sorted(components().items())]
-
-
-def _port_rules() -> dict[str, list[str]]:
-    """For each input port type, the output port types it accepts (from `accepts`)."""
-    types: tuple[PortType, ...] = get_args(PortType)
-    return {wanted: [given for given in types if accepts(wanted, given)] for wanted in types}
-
-
 def _refresh_palettes() -> None:
     if not _EDITORS:
         return
-    library = _library()
+    library = editing.library()
     for editor in list(_EDITORS):
         editor.library = library
 
@@ -119,9 +110,9 @@ class FlowEditor(anywidget.AnyWidget):
         self._known_models: dict[str, bool | None] = {}
         super().__init__(
             spec=pipeline.spec.model_dump(mode="json"),
-            library=_library(),
-            kinds=[{"kind": kind, "title": title} for kind, title in KIND_TITLES.items()],
-            port_rules=_port_rules(),
+            library=editing.library(),
+            kinds=editing.kinds(),
+            port_rules=editing.port_rules(),
             sample=sample or {},
             height=height,
         )
@@ -151,10 +142,8 @@ class FlowEditor(anywidget.AnyWidget):
         self.problems = self._check(parsed)
 
     def _check(self, spec: PipelineSpec) -> list[dict[str, Any]]:
-        from nstarx_jupyter.pipelines import validate
-
-        self.node_ports = _node_ports(spec)
-        return [p.as_dict() for p in validate(spec, model_exists=self._model_exists)]
+        problems, self.node_ports = editing.check(spec, self._model_exists)
+        return problems
 
     def _model_exists(self, uri: str) -> bool | None:
         """Whether a model exists, asked once per editor (the registry is slow to ask)."""
@@ -175,18 +164,7 @@ class FlowEditor(anywidget.AnyWidget):
         sample = msg.get("sample") if isinstance(msg, dict) else None
         if isinstance(sample, dict):
             self.sample = sample
-        try:
-            result = self.pipeline.run(self.sample or {}, trace=True)
-        except NstarxError as exc:
-            runs = getattr(exc, "runs", None)
-            self.run_result = {"error": exc.message, "node": getattr(exc, "node_id", None),
-                               "nodes": runs or {}}  # fmt: skip
-        else:
-            self.run_result = {
-                "output": _plain(result.output),
-                "ms": result.ms,
-                "nodes": {node: _plain(run.as_dict()) for node, run in result.nodes.items()},
-            }
+        self.run_result = editing.run_result(self.pipeline, self.sample or {})
         return self.run_result, []
 
     @command
@@ -235,37 +213,8 @@ class FlowEditor(anywidget.AnyWidget):
         return self.deployment, []
 
     def _versions(self) -> list[dict[str, Any]]:
-        from nstarx_jupyter.registry.pipelines import PipelineStore
-
-        store = PipelineStore(self.pipeline.models.registry)
-        try:
-            saved = store.versions(self.pipeline.spec.name)
-        except NstarxError:
-            return []
-        return [{"version": v.version, "message": v.message, "author": v.author,
-                 "created": v.created.isoformat()} for v in saved]  # fmt: skip
+        return editing.versions(self.pipeline.models.registry, self.pipeline.spec.name)
 
     def _failed(self, exc: NstarxError) -> tuple[Any, list[bytes]]:
         self.status = exc.message
         return {"error": exc.message}, []
-
-
-def _node_ports(spec: PipelineSpec) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """The ports of each node whose config changes them (the canvas draws one handle per port)."""
-    from nstarx_jupyter.pipelines.validate import Problems, resolve_nodes
-
-    ports: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for node_id, found in resolve_nodes(spec, Problems()).items():
-        inputs = [port._asdict() for port in found.inputs.values()]
-        outputs = [port._asdict() for port in found.outputs.values()]
-        default_in, default_out = found.cls.ports(None)
-        if inputs != [p._asdict() for p in default_in] or outputs != [
-            p._asdict() for p in default_out
-        ]:
-            ports[node_id] = {"inputs": inputs, "outputs": outputs}
-    return ports
-
-
-def _plain(value: Any) -> Any:
-    """JSON-plain (what a widget trait can carry)."""
-    return json.loads(json.dumps(value, default=str))

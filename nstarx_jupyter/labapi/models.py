@@ -1,0 +1,278 @@
+"""What the sidebar and the pipeline document send and receive: the one definition of the API.
+
+pydantic models, also the source of the lab extension's TypeScript types (`python -m
+nstarx_jupyter.labapi.schema` writes their JSON Schema, `labextension/gen-types.mjs` compiles
+it), so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "API_MODELS",
+    "REQUEST_MODELS",
+    "DeployRequest",
+    "DeployResult",
+    "DeploymentInfo",
+    "KeyCreate",
+    "KeyCreated",
+    "KeyInfo",
+    "Logs",
+    "MetricsSample",
+    "ModelSummary",
+    "ModelVersionInfo",
+    "PipelineCheck",
+    "PipelineCheckResult",
+    "PipelineDeployed",
+    "PipelineLibrary",
+    "PipelineLoaded",
+    "PipelineRun",
+    "PipelineSave",
+    "PipelineSaved",
+    "PipelineVersion",
+    "ServerInfo",
+    "Snippets",
+    "TrafficArm",
+    "TrafficChange",
+]
+
+
+class _Model(BaseModel):
+    # Answers carry every field (the TypeScript types mark none optional); requests may leave
+    # out what has a default (their schema is written in validation mode: REQUEST_MODELS).
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+
+class ServerInfo(_Model):
+    """The local model server as the sidebar shows it (never its admin token)."""
+
+    running: bool
+    url: str | None = None
+    grpc: str | None = None
+    pid: int | None = None
+    home: str
+    """`$NSTARX_HOME`: where the server keeps its deployments, keys and registry."""
+    version: str
+
+
+class ModelSummary(_Model):
+    """One registered model in the catalog."""
+
+    name: str
+    latest_version: str | None = None
+    aliases: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    created: str | None = None
+    updated: str | None = None
+
+
+class ModelVersionInfo(_Model):
+    """One version of a registered model, with its metadata."""
+
+    name: str
+    version: str
+    uri: str
+    flavor: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    status: str = "READY"
+    created: str | None = None
+    run_id: str | None = None
+
+
+class DeployRequest(_Model):
+    """The sidebar's deploy form: a registry version served under `name`.
+
+    With `canary_percent` and an existing deployment `name`, the version goes out as a canary
+    taking that share of traffic; otherwise it becomes the deployment's model (a new revision
+    when the deployment exists).
+    """
+
+    name: str = Field(min_length=1, max_length=63)
+    model: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=0)
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_latency_ms: int | None = Field(default=None, ge=1)
+    canary_percent: int | None = Field(default=None, ge=0, le=100)
+
+
+class TrafficArm(_Model):
+    """One share of a deployment's traffic: a revision or a variant."""
+
+    variant: str
+    version: str | None = None
+    percent: float
+
+
+class MetricsSample(_Model):
+    """A deployment's figures over the last window (the sparklines add one point per poll)."""
+
+    requests: int = 0
+    rps: float = 0.0
+    error_rate: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class DeploymentInfo(_Model):
+    """One deployment: status, revisions, traffic split and its latest figures."""
+
+    name: str
+    status: str
+    reason: str | None = None
+    revision: int
+    stable_revision: int | None = None
+    """The revision keeping the rest of the traffic while a canary runs."""
+    model: str | None = None
+    stable_model: str | None = None
+    canary_percent: int | None = None
+    min_replicas: int = 1
+    max_replicas: int = 1
+    auth: bool = True
+    url: str | None = None
+    traffic: list[TrafficArm] = Field(default_factory=list)
+    metrics: MetricsSample = Field(default_factory=MetricsSample)
+    created: float | None = None
+    updated: float | None = None
+
+
+class DeployResult(_Model):
+    """A deployment made from the form, with the key minted for it (shown once)."""
+
+    deployment: DeploymentInfo
+    key: str | None = None
+
+
+class TrafficChange(_Model):
+    """The slider: the canary's share of the traffic."""
+
+    canary_percent: int = Field(ge=0, le=100)
+
+
+class Snippets(_Model):
+    """How to call a deployment; the key is left as `$NSTARX_API_KEY`, never filled in."""
+
+    url: str
+    curl: str
+    python: str
+
+
+class Logs(_Model):
+    """A deployment's events, oldest first."""
+
+    name: str
+    lines: list[str]
+
+
+class KeyInfo(_Model):
+    """An API key as listed: never the key itself."""
+
+    id: str
+    prefix: str
+    name: str = ""
+    scopes: list[str] = Field(default_factory=list)
+    state: str
+    created: float | None = None
+    expires: float | None = None
+
+
+class KeyCreate(_Model):
+    """A key to mint: a name and scopes such as `predict:iris` (default `predict:*`)."""
+
+    name: str = Field(default="", max_length=200)
+    scopes: list[str] = Field(default_factory=lambda: ["predict:*"], min_length=1)
+
+
+class KeyCreated(_Model):
+    """A minted key: `key` is shown this once; the server keeps only its digest."""
+
+    info: KeyInfo
+    key: str
+
+
+class PipelineLibrary(_Model):
+    """The editor's palette and port rules (what `FlowEditor` sends as traits)."""
+
+    library: list[dict[str, Any]]
+    kinds: list[dict[str, str]]
+    port_rules: dict[str, list[str]]
+
+
+class PipelineCheck(_Model):
+    """A pipeline to check (a `PipelineSpec` as JSON)."""
+
+    spec: dict[str, Any]
+
+
+class PipelineCheckResult(_Model):
+    """Every problem at once, and the ports of nodes whose config changes them."""
+
+    problems: list[dict[str, Any]]
+    node_ports: dict[str, Any]
+
+
+class PipelineRun(_Model):
+    """A test run: the pipeline and one input record."""
+
+    spec: dict[str, Any]
+    sample: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineSave(_Model):
+    """Save the spec as a new version in the registry."""
+
+    spec: dict[str, Any]
+    message: str = ""
+
+
+class PipelineSaved(_Model):
+    """The version a save made."""
+
+    name: str
+    version: int
+
+
+class PipelineVersion(_Model):
+    """One saved version of a pipeline."""
+
+    version: int
+    message: str = ""
+    author: str | None = None
+    created: str | None = None
+
+
+class PipelineLoaded(_Model):
+    """A saved version's spec."""
+
+    version: int
+    spec: dict[str, Any]
+
+
+class PipelineDeployed(_Model):
+    """A pipeline served by the local server; the key's prefix only, and a cURL without it."""
+
+    name: str
+    url: str
+    key_prefix: str | None = None
+    curl: str
+
+
+API_MODELS: tuple[type[BaseModel], ...] = (
+    ServerInfo, ModelSummary, ModelVersionInfo, DeployRequest, DeployResult, DeploymentInfo,
+    TrafficArm, MetricsSample, TrafficChange, Snippets, Logs, KeyInfo, KeyCreate, KeyCreated,
+    PipelineLibrary, PipelineCheck, PipelineCheckResult, PipelineRun, PipelineSave,
+    PipelineSaved, PipelineVersion, PipelineLoaded, PipelineDeployed,
+)  # fmt: skip
+"""Every model the front end sees; each becomes a TypeScript interface."""
+
+REQUEST_MODELS: frozenset[type[BaseModel]] = frozenset(
+    {DeployRequest, TrafficChange, KeyCreate, PipelineCheck, PipelineRun, PipelineSave}
+)
+"""What the front end sends: their schemas leave fields with defaults optional."""

@@ -1,0 +1,145 @@
+"""From what the control API, the key store and the registry return to the API's models."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from nstarx_jupyter.labapi.models import (
+    DeploymentInfo,
+    KeyInfo,
+    MetricsSample,
+    ModelSummary,
+    ModelVersionInfo,
+    TrafficArm,
+)
+
+__all__ = [
+    "deployment_info",
+    "key_info",
+    "matches",
+    "metrics_sample",
+    "model_summary",
+    "model_version_info",
+]
+
+
+def deployment_info(
+    described: dict[str, Any], server_url: str | None, metrics: MetricsSample
+) -> DeploymentInfo:
+    """A deployment as the sidebar shows it, from the control API's description."""
+    spec = described.get("spec") or {}
+    stable = described.get("stable")
+    stable_spec = (stable or {}).get("spec") or {}
+    split = (described.get("traffic") or {}).get("split") or []
+    name = str(described["name"])
+    return DeploymentInfo(
+        name=name,
+        status=str(described.get("status", "Unknown")),
+        reason=described.get("reason"),
+        revision=int(described.get("revision", 0)),
+        stable_revision=int(stable["revision"]) if stable else None,
+        model=spec.get("storage_uri"),
+        stable_model=stable_spec.get("storage_uri") if stable else None,
+        canary_percent=spec.get("canary_traffic_percent") if stable else None,
+        min_replicas=int(spec.get("min_replicas", 1)),
+        max_replicas=int(spec.get("max_replicas", 1)),
+        auth=bool(spec.get("auth", True)),
+        url=f"{server_url}/v1/models/{name}" if server_url else None,
+        traffic=[_arm(arm) for arm in split],
+        metrics=metrics,
+        created=described.get("created"),
+        updated=described.get("updated"),
+    )
+
+
+def _arm(arm: dict[str, Any]) -> TrafficArm:
+    version = arm.get("version")
+    return TrafficArm(
+        variant=str(arm.get("variant", "primary")),
+        version=None if version is None else str(version),
+        percent=float(arm.get("percent", 0.0)),
+    )
+
+
+def metrics_sample(figures: dict[str, Any]) -> MetricsSample:
+    """The control API's `metrics` answer (`LatencyWindow.summary`) as a sparkline point."""
+    return MetricsSample(
+        requests=int(figures.get("requests") or 0),
+        rps=float(figures.get("rps") or 0.0),
+        error_rate=float(figures.get("error_rate") or 0.0),
+        p50_ms=_number(figures.get("p50_ms")),
+        p99_ms=_number(figures.get("p99_ms")),
+    )
+
+
+def key_info(record: dict[str, Any]) -> KeyInfo:
+    """A key's public record (the server's or `ApiKey.public()`), never the key itself."""
+    return KeyInfo(
+        id=str(record["id"]),
+        prefix=str(record["prefix"]),
+        name=str(record.get("name", "")),
+        scopes=[str(scope) for scope in record.get("scopes", ())],
+        state=str(record["state"]),
+        created=_number(record.get("created")),
+        expires=_number(record.get("expires")),
+    )
+
+
+def model_summary(row: dict[str, Any]) -> ModelSummary:
+    """One row of `Registry.models()`."""
+    return ModelSummary(
+        name=str(row["name"]),
+        latest_version=_text(row.get("latest_version")),
+        aliases={str(k): str(v) for k, v in (row.get("aliases") or {}).items()},
+        tags={str(k): str(v) for k, v in (row.get("tags") or {}).items()},
+        description=_text(row.get("description")) or "",
+        created=_iso(row.get("created")),
+        updated=_iso(row.get("updated")),
+    )
+
+
+def model_version_info(name: str, row: dict[str, Any]) -> ModelVersionInfo:
+    """One row of `Registry.versions(name)`."""
+    return ModelVersionInfo(
+        name=name,
+        version=str(row["version"]),
+        uri=str(row["uri"]),
+        flavor=_text(row.get("flavor")),
+        aliases=[str(alias) for alias in row.get("aliases") or ()],
+        tags={str(k): str(v) for k, v in (row.get("tags") or {}).items()},
+        description=_text(row.get("description")) or "",
+        status=_text(row.get("status")) or "READY",
+        created=_iso(row.get("created")),
+        run_id=_text(row.get("run_id")),
+    )
+
+
+def matches(model: ModelSummary, search: str) -> bool:
+    """Whether `search` occurs (any case) in the model's name, tags, aliases or description."""
+    wanted = search.strip().casefold()
+    if not wanted:
+        return True
+    fields = [model.name, model.description, *model.aliases, *model.tags.keys(),
+              *model.tags.values()]  # fmt: skip
+    return any(wanted in field.casefold() for field in fields)
+
+
+def _text(value: Any) -> str | None:
+    """A string cell of a DataFrame (pandas may hold a missing one as NaN)."""
+    return value if isinstance(value, str) else None
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _iso(value: Any) -> str | None:
+    """A timestamp cell (a `datetime` or pandas' `Timestamp`; NaT when missing) as ISO 8601."""
+    if isinstance(value, datetime) and value == value:  # NaT is not equal to itself
+        return value.isoformat()
+    return None

@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo lab serve check lint format typecheck imports test bench clean
+.PHONY: help install demo lab serve check lint format typecheck imports test bench screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -30,10 +30,11 @@ lab: install ## open JupyterLab on the quickstart notebook
 
 check: install lint typecheck imports test ## what CI runs: lint, types, layers, all tests
 
-lint: ## ruff lint and format check; tsc, eslint and prettier on the widgets
+lint: ## ruff lint and format check; schemas fresh; tsc, eslint and prettier on both front ends
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(PY) -m nstarx_jupyter.pipelines.schema --check
+	$(PY) -m nstarx_jupyter.labapi.schema --check
 	[ -d node_modules ] || npm ci
 	npm run --silent typecheck && npm run --silent lint
 
@@ -50,9 +51,13 @@ imports: ## import-linter: the layers of ARCHITECTURE.md section 4
 test: ## unit and integration tests (pytest exit 5, "no tests", is not a failure)
 	$(BIN)/pytest -n 2 --dist loadgroup || [ $$? -eq 5 ]
 
+screenshots: install ## run the UI tests and copy the sidebar's screenshot into docs/ (README)
+	$(BIN)/pytest tests/ui -n 0
+	mkdir -p docs && cp test-output/ui/sidebar.png docs/sidebar.png
+
 bench: ## benchmarks against KServe and MLServer (about 40 minutes; see bench/README.md)
 	$(PY) bench/run.py
 
 clean: ## remove build outputs and caches
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache nstarx_jupyter/protocol/grpc/*_pb2*
-	rm -rf nstarx_jupyter/notebook/static
+	rm -rf nstarx_jupyter/notebook/static nstarx_jupyter/labextension labextension/lib

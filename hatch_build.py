@@ -1,4 +1,4 @@
-"""Build hooks: the gRPC stubs from `inference.proto`, the widgets' JavaScript (never committed)."""
+"""Build hooks: the gRPC stubs from `inference.proto`, the front ends' JavaScript (never in git)."""
 
 from __future__ import annotations
 
@@ -47,15 +47,44 @@ def generate(root: Path = ROOT) -> None:
             raise RuntimeError(f"protoc failed on {proto}")
 
 
+# What the npm build reads, and what it writes into the package (both front ends at once).
+FRONTEND_SOURCES = ["package.json", "widgets/src", "widgets/build.mjs", "widgets/package.json",
+                    "labextension/src", "labextension/style", "labextension/build.mjs",
+                    "labextension/package.json"]  # fmt: skip
+FRONTEND_OUTPUTS = ["nstarx_jupyter/notebook/static/card.js",
+                    "nstarx_jupyter/notebook/static/flow.js",
+                    "nstarx_jupyter/labextension/package.json",
+                    "nstarx_jupyter/labextension/static/style.js"]  # fmt: skip
+
+
+def _newest(path: Path) -> float:
+    if path.is_file():
+        return path.stat().st_mtime
+    return max((f.stat().st_mtime for f in path.rglob("*") if f.is_file()), default=0.0)
+
+
+def frontend_stale(root: Path = ROOT) -> bool:
+    """Whether a built file is missing or older than a source of either front end.
+
+    The widget bundle compiles the canvas from labextension/src/flow, so one check covers both.
+    A source tree that is absent (an sdist carries the built files, not the sources) is skipped.
+    """
+    outputs = [root / name for name in FRONTEND_OUTPUTS]
+    if not all(out.exists() for out in outputs):
+        return True
+    built = min(out.stat().st_mtime for out in outputs)
+    return any(_newest(root / name) > built for name in FRONTEND_SOURCES if (root / name).exists())
+
+
 def build_widgets(target_name: str, version: str, **kwargs: Any) -> None:
-    """hatch-jupyter-builder's `npm_builder`, but no npm needed when the bundle is up to date.
+    """hatch-jupyter-builder's `npm_builder`, but no npm needed when the build is up to date.
 
     `npm_builder` looks npm up before its own staleness check, so a wheel built from the sdist
-    (which carries the bundle) would need npm for nothing.
+    (which carries the built files) would need npm for nothing.
     """
-    from hatch_jupyter_builder.utils import is_stale, npm_builder
+    from hatch_jupyter_builder.utils import npm_builder
 
-    if is_stale(kwargs["build_dir"], kwargs["source_dir"]):
+    if frontend_stale(Path(kwargs.get("path", ROOT))):
         npm_builder(target_name, version, **kwargs)
 
 

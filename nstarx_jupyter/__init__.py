@@ -106,3 +106,13 @@ def load_ipython_extension(ipython: Any) -> None:
     import importlib
 
     importlib.import_module("nstarx_jupyter.notebook.magics").register(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the prebuilt extension (the wheel also installs it in share/)."""
+    return [{"src": "labextension", "dest": "nstarx-jupyter"}]
+
+
+# The server extension is `nstarx_jupyter.labapi` (its own `_jupyter_server_extension_points`,
+# enabled by jupyter-config/server-config/nstarx_jupyter.json), not this package: naming it here
+# would make every module that imports `nstarx_jupyter` depend on the top layer.

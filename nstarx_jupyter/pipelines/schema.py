@@ -1,6 +1,6 @@
 """The JSON Schemas of `PipelineSpec`, generated for the front ends (never written by hand).
 
-`python -m nstarx_jupyter.pipelines.schema` writes two files to `widgets/src/generated/`:
+`python -m nstarx_jupyter.pipelines.schema` writes two files to `labextension/src/generated/`:
 `pipeline.schema.json` checks a pipeline document as a user or the editor writes it (fields
 with defaults may be left out); `pipeline.sent.schema.json` describes a spec as Python sends it
 (every field present), and `widgets/gen-types.mjs` turns it into the front end's TypeScript
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_ID", "pipeline_schema", "schema_text"]
 
 SCHEMA_ID = "https://nstarx.io/schemas/pipeline-spec-v1.json"
-DEFAULT_FOLDER = Path("widgets/src/generated")
+DEFAULT_FOLDER = Path("labextension/src/generated")
 FILES: dict[str, JsonSchemaMode] = {
     "pipeline.schema.json": "validation",
     "pipeline.sent.schema.json": "serialization",

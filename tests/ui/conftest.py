@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -25,7 +25,7 @@ from playwright.sync_api import sync_playwright
 from nstarx_jupyter.deployment.local import LocalBackend
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
     from playwright.sync_api import Page
 
@@ -65,6 +65,19 @@ class Lab:
     def api(self, path: str) -> httpx.Response:
         """GET the server's REST API (e.g. `api/contents/x.ipynb`)."""
         return httpx.get(f"{self.url}{path}", headers={"authorization": f"token {self.token}"})
+
+    def predict(self, url: str, record: Mapping[str, object]) -> dict[str, Any]:
+        """POST `record` to a deployed endpoint of the lab's local server with a key for it.
+
+        The key is minted here, scoped to the deployment the URL names (`predict:NAME`).
+        """
+        name = url.rstrip("/").split("/")[-2]
+        made = LocalBackend(self.nstarx_home / "server").create_key(f"ui test of {name}",
+                                                                   [f"predict:{name}"])  # fmt: skip
+        answer = httpx.post(url, json=dict(record), timeout=30,
+                            headers={"Authorization": f"Bearer {made['key']}"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,11 @@ import json
 import re
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
-from nstarx_jupyter.deployment.local import LocalBackend
 from tests.ui.conftest import SCREENSHOTS
+from tests.ui.flow_steps import deploy, node, save_version
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -77,26 +76,26 @@ def test_a_pipeline_is_drawn_fixed_run_saved_and_deployed_from_the_editor(
             editor.get_by_test_id(f"palette-{name}").drag_to(
                 pane, target_position={"x": box["width"] * share, "y": box["height"] * 0.4}
             )
-            expect(_node(editor, f"{name}-1")).to_be_visible()
+            expect(node(editor, f"{name}-1")).to_be_visible()
         _connect(page, editor, "model-1", "fields-1")
         expect(editor.locator(".react-flow__edge")).to_have_count(1)
         editor.get_by_test_id("flow-layout").click()  # dagre, left to right
         page.wait_for_timeout(800)
-        model_box = _node(editor, "model-1").bounding_box()
-        fields_box = _node(editor, "fields-1").bounding_box()
+        model_box = node(editor, "model-1").bounding_box()
+        fields_box = node(editor, "fields-1").bounding_box()
         assert model_box is not None
         assert fields_box is not None
         assert model_box["x"] + model_box["width"] < fields_box["x"]
         assert abs(model_box["y"] - fields_box["y"]) < 2
         expect(problems).to_contain_text("missing required config 'model'")
-        expect(_node(editor, "model-1").locator(".nstarx-flow__node--invalid")).to_have_count(1)
-        expect(_node(editor, "fields-1").locator(".nstarx-flow__node--invalid")).to_have_count(1)
+        expect(node(editor, "model-1").locator(".nstarx-flow__node--invalid")).to_have_count(1)
+        expect(node(editor, "fields-1").locator(".nstarx-flow__node--invalid")).to_have_count(1)
         _screenshot(editor, "flow-invalid")
 
         # Fixed in the properties form: the problems clear.
-        _node(editor, "model-1").click()
+        node(editor, "model-1").click()
         editor.locator('.nstarx-flow__side input[name="model"]').fill("deployment:iris-flow")
-        _node(editor, "fields-1").click()
+        node(editor, "fields-1").click()
         editor.locator('.nstarx-flow__side textarea[name="fields"]').fill(
             json.dumps({"species": "prediction", "confidence": "confidence"})
         )
@@ -108,13 +107,13 @@ def test_a_pipeline_is_drawn_fixed_run_saved_and_deployed_from_the_editor(
         editor.get_by_test_id("flow-redo").click()
         expect(problems).to_contain_text("The pipeline is valid.")
         # The editor's keys reach it inside the notebook: copy, paste, delete.
-        _node(editor, "model-1").click()
+        node(editor, "model-1").click()
         page.keyboard.press("Control+c")
         page.keyboard.press("Control+v")
-        expect(_node(editor, "model-2")).to_be_visible()
+        expect(node(editor, "model-2")).to_be_visible()
         expect(problems).to_contain_text("nothing flows into 'model-2'")
         page.keyboard.press("Delete")
-        expect(_node(editor, "model-2")).to_have_count(0)
+        expect(node(editor, "model-2")).to_have_count(0)
         expect(problems).to_contain_text("The pipeline is valid.")
         _screenshot(editor, "flow-valid")
 
@@ -122,33 +121,18 @@ def test_a_pipeline_is_drawn_fixed_run_saved_and_deployed_from_the_editor(
         editor.get_by_test_id("flow-run").click()
         output = editor.get_by_test_id("flow-output")
         expect(output).to_contain_text('"species": 0', timeout=60_000)
-        for node in ("model-1", "fields-1"):
-            expect(_node(editor, node).locator(".nstarx-flow__run-ms")).to_have_text(
+        for node_id in ("model-1", "fields-1"):
+            expect(node(editor, node_id).locator(".nstarx-flow__run-ms")).to_have_text(
                 re.compile(r"^\d+(\.\d)? ms$")
             )
         _screenshot(editor, "flow-run")
 
-        editor.get_by_test_id("flow-save").click()
-        editor.get_by_test_id("flow-save-message").fill("model and fields")
-        editor.get_by_test_id("flow-save-confirm").click()
-        status = editor.get_by_test_id("flow-status")
-        expect(status).to_have_text("saved version 1", timeout=30_000)
-
-        editor.get_by_test_id("flow-deploy").click()
-        url_box = editor.get_by_test_id("flow-deployment-url")
-        expect(url_box).to_have_text(re.compile(r"^http://.+/v1/models/flowers/predict$"),
-                                     timeout=60_000)  # fmt: skip
-        expect(status).to_contain_text("deployed at")
+        save_version(editor, "model and fields", "saved version 1")
+        url = deploy(editor, "flowers")
         _screenshot(editor, "flow-deployed")
 
         # The deployed pipeline answers over HTTP with a key for it.
-        url = url_box.inner_text()
-        made = LocalBackend(lab.nstarx_home / "server").create_key("flow ui test",
-                                                                   ["predict:flowers"])  # fmt: skip
-        answer = httpx.post(url, json=ROW, headers={"Authorization": f"Bearer {made['key']}"},
-                            timeout=30)  # fmt: skip
-        assert answer.status_code == 200, answer.text
-        body = answer.json()
+        body = lab.predict(url, ROW)
         assert body["species"] == 0
         assert 0.5 < body["confidence"] <= 1.0
     finally:
@@ -157,16 +141,12 @@ def test_a_pipeline_is_drawn_fixed_run_saved_and_deployed_from_the_editor(
         print(f"screenshot: {shot}")
 
 
-def _node(editor: Locator, node_id: str) -> Locator:
-    return editor.locator(f'.react-flow__node[data-id="{node_id}"]')
-
-
 def _connect(page: Page, editor: Locator, source: str, target: str) -> None:
     """Drag from the source's output handle to the target's input handle."""
     editor.get_by_test_id("flow-fit").click()
     page.wait_for_timeout(800)  # the fit animates; handle boxes move until it ends
-    start = _node(editor, source).locator(".react-flow__handle.source").first.bounding_box()
-    end = _node(editor, target).locator(".react-flow__handle.target").first.bounding_box()
+    start = node(editor, source).locator(".react-flow__handle.source").first.bounding_box()
+    end = node(editor, target).locator(".react-flow__handle.target").first.bounding_box()
     assert start is not None
     assert end is not None
     page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2)

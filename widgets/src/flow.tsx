@@ -4,7 +4,7 @@ import type { AnyModel, Experimental, Render } from "@anywidget/types";
 import "@xyflow/react/dist/style.css";
 import { useCallback, useMemo, useSyncExternalStore } from "react";
 import { createRoot } from "react-dom/client";
-import "./flow.css";
+import "../../labextension/src/flow/flow.css";
 import {
   toDeployment,
   toKinds,
@@ -16,9 +16,9 @@ import {
   toRecord,
   toRunResult,
   toVersions,
-} from "./flow/coerce";
-import { FlowCanvas } from "./flow/FlowCanvas";
-import type { FlowActions, PipelineSpec } from "./flow/types";
+} from "../../labextension/src/flow/coerce";
+import { FlowCanvas } from "../../labextension/src/flow/FlowCanvas";
+import type { FlowActions, PipelineSpec } from "../../labextension/src/flow/types";
 
 /** The FlowEditor's synced traits (checked by ./flow/coerce before use). */
 interface FlowState {

@@ -1,0 +1,92 @@
+// One deployment: its status, revisions, model(s), traffic split, live figures and actions.
+import { memo, useCallback } from "react";
+import { api } from "../api";
+import type { DeploymentInfo } from "../api";
+import { CanarySlider } from "./CanarySlider";
+import { useSidebarEnv } from "./context";
+import { DeploymentActions } from "./DeploymentActions";
+import { Figures } from "./Figures";
+import { attempt } from "./notify";
+import type { Sample } from "./store";
+import { TrafficSplit } from "./TrafficSplit";
+
+const STATUS_CLASSES: Record<string, string> = {
+  Ready: "ready",
+  Loading: "loading",
+  Idle: "idle",
+  Failed: "failed",
+};
+
+function StatusBadge({ status, reason }: { status: string; reason: string | null }) {
+  const kind = STATUS_CLASSES[status] ?? "unknown";
+  return (
+    <span className="nstarx-sidebar__status-line">
+      <span
+        className={`nstarx-sidebar__badge nstarx-sidebar__badge--${kind}`}
+        role="status"
+        aria-label={`Status: ${status}`}
+      >
+        {status}
+      </span>
+      {reason && <span className="nstarx-sidebar__reason">{reason}</span>}
+    </span>
+  );
+}
+
+interface DeploymentCardProps {
+  readonly deployment: DeploymentInfo;
+  readonly history: readonly Sample[] | undefined;
+}
+
+/** A deployment's card; re-rendered only when its own record or history changes. */
+export const DeploymentCard = memo(function DeploymentCard({
+  deployment,
+  history,
+}: DeploymentCardProps) {
+  const { store } = useSidebarEnv();
+  const { name } = deployment;
+  const headingId = `nstarx-deployment-${name}`;
+  const canary = deployment.stable_revision !== null;
+
+  const applyShare = useCallback(
+    async (percent: number) => {
+      const answer = await attempt(`Could not move the canary share of ${name}`, () =>
+        api.setCanary(name, percent),
+      );
+      if (answer) store.update(answer);
+    },
+    [name, store],
+  );
+
+  return (
+    <article className="nstarx-sidebar__card" aria-labelledby={headingId}>
+      <header className="nstarx-sidebar__card-header">
+        <h4 id={headingId}>{name}</h4>
+        <StatusBadge status={deployment.status} reason={deployment.reason} />
+      </header>
+      <dl className="nstarx-sidebar__facts">
+        <dt>Revision</dt>
+        <dd>
+          {deployment.revision}
+          {canary && ` (canary; stable ${String(deployment.stable_revision)})`}
+        </dd>
+        <dt>{canary ? "Canary model" : "Model"}</dt>
+        <dd className="nstarx-sidebar__uri">{deployment.model ?? "–"}</dd>
+        {canary && (
+          <>
+            <dt>Stable model</dt>
+            <dd className="nstarx-sidebar__uri">{deployment.stable_model ?? "–"}</dd>
+          </>
+        )}
+        <dt>Replicas</dt>
+        <dd>{`${String(deployment.min_replicas)}–${String(deployment.max_replicas)}`}</dd>
+      </dl>
+      <TrafficSplit name={name} traffic={deployment.traffic} />
+      {canary && deployment.canary_percent !== null && (
+        <CanarySlider name={name} percent={deployment.canary_percent} onApply={applyShare} />
+      )}
+      <Figures name={name} metrics={deployment.metrics} history={history} />
+      <DeploymentActions deployment={deployment} />
+    </article>
+  );
+});

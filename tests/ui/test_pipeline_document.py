@@ -1,0 +1,134 @@
+"""Pipelines as documents: `*.pipeline.json` opens in the editor inside JupyterLab itself.
+
+New from the launcher, edited on the canvas and saved to the file, checked, test-run, versioned
+and deployed, with no notebook and no kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING
+
+import joblib
+import pytest
+from playwright.sync_api import expect
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from tests.ui.conftest import SCREENSHOTS
+from tests.ui.flow_steps import deploy, node, save_version
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from playwright.sync_api import Locator, Page
+
+    from tests.ui.conftest import Lab
+
+pytestmark = [pytest.mark.ui, pytest.mark.integration, pytest.mark.xdist_group("ui"),
+              pytest.mark.timeout(600)]  # fmt: skip
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+ROW = dict(zip(FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
+DOCUMENT = "irises.pipeline.json"
+
+
+def _model_file(folder: Path) -> Path:
+    iris = load_iris(as_frame=True)
+    x = iris.data.set_axis(FEATURES, axis=1)
+    target = folder / "iris-doc.joblib"
+    joblib.dump(LogisticRegression(max_iter=500).fit(x, iris.target), target)
+    return target
+
+
+def _document(model: Path) -> dict[str, object]:
+    """A pipeline file as a user would keep it in a project (no schema_version: format 0)."""
+    return {
+        "name": "irises",
+        "description": "iris species with confidence",
+        "nodes": [
+            {"id": "model-1", "component": "model", "config": {"model": model.as_uri()},
+             "position": {"x": 0, "y": 0}},
+            {"id": "fields-1", "component": "fields",
+             "config": {"fields": {"species": "prediction"}}, "position": {"x": 0, "y": 160}},
+        ],
+        "edges": [{"id": "e1", "source": "model-1", "target": "fields-1"}],
+    }  # fmt: skip
+
+
+def test_a_pipeline_document_is_created_edited_saved_run_versioned_and_deployed(
+    lab: Lab, page: Page
+) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    model = _model_file(lab.root_dir)
+    (lab.root_dir / DOCUMENT).write_text(json.dumps(_document(model), indent=1))
+    try:
+        # "New pipeline" from the launcher: an empty pipeline file, open in the editor.
+        page.goto(lab.page_url("lab"))
+        launcher = page.locator(".jp-Launcher")
+        launcher.locator('.jp-LauncherCard[title^="Create a new inference pipeline"]').click()
+        editor = _editor(page)
+        expect(editor).to_be_visible(timeout=30_000)
+        tab = page.get_by_role("tab", name=re.compile(r"untitled.*\.pipeline\.json"))
+        expect(tab).to_be_visible()
+        created = json.loads((lab.root_dir / "untitled.pipeline.json").read_text())
+        assert created == {"schema_version": 1, "name": "untitled", "description": "",
+                           "nodes": [], "edges": []}  # fmt: skip
+        problems = editor.get_by_test_id("flow-problems")
+        expect(problems).to_contain_text("the pipeline has no nodes", timeout=15_000)
+
+        # An existing document opens in the same editor, checked by the server.
+        page.goto(lab.page_url(f"lab/tree/{DOCUMENT}"))
+        editor = _editor(page)
+        expect(node(editor, "model-1")).to_be_visible(timeout=30_000)
+        expect(_problems(editor)).to_contain_text("The pipeline is valid.", timeout=15_000)
+
+        # An edit in the properties form goes into the file on save (Ctrl+S).
+        node(editor, "fields-1").click()
+        editor.locator('.nstarx-flow__side textarea[name="fields"]').fill(
+            json.dumps({"species": "prediction", "confidence": "confidence"})
+        )
+        expect(page.get_by_role("tab", name=re.compile(DOCUMENT))).to_have_class(
+            re.compile("jp-mod-dirty"), timeout=10_000
+        )
+        page.keyboard.press("Control+s")
+        expect(page.get_by_role("tab", name=re.compile(DOCUMENT))).not_to_have_class(
+            re.compile("jp-mod-dirty"), timeout=10_000
+        )
+        saved = json.loads((lab.root_dir / DOCUMENT).read_text())
+        assert saved["schema_version"] == 1
+        fields = next(n for n in saved["nodes"] if n["id"] == "fields-1")
+        assert fields["config"]["fields"] == {"species": "prediction", "confidence": "confidence"}
+
+        # Test run on the server: per-node latency and the pipeline's output.
+        editor.get_by_test_id("flow-sample").fill(json.dumps(ROW))
+        editor.get_by_test_id("flow-run").click()
+        expect(editor.get_by_test_id("flow-output")).to_contain_text('"species": 0',
+                                                                      timeout=60_000)  # fmt: skip
+        expect(node(editor, "model-1").locator(".nstarx-flow__run-ms")).to_have_text(
+            re.compile(r"^\d+(\.\d)? ms$")
+        )
+        _shot(editor, "pipeline-document-run")
+
+        # Versions in the registry, then a deployment on the local server.
+        save_version(editor, "model and two fields", "saved version 1 of irises")
+        url = deploy(editor, "irises")
+        _shot(editor, "pipeline-document-deployed")
+
+        assert lab.predict(url, ROW)["species"] == 0
+    finally:
+        page.screenshot(path=SCREENSHOTS / "pipeline-document-page.png", full_page=True)
+
+
+def _problems(editor: Locator) -> Locator:
+    return editor.get_by_test_id("flow-problems")
+
+
+def _shot(element: Locator, name: str) -> None:
+    element.screenshot(path=SCREENSHOTS / f"{name}.png")
+
+
+def _editor(page: Page) -> Locator:
+    """The editor of the pipeline document in view."""
+    return page.locator(".nstarx-pipeline-doc .nstarx-flow").locator("visible=true")

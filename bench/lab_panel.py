@@ -10,7 +10,9 @@ the server extension for everything again.
 
 - first open: the first run after `jupyter lab` started (the server extension's first
   registry query, MLflow's import and store set-up included, unless warmed before);
-- open: the later runs (median and max).
+- open: the later runs (median and max);
+- reference, in the same runs: JupyterLab's own file browser opening a folder of 100 files
+  (double click to every entry drawn), median.
 
 Usage: python bench/lab_panel.py [--runs 7] [--models 100] [--deployments 20]
 (needs /usr/bin/chromium; setting up 100 registry models takes about a minute)
@@ -37,27 +39,10 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
         "--disable-background-networking", "--disable-component-update"]  # fmt: skip
 SETTINGS = {"@jupyterlab/apputils-extension/notification":
             {"checkForUpdates": False, "fetchNews": "false"}}  # fmt: skip
-OPEN_JS = """async ([models, deployments]) => {
-  const tab = document.querySelector(
-    '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="nstarx-sidebar"]');
-  if (!tab) throw new Error("no sidebar tab");
-  const count = (label) => document.querySelectorAll(`ul[aria-label="${label}"] > li`).length;
-  const start = performance.now();
-  tab.dispatchEvent(new MouseEvent("mousedown", {bubbles: true, button: 0}));
-  tab.click();
-  return await new Promise((resolve, reject) => {
-    const check = () => {
-      if (count("Registered models") >= models && count("Deployments") >= deployments) {
-        resolve(performance.now() - start);
-      } else if (performance.now() - start > 60000) {
-        const seen = `${count("Registered models")} models, ${count("Deployments")} deployments`;
-        reject(new Error(`timed out: ${seen}`));
-      } else {
-        requestAnimationFrame(check);
-      }
-    };
-    check();
-  });
+DRAWN_JS = """([models, deployments]) => {
+  const count = (selector) => document.querySelectorAll(`#nstarx-sidebar ${selector}`).length;
+  const drawn = count(".nstarx-sidebar__model") >= models && count("article") >= deployments;
+  return drawn && performance.now() - window.nstarxClick;
 }"""
 
 
@@ -97,7 +82,9 @@ def start_lab(base: Path, home: Path) -> tuple[subprocess.Popen[bytes], str, str
     env = {**os.environ, "NSTARX_HOME": str(home), "JUPYTER_CONFIG_DIR": str(config),
            "JUPYTER_DATA_DIR": str(base / "data"), "JUPYTER_RUNTIME_DIR": str(runtime)}  # fmt: skip
     root = base / "root"
-    root.mkdir()
+    (root / "hundred").mkdir(parents=True)
+    for i in range(100):  # the reference: JupyterLab's own file browser opening a folder
+        (root / "hundred" / f"file-{i:03d}.txt").write_text("x")
     log = (base / "lab.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
@@ -120,10 +107,37 @@ def start_lab(base: Path, home: Path) -> tuple[subprocess.Popen[bytes], str, str
 
 
 def open_panel(page: Page, url: str, token: str, models: int, deployments: int) -> float:
+    """Reload the lab, click the sidebar's tab; ms from the click to every row drawn."""
     page.goto(f"{url}lab?reset&token={token}")
-    page.wait_for_selector('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="nstarx-sidebar"]')
+    tab = page.get_by_role("tab", name="Model serving")
+    tab.wait_for()
     page.wait_for_selector(".jp-Launcher")
-    return float(page.evaluate(OPEN_JS, [models, deployments]))
+    page.evaluate("window.nstarxClick = performance.now()")
+    tab.click()
+    try:
+        drawn = page.wait_for_function(DRAWN_JS, arg=[models, deployments], polling="raf",
+                                       timeout=60_000)  # fmt: skip
+    except Exception:
+        page.screenshot(path="lab_panel-failed.png")
+        raise
+    return float(drawn.json_value())
+
+
+LISTED_JS = """() => {
+  const items = document.querySelectorAll(".jp-FileBrowser .jp-DirListing-item").length;
+  return items >= 100 && performance.now() - window.nstarxClick;
+}"""
+
+
+def open_folder(page: Page, url: str, token: str) -> float:
+    """The same for JupyterLab's file browser: a double click on a folder of 100 files."""
+    page.goto(f"{url}lab?reset&token={token}")
+    folder = page.locator(".jp-DirListing-item", has_text="hundred")
+    folder.wait_for()
+    page.evaluate("window.nstarxClick = performance.now()")
+    folder.dblclick()
+    listed = page.wait_for_function(LISTED_JS, polling="raf", timeout=60_000)
+    return float(listed.json_value())
 
 
 def main() -> None:
@@ -147,8 +161,10 @@ def main() -> None:
                     viewport={"width": 1400, "height": 1000},
                 )  # fmt: skip
                 page = context.pages[0] if context.pages else context.new_page()
-                times = [open_panel(page, url, token, args.models, args.deployments)
-                         for _ in range(args.runs)]  # fmt: skip
+                times, folder = [], []
+                for _ in range(args.runs):  # interleaved: the same load on both
+                    times.append(open_panel(page, url, token, args.models, args.deployments))
+                    folder.append(open_folder(page, url, token))
                 context.close()
         finally:
             process.terminate()
@@ -157,7 +173,8 @@ def main() -> None:
                            env={**os.environ, "NSTARX_HOME": str(home)})  # fmt: skip
     rest = times[1:] or times
     print(f"| {args.models} | {args.deployments} | {times[0]:.0f} | "
-          f"{statistics.median(rest):.0f} | {max(rest):.0f} | {args.runs} |")  # fmt: skip
+          f"{statistics.median(rest):.0f} | {max(rest):.0f} | "
+          f"{statistics.median(folder):.0f} | {args.runs} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -63,6 +63,10 @@ def test_a_pipeline_document_is_created_edited_saved_run_versioned_and_deployed(
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     model = _model_file(lab.root_dir)
     (lab.root_dir / DOCUMENT).write_text(json.dumps(_document(model), indent=1))
+    # What `python -m jupyterlab.browser_check` checks (it cannot run here: it downloads its own
+    # browser): the lab starts with our plugins and nothing throws in the page.
+    crashes: list[str] = []
+    page.on("pageerror", lambda error: crashes.append(str(error)))
     try:
         # "New pipeline" from the launcher: an empty pipeline file, open in the editor.
         page.goto(lab.page_url("lab"))
@@ -117,6 +121,7 @@ def test_a_pipeline_document_is_created_edited_saved_run_versioned_and_deployed(
         _shot(editor, "pipeline-document-deployed")
 
         assert lab.predict(url, ROW)["species"] == 0
+        assert crashes == []
     finally:
         page.screenshot(path=SCREENSHOTS / "pipeline-document-page.png", full_page=True)
 

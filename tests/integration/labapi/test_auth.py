@@ -10,7 +10,9 @@ from tornado.web import RequestHandler
 
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.labapi.routes import NAMESPACE, ROUTES
-from tests.unit.labapi.conftest import server_config
+from tests.integration.labapi.conftest import server_config
+
+pytestmark = [pytest.mark.integration]  # a real Jupyter server on a loopback port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 
     from jupyter_server.serverapp import ServerApp
 
-    from tests.unit.labapi.conftest import Api
+    from tests.integration.labapi.conftest import Api
 
 _GROUP_VALUES = {r"([^/]+)": "iris", r"(\d+)": "1"}
 _METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")

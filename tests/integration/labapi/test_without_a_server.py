@@ -14,12 +14,14 @@ from nstarx_jupyter.notebook import editing
 from nstarx_jupyter.security.home import key_store
 from tests.conftest import IRIS_FEATURES
 
+pytestmark = [pytest.mark.integration]  # a real Jupyter server on a loopback port
+
 if TYPE_CHECKING:
     from pathlib import Path
 
     from jupyter_server.serverapp import ServerApp
 
-    from tests.unit.labapi.conftest import Api
+    from tests.integration.labapi.conftest import Api
 
 ROW = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from tests.unit.labapi.conftest import Api
+    from tests.integration.labapi.conftest import Api
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("labapi")]
 FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]

@@ -48,7 +48,9 @@ typecheck: ## mypy strict on the package and the tests
 imports: ## import-linter: the layers of ARCHITECTURE.md section 4
 	$(BIN)/lint-imports
 
-test: ## unit and integration tests (pytest exit 5, "no tests", is not a failure)
+test: ## the front ends' unit tests (vitest), then pytest: unit, integration, UI, notebooks (exit 5, "no tests", is not a failure)
+	[ -d node_modules ] || npm ci
+	npm run --silent test
 	$(BIN)/pytest -n 2 --dist loadgroup || [ $$? -eq 5 ]
 
 screenshots: install ## run the UI tests and copy the sidebar's screenshot into docs/ (README)

@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo lab serve check lint format typecheck imports test bench screenshots clean
+.PHONY: help install demo lab lab-dev serve check lint format typecheck imports test bench screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,10 @@ demo: install ## the quickstart headless: train, deploy with a key, predict, loa
 
 lab: install ## open JupyterLab on the quickstart notebook
 	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/01-quickstart.ipynb
+
+lab-dev: install ## serve the lab extension from its build folder (rebuild: npm run build:prod)
+	rm -rf $(VENV)/share/jupyter/labextensions/nstarx-jupyter
+	ln -s $(CURDIR)/nstarx_jupyter/labextension $(VENV)/share/jupyter/labextensions/nstarx-jupyter
 
 check: install lint typecheck imports test ## what CI runs: lint, types, layers, all tests
 

@@ -135,6 +135,9 @@ class DeploymentInfo(_Model):
     canary_percent: int | None = None
     min_replicas: int = 1
     max_replicas: int = 1
+    max_batch_size: int | None = None
+    """Adaptive batching as the spec asks for it (None: the server's default for the model)."""
+    max_latency_ms: int | None = None
     auth: bool = True
     url: str | None = None
     traffic: list[TrafficArm] = Field(default_factory=list)

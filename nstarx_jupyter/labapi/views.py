@@ -6,6 +6,7 @@ import math
 from datetime import datetime
 from typing import Any
 
+from nstarx_jupyter.deployment.spec import Batching
 from nstarx_jupyter.labapi.models import (
     DeploymentInfo,
     KeyInfo,
@@ -34,6 +35,8 @@ def deployment_info(
     stable_spec = (stable or {}).get("spec") or {}
     split = (described.get("traffic") or {}).get("split") or []
     name = str(described["name"])
+    # The control API leaves defaults out of the spec: the batching model fills them back in.
+    batching = Batching.model_validate(spec["batching"]) if spec.get("batching") else None
     return DeploymentInfo(
         name=name,
         status=str(described.get("status", "Unknown")),
@@ -45,6 +48,8 @@ def deployment_info(
         canary_percent=spec.get("canary_traffic_percent") if stable else None,
         min_replicas=int(spec.get("min_replicas", 1)),
         max_replicas=int(spec.get("max_replicas", 1)),
+        max_batch_size=batching.max_batch_size if batching else None,
+        max_latency_ms=batching.max_latency_ms if batching else None,
         auth=bool(spec.get("auth", True)),
         url=f"{server_url}/v1/models/{name}" if server_url else None,
         traffic=[_arm(arm) for arm in split],

@@ -43,6 +43,8 @@ export interface DeploymentInfo {
   auth: boolean;
   canary_percent: number | null;
   created: number | null;
+  max_batch_size: number | null;
+  max_latency_ms: number | null;
   max_replicas: number;
   metrics: MetricsSample;
   min_replicas: number;

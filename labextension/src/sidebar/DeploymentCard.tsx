@@ -80,6 +80,12 @@ export const DeploymentCard = memo(function DeploymentCard({
         )}
         <dt>Replicas</dt>
         <dd>{`${String(deployment.min_replicas)}–${String(deployment.max_replicas)}`}</dd>
+        {deployment.max_batch_size !== null && (
+          <>
+            <dt>Batching</dt>
+            <dd>{batchingText(deployment.max_batch_size, deployment.max_latency_ms)}</dd>
+          </>
+        )}
       </dl>
       <TrafficSplit name={name} traffic={deployment.traffic} />
       {canary && deployment.canary_percent !== null && (
@@ -90,3 +96,8 @@ export const DeploymentCard = memo(function DeploymentCard({
     </article>
   );
 });
+
+function batchingText(rows: number, waitMs: number | null): string {
+  const wait = waitMs === null ? "" : `, waits ${String(waitMs)} ms`;
+  return `up to ${String(rows)} rows${wait}`;
+}

@@ -109,6 +109,7 @@ def test_deploy_from_the_form_serves_with_the_key_shown_once(
     info, key = made["deployment"], made["key"]
     assert (info["status"], info["model"], info["revision"]) == ("Ready", "models:/iris/1", 1)
     assert info["url"] == f"{server['url']}/v1/models/iris"
+    assert (info["max_batch_size"], info["max_latency_ms"]) == (8, 5)  # the spec's default wait
     assert key.startswith("nsx_")
     answer = httpx.post(f"{info['url']}/predict", json=ROW,
                         headers={"Authorization": f"Bearer {key}"})  # fmt: skip

@@ -103,14 +103,6 @@ class DeployRequest(_Model):
     canary_percent: int | None = Field(default=None, ge=0, le=100)
 
 
-class TrafficArm(_Model):
-    """One share of a deployment's traffic: a revision or a variant."""
-
-    variant: str
-    version: str | None = None
-    percent: float
-
-
 class MetricsSample(_Model):
     """A deployment's figures over the last window (the sparklines add one point per poll)."""
 
@@ -119,6 +111,18 @@ class MetricsSample(_Model):
     error_rate: float = 0.0
     p50_ms: float | None = None
     p99_ms: float | None = None
+
+
+class TrafficArm(_Model):
+    """One share of a deployment's traffic: a revision or a variant, with its own figures.
+
+    `metrics` only while the traffic is split (a canary, an A/B test), so arms can be compared.
+    """
+
+    variant: str
+    version: str | None = None
+    percent: float
+    metrics: MetricsSample | None = None
 
 
 class DeploymentInfo(_Model):

@@ -180,11 +180,13 @@ class LabService:
         return Logs(name=name, lines=self.backend.logs(name))
 
     def _info(self, described: dict[str, Any], server_url: str) -> DeploymentInfo:
-        figures = MetricsSample()
+        name = str(described["name"])
+        figures, per_arm = MetricsSample(), None
         with contextlib.suppress(NstarxError):  # figures are a nicety: a status still shows
-            raw = self.backend.metrics(str(described["name"]), window_s=METRICS_WINDOW_S)
-            figures = views.metrics_sample(raw)
-        return views.deployment_info(described, server_url, figures)
+            figures = views.metrics_sample(self.backend.metrics(name, METRICS_WINDOW_S))
+            if len((described.get("traffic") or {}).get("split") or []) > 1:
+                per_arm = views.arm_metrics(self.backend.variants(name, METRICS_WINDOW_S))
+        return views.deployment_info(described, server_url, figures, per_arm)
 
     def _exists(self, name: str) -> bool:
         try:

@@ -27,7 +27,10 @@ __all__ = [
 
 
 def deployment_info(
-    described: dict[str, Any], server_url: str | None, metrics: MetricsSample
+    described: dict[str, Any],
+    server_url: str | None,
+    metrics: MetricsSample,
+    arm_metrics: dict[tuple[str, str | None], MetricsSample] | None = None,
 ) -> DeploymentInfo:
     """A deployment as the sidebar shows it, from the control API's description."""
     spec = described.get("spec") or {}
@@ -52,20 +55,27 @@ def deployment_info(
         max_latency_ms=batching.max_latency_ms if batching else None,
         auth=bool(spec.get("auth", True)),
         url=f"{server_url}/v1/models/{name}" if server_url else None,
-        traffic=[_arm(arm) for arm in split],
+        traffic=[_arm(arm, arm_metrics or {}) for arm in split],
         metrics=metrics,
         created=described.get("created"),
         updated=described.get("updated"),
     )
 
 
-def _arm(arm: dict[str, Any]) -> TrafficArm:
-    version = arm.get("version")
-    return TrafficArm(
-        variant=str(arm.get("variant", "primary")),
-        version=None if version is None else str(version),
-        percent=float(arm.get("percent", 0.0)),
-    )
+def _arm(arm: dict[str, Any], figures: dict[tuple[str, str | None], MetricsSample]) -> TrafficArm:
+    version = None if arm.get("version") is None else str(arm["version"])
+    variant = str(arm.get("variant", "primary"))
+    return TrafficArm(variant=variant, version=version, percent=float(arm.get("percent", 0.0)),
+                      metrics=figures.get((variant, version)))  # fmt: skip
+
+
+def arm_metrics(variants: dict[str, Any]) -> dict[tuple[str, str | None], MetricsSample]:
+    """The control API's `variants` answer: each arm's figures by (variant, version)."""
+    return {
+        (str(found["variant"]), None if found.get("version") is None else str(found["version"])):
+        metrics_sample(found)
+        for found in variants.get("variants", [])
+    }  # fmt: skip
 
 
 def metrics_sample(figures: dict[str, Any]) -> MetricsSample:

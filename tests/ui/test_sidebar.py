@@ -148,6 +148,12 @@ def test_a_model_is_deployed_canaried_and_keyed_from_the_sidebar(
         expect(card.locator(".nstarx-sidebar__sparkline polyline").first).to_be_attached(
             timeout=30_000
         )
+        # While the traffic is split, each arm shows its own latency and rate.
+        for arm in ("stable (1)", "canary (2)"):
+            expect(card.get_by_label(f"{arm} figures")).to_have_text(
+                re.compile(r"^p50 \d+(\.\d)? ms · p99 \d+(\.\d)? ms · \d+(\.\d)? req/s"),
+                timeout=30_000,
+            )
         sidebar.get_by_role("button", name=f"Model {MODEL}").click()  # the versions fold away
         page.mouse.move(900, 500)  # no hover highlight in the picture
         page.wait_for_timeout(9_000)  # three more polls, for a sparkline worth a README

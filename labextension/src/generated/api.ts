@@ -73,12 +73,15 @@ export interface MetricsSample {
   rps: number;
 }
 /**
- * One share of a deployment's traffic: a revision or a variant.
+ * One share of a deployment's traffic: a revision or a variant, with its own figures.
+ *
+ * `metrics` only while the traffic is split (a canary, an A/B test), so arms can be compared.
  *
  * This interface was referenced by `HttpsNstarxIoSchemasLabApiV1Json`'s JSON-Schema
  * via the `definition` "TrafficArm".
  */
 export interface TrafficArm {
+  metrics: MetricsSample | null;
   percent: number;
   variant: string;
   version: string | null;

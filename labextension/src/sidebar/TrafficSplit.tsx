@@ -1,5 +1,5 @@
 // A deployment's traffic: one labelled bar per arm (revision or variant) with its share.
-import type { TrafficArm } from "../api";
+import type { MetricsSample, TrafficArm } from "../api";
 
 function armLabel(arm: TrafficArm): string {
   return arm.version === null ? arm.variant : `${arm.variant} (${arm.version})`;
@@ -7,6 +7,19 @@ function armLabel(arm: TrafficArm): string {
 
 function formatPercent(percent: number): string {
   return `${String(Math.round(percent * 10) / 10)} %`;
+}
+
+function ms(value: number | null): string {
+  return value === null ? "–" : `${String(Math.round(value * 10) / 10)} ms`;
+}
+
+/** An arm's own latency and rate, to compare a canary or a variant with the rest. */
+function armFigures(figures: MetricsSample): string {
+  const errors =
+    figures.error_rate > 0
+      ? ` · ${String(Math.round(figures.error_rate * 1000) / 10)} % errors`
+      : "";
+  return `p50 ${ms(figures.p50_ms)} · p99 ${ms(figures.p99_ms)} · ${String(Math.round(figures.rps * 10) / 10)} req/s${errors}`;
 }
 
 /** The split as bars; nothing when the server reports no traffic plan. */
@@ -28,6 +41,11 @@ export function TrafficSplit({ name, traffic }: { name: string; traffic: readonl
             <span style={{ width: `${String(Math.min(Math.max(arm.percent, 0), 100))}%` }} />
           </span>
           <span className="nstarx-sidebar__arm-percent">{formatPercent(arm.percent)}</span>
+          {arm.metrics && (
+            <span className="nstarx-sidebar__arm-figures" aria-label={`${armLabel(arm)} figures`}>
+              {armFigures(arm.metrics)}
+            </span>
+          )}
         </li>
       ))}
     </ul>

@@ -132,9 +132,19 @@ def test_a_canary_moves_then_is_promoted_or_rolled_back(api: Api, server: dict[s
     assert _percent(canary) == {"stable": 80.0, "canary": 20.0}
     moved = api("PUT", "deployments/iris/traffic", {"canary_percent": 50})
     assert (moved["canary_percent"], _percent(moved)) == (50, {"stable": 50.0, "canary": 50.0})
+    # Each arm's own figures while the traffic is split: the canary's calls count as its own.
+    key = api("POST", "keys", {"name": "arms", "scopes": ["predict:iris"]}, status=201)["key"]
+    for _ in range(6):
+        httpx.post(f"{canary['url']}/versions/2/predict", json=ROW,
+                   headers={"Authorization": f"Bearer {key}"}).raise_for_status()  # fmt: skip
+    arms = {arm["variant"]: arm["metrics"] for arm in api("GET", "deployments/iris")["traffic"]}
+    assert arms["canary"]["requests"] >= 6
+    assert arms["canary"]["p50_ms"] is not None
+    assert arms["stable"]["requests"] < arms["canary"]["requests"]
     promoted = api("POST", "deployments/iris/promote")
     assert (promoted["model"], promoted["canary_percent"], promoted["stable_model"]) == (
         "models:/iris/2", None, None)  # fmt: skip
+    assert [arm["metrics"] for arm in promoted["traffic"]] in ([], [None])  # one arm: no figures
     assert "no canary" in api.error("PUT", "deployments/iris/traffic", {"canary_percent": 5},
                                     status=400)  # fmt: skip
     api("POST", "deployments", {**form, "version": "1", "canary_percent": 10}, status=201)

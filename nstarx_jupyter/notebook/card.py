@@ -10,10 +10,10 @@ import json
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nstarx_jupyter.errors import NstarxError, require
+from nstarx_jupyter.notebook.bundles import bundle
 from nstarx_jupyter.notebook.snippets import (
     curl_snippet,
     key_hint,
@@ -40,13 +40,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_STATIC = Path(__file__).parent / "static"
-if not (_STATIC / "card.js").is_file():
-    raise FileNotFoundError(
-        f"{_STATIC / 'card.js'} is missing: `pip install` builds it (from the repository: "
-        "`npm install && npm run build:prod`)"
-    )
 
 
 class CardSource(Protocol):
@@ -77,8 +70,7 @@ class CardSource(Protocol):
 class DeploymentCard(anywidget.AnyWidget):
     """A deployment as a card: name, version, status, endpoint, snippets and a test form."""
 
-    _esm = _STATIC / "card.js"
-    _css = _STATIC / "card.css"
+    _esm, _css = bundle("card")
 
     name = traitlets.Unicode("").tag(sync=True)
     version = traitlets.Unicode("").tag(sync=True)

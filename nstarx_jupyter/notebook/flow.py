@@ -25,11 +25,11 @@ from __future__ import annotations
 import json
 import logging
 import weakref
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.errors import NstarxError, require
 from nstarx_jupyter.notebook import editing
+from nstarx_jupyter.notebook.bundles import bundle
 from nstarx_jupyter.notebook.pipeline import Pipeline
 from nstarx_jupyter.pipelines import PipelineSpec
 from nstarx_jupyter.pipelines.component import on_register
@@ -51,13 +51,6 @@ __all__ = ["FlowEditor"]
 
 log = logging.getLogger(__name__)
 
-_STATIC = Path(__file__).parent / "static"
-if not (_STATIC / "flow.js").is_file():
-    raise FileNotFoundError(
-        f"{_STATIC / 'flow.js'} is missing: `pip install` builds it (from the repository: "
-        "`npm install && npm run build:prod`)"
-    )
-
 _EDITORS: weakref.WeakSet[FlowEditor] = weakref.WeakSet()
 
 
@@ -75,8 +68,7 @@ on_register(_refresh_palettes)
 class FlowEditor(anywidget.AnyWidget):
     """Design a pipeline on a canvas in the notebook (see the module's docstring)."""
 
-    _esm = _STATIC / "flow.js"
-    _css = _STATIC / "flow.css"
+    _esm, _css = bundle("flow")
 
     spec = traitlets.Dict().tag(sync=True)
     problems: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)

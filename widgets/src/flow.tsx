@@ -2,7 +2,7 @@
 // (./flow/) on the FlowEditor model: traits in, `spec` out, toolbar actions as commands.
 import type { AnyModel, Experimental, Render } from "@anywidget/types";
 import "@xyflow/react/dist/style.css";
-import { useCallback, useMemo, useSyncExternalStore } from "react";
+import { useCallback, useMemo } from "react";
 import { createRoot } from "react-dom/client";
 import "../../labextension/src/flow/flow.css";
 import {
@@ -19,6 +19,7 @@ import {
 } from "../../labextension/src/flow/coerce";
 import { FlowCanvas } from "../../labextension/src/flow/FlowCanvas";
 import type { FlowActions, PipelineSpec } from "../../labextension/src/flow/types";
+import { useTrait } from "./model";
 
 /** The FlowEditor's synced traits (checked by ./flow/coerce before use). */
 interface FlowState {
@@ -39,21 +40,12 @@ interface FlowState {
 type FlowModel = AnyModel<FlowState>;
 
 /** One synced trait, turned into its type once per change. */
-function useTrait<K extends keyof FlowState, T>(
+function useConverted<K extends keyof FlowState, T>(
   model: FlowModel,
   key: K,
   convert: (value: FlowState[K]) => T,
 ): T {
-  const subscribe = useCallback(
-    (onChange: () => void) => {
-      model.on(`change:${key}`, onChange);
-      return () => {
-        model.off(`change:${key}`, onChange);
-      };
-    },
-    [model, key],
-  );
-  const raw = useSyncExternalStore(subscribe, () => model.get(key));
+  const raw = useTrait(model, key);
   return useMemo(() => convert(raw), [raw, convert]);
 }
 
@@ -79,7 +71,7 @@ function commands(experimental: Experimental): FlowActions {
 }
 
 function FlowEditor({ model, actions }: { model: FlowModel; actions: FlowActions }) {
-  const spec = useTrait(model, "spec", toPipelineSpec);
+  const spec = useConverted(model, "spec", toPipelineSpec);
   const onChange = useCallback(
     (next: PipelineSpec) => {
       model.set("spec", next);
@@ -91,17 +83,17 @@ function FlowEditor({ model, actions }: { model: FlowModel; actions: FlowActions
     <FlowCanvas
       spec={spec}
       onChange={onChange}
-      library={useTrait(model, "library", toLibrary)}
-      kinds={useTrait(model, "kinds", toKinds)}
-      portRules={useTrait(model, "port_rules", toPortRules)}
-      problems={useTrait(model, "problems", toProblems)}
-      nodePorts={useTrait(model, "node_ports", toNodePorts)}
-      sample={useTrait(model, "sample", toRecord)}
-      runResult={useTrait(model, "run_result", toRunResult)}
-      versions={useTrait(model, "versions", toVersions)}
-      deployment={useTrait(model, "deployment", toDeployment)}
-      status={useTrait(model, "status", same)}
-      height={useTrait(model, "height", same)}
+      library={useConverted(model, "library", toLibrary)}
+      kinds={useConverted(model, "kinds", toKinds)}
+      portRules={useConverted(model, "port_rules", toPortRules)}
+      problems={useConverted(model, "problems", toProblems)}
+      nodePorts={useConverted(model, "node_ports", toNodePorts)}
+      sample={useConverted(model, "sample", toRecord)}
+      runResult={useConverted(model, "run_result", toRunResult)}
+      versions={useConverted(model, "versions", toVersions)}
+      deployment={useConverted(model, "deployment", toDeployment)}
+      status={useConverted(model, "status", same)}
+      height={useConverted(model, "height", same)}
       actions={actions}
     />
   );

@@ -57,8 +57,11 @@ export function reveal(model: CardModel): Promise<Secret | null> {
   });
 }
 
-/** One synced trait, re-rendering the component when Python changes it. */
-export function useTrait<K extends keyof CardState>(model: CardModel, key: K): CardState[K] {
+/** One synced trait of any widget, re-rendering the component when Python changes it. */
+export function useTrait<S extends object, K extends keyof S & string>(
+  model: AnyModel<S>,
+  key: K,
+): S[K] {
   const subscribe = useCallback(
     (onChange: () => void) => {
       model.on(`change:${key}`, onChange);

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +67,15 @@ class LabService:
         return self._registry
 
     def warm(self) -> None:
-        """Open the registry and read the catalog once, so the first real call is quick."""
+        """Open the registry and read the catalog once, so the first real call is quick.
+
+        Only a registry that exists: a lab whose user never registered a model does not
+        import MLflow, nor create its store, at start-up.
+        """
+        from nstarx_jupyter.registry.catalog import default_store
+
+        if not os.environ.get("MLFLOW_TRACKING_URI") and not default_store().exists():
+            return
         try:
             self.models()
         except Exception as exc:  # noqa: BLE001 - a cold start is slower, not broken

@@ -102,6 +102,11 @@ class LocalModel:
     """Runtime options the MLflow model implies (the skops types it trusts)."""
 
 
+def default_store() -> Path:
+    """The default registry's SQLite file; its artifacts and lock file sit beside it."""
+    return nstarx_home() / "mlflow" / "mlflow.db"
+
+
 class Registry:
     """MLflow's model registry, on a SQLite file under `$NSTARX_HOME` unless told otherwise.
 
@@ -110,13 +115,13 @@ class Registry:
     """
 
     def __init__(self, tracking_uri: str | None = None, *, registry_uri: str | None = None) -> None:
-        home = nstarx_home() / "mlflow"
+        store = default_store()
         self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
         self._artifact_root: str | None = None
         if not self.tracking_uri:
-            home.mkdir(parents=True, exist_ok=True)
-            self.tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
-            self._artifact_root = (home / "artifacts").as_uri()
+            store.parent.mkdir(parents=True, exist_ok=True)
+            self.tracking_uri = f"sqlite:///{store}"
+            self._artifact_root = (store.parent / "artifacts").as_uri()
         self.registry_uri = (
             registry_uri or os.environ.get("MLFLOW_REGISTRY_URI") or self.tracking_uri
         )
@@ -372,7 +377,7 @@ class Registry:
             if self._artifact_root is None:  # someone else's store, set up by its owner
                 self._client = mlflow.MlflowClient(self.tracking_uri, self.registry_uri)
                 return self._client
-            with _setting_up(nstarx_home() / "mlflow" / "setup.lock"):
+            with _setting_up(default_store().with_name("setup.lock")):
                 client = mlflow.MlflowClient(self.tracking_uri, self.registry_uri)
                 client.search_experiments(max_results=1)
                 client.search_registered_models(max_results=1)

@@ -76,7 +76,7 @@ def frontend_stale(root: Path = ROOT) -> bool:
     return any(_newest(root / name) > built for name in FRONTEND_SOURCES if (root / name).exists())
 
 
-def build_widgets(target_name: str, version: str, **kwargs: Any) -> None:
+def build_frontends(target_name: str, version: str, **kwargs: Any) -> None:
     """hatch-jupyter-builder's `npm_builder`, but no npm needed when the build is up to date.
 
     `npm_builder` looks npm up before its own staleness check, so a wheel built from the sdist

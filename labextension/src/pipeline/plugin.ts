@@ -79,8 +79,7 @@ export const pipelinePlugin: JupyterFrontEndPlugin<void> = {
     }
 
     app.commands.addCommand(NEW_PIPELINE, {
-      label: (args) =>
-        args.isPalette ? "New Pipeline" : args.isLauncher ? "Pipeline" : "Pipeline",
+      label: (args) => (args.isPalette ? "New Pipeline" : "Pipeline"),
       caption: "Create a new inference pipeline (*.pipeline.json) and open it in the editor",
       icon: (args) => (args.isPalette ? undefined : pipelineIcon),
       execute: async (args) => {

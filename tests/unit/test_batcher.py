@@ -105,6 +105,50 @@ async def test_with_no_wait_a_batch_holds_what_arrived_in_the_same_turn() -> Non
     assert asyncio.get_running_loop().time() - started < 0.5  # no timer stood in the way
 
 
+async def test_with_no_wait_requests_already_queued_on_the_loop_join_the_batch() -> None:
+    """Callers whose turn comes right after the batch was due still make it (one turn)."""
+    model = EchoModel()
+    batcher = AdaptiveBatcher(model, max_batch_size=32, max_latency_ms=0)
+
+    async def one_turn_later(i: float) -> Tensors:
+        await asyncio.sleep(0)  # queued behind the batch's departure, as a request just read is
+        return await batcher.submit({"x": np.full((1, 2), i)})
+
+    results = await asyncio.gather(
+        batcher.submit({"x": np.full((1, 2), 0.0)}),
+        batcher.submit({"x": np.full((1, 2), 1.0)}),
+        one_turn_later(2.0),
+        one_turn_later(3.0),
+    )
+    assert [r["y"][0, 0] for r in results] == [0.0, 2.0, 4.0, 6.0]
+    assert model.batches == [[0.0, 1.0, 2.0, 3.0]]
+    await batcher.close()
+
+
+async def test_with_no_wait_a_busy_loop_delays_a_batch_by_one_turn_only() -> None:
+    """Something always runnable on the loop must not hold a batch back for good."""
+    model = EchoModel()
+    batcher = AdaptiveBatcher(model, max_batch_size=32, max_latency_ms=0)
+    stop = False
+
+    async def spin() -> None:
+        while not stop:
+            await asyncio.sleep(0)
+
+    spinner = asyncio.create_task(spin())
+    try:
+        async with asyncio.timeout(2):
+            results = await asyncio.gather(
+                *(batcher.submit({"x": np.full((1, 2), float(i))}) for i in range(3))
+            )
+    finally:
+        stop = True
+        await spinner
+    assert [r["y"][0, 0] for r in results] == [0.0, 2.0, 4.0]
+    assert model.batches == [[0.0, 1.0, 2.0]]
+    await batcher.close()
+
+
 async def test_incompatible_requests_go_to_separate_batches() -> None:
     model = EchoModel()
     batcher = AdaptiveBatcher(model, max_batch_size=8, max_latency_ms=5)
@@ -152,7 +196,8 @@ async def test_with_no_wait_requests_gather_while_the_model_is_busy() -> None:
     model = EchoModel()
     batcher = AdaptiveBatcher(model, max_batch_size=32, max_latency_ms=0)
     first = asyncio.create_task(batcher.submit({"x": np.full((1, 2), 0.0)}))
-    await asyncio.sleep(0)  # the lone request is predicting (the model sleeps 1 ms)
+    while not model.batches:  # until the lone request is predicting (the model sleeps 1 ms)
+        await asyncio.sleep(0)
     later = []
     for i in range(1, 6):
         later.append(asyncio.create_task(batcher.submit({"x": np.full((1, 2), float(i))})))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -102,6 +104,19 @@ def _rpc(channel: grpc.aio.Channel, name: str, request: Any, response: Any) -> A
         request_serializer=type(request).SerializeToString,
         response_deserializer=response.FromString,
     )(request)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="a Linux scheduling policy")
+async def test_grpc_threads_run_under_sched_batch_and_the_event_loop_does_not(
+    channel: grpc.aio.Channel,
+) -> None:
+    policy = os.sched_getscheduler(0)
+    assert policy != os.SCHED_BATCH  # the loop's own policy, as the test runner set it
+    assert (await _rpc(channel, "ServerLive", pb.ServerLiveRequest(), pb.ServerLiveResponse)).live
+    workers = [t for t in threading.enumerate() if t.name.startswith("nstarx-grpc")]
+    assert workers  # the call above ran on one
+    assert {os.sched_getscheduler(t.native_id) for t in workers} == {os.SCHED_BATCH}
+    assert os.sched_getscheduler(0) == policy
 
 
 async def test_repository_unload_and_load_over_grpc(channel: grpc.aio.Channel) -> None:

@@ -270,7 +270,7 @@ class Guard:
         record = principal.record
         if record is None or not record.allows(action, deployment):
             what = f"'{deployment}'" if deployment else "the server"
-            raise ForbiddenError(f"{_who(principal)} may not {action} {what}")
+            raise ForbiddenError(f"{_who(principal)} may not {_VERBS.get(action, action)} {what}")
         if deployment is not None and action in ("predict", "read", "manage") and self.access:
             permission = "call" if action == "predict" else "read"
             self.check_models(principal, permission, self.registry_models(deployment))
@@ -308,6 +308,10 @@ class Guard:
                 f"the API key {record.prefix} is over its rate limit of {rate:g} requests/s; "
                 f"retry after {seconds} s", seconds,
             )  # fmt: skip
+
+
+_VERBS = {"metrics": "read the metrics of", "admin": "administer"}
+"""How a refusal names the actions that are not verbs themselves (predict, read, manage are)."""
 
 
 def _who(principal: Principal) -> str:

@@ -181,6 +181,10 @@ def test_the_guard_checks_every_caller() -> None:
         guard.require(_bearer(iris_key), "predict", "wine")
     with pytest.raises(ForbiddenError, match="may not manage 'iris'"):
         guard.require(_bearer(iris_key), "manage", "iris")
+    with pytest.raises(ForbiddenError, match="may not read the metrics of the server"):
+        guard.require(_bearer(iris_key), "metrics")
+    with pytest.raises(ForbiddenError, match="may not administer the server"):
+        guard.require(_bearer(iris_key), "admin")
     assert guard.require(_bearer("admin-secret"), "admin").is_admin
     # A public deployment (auth=False) takes anonymous calls and metadata reads, nothing else.
     guard.public.add("iris")

@@ -50,11 +50,12 @@ def generate(root: Path = ROOT) -> None:
 # What the npm build reads, and what it writes into the package (both front ends at once).
 FRONTEND_SOURCES = ["package.json", "widgets/src", "widgets/build.mjs", "widgets/package.json",
                     "labextension/src", "labextension/style", "labextension/build.mjs",
-                    "labextension/package.json"]  # fmt: skip
+                    "labextension/package.json", "install.json"]  # fmt: skip
 FRONTEND_OUTPUTS = ["nstarx_jupyter/notebook/static/card.js",
                     "nstarx_jupyter/notebook/static/flow.js",
                     "nstarx_jupyter/labextension/package.json",
-                    "nstarx_jupyter/labextension/static/style.js"]  # fmt: skip
+                    "nstarx_jupyter/labextension/static/style.js",
+                    "nstarx_jupyter/labextension/install.json"]  # fmt: skip
 
 
 def _newest(path: Path) -> float:

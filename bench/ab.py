@@ -1,0 +1,112 @@
+"""Interleaved A/B of builds of our server: which change is faster, on a machine that drifts.
+
+    python bench/ab.py base=/tmp/base new=. [new-off=.:NSTARX_X=0] [--scenarios v2@8,grpc@8]
+
+Each NAME=SRC[:VAR=VALUE...] is a source tree (a `git worktree` of another commit, say) put
+first on PYTHONPATH, with extra environment variables. Every build's server starts at once,
+pinned to core 0 as in `run.py`; the load (wrk, or grpc_load.py for `grpc@C`, on core 1) then
+alternates between them in short slices, in turned order each round, so the drift of a shared
+machine (10-15 % between runs of the same build here) falls on every build alike. Scenarios:
+`v2@C`, `v2x32@C`, `v1@C`, `records@C` (REST, C connections) and `grpc@C`. Extra server flags
+go after `--flags`. Prints per scenario the mean, median and spread of req/s, the median p99,
+and each build's change against the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as bench  # the script next to this one
+
+REST = {  # scenario: (path, body key)
+    "v2": ("/v2/models/iris/infer", "v2-1"),
+    "v2x32": ("/v2/models/iris/infer", "v2-32"),
+    "v1": ("/v1/models/iris:predict", "v1"),
+    "records": ("/v1/models/iris/predict", "records"),
+}
+STUBS = Path("nstarx_jupyter/protocol/grpc")
+"""Generated gRPC stubs, which a fresh worktree lacks (they are built, not committed)."""
+
+
+class Build(bench.Server):
+    """Our server from the source tree on PYTHONPATH (`python -m`, not the installed script)."""
+
+    def _command(self, models: dict[str, Path], extra: list[str]) -> list[str]:
+        command = super()._command(models, extra)
+        return [str(bench.ROOT / ".venv/bin/python"), "-m", "nstarx_jupyter.cli", *command[1:]]
+
+
+def start(spec: str, flags: list[str], models: dict[str, Path]) -> tuple[str, Build]:
+    """Start the build `NAME=SRC[:VAR=VALUE...]` (environment restored after)."""
+    name, _, rest = spec.partition("=")
+    source, *assignments = rest.split(":")
+    src = Path(source).resolve()
+    for stub in (bench.ROOT / STUBS).glob("inference_pb2*.py"):
+        if not (src / STUBS / stub.name).exists():
+            shutil.copy(stub, src / STUBS / stub.name)
+    saved = dict(bench.ENV)
+    bench.ENV.update(dict(a.split("=", 1) for a in assignments), PYTHONPATH=str(src))
+    try:
+        return name, Build("ours", {"iris": models["iris"]}, flags)
+    finally:
+        bench.ENV.clear()
+        bench.ENV.update(saved)
+
+
+def measure(server: Build, scenario: str, body: dict[str, Path], seconds: float) -> dict[str, Any]:
+    kind, _, connections = scenario.partition("@")
+    c = int(connections)
+    if kind == "grpc":
+        return bench.grpc_load(f"127.0.0.1:{server.grpc}", "iris", c, 1, seconds)
+    path, key = REST[kind]
+    return bench.wrk(server.url + path, body[key], c, 1, seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("builds", nargs="+", help="NAME=SRC[:VAR=VALUE...]")
+    parser.add_argument("--scenarios", default="v2@8,grpc@8")
+    parser.add_argument("--slices", type=int, default=6, help="rounds over every build")
+    parser.add_argument("--seconds", type=float, default=3, help="measured per slice")
+    parser.add_argument("--flags", nargs=argparse.REMAINDER, default=[], help="server flags")
+    args = parser.parse_args()
+    models = bench.make_models()
+    body = bench.bodies(4)
+    bench.ENV["BENCH_KEY"] = bench.bench_key()
+    builds = []
+    try:
+        for spec in args.builds:
+            builds.append(start(spec, args.flags, models))
+        scenarios = args.scenarios.split(",")
+        rps: dict[tuple[str, str], list[float]] = {}
+        p99: dict[tuple[str, str], list[float]] = {}
+        for round_ in range(args.slices):
+            for name, server in builds if round_ % 2 == 0 else builds[::-1]:
+                for scenario in scenarios:
+                    got = measure(server, scenario, body, args.seconds)
+                    rps.setdefault((scenario, name), []).append(got["rps"])
+                    p99.setdefault((scenario, name), []).append(got["p99_ms"])
+            print(f"round {round_ + 1}/{args.slices}", file=sys.stderr, flush=True)
+    finally:
+        for _, server in builds:
+            server.stop()
+    for scenario in scenarios:
+        first = statistics.mean(rps[(scenario, builds[0][0])])
+        for name, _ in builds:
+            runs = rps[(scenario, name)]
+            mean = statistics.mean(runs)
+            print(f"{scenario:10} {name:12} req/s mean {mean:7.0f} median "
+                  f"{statistics.median(runs):7.0f} sd {statistics.pstdev(runs):5.0f}  "
+                  f"p99 {statistics.median(p99[(scenario, name)]):6.2f} ms  "
+                  f"{100 * (mean / first - 1):+5.1f} %")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

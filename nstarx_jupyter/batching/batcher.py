@@ -4,9 +4,10 @@ A batch leaves when it holds `max_batch_size` rows or when its first request has
 `max_latency_ms`, whichever comes first (KServe's `maxBatchSize`/`maxLatency`). With
 `max_latency_ms=0` nothing waits for a timer: while the model is free, a batch holds the requests
 that arrived in the same event-loop turn (what a busy server reads from several connections at
-once), plus those already queued on the loop when it leaves, and a lone request predicts at once; while the model is busy with a batch, new requests
-gather and leave together the moment it is free. Batching then costs no latency when the server
-is idle, and a slow model serves as many rows per call as arrived during the previous one.
+once), plus those already queued on the loop when it leaves, and a lone request predicts at
+once; while the model is busy with a batch, new requests gather and leave together the moment
+it is free. Batching then costs no latency when the server is idle, and a slow model serves as
+many rows per call as arrived during the previous one.
 Requests only share a batch when their inputs have the same names, dtypes and trailing shapes
 and they ask for the same outputs. When a batch of several requests fails, each request is
 retried alone so one poisonous request cannot fail its neighbours.

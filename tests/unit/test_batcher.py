@@ -132,7 +132,7 @@ async def test_with_no_wait_a_busy_loop_delays_a_batch_by_one_turn_only() -> Non
     stop = False
 
     async def spin() -> None:
-        while not stop:
+        while not stop:  # noqa: ASYNC110 - busy on purpose: the loop always has work queued
             await asyncio.sleep(0)
 
     spinner = asyncio.create_task(spin())
@@ -196,8 +196,11 @@ async def test_with_no_wait_requests_gather_while_the_model_is_busy() -> None:
     model = EchoModel()
     batcher = AdaptiveBatcher(model, max_batch_size=32, max_latency_ms=0)
     first = asyncio.create_task(batcher.submit({"x": np.full((1, 2), 0.0)}))
-    while not model.batches:  # until the lone request is predicting (the model sleeps 1 ms)
+    for _ in range(10):  # a few turns, until the lone request is predicting (it sleeps 1 ms)
+        if model.batches:
+            break
         await asyncio.sleep(0)
+    assert model.batches == [[0.0]]
     later = []
     for i in range(1, 6):
         later.append(asyncio.create_task(batcher.submit({"x": np.full((1, 2), float(i))})))

@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from nstarx_jupyter import Deployment, deploy
 from nstarx_jupyter.client import InferenceClient
 from nstarx_jupyter.config import STATE_FILE
-from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.deployment.local import LocalBackend, ServerState
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError
 from tests.conftest import IRIS_FEATURES
 
@@ -121,6 +121,32 @@ def test_deployments_survive_a_server_restart(backend: LocalBackend, named_iris:
         again.describe()
     backend.stop()
     assert backend.deployments() == []  # deleted for good: not restored
+
+
+def test_control_calls_go_straight_to_the_server_and_find_a_new_one_when_it_went_away(
+    backend: LocalBackend, named_iris: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deploy(named_iris, "iris", backend=backend)
+    lookups = 0
+    running = backend.running
+
+    def counted() -> ServerState | None:
+        nonlocal lookups
+        lookups += 1
+        return running()
+
+    monkeypatch.setattr(backend, "running", counted)
+    for _ in range(5):
+        assert [d["name"] for d in backend.deployments()] == ["iris"]
+    assert lookups == 0  # no state file, pid or health check per call
+    first = running()
+    assert first is not None
+    assert LocalBackend(backend.state_dir).stop()  # stopped by someone else (the CLI, say)
+    assert [d["name"] for d in backend.deployments()] == ["iris"]  # a new server, iris restored
+    second = running()
+    assert second is not None
+    assert second.pid != first.pid
+    assert lookups >= 1
 
 
 def test_mistakes_are_reported_by_field_and_leave_the_old_revision_serving(

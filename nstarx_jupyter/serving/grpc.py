@@ -308,7 +308,10 @@ async def start_grpc_server(
     return GrpcServer(server, pool), bound
 
 
-_SCHED_BATCH: int | None = getattr(os, "SCHED_BATCH", None)
+_SCHED_BATCH: int | None = (
+    getattr(os, "SCHED_BATCH", None) if hasattr(os, "sched_setscheduler") else None
+)
+"""Linux's batch scheduling policy; None where there is no such policy to set."""
 
 
 def _batch_scheduling(policy: int | None = _SCHED_BATCH, priority: int = 0) -> None:
@@ -323,7 +326,7 @@ def _batch_scheduling(policy: int | None = _SCHED_BATCH, priority: int = 0) -> N
     event loop keeps its policy, so it still preempts them and REST is unaffected. Where the
     policy does not exist or cannot be set, nothing changes.
     """
-    if policy is None or not hasattr(os, "sched_setscheduler"):
+    if policy is None or _SCHED_BATCH is None:
         return
     with contextlib.suppress(OSError):
         os.sched_setscheduler(0, policy, os.sched_param(priority))
@@ -335,7 +338,7 @@ def _threads_started_batch() -> Iterator[None]:
 
     Threads started inside the block inherit the policy.
     """
-    if _SCHED_BATCH is None or not hasattr(os, "sched_getscheduler"):
+    if _SCHED_BATCH is None:
         yield
         return
     before, param = os.sched_getscheduler(0), os.sched_getparam(0)

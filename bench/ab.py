@@ -25,11 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench  # the script next to this one
 
-REST = {  # scenario: (path, body key)
-    "v2": ("/v2/models/iris/infer", "v2-1"),
-    "v2x32": ("/v2/models/iris/infer", "v2-32"),
-    "v1": ("/v1/models/iris:predict", "v1"),
-    "records": ("/v1/models/iris/predict", "records"),
+SCENARIOS = {  # short name: run.py's scenario, whose body and path it uses
+    "v2": "V2 REST 1 row",
+    "v2x32": "V2 REST 32 rows",
+    "v1": "V1 :predict",
+    "records": "product records",
+    "grpc": "V2 gRPC 1 row",
 }
 STUBS = Path("nstarx_jupyter/protocol/grpc")
 """Generated gRPC stubs, which a fresh worktree lacks (they are built, not committed)."""
@@ -61,12 +62,12 @@ def start(spec: str, flags: list[str], models: dict[str, Path]) -> tuple[str, Bu
 
 
 def measure(server: Build, scenario: str, body: dict[str, Path], seconds: float) -> dict[str, Any]:
-    kind, _, connections = scenario.partition("@")
+    short, _, connections = scenario.partition("@")
+    key, path, _ = bench.SCENARIOS[SCENARIOS[short]]
     c = int(connections)
-    if kind == "grpc":
+    if key == "grpc":
         return bench.grpc_load(f"127.0.0.1:{server.grpc}", "iris", c, 1, seconds)
-    path, key = REST[kind]
-    return bench.wrk(server.url + path, body[key], c, 1, seconds)
+    return bench.wrk(server.url + path.format(m="iris"), body[key], c, 1, seconds)
 
 
 def main() -> None:

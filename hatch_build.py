@@ -7,13 +7,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+try:
+    from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+except ImportError:  # `python hatch_build.py` in a dev venv: hatchling lives in pip's build env
+    BuildHookInterface = object
 
 ROOT = Path(__file__).parent
 PROTO = Path("nstarx_jupyter/protocol/grpc/inference.proto")
 OUTPUTS = [
     PROTO.with_name(n) for n in ("inference_pb2.py", "inference_pb2.pyi", "inference_pb2_grpc.py")
 ]
+STUB = OUTPUTS[2]
+STANDARD_SERVICE = "inference.GRPCInferenceService"
+"""The service every KServe and Triton server serves, which the generated stub must call."""
 
 
 def generate(root: Path = ROOT) -> None:
@@ -22,12 +28,14 @@ def generate(root: Path = ROOT) -> None:
     Field numbers, not names, go on the wire, and the server registers the standard service
     path `/inference.GRPCInferenceService/...`. The rename keeps our messages out of the way of
     another copy of the same proto in one process (tritonclient registers `inference.*` too,
-    and protobuf refuses duplicate symbols).
+    and protobuf refuses duplicate symbols). The generated stub would call the renamed service
+    (`/nstarx.inference.GRPCInferenceService/...`, which no server serves), so its method paths
+    are put back to the standard service after protoc.
     """
     proto = root / PROTO
+    sources = (proto.stat().st_mtime, Path(__file__).stat().st_mtime)
     if all(
-        (root / out).exists() and (root / out).stat().st_mtime >= proto.stat().st_mtime
-        for out in OUTPUTS
+        (root / out).exists() and (root / out).stat().st_mtime >= max(sources) for out in OUTPUTS
     ):
         return
     import grpc_tools
@@ -45,6 +53,11 @@ def generate(root: Path = ROOT) -> None:
                 f"--pyi_out={root}", f"--grpc_python_out={root}", str(renamed)]  # fmt: skip
         if protoc.main(args) != 0:
             raise RuntimeError(f"protoc failed on {proto}")
+    stub = root / STUB
+    text = stub.read_text()
+    if f"'/nstarx.{STANDARD_SERVICE}/ModelInfer'" not in text:
+        raise RuntimeError(f"{stub} does not call nstarx.{STANDARD_SERVICE} as expected")
+    stub.write_text(text.replace(f"nstarx.{STANDARD_SERVICE}", STANDARD_SERVICE))
 
 
 # What the npm build reads, and what it writes into the package (both front ends at once).

@@ -25,6 +25,9 @@ HEADER_LENGTH = "inference-header-content-length"
 
 _LENGTH = struct.Struct("<I")
 
+MAX_DIMS = 64
+"""The most dimensions a tensor may declare (NumPy's own limit)."""
+
 
 def loads(body: bytes) -> Any:
     """Parse JSON, turning a syntax error into a 400 with the parser's message."""
@@ -81,12 +84,20 @@ def _decode_input(item: Any, reader: _BinaryReader) -> InferInput:
         raise InvalidInputError(f"input '{name}' has no 'data'")
     else:
         array = as_array(item["data"], datatype, name)
+    return InferInput(name, datatype, shape, _shaped(array, shape, name), parameters)
+
+
+def _shaped(array: np.ndarray[Any, Any], shape: tuple[int, ...], name: str) -> np.ndarray[Any, Any]:
+    """`array` in `shape`, which must hold exactly its values (the REST and gRPC codecs)."""
     count = math.prod(shape)
     if array.size != count:
         raise InvalidInputError(
             f"input '{name}' has {array.size} values but shape {list(shape)} needs {count}"
         )
-    return InferInput(name, datatype, shape, array.reshape(shape), parameters)
+    try:
+        return array.reshape(shape)
+    except ValueError:  # no values, but a dimension beyond what an array can address
+        raise InvalidInputError(f"input '{name}': shape {list(shape)} is too large") from None
 
 
 def _shape(value: Any, name: str) -> tuple[int, ...]:
@@ -94,6 +105,8 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
         isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in value
     ):
         raise InvalidInputError(f"input '{name}' needs 'shape', a list of non-negative integers")
+    if len(value) > MAX_DIMS:  # before math.prod, which is slow on many huge dimensions
+        raise InvalidInputError(f"input '{name}' has more than {MAX_DIMS} dimensions")
     return tuple(value)
 
 

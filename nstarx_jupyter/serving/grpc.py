@@ -8,13 +8,17 @@ import contextlib
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
 from nstarx_jupyter.errors import ErrorKind, NstarxError
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
-from nstarx_jupyter.protocol.grpc.codec import decode_infer_request, encode_infer_response
+from nstarx_jupyter.protocol.grpc.codec import (
+    decode_infer_request,
+    encode_infer_response,
+    parse_message,
+)
 from nstarx_jupyter.security import ANONYMOUS
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.http_errors import STATUS, retry_after
@@ -24,11 +28,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator
     from pathlib import Path
 
+    from google.protobuf.message import Message
+
     from nstarx_jupyter.serving.dataplane import DataPlane
 
 __all__ = ["GRPC_STATUS", "GrpcServer", "InferenceServicer", "start_grpc_server"]
 
 log = logging.getLogger(__name__)
+_M = TypeVar("_M", bound="Message")
 Metadata = dict[str, Any]
 """The caller's invocation metadata (gRPC's headers), keys in lower case."""
 
@@ -53,42 +60,71 @@ GRPC_STATUS = {
 class InferenceServicer:
     """Every V2 RPC, answered on the event loop by the data plane the REST transport uses too.
 
-    Each method takes the request message and the caller's metadata and raises `NstarxError`
-    for a failed call; `_bridge` turns that into the gRPC status.
+    Each method takes the request's bytes (grpcio hands them over unparsed) and the caller's
+    metadata, checks the caller, then parses, and raises `NstarxError` for a failed call;
+    `_bridge` turns that into the gRPC status. Checking the key before parsing means a caller
+    without one learns nothing from the parser and costs the server no parsing; a message that
+    does not parse is the caller's mistake (INVALID_ARGUMENT), never a crash.
     """
 
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
 
-    def _authorize(self, metadata: Metadata, action: str, name: str | None = None) -> None:
-        """Check the caller (its `authorization` metadata) and keep it for the audit log."""
-        metadata[_PRINCIPAL] = self.dataplane.guard.require(
-            metadata.get("authorization"), action, name
-        )
+    def _read(self, message: type[_M], data: bytes, metadata: Metadata, action: str) -> _M:
+        """Identify the caller, then parse `data` (kept for the audit log).
 
-    async def ServerLive(self, request: Any, metadata: Metadata) -> pb.ServerLiveResponse:  # noqa: N802
+        The model a call names is inside the message, so only what needs no name is checked
+        before parsing: a missing or unknown key is refused here (unless a public deployment
+        or `--no-auth` may let an anonymous caller through), the rest by `_authorize`.
+        """
+        guard = self.dataplane.guard
+        anonymous = not guard.enabled or (action in _OPEN_ACTIONS and bool(guard.public))
+        metadata[_PRINCIPAL] = guard.identify(metadata.get("authorization"), anonymous=anonymous)
+        request = parse_message(message, data)
+        metadata[_REQUEST] = request
+        return request
+
+    def _authorize(self, metadata: Metadata, action: str, name: str | None = None) -> None:
+        """Check that the caller `_read` identified may do `action` on `name`.
+
+        The same decision as `Guard.require`, without identifying the key a second time (that
+        would take a second token from its rate limit).
+        """
+        guard = self.dataplane.guard
+        principal = metadata[_PRINCIPAL]
+        if principal is not ANONYMOUS:
+            guard.check(principal, action, name)
+        elif guard.enabled and not (action in _OPEN_ACTIONS and name in guard.public):
+            guard.identify(None)  # raises the usual "this call needs an API key"
+
+    async def ServerLive(self, data: bytes, metadata: Metadata) -> pb.ServerLiveResponse:  # noqa: N802
         """Always live while the process answers."""
+        parse_message(pb.ServerLiveRequest, data)
         return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: Any, metadata: Metadata) -> pb.ServerReadyResponse:  # noqa: N802
+    async def ServerReady(self, data: bytes, metadata: Metadata) -> pb.ServerReadyResponse:  # noqa: N802
         """Ready when every model can serve."""
+        self._read(pb.ServerReadyRequest, data, metadata, "any")
         self._authorize(metadata, "any")
         return pb.ServerReadyResponse(ready=self.dataplane.ready())
 
-    async def ModelReady(self, request: Any, metadata: Metadata) -> pb.ModelReadyResponse:  # noqa: N802
+    async def ModelReady(self, data: bytes, metadata: Metadata) -> pb.ModelReadyResponse:  # noqa: N802
         """Whether one model version is loaded."""
+        request = self._read(pb.ModelReadyRequest, data, metadata, "read")
         self._authorize(metadata, "read", request.name)
         return pb.ModelReadyResponse(
             ready=self.dataplane.model_ready(request.name, request.version or None)
         )
 
-    async def ServerMetadata(self, request: Any, metadata: Metadata) -> Any:  # noqa: N802
+    async def ServerMetadata(self, data: bytes, metadata: Metadata) -> Any:  # noqa: N802
         """Name, version and extensions."""
+        self._read(pb.ServerMetadataRequest, data, metadata, "any")
         self._authorize(metadata, "any")
         return pb.ServerMetadataResponse(**self.dataplane.server_metadata())
 
-    async def ModelMetadata(self, request: Any, metadata: Metadata) -> Any:  # noqa: N802
+    async def ModelMetadata(self, data: bytes, metadata: Metadata) -> Any:  # noqa: N802
         """Inputs and outputs derived from the model."""
+        request = self._read(pb.ModelMetadataRequest, data, metadata, "read")
         self._authorize(metadata, "read", request.name)
         meta = await self.dataplane.model_metadata(request.name, request.version or None)
         return pb.ModelMetadataResponse(
@@ -99,8 +135,10 @@ class InferenceServicer:
             outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
         )
 
-    async def ModelInfer(self, request: Any, metadata: Metadata) -> Any:  # noqa: N802
+    async def ModelInfer(self, data: bytes, metadata: Metadata) -> Any:  # noqa: N802
         """Run one inference request (with response metadata naming the variant, if routed)."""
+        with self.dataplane.counting_rejections("", None, "v2-grpc"):  # no name before parsing
+            request = self._read(pb.ModelInferRequest, data, metadata, "predict")
         version = request.model_version or None
         with self.dataplane.counting_rejections(request.model_name, version, "v2-grpc"):
             self._authorize(metadata, "predict", request.model_name)
@@ -119,25 +157,31 @@ class InferenceServicer:
         message = encode_infer_response(response, raw=bool(request.raw_input_contents))
         return (message, served.headers()) if served.variant is not None else message
 
-    async def RepositoryModelLoad(self, request: Any, metadata: Metadata) -> Any:  # noqa: N802
+    async def RepositoryModelLoad(self, data: bytes, metadata: Metadata) -> Any:  # noqa: N802
         """Load a model."""
+        request = self._read(pb.RepositoryModelLoadRequest, data, metadata, "manage")
         self._authorize(metadata, "manage", request.model_name)
         await self.dataplane.repository.load(request.model_name)
         return pb.RepositoryModelLoadResponse(model_name=request.model_name, isLoaded=True)
 
-    async def RepositoryModelUnload(self, request: Any, metadata: Metadata) -> Any:  # noqa: N802
+    async def RepositoryModelUnload(self, data: bytes, metadata: Metadata) -> Any:  # noqa: N802
         """Unload a model."""
+        request = self._read(pb.RepositoryModelUnloadRequest, data, metadata, "manage")
         self._authorize(metadata, "manage", request.model_name)
         await self.dataplane.repository.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
 
 
+_OPEN_ACTIONS = ("predict", "read")
+"""What an anonymous caller may do on a public deployment (as `Guard.require` decides)."""
 _PEER = ":peer"
 """Where the bridge puts the caller's address (`ipv4:127.0.0.1:5000`) among the metadata."""
 _PRINCIPAL = ":principal"
 """Where a method leaves the checked caller, for the audit log."""
 _VERSION = ":version"
 """Where `ModelInfer` leaves the version that answered."""
+_REQUEST = ":request"
+"""Where a method leaves the parsed request, for the audit log."""
 
 
 def _peer_address(peer: str) -> str | None:
@@ -160,10 +204,10 @@ def _audited(
     """
     action = method.__name__
 
-    async def call(request: Any, metadata: Metadata, started: float) -> Any:
+    async def call(data: bytes, metadata: Metadata, started: float) -> Any:
         status = 200
         try:
-            return await method(request, metadata)
+            return await method(data, metadata)
         except NstarxError as exc:
             status = STATUS[exc.kind]
             raise
@@ -174,6 +218,7 @@ def _audited(
             status = 500
             raise
         finally:
+            request = metadata.get(_REQUEST)  # None: refused before parsing, or unparsable
             model = getattr(request, "model_name", "") or getattr(request, "name", "")
             version = metadata.get(_VERSION) or getattr(request, "model_version", "") or ""
             dataplane.audit.call(
@@ -196,11 +241,11 @@ def _bridge(
     """
     audited = None if method.__name__ == "ServerLive" else _audited(method, dataplane)
 
-    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+    def handler(data: bytes, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         metadata: Metadata = dict(context.invocation_metadata() or ())
         metadata[_PEER] = context.peer()
-        call = method(request, metadata) if audited is None else audited(request, metadata, started)
+        call = method(data, metadata) if audited is None else audited(data, metadata, started)
         future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(call, loop)
         try:
             result = future.result()
@@ -244,10 +289,10 @@ def _handlers(servicer: InferenceServicer, loop: asyncio.AbstractEventLoop) -> A
         {
             name: grpc.unary_unary_rpc_method_handler(
                 _bridge(loop, getattr(servicer, name), servicer.dataplane),
-                request_deserializer=request.FromString,
+                request_deserializer=None,  # bytes: the method checks the caller, then parses
                 response_serializer=response.SerializeToString,
             )
-            for name, (request, response) in _RPCS.items()
+            for name, (_, response) in _RPCS.items()
         },
     )
 

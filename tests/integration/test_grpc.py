@@ -13,6 +13,7 @@ import tritonclient.grpc as triton_grpc
 from sklearn.linear_model import LogisticRegression
 
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
+from nstarx_jupyter.protocol.grpc import inference_pb2_grpc
 from tests.integration.server import ServerProcess, start_server
 
 pytestmark = pytest.mark.integration
@@ -72,6 +73,25 @@ def test_typed_contents_with_generated_stubs(
     response = infer(request)
     assert response.id == "t"
     assert list(response.outputs[0].contents.int64_contents) == iris_model.predict(ROWS).tolist()
+
+
+def test_the_bundled_stub_reaches_the_standard_service(
+    server: ServerProcess, iris_model: LogisticRegression
+) -> None:
+    assert server.grpc is not None
+    with grpc.insecure_channel(server.grpc) as channel:
+        stub = inference_pb2_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        assert stub.ServerLive(pb.ServerLiveRequest()).live
+        assert stub.ServerReady(pb.ServerReadyRequest()).ready
+        assert stub.ModelReady(pb.ModelReadyRequest(name="iris")).ready
+        assert stub.ModelMetadata(pb.ModelMetadataRequest(name="iris")).name == "iris"
+        request = pb.ModelInferRequest(model_name="iris", id="stub")
+        request.inputs.add(name="input-0", datatype="FP64", shape=[2, 4])
+        request.raw_input_contents.append(ROWS.astype("<f8").tobytes())
+        response = stub.ModelInfer(request)
+    assert response.id == "stub"
+    got = np.frombuffer(response.raw_output_contents[0], dtype="<i8")
+    np.testing.assert_array_equal(got, iris_model.predict(ROWS))
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.protocol.datatypes import datatype_of, numpy_dtype
@@ -16,9 +16,14 @@ from nstarx_jupyter.protocol.inference import (
     InferInput,
     RequestedOutput,
 )
-from nstarx_jupyter.protocol.v2 import _pack, _unpack_bytes
+from nstarx_jupyter.protocol.v2 import MAX_DIMS, _pack, _shaped, _unpack_bytes
 
-__all__ = ["decode_infer_request", "encode_infer_response", "parameters_to_dict"]
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+__all__ = ["decode_infer_request", "encode_infer_response", "parameters_to_dict", "parse_message"]
+
+_M = TypeVar("_M", bound="Message")
 
 # The typed `contents` field that carries each datatype.
 _FIELD = {
@@ -40,6 +45,21 @@ def parameters_to_dict(params: Any) -> dict[str, Any] | None:
     return out
 
 
+def parse_message(message: type[_M], data: bytes) -> _M:
+    """Parse `data` as a `message`; bytes that are not one are the caller's mistake.
+
+    Raises:
+        InvalidInputError: `data` does not parse (truncated, a field of the wrong wire type, a
+            string that is not UTF-8, nesting too deep...).
+    """
+    try:
+        return message.FromString(data)
+    except DecodeError:
+        raise InvalidInputError(
+            f"the request is not a valid {message.DESCRIPTOR.name} message"
+        ) from None
+
+
 def decode_infer_request(message: pb.ModelInferRequest) -> InferenceRequest:
     """Decode typed or raw contents; sizes must match the declared shapes."""
     raw = list(message.raw_input_contents)
@@ -55,7 +75,9 @@ def decode_infer_request(message: pb.ModelInferRequest) -> InferenceRequest:
 
 def _decode_input(item: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> InferInput:
     name, datatype = item.name, item.datatype
-    shape = tuple(int(d) for d in item.shape)
+    if len(item.shape) > MAX_DIMS:
+        raise InvalidInputError(f"input '{name}' has more than {MAX_DIMS} dimensions")
+    shape = tuple(item.shape)
     if any(d < 0 for d in shape):
         raise InvalidInputError(f"input '{name}' has a negative dimension")
     dtype = numpy_dtype(datatype)
@@ -77,15 +99,14 @@ def _decode_input(item: pb.ModelInferRequest.InferInputTensor, raw: bytes | None
             array = np.empty(len(values), dtype=object)
             array[:] = list(values)
         else:
-            array = np.asarray(values, dtype=dtype)
-    count = math.prod(shape)
-    if array.size != count:
-        raise InvalidInputError(
-            f"input '{name}' has {array.size} values but shape {list(shape)} needs {count}"
-        )
-    return InferInput(
-        name, datatype, shape, array.reshape(shape), parameters_to_dict(item.parameters)
-    )
+            try:
+                array = np.asarray(values, dtype=dtype)
+            except OverflowError:  # 300 in uint_contents for UINT8: the field is wider
+                raise InvalidInputError(
+                    f"input '{name}': a value is out of range for {datatype}"
+                ) from None
+    return InferInput(name, datatype, shape, _shaped(array, shape, name),
+                      parameters_to_dict(item.parameters))  # fmt: skip
 
 
 def encode_infer_response(response: InferenceResponse, raw: bool) -> pb.ModelInferResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -14,7 +15,11 @@ from hypothesis import strategies as st
 
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
-from nstarx_jupyter.protocol.grpc.codec import decode_infer_request, encode_infer_response
+from nstarx_jupyter.protocol.grpc.codec import (
+    decode_infer_request,
+    encode_infer_response,
+    parse_message,
+)
 from nstarx_jupyter.protocol.inference import InferenceResponse, InferOutput
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 from nstarx_jupyter.serving.grpc import SERVICE, start_grpc_server
@@ -84,6 +89,49 @@ def test_raw_sizes_must_be_whole_values() -> None:
     request.raw_input_contents.append(b"\0\0\0")
     with pytest.raises(InvalidInputError, match="whole number of FP32"):
         decode_infer_request(request)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "field", "values", "shape", "message"),
+    [
+        ("UINT8", "uint_contents", [300], [1], "out of range for UINT8"),
+        ("INT8", "int_contents", [-200], [1], "out of range for INT8"),
+        ("UINT16", "uint_contents", [70000], [1], "out of range for UINT16"),
+        ("FP64", "fp64_contents", [], [0] * 65, "more than 64 dimensions"),
+        ("FP64", "fp64_contents", [], [0, 2**62], "too large"),
+        ("FP32", "fp32_contents", [], [2**63 - 1, 2**63 - 1, 0], "too large"),
+    ],
+)
+def test_typed_values_and_shapes_no_array_can_hold_are_client_mistakes(
+    datatype: str, field: str, values: list[int], shape: list[int], message: str
+) -> None:
+    request = pb.ModelInferRequest(model_name="m")
+    tensor = request.inputs.add(name="a", datatype=datatype, shape=shape)
+    getattr(tensor.contents, field).extend(values)
+    with pytest.raises(InvalidInputError, match=message):
+        decode_infer_request(request)
+
+
+def test_many_huge_dimensions_are_refused_before_multiplying_them() -> None:
+    # The product of 20,000 dimensions of 2**62 is a 1.2-million-bit number: computing it took
+    # seconds on the event loop, and the time grows with the square of the count.
+    request = pb.ModelInferRequest(model_name="m")
+    request.inputs.add(name="a", datatype="FP64", shape=[2**62] * 20_000)
+    started = time.perf_counter()
+    with pytest.raises(InvalidInputError, match="more than 64 dimensions"):
+        decode_infer_request(pb.ModelInferRequest.FromString(request.SerializeToString()))
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x00", b"\n\x05iri", b"\x0a\x02\xff\xfe", b"\x2a\xff\xff\xff\xff\x0f", b"\x0b"],
+    ids=["field-zero", "truncated", "not-utf8", "length-beyond-end", "group-without-end"],
+)
+def test_bytes_that_are_not_a_message_are_a_client_mistake(data: bytes) -> None:
+    with pytest.raises(InvalidInputError, match="not a valid ModelInferRequest message"):
+        parse_message(pb.ModelInferRequest, data)
+    assert parse_message(pb.ModelInferRequest, b"\n\x04iris").model_name == "iris"
 
 
 @pytest.fixture

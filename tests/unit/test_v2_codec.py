@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -127,6 +128,23 @@ def test_binary_sizes_must_fit_the_body() -> None:
         v2.decode_request(head + b"\0" * 12, len(head))
     with pytest.raises(InvalidInputError, match="does not fit the body"):
         v2.decode_request(head, len(head) + 5)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [([0] * 65, "more than 64 dimensions"), ([0, 2**62], "too large"),
+     ([2**63 - 1, 2**63 - 1, 0], "too large"), ([2**62] * 20_000, "more than 64 dimensions")],
+    ids=["65-dims", "empty-but-huge", "two-huge", "20000-huge"],
+)  # fmt: skip
+def test_shapes_no_array_can_hold_are_client_mistakes_and_refused_fast(
+    shape: list[int], message: str
+) -> None:
+    body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": shape,
+                                     "data": []}]})  # fmt: skip
+    started = time.perf_counter()
+    with pytest.raises(InvalidInputError, match=message):
+        v2.decode_request(body)
+    assert time.perf_counter() - started < 0.5  # 20,000 huge dimensions took seconds to multiply
 
 
 def test_datatype_of_names_every_numpy_kind() -> None:

@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import threading
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -229,6 +230,37 @@ def _audited(
     return call
 
 
+class _CrashLog:
+    """Logs the traceback of a crashed call, at most `burst` of them every `window_s`.
+
+    A bug a client can trigger at will must not let it fill the disk with tracebacks: past the
+    burst, crashes are only counted, and the next traceback logged says how many were not.
+    """
+
+    def __init__(self, burst: int = 5, window_s: float = 60.0) -> None:
+        self.burst, self.window_s = burst, window_s
+        self._lock = threading.Lock()  # grpcio's threads record concurrently
+        self._window_started = -window_s
+        self._logged = self._suppressed = 0
+
+    def record(self) -> None:
+        """Log the exception being handled, unless this window's burst is spent."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._window_started >= self.window_s:
+                self._window_started, self._logged = now, 0
+            if self._logged >= self.burst:
+                self._suppressed += 1
+                return
+            self._logged += 1
+            suppressed, self._suppressed = self._suppressed, 0
+        more = f" ({suppressed} more crashed without a traceback logged)" if suppressed else ""
+        log.exception("gRPC call crashed%s", more)
+
+
+_CRASHES = _CrashLog()
+
+
 def _bridge(
     loop: asyncio.AbstractEventLoop,
     method: Callable[[Any, Metadata], Coroutine[Any, Any, Any]],
@@ -260,8 +292,8 @@ def _bridge(
             context.abort(GRPC_STATUS[exc.kind], exc.message)
         except concurrent.futures.CancelledError:
             context.abort(grpc.StatusCode.CANCELLED, "cancelled")
-        except Exception:  # request boundary: log the bug, answer INTERNAL
-            log.exception("gRPC call crashed")
+        except Exception:  # noqa: BLE001 - request boundary: _CRASHES logs the bug, answer INTERNAL
+            _CRASHES.record()
             context.abort(grpc.StatusCode.INTERNAL, "internal error")
         raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 

@@ -21,6 +21,7 @@ from nstarx_jupyter.protocol.grpc.codec import (
     parse_message,
 )
 from nstarx_jupyter.protocol.inference import InferenceResponse, InferOutput
+from nstarx_jupyter.serving import grpc as grpc_serving
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 from nstarx_jupyter.serving.grpc import SERVICE, start_grpc_server
 from nstarx_jupyter.serving.settings import ModelSettings
@@ -189,3 +190,29 @@ async def test_unknown_model_is_not_found_over_grpc(channel: grpc.aio.Channel) -
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _rpc(channel, "ModelMetadata", meta, pb.ModelMetadataResponse)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_server_bug_answers_internal_and_logs_a_bounded_number_of_tracebacks(
+    iris_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(grpc_serving, "_CRASHES", grpc_serving._CrashLog(burst=3, window_s=60.0))
+    app = create_app([ModelSettings(name="iris", path=iris_path)], ServingConfig(auth=False))
+    async with app.lifespan():
+
+        def broken() -> dict[str, Any]:
+            raise RuntimeError("a bug in the server")
+
+        monkeypatch.setattr(app.dataplane, "server_metadata", broken)
+        server, port = await start_grpc_server(app.dataplane, "127.0.0.1", 0, 1 << 20)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                for _ in range(20):
+                    with pytest.raises(grpc.aio.AioRpcError) as caught:
+                        await _rpc(channel, "ServerMetadata", pb.ServerMetadataRequest(),
+                                   pb.ServerMetadataResponse)  # fmt: skip
+                    assert caught.value.code() == grpc.StatusCode.INTERNAL
+        finally:
+            await server.stop(grace=None)
+    tracebacks = [r for r in caplog.records if r.exc_info and r.name == grpc_serving.__name__]
+    assert len(tracebacks) == 3  # the burst; the 17 others are counted, not logged
+    assert "a bug in the server" in caplog.text

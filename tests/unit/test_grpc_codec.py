@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -133,6 +134,24 @@ def test_bytes_that_are_not_a_message_are_a_client_mistake(data: bytes) -> None:
     with pytest.raises(InvalidInputError, match="not a valid ModelInferRequest message"):
         parse_message(pb.ModelInferRequest, data)
     assert parse_message(pb.ModelInferRequest, b"\n\x04iris").model_name == "iris"
+
+
+def test_a_parameter_without_a_value_of_a_known_type_is_refused() -> None:
+    request = pb.ModelInferRequest(model_name="m")
+    request.inputs.add(name="a", datatype="FP64", shape=[1]).contents.fp64_contents.append(1.0)
+    request.parameters["priority"].int64_param = 1
+    assert decode_infer_request(request).parameters == {"priority": 1}
+    # A double (field 4 of Triton's InferParameter) is an unknown field to this protocol.
+    double = pb.InferParameter.FromString(b"\x21" + struct.pack("<d", 0.5))
+    for value in (pb.InferParameter(), double):
+        request.parameters["timeout"].CopyFrom(value)
+        with pytest.raises(InvalidInputError, match="'timeout' has no value of a known type"):
+            decode_infer_request(request)
+        request.inputs[0].parameters["scale"].CopyFrom(value)
+        del request.parameters["timeout"]
+        with pytest.raises(InvalidInputError, match="'scale' has no value"):
+            decode_infer_request(request)
+        del request.inputs[0].parameters["scale"]
 
 
 @pytest.fixture

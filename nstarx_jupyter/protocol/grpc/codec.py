@@ -35,13 +35,22 @@ _FIELD = {
 
 
 def parameters_to_dict(params: Any) -> dict[str, Any] | None:
-    """Turn a protobuf map of `InferParameter` into plain values (None when empty)."""
+    """Turn a protobuf map of `InferParameter` into plain values (None when empty).
+
+    Raises:
+        InvalidInputError: a parameter holds no bool, int64 or string value (none was set, or
+            one of a kind this protocol does not define, which the parser kept as unknown).
+    """
     if not params:
         return None
     out: dict[str, Any] = {}
     for key, value in params.items():
         choice = value.WhichOneof("parameter_choice")
-        out[key] = getattr(value, choice) if choice else None
+        if choice is None:
+            raise InvalidInputError(
+                f"parameter '{key[:64]}' has no value of a known type (bool, int64 or string)"
+            )
+        out[key] = getattr(value, choice)
     return out
 
 

@@ -162,7 +162,7 @@ class _BinaryReader:
         self._offset += size
         dtype = numpy_dtype(datatype)
         if dtype.kind == "O":
-            return _unpack_bytes(bytes(chunk), name)
+            return _unpack_bytes(bytes(chunk), name, math.prod(shape))
         if size % dtype.itemsize:
             raise InvalidInputError(
                 f"input '{name}': {size} bytes is not a whole number of {datatype}"
@@ -170,10 +170,17 @@ class _BinaryReader:
         return np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
 
 
-def _unpack_bytes(chunk: bytes, name: str) -> np.ndarray[Any, Any]:
+def _unpack_bytes(chunk: bytes, name: str, count: int | None = None) -> np.ndarray[Any, Any]:
+    """The length-prefixed BYTES elements of `chunk`; more than `count` of them is a mistake.
+
+    Stopping at `count` bounds the work: 64 MB of empty elements would be 16 million turns of
+    this loop, seconds on the event loop, for a tensor whose shape may declare one.
+    """
     items: list[bytes] = []
     offset = 0
     while offset < len(chunk):
+        if len(items) == count:
+            raise InvalidInputError(f"input '{name}' has more BYTES elements than its shape holds")
         if offset + 4 > len(chunk):
             raise InvalidInputError(f"input '{name}': truncated BYTES element")
         (length,) = _LENGTH.unpack_from(chunk, offset)

@@ -125,6 +125,18 @@ def test_many_huge_dimensions_are_refused_before_multiplying_them() -> None:
     assert time.perf_counter() - started < 0.5
 
 
+def test_more_bytes_elements_than_the_shape_holds_are_refused_at_once() -> None:
+    # 8 MB of empty BYTES elements are 2 million of them: unpacking all before comparing
+    # with the shape took seconds on the event loop.
+    request = pb.ModelInferRequest(model_name="m")
+    request.inputs.add(name="a", datatype="BYTES", shape=[1])
+    request.raw_input_contents.append(b"\0" * (8 << 20))
+    started = time.perf_counter()
+    with pytest.raises(InvalidInputError, match="more BYTES elements than its shape holds"):
+        decode_infer_request(request)
+    assert time.perf_counter() - started < 0.5
+
+
 @pytest.mark.parametrize(
     "data",
     [b"\x00", b"\n\x05iri", b"\x0a\x02\xff\xfe", b"\x2a\xff\xff\xff\xff\x0f", b"\x0b"],

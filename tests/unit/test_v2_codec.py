@@ -147,6 +147,15 @@ def test_shapes_no_array_can_hold_are_client_mistakes_and_refused_fast(
     assert time.perf_counter() - started < 0.5  # 20,000 huge dimensions took seconds to multiply
 
 
+def test_more_binary_bytes_elements_than_the_shape_holds_are_refused_at_once() -> None:
+    head = orjson.dumps({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1],
+                                     "parameters": {"binary_data_size": 8 << 20}}]})  # fmt: skip
+    started = time.perf_counter()
+    with pytest.raises(InvalidInputError, match="more BYTES elements than its shape holds"):
+        v2.decode_request(head + b"\0" * (8 << 20), len(head))
+    assert time.perf_counter() - started < 0.5  # 2 million empty elements took seconds
+
+
 def test_datatype_of_names_every_numpy_kind() -> None:
     assert datatype_of(np.zeros(1, np.float32)) == "FP32"
     assert datatype_of(np.zeros(1, np.int64)) == "INT64"

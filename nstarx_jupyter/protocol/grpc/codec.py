@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -94,7 +95,7 @@ def _decode_input(item: pb.ModelInferRequest.InferInputTensor, raw: bytes | None
         if item.HasField("contents"):
             raise InvalidInputError(f"input '{name}' has both contents and raw contents")
         if dtype.kind == "O":
-            array = _unpack_bytes(raw, name)
+            array = _unpack_bytes(raw, name, math.prod(shape))
         elif len(raw) % dtype.itemsize:
             raise InvalidInputError(f"input '{name}': raw size is not a whole number of {datatype}")
         else:

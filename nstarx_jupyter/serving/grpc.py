@@ -261,6 +261,17 @@ class _CrashLog:
 _CRASHES = _CrashLog()
 
 
+MAX_DETAILS_CHARS = 1000
+"""The longest error text a call answers; the rest (a client's 1 MB input name) is cut."""
+
+
+def _details(message: str) -> str:
+    """`message`, cut to fit the status trailer (a long one turned into RESOURCE_EXHAUSTED)."""
+    if len(message) <= MAX_DETAILS_CHARS:
+        return message
+    return f"{message[:MAX_DETAILS_CHARS]}... ({len(message) - MAX_DETAILS_CHARS} more characters)"
+
+
 def _bridge(
     loop: asyncio.AbstractEventLoop,
     method: Callable[[Any, Metadata], Coroutine[Any, Any, Any]],
@@ -289,7 +300,7 @@ def _bridge(
             wait = retry_after(exc)
             if wait is not None:
                 context.set_trailing_metadata((("retry-after", str(wait)),))
-            context.abort(GRPC_STATUS[exc.kind], exc.message)
+            context.abort(GRPC_STATUS[exc.kind], _details(exc.message))
         except concurrent.futures.CancelledError:
             context.abort(grpc.StatusCode.CANCELLED, "cancelled")
         except Exception:  # noqa: BLE001 - request boundary: _CRASHES logs the bug, answer INTERNAL

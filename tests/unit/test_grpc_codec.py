@@ -247,3 +247,18 @@ async def test_a_server_bug_answers_internal_and_logs_a_bounded_number_of_traceb
     tracebacks = [r for r in caplog.records if r.exc_info and r.name == grpc_serving.__name__]
     assert len(tracebacks) == 3  # the burst; the 17 others are counted, not logged
     assert "a bug in the server" in caplog.text
+
+
+async def test_a_long_error_text_is_cut_so_the_mistake_stays_invalid_argument(
+    channel: grpc.aio.Channel,
+) -> None:
+    # The text names the input; a 20,000-character name made the status trailer too big for
+    # the client, which then saw RESOURCE_EXHAUSTED instead of the mistake.
+    request = pb.ModelInferRequest(model_name="iris")
+    request.inputs.add(name="x" * 20_000, datatype="FP64", shape=[3])
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _rpc(channel, "ModelInfer", request, pb.ModelInferResponse)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = caught.value.details() or ""
+    assert details.startswith("input 'xxx")
+    assert len(details) <= grpc_serving.MAX_DETAILS_CHARS + 40

@@ -33,6 +33,12 @@ class SklearnRuntime(Runtime):
         """Say whether `path` is a joblib/pickle/skops file or a folder holding `model.<suffix>`."""
         return _artifact(path) is not None
 
+    @classmethod
+    def runs_code_on_load(cls, path: Path) -> bool:
+        """Pickle and joblib files run code when they load; skops files do not."""
+        artifact = _artifact(path)
+        return artifact is not None and artifact.suffix != ".skops"
+
     def load(self) -> None:
         """Load the estimator; skops files are checked against skops' list of trusted types."""
         artifact = _artifact(self.path) if self.path is not None else None

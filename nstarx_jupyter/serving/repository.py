@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nstarx_jupyter.errors import (
+    ForbiddenError,
     ModelLoadError,
     ModelNotFoundError,
     NstarxError,
@@ -368,6 +369,13 @@ def load_runtime(
         name, path, implied = mlflow_runtime(path)
         options = {**implied, **options}
     runtime = create_runtime(path, name, options)
+    if not settings.trusted and path is not None and type(runtime).runs_code_on_load(path):
+        raise ForbiddenError(
+            f"model '{settings.name}': its {runtime.runtime_name} artifact runs code when it "
+            "loads (pickle, joblib, TorchScript, SavedModel); only a trusted model may be such a "
+            "file: the admin's `trusted: true`, or `nstarx serve --model`. Save it with skops, "
+            "ONNX or the framework's own format instead"
+        )
     try:
         runtime.load()
         return runtime, runtime.metadata()

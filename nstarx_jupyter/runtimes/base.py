@@ -53,6 +53,15 @@ class Runtime(ABC):
         """
         return False
 
+    @classmethod
+    def check_artifact(cls, path: Path, options: Mapping[str, Any]) -> None:
+        """Raise when `path` would be refused at load, found without deserialising it.
+
+        The control API calls it before a deployment is accepted, so a model that loads on
+        first use is refused at once too; the default checks nothing.
+        """
+        return
+
     @abstractmethod
     def load(self) -> None:
         """Load the artifact at `self.path`; raise `ModelLoadError` when it cannot be loaded."""

@@ -30,6 +30,7 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.serving.metrics import LatencyWindow
 from nstarx_jupyter.serving.pipeline_api import PipelineApi
+from nstarx_jupyter.serving.repository import check_trusted
 from nstarx_jupyter.serving.revisions import (
     Deployed,
     check_revision,
@@ -191,6 +192,10 @@ class ControlPlane:
         models, versions = models_for(spec, revision, stable)
         for settings in models:
             self.policy.check_settings(settings)  # a folder's model-settings.json may name one
+            try:
+                check_trusted(settings)  # refused now, even when it would load on first use
+            except ModelLoadError as exc:
+                raise InvalidInputError(f"the model did not load: {exc.message}") from exc
         return models, versions
 
     async def delete(self, name: str) -> None:

@@ -92,8 +92,8 @@ class ArtifactPolicy:
         """
         variants = spec.traffic.variants if spec.traffic is not None else []
         for uri in (spec.storage_uri, *(variant.storage_uri for variant in variants)):
-            if uri is not None and not spec.trusted:
-                self.check_uri(uri)
+            if uri is not None:
+                self.check_uri(uri, trusted=spec.trusted)
         for runtime in (spec.runtime, *(variant.runtime for variant in variants)):
             if runtime is not None:
                 self.check_runtime(runtime)
@@ -113,10 +113,12 @@ class ArtifactPolicy:
             "`nstarx serve --allow-runtime PATH`"
         )
 
-    def check_uri(self, uri: str) -> Path:
+    def check_uri(self, uri: str, *, trusted: bool = False) -> Path:
         """The real path of a local `storage_uri`, or `ForbiddenError` when it is not allowed.
 
-        Registry (`models:/`) and remote URIs are not paths: they pass here untouched.
+        Registry (`models:/`) and remote URIs are not paths: they pass here untouched. A
+        `trusted` path may lie anywhere but in the denied folders (an unreadable one is left to
+        the caller to report).
         """
         if uri.startswith("models:/") or ("://" in uri and not uri.startswith("file://")):
             return Path(uri)
@@ -126,6 +128,10 @@ class ArtifactPolicy:
             "($NSTARX_HOME, its model repository, `nstarx serve --allow-path DIR`)"
         )
         lexical = _lexical(text)
+        if trusted:
+            if lexical is not None and self._denies(lexical):
+                raise refused
+            return lexical or Path(text)
         if lexical is None or not self._allows(lexical):
             raise refused  # decided on the text alone: nothing outside was touched
         try:
@@ -138,7 +144,11 @@ class ArtifactPolicy:
 
     def _allows(self, path: Path) -> bool:
         inside = any(path.is_relative_to(folder) for folder in self.folders)
-        return inside and not any(path.is_relative_to(folder) for folder in self.denied)
+        return inside and not self._denies(path)
+
+    def _denies(self, path: Path) -> bool:
+        real = Path(os.path.realpath(path))  # the admin's path: it may be stat'ed
+        return any(p.is_relative_to(folder) for folder in self.denied for p in (path, real))
 
 
 def default_policy(

@@ -323,8 +323,10 @@ async def test_paths_leading_outside_the_allowed_folders_are_refused(
 
 async def test_the_security_folder_is_out_of_reach(control: httpx.AsyncClient) -> None:
     keys = security_dir() / "keys.json"
-    reply = await control.put(f"{CONTROL}/keys", json={"storage_uri": str(keys)}, headers=_admin())
-    assert reply.status_code == 403
+    for vouched in ({}, {"trusted": True}):
+        doc = {"storage_uri": str(keys), **vouched}
+        reply = await control.put(f"{CONTROL}/keys", json=doc, headers=_admin())
+        assert reply.status_code == 403
 
 
 async def test_only_the_admin_may_mark_a_deployment_trusted_and_it_is_audited(

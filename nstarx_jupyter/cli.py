@@ -66,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     for field, kind, text in _MODEL_DEFAULTS:
         serve.add_argument("--" + field.replace("_", "-"), type=kind, help=text)
+    serve.add_argument(
+        "--allow-path", action="append", default=[], type=Path, metavar="DIR",
+        help="a folder deployments sent over the control API may load models from, besides "
+        "$NSTARX_HOME and --model-repository (repeatable)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--allow-runtime", action="append", default=[], metavar="PATH",
+        help="a Runtime import path deployments sent over the control API may name, besides "
+        "the built-in runtimes (repeatable)",
+    )  # fmt: skip
     deploy = commands.add_parser("deploy", help="deploy a model file or registry URI locally")
     deploy.add_argument("name", help="deployment name (lower case, digits, '-')")
     deploy.add_argument("model", help="a model file or folder, or models:/NAME/VERSION")
@@ -195,6 +205,9 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("--no-auth: anyone who can reach %s may call the models", args.host)
     if args.state_dir is not None:
         config = dataclasses.replace(config, state_dir=args.state_dir.expanduser())
+    folders = [*([args.model_repository] if args.model_repository else []), *args.allow_path]
+    config = dataclasses.replace(config, allow_paths=tuple(p.expanduser() for p in folders),
+                                 allow_runtimes=tuple(args.allow_runtime))  # fmt: skip
     return run_server(models, config)
 
 

@@ -45,7 +45,7 @@ def _deploy(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
     spec = spec_for(
         storage_uri_of(args.model), args.name, min_replicas=args.min_replicas, batching=batching,
         container_concurrency=args.container_concurrency, timeout_s=args.timeout_s,
-        auth=not args.no_auth,
+        auth=not args.no_auth, trusted=True,  # the user named the file on the command line
     )  # fmt: skip
     doc = backend.apply(spec)
     url = f"{backend.ensure_server().url}/v1/models/{spec.name}"
@@ -163,7 +163,8 @@ def apply_file(path: Path, backend: LocalBackend) -> list[str]:
     """Deploy every InferenceService in a KServe YAML file (ServingRuntimes are checked only).
 
     A relative local `storageUri` is read relative to the file, as a user expects from a
-    manifest kept beside its model.
+    manifest kept beside its model. The specs go as `trusted`: the user named the file on the
+    command line, as for `nstarx serve --model` (the YAML is read with `safe_load`: no tags).
     """
     import yaml
 
@@ -179,7 +180,7 @@ def apply_file(path: Path, backend: LocalBackend) -> list[str]:
             uri = spec.storage_uri or ""
             if uri and "://" not in uri and not uri.startswith("/"):
                 spec = spec.replace(storage_uri=str((path.parent / uri).resolve()))
-            specs.append(spec)
+            specs.append(spec.replace(trusted=True))
     if not specs:
         raise InvalidInputError(f"{path}: no InferenceService to apply")
     for spec in specs:

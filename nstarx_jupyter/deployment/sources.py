@@ -39,11 +39,15 @@ def spec_for(
     resources: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     auth: bool = True,
+    trusted: bool = False,
 ) -> DeploymentSpec:
-    """The spec `deploy()` and `nstarx deploy` send: scale-to-zero deploys in Knative mode."""
+    """The spec `deploy()` and `nstarx deploy` send: scale-to-zero deploys in Knative mode.
+
+    `trusted` vouches for a file that runs code on load: the owner named it (`nstarx deploy`).
+    """
     return DeploymentSpec.build(
         name=name, storage_uri=storage_uri, min_replicas=min_replicas,
         max_replicas=max_replicas, batching=batching, container_concurrency=container_concurrency,
         timeout_s=timeout_s, resources=resources, options=options or {}, auth=auth,
-        deployment_mode="Knative" if min_replicas == 0 else "Standard",
+        trusted=trusted, deployment_mode="Knative" if min_replicas == 0 else "Standard",
     )  # fmt: skip

@@ -205,6 +205,10 @@ class DeploymentSpec(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    trusted: bool = False
+    """The model's files may run code when they load (pickle, joblib, TorchScript, SavedModel):
+    the server's owner vouches for them. Only the admin may set it; the local server alone reads
+    it (it is not part of the KServe manifest)."""
 
     @field_validator("name")
     @classmethod

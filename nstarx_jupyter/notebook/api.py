@@ -73,13 +73,14 @@ def deploy(
             "deployment.to_kserve(storage_uri=...) with kubectl"
         )
     if isinstance(model_or_uri, str | Path):
-        uri = storage_uri_of(model_or_uri, version)
+        uri, trusted = storage_uri_of(model_or_uri, version), True  # the owner named it
     else:
-        uri = str(_stage(model_or_uri, name))
+        staged, trusted = _stage(model_or_uri, name)
+        uri = str(staged)
     spec = spec_for(
         uri, name, min_replicas=min_replicas, max_replicas=max_replicas, batching=batching,
         container_concurrency=container_concurrency, timeout_s=timeout_s, resources=resources,
-        options=options, auth=auth,
+        options=options, auth=auth, trusted=trusted,
     )  # fmt: skip
     backend = backend or LocalBackend()
     applied = backend.apply(spec)
@@ -109,8 +110,16 @@ def _first_record(example: Any, names: Any) -> dict[str, Any] | None:
     return None
 
 
-def _stage(model: Any, name: str) -> Path:
-    """Save a fitted model where the server can read it: serving starts before MLflow is done."""
+def _stage(model: Any, name: str) -> tuple[Path, bool]:
+    """Save a fitted model where the server can read it: serving starts before MLflow is done.
+
+    Returns the file or folder and whether it must be served as `trusted`. A scikit-learn model
+    is staged with skops in a folder whose `model-settings.json` lists the types skops does not
+    know (the object comes from this process, as `Registry.register` vouches for it), so it
+    loads without running code; ONNX is data. Only what skops cannot save (and XGBoost or
+    LightGBM estimators, which the registry pickles too) is staged with joblib, as trusted: the
+    caller's own object, in the owner's home, sent with the admin token.
+    """
     from nstarx_jupyter.registry.flavors import flavor_of
 
     flavor = flavor_of(model)  # refuses what the registry could not take either
@@ -118,17 +127,37 @@ def _stage(model: Any, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     if flavor.name == "onnx":
-        target = folder / f"{stem}.onnx"
-        data = model.SerializeToString()
-    else:
-        import io
+        return atomic_write(folder / f"{stem}.onnx", model.SerializeToString()), False
+    if flavor.name == "sklearn":
+        staged = _stage_skops(model, folder / stem)
+        if staged is not None:
+            return staged, False
+    import io
 
-        import joblib
+    import joblib
 
-        buffer = io.BytesIO()
-        joblib.dump(model, buffer)
-        target, data = folder / f"{stem}.joblib", buffer.getvalue()
-    return atomic_write(target, data)
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return atomic_write(folder / f"{stem}.joblib", buffer.getvalue()), True
+
+
+def _stage_skops(model: Any, target: Path) -> Path | None:
+    """`target/model.skops` and the types it holds in `model-settings.json`; None if skops can't."""
+    import json
+
+    import skops.io
+
+    try:
+        data = skops.io.dumps(model)
+        types = skops.io.get_untrusted_types(data=data)
+    except Exception as exc:  # noqa: BLE001 - skops raises what the object's own state raises
+        log.info("skops cannot save %s (%s): staging it with joblib", type(model).__name__, exc)
+        return None
+    target.mkdir(parents=True, exist_ok=True)
+    atomic_write(target / "model.skops", data)
+    settings = {"options": {"trusted_types": types}} if types else {}
+    atomic_write(target / "model-settings.json", json.dumps(settings))
+    return target
 
 
 def _register_behind(
@@ -152,7 +181,7 @@ def _register_behind(
         try:
             version = Registry().register(model, spec.name, **register)
             if _switch(backend, spec.name, staged, version.uri) and staged is not None:
-                Path(staged).unlink(missing_ok=True)
+                _remove(Path(staged))
             done.set_result(version)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
             log.warning("registering %s in the model registry failed: %s", spec.name, exc)
@@ -160,6 +189,16 @@ def _register_behind(
 
     threading.Thread(target=work, name=f"nstarx-register-{spec.name}").start()
     return done
+
+
+def _remove(staged: Path) -> None:
+    """Delete a staged file or folder."""
+    if staged.is_dir():
+        import shutil
+
+        shutil.rmtree(staged, ignore_errors=True)
+    else:
+        staged.unlink(missing_ok=True)
 
 
 def _switch(backend: LocalBackend, name: str, staged: str | None, uri: str) -> bool:

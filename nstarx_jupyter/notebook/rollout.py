@@ -60,13 +60,17 @@ class RolloutMixin:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _source(self, model_or_uri: Any, version: str | int | None) -> tuple[str, bool]:
-        """A storage URI for a model given any way `deploy()` takes it; True when it was fitted."""
+    def _source(self, model_or_uri: Any, version: str | int | None) -> tuple[str, bool, bool]:
+        """A model given any way `deploy()` takes it: storage URI, fitted?, must be `trusted`?
+
+        A file the owner named is trusted, and so is a fitted model staged with joblib.
+        """
         if isinstance(model_or_uri, str | Path):
-            return storage_uri_of(model_or_uri, version), False
+            return storage_uri_of(model_or_uri, version), False, True
         from nstarx_jupyter.notebook.api import _stage
 
-        return str(_stage(model_or_uri, self.name)), True
+        staged, trusted = _stage(model_or_uri, self.name)
+        return str(staged), True, trusted
 
     # -- canary and blue-green: revisions of the deployment's own model ------------------------
 
@@ -90,9 +94,11 @@ class RolloutMixin:
             percent = auto.steps[0]
         if not 0 <= percent <= 100:
             raise InvalidInputError("percent: between 0 and 100")
-        uri, fitted = self._source(model_or_uri, version)
+        uri, fitted, trusted = self._source(model_or_uri, version)
         applied = self._update(
-            lambda spec, _: spec.replace(storage_uri=uri, canary_traffic_percent=percent)
+            lambda spec, _: spec.replace(
+                storage_uri=uri, canary_traffic_percent=percent, trusted=spec.trusted or trusted
+            )
         )
         if fitted:
             from nstarx_jupyter.notebook.api import _register_behind
@@ -191,8 +197,9 @@ class RolloutMixin:
             dep.set_traffic({"primary": 50, "challenger": 50}, variants={"challenger": model},
                             sticky_header="X-User-Id")
         """
-        given = {name: Variant(name=name, storage_uri=self._source(model, None)[0])
-                 for name, model in (variants or {}).items()}  # fmt: skip
+        sources = {name: self._source(model, None) for name, model in (variants or {}).items()}
+        given = {name: Variant(name=name, storage_uri=uri) for name, (uri, _, _) in sources.items()}
+        trusted = any(trust for _, _, trust in sources.values())
 
         def change(spec: DeploymentSpec, _: dict[str, Any]) -> DeploymentSpec:
             known = {v.name: v for v in spec.traffic.variants} if spec.traffic else {}
@@ -210,7 +217,8 @@ class RolloutMixin:
                 update={"variants": [v for v in traffic.variants if v.name in used]}
             )
             empty = not traffic.variants and not traffic.split and not traffic.rules
-            return spec.replace(traffic=None if empty else traffic)
+            return spec.replace(traffic=None if empty else traffic,
+                                trusted=spec.trusted or trusted)  # fmt: skip
 
         return self._update(change)
 

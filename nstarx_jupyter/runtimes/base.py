@@ -44,6 +44,24 @@ class Runtime(ABC):
         """Say whether `path` looks like an artifact of this runtime's framework."""
         return False
 
+    @classmethod
+    def runs_code_on_load(cls, path: Path) -> bool:
+        """Say whether loading `path` may run code the file carries (a pickle, a program).
+
+        Such files load only when trusted (`ModelSettings.trusted`); the default is False, for
+        formats that hold data only.
+        """
+        return False
+
+    @classmethod
+    def check_artifact(cls, path: Path, options: Mapping[str, Any]) -> None:
+        """Raise when `path` would be refused at load, found without deserialising it.
+
+        The control API calls it before a deployment is accepted, so a model that loads on
+        first use is refused at once too; the default checks nothing.
+        """
+        return
+
     @abstractmethod
     def load(self) -> None:
         """Load the artifact at `self.path`; raise `ModelLoadError` when it cannot be loaded."""

@@ -11,17 +11,17 @@ out of the signature.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from nstarx_jupyter.errors import InvalidInputError, ModelLoadError, require
+from nstarx_jupyter.errors import ForbiddenError, InvalidInputError, ModelLoadError, require
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes.base import Runtime, Tensors, find_artifact
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from pathlib import Path
+    from collections.abc import Iterator, Mapping, Sequence
 
 __all__ = ["ONNXRuntime"]
 
@@ -55,6 +55,27 @@ class ONNXRuntime(Runtime):
     def can_load(cls, path: Path) -> bool:
         """Say whether `path` is an `.onnx` file or a folder holding `model.onnx`."""
         return _artifact(path) is not None
+
+    @classmethod
+    def check_artifact(cls, path: Path, options: Mapping[str, Any]) -> None:
+        """Every tensor's data lies in the model's folder and holds the bytes its shape declares.
+
+        Checked with the `onnx` package when it is installed (without it, onnxruntime makes
+        the same checks when the session opens).
+        """
+        artifact = _artifact(path)
+        if artifact is None:
+            return
+        try:
+            import onnx
+        except ImportError:
+            return
+        try:
+            model = onnx.load(str(artifact), load_external_data=False)
+        except Exception as exc:  # protobuf's DecodeError and friends
+            raise ModelLoadError(f"cannot read {artifact}: {exc}") from exc
+        for tensor in _tensors(model.graph):
+            _check_tensor(onnx, tensor, artifact)
 
     def load(self) -> None:
         """Open an inference session on one intra-op thread unless the options say otherwise.
@@ -140,6 +161,53 @@ def _as_array(value: Any) -> np.ndarray[Any, Any]:
         rows = [list(row.values()) for row in value]
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
     return np.asarray(value)
+
+
+_EMBEDDED_MAX_BYTES = 2**31
+"""Protobuf's limit: a tensor declaring more without external data cannot hold it."""
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor of a graph: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _tensors(subgraph)
+
+
+def _check_tensor(onnx: Any, tensor: Any, artifact: Path) -> None:
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return  # strings and odd types: onnxruntime judges them
+    declared = int(np.prod(tensor.dims, dtype=np.float64)) * itemsize
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        entries = {entry.key: entry.value for entry in tensor.external_data}
+        location = entries.get("location", "")
+        folder = artifact.parent.resolve()
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise ForbiddenError(
+                f"{artifact}: tensor '{tensor.name}' reads '{location}', outside the model's folder"
+            )
+        held = target.stat().st_size - int(entries.get("offset", 0)) if target.is_file() else 0
+    elif tensor.raw_data:
+        held = len(tensor.raw_data)
+    else:
+        held = declared if declared <= _EMBEDDED_MAX_BYTES else 0
+    if declared > held:
+        raise ModelLoadError(
+            f"{artifact}: tensor '{tensor.name}' declares {declared} bytes but holds {held}"
+        )
 
 
 def _artifact(path: Path | None) -> Path | None:

@@ -65,6 +65,11 @@ class PyTorchRuntime(Runtime):
         """
         return _artifact(path) is not None
 
+    @classmethod
+    def runs_code_on_load(cls, path: Path) -> bool:
+        """TorchScript and `torch.export` archives are programs (their pickles and code run)."""
+        return True
+
     def load(self) -> None:
         """Load the archive and derive its signature (see the module docstring)."""
         artifact = _artifact(self.path) if self.path is not None else None

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from nstarx_jupyter.errors import InvalidInputError, ModelLoadError, require
+from nstarx_jupyter.errors import ForbiddenError, InvalidInputError, ModelLoadError, require
 from nstarx_jupyter.protocol.datatypes import datatype_of
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes.base import Runtime, Tensors, find_artifact
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
 __all__ = ["SklearnRuntime"]
@@ -33,6 +33,24 @@ class SklearnRuntime(Runtime):
         """Say whether `path` is a joblib/pickle/skops file or a folder holding `model.<suffix>`."""
         return _artifact(path) is not None
 
+    @classmethod
+    def runs_code_on_load(cls, path: Path) -> bool:
+        """Pickle and joblib files run code when they load; skops files do not."""
+        artifact = _artifact(path)
+        return artifact is not None and artifact.suffix != ".skops"
+
+    @classmethod
+    def check_artifact(cls, path: Path, options: Mapping[str, Any]) -> None:
+        """A skops file holds only types skops trusts or `options["trusted_types"]` lists."""
+        artifact = _artifact(path)
+        if artifact is not None and artifact.suffix == ".skops":
+            try:
+                _check_skops(artifact, options.get("trusted_types"))
+            except ForbiddenError:
+                raise
+            except Exception as exc:  # skops reads a zip: a broken or disguised file
+                raise ModelLoadError(f"cannot read {artifact}: {exc}") from exc
+
     def load(self) -> None:
         """Load the estimator; skops files are checked against skops' list of trusted types."""
         artifact = _artifact(self.path) if self.path is not None else None
@@ -40,7 +58,7 @@ class SklearnRuntime(Runtime):
             raise ModelLoadError(f"no scikit-learn artifact ({', '.join(SUFFIXES)}) at {self.path}")
         try:
             self.model = _read(artifact, trusted=self.options.get("trusted_types"))
-        except ModelLoadError:
+        except (ModelLoadError, ForbiddenError):
             raise
         except Exception as exc:
             raise ModelLoadError(f"cannot load {artifact}: {exc}") from exc
@@ -129,16 +147,22 @@ def _artifact(path: Path | None) -> Path | None:
 
 def _read(artifact: Path, trusted: Any) -> Any:
     if artifact.suffix == ".skops":
-        sio = require("skops.io", "sklearn")
-        untrusted = [t for t in sio.get_untrusted_types(file=artifact) if t not in (trusted or ())]
-        if untrusted:
-            raise ModelLoadError(
-                f"{artifact} contains types skops does not trust: {', '.join(untrusted)}; "
-                "pass them in the model's trusted_types option if you trust this file"
-            )
+        sio = _check_skops(artifact, trusted)
         return sio.load(artifact, trusted=list(trusted or ()) or None)
     joblib = require("joblib", "sklearn")
     return joblib.load(artifact)
+
+
+def _check_skops(artifact: Path, trusted: Any) -> Any:
+    """Return `skops.io` once `artifact` is known to hold only trusted types."""
+    sio = require("skops.io", "sklearn")
+    untrusted = [t for t in sio.get_untrusted_types(file=artifact) if t not in (trusted or ())]
+    if untrusted:
+        raise ForbiddenError(
+            f"{artifact} contains types skops does not trust: {', '.join(untrusted)}; "
+            "pass them in the model's trusted_types option if you trust this file"
+        )
+    return sio
 
 
 def _feature_names(model: Any) -> list[str] | None:

@@ -43,6 +43,11 @@ class TensorFlowRuntime(Runtime):
         """Say whether `path` is a SavedModel folder (it holds `saved_model.pb`)."""
         return path.is_dir() and (path / SAVED_MODEL_FILE).is_file()
 
+    @classmethod
+    def runs_code_on_load(cls, path: Path) -> bool:
+        """A SavedModel is a program: its graph may read and write files when it runs."""
+        return True
+
     def load(self) -> None:
         """Load the SavedModel and read its signature's inputs and outputs.
 

@@ -68,6 +68,12 @@ class ServingConfig:
     """PEM private key of `tls_cert`, unencrypted."""
     pipelines: tuple[PipelineSpec, ...] = ()
     """Pipelines served from the start (`nstarx serve --pipeline`), after the models."""
+    allow_paths: tuple[Path, ...] = ()
+    """Folders the control API may load model files from, besides `$NSTARX_HOME` (the model
+    repository and `nstarx serve --allow-path`); the admin's `trusted: true` may name others."""
+    allow_runtimes: tuple[str, ...] = ()
+    """Runtime import paths the control API accepts besides the built-in runtimes
+    (`nstarx serve --allow-runtime`)."""
 
 
 def _usable_cores() -> int:
@@ -116,8 +122,11 @@ def create_app(
     routes = RestHandlers(dataplane, config.max_body_bytes).routes()
     if config.state_dir is not None:
         from nstarx_jupyter.serving.control import ControlPlane
+        from nstarx_jupyter.serving.trust import default_policy
 
-        control = ControlPlane(dataplane, config.state_dir, guard)
+        policy = default_policy(config.allow_paths, config.allow_runtimes,
+                                config.security_dir or security_dir())  # fmt: skip
+        control = ControlPlane(dataplane, config.state_dir, guard, policy)
         routes = [*control.routes(), *routes]
 
     @contextlib.asynccontextmanager

@@ -30,6 +30,7 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.serving.metrics import LatencyWindow
 from nstarx_jupyter.serving.pipeline_api import PipelineApi
+from nstarx_jupyter.serving.repository import check_trusted
 from nstarx_jupyter.serving.revisions import (
     Deployed,
     check_revision,
@@ -51,6 +52,7 @@ from nstarx_jupyter.serving.security_api import (
 )
 from nstarx_jupyter.serving.settings import registry_models
 from nstarx_jupyter.serving.traffic import Logged
+from nstarx_jupyter.serving.trust import ArtifactPolicy, default_policy
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.security import Guard, Principal
     from nstarx_jupyter.serving.dataplane import DataPlane
+    from nstarx_jupyter.serving.settings import ModelSettings
 
     Handler = Callable[[Request, Principal], Awaitable[Response]]
 
@@ -71,14 +74,22 @@ log = logging.getLogger(__name__)
 class ControlPlane:
     """Deployments on the local server, kept in `state_dir/deployments/NAME.json`."""
 
-    def __init__(self, dataplane: DataPlane, state_dir: Path, guard: Guard) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        state_dir: Path,
+        guard: Guard,
+        policy: ArtifactPolicy | None = None,
+    ) -> None:
         self.dataplane = dataplane
+        self.policy = policy or default_policy()
+        """Which files and runtimes a deployment may name (`nstarx serve --allow-path`)."""
         self.repository = dataplane.repository
         self.folder = state_dir / "deployments"
         self.events = state_dir / "events.log"
         self.guard = guard
         self.security = SecurityApi(dataplane)
-        self.pipelines = PipelineApi(dataplane, state_dir)
+        self.pipelines = PipelineApi(dataplane, state_dir, self.policy)
         self._deployed: dict[str, Deployed] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -139,7 +150,7 @@ class ControlPlane:
             revision = next_revision(previous, traffic_only)
         if previous is not None and save:
             stable = stable_after(previous, spec, traffic_only)
-        models, versions = models_for(spec, revision, stable)
+        models, versions = self._models(spec, revision, stable)
         plan = plan_for(spec, versions)
         now = time.time()
         created = created or (previous.created if previous else now)
@@ -172,6 +183,20 @@ class ControlPlane:
             self._save(deployed)
         self._event(name, what_changed(previous, deployed, save))
         return self.describe(name)
+
+    def _models(
+        self, spec: DeploymentSpec, revision: int, stable: tuple[DeploymentSpec, int] | None
+    ) -> tuple[list[ModelSettings], dict[str, str]]:
+        """`models_for`, within the policy: paths before anything is opened, then runtimes."""
+        self.policy.check_spec(spec)
+        models, versions = models_for(spec, revision, stable)
+        for settings in models:
+            self.policy.check_settings(settings)  # a folder's model-settings.json may name one
+            try:
+                check_trusted(settings)  # refused now, even when it would load on first use
+            except ModelLoadError as exc:
+                raise InvalidInputError(f"the model did not load: {exc.message}") from exc
+        return models, versions
 
     async def delete(self, name: str) -> None:
         """Stop serving a deployment and forget it."""
@@ -396,10 +421,16 @@ class ControlPlane:
         if raw is not None and not raw.isdigit():
             raise InvalidInputError(f"if_revision: '{raw}' is not a revision number")
         spec = DeploymentSpec.build(**doc)
+        self.policy.check_principal(spec, principal)
         variants = spec.traffic.variants if spec.traffic is not None else []
         uris = [spec.storage_uri, *(variant.storage_uri for variant in variants)]
         self.guard.check_models(principal, "deploy", registry_models(uris))
+        started = time.perf_counter()
         described = await self.apply(spec, if_revision=int(raw) if raw is not None else None)
+        if spec.trusted:  # who vouched for code that runs on load, beside the call's own record
+            self._event(name, f"revision {described['revision']} trusted by {principal.key}")
+            self.dataplane.audit.call(principal, "deployment.trusted", "control", name,
+                                      str(described["revision"]), 200, started)  # fmt: skip
         return json_response(described, 200 if existed else 201)
 
 

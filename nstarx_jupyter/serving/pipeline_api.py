@@ -19,6 +19,7 @@ from nstarx_jupyter.errors import InvalidInputError, NotFoundError, NstarxError
 from nstarx_jupyter.pipelines import PipelineSpec
 from nstarx_jupyter.serving.security_api import PREFIX, control_endpoint, json_body, json_response
 from nstarx_jupyter.serving.settings import registry_models
+from nstarx_jupyter.serving.trust import ArtifactPolicy, default_policy
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,8 +38,11 @@ log = logging.getLogger(__name__)
 class PipelineApi:
     """Pipelines over the data plane's `PipelineHost`, saved under `state_dir/pipelines`."""
 
-    def __init__(self, dataplane: DataPlane, state_dir: Path) -> None:
+    def __init__(
+        self, dataplane: DataPlane, state_dir: Path, policy: ArtifactPolicy | None = None
+    ) -> None:
         self.dataplane = dataplane
+        self.policy = policy or default_policy()
         self.host = dataplane.pipelines
         self.folder = state_dir / "pipelines"
 
@@ -47,7 +51,9 @@ class PipelineApi:
         self.folder.mkdir(parents=True, exist_ok=True)
         for file in sorted(self.folder.glob("*.json")):
             try:
-                await self.host.put(PipelineSpec.parse(file.read_text()))
+                spec = PipelineSpec.parse(file.read_text())
+                self._check(spec)
+                await self.host.put(spec, trusted=False)
             except (OSError, NstarxError) as exc:
                 log.error("cannot restore pipeline from %s: %s", file, exc)
 
@@ -59,6 +65,13 @@ class PipelineApi:
             Route(f"{PREFIX}/pipelines", listing, methods=["GET"]),
             Route(f"{PREFIX}/pipelines/{{name}}", one, methods=["GET", "PUT", "DELETE"]),
         ]
+
+    def _check(self, spec: PipelineSpec) -> None:
+        """Refuse model files outside the allowed folders (a pipeline is never `trusted`)."""
+        for node in spec.nodes:
+            uri = str(node.config.get("model", ""))
+            if uri.startswith("file://"):
+                self.policy.check_uri(uri)
 
     def describe(self, hosted: HostedPipeline) -> dict[str, Any]:
         """Name, endpoint, nodes, the models it serves, and the spec."""
@@ -93,10 +106,11 @@ class PipelineApi:
         if doc.setdefault("name", name) != name:
             raise InvalidInputError(f"name: the body says '{doc['name']}', the URL '{name}'")
         spec = PipelineSpec.parse(doc)
+        self._check(spec)
         uris = [str(node.config.get("model", "")) for node in spec.nodes]
         self.dataplane.guard.check_models(principal, "deploy", registry_models(uris))
         existed = self.host.get(name) is not None
-        hosted = await self.host.put(spec)
+        hosted = await self.host.put(spec, trusted=False)
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write(self.folder / f"{name}.json", spec.to_json())
         return json_response(self.describe(hosted), 200 if existed else 201)

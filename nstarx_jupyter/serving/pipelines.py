@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from nstarx_jupyter.errors import ConflictError, InvalidInputError, ModelLoadError, NotFoundError
+from nstarx_jupyter.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    ModelLoadError,
+    NotFoundError,
+)
 from nstarx_jupyter.pipelines import PipelineExecutor, PipelineSpec, component_class
 from nstarx_jupyter.protocol.datatypes import as_array
 from nstarx_jupyter.protocol.inference import InferenceResponse, InferOutput
@@ -94,8 +100,11 @@ class PipelineHost:
         """A served pipeline, or None."""
         return self._hosted.get(name)
 
-    async def put(self, spec: PipelineSpec) -> HostedPipeline:
+    async def put(self, spec: PipelineSpec, *, trusted: bool = True) -> HostedPipeline:
         """Serve `spec` (replacing a pipeline of the same name once the new one is ready).
+
+        `trusted` lets its model files be formats that run code on load (`nstarx serve
+        --pipeline`: the owner named it); a pipeline sent over the control API is not.
 
         Raises:
             InvalidInputError: the pipeline is invalid, or one of its models does not load.
@@ -114,12 +123,15 @@ class PipelineHost:
         loaded: list[str] = []
         try:
             for uri, model_name in served_as.items():
-                await repository.replace(model_settings(model_name, uri))
+                settings = model_settings(model_name, uri)
+                await repository.replace(settings.model_copy(update={"trusted": trusted}))
                 loaded.append(model_name)
             await executor.setup()
-        except ModelLoadError as exc:
+        except (ModelLoadError, ForbiddenError) as exc:
             for model_name in loaded:
                 await repository.remove(model_name)
+            if isinstance(exc, ForbiddenError):
+                raise
             raise InvalidInputError(f"a model of the pipeline did not load: {exc.message}") from exc
         previous = self._hosted.get(name)
         self._hosted[name] = hosted = HostedPipeline(spec, executor, list(served_as.values()))
@@ -275,7 +287,7 @@ def model_settings(name: str, uri: str) -> ModelSettings:
         return ModelSettings(name=name, storage_uri=uri)
     if uri.startswith("file://"):  # model-settings.json beside it counts, as for --model
         path = Path(unquote(urlparse(uri).path))
-        if not path.exists():
+        if not path.exists():  # the control API checked the path against the allowed folders
             raise InvalidInputError(f"model '{uri}': no such file or folder")
         return ModelSettings.build(**{**file_settings(path), "name": name, "path": path})
     raise InvalidInputError(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nstarx_jupyter.errors import (
+    ForbiddenError,
     ModelLoadError,
     ModelNotFoundError,
     NstarxError,
@@ -19,11 +20,13 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.registry import Registry, mlflow_runtime
 from nstarx_jupyter.runtimes import create_runtime
+from nstarx_jupyter.runtimes.loader import infer_runtime, runtime_class
 from nstarx_jupyter.serving.predictor import ConcurrencyLimiter, Predictor
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Sequence
     from concurrent.futures import Executor
+    from pathlib import Path
 
     from nstarx_jupyter.batching import AdaptiveBatcher
     from nstarx_jupyter.protocol.signature import ModelSignature
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
     from nstarx_jupyter.serving.metrics import ServerMetrics
     from nstarx_jupyter.serving.settings import ModelSettings
 
-__all__ = ["LoadedModel", "ModelEntry", "ModelRepository", "ModelState"]
+__all__ = ["LoadedModel", "ModelEntry", "ModelRepository", "ModelState", "check_trusted"]
 
 log = logging.getLogger(__name__)
 
@@ -368,6 +371,8 @@ def load_runtime(
         name, path, implied = mlflow_runtime(path)
         options = {**implied, **options}
     runtime = create_runtime(path, name, options)
+    if not settings.trusted and path is not None:
+        _refuse_code(settings.name, type(runtime), path)
     try:
         runtime.load()
         return runtime, runtime.metadata()
@@ -375,6 +380,36 @@ def load_runtime(
         raise
     except Exception as exc:
         raise ModelLoadError(f"model '{settings.name}' failed to load: {exc}") from exc
+
+
+def check_trusted(settings: ModelSettings) -> None:
+    """Refuse, before loading, an untrusted model file whose format runs code on load.
+
+    A registry version is checked when it loads (it is downloaded then).
+
+    Raises:
+        ForbiddenError: the file runs code on load and the settings are not `trusted`.
+        ModelLoadError: no runtime recognises the file.
+    """
+    path, name, options = settings.path, settings.runtime, settings.options
+    if settings.trusted or path is None:
+        return
+    if name is None and (path / "MLmodel").is_file():
+        name, path, implied = mlflow_runtime(path)
+        options = {**implied, **options}
+    runtime = runtime_class(name or infer_runtime(path))
+    _refuse_code(settings.name, runtime, path)
+    runtime.check_artifact(path, options)
+
+
+def _refuse_code(model: str, runtime: type[Runtime], path: Path) -> None:
+    if runtime.runs_code_on_load(path):
+        raise ForbiddenError(
+            f"model '{model}': its {runtime.runtime_name} artifact runs code when it loads "
+            "(pickle, joblib, TorchScript, SavedModel); only a trusted model may be such a file: "
+            "the admin's `trusted: true`, or `nstarx serve --model`. Save it with skops, ONNX "
+            "or the framework's own format instead"
+        )
 
 
 def _version_key(version: str) -> tuple[int, int | str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from nstarx_jupyter.deployment.spec import PRIMARY, DeploymentSpec
@@ -17,6 +16,7 @@ from nstarx_jupyter.errors import ConflictError, InvalidInputError
 from nstarx_jupyter.runtimes.loader import RUNTIMES
 from nstarx_jupyter.serving.settings import ModelSettings, file_settings
 from nstarx_jupyter.serving.traffic import Arm, TrafficPlan
+from nstarx_jupyter.serving.trust import check_path_text, is_import_path
 
 __all__ = [
     "Deployed",
@@ -65,6 +65,7 @@ def settings_for(spec: DeploymentSpec, revision: int | str) -> ModelSettings:
         "container_concurrency": spec.container_concurrency or 0,
         "timeout_s": spec.timeout_s,
         "version": str(revision),
+        "trusted": spec.trusted,
     }
     uri = spec.storage_uri
     if uri is None:
@@ -75,17 +76,21 @@ def settings_for(spec: DeploymentSpec, revision: int | str) -> ModelSettings:
         if tail.isdigit():
             fields["version"] = tail  # the registry's version number is the one users know
     else:
-        path = Path(uri.removeprefix("file://")).expanduser()
         if "://" in uri and not uri.startswith("file://"):
             raise InvalidInputError(
                 f"storage_uri: the local server reads files and registry URIs, not '{uri}'"
             )
-        if not path.exists():
+        path = check_path_text(uri.removeprefix("file://"))
+        try:
+            found = path.exists()
+        except OSError as exc:  # unreadable folder on the way
+            raise InvalidInputError(f"storage_uri: cannot read {path}: {exc.strerror}") from None
+        if not found:
             raise InvalidInputError(f"storage_uri: {path} does not exist")
         fields["path"] = path
         saved = file_settings(path)  # a folder's model-settings.json, as `nstarx serve` reads it
         fields = {**saved, **fields, "options": {**saved.get("options", {}), **spec.options}}
-    if spec.runtime in RUNTIMES or (spec.runtime and "." in spec.runtime):
+    if spec.runtime in RUNTIMES or (spec.runtime and is_import_path(spec.runtime)):
         fields["runtime"] = spec.runtime  # a ServingRuntime name means nothing here: infer
     if spec.batching is not None:
         fields["max_batch_size"] = spec.batching.max_batch_size

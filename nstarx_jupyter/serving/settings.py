@@ -71,6 +71,11 @@ class ModelSettings(BaseModel):
     max_latency_ms: float = Field(default=5.0, ge=0)
     """Adaptive batching: longest wait for a batch to fill; 0 never waits (a batch holds what
     arrived in the same event-loop turn)."""
+    trusted: bool = True
+    """Whether the artifact may be in a format that runs code on load (pickle, joblib,
+    TorchScript, SavedModel). True for models named in code or on the command line (their
+    owner's word); the control API sets it from the deployment's `trusted`, which only the admin
+    may set. A `model-settings.json` cannot set it."""
 
     @field_validator("name")
     @classmethod
@@ -201,4 +206,5 @@ def file_settings(path: Path | None) -> dict[str, Any]:
         raise InvalidInputError(f"{file}: expected a JSON object")
     fields.pop("name", None)
     fields.pop("path", None)
+    fields.pop("trusted", None)  # a file does not vouch for itself
     return fields

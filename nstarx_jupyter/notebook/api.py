@@ -169,6 +169,8 @@ def _report_failure(
     reason = exc.message if isinstance(exc, NstarxError) else f"{type(exc).__name__}: {exc}"
     text = f"registration failed: {reason}; it keeps serving the staged copy {staged}"
     log.warning("%s: %s", name, text)
+    if backend.running() is None:  # stopped meanwhile: not worth starting one for a note
+        return
     try:
         backend.note(name, text)
     except NstarxError as noted:  # deleted meanwhile, or the server stopped: the log has it

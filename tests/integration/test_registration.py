@@ -74,18 +74,18 @@ def test_registering_in_the_notebook_while_a_deploy_registers_behind_works(
     import mlflow
 
     registry = Registry()
-    registry.client  # noqa: B018 - the store made now, so the register below starts at once
-    made = deploy(fitted[0], "iris", backend=backend)
-    deadline = time.monotonic() + WAIT_S
-    # Wait until the registration behind deploy() is logging its model (MLflow's fluent API
-    # then points at the registry), and register a bigger model on this thread meanwhile.
-    while mlflow.get_tracking_uri() != registry.tracking_uri and time.monotonic() < deadline:
-        time.sleep(0.001)
-    mine = registry.register(fitted[1], "mine")
-    assert mine.uri == "models:/mine/1"
-    assert made.registration is not None
-    assert made.registration.result(timeout=WAIT_S).uri == "models:/iris/1"
-    assert made.spec.storage_uri == "models:/iris/1"
+    registry.client  # noqa: B018 - the store made now, so the registers below start at once
+    for attempt in range(3):  # each overlap is a race on the old code: three make it certain
+        made = deploy(fitted[0], f"iris-{attempt}", backend=backend)
+        deadline = time.monotonic() + WAIT_S
+        # Wait until the registration behind deploy() is logging its model (MLflow's fluent
+        # API then points at the registry), and register a bigger model on this thread then.
+        while mlflow.get_tracking_uri() != registry.tracking_uri and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert registry.register(fitted[1], f"mine-{attempt}").uri == f"models:/mine-{attempt}/1"
+        assert made.registration is not None
+        assert made.registration.result(timeout=WAIT_S).uri == f"models:/iris-{attempt}/1"
+        assert made.spec.storage_uri == f"models:/iris-{attempt}/1"
 
 
 def test_a_failed_registration_shows_in_the_logs_and_on_the_card(

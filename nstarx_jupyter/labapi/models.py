@@ -191,10 +191,14 @@ class KeyInfo(_Model):
 
 
 class KeyCreate(_Model):
-    """A key to mint: a name and scopes such as `predict:iris` (default `predict:*`)."""
+    """A key to mint: a name and the scopes of named deployments (`predict:iris`, `manage:iris`).
+
+    The lab mints no `admin` key and no `*` wildcard (`labapi.scopes`): the key reaches the
+    page, which should hold no more than calling or managing the deployments it names.
+    """
 
     name: str = Field(default="", max_length=200)
-    scopes: list[str] = Field(default_factory=lambda: ["predict:*"], min_length=1)
+    scopes: list[str] = Field(min_length=1, max_length=100)
 
 
 class KeyCreated(_Model):

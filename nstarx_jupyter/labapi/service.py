@@ -33,6 +33,7 @@ from nstarx_jupyter.labapi.models import (
     TrafficChange,
 )
 from nstarx_jupyter.labapi.pipelines import PipelineService
+from nstarx_jupyter.labapi.scopes import lab_scopes
 from nstarx_jupyter.notebook.api import Deployment, deploy
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
 from nstarx_jupyter.security.home import audit_local, key_store
@@ -228,11 +229,12 @@ class LabService:
         return [views.key_info(record.public()) for record in key_store().records()]
 
     def create_key(self, request: KeyCreate) -> KeyCreated:
-        """Mint a key; the answer holds it this once."""
+        """Mint a key for named deployments (`lab_scopes`); the answer holds it this once."""
+        scopes = list(lab_scopes(request.scopes))
         if self.backend.running() is not None:
-            made = self.backend.create_key(request.name, request.scopes)
+            made = self.backend.create_key(request.name, scopes)
             return KeyCreated(info=views.key_info(made), key=str(made["key"]))
-        record, secret = key_store().create(request.name, request.scopes)
+        record, secret = key_store().create(request.name, scopes)
         audit_local("keys.create")
         return KeyCreated(info=views.key_info(record.public()), key=secret)
 

@@ -184,7 +184,7 @@ def _register_behind(
                 _remove(Path(staged))
             done.set_result(version)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
-            log.warning("registering %s in the model registry failed: %s", spec.name, exc)
+            _report_failure(backend, spec.name, staged, exc)
             done.set_exception(exc)
 
     threading.Thread(target=work, name=f"nstarx-register-{spec.name}").start()
@@ -199,6 +199,21 @@ def _remove(staged: Path) -> None:
         shutil.rmtree(staged, ignore_errors=True)
     else:
         staged.unlink(missing_ok=True)
+
+
+def _report_failure(
+    backend: LocalBackend, name: str, staged: str | None, exc: BaseException
+) -> None:
+    """Say that a registration failed where the user looks: the log, `logs()`, the card."""
+    reason = exc.message if isinstance(exc, NstarxError) else f"{type(exc).__name__}: {exc}"
+    text = f"registration failed: {reason}; it keeps serving the staged copy {staged}"
+    log.warning("%s: %s", name, text)
+    if backend.running() is None:  # stopped meanwhile: not worth starting one for a note
+        return
+    try:
+        backend.note(name, text)
+    except NstarxError as noted:  # deleted meanwhile, or the server stopped: the log has it
+        log.info("%s: could not note the failed registration: %s", name, noted)
 
 
 def _switch(backend: LocalBackend, name: str, staged: str | None, uri: str) -> bool:

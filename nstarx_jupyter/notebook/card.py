@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nstarx_jupyter.errors import NstarxError, require
@@ -67,6 +68,20 @@ class CardSource(Protocol):
         """One example record to prefill the test form."""
 
 
+def _registration_problem(source: CardSource) -> str:
+    """Why the registration behind a fitted model's deployment failed ("" unless it did).
+
+    A `Deployment` holds it in `registration`; other sources have none.
+    """
+    registration = getattr(source, "registration", None)
+    if not isinstance(registration, Future) or not registration.done():
+        return ""
+    if registration.cancelled() or (exc := registration.exception()) is None:
+        return ""
+    message = exc.message if isinstance(exc, NstarxError) else f"{type(exc).__name__}: {exc}"
+    return f"registration failed: {message}; it serves its staged copy, not a registry version"
+
+
 class DeploymentCard(anywidget.AnyWidget):
     """A deployment as a card: name, version, status, endpoint, snippets and a test form."""
 
@@ -122,9 +137,10 @@ class DeploymentCard(anywidget.AnyWidget):
         key = self._source.api_key
         hint = key_hint(key)
         url = self._source.url  # a deployment's URL asks the server: once per refresh
+        registration = _registration_problem(self._source)
         return {
             "status": str(info.get("status", "Unknown")),
-            "reason": str(info.get("reason") or ""),
+            "reason": "; ".join(filter(None, [str(info.get("reason") or ""), registration])),
             "version": f"v{version}" if version else (f"rev {revision}" if revision else ""),
             "auth": auth,
             "key_hint": hint or "",

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +58,8 @@ _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 """Model names, in the registry and on the server alike: they appear in URLs and file names."""
+_FLUENT_LOCK = threading.RLock()
+"""Held for every block that points MLflow's fluent API at a registry (see `Registry._fluent`)."""
 
 
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -405,24 +408,35 @@ class Registry:
 
     @contextlib.contextmanager
     def _fluent(self) -> Iterator[None]:
-        """Point MLflow's fluent API at this registry for one block, then put it back."""
+        """Point MLflow's fluent API at this registry for one block, then put it back.
+
+        The tracking and registry URIs are process-wide in MLflow, while its active runs are
+        per thread: two blocks at once (a registration behind `deploy()` and another one, in any
+        thread) would each put back the URI the other one's run lives in, and MLflow then finds
+        no such run ("Run with id=... not found"). One block at a time, process-wide.
+        """
         mlflow = load_mlflow()
-        before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-        # set_tracking_uri also exports MLFLOW_TRACKING_URI, which child processes (a server
-        # started later) would inherit: put the environment back exactly as it was.
-        env = {key: os.environ.get(key) for key in _URI_VARIABLES}
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.registry_uri)
-        try:
-            yield
-        finally:
-            mlflow.set_tracking_uri(before[0])
-            mlflow.set_registry_uri(before[1])
-            for key, value in env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        with _FLUENT_LOCK:
+            before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+            # set_tracking_uri also exports MLFLOW_TRACKING_URI, which child processes (a server
+            # started later) would inherit: put the environment back exactly as it was.
+            env = {key: os.environ.get(key) for key in _URI_VARIABLES}
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.registry_uri)
+            try:
+                yield
+            finally:
+                self._put_back(mlflow, before, env)
+
+    @staticmethod
+    def _put_back(mlflow: Any, before: tuple[str, str], env: dict[str, str | None]) -> None:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
     def _version(self, item: Any) -> ModelVersion:
         tags = dict(item.tags or {})

@@ -87,7 +87,10 @@ export interface TrafficArm {
   version: string | null;
 }
 /**
- * A key to mint: a name and scopes such as `predict:iris` (default `predict:*`).
+ * A key to mint: a name and the scopes of named deployments (`predict:iris`, `manage:iris`).
+ *
+ * The lab mints no `admin` key and no `*` wildcard (`labapi.scopes`): the key reaches the
+ * page, which should hold no more than calling or managing the deployments it names.
  *
  * This interface was referenced by `HttpsNstarxIoSchemasLabApiV1Json`'s JSON-Schema
  * via the `definition` "KeyCreate".
@@ -96,8 +99,9 @@ export interface KeyCreate {
   name?: string;
   /**
    * @minItems 1
+   * @maxItems 100
    */
-  scopes?: [string, ...string[]];
+  scopes: [string, ...string[]];
 }
 /**
  * A minted key: `key` is shown this once; the server keeps only its digest.

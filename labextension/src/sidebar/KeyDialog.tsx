@@ -1,6 +1,7 @@
 // The palette's "create an API key": ask for a name and scopes, then show the key once.
 import { Dialog, InputDialog, showDialog } from "@jupyterlab/apputils";
-import { createKey, DEFAULT_SCOPES } from "./keys";
+import { createKey } from "./keys";
+import { LAB_SCOPES_HINT, SCOPES_PLACEHOLDER, suggestedScopes } from "./scopes";
 import { OnceKey } from "./OnceKey";
 import type { SidebarStore } from "./store";
 
@@ -13,8 +14,9 @@ export async function promptForKey(store: SidebarStore): Promise<void> {
   if (!name.button.accept) return;
   const scopes = await InputDialog.getText({
     title: "New API key: scopes",
-    text: DEFAULT_SCOPES,
-    placeholder: DEFAULT_SCOPES,
+    label: LAB_SCOPES_HINT,
+    text: suggestedScopes(store.getState().deployments),
+    placeholder: SCOPES_PLACEHOLDER,
   });
   if (!scopes.button.accept) return;
   const created = await createKey(store, (name.value ?? "").trim(), scopes.value ?? "");

@@ -3,7 +3,14 @@ import { useState } from "react";
 import type { FormEvent } from "react";
 import type { KeyCreated, KeyInfo } from "../api";
 import { useSidebarEnv } from "./context";
-import { createKey, DEFAULT_SCOPES, parseScopes, revokeKey } from "./keys";
+import { createKey, revokeKey } from "./keys";
+import {
+  LAB_SCOPES_HINT,
+  parseScopes,
+  SCOPES_PLACEHOLDER,
+  scopeProblem,
+  suggestedScopes,
+} from "./scopes";
 import { OnceKey } from "./OnceKey";
 import { Section } from "./Section";
 import { useStore } from "./store";
@@ -41,7 +48,9 @@ function KeyRow({ apiKey }: { apiKey: KeyInfo }) {
 function CreateKeyForm() {
   const { store } = useSidebarEnv();
   const [name, setName] = useState("");
-  const [scopes, setScopes] = useState(DEFAULT_SCOPES);
+  const [scopes, setScopes] = useState(() => suggestedScopes(store.getState().deployments));
+  const parsed = parseScopes(scopes);
+  const problem = parsed === null ? null : scopeProblem(parsed);
   const [pending, setPending] = useState(false);
   const [created, setCreated] = useState<KeyCreated | null>(null);
 
@@ -90,17 +99,26 @@ function CreateKeyForm() {
         <input
           className="jp-mod-styled"
           value={scopes}
-          placeholder={DEFAULT_SCOPES}
-          aria-invalid={parseScopes(scopes) === null}
+          placeholder={SCOPES_PLACEHOLDER}
+          title={LAB_SCOPES_HINT}
+          aria-invalid={parsed === null || problem !== null}
+          aria-describedby="nstarx-key-scopes-hint"
           onChange={(event) => {
             setScopes(event.currentTarget.value);
           }}
         />
       </label>
+      <p
+        id="nstarx-key-scopes-hint"
+        className="nstarx-sidebar__muted"
+        role={problem === null ? undefined : "alert"}
+      >
+        {problem ?? LAB_SCOPES_HINT}
+      </p>
       <button
         type="submit"
         className="jp-Button jp-mod-styled jp-mod-accept"
-        disabled={pending || parseScopes(scopes) === null}
+        disabled={pending || parsed === null || problem !== null}
       >
         {pending ? "Creating…" : "Create key"}
       </button>

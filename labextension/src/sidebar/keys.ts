@@ -3,16 +3,8 @@ import { Dialog, showDialog } from "@jupyterlab/apputils";
 import { api } from "../api";
 import type { KeyCreated, KeyInfo } from "../api";
 import { attempt } from "./notify";
+import { parseScopes, scopeProblem } from "./scopes";
 import type { SidebarStore } from "./store";
-
-/** The scopes a key gets unless told otherwise: calling any deployment. */
-export const DEFAULT_SCOPES = "predict:*";
-
-/** Scopes typed as `a, b c`; null when there is none. */
-export function parseScopes(text: string): [string, ...string[]] | null {
-  const [first, ...rest] = text.split(/[\s,]+/).filter((scope) => scope !== "");
-  return first === undefined ? null : [first, ...rest];
-}
 
 /** Mint a key and list it; the answer carries the key itself, to show once. */
 export async function createKey(
@@ -21,9 +13,10 @@ export async function createKey(
   scopesText: string,
 ): Promise<KeyCreated | undefined> {
   const scopes = parseScopes(scopesText);
+  const problem = scopes === null ? "give at least one scope" : scopeProblem(scopes);
   const created = await attempt("Could not create the API key", () =>
-    scopes === null
-      ? Promise.reject(new Error("give at least one scope"))
+    scopes === null || problem !== null
+      ? Promise.reject(new Error(problem ?? "give at least one scope"))
       : api.createKey({ name, scopes }),
   );
   if (created) store.upsertKey(created.info);

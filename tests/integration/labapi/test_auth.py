@@ -103,7 +103,8 @@ def test_a_cookie_login_needs_the_xsrf_token_to_post(
     assert forged.code == 403
     assert "_xsrf" in forged.body.decode()
     same_site = {"Authorization": "", "Cookie": f"{cookie}; _xsrf=abc", "X-XSRFToken": "abc"}
-    assert api.raw("POST", "keys", "{}", headers=same_site).code == 201
+    body = '{"scopes": ["predict:iris"]}'
+    assert api.raw("POST", "keys", body, headers=same_site).code == 201
 
 
 def test_routes_live_under_the_namespace(api: Api, jp_base_url: str) -> None:

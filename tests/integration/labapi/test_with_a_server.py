@@ -167,6 +167,11 @@ def test_snippets_and_logs_hold_no_key(api: Api, server: dict[str, Any]) -> None
 
 
 def test_keys_go_through_the_running_server(api: Api, server: dict[str, Any]) -> None:
+    before = api("GET", "keys")
+    for scopes in (["admin"], ["manage:*"]):  # what the running server would mint as asked
+        refused = api.error("POST", "keys", {"name": "page", "scopes": scopes}, status=403)
+        assert "the lab does not mint" in refused
+    assert api("GET", "keys") == before
     made = api("POST", "keys", {"name": "sidebar", "scopes": ["predict:iris"]}, status=201)
     prefix = made["info"]["prefix"]
     assert prefix in [key["prefix"] for key in api("GET", "keys")]

@@ -78,8 +78,25 @@ def test_keys_live_in_the_key_file_while_no_server_runs(api: Api) -> None:
     assert (revoked["id"], revoked["state"]) == (info["id"], "revoked")
     assert api("GET", "keys")[0]["state"] == "revoked"
     assert "no API key" in api.error("DELETE", "keys/nsx_00000000", status=404)
-    default = api("POST", "keys", {}, status=201)["info"]
-    assert default["scopes"] == ["predict:*"]
+    assert "scopes" in api.error("POST", "keys", {}, status=400)  # no default: name them
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [["admin"], ["predict:*"], ["manage:*"], ["*"], ["predict:iris", "admin"]],
+)
+def test_the_lab_mints_no_admin_nor_wildcard_key(api: Api, scopes: list[str]) -> None:
+    refused = api.error("POST", "keys", {"name": "page", "scopes": scopes}, status=403)
+    assert "the lab does not mint" in refused
+    assert "nstarx keys create" in refused  # where the server's owner mints one
+    assert key_store().records() == []  # nothing minted, nothing written
+
+
+def test_the_lab_mints_keys_for_named_deployments(api: Api) -> None:
+    scopes = ["predict:iris", "manage:iris", "metrics"]
+    made = api("POST", "keys", {"name": "ci", "scopes": scopes}, status=201)
+    assert made["info"]["scopes"] == scopes
+    assert key_store().verify(made["key"]).scopes == tuple(scopes)
 
 
 @pytest.mark.parametrize(
@@ -89,7 +106,7 @@ def test_keys_live_in_the_key_file_while_no_server_runs(api: Api) -> None:
         ("POST", "keys", [], "body"),
         ("POST", "keys", {"scopes": []}, "scopes"),
         ("POST", "keys", {"scopes": ["sing:iris"]}, "scopes"),
-        ("POST", "keys", {"name": "x", "colour": "red"}, "colour"),
+        ("POST", "keys", {"name": "x", "scopes": ["iris"], "colour": "red"}, "colour"),
         ("POST", "deployments", {"model": "iris", "version": "1"}, "name"),
         (
             "POST",

@@ -42,7 +42,7 @@ def runtime_class(name: str) -> type[Runtime]:
         )
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
+    except (ImportError, TypeError, ValueError) as exc:  # not found, or not a module name ("../x")
         raise InvalidInputError(f"cannot import runtime '{name}': {exc}") from exc
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Runtime)):

@@ -15,7 +15,7 @@ import grpc
 from nstarx_jupyter.errors import ErrorKind, NstarxError
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
 from nstarx_jupyter.protocol.grpc.codec import decode_infer_request, encode_infer_response
-from nstarx_jupyter.security import ANONYMOUS
+from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.http_errors import STATUS, retry_after
 from nstarx_jupyter.serving.pipelines import v2_response
@@ -62,9 +62,13 @@ class InferenceServicer:
 
     def _authorize(self, metadata: Metadata, action: str, name: str | None = None) -> None:
         """Check the caller (its `authorization` metadata) and keep it for the audit log."""
-        metadata[_PRINCIPAL] = self.dataplane.guard.require(
-            metadata.get("authorization"), action, name
-        )
+        try:
+            metadata[_PRINCIPAL] = self.dataplane.guard.require(
+                metadata.get("authorization"), action, name
+            )
+        except RefusedCaller as exc:  # a known key refused (403, 429): the audit names it
+            metadata[_PRINCIPAL] = exc.principal
+            raise
 
     async def ServerLive(self, request: Any, metadata: Metadata) -> pb.ServerLiveResponse:  # noqa: N802
         """Always live while the process answers."""

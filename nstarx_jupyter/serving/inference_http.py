@@ -23,7 +23,7 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.protocol.records import records_to_tensors, split_records, tensors_to_records
-from nstarx_jupyter.security import ANONYMOUS
+from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.http_errors import STATUS, retry_after
 
@@ -162,9 +162,13 @@ class InferenceApp:
 
     def _authorize(self, name: str, headers: list[tuple[bytes, bytes]], call: _Call) -> None:
         given = next((value for key, value in headers if key == b"authorization"), None)
-        call.principal = self.dataplane.guard.require(
-            given.decode("latin-1") if given is not None else None, "predict", name
-        )
+        try:
+            call.principal = self.dataplane.guard.require(
+                given.decode("latin-1") if given is not None else None, "predict", name
+            )
+        except RefusedCaller as exc:  # a known key refused (403, 429): the audit names it
+            call.principal = exc.principal
+            raise
 
     def _caller(self, name: str, scope: Scope) -> Caller | None:
         """Headers and client address, for models whose routing reads them (built only then)."""

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.protocol import v2
-from nstarx_jupyter.security import ANONYMOUS
+from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.http_errors import nstarx_error_response, unexpected_error_response
 from nstarx_jupyter.serving.inference_http import read_body
 
@@ -85,6 +85,8 @@ class RestHandlers:
                     request.scope[PRINCIPAL] = principal
                 response = await handler(request)
             except NstarxError as exc:
+                if isinstance(exc, RefusedCaller):  # a known key refused: the record names it
+                    principal = exc.principal
                 response = nstarx_error_response(request, exc)
             except Exception as exc:  # noqa: BLE001 - request boundary: log it, answer 500
                 response = unexpected_error_response(request, exc)

@@ -75,13 +75,17 @@ def settings_for(spec: DeploymentSpec, revision: int | str) -> ModelSettings:
         if tail.isdigit():
             fields["version"] = tail  # the registry's version number is the one users know
     else:
-        path = Path(uri.removeprefix("file://")).expanduser()
         if "://" in uri and not uri.startswith("file://"):
             raise InvalidInputError(
                 f"storage_uri: the local server reads files and registry URIs, not '{uri}'"
             )
-        if not path.exists():
-            raise InvalidInputError(f"storage_uri: {path} does not exist")
+        try:  # `~nosuchuser/x` (RuntimeError) and over-long names (OSError) are the caller's
+            path = Path(uri.removeprefix("file://")).expanduser()
+            found = path.exists()
+        except (OSError, RuntimeError, ValueError):
+            found = False
+        if not found:
+            raise InvalidInputError(f"storage_uri: {uri} does not exist")
         fields["path"] = path
         saved = file_settings(path)  # a folder's model-settings.json, as `nstarx serve` reads it
         fields = {**saved, **fields, "options": {**saved.get("options", {}), **spec.options}}

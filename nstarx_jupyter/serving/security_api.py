@@ -18,9 +18,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
-from nstarx_jupyter.security import ANONYMOUS, key_prefix
+from nstarx_jupyter.security import ANONYMOUS, RefusedCaller, key_prefix
 from nstarx_jupyter.security.audit import read_audit
-from nstarx_jupyter.serving.http_errors import nstarx_error_response
+from nstarx_jupyter.serving.http_errors import (
+    nstarx_error_response,
+    unexpected_error_response,
+)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -77,7 +80,11 @@ def control_endpoint(
                                       name or None, control=True)  # fmt: skip
             response = await handler(request, principal)
         except NstarxError as exc:
+            if isinstance(exc, RefusedCaller):  # a known key refused: the record names it
+                principal = exc.principal
             response = nstarx_error_response(request, exc)
+        except Exception as exc:  # noqa: BLE001 - request boundary: log it, answer a JSON 500
+            response = unexpected_error_response(request, exc)
         method = request.method
         what = audit_as if method == "GET" else f"{audit_as}.{method.lower()}"
         client = request.client

@@ -149,8 +149,9 @@ class SecurityApi:
         if scopes is not None and (not isinstance(scopes, list) or not scopes):
             raise InvalidInputError("scopes: a non-empty list such as ['predict:iris']")
         expires = _optional_number(doc, "expires")
-        if "expires_in_s" in doc:
-            expires = time.time() + _optional_number(doc, "expires_in_s", positive=True)  # type: ignore[operator]
+        expires_in_s = _optional_number(doc, "expires_in_s", positive=True)
+        if expires_in_s is not None:  # null, like a missing field, sets no expiry
+            expires = time.time() + expires_in_s
         burst = _optional_number(doc, "burst", positive=True)
         if burst is not None and burst != int(burst):
             raise InvalidInputError("burst: a whole number of requests")

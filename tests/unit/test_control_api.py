@@ -195,3 +195,9 @@ async def test_an_unknown_key_is_audited_as_anonymous(client: httpx.AsyncClient)
     assert is_json_error(response, 401), response.text
     (record,) = await audited(client, action="deployments", status="401")
     assert record["key"] == "-"  # an unverified key proves nobody: it is not attributed
+
+
+async def test_a_key_with_a_null_expiry_is_minted_without_one(client: httpx.AsyncClient) -> None:
+    made = await client.post("/nstarx/v1/keys", json={"expires_in_s": None}, headers=ADMIN)
+    assert made.status_code == 201, made.text
+    assert "expires" not in made.json()

@@ -9,7 +9,10 @@ from nstarx_jupyter.security.guard import (
     ANONYMOUS,
     AccessRules,
     Guard,
+    KeyForbiddenError,
+    KeyRateLimitedError,
     Principal,
+    RefusedCaller,
     admin_token,
 )
 from nstarx_jupyter.security.keys import ApiKey, KeyStore, key_prefix, parse_scopes
@@ -21,8 +24,11 @@ __all__ = [
     "AuditLog",
     "AuditRecord",
     "Guard",
+    "KeyForbiddenError",
+    "KeyRateLimitedError",
     "KeyStore",
     "Principal",
+    "RefusedCaller",
     "admin_token",
     "key_prefix",
     "parse_scopes",

@@ -36,7 +36,10 @@ __all__ = [
     "PERMISSIONS",
     "AccessRules",
     "Guard",
+    "KeyForbiddenError",
+    "KeyRateLimitedError",
     "Principal",
+    "RefusedCaller",
     "admin_token",
 ]
 
@@ -83,6 +86,28 @@ ANONYMOUS = Principal("-")
 _OWNER = Principal(ADMIN, ADMIN)
 
 
+class RefusedCaller(Exception):  # noqa: N818 - a mixin of the two errors below, not raised alone
+    """A refusal of a caller the guard had identified: the audit log names `principal`."""
+
+    principal: Principal
+
+
+class KeyForbiddenError(ForbiddenError, RefusedCaller):
+    """A 403 for an identified key (or the admin), kept for the audit record of the call."""
+
+    def __init__(self, message: str, principal: Principal) -> None:
+        super().__init__(message)
+        self.principal = principal
+
+
+class KeyRateLimitedError(RateLimitedError, RefusedCaller):
+    """A 429 for an identified key that used up its rate limit."""
+
+    def __init__(self, message: str, retry_after_s: int, principal: Principal) -> None:
+        super().__init__(message, retry_after_s)
+        self.principal = principal
+
+
 class AccessRules(SharedFile):
     """Registry models' access lists, in a JSON file shared by the processes of one home.
 
@@ -126,7 +151,8 @@ class AccessRules(SharedFile):
                 if who is None:
                     rule.pop(permission, None)
                     continue
-                if isinstance(who, str) or not all(isinstance(w, str) and w for w in who):
+                listed = isinstance(who, list | tuple | set | frozenset)
+                if not listed or not all(isinstance(w, str) and w for w in who):
                     raise InvalidInputError(f"access: {permission} is a list of key names or ids")
                 rule[permission] = tuple(dict.fromkeys(who))
             if rule:
@@ -207,7 +233,7 @@ class Guard:
 
         Raises:
             UnauthenticatedError: no credential (unless `anonymous`), or not a valid one.
-            RateLimitedError: the key's rate limit is used up (`retry_after_s` says how long).
+            KeyRateLimitedError: the key's rate limit is used up (`retry_after_s` says how long).
         """
         if not authorization:
             if anonymous:
@@ -270,7 +296,9 @@ class Guard:
         record = principal.record
         if record is None or not record.allows(action, deployment):
             what = f"'{deployment}'" if deployment else "the server"
-            raise ForbiddenError(f"{_who(principal)} may not {_VERBS.get(action, action)} {what}")
+            raise KeyForbiddenError(
+                f"{_who(principal)} may not {_VERBS.get(action, action)} {what}", principal
+            )
         if deployment is not None and action in ("predict", "read", "manage") and self.access:
             permission = "call" if action == "predict" else "read"
             self.check_models(principal, permission, self.registry_models(deployment))
@@ -291,8 +319,9 @@ class Guard:
             return
         for model in models:
             if not self.access.allows(principal, permission, model):
-                raise ForbiddenError(
-                    f"the registry model '{model}' does not let {_who(principal)} {permission} it"
+                raise KeyForbiddenError(
+                    f"the registry model '{model}' does not let {_who(principal)} {permission} it",
+                    principal,
                 )
 
     def _spend(self, record: ApiKey) -> None:
@@ -304,9 +333,9 @@ class Guard:
         wait = bucket.take()
         if wait > 0.0:
             seconds = max(1, math.ceil(wait))
-            raise RateLimitedError(
+            raise KeyRateLimitedError(
                 f"the API key {record.prefix} is over its rate limit of {rate:g} requests/s; "
-                f"retry after {seconds} s", seconds,
+                f"retry after {seconds} s", seconds, Principal(record.id, record.name, record),
             )  # fmt: skip
 
 

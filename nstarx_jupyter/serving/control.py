@@ -398,7 +398,10 @@ class ControlPlane:
                 raise InvalidInputError("text: a non-empty string of 2000 characters at most")
             self._event(name, " ".join(text.split()))  # one line, whatever was sent
             return Response(status_code=204)
-        return json_response({"name": name, "lines": self.logs(name)})
+        lines = self.logs(name)
+        if not lines:  # a deleted deployment keeps its history; a name never deployed has none
+            self._get(name)
+        return json_response({"name": name, "lines": lines})
 
     async def _list(self, request: Request, principal: Principal) -> Response:
         mine = [name for name in self.names() if self.guard.may(principal, "manage", name)]

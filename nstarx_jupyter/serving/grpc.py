@@ -20,7 +20,7 @@ from nstarx_jupyter.protocol.grpc.codec import (
     encode_infer_response,
     parse_message,
 )
-from nstarx_jupyter.security import ANONYMOUS
+from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.http_errors import STATUS, retry_after
 from nstarx_jupyter.serving.pipelines import v2_response
@@ -80,7 +80,11 @@ class InferenceServicer:
         """
         guard = self.dataplane.guard
         anonymous = not guard.enabled or (action in _OPEN_ACTIONS and bool(guard.public))
-        metadata[_PRINCIPAL] = guard.identify(metadata.get("authorization"), anonymous=anonymous)
+        try:
+            metadata[_PRINCIPAL] = guard.identify(metadata.get("authorization"), anonymous=anonymous)
+        except RefusedCaller as exc:  # a known key over its rate limit (429): the audit names it
+            metadata[_PRINCIPAL] = exc.principal
+            raise
         request = parse_message(message, data)
         metadata[_REQUEST] = request
         return request

@@ -23,15 +23,16 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.protocol.records import records_to_tensors, split_records, tensors_to_records
-from nstarx_jupyter.security import ANONYMOUS
+from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.http_errors import STATUS, retry_after
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, MutableMapping
+    from collections.abc import Awaitable, Callable, Iterable, MutableMapping
     from contextlib import AbstractAsyncContextManager
 
     from starlette.applications import Starlette
+    from starlette.routing import BaseRoute
 
     from nstarx_jupyter.security import Principal
     from nstarx_jupyter.serving.dataplane import DataPlane, Decoder, Served
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     Receive = Callable[[], Awaitable[Message]]
     Send = Callable[[Message], Awaitable[None]]
 
-__all__ = ["INFERENCE_PATHS", "InferenceApp", "read_body"]
+__all__ = ["INFERENCE_PATHS", "InferenceApp", "read_body", "route_table"]
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +116,7 @@ class InferenceApp:
 
     def route_table(self) -> list[tuple[str, str]]:
         """Every (method, path template) the app answers: the inference routes, then the rest."""
-        table = [("POST", path) for path in INFERENCE_PATHS]
-        for route in self.fallback.routes:
-            methods = sorted(getattr(route, "methods", None) or ())
-            table += [(method, route.path) for method in methods if method != "HEAD"]  # type: ignore[attr-defined]
-        return table
+        return route_table(self.fallback.routes)
 
     def lifespan(self) -> AbstractAsyncContextManager[object]:
         """Return the start-up/shut-down context (what an ASGI server runs around serving)."""
@@ -162,9 +159,13 @@ class InferenceApp:
 
     def _authorize(self, name: str, headers: list[tuple[bytes, bytes]], call: _Call) -> None:
         given = next((value for key, value in headers if key == b"authorization"), None)
-        call.principal = self.dataplane.guard.require(
-            given.decode("latin-1") if given is not None else None, "predict", name
-        )
+        try:
+            call.principal = self.dataplane.guard.require(
+                given.decode("latin-1") if given is not None else None, "predict", name
+            )
+        except RefusedCaller as exc:  # a known key refused (403, 429): the audit names it
+            call.principal = exc.principal
+            raise
 
     def _caller(self, name: str, scope: Scope) -> Caller | None:
         """Headers and client address, for models whose routing reads them (built only then)."""
@@ -235,6 +236,15 @@ class InferenceApp:
         rows = tensors_to_records(served.outputs, served.model.signature)
         body = orjson.dumps(rows[0] if single else rows, option=_NUMPY)
         return _Reply(body, 200, _with(_JSON, served))
+
+
+def route_table(routes: Iterable[BaseRoute]) -> list[tuple[str, str]]:
+    """Every (method, path template) answered: the inference routes, then those of `routes`."""
+    table = [("POST", path) for path in INFERENCE_PATHS]
+    for route in routes:
+        methods = sorted(getattr(route, "methods", None) or ())
+        table += [(method, route.path) for method in methods if method != "HEAD"]  # type: ignore[attr-defined]
+    return table
 
 
 def _with(headers: list[tuple[bytes, bytes]], served: Served) -> list[tuple[bytes, bytes]]:

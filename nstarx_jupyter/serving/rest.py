@@ -15,9 +15,9 @@ from starlette.routing import Route
 
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.protocol import v2
-from nstarx_jupyter.security import ANONYMOUS
+from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.http_errors import nstarx_error_response, unexpected_error_response
-from nstarx_jupyter.serving.inference_http import read_body
+from nstarx_jupyter.serving.inference_http import read_body, route_table
 
 if TYPE_CHECKING:
     from nstarx_jupyter.serving.dataplane import DataPlane
@@ -41,12 +41,14 @@ class RestHandlers:
     def __init__(self, dataplane: DataPlane, max_body_bytes: int) -> None:
         self.dataplane = dataplane
         self.max_body_bytes = max_body_bytes
+        self._openapi: bytes | None = None
 
     def routes(self) -> list[Route]:
         """Return every route; the inference routes are served by `InferenceApp` in front.
 
-        Each names what the caller must be allowed (see `Guard.require`); only live health is
-        open, as a liveness probe carries no key.
+        Each names what the caller must be allowed (see `Guard.require`); only live health (a
+        liveness probe carries no key) and the OpenAPI document (the same for every server,
+        naming no model) are open.
         """
         table: list[tuple[str, Endpoint, str, str | None]] = [
             ("/v2/health/live", self.live, "GET", None),
@@ -63,6 +65,7 @@ class RestHandlers:
             ("/v1/models/{name}", self.v1_model, "GET", "read"),
             ("/v1/models/{name}/feedback", self.feedback, "POST", "predict"),
             ("/metrics", self.metrics, "GET", "metrics"),
+            ("/openapi.json", self.openapi, "GET", None),
         ]
         return [Route(path, self._guarded(fn, action), methods=[method])
                 for path, fn, method, action in table]  # fmt: skip
@@ -85,6 +88,8 @@ class RestHandlers:
                     request.scope[PRINCIPAL] = principal
                 response = await handler(request)
             except NstarxError as exc:
+                if isinstance(exc, RefusedCaller):  # a known key refused: the record names it
+                    principal = exc.principal
                 response = nstarx_error_response(request, exc)
             except Exception as exc:  # noqa: BLE001 - request boundary: log it, answer 500
                 response = unexpected_error_response(request, exc)
@@ -183,3 +188,12 @@ class RestHandlers:
         """`GET /metrics` in the Prometheus text format."""
         registry = self.dataplane.metrics.registry
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(self, request: Request) -> Response:
+        """`GET /openapi.json`: the OpenAPI document of every route this app answers."""
+        if self._openapi is None:  # built on first use: the routes are fixed by then
+            from nstarx_jupyter.serving.openapi import openapi_document
+
+            document = openapi_document(route_table(request.app.routes))
+            self._openapi = orjson.dumps(document)
+        return Response(self._openapi, media_type="application/json")

@@ -18,9 +18,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
-from nstarx_jupyter.security import ANONYMOUS, key_prefix
+from nstarx_jupyter.security import ANONYMOUS, RefusedCaller, key_prefix
 from nstarx_jupyter.security.audit import read_audit
-from nstarx_jupyter.serving.http_errors import nstarx_error_response
+from nstarx_jupyter.serving.http_errors import (
+    nstarx_error_response,
+    unexpected_error_response,
+)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -77,7 +80,11 @@ def control_endpoint(
                                       name or None, control=True)  # fmt: skip
             response = await handler(request, principal)
         except NstarxError as exc:
+            if isinstance(exc, RefusedCaller):  # a known key refused: the record names it
+                principal = exc.principal
             response = nstarx_error_response(request, exc)
+        except Exception as exc:  # noqa: BLE001 - request boundary: log it, answer a JSON 500
+            response = unexpected_error_response(request, exc)
         method = request.method
         what = audit_as if method == "GET" else f"{audit_as}.{method.lower()}"
         client = request.client
@@ -142,8 +149,9 @@ class SecurityApi:
         if scopes is not None and (not isinstance(scopes, list) or not scopes):
             raise InvalidInputError("scopes: a non-empty list such as ['predict:iris']")
         expires = _optional_number(doc, "expires")
-        if "expires_in_s" in doc:
-            expires = time.time() + _optional_number(doc, "expires_in_s", positive=True)  # type: ignore[operator]
+        expires_in_s = _optional_number(doc, "expires_in_s", positive=True)
+        if expires_in_s is not None:  # null, like a missing field, sets no expiry
+            expires = time.time() + expires_in_s
         burst = _optional_number(doc, "burst", positive=True)
         if burst is not None and burst != int(burst):
             raise InvalidInputError("burst: a whole number of requests")

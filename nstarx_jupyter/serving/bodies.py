@@ -1,0 +1,416 @@
+"""The JSON bodies of the REST API as pydantic models: the schemas of the OpenAPI document.
+
+The handlers parse bodies with their own codecs (the V2 codec, `DeploymentSpec.build`,
+`PipelineSpec.parse`, ...); these models describe the same shapes for `/openapi.json`, and the
+schemathesis test (tests/unit/test_openapi.py) checks every answer against them, so a handler
+that drifts from its model fails there. Answers allow fields the model does not name (a newer
+server may add some); requests forbid them where the handler does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+__all__ = [
+    "AbReport",
+    "AccessRule",
+    "AccessRules",
+    "AuditRows",
+    "DeploymentList",
+    "DeploymentView",
+    "ErrorBody",
+    "FeedbackRequest",
+    "FeedbackResult",
+    "KeyCreateRequest",
+    "KeyCreated",
+    "KeyList",
+    "KeyRecord",
+    "KeyRotateRequest",
+    "KeyRotated",
+    "Live",
+    "LogNote",
+    "LogsView",
+    "ModelList",
+    "ModelMetadata",
+    "ModelReady",
+    "ModelStatus",
+    "PipelineList",
+    "PipelineView",
+    "Ready",
+    "RecordsReply",
+    "RecordsRequest",
+    "RepositoryIndex",
+    "RepositoryIndexRequest",
+    "RepositoryLoaded",
+    "RepositoryUnloaded",
+    "ServerMetadata",
+    "V1PredictRequest",
+    "V1Predictions",
+    "V2InferRequest",
+    "V2InferResponse",
+    "VariantsView",
+    "WindowSummary",
+]
+
+Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
+                   "INT64", "FP16", "FP32", "FP64", "BYTES"]  # fmt: skip
+"""The V2 tensor datatypes the server decodes (`protocol.datatypes.DATATYPES`; a test checks)."""
+Who = Annotated[str, Field(min_length=1)]
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Answer):
+    """Every error answer: `{"error": "what went wrong"}`."""
+
+    error: str
+
+
+# -- health, metadata, repository -------------------------------------------------------------
+
+
+class Live(_Answer):
+    """`GET /v2/health/live`."""
+
+    live: bool
+
+
+class Ready(_Answer):
+    """`GET /v2/health/ready`: true when every model can serve."""
+
+    ready: bool
+
+
+class ServerMetadata(_Answer):
+    """`GET /v2`: the server's name, version and protocol extensions."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class TensorMetadata(_Answer):
+    """A declared input or output: `-1` in a shape is a free dimension."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(_Answer):
+    """`GET /v2/models/{name}`: versions, platform, inputs and outputs."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ModelReady(_Answer):
+    """Whether a model (version) can serve now."""
+
+    name: str
+    ready: bool
+
+
+class RepositoryIndexRequest(_Answer):
+    """`POST /v2/repository/index`: `{"ready": true}` lists ready models only (body optional)."""
+
+    ready: bool = False
+
+
+class IndexEntry(_Answer):
+    """One model version in the repository index."""
+
+    name: str
+    version: str
+    state: str
+    reason: str | None = None
+
+
+class RepositoryIndex(RootModel[list[IndexEntry]]):
+    """The repository index: the models the caller may read."""
+
+
+class RepositoryLoaded(_Answer):
+    """`POST /v2/repository/models/{name}/load`."""
+
+    name: str
+    load: bool
+
+
+class RepositoryUnloaded(_Answer):
+    """`POST /v2/repository/models/{name}/unload`."""
+
+    name: str
+    unload: bool
+
+
+class ModelList(_Answer):
+    """`GET /v1/models`: the models the caller may read."""
+
+    models: list[str]
+
+
+class ModelStatus(_Answer):
+    """`GET /v1/models/{name}`."""
+
+    name: str
+    ready: bool
+
+
+class FeedbackRequest(_Request):
+    """The outcome of a past prediction: a reward or conversion (`value`) or the truth (`label`)."""
+
+    request_id: str
+    value: float | bool | None = None
+    label: str | int | float | bool | None = None
+
+
+class FeedbackResult(_Answer):
+    """What the feedback was recorded against."""
+
+    request_id: str
+    model_version: str
+    outcome: Any = None
+
+
+# -- inference ----------------------------------------------------------------------------------
+
+
+class InferInputTensor(_Answer):
+    """A V2 input tensor: `data` flat or nested in row-major order, or binary after the JSON."""
+
+    name: str = Field(min_length=1)
+    shape: list[Annotated[int, Field(ge=0)]]
+    datatype: Datatype
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class RequestedOutput(_Answer):
+    """An output the caller asks for (`parameters.binary_data`: send it binary)."""
+
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class V2InferRequest(_Answer):
+    """Open Inference Protocol (V2) infer request."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[InferInputTensor] = Field(min_length=1)
+    outputs: list[RequestedOutput] | None = None
+
+
+class OutputTensor(_Answer):
+    """A V2 output tensor (`data` absent when it was sent binary)."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class V2InferResponse(_Answer):
+    """Open Inference Protocol (V2) infer response."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[OutputTensor]
+
+
+class V1PredictRequest(_Answer):
+    """KServe V1: rows (`instances`, or `inputs`): lists in feature order, or records."""
+
+    instances: list[Any] | None = Field(default=None, min_length=1)
+    inputs: list[Any] | None = Field(default=None, min_length=1)
+
+
+class V1Predictions(_Answer):
+    """KServe V1 answer: the first output, one entry per row."""
+
+    predictions: list[Any]
+
+
+class RecordsRequest(RootModel[dict[str, Any] | list[dict[str, Any]]]):
+    """The product REST API: one record, a list of records, or `{"instances": [[...], ...]}`."""
+
+
+class RecordsReply(RootModel[dict[str, Any] | list[dict[str, Any]]]):
+    """Every output per record: one object for one record, else a list."""
+
+
+# -- the control API -----------------------------------------------------------------------------
+
+
+class DeploymentView(_Answer):
+    """A deployment: its spec, revision, status and times (and traffic, while it has some)."""
+
+    name: str
+    revision: int
+    status: str
+    spec: dict[str, Any]
+    created: float
+    updated: float
+    reason: str | None = None
+    traffic: dict[str, Any] | None = None
+    stable: dict[str, Any] | None = None
+
+
+class DeploymentList(RootModel[list[DeploymentView]]):
+    """The deployments the caller may manage."""
+
+
+class WindowSummary(_Answer):
+    """Requests, rate, errors and latency percentiles over the last `window_s` seconds."""
+
+    window_s: float
+    requests: int
+    rps: float
+    errors: int
+    error_rate: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class VariantsView(_Answer):
+    """Per variant: version, share of traffic and recent requests."""
+
+    name: str
+    variants: list[dict[str, Any]]
+    shadow: dict[str, Any] | None = None
+
+
+class AbReport(_Answer):
+    """Each variant tested against the control (error rate, latency, outcomes)."""
+
+    name: str
+    window_s: float | None = None
+
+
+class LogsView(_Answer):
+    """A deployment's events, oldest first."""
+
+    name: str
+    lines: list[str]
+
+
+class LogNote(_Answer):
+    """A note for a deployment's event log (one line of 2000 characters at most)."""
+
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class PipelineView(_Answer):
+    """A served pipeline: endpoint, nodes, the models it serves, and its spec."""
+
+    name: str
+    url: str
+    nodes: int
+    models: list[str]
+    created: float
+    spec: dict[str, Any]
+
+
+class PipelineList(RootModel[list[PipelineView]]):
+    """The pipelines the caller may manage."""
+
+
+class KeyCreateRequest(_Request):
+    """A new API key: scopes (`predict:NAME`, `manage:NAME`, `metrics`, `admin`), limits."""
+
+    name: str = ""
+    scopes: list[str] | None = Field(default=None, min_length=1)
+    deployments: list[str] | None = Field(default=None, min_length=1)
+    """The older name of `scopes`."""
+    expires: float | None = None
+    """Epoch seconds."""
+    expires_in_s: float | None = Field(default=None, gt=0)
+    rate_limit: float | None = Field(default=None, gt=0)
+    """Requests per second."""
+    burst: int | None = Field(default=None, gt=0)
+
+
+class KeyRecord(_Answer):
+    """What the server keeps about a key: never the key itself."""
+
+    id: str
+    prefix: str
+    name: str
+    scopes: list[str]
+    created: float
+    state: str
+    expires: float | None = None
+    rate_limit: float | None = None
+    burst: int | None = None
+    revoked: float | None = None
+    rotated_to: str | None = None
+
+
+class KeyList(RootModel[list[KeyRecord]]):
+    """Every key's record."""
+
+
+class KeyCreated(KeyRecord):
+    """A new key's record and the key, shown this once."""
+
+    key: str
+
+
+class KeyRotateRequest(_Request):
+    """How long the old key keeps working after a rotation (body optional)."""
+
+    grace_s: float | None = Field(default=None, ge=0)
+
+
+class KeyRotated(KeyCreated):
+    """The new key and the prefix of the one it replaces."""
+
+    replaces: str
+
+
+class AccessRule(_Request):
+    """Who may `read`, `deploy` or `call` a registry model: key names, ids, or `*` (null lifts)."""
+
+    read: list[Who] | None = None
+    deploy: list[Who] | None = None
+    call: list[Who] | None = None
+
+
+class AccessRules(RootModel[dict[str, AccessRule]]):
+    """Every registry model's access rule."""
+
+
+class AuditRow(_Answer):
+    """One audit record: who called what, when and with which outcome."""
+
+    ts: float
+    key: str
+    principal: str
+    action: str
+    transport: str
+    model: str
+    version: str
+    status: int
+    latency_ms: float
+    request_id: str
+    client: str
+
+
+class AuditRows(RootModel[list[AuditRow]]):
+    """Audit records, oldest first."""

@@ -116,15 +116,20 @@ class FastThenSlowRuntime(_Echo):
 
 
 class SpinningRuntime(_Echo):
-    """Holds the CPU for `spin_s` per call (pure Python: the GIL is held but for switches)."""
+    """Echoes, but a row whose first feature is negative holds the CPU for `spin_s` first.
+
+    Pure Python, so the GIL is held but for the interpreter's switches.
+    """
 
     runtime_name: ClassVar[str] = "spinning"
 
     def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
-        """Spin, then echo."""
-        until = time.perf_counter() + float(self.options.get("spin_s", 30.0))
-        while time.perf_counter() < until:
-            sum(range(1000))
+        """Spin on a negative first feature, then echo."""
+        (x,) = inputs.values()
+        if float(np.asarray(x)[0, 0]) < 0:
+            until = time.perf_counter() + float(self.options.get("spin_s", 30.0))
+            while time.perf_counter() < until:
+                sum(range(1000))
         return super().predict(inputs, outputs)
 
 

@@ -9,6 +9,9 @@ from nstarx_jupyter.errors import QueueFullError
 
 __all__ = ["Admission", "Watch", "Watchdog"]
 
+COMPACT_AT = 1024
+"""Watched requests kept before the answered ones behind a pending one are dropped."""
+
 
 class Watch:
     """One request under a `Watchdog`: its task, its deadline, whether it ended or expired."""
@@ -38,6 +41,7 @@ class Watchdog:
         self.timeout_s = timeout_s
         self._queue: deque[Watch] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._compact_at = COMPACT_AT
 
     def watch(self) -> Watch | None:
         """Start watching the current task (None outside a task: nothing can be cancelled)."""
@@ -50,6 +54,9 @@ class Watchdog:
         while queue and queue[0].done:  # answered requests leave from the front
             queue.popleft()
         queue.append(watch)
+        if len(queue) > self._compact_at:  # a slow request at the front holds answered ones
+            self._queue = queue = deque(entry for entry in queue if not entry.done)
+            self._compact_at = max(COMPACT_AT, 2 * len(queue))
         if self._timer is None:
             self._timer = loop.call_at(watch.deadline, self._fire, loop)
         return watch

@@ -451,19 +451,32 @@ def _check_outputs(signature: ModelSignature, outputs: tuple[str, ...] | None) -
 
 
 async def _run(model: LoadedModel, inputs: Tensors, outputs: tuple[str, ...]) -> Tensors:
-    timeout_s = model.settings.timeout_s
-    if timeout_s is None and model.limiter is None:
-        return await _call(model, inputs, outputs)
+    """Predict under the model's admission bound, concurrency limit and deadline.
+
+    The deadline is a watchdog's: at it the request is answered 504 whether or not the model
+    returned (a call in a thread runs on, holding its slot, see `Predictor`).
+    """
+    admission = model.admission
+    if admission is not None:
+        admission.enter()  # 503 past the bound, before any work
+    watch = model.watchdog.watch()
     try:
-        async with asyncio.timeout(timeout_s):
-            if model.limiter is None:
-                return await _call(model, inputs, outputs)
-            async with model.limiter:
-                return await _call(model, inputs, outputs)
-    except TimeoutError:
+        if model.limiter is None:
+            return await _call(model, inputs, outputs)
+        async with model.limiter:
+            return await _call(model, inputs, outputs)
+    except asyncio.CancelledError:
+        if watch is None or not watch.expired:
+            raise
+        watch.task.uncancel()
         raise DeadlineExceededError(
-            f"model '{model.settings.name}' did not answer within {timeout_s} s"
+            f"model '{model.settings.name}' did not answer within {model.watchdog.timeout_s:g} s"
         ) from None
+    finally:
+        if watch is not None:
+            watch.done = True
+        if admission is not None:
+            admission.leave()
 
 
 async def _call(model: LoadedModel, inputs: Tensors, outputs: tuple[str, ...]) -> Tensors:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from nstarx_jupyter.errors import QueueFullError
+from nstarx_jupyter.errors import QueueFullError, UnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from concurrent.futures import Executor
+    from concurrent.futures import Executor, Future
 
     import numpy as np
 
@@ -19,52 +23,141 @@ if TYPE_CHECKING:
 
 __all__ = ["ConcurrencyLimiter", "Predictor"]
 
+log = logging.getLogger(__name__)
+
 INLINE_BUDGET_S = 0.0005
 """Predictions expected to take less than this run on the event loop: a thread hop costs more."""
+INLINE_OVERRUN_S = 10 * INLINE_BUDGET_S
+"""An inline call that takes longer than this (wall time: what the event loop lost) sends its
+model to threads for good: a model must not earn the fast path and then abuse it."""
 WAITING_THREADS = 8
 """Threads of a model that waits (they hold no CPU): its concurrent predictions at most."""
 WAITING_S = 0.02
 """A prediction this much longer in wall time than in CPU time waited (sleep, I/O): such a model
 never runs on the event loop, however little CPU it uses."""
+DEFAULT_TIMEOUT_S = 60.0
+"""A model's deadline when its settings give none."""
 
 
 class Predictor:
     """Calls `runtime.predict` inline when it is known to be fast, in a worker thread otherwise.
 
-    The expected duration is a running average of CPU seconds per row, so a model that is quick
-    for one row still goes to a thread for a large batch, and an unknown model starts in a thread.
-    A model seen waiting (sleeping, calling out) stays in threads for good.
+    Known to be fast means three things: the model is made only of library code that cannot
+    block (`Runtime.rows_independent`: scikit-learn, XGBoost, LightGBM estimators; never a
+    user's runtime, a FunctionTransformer, PyTorch, TensorFlow or ONNX), its running average of
+    seconds per row says the call fits `INLINE_BUDGET_S`, and no inline call of it ever overran
+    `INLINE_OVERRUN_S`. Everything else runs in a thread. A thread holds one of the model's slots
+    (its share of the pool) until it really ends, also after its request got its 504: when every
+    slot is held by a call past the deadline, new requests get 503 instead of piling up.
+    A model seen waiting (sleeping, calling out) stays in threads of its own for good.
     """
 
-    def __init__(self, runtime: Runtime, executor: Executor | None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        executor: Executor | None,
+        threads: int = 1,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self.runtime = runtime
         self._executor = executor
         self._s_per_row: float | None = None
+        self.inline = _library_only(runtime)
+        """May run on the event loop: library code only, and no inline call overran yet."""
         self.waits = False
         """Seen spending wall time without CPU time: it would stall the event loop."""
-        self._slots = asyncio.Semaphore(max(1, threads - 1))
+        self._shared = max(1, threads - 1)
+        self._slots = asyncio.Semaphore(self._shared)
         """This model's share of the shared pool: all its threads but one, so one slow or
         waiting model (a shadow, say) cannot queue every other model's predictions behind it."""
+        self._own_slots = asyncio.Semaphore(WAITING_THREADS)
         self._own: ThreadPoolExecutor | None = None
+        self._timeout_s = timeout_s
+        self._running: dict[int, float] = {}
+        """Calls handed to a thread and not yet ended, by id: when each started."""
+        self._calls = 0
 
     async def __call__(self, inputs: Tensors, outputs: tuple[str, ...] | None) -> Tensors:
-        """Predict, choosing inline or thread by the expected duration."""
+        """Predict, choosing inline or thread by what is known of the model."""
         rows = _rows(inputs)
-        expected = None if self._s_per_row is None else self._s_per_row * rows
-        if expected is not None and expected < INLINE_BUDGET_S and not self.waits:
-            return self._timed(inputs, outputs, rows)
-        loop = asyncio.get_running_loop()
+        per_row = self._s_per_row
+        if self.inline and per_row is not None and per_row * rows < INLINE_BUDGET_S:
+            return self._inline(inputs, outputs, rows)
         if self.waits:  # no CPU needed, so threads of its own, outside the shared pool
             if self._own is None:
                 self._own = ThreadPoolExecutor(WAITING_THREADS, "nstarx-wait")
-            return await loop.run_in_executor(self._own, self._timed, inputs, outputs, rows)
-        async with self._slots:
-            return await loop.run_in_executor(self._executor, self._timed, inputs, outputs, rows)
+            return await self._threaded(self._own, self._own_slots, WAITING_THREADS, inputs,
+                                        outputs, rows)  # fmt: skip
+        if self._executor is None:  # no shared pool given (tests, tools): one of its own
+            self._executor = ThreadPoolExecutor(self._shared + 1, "nstarx-predict")
+        return await self._threaded(self._executor, self._slots, self._shared, inputs, outputs,
+                                    rows)  # fmt: skip
+
+    @property
+    def stuck(self) -> int:
+        """Calls still running in a thread past the model's deadline."""
+        if not self._running:
+            return 0
+        since = time.monotonic() - self._timeout_s
+        return sum(started < since for started in self._running.values())
 
     def close(self) -> None:
         """Let the threads of a waiting model go (the model is unloading)."""
         if self._own is not None:
             self._own.shutdown(wait=False)
+
+    async def _threaded(
+        self,
+        executor: Executor,
+        slots: asyncio.Semaphore,
+        capacity: int,
+        inputs: Tensors,
+        outputs: tuple[str, ...] | None,
+        rows: int,
+    ) -> Tensors:
+        if self.stuck >= capacity:
+            wait_s = max(1, min(60, math.ceil(self._timeout_s)))
+            raise UnavailableError(
+                f"every thread of the model is stuck in a call past its {self._timeout_s:g} s "
+                "deadline; retry later", wait_s
+            )  # fmt: skip
+        await slots.acquire()
+        loop = asyncio.get_running_loop()
+        try:
+            future = executor.submit(self._timed, inputs, outputs, rows)
+        except BaseException:
+            slots.release()
+            raise
+        self._calls += 1
+        key = self._calls
+        self._running[key] = time.monotonic()
+        # The slot comes back when the thread ends (or the call is cancelled before it starts),
+        # not when the caller stops waiting: a call past its deadline keeps its thread busy.
+        future.add_done_callback(functools.partial(self._ended, loop, slots, key))
+        return await asyncio.wrap_future(future, loop=loop)
+
+    def _ended(
+        self, loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore, key: int, _: Future[Any]
+    ) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for the slot
+            loop.call_soon_threadsafe(self._release, slots, key)
+
+    def _release(self, slots: asyncio.Semaphore, key: int) -> None:
+        self._running.pop(key, None)
+        slots.release()
+
+    def _inline(self, inputs: Tensors, outputs: tuple[str, ...] | None, rows: int) -> Tensors:
+        started = time.perf_counter()
+        result = self.runtime.predict(inputs, outputs)
+        # Wall time: on the event loop, that is what every other request waited.
+        took = time.perf_counter() - started
+        if took > INLINE_OVERRUN_S:
+            self.inline = False
+            log.warning("a call to %s held the event loop %.1f ms: it runs in threads from now on",
+                        type(self.runtime).__name__, took * 1000)  # fmt: skip
+        self._learn(took / rows)
+        return result
 
     def _timed(self, inputs: Tensors, outputs: tuple[str, ...] | None, rows: int) -> Tensors:
         # CPU time of this thread: waiting for the GIL behind other predictions must not make a
@@ -74,10 +167,25 @@ class Predictor:
         cpu = time.thread_time() - start
         if time.perf_counter() - wall - cpu > WAITING_S:
             self.waits = True
-        per_row = cpu / rows
+        self._learn(cpu / rows)
+        return result
+
+    def _learn(self, per_row: float) -> None:
         previous = self._s_per_row
         self._s_per_row = per_row if previous is None else 0.8 * previous + 0.2 * per_row
-        return result
+
+
+BUILT_IN_RUNTIMES = "nstarx_jupyter.runtimes."
+"""Where the runtimes that may run inline live: a user's `Runtime` subclass never does."""
+
+
+def _library_only(runtime: Runtime) -> bool:
+    """Whether the runtime is built in and its model is made of library code only.
+
+    `rows_independent` is that test for the tabular runtimes (scikit-learn, XGBoost, LightGBM;
+    a FunctionTransformer or a user's estimator fails it); the others say False.
+    """
+    return type(runtime).__module__.startswith(BUILT_IN_RUNTIMES) and runtime.rows_independent()
 
 
 def _rows(inputs: Tensors) -> int:

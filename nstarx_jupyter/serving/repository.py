@@ -21,7 +21,9 @@ from nstarx_jupyter.errors import (
 from nstarx_jupyter.registry import Registry, mlflow_runtime
 from nstarx_jupyter.runtimes import create_runtime
 from nstarx_jupyter.runtimes.loader import infer_runtime, runtime_class
-from nstarx_jupyter.serving.predictor import ConcurrencyLimiter, Predictor
+from nstarx_jupyter.serving.predictor import DEFAULT_TIMEOUT_S, ConcurrencyLimiter, Predictor
+from nstarx_jupyter.serving.watchdog import Admission, Watchdog
+from nstarx_jupyter.serving.worker import ModelWorker, WorkerRuntime, start_worker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -59,9 +61,13 @@ class LoadedModel:
     settings: ModelSettings
     runtime: Runtime
     signature: ModelSignature
-    predictor: Predictor
+    predictor: Predictor | ModelWorker
     batcher: AdaptiveBatcher | None
     limiter: ConcurrencyLimiter | None
+    watchdog: Watchdog
+    """Answers 504 at the model's deadline (`timeout_s`, 60 s by default)."""
+    admission: Admission | None
+    """Without `container_concurrency`, the bound on requests in flight (`max_queue`)."""
 
 
 @dataclass(slots=True)
@@ -274,9 +280,13 @@ class ModelRepository:
             entry.state, entry.reason = ModelState.LOADING, ""
             started = time.perf_counter()
             try:
-                runtime, signature = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, load_runtime, entry.settings
-                )
+                if entry.settings.isolation == "process":
+                    timeout_s = entry.settings.timeout_s or DEFAULT_TIMEOUT_S
+                    runtime, signature = await start_worker(entry.settings, timeout_s)
+                else:
+                    runtime, signature = await asyncio.get_running_loop().run_in_executor(
+                        self._executor, load_runtime, entry.settings
+                    )
             except NstarxError as exc:
                 entry.state, entry.reason = ModelState.UNAVAILABLE, exc.message
                 raise
@@ -295,7 +305,12 @@ class ModelRepository:
     def _serve(
         self, settings: ModelSettings, runtime: Runtime, signature: ModelSignature
     ) -> LoadedModel:
-        predictor = Predictor(runtime, self._executor, self._threads)
+        timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
+        predictor: Predictor | ModelWorker
+        if isinstance(runtime, WorkerRuntime):  # process isolation: its worker predicts
+            predictor = runtime.worker
+        else:
+            predictor = Predictor(runtime, self._executor, self._threads, timeout_s=timeout_s)
         depth = self.metrics.queue_depth.labels(settings.name, settings.version)
         batcher = None
         rows, wait_ms = settings.max_batch_size, settings.max_latency_ms
@@ -308,12 +323,15 @@ class ModelRepository:
             batcher = AdaptiveBatcher(
                 predictor, max_batch_size=rows, max_latency_ms=wait_ms, on_batch=sizes.observe
             )
-        limiter = None
+        limiter, admission = None, None
         if settings.container_concurrency > 0:
             limiter = ConcurrencyLimiter(
                 settings.container_concurrency, settings.max_queue, depth.set
             )
-        return LoadedModel(settings, runtime, signature, predictor, batcher, limiter)
+        else:  # no limit asked for: still a bound, so a stuck model sheds instead of piling up
+            admission = Admission(settings.max_queue)
+        return LoadedModel(settings, runtime, signature, predictor, batcher, limiter,
+                           Watchdog(timeout_s), admission)  # fmt: skip
 
     async def _unload(self, entry: ModelEntry) -> None:
         async with entry.lock:
@@ -326,6 +344,7 @@ class ModelRepository:
             if loaded.batcher is not None:
                 await loaded.batcher.close()
             loaded.predictor.close()
+            loaded.watchdog.close()
             await asyncio.get_running_loop().run_in_executor(self._executor, loaded.runtime.unload)
             entry.state = ModelState.UNAVAILABLE
             self._count_loaded()

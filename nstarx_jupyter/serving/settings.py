@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -61,9 +61,11 @@ class ModelSettings(BaseModel):
     container_concurrency: int = Field(default=0, ge=0)
     """Requests predicted at once for this model; 0 means no limit (KServe's default)."""
     max_queue: int = Field(default=256, ge=0)
-    """Requests allowed to wait for a concurrency slot; beyond it the answer is 503."""
+    """Requests allowed to wait for a concurrency slot; with `container_concurrency` 0, requests
+    in flight at once. Beyond it the answer is 503 with `Retry-After`."""
     timeout_s: float | None = Field(default=None, gt=0)
-    """Deadline for one request, queueing included; past it the answer is 504."""
+    """Deadline for one request, queueing included (None: 60 s); at it the answer is 504, whether
+    or not the model has returned."""
     max_batch_size: int | None = Field(default=None, ge=0)
     """Adaptive batching: rows per batch; 0 turns batching off. None (the default) lets the
     runtime decide: models whose rows are independent (`Runtime.rows_independent`) get no-wait
@@ -76,6 +78,12 @@ class ModelSettings(BaseModel):
     TorchScript, SavedModel). True for models named in code or on the command line (their
     owner's word); the control API sets it from the deployment's `trusted`, which only the admin
     may set. A `model-settings.json` cannot set it."""
+    isolation: Literal["thread", "process"] = "thread"
+    """Where `predict` runs: "thread", in the server (library models that are known to be fast
+    on its event loop, the rest in threads); "process", in a worker process of the model's own,
+    restarted when it dies, overruns its deadline or passes `max_rss_mb`."""
+    max_rss_mb: int | None = Field(default=None, gt=0)
+    """Process isolation: restart the worker when its resident memory passes this (Linux)."""
 
     @field_validator("name")
     @classmethod

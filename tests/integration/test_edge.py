@@ -289,3 +289,31 @@ def test_a_burst_of_malformed_requests_logs_a_bounded_number_of_lines(iris_path:
         assert len(logged) < 30, f"{len(logged)} lines: " + "".join(logged[-5:])
     finally:
         server.stop()
+
+
+def _closed(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(10) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_over_max_connections_the_oldest_waiting_ones_are_dropped_and_health_answers(
+    iris_path: Path,
+) -> None:
+    server = start_server("--model", f"iris={iris_path}", "--max-connections", "20")
+    idle = [socket.create_connection(("127.0.0.1", _port(server))) for _ in range(60)]
+    try:
+        time.sleep(0.5)
+        for _ in range(10):
+            assert _probe(_port(server)) is not None
+        for sock in idle:
+            sock.settimeout(0.5)
+        # the first 40 connections made room for the later ones; the last stay open
+        assert all(_closed(sock) for sock in idle[:40])
+        with pytest.raises(TimeoutError):
+            idle[-1].recv(10)
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()

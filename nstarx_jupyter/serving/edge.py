@@ -106,6 +106,10 @@ class _Edge:
     def __init__(self, limits: EdgeLimits, cap: int) -> None:
         self.limits = limits
         self.cap = cap
+        self.body_s = limits.body_timeout_s
+        # an idle keep-alive connection may wait keep_alive_s for its next request, which then
+        # has the header deadline
+        self.idle_s = limits.keep_alive_s + limits.header_timeout_s
         self.waiting: OrderedDict[EdgeProtocol, None] = OrderedDict()
         self.open = 0  # connections admitted and neither lost nor dropped
         self.sweeper: TimerHandle | None = None
@@ -180,7 +184,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         """Headers in: the body deadline starts."""
         super().on_headers_complete()
-        self.deadline = self.loop.time() + self.edge.limits.body_timeout_s
+        self.deadline = self.loop.time() + self.edge.body_s
 
     def on_message_complete(self) -> None:
         """The whole request is in: the server works on it, the client cannot stall it now."""
@@ -202,8 +206,7 @@ class EdgeProtocol(HttpToolsProtocol):
             if transport.can_write_eof():
                 transport.write_eof()
         else:
-            limits = edge.limits  # the next request may come until keep-alive ends
-            self.deadline = self.loop.time() + limits.keep_alive_s + limits.header_timeout_s
+            self.deadline = self.loop.time() + edge.idle_s
         edge.waiting[self] = None
 
     def drop(self) -> None:

@@ -51,6 +51,8 @@ _LINGER_S = 2.0
 """After an answer given before the body was read (413, 503), how long the rest of the body is
 read and dropped, so the client gets to read the answer instead of a reset connection."""
 _INF = float("inf")
+MAX_HEAD_BYTES = 64 * 1024
+"""A request line and headers longer than this get 431 (httptools itself keeps any length)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,13 @@ _TIMEOUT = b"".join([
 ])  # fmt: skip
 
 
+_TOO_LARGE_BODY = orjson.dumps({"error": f"request headers over {MAX_HEAD_BYTES} bytes"})
+_HEAD_TOO_LARGE = b"".join([
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n",
+    b"content-length: %d\r\nconnection: close\r\n\r\n" % len(_TOO_LARGE_BODY), _TOO_LARGE_BODY,
+])  # fmt: skip
+
+
 class EdgeProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with read deadlines and a place in the connection cap.
 
@@ -161,6 +170,9 @@ class EdgeProtocol(HttpToolsProtocol):
     """When the server stops waiting for the client (loop time); infinite while it works."""
     lingering: bool = False
     dropped: bool = False
+    reading_head = True
+    """Between requests or in a request's headers: what arrives counts towards MAX_HEAD_BYTES."""
+    head_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the header deadline and take a place under the cap."""
@@ -180,11 +192,19 @@ class EdgeProtocol(HttpToolsProtocol):
         if self.lingering:
             return
         super().data_received(data)
+        if self.reading_head:  # still in the headers after parsing this: count it
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+                self.edge.waiting.pop(self, None)
+                self.transport.write(_HEAD_TOO_LARGE)
+                self.transport.close()
 
     def on_headers_complete(self) -> None:
         """Headers in: the body deadline starts."""
         super().on_headers_complete()
         self.deadline = self.loop.time() + self.edge.body_s
+        self.reading_head = False
+        self.head_bytes = 0
 
     def on_message_complete(self) -> None:
         """The whole request is in: the server works on it, the client cannot stall it now."""
@@ -207,6 +227,7 @@ class EdgeProtocol(HttpToolsProtocol):
                 transport.write_eof()
         else:
             self.deadline = self.loop.time() + edge.idle_s
+            self.reading_head = True
         edge.waiting[self] = None
 
     def drop(self) -> None:

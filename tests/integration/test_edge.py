@@ -317,3 +317,14 @@ def test_over_max_connections_the_oldest_waiting_ones_are_dropped_and_health_ans
         for sock in idle:
             sock.close()
         server.stop()
+
+
+def test_request_headers_over_64_kib_get_431_without_waiting_for_their_end(
+    quick_deadlines: ServerProcess,
+) -> None:
+    pad = b"X-Pad: " + b"a" * 1000 + b"\r\n"
+    with socket.create_connection(("127.0.0.1", _port(quick_deadlines))) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + pad * 200)
+        answer, waited_s = _answer_within(sock, 5)
+    assert answer.startswith(b"HTTP/1.1 431"), answer
+    assert waited_s < 0.9  # at once, not at the header deadline

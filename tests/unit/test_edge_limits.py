@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING
 
 import httpx
 
 from nstarx_jupyter.serving.app import ServingConfig, create_app
+from nstarx_jupyter.serving.edge import connection_cap
 from nstarx_jupyter.serving.log_limits import RateLimitFilter
 from nstarx_jupyter.serving.settings import ModelSettings
 
@@ -91,3 +94,20 @@ async def test_bodies_over_the_servers_budget_get_503_and_every_byte_is_released
                 assert index.status_code == 400
                 assert (await http.post("/v2/repository/index", json={})).status_code == 200
             assert app.budget.held_bytes == 0
+
+
+def test_the_connection_cap_stays_clear_of_the_fd_limit() -> None:
+    assert connection_cap(4096, 1024) == 768  # a burst of accepts and a reserve stay free
+    assert connection_cap(100, 1_048_576) == 100
+
+
+def test_the_soft_fd_limit_is_raised_to_the_hard_one() -> None:
+    script = (
+        "import resource\n"
+        "from nstarx_jupyter.serving.edge import raise_fd_limit\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024))\n"
+        "print(raise_fd_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, timeout=60)  # fmt: skip
+    assert done.stdout.split() == ["1024", "1024"]

@@ -80,6 +80,24 @@ def _parser() -> argparse.ArgumentParser:
         help="a Runtime import path deployments sent over the control API may name, besides "
         "the built-in runtimes (repeatable)",
     )  # fmt: skip
+    serve.add_argument(
+        "--header-timeout-s", type=float, default=10.0,
+        help="seconds a connection has to send a request's headers (default 10; 408 past it)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--body-timeout-s", type=float, default=30.0,
+        help="seconds a request has to send its body after the headers (default 30)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-connections", type=int, default=4096,
+        help="HTTP connections at once (default 4096, lowered below the fd limit); past it the "
+        "oldest that have not sent a whole request are dropped",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-inflight-body-bytes", type=int, metavar="N",
+        help="bytes of request bodies held at once across requests (default: --max-body-bytes); "
+        "past it 503 with Retry-After",
+    )  # fmt: skip
     deploy = commands.add_parser("deploy", help="deploy a model file or registry URI locally")
     deploy.add_argument("name", help="deployment name (lower case, digits, '-')")
     deploy.add_argument("model", help="a model file or folder, or models:/NAME/VERSION")
@@ -205,6 +223,10 @@ def _serve(args: argparse.Namespace) -> int:
     import dataclasses
 
     config = dataclasses.replace(_config(args), auth=not args.no_auth, pipelines=pipelines)
+    config = dataclasses.replace(
+        config, header_timeout_s=args.header_timeout_s, body_timeout_s=args.body_timeout_s,
+        max_connections=args.max_connections, max_inflight_body_bytes=args.max_inflight_body_bytes,
+    )  # fmt: skip
     if args.no_auth:
         log.warning("--no-auth: anyone who can reach %s may call the models", args.host)
     if args.state_dir is not None:

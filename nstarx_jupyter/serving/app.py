@@ -18,7 +18,7 @@ from nstarx_jupyter.security.home import access_rules, audit_dir, key_store, sec
 from nstarx_jupyter.serving.auditing import CallAudit
 from nstarx_jupyter.serving.dataplane import DataPlane
 from nstarx_jupyter.serving.http_errors import handle_http_exception
-from nstarx_jupyter.serving.inference_http import InferenceApp
+from nstarx_jupyter.serving.inference_http import BodyBudget, InferenceApp
 from nstarx_jupyter.serving.metrics import ServerMetrics
 from nstarx_jupyter.serving.repository import ModelRepository
 from nstarx_jupyter.serving.rest import RestHandlers
@@ -74,6 +74,18 @@ class ServingConfig:
     allow_runtimes: tuple[str, ...] = ()
     """Runtime import paths the control API accepts besides the built-in runtimes
     (`nstarx serve --allow-runtime`)."""
+    header_timeout_s: float = 10.0
+    """A request's headers must arrive within this many seconds of the connection opening (or of
+    the next request starting on a keep-alive connection); past it, 408 and the connection
+    closes."""
+    body_timeout_s: float = 30.0
+    """A request's body must arrive within this many seconds of its headers (408 past it)."""
+    max_connections: int = 4096
+    """HTTP connections at once (lowered to stay below the file descriptor limit); past it the
+    oldest connections that have not sent a whole request are dropped, so health answers."""
+    max_inflight_body_bytes: int | None = None
+    """Bytes of request bodies held at once across requests (default `max_body_bytes`); past
+    it, 503 with `Retry-After` before more is read."""
 
 
 def _usable_cores() -> int:
@@ -149,4 +161,5 @@ def create_app(
         exception_handlers={HTTPException: handle_http_exception},
         lifespan=lifespan,
     )
-    return InferenceApp(dataplane, starlette, config.max_body_bytes)
+    budget = BodyBudget(config.max_inflight_body_bytes or config.max_body_bytes)
+    return InferenceApp(dataplane, starlette, config.max_body_bytes, budget)

@@ -9,17 +9,20 @@ routing, request and response objects cost about a third of a small model's requ
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from nstarx_jupyter.config import DEFAULT_MAX_BODY_BYTES
 from nstarx_jupyter.errors import (
     ErrorKind,
     InvalidInputError,
     NstarxError,
     PayloadTooLargeError,
+    UnavailableError,
 )
 from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.protocol.records import records_to_tensors, split_records, tensors_to_records
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
     from starlette.applications import Starlette
     from starlette.routing import BaseRoute
+    from starlette.requests import Request
 
     from nstarx_jupyter.security import Principal
     from nstarx_jupyter.serving.dataplane import DataPlane, Decoder, Served
@@ -42,7 +46,16 @@ if TYPE_CHECKING:
     Receive = Callable[[], Awaitable[Message]]
     Send = Callable[[Message], Awaitable[None]]
 
-__all__ = ["INFERENCE_PATHS", "InferenceApp", "read_body", "route_table"]
+__all__ = [
+    "BODY_HELD",
+    "BODY_LIMITS",
+    "INFERENCE_PATHS",
+    "BodyBudget",
+    "InferenceApp",
+    "read_body",
+    "read_request_body",
+    "route_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +75,13 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 class _Call:
     """What the audit log records of an inference call, filled in as the call goes."""
 
-    __slots__ = ("principal", "request_id", "version")
+    __slots__ = ("held", "principal", "request_id", "version")
 
     def __init__(self) -> None:
         self.principal: Principal = ANONYMOUS
         self.version = ""
         self.request_id = ""
+        self.held = 0  # bytes of the body counted in the server's budget
 
     def served(self, served: Served) -> None:
         self.version = served.model.settings.version
@@ -81,38 +95,143 @@ class _Reply:
         self.body, self.status, self.headers = body, status, headers
 
 
-async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], cap: int) -> bytes:
-    """Read a request body, refusing it with 413 before reading when it is over `cap` bytes."""
+class BodyBudget:
+    """The server-wide cap on bytes held by request bodies, from the first byte read to the answer.
+
+    Each body is bounded by the per-request limit (413); this bounds their sum, so many slow or
+    large uploads at once cannot take the server's memory: past it, 503 with `Retry-After`
+    before more is read.
+    """
+
+    __slots__ = ("held_bytes", "limit_bytes")
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.held_bytes = 0
+
+    def take(self, size: int) -> None:
+        """Count `size` more bytes held, or raise `UnavailableError` when they do not fit."""
+        if self.held_bytes + size > self.limit_bytes:
+            raise UnavailableError(
+                f"the server holds {self.held_bytes} bytes of request bodies and takes at most "
+                f"{self.limit_bytes}; retry shortly", retry_after_s=1,
+            )  # fmt: skip
+        self.held_bytes += size
+
+    def release(self, size: int) -> None:
+        """Count `size` bytes no longer held."""
+        self.held_bytes -= size
+
+
+BODY_LIMITS = "nstarx.body_limits"
+"""Where `InferenceApp` puts (per-request limit, budget) in the scope of the routes it hands on."""
+BODY_HELD = "nstarx.body_held"
+"""Bytes of the scope's request body counted in the budget, released when the request ends."""
+
+
+async def read_body(
+    receive: Receive, headers: list[tuple[bytes, bytes]], cap: int, budget: BodyBudget | None = None
+) -> bytes:
+    """Read a request body, refusing it with 413 before reading when it is over `cap` bytes.
+
+    With a `budget`, the body's bytes are counted in it as they come (a declared length at
+    once): the caller releases `len(body)` when the request is over. A body in many messages
+    (chunked, or large) grows one buffer, never a list of chunks joined at the end.
+    """
+    declared = 0
     for key, value in headers:
-        if key == b"content-length" and value.isdigit() and int(value) > cap:
-            raise PayloadTooLargeError(
-                f"request body of {int(value)} bytes is over the {cap}-byte limit"
-            )
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        return body  # the common case: one message
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body"):
+        if key == b"content-length" and value.isdigit():
+            declared = int(value)
+            if declared > cap:
+                raise PayloadTooLargeError(
+                    f"request body of {declared} bytes is over the {cap}-byte limit"
+                )
+    taken = 0
+    if budget is not None and declared:
+        budget.take(declared)
+        taken = declared
+    try:
         message = await receive()
+        body: bytes = message.get("body", b"")
         if message["type"] == "http.disconnect":
-            raise InvalidInputError("the client went away before sending the whole body")
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > cap:
-            raise PayloadTooLargeError(f"request body is over the {cap}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+            raise InvalidInputError("the client went away before sending the body")
+        if message.get("more_body"):
+            return await _read_more(receive, body, cap, budget, taken)
+    except BaseException:
+        if taken:
+            budget.release(taken)  # type: ignore[union-attr]
+        raise
+    if budget is not None and taken != len(body):  # one message, no declared length
+        budget.release(taken - len(body))
+    return body  # the common case: one message
+
+
+async def _read_more(
+    receive: Receive, first: bytes, cap: int, budget: BodyBudget | None, taken: int
+) -> bytes:
+    """Read the rest of a body that comes in many messages.
+
+    On an error it releases what it took beyond `taken`, the declared length (which
+    `read_body` releases).
+    """
+    # BytesIO grows one bytes object in place and getvalue() hands it over without a copy: the
+    # peak is the body, not the chunks plus their join.
+    buffer = io.BytesIO()
+    buffer.write(first)
+    size = len(first)
+    declared = taken
+    message: Message = {"more_body": True}
+    try:
+        while message.get("more_body"):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidInputError("the client went away before sending the whole body")
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > cap:
+                raise PayloadTooLargeError(f"request body is over the {cap}-byte limit")
+            if budget is not None and size > taken:
+                budget.take(size - taken)
+                taken = size
+            buffer.write(chunk)
+    except BaseException:
+        if taken > declared:
+            budget.release(taken - declared)  # type: ignore[union-attr]
+        raise
+    return buffer.getvalue()
+
+
+async def read_request_body(request: Request) -> bytes:
+    """Read a Starlette route's request body under the server's limits.
+
+    413 over the per-request limit, 503 over the server-wide budget; the bytes counted in the
+    budget are released when the request ends (`InferenceApp`).
+    """
+    scope = request.scope
+    limits = scope.get(BODY_LIMITS)
+    if limits is None:  # an app not behind `InferenceApp` (never in a server)
+        return await read_body(request.receive, scope["headers"], DEFAULT_MAX_BODY_BYTES)
+    cap, budget = limits
+    body = await read_body(request.receive, scope["headers"], cap, budget)
+    scope[BODY_HELD] = scope.get(BODY_HELD, 0) + len(body)
+    return body
 
 
 class InferenceApp:
     """Answers the inference endpoints over a `DataPlane`; hands everything else to `fallback`."""
 
-    def __init__(self, dataplane: DataPlane, fallback: Starlette, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        fallback: Starlette,
+        max_body_bytes: int,
+        budget: BodyBudget | None = None,
+    ) -> None:
         self.dataplane = dataplane
         self.fallback = fallback
         self.max_body_bytes = max_body_bytes
+        self.budget = budget or BodyBudget(max_body_bytes)
+        self._limits = (max_body_bytes, self.budget)
 
     def route_table(self) -> list[tuple[str, str]]:
         """Every (method, path template) the app answers: the inference routes, then the rest."""
@@ -126,7 +245,7 @@ class InferenceApp:
         """Route by splitting the path; no regular expressions on the hot path."""
         route = _route(scope["path"]) if scope["type"] == "http" else None
         if route is None:
-            await self.fallback(scope, receive, send)
+            await self._fall_back(scope, receive, send)
             return
         kind, name, version = route
         if scope["method"] != "POST":
@@ -149,6 +268,9 @@ class InferenceApp:
         except Exception:  # request boundary: log the bug, answer 500
             log.exception("POST %s crashed", scope["path"])
             reply = _Reply(orjson.dumps({"error": "internal error"}), 500)
+        finally:
+            if call.held:
+                self.budget.release(call.held)
         await _send(send, reply)
         client = scope.get("client")
         self.dataplane.audit.call(
@@ -156,6 +278,16 @@ class InferenceApp:
             call.version or version or "", reply.status, started, call.request_id,
             client[0] if client else "",
         )  # fmt: skip
+
+    async def _fall_back(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hand the request to the Starlette routes, whose bodies are read under the limits."""
+        scope[BODY_LIMITS] = self._limits
+        try:
+            await self.fallback(scope, receive, send)
+        finally:
+            held = scope.get(BODY_HELD)
+            if held:
+                self.budget.release(held)
 
     def _authorize(self, name: str, headers: list[tuple[bytes, bytes]], call: _Call) -> None:
         given = next((value for key, value in headers if key == b"authorization"), None)
@@ -183,7 +315,8 @@ class InferenceApp:
         headers = scope["headers"]
         with self.dataplane.counting_rejections(name, version, "v2-rest"):
             self._authorize(name, headers, call)
-            body = await read_body(receive, headers, self.max_body_bytes)
+            body = await read_body(receive, headers, self.max_body_bytes, self.budget)
+            call.held = len(body)
             request = v2.decode_request(body, _header_length(headers))
             if self.dataplane.pipelines.get(name) is not None and version is None:
                 answer = await self.dataplane.pipelines.infer(name, request)
@@ -203,7 +336,9 @@ class InferenceApp:
     async def _v1(self, name: str, scope: Scope, receive: Receive, call: _Call) -> _Reply:
         with self.dataplane.counting_rejections(name, None, "v1"):
             self._authorize(name, scope["headers"], call)
-            doc = v2.loads(await read_body(receive, scope["headers"], self.max_body_bytes))
+            body = await read_body(receive, scope["headers"], self.max_body_bytes, self.budget)
+            call.held = len(body)
+            doc = v2.loads(body)
         served = await self.dataplane.predict(
             name, None, "v1", lambda signature: v1.decode_instances(doc, signature),
             caller=self._caller(name, scope),
@@ -217,7 +352,8 @@ class InferenceApp:
     ) -> _Reply:
         with self.dataplane.counting_rejections(name, version, "records"):
             self._authorize(name, scope["headers"], call)
-            body = await read_body(receive, scope["headers"], self.max_body_bytes)
+            body = await read_body(receive, scope["headers"], self.max_body_bytes, self.budget)
+            call.held = len(body)
             doc = v2.loads(body)
             if self.dataplane.pipelines.get(name) is not None and version is None:
                 result = await self.dataplane.pipelines.run(name, doc)

@@ -17,7 +17,7 @@ from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.protocol import v2
 from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.http_errors import nstarx_error_response, unexpected_error_response
-from nstarx_jupyter.serving.inference_http import read_body, route_table
+from nstarx_jupyter.serving.inference_http import read_request_body, route_table
 
 if TYPE_CHECKING:
     from nstarx_jupyter.serving.dataplane import DataPlane
@@ -109,7 +109,7 @@ class RestHandlers:
         return [name for name in names if guard.may(principal, "read", name)]
 
     async def _body(self, request: Request) -> bytes:
-        return await read_body(request.receive, request.scope["headers"], self.max_body_bytes)
+        return await read_request_body(request)
 
     async def live(self, request: Request) -> Response:
         """`GET /v2/health/live`."""

@@ -24,6 +24,7 @@ from nstarx_jupyter.serving.http_errors import (
     nstarx_error_response,
     unexpected_error_response,
 )
+from nstarx_jupyter.serving.inference_http import read_request_body
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -50,10 +51,17 @@ def json_response(doc: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status, media_type="application/json")
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object, or `InvalidInputError`."""
+async def json_body(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:
+    """The request's JSON object (`{}` for an empty body if `empty_ok`), or `InvalidInputError`.
+
+    The body is read under the server's limits: 413 over `--max-body-bytes`, 503 when the
+    server holds too many bytes of bodies.
+    """
+    raw = await read_request_body(request)
+    if empty_ok and not raw.strip():
+        return {}
     try:
-        doc = orjson.loads(await request.body())
+        doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidInputError(f"the body is not JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -166,8 +174,7 @@ class SecurityApi:
         return json_response(self.guard.keys.revoke(request.path_params["key"]).public())
 
     async def _rotate(self, request: Request, principal: Principal) -> Response:
-        raw = await request.body()
-        doc = await json_body(request) if raw.strip() else {}
+        doc = await json_body(request, empty_ok=True)
         grace = _optional_number(doc, "grace_s") or 0.0
         record, secret = self.guard.keys.rotate(request.path_params["key"], grace_s=grace)
         old = key_prefix(request.path_params["key"])

@@ -19,6 +19,14 @@ from nstarx_jupyter.config import STATE_FILE, atomic_write
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.security.tls import server_ssl_context
 from nstarx_jupyter.serving.app import ServingConfig, create_app
+from nstarx_jupyter.serving.edge import (
+    ACCEPT_BATCH,
+    EdgeLimits,
+    connection_cap,
+    edge_protocol,
+    raise_fd_limit,
+)
+from nstarx_jupyter.serving.log_limits import limit_log_rate
 
 if TYPE_CHECKING:
     import ssl
@@ -31,6 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["BoundServer", "announce", "run_server", "serve", "write_state"]
 
 log = logging.getLogger(__name__)
+
+_LISTEN_BACKLOG = 2048
+_KEEP_ALIVE_S = 75
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +59,7 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    sock.listen(_LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -70,11 +81,18 @@ def _tls_files(config: ServingConfig) -> tuple[Path, Path] | None:
 def _uvicorn_config(
     app: InferenceApp, config: ServingConfig, tls: ssl.SSLContext | None
 ) -> uvicorn.Config:
+    limits = EdgeLimits(config.header_timeout_s, config.body_timeout_s, _KEEP_ALIVE_S,
+                        config.max_connections)  # fmt: skip
+    # The edge (serving/edge.py) is uvicorn's httptools protocol with read deadlines and the
+    # connection cap; `backlog` is also how many connections asyncio accepts per loop turn, which
+    # the cap keeps free below the fd limit (serve() restores the listen queue afterwards).
+    http = edge_protocol(limits, connection_cap(config.max_connections, raise_fd_limit()))
     uv_config = uvicorn.Config(
-        app, loop="none", http="httptools", lifespan="on", access_log=False,
-        log_level="warning", timeout_keep_alive=75, backlog=2048, proxy_headers=False,
-        ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key,
+        app, loop="none", http=http, lifespan="on", access_log=False,
+        log_level="warning", timeout_keep_alive=_KEEP_ALIVE_S, backlog=ACCEPT_BATCH,
+        proxy_headers=False, ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key,
     )  # fmt: skip
+    limit_log_rate()  # after uvicorn's logging config made its handlers
     if tls is not None:
         # uvicorn's load() builds a context from the files but has no minimum-version setting;
         # the server then serves whatever `config.ssl` holds, so it gets ours (TLS 1.2 at
@@ -106,6 +124,7 @@ async def serve(
             task.result()  # re-raises a start-up error; a clean return means it gave up
             return 1
         await asyncio.sleep(0.01)
+    sock.listen(_LISTEN_BACKLOG)  # asyncio set it to uvicorn's backlog, the accept batch
     if app.dataplane.repository.failed:
         server.should_exit = True
         await task

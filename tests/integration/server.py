@@ -10,7 +10,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 _BANNER = re.compile(r"nstarx serving at (\S+)(?: \(V2 gRPC on (\S+)\))?")
@@ -41,11 +44,17 @@ class ServerProcess:
             self.process.stdout.close()
 
 
-def start_server(*args: str, timeout_s: float = 60.0, auth: bool = False) -> ServerProcess:
+def start_server(
+    *args: str,
+    timeout_s: float = 60.0,
+    auth: bool = False,
+    preexec_fn: Callable[[], object] | None = None,
+) -> ServerProcess:
     """Run `nstarx serve ARGS --port 0` and wait for the line announcing its URL.
 
     Protocol tests run it with `--no-auth`; `auth=True` keeps the default (every route but
-    live health needs a key), which the security tests check.
+    live health needs a key), which the security tests check. `preexec_fn` runs in the child
+    before the server starts (to lower a resource limit).
     """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     extra = () if auth else ("--no-auth",)
@@ -56,6 +65,7 @@ def start_server(*args: str, timeout_s: float = 60.0, auth: bool = False) -> Ser
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=preexec_fn,
     )
     assert process.stdout is not None
     deadline = time.monotonic() + timeout_s

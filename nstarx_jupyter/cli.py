@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     for field, kind, text in _MODEL_DEFAULTS:
         serve.add_argument("--" + field.replace("_", "-"), type=kind, help=text)
+    serve.add_argument(
+        "--drain-s", type=float, default=2.0, metavar="S",
+        help="on SIGTERM/SIGINT: seconds readiness answers 503 while requests are still served, "
+        "before the listeners close and the server exits 0 (default 2)",
+    )  # fmt: skip
     deploy = commands.add_parser("deploy", help="deploy a model file or registry URI locally")
     deploy.add_argument("name", help="deployment name (lower case, digits, '-')")
     deploy.add_argument("model", help="a model file or folder, or models:/NAME/VERSION")
@@ -195,6 +200,9 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("--no-auth: anyone who can reach %s may call the models", args.host)
     if args.state_dir is not None:
         config = dataclasses.replace(config, state_dir=args.state_dir.expanduser())
+    if args.drain_s < 0:
+        raise SystemExit("nstarx serve: --drain-s: 0 or more seconds")
+    config = dataclasses.replace(config, drain_s=args.drain_s)
     return run_server(models, config)
 
 

@@ -68,6 +68,9 @@ class ServingConfig:
     """PEM private key of `tls_cert`, unencrypted."""
     pipelines: tuple[PipelineSpec, ...] = ()
     """Pipelines served from the start (`nstarx serve --pipeline`), after the models."""
+    drain_s: float = 2.0
+    """On SIGTERM or SIGINT: seconds readiness answers 503 while requests are still served
+    (load balancers stop sending), before the listeners close and the process exits 0."""
 
 
 def _usable_cores() -> int:

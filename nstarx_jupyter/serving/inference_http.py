@@ -127,6 +127,8 @@ class InferenceApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route by splitting the path; no regular expressions on the hot path."""
+        if self.dataplane.draining:
+            send = _closing(send)
         route = _route(scope["path"]) if scope["type"] == "http" else None
         if route is None:
             await self.fallback(scope, receive, send)
@@ -268,6 +270,22 @@ def _route(path: str) -> tuple[str, str, str | None] | None:
         if n == 7 and parts[4] == "versions" and parts[6] == "predict":
             return "records", parts[3], parts[5]
     return None
+
+
+def _closing(send: Send) -> Send:
+    """`send` with `Connection: close` on the response, for the drain before the server stops.
+
+    Clients reconnect for their next request (and see readiness change) instead of keeping a
+    connection the server is about to close.
+    """
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [h for h in message.get("headers", ()) if h[0].lower() != b"connection"]
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
+
+    return closing
 
 
 async def _send(send: Send, reply: _Reply) -> None:

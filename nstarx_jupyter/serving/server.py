@@ -239,6 +239,8 @@ def _refuse_new_connections(sock: socket.socket) -> bool:
     (connection refused: nothing was sent, it may retry elsewhere), instead of being reset
     after its request was sent, as a connection still in the accept queue would be.
     """
+    if sys.platform != "linux":
+        return False
     drop_all = struct.pack("HBBI", 0x06, 0, 0, 0)  # BPF_RET | BPF_K, keep 0 bytes: drop
     program = ctypes.create_string_buffer(drop_all)
     fprog = struct.pack("HL", 1, ctypes.addressof(program))

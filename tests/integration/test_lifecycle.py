@@ -10,11 +10,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import grpc
 import httpx
 import pytest
 
 from nstarx_jupyter import deploy
 from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
 from tests.integration.server import start_server
 
 if TYPE_CHECKING:
@@ -70,21 +72,40 @@ def _probe_loop(url: str, stop: threading.Event, out: _Outcomes) -> None:
             time.sleep(0.02)
 
 
+def _grpc_probe_loop(address: str, stop: threading.Event, out: _Outcomes) -> None:
+    """Poll V2 gRPC ServerReady every 20 ms."""
+    with grpc.insecure_channel(address) as channel:
+        ready = channel.unary_unary(
+            "/inference.GRPCInferenceService/ServerReady",
+            request_serializer=pb.ServerReadyRequest.SerializeToString,
+            response_deserializer=pb.ServerReadyResponse.FromString,
+        )
+        while not stop.is_set():
+            try:
+                out.add(f"grpc-ready-{ready(pb.ServerReadyRequest(), timeout=5).ready}")
+            except grpc.RpcError:
+                out.add("grpc-ready-refused")
+            time.sleep(0.02)
+
+
 def test_sigterm_under_load_answers_not_ready_during_the_drain_and_exits_0_with_no_failure(
     iris_path: Path,
 ) -> None:
-    server = start_server("--model", f"iris={iris_path}", "--drain-s", "2")
+    server = start_server("--model", f"iris={iris_path}", "--drain-s", "2", "--grpc-port", "0")
+    assert server.grpc is not None
     predictions, probes = _Outcomes(), _Outcomes()
     stop = threading.Event()
     clients = [threading.Thread(target=_predict_loop, args=(server.url, stop, predictions))
                for _ in range(4)]  # fmt: skip
     clients.append(threading.Thread(target=_probe_loop, args=(server.url, stop, probes)))
+    clients.append(threading.Thread(target=_grpc_probe_loop, args=(server.grpc, stop, probes)))
     for thread in clients:
         thread.start()
     try:
         time.sleep(1.0)
         assert predictions.of("ok"), "no prediction succeeded before SIGTERM"
         assert probes.of("ready-200")
+        assert probes.of("grpc-ready-True")
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         code = server.process.wait(timeout=30)
@@ -103,6 +124,8 @@ def test_sigterm_under_load_answers_not_ready_during_the_drain_and_exits_0_with_
     assert not_ready, after
     assert not [row for row in after if row[1] == "ready-200"]
     assert not_ready[-1][0] - signalled >= 1.5  # the drain lasted (2 s, minus a probe or two)
+    assert [row for row in after if row[1] == "grpc-ready-False"]
+    assert not [row for row in after if row[1] == "grpc-ready-True"]
     # Predictions kept being served through the drain, and none that was accepted failed.
     served_in_drain = predictions.of("ok", after=signalled + 0.5)
     assert len(served_in_drain) >= 50

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from pathlib import Path
 
+    from nstarx_jupyter.security.hosts import AllowedHosts
+
 __all__ = [
     "ANONYMOUS",
     "PERMISSIONS",
@@ -197,6 +199,8 @@ class Guard:
         self.registry_models: Callable[[str], Iterable[str]] = lambda name: ()
         """The registry models behind a deployment (the data plane sets this)."""
         self._buckets: dict[str, _Bucket] = {}
+        self.control_hosts: AllowedHosts | None = None
+        """The `Host` values control calls may name (None: any); see `check_host`."""
 
     def is_admin(self, token: str) -> bool:
         """Whether `token` is the server's admin token (compared in constant time)."""
@@ -262,6 +266,22 @@ class Guard:
         if principal is not ANONYMOUS:
             self.check(principal, action, deployment)
         return principal
+
+    def check_host(self, host: str | None) -> None:
+        """Raise `ForbiddenError` unless a control call's `Host` header names this server.
+
+        Against DNS rebinding: a page whose name was re-pointed at this server still sends its
+        own name as `Host`.
+        """
+        hosts = self.control_hosts
+        if hosts is None or hosts.allows(host):
+            return
+        shown = (host or "")[:100]
+        raise ForbiddenError(
+            f"Host '{shown}' does not name this server: the control API answers "
+            f"{', '.join(sorted(hosts.names))} (a reverse proxy's name: serve with "
+            "--allow-host NAME)"
+        )
 
     def check(self, principal: Principal, action: str, deployment: str | None = None) -> None:
         """Raise `ForbiddenError` unless `principal` (not anonymous) may do `action`."""

@@ -156,13 +156,26 @@ class AccessRules(SharedFile):
 class _Bucket:
     """A token bucket: `rate` tokens a second, `capacity` at most."""
 
-    __slots__ = ("capacity", "last", "rate", "tokens")
+    __slots__ = ("capacity", "last", "policy", "rate", "tokens")
 
     def __init__(self, rate: float, capacity: float) -> None:
         self.rate = rate
         self.capacity = capacity
         self.tokens = capacity
         self.last = time.monotonic()
+        # The policy as a quota over a window: the window refills a full bucket, the quota is
+        # what the rate allows in it (the sustained rate; the bucket's burst is `r` when full).
+        window_s = max(1, math.ceil(capacity / rate))
+        self.policy = f'"default";q={max(1, round(rate * window_s))};w={window_s}'
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers) after a take.
+
+        `r` is the whole tokens left, `t` the seconds until the bucket is full again.
+        """
+        reset_s = math.ceil(max(0.0, self.capacity - self.tokens) / self.rate)
+        return (("ratelimit-policy", self.policy),
+                ("ratelimit", f'"default";r={int(self.tokens)};t={reset_s}'))  # fmt: skip
 
     def take(self) -> float:
         """Take one token: 0.0 when there was one, else the seconds until there will be."""
@@ -315,6 +328,14 @@ class Guard:
                     f"the registry model '{model}' does not let {_who(principal)} {permission} it"
                 )
 
+    def rate_limit_headers(self, principal: Principal) -> tuple[tuple[str, str], ...]:
+        """`RateLimit-Policy` and `RateLimit` for a caller whose key has a rate limit, else ()."""
+        record = principal.record
+        if record is None or record.rate_limit is None:
+            return ()
+        bucket = self._buckets.get(record.id)
+        return () if bucket is None else bucket.headers()
+
     def _spend(self, record: ApiKey) -> None:
         rate = float(record.rate_limit or 0.0)
         capacity = float(record.burst or max(1.0, rate))
@@ -326,7 +347,7 @@ class Guard:
             seconds = max(1, math.ceil(wait))
             raise RateLimitedError(
                 f"the API key {record.prefix} is over its rate limit of {rate:g} requests/s; "
-                f"retry after {seconds} s", seconds,
+                f"retry after {seconds} s", seconds, bucket.headers(),
             )  # fmt: skip
 
 

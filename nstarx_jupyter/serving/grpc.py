@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from nstarx_jupyter.errors import ErrorKind, NstarxError
+from nstarx_jupyter.errors import ErrorKind, NstarxError, RateLimitedError
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
 from nstarx_jupyter.protocol.grpc.codec import decode_infer_request, encode_infer_response
 from nstarx_jupyter.security import ANONYMOUS
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator
     from pathlib import Path
 
+    from nstarx_jupyter.security import Principal
     from nstarx_jupyter.serving.dataplane import DataPlane
 
 __all__ = ["GRPC_STATUS", "GrpcServer", "InferenceServicer", "start_grpc_server"]
@@ -207,11 +208,16 @@ def _bridge(
             if isinstance(result, tuple):  # (message, response metadata)
                 result, headers = result
                 context.send_initial_metadata(headers)
+            principal: Principal = metadata.get(_PRINCIPAL, ANONYMOUS)
+            record = principal.record
+            if record is not None and record.rate_limit is not None:  # keys without one: no cost
+                context.set_trailing_metadata(dataplane.guard.rate_limit_headers(principal))
             return result
         except NstarxError as exc:
             wait = retry_after(exc)
             if wait is not None:
-                context.set_trailing_metadata((("retry-after", str(wait)),))
+                limit = exc.headers if isinstance(exc, RateLimitedError) else ()
+                context.set_trailing_metadata((("retry-after", str(wait)), *limit))
             context.abort(GRPC_STATUS[exc.kind], exc.message)
         except concurrent.futures.CancelledError:
             context.abort(grpc.StatusCode.CANCELLED, "cancelled")

@@ -20,6 +20,7 @@ from nstarx_jupyter.errors import (
     InvalidInputError,
     NstarxError,
     PayloadTooLargeError,
+    RateLimitedError,
 )
 from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.protocol.records import records_to_tensors, split_records, tensors_to_records
@@ -154,6 +155,10 @@ class InferenceApp:
         except Exception:  # request boundary: log the bug, answer 500
             log.exception("POST %s crashed", scope["path"])
             reply = _Reply(orjson.dumps({"error": "internal error"}), 500)
+        record = call.principal.record
+        if record is not None and record.rate_limit is not None:  # keys without one: no cost
+            limit = self.dataplane.guard.rate_limit_headers(call.principal)
+            reply.headers = [*reply.headers, *_encoded(limit)]
         await _send(send, reply)
         client = scope.get("client")
         self.dataplane.audit.call(
@@ -293,6 +298,10 @@ async def _send(send: Send, reply: _Reply) -> None:
     await send({"type": "http.response.body", "body": reply.body})
 
 
+def _encoded(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    return [(key.encode(), value.encode()) for key, value in headers]
+
+
 def _header_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for key, value in headers:
         if key == b"inference-header-content-length":
@@ -307,6 +316,8 @@ def _error(exc: NstarxError) -> _Reply:
     wait = retry_after(exc)
     if wait is not None:
         headers = [*_JSON, (b"retry-after", str(wait).encode())]
+        if isinstance(exc, RateLimitedError):
+            headers += _encoded(exc.headers)
     elif exc.kind is ErrorKind.UNAUTHENTICATED:
         headers = [*_JSON, (b"www-authenticate", b'Bearer realm="nstarx"')]
     if exc.kind is ErrorKind.INTERNAL:

@@ -88,6 +88,9 @@ class RestHandlers:
                 response = nstarx_error_response(request, exc)
             except Exception as exc:  # noqa: BLE001 - request boundary: log it, answer 500
                 response = unexpected_error_response(request, exc)
+            record = principal.record
+            if record is not None and record.rate_limit is not None:
+                response.headers.update(dict(dataplane.guard.rate_limit_headers(principal)))
             if action is not None:
                 client = request.client
                 dataplane.audit.call(principal, name, "rest", params.get("name", ""),

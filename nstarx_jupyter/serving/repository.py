@@ -217,7 +217,10 @@ class ModelRepository:
         try:
             loaded = entry.loaded if entry.state is ModelState.READY else None
             if loaded is None:
-                loaded = await self._load(entry)
+                try:
+                    loaded = await self._load(entry)
+                except ModelLoadError as exc:  # the server's model, not the caller's mistake
+                    raise _failed(entry) from exc
             yield loaded
         finally:
             entry.in_flight -= 1
@@ -274,15 +277,12 @@ class ModelRepository:
         async with entry.lock:
             if entry.loaded is not None:
                 return entry.loaded
-            name = entry.settings.name
-            load = f"POST /v2/repository/models/{name}/load"
             if not entry.auto_load:
+                name = entry.settings.name
+                load = f"POST /v2/repository/models/{name}/load"
                 raise UnavailableError(f"model '{name}' is unloaded; load it with {load}")
             if entry.state is ModelState.FAILED and not retry:
-                raise UnavailableError(
-                    f"model '{name}' version {entry.settings.version} FAILED to load: "
-                    f"{entry.reason} (fix it, then load it with {load})"
-                )
+                raise _failed(entry)
             entry.state, entry.reason = ModelState.LOADING, ""
             started = time.perf_counter()
             try:
@@ -359,6 +359,15 @@ class ModelRepository:
                     await self._unload(entry)
             timeouts = [e.settings.idle_timeout_s for e in self.entries()]
             await asyncio.sleep(min([1.0, *(t / 4 for t in timeouts)]))
+
+
+def _failed(entry: ModelEntry) -> UnavailableError:
+    """The 503 a request to a `FAILED` model gets: the reason, and how to try again."""
+    name, version = entry.settings.name, entry.settings.version
+    return UnavailableError(
+        f"model '{name}' version {version} FAILED to load: {entry.reason} (fix it, then load "
+        f"it with POST /v2/repository/models/{name}/load)"
+    )
 
 
 async def _drain(entry: ModelEntry, limit_s: float = 30.0) -> None:

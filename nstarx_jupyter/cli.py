@@ -98,6 +98,16 @@ def _parser() -> argparse.ArgumentParser:
         help="bytes of request bodies held at once across requests (default: --max-body-bytes); "
         "past it 503 with Retry-After",
     )  # fmt: skip
+    serve.add_argument(
+        "--drain-s", type=float, default=2.0, metavar="S",
+        help="on SIGTERM/SIGINT: seconds readiness answers 503 while requests are still served, "
+        "before the listeners close and the server exits 0 (default 2)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME",
+        help="a Host name the control API answers besides localhost, 127.0.0.1, ::1 and the "
+        "bound address: a reverse proxy's ('*': any; repeatable)",
+    )  # fmt: skip
     deploy = commands.add_parser("deploy", help="deploy a model file or registry URI locally")
     deploy.add_argument("name", help="deployment name (lower case, digits, '-')")
     deploy.add_argument("model", help="a model file or folder, or models:/NAME/VERSION")
@@ -234,6 +244,9 @@ def _serve(args: argparse.Namespace) -> int:
     folders = [*([args.model_repository] if args.model_repository else []), *args.allow_path]
     config = dataclasses.replace(config, allow_paths=tuple(p.expanduser() for p in folders),
                                  allow_runtimes=tuple(args.allow_runtime))  # fmt: skip
+    if args.drain_s < 0:
+        raise SystemExit("nstarx serve: --drain-s: 0 or more seconds")
+    config = dataclasses.replace(config, drain_s=args.drain_s, allow_hosts=tuple(args.allow_host))
     return run_server(models, config)
 
 

@@ -115,9 +115,13 @@ class RateLimitedError(NstarxError):
 
     kind = ErrorKind.RATE_LIMITED
 
-    def __init__(self, message: str, retry_after_s: int) -> None:
+    def __init__(
+        self, message: str, retry_after_s: int, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.headers = headers
+        """Response headers that describe the limit (`RateLimit-Policy`, `RateLimit`)."""
 
 
 class DeadlineExceededError(NstarxError):

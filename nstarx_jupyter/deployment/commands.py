@@ -80,10 +80,13 @@ def _status(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
     if state is None:
         return ["no local server running"]
     lines = [f"local server {state.url} (pid {state.pid})"]
-    header = ("NAME", "REV", "STATUS", "AUTH", "MODEL")
-    rows = [(d["name"], str(d["revision"]), d["status"],
-             "key" if d["spec"].get("auth", True) else "open", d["spec"].get("storage_uri", ""))
+    header: tuple[str, ...] = ("NAME", "REV", "STATUS", "AUTH", "MODEL", "REASON")
+    rows: list[tuple[str, ...]] = [(d["name"], str(d["revision"]), d["status"],
+             "key" if d["spec"].get("auth", True) else "open", d["spec"].get("storage_uri", ""),
+             " ".join(str(d.get("reason") or "").split()))  # one line: a Failed one says why
             for d in backend.deployments()]  # fmt: skip
+    if not any(row[-1] for row in rows):
+        header, rows = header[:-1], [row[:-1] for row in rows]
     return lines + (_table(header, rows) if rows else [])
 
 

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from pathlib import Path
 
+    from nstarx_jupyter.security.hosts import AllowedHosts
+
 __all__ = [
     "ANONYMOUS",
     "PERMISSIONS",
@@ -103,8 +105,14 @@ class KeyForbiddenError(ForbiddenError, RefusedCaller):
 class KeyRateLimitedError(RateLimitedError, RefusedCaller):
     """A 429 for an identified key that used up its rate limit."""
 
-    def __init__(self, message: str, retry_after_s: int, principal: Principal) -> None:
-        super().__init__(message, retry_after_s)
+    def __init__(
+        self,
+        message: str,
+        retry_after_s: int,
+        principal: Principal,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(message, retry_after_s, headers)
         self.principal = principal
 
 
@@ -180,13 +188,26 @@ class AccessRules(SharedFile):
 class _Bucket:
     """A token bucket: `rate` tokens a second, `capacity` at most."""
 
-    __slots__ = ("capacity", "last", "rate", "tokens")
+    __slots__ = ("capacity", "last", "policy", "rate", "tokens")
 
     def __init__(self, rate: float, capacity: float) -> None:
         self.rate = rate
         self.capacity = capacity
         self.tokens = capacity
         self.last = time.monotonic()
+        # The policy as a quota over a window: the window refills a full bucket, the quota is
+        # what the rate allows in it (the sustained rate; the bucket's burst is `r` when full).
+        window_s = max(1, math.ceil(capacity / rate))
+        self.policy = f'"default";q={max(1, round(rate * window_s))};w={window_s}'
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers) after a take.
+
+        `r` is the whole tokens left, `t` the seconds until the bucket is full again.
+        """
+        reset_s = math.ceil(max(0.0, self.capacity - self.tokens) / self.rate)
+        return (("ratelimit-policy", self.policy),
+                ("ratelimit", f'"default";r={int(self.tokens)};t={reset_s}'))  # fmt: skip
 
     def take(self) -> float:
         """Take one token: 0.0 when there was one, else the seconds until there will be."""
@@ -223,6 +244,8 @@ class Guard:
         self.registry_models: Callable[[str], Iterable[str]] = lambda name: ()
         """The registry models behind a deployment (the data plane sets this)."""
         self._buckets: dict[str, _Bucket] = {}
+        self.control_hosts: AllowedHosts | None = None
+        """The `Host` values control calls may name (None: any); see `check_host`."""
 
     def is_admin(self, token: str) -> bool:
         """Whether `token` is the server's admin token (compared in constant time)."""
@@ -289,6 +312,22 @@ class Guard:
             self.check(principal, action, deployment)
         return principal
 
+    def check_host(self, host: str | None) -> None:
+        """Raise `ForbiddenError` unless a control call's `Host` header names this server.
+
+        Against DNS rebinding: a page whose name was re-pointed at this server still sends its
+        own name as `Host`.
+        """
+        hosts = self.control_hosts
+        if hosts is None or hosts.allows(host):
+            return
+        shown = (host or "")[:100]
+        raise ForbiddenError(
+            f"Host '{shown}' does not name this server: the control API answers "
+            f"{', '.join(sorted(hosts.names))} (a reverse proxy's name: serve with "
+            "--allow-host NAME)"
+        )
+
     def check(self, principal: Principal, action: str, deployment: str | None = None) -> None:
         """Raise `ForbiddenError` unless `principal` (not anonymous) may do `action`."""
         if principal.is_admin or action == "any":
@@ -324,6 +363,14 @@ class Guard:
                     principal,
                 )
 
+    def rate_limit_headers(self, principal: Principal) -> tuple[tuple[str, str], ...]:
+        """`RateLimit-Policy` and `RateLimit` for a caller whose key has a rate limit, else ()."""
+        record = principal.record
+        if record is None or record.rate_limit is None:
+            return ()
+        bucket = self._buckets.get(record.id)
+        return () if bucket is None else bucket.headers()
+
     def _spend(self, record: ApiKey) -> None:
         rate = float(record.rate_limit or 0.0)
         capacity = float(record.burst or max(1.0, rate))
@@ -336,6 +383,7 @@ class Guard:
             raise KeyRateLimitedError(
                 f"the API key {record.prefix} is over its rate limit of {rate:g} requests/s; "
                 f"retry after {seconds} s", seconds, Principal(record.id, record.name, record),
+                bucket.headers(),
             )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from nstarx_jupyter.config import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
 from nstarx_jupyter.security import Guard, admin_token
 from nstarx_jupyter.security.audit import AuditLog
 from nstarx_jupyter.security.home import access_rules, audit_dir, key_store, security_dir
+from nstarx_jupyter.security.hosts import AllowedHosts
 from nstarx_jupyter.serving.auditing import CallAudit
 from nstarx_jupyter.serving.dataplane import DataPlane
 from nstarx_jupyter.serving.http_errors import handle_http_exception
@@ -86,6 +87,12 @@ class ServingConfig:
     max_inflight_body_bytes: int | None = None
     """Bytes of request bodies held at once across requests (default `max_body_bytes`); past
     it, 503 with `Retry-After` before more is read."""
+    drain_s: float = 2.0
+    """On SIGTERM or SIGINT: seconds readiness answers 503 while requests are still served
+    (load balancers stop sending), before the listeners close and the process exits 0."""
+    allow_hosts: tuple[str, ...] = ()
+    """`Host` names the control API answers besides this server's own (a reverse proxy's);
+    `*` allows any (`nstarx serve --allow-host`)."""
 
 
 def _usable_cores() -> int:
@@ -98,14 +105,19 @@ def _usable_cores() -> int:
 
 
 def make_guard(config: ServingConfig) -> Guard:
-    """The server's guard: the keys and access rules of `security_dir`, the admin token."""
+    """The server's guard: the keys and access rules of `security_dir`, the admin token.
+
+    It also holds the `Host` names the control API answers (`config.allow_hosts`).
+    """
     folder = config.security_dir or security_dir()
-    return Guard(
+    guard = Guard(
         key_store(folder),
         config.admin_token or admin_token(folder),
         access_rules(folder),
         enabled=config.auth,
     )
+    guard.control_hosts = AllowedHosts(config.host, config.allow_hosts)
+    return guard
 
 
 def create_app(

@@ -30,7 +30,7 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.serving.metrics import LatencyWindow
 from nstarx_jupyter.serving.pipeline_api import PipelineApi
-from nstarx_jupyter.serving.repository import check_trusted
+from nstarx_jupyter.serving.repository import ModelState, check_trusted
 from nstarx_jupyter.serving.revisions import (
     Deployed,
     check_revision,
@@ -108,7 +108,23 @@ class ControlPlane:
                                   float(doc.get("created", time.time())), None, stable)  # fmt: skip
             except (OSError, ValueError, KeyError, NstarxError) as exc:
                 log.error("cannot restore deployment from %s: %s", file, exc)
+                if isinstance(exc, NstarxError):
+                    self._keep_failed(file.stem, exc.message)
         await self.pipelines.restore()  # after the deployments their model nodes may call
+
+    def _keep_failed(self, name: str, reason: str) -> None:
+        """List a deployment that did not restore as `FAILED` in the model repository too.
+
+        Its models then show in the V2 repository index, metadata and readiness with the
+        reason, as a `nstarx serve --model` that fails to load does; a redeploy replaces them.
+        """
+        deployed = self._deployed.get(name)
+        if deployed is None or deployed.status != "Failed":
+            return
+        with contextlib.suppress(NstarxError):  # the name is taken (`--model` of the same)
+            for settings in models_for(deployed.spec, deployed.revision, None)[0]:
+                entry = self.repository.add(settings)
+                entry.state, entry.reason = ModelState.FAILED, reason
 
     async def apply(
         self,
@@ -233,7 +249,8 @@ class ControlPlane:
         if status == "Ready":
             with contextlib.suppress(NstarxError):
                 entry = self.repository.entry(name)
-                status = {"READY": "Ready", "LOADING": "Loading"}.get(entry.state.value, "Idle")
+                status = {"READY": "Ready", "LOADING": "Loading",
+                          "FAILED": "Failed"}.get(entry.state.value, "Idle")  # fmt: skip
                 reason = entry.reason
         doc: dict[str, Any] = {
             "name": name, "revision": deployed.revision, "status": status,

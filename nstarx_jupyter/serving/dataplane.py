@@ -111,6 +111,9 @@ class DataPlane:
         self._background: set[asyncio.Task[None]] = set()
         self.pipelines = PipelineHost(self)
         """Pipelines served next to the models (their model nodes call back into this plane)."""
+        self.draining = False
+        """Set when the server is asked to stop: readiness answers not ready while requests are
+        still served, so load balancers stop sending before the port closes."""
 
     def set_traffic(self, name: str, plan: TrafficPlan | None) -> None:
         """Route `name`'s unversioned requests by `plan` (None: to its default version)."""
@@ -158,7 +161,13 @@ class DataPlane:
         return {"name": "nstarx", "version": __version__, "extensions": list(EXTENSIONS)}
 
     def ready(self) -> bool:
-        """Say whether every model can serve (scaled-to-zero models count: they load on demand)."""
+        """Say whether every model can serve (scaled-to-zero models count: they load on demand).
+
+        Like KServe's and Triton's (strict) readiness: one `FAILED` model makes the server not
+        ready, although the others serve; so does draining before a shutdown.
+        """
+        if self.draining:
+            return False
         return all(
             entry.state is ModelState.READY
             or (entry.settings.min_replicas == 0 and entry.auto_load and not entry.reason)
@@ -168,8 +177,9 @@ class DataPlane:
     def model_ready(self, name: str, version: str | None = None) -> bool:
         """Say whether a model version is loaded; raise `ModelNotFoundError` for unknown ones."""
         if version is None and self.pipelines.get(name) is not None:
-            return True  # a served pipeline's models loaded before it answered
-        return self.repository.entry(name, version).state is ModelState.READY
+            return not self.draining  # a served pipeline's models loaded before it answered
+        state = self.repository.entry(name, version).state  # an unknown model is a 404
+        return state is ModelState.READY and not self.draining
 
     async def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Return V2 model metadata, derived from the loaded model (loading it if never loaded)."""

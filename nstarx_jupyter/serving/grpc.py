@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from nstarx_jupyter.errors import ErrorKind, NstarxError
+from nstarx_jupyter.errors import ErrorKind, NstarxError, RateLimitedError
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
 from nstarx_jupyter.protocol.grpc.codec import (
     decode_infer_request,
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from google.protobuf.message import Message
 
+    from nstarx_jupyter.security import Principal
     from nstarx_jupyter.serving.dataplane import DataPlane
 
 __all__ = ["GRPC_STATUS", "GrpcServer", "InferenceServicer", "start_grpc_server"]
@@ -299,11 +300,16 @@ def _bridge(
             if isinstance(result, tuple):  # (message, response metadata)
                 result, headers = result
                 context.send_initial_metadata(headers)
+            principal: Principal = metadata.get(_PRINCIPAL, ANONYMOUS)
+            record = principal.record
+            if record is not None and record.rate_limit is not None:  # keys without one: no cost
+                context.set_trailing_metadata(dataplane.guard.rate_limit_headers(principal))
             return result
         except NstarxError as exc:
             wait = retry_after(exc)
             if wait is not None:
-                context.set_trailing_metadata((("retry-after", str(wait)),))
+                limit = exc.headers if isinstance(exc, RateLimitedError) else ()
+                context.set_trailing_metadata((("retry-after", str(wait)), *limit))
             context.abort(GRPC_STATUS[exc.kind], _details(exc.message))
         except concurrent.futures.CancelledError:
             context.abort(grpc.StatusCode.CANCELLED, "cancelled")

@@ -54,11 +54,16 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def nstarx_error_response(request: Request, exc: NstarxError) -> Response:
-    """Map a domain error to its status; 503s carry `Retry-After` when the error knows it."""
+    """Map a domain error to its status; 503s carry `Retry-After` when the error knows it.
+
+    429s carry `Retry-After` and the key's `RateLimit-Policy` and `RateLimit`.
+    """
     headers = None
     wait = retry_after(exc)
     if wait is not None:
         headers = {"Retry-After": str(wait)}
+        if isinstance(exc, RateLimitedError):
+            headers.update(exc.headers)
     elif exc.kind is ErrorKind.UNAUTHENTICATED:
         headers = {"WWW-Authenticate": 'Bearer realm="nstarx"'}
     status = STATUS[exc.kind]

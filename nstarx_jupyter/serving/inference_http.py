@@ -23,6 +23,7 @@ from nstarx_jupyter.errors import (
     NstarxError,
     PayloadTooLargeError,
     UnavailableError,
+    RateLimitedError,
 )
 from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.protocol.records import records_to_tensors, split_records, tensors_to_records
@@ -243,6 +244,8 @@ class InferenceApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route by splitting the path; no regular expressions on the hot path."""
+        if self.dataplane.draining:
+            send = _closing(send)
         route = _route(scope["path"]) if scope["type"] == "http" else None
         if route is None:
             await self._fall_back(scope, receive, send)
@@ -271,6 +274,10 @@ class InferenceApp:
         finally:
             if call.held:
                 self.budget.release(call.held)
+        record = call.principal.record
+        if record is not None and record.rate_limit is not None:  # keys without one: no cost
+            limit = self.dataplane.guard.rate_limit_headers(call.principal)
+            reply.headers = [*reply.headers, *_encoded(limit)]
         await _send(send, reply)
         client = scope.get("client")
         self.dataplane.audit.call(
@@ -416,9 +423,29 @@ def _route(path: str) -> tuple[str, str, str | None] | None:
     return None
 
 
+def _closing(send: Send) -> Send:
+    """`send` with `Connection: close` on the response, for the drain before the server stops.
+
+    Clients reconnect for their next request (and see readiness change) instead of keeping a
+    connection the server is about to close.
+    """
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [h for h in message.get("headers", ()) if h[0].lower() != b"connection"]
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
+
+    return closing
+
+
 async def _send(send: Send, reply: _Reply) -> None:
     await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
     await send({"type": "http.response.body", "body": reply.body})
+
+
+def _encoded(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    return [(key.encode(), value.encode()) for key, value in headers]
 
 
 def _header_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -435,6 +462,8 @@ def _error(exc: NstarxError) -> _Reply:
     wait = retry_after(exc)
     if wait is not None:
         headers = [*_JSON, (b"retry-after", str(wait).encode())]
+        if isinstance(exc, RateLimitedError):
+            headers += _encoded(exc.headers)
     elif exc.kind is ErrorKind.UNAUTHENTICATED:
         headers = [*_JSON, (b"www-authenticate", b'Bearer realm="nstarx"')]
     if exc.kind is ErrorKind.INTERNAL:

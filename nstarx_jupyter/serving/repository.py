@@ -52,6 +52,10 @@ class ModelState(enum.Enum):
     LOADING = "LOADING"
     READY = "READY"
     UNLOADING = "UNLOADING"
+    FAILED = "FAILED"
+    """The last load failed (`ModelEntry.reason` says why): requests get 503 naming the reason
+    instead of loading it again; an explicit load (`POST /v2/repository/models/NAME/load`, a
+    redeploy) tries again."""
 
 
 @dataclass(slots=True)
@@ -222,7 +226,10 @@ class ModelRepository:
         try:
             loaded = entry.loaded if entry.state is ModelState.READY else None
             if loaded is None:
-                loaded = await self._load(entry)
+                try:
+                    loaded = await self._load(entry)
+                except ModelLoadError as exc:  # the server's model, not the caller's mistake
+                    raise _failed(entry) from exc
             yield loaded
         finally:
             entry.in_flight -= 1
@@ -231,10 +238,10 @@ class ModelRepository:
                 entry.idle.set()
 
     async def load(self, name: str) -> None:
-        """Load (or reload) every version of a model."""
+        """Load (or reload) every version of a model; a failed one is tried again."""
         for entry in self._versions(name):
             entry.auto_load = True
-            await self._load(entry)
+            await self._load(entry, retry=True)
 
     async def unload(self, name: str) -> None:
         """Unload every version of a model after its requests finish; it stays registered."""
@@ -243,14 +250,20 @@ class ModelRepository:
             await self._unload(entry)
 
     async def start(self) -> list[ModelEntry]:
-        """Load every model whose `min_replicas` is 1, start the idle reaper, return failures."""
+        """Load every model whose `min_replicas` is 1, start the idle reaper, return failures.
+
+        A model that does not load stays registered as `FAILED` with its reason (status,
+        metadata and readiness say so) while the others serve.
+        """
         failed = []
         for entry in self.entries():
             if entry.settings.min_replicas > 0:
                 try:
                     await self._load(entry)
                 except NstarxError as exc:
-                    log.error("model %s failed to load: %s", entry.settings.name, exc.message)
+                    settings = entry.settings
+                    log.error("model %s version %s FAILED to load, serving the others without it: "
+                              "%s", settings.name, settings.version, exc.message)  # fmt: skip
                     failed.append(entry)
         self._reaper = asyncio.create_task(self._reap_idle())
         self.failed = failed
@@ -269,7 +282,7 @@ class ModelRepository:
         self.entry(name)
         return list(self._entries[name].values())
 
-    async def _load(self, entry: ModelEntry) -> LoadedModel:
+    async def _load(self, entry: ModelEntry, *, retry: bool = False) -> LoadedModel:
         async with entry.lock:
             if entry.loaded is not None:
                 return entry.loaded
@@ -277,6 +290,8 @@ class ModelRepository:
                 name = entry.settings.name
                 load = f"POST /v2/repository/models/{name}/load"
                 raise UnavailableError(f"model '{name}' is unloaded; load it with {load}")
+            if entry.state is ModelState.FAILED and not retry:
+                raise _failed(entry)
             entry.state, entry.reason = ModelState.LOADING, ""
             started = time.perf_counter()
             try:
@@ -287,8 +302,9 @@ class ModelRepository:
                     runtime, signature = await asyncio.get_running_loop().run_in_executor(
                         self._executor, load_runtime, entry.settings
                     )
-            except NstarxError as exc:
-                entry.state, entry.reason = ModelState.UNAVAILABLE, exc.message
+            except Exception as exc:
+                message = exc.message if isinstance(exc, NstarxError) else repr(exc)
+                entry.state, entry.reason = ModelState.FAILED, message
                 raise
             settings = entry.settings
             self.metrics.load_seconds.labels(settings.name, settings.version).observe(
@@ -365,6 +381,15 @@ class ModelRepository:
                     await self._unload(entry)
             timeouts = [e.settings.idle_timeout_s for e in self.entries()]
             await asyncio.sleep(min([1.0, *(t / 4 for t in timeouts)]))
+
+
+def _failed(entry: ModelEntry) -> UnavailableError:
+    """The 503 a request to a `FAILED` model gets: the reason, and how to try again."""
+    name, version = entry.settings.name, entry.settings.version
+    return UnavailableError(
+        f"model '{name}' version {version} FAILED to load: {entry.reason} (fix it, then load "
+        f"it with POST /v2/repository/models/{name}/load)"
+    )
 
 
 async def _drain(entry: ModelEntry, limit_s: float = 30.0) -> None:

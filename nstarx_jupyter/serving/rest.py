@@ -93,6 +93,9 @@ class RestHandlers:
                 response = nstarx_error_response(request, exc)
             except Exception as exc:  # noqa: BLE001 - request boundary: log it, answer 500
                 response = unexpected_error_response(request, exc)
+            record = principal.record
+            if record is not None and record.rate_limit is not None:
+                response.headers.update(dict(dataplane.guard.rate_limit_headers(principal)))
             if action is not None:
                 client = request.client
                 dataplane.audit.call(principal, name, "rest", params.get("name", ""),
@@ -130,10 +133,19 @@ class RestHandlers:
         return _json(await self.dataplane.model_metadata(params["name"], params.get("version")))
 
     async def model_ready(self, request: Request) -> Response:
-        """`GET /v2/models/{name}[/versions/{version}]/ready`: 200 when ready, 503 when not."""
-        name = request.path_params["name"]
-        ready = self.dataplane.model_ready(name, request.path_params.get("version"))
-        return _json({"name": name, "ready": ready}, 200 if ready else 503)
+        """`GET /v2/models/{name}[/versions/{version}]/ready`: 200 when ready, 503 when not.
+
+        A model that is not ready says its state (and a `FAILED` one its reason).
+        """
+        name, version = request.path_params["name"], request.path_params.get("version")
+        ready = self.dataplane.model_ready(name, version)
+        doc: dict[str, Any] = {"name": name, "ready": ready}
+        if not ready and self.dataplane.pipelines.get(name) is None:
+            entry = self.dataplane.repository.entry(name, version)
+            doc["state"] = entry.state.value  # FAILED, with its reason, says why
+            if entry.reason:
+                doc["reason"] = entry.reason
+        return _json(doc, 200 if ready else 503)
 
     async def repository_index(self, request: Request) -> Response:
         """`POST /v2/repository/index`, optionally `{"ready": true}` to list ready models only."""

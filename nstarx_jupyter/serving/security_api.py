@@ -74,6 +74,8 @@ def control_endpoint(
 ) -> Callable[[Request], Awaitable[Response]]:
     """A control route: the caller must be allowed `action` (on the `name` in the path, if any).
 
+    The request's `Host` must name this server (`Guard.check_host`), else 403, audited.
+
     Changes (every method but GET) are written to the audit log and flushed to disk before the
     answer; reads are recorded too.
     """
@@ -84,6 +86,7 @@ def control_endpoint(
         principal = ANONYMOUS
         name = request.path_params.get("name", "")
         try:
+            guard.check_host(request.headers.get("host"))  # before any credential is looked at
             principal = guard.require(request.headers.get("authorization"), action,
                                       name or None, control=True)  # fmt: skip
             response = await handler(request, principal)

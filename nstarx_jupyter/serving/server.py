@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
+import signal
 import socket
+import struct
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
@@ -30,9 +34,10 @@ from nstarx_jupyter.serving.log_limits import limit_log_rate
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterator, Sequence
     from pathlib import Path
 
+    from nstarx_jupyter.serving.grpc import GrpcServer
     from nstarx_jupyter.serving.inference_http import InferenceApp
     from nstarx_jupyter.serving.settings import ModelSettings
 
@@ -42,6 +47,13 @@ log = logging.getLogger(__name__)
 
 _LISTEN_BACKLOG = 2048
 _KEEP_ALIVE_S = 75
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_IN_FLIGHT_GRACE_S = 30.0
+"""How long gRPC calls in flight may take to finish once the drain is over."""
+_SETTLE_S = 0.2
+"""After new connections are refused: time for the loop to accept and read the last ones."""
+_SO_ATTACH_FILTER = 26
+"""Linux's SO_ATTACH_FILTER (the socket module does not name it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +119,10 @@ async def serve(
     config: ServingConfig,
     on_ready: Callable[[BoundServer], Awaitable[bool]] | None = None,
 ) -> int:
-    """Serve until interrupted; returns the process exit code (1 when a model failed to load).
+    """Serve until interrupted; returns the process exit code.
+
+    A model that fails to load is served as `FAILED` (its reason in status and metadata) while
+    the others serve.
 
     `on_ready` runs once both transports listen; when it returns True the server shuts down.
     """
@@ -117,7 +132,7 @@ async def serve(
     app = create_app(models, config)
     sock = _bind(config.host, config.port)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(_uvicorn_config(app, config, tls))
+    server = _DrainingServer(_uvicorn_config(app, config, tls))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
@@ -125,10 +140,6 @@ async def serve(
             return 1
         await asyncio.sleep(0.01)
     sock.listen(_LISTEN_BACKLOG)  # asyncio set it to uvicorn's backlog, the accept batch
-    if app.dataplane.repository.failed:
-        server.should_exit = True
-        await task
-        return 1
     grpc_server = None
     grpc_address = None
     if config.grpc_port is not None:
@@ -147,6 +158,8 @@ async def serve(
     try:
         if on_ready is not None and await on_ready(bound):
             server.should_exit = True
+        elif await server.stopping(task):
+            await _drain(server, app, config.drain_s, grpc_server, sock)
         await task
     finally:
         if grpc_server is not None:
@@ -155,6 +168,105 @@ async def serve(
             with contextlib.suppress(OSError):
                 state.unlink()
     return 0
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server with our signal handling: SIGTERM or SIGINT starts a drain (`_drain`).
+
+    uvicorn's own handlers stop listening at once and raise the signal again once stopped (the
+    process then dies of SIGTERM instead of exiting 0). A second signal skips the rest of the
+    drain and stops without waiting for the requests in flight.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.stop_requested = asyncio.Event()
+        self.forced = asyncio.Event()
+        self.signals = 0
+        self.signal_name = ""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Handle SIGTERM and SIGINT on the event loop while serving (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        for sig in _STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            yield
+        finally:
+            for sig in _STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        self.signals += 1
+        self.signal_name = signal.Signals(sig).name
+        if self.signals > 1:
+            log.warning("%s again: stopping now", self.signal_name)
+            self.force_exit = True
+            self.forced.set()
+        # before it listens there is nothing to drain: stop as soon as start-up is over
+        self.should_exit = self.should_exit or not self.started or self.signals > 1
+        self.stop_requested.set()
+
+    async def stopping(self, task: asyncio.Task[None]) -> bool:
+        """Wait until a signal asks the server to stop (True) or it stopped by itself (False)."""
+        asked = asyncio.ensure_future(self.stop_requested.wait())
+        await asyncio.wait((task, asked), return_when=asyncio.FIRST_COMPLETED)
+        asked.cancel()
+        return self.stop_requested.is_set() and not task.done()
+
+
+async def _drain(
+    server: _DrainingServer,
+    app: InferenceApp,
+    drain_s: float,
+    grpc_server: GrpcServer | None,
+    sock: socket.socket,
+) -> None:
+    """Stop the way a load balancer needs: not ready first, then closed, then gone.
+
+    Readiness (REST, gRPC and the model routes) answers 503 at once while both transports keep
+    accepting and answering for `drain_s` seconds (each answer closes its connection, so
+    clients reconnect and see the change); then the listeners close, requests in flight finish
+    and the models unload.
+    """
+    if server.should_exit:  # stopped before it listened, or a second signal: no drain
+        return
+    app.dataplane.draining = True
+    log.warning("%s: readiness answers 503 for the %g s drain, then the listeners close",
+                server.signal_name, drain_s)  # fmt: skip
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(drain_s):
+            await server.forced.wait()  # a second signal cuts the drain short
+    if grpc_server is not None:
+        await grpc_server.stop(grace=None if server.force_exit else _IN_FLIGHT_GRACE_S)
+    if _refuse_new_connections(sock):
+        # Connections the kernel completed before that are accepted and read by the loop
+        # before the socket closes; closing it would reset them.
+        await asyncio.sleep(_SETTLE_S)
+    server.should_exit = True
+
+
+def _refuse_new_connections(sock: socket.socket) -> bool:
+    """Drop new connection attempts to `sock` (Linux: a socket filter); True when it worked.
+
+    A client whose SYN is dropped tries again a second later and finds the port closed
+    (connection refused: nothing was sent, it may retry elsewhere), instead of being reset
+    after its request was sent, as a connection still in the accept queue would be.
+    """
+    if sys.platform != "linux":
+        return False
+    drop_all = struct.pack("HBBI", 0x06, 0, 0, 0)  # BPF_RET | BPF_K, keep 0 bytes: drop
+    program = ctypes.create_string_buffer(drop_all)
+    fprog = struct.pack("HL", 1, ctypes.addressof(program))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    except OSError:
+        return False
+    return True
 
 
 def write_state(

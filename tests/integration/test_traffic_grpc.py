@@ -28,7 +28,7 @@ async def served(tmp_path: Path, named_iris: Path) -> AsyncIterator[tuple[Any, h
         server, port = await start_grpc_server(app.dataplane, "127.0.0.1", 0, 1 << 20)
         transport = httpx.ASGITransport(app=app)
         headers = {"authorization": f"Bearer {TOKEN}"}
-        async with httpx.AsyncClient(transport=transport, base_url="http://test",
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost",
                                      headers=headers) as control:  # fmt: skip
             try:
                 yield f"127.0.0.1:{port}", control
@@ -76,7 +76,7 @@ async def test_a_running_canary_survives_a_restart(tmp_path: Path, named_iris: P
             transport = httpx.ASGITransport(app=app)
             headers = {"authorization": f"Bearer {TOKEN}"}
             async with httpx.AsyncClient(
-                transport=transport, base_url="http://test", headers=headers
+                transport=transport, base_url="http://localhost", headers=headers
             ) as http:
                 url = "/nstarx/v1/deployments/iris"
                 if round_ == 0:

@@ -82,7 +82,9 @@ class InferenceServicer:
         guard = self.dataplane.guard
         anonymous = not guard.enabled or (action in _OPEN_ACTIONS and bool(guard.public))
         try:
-            metadata[_PRINCIPAL] = guard.identify(metadata.get("authorization"), anonymous=anonymous)
+            metadata[_PRINCIPAL] = guard.identify(
+                metadata.get("authorization"), anonymous=anonymous
+            )
         except RefusedCaller as exc:  # a known key over its rate limit (429): the audit names it
             metadata[_PRINCIPAL] = exc.principal
             raise

@@ -22,8 +22,8 @@ from nstarx_jupyter.errors import (
     InvalidInputError,
     NstarxError,
     PayloadTooLargeError,
-    UnavailableError,
     RateLimitedError,
+    UnavailableError,
 )
 from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.protocol.records import records_to_tensors, split_records, tensors_to_records
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from starlette.applications import Starlette
-    from starlette.routing import BaseRoute
     from starlette.requests import Request
+    from starlette.routing import BaseRoute
 
     from nstarx_jupyter.security import Principal
     from nstarx_jupyter.serving.dataplane import DataPlane, Decoder, Served

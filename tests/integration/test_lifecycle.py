@@ -204,3 +204,23 @@ def test_a_deployment_that_no_longer_loads_is_failed_with_its_reason_everywhere(
     row = next(line for line in status.stdout.splitlines() if line.startswith("iris "))
     assert "Failed" in row
     assert "the model did not load" in row
+
+
+def test_sigint_drains_too_and_a_second_signal_stops_at_once(iris_path: Path) -> None:
+    server = start_server("--model", f"iris={iris_path}", "--drain-s", "60")
+    try:
+        with httpx.Client(base_url=server.url, timeout=5) as http:
+            assert http.get("/v2/health/ready").status_code == 200
+            server.process.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            assert http.get("/v2/health/ready").status_code == 503  # draining, still answering
+            assert http.get("/v2/models/iris/ready").status_code == 503
+            assert http.post("/v2/models/iris/infer", json=INFER).status_code == 200
+        second = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)  # not the 60 s drain: stop now
+        code = server.process.wait(timeout=20)
+        stopped_s = time.monotonic() - second
+    finally:
+        server.stop()
+    assert code == 0, "".join(server.output)
+    assert stopped_s < 5

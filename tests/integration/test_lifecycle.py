@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -88,10 +89,27 @@ def _grpc_probe_loop(address: str, stop: threading.Event, out: _Outcomes) -> Non
             time.sleep(0.02)
 
 
+def _slow_call(url: str, at: float, out: _Outcomes) -> None:
+    """At monotonic time `at`, call a model that sleeps 1.5 s: in flight when the port closes."""
+    time.sleep(max(0.0, at - time.monotonic()))
+    with httpx.Client(timeout=30) as http:
+        try:
+            answer = http.post(f"{url}/v2/models/slow/infer", json=INFER)
+            out.add("slow", answer.status_code)
+        except httpx.HTTPError as exc:
+            out.add("slow", repr(exc))
+
+
 def test_sigterm_under_load_answers_not_ready_during_the_drain_and_exits_0_with_no_failure(
-    iris_path: Path,
+    iris_path: Path, tmp_path: Path
 ) -> None:
-    server = start_server("--model", f"iris={iris_path}", "--drain-s", "2", "--grpc-port", "0")
+    slow = tmp_path / "repository" / "slow"
+    slow.mkdir(parents=True)
+    (slow / "model-settings.json").write_text(json.dumps({
+        "runtime": "tests.support.runtimes.BrokenIrisRuntime",
+        "options": {"mode": "sleep", "delay_s": 1.5}}))  # fmt: skip
+    server = start_server("--model", f"iris={iris_path}", "--model-repository", str(slow.parent),
+                          "--drain-s", "2", "--grpc-port", "0")  # fmt: skip
     assert server.grpc is not None
     predictions, probes = _Outcomes(), _Outcomes()
     stop = threading.Event()
@@ -107,6 +125,10 @@ def test_sigterm_under_load_answers_not_ready_during_the_drain_and_exits_0_with_
         assert probes.of("ready-200")
         assert probes.of("grpc-ready-True")
         signalled = time.monotonic()
+        in_flight = threading.Thread(target=_slow_call, args=(server.url, signalled + 1.2,
+                                                              predictions))  # fmt: skip
+        in_flight.start()
+        clients.append(in_flight)
         server.process.send_signal(signal.SIGTERM)
         code = server.process.wait(timeout=30)
         exited = time.monotonic()
@@ -130,6 +152,8 @@ def test_sigterm_under_load_answers_not_ready_during_the_drain_and_exits_0_with_
     served_in_drain = predictions.of("ok", after=signalled + 0.5)
     assert len(served_in_drain) >= 20
     assert predictions.of("failed") == []
+    # A request still running when the listener closed (sent 1.2 s in, 1.5 s long) finished.
+    assert [row[2] for row in predictions.of("slow")] == [200]
     assert exited - signalled < 10
     assert "Traceback" not in log
 

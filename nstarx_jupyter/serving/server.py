@@ -192,13 +192,16 @@ class _DrainingServer(uvicorn.Server):
             yield
             return
         loop = asyncio.get_running_loop()
+        originals = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
         for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
             yield
         finally:
-            for sig in _STOP_SIGNALS:
+            for sig, handler in originals.items():
                 loop.remove_signal_handler(sig)
+                if handler is not None:  # as uvicorn does: the handlers from before serving
+                    signal.signal(sig, handler)
 
     def _on_signal(self, sig: int) -> None:
         self.signals += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -88,10 +89,27 @@ def _grpc_probe_loop(address: str, stop: threading.Event, out: _Outcomes) -> Non
             time.sleep(0.02)
 
 
+def _slow_call(url: str, at: float, out: _Outcomes) -> None:
+    """At monotonic time `at`, call a model that sleeps 1.5 s: in flight when the port closes."""
+    time.sleep(max(0.0, at - time.monotonic()))
+    with httpx.Client(timeout=30) as http:
+        try:
+            answer = http.post(f"{url}/v2/models/slow/infer", json=INFER)
+            out.add("slow", answer.status_code)
+        except httpx.HTTPError as exc:
+            out.add("slow", repr(exc))
+
+
 def test_sigterm_under_load_answers_not_ready_during_the_drain_and_exits_0_with_no_failure(
-    iris_path: Path,
+    iris_path: Path, tmp_path: Path
 ) -> None:
-    server = start_server("--model", f"iris={iris_path}", "--drain-s", "2", "--grpc-port", "0")
+    slow = tmp_path / "repository" / "slow"
+    slow.mkdir(parents=True)
+    (slow / "model-settings.json").write_text(json.dumps({
+        "runtime": "tests.support.runtimes.BrokenIrisRuntime",
+        "options": {"mode": "sleep", "delay_s": 1.5}}))  # fmt: skip
+    server = start_server("--model", f"iris={iris_path}", "--model-repository", str(slow.parent),
+                          "--drain-s", "2", "--grpc-port", "0")  # fmt: skip
     assert server.grpc is not None
     predictions, probes = _Outcomes(), _Outcomes()
     stop = threading.Event()
@@ -107,6 +125,10 @@ def test_sigterm_under_load_answers_not_ready_during_the_drain_and_exits_0_with_
         assert probes.of("ready-200")
         assert probes.of("grpc-ready-True")
         signalled = time.monotonic()
+        in_flight = threading.Thread(target=_slow_call, args=(server.url, signalled + 1.2,
+                                                              predictions))  # fmt: skip
+        in_flight.start()
+        clients.append(in_flight)
         server.process.send_signal(signal.SIGTERM)
         code = server.process.wait(timeout=30)
         exited = time.monotonic()
@@ -130,6 +152,8 @@ def test_sigterm_under_load_answers_not_ready_during_the_drain_and_exits_0_with_
     served_in_drain = predictions.of("ok", after=signalled + 0.5)
     assert len(served_in_drain) >= 20
     assert predictions.of("failed") == []
+    # A request still running when the listener closed (sent 1.2 s in, 1.5 s long) finished.
+    assert [row[2] for row in predictions.of("slow")] == [200]
     assert exited - signalled < 10
     assert "Traceback" not in log
 
@@ -204,3 +228,23 @@ def test_a_deployment_that_no_longer_loads_is_failed_with_its_reason_everywhere(
     row = next(line for line in status.stdout.splitlines() if line.startswith("iris "))
     assert "Failed" in row
     assert "the model did not load" in row
+
+
+def test_sigint_drains_too_and_a_second_signal_stops_at_once(iris_path: Path) -> None:
+    server = start_server("--model", f"iris={iris_path}", "--drain-s", "60")
+    try:
+        with httpx.Client(base_url=server.url, timeout=5) as http:
+            assert http.get("/v2/health/ready").status_code == 200
+            server.process.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            assert http.get("/v2/health/ready").status_code == 503  # draining, still answering
+            assert http.get("/v2/models/iris/ready").status_code == 503
+            assert http.post("/v2/models/iris/infer", json=INFER).status_code == 200
+        second = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)  # not the 60 s drain: stop now
+        code = server.process.wait(timeout=20)
+        stopped_s = time.monotonic() - second
+    finally:
+        server.stop()
+    assert code == 0, "".join(server.output)
+    assert stopped_s < 5

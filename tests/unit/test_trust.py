@@ -421,3 +421,39 @@ async def test_unreadable_storage_uris_are_client_errors(
                                   headers=_admin())  # fmt: skip
         assert 400 <= reply.status_code < 500, reply.text
         assert reply.headers["content-type"] == "application/json"
+
+
+def test_deploy_stages_a_fitted_scikit_learn_model_in_a_format_that_runs_no_code(
+    iris_model: LogisticRegression, iris_data: tuple[Any, Any]
+) -> None:
+    """A staged model needs no trust: skops, with the types it holds listed beside it."""
+    import xgboost
+
+    from nstarx_jupyter.notebook.api import _stage
+    from nstarx_jupyter.runtimes.sklearn import SklearnRuntime
+    from nstarx_jupyter.serving.settings import file_settings
+
+    staged, trusted = _stage(iris_model, "iris")
+    assert (staged / "model.skops").is_file()
+    assert not trusted
+    assert not SklearnRuntime.runs_code_on_load(staged)
+    runtime = SklearnRuntime(staged, options=file_settings(staged).get("options"))
+    runtime.load()
+    x, _ = iris_data
+    assert (runtime.predict({"input-0": x[:5]})["predict"] == iris_model.predict(x[:5])).all()
+    booster, vouched = _stage(xgboost.XGBClassifier(n_estimators=2).fit(*iris_data), "xgb")
+    assert booster.suffix == ".joblib"
+    assert vouched  # the registry pickles these too: sent as trusted, with the admin token
+
+
+def test_nstarx_apply_reads_yaml_without_python_tags(tmp_path: Path) -> None:
+    from nstarx_jupyter.deployment.commands import apply_file
+    from nstarx_jupyter.deployment.local import LocalBackend
+    from nstarx_jupyter.errors import InvalidInputError
+
+    marker = tmp_path / "yaml-marker"
+    manifest = tmp_path / "isvc.yaml"
+    manifest.write_text(f"kind: !!python/object/apply:os.mkdir ['{marker}']\n")
+    with pytest.raises(InvalidInputError, match="could not determine a constructor"):
+        apply_file(manifest, LocalBackend(tmp_path / "server"))
+    assert not marker.exists()

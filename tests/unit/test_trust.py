@@ -457,3 +457,22 @@ def test_nstarx_apply_reads_yaml_without_python_tags(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="could not determine a constructor"):
         apply_file(manifest, LocalBackend(tmp_path / "server"))
     assert not marker.exists()
+
+
+async def test_a_pipeline_over_the_api_loads_no_file_that_runs_code(
+    control: httpx.AsyncClient, nstarx_home: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pipeline-marker"
+    outside, inside = tmp_path / "evil.joblib", nstarx_home / "models" / "evil.joblib"
+    inside.parent.mkdir(parents=True)
+    for path in (outside, inside):
+        _joblib(_OpensMarker(marker), path)
+    for caller in (_manage("flow"), _admin()):
+        for path, status in ((outside, 403), (inside, 403)):
+            spec = {"nodes": [{"id": "clf", "component": "model",
+                               "config": {"model": path.as_uri()}},
+                              {"id": "out", "component": "records"}],
+                    "edges": [{"id": "e", "source": "clf", "target": "out"}]}  # fmt: skip
+            reply = await control.put("/nstarx/v1/pipelines/flow", json=spec, headers=caller)
+            assert reply.status_code == status, reply.text
+    assert not marker.exists()

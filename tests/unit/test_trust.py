@@ -203,6 +203,11 @@ def hostile_corpus(folder: Path, markers: Path) -> dict[str, dict[str, Any]]:
     (settings / "model-settings.json").write_text(json.dumps({"runtime": "this.X"}))
     corpus["settings-runtime"] = {"storage_uri": str(settings)}
     corpus["runtime"] = {"storage_uri": str(folder / "oversize.onnx"), "runtime": "this.X"}
+    vouches = folder / "settings-trusted"  # a file does not vouch for itself
+    vouches.mkdir()
+    _joblib(_OpensMarker(marker("settings-trusted")), vouches / "model.joblib")
+    (vouches / "model-settings.json").write_text(json.dumps({"trusted": True}))
+    corpus["settings-trusted"] = {"storage_uri": str(vouches)}
     keras_file = _keras_lambda(folder / "lambda.keras", marker("keras"))
     if keras_file is not None:
         corpus["keras-lambda"] = {"storage_uri": str(keras_file)}

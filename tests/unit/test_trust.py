@@ -472,12 +472,14 @@ async def test_a_pipeline_over_the_api_loads_no_file_that_runs_code(
     inside.parent.mkdir(parents=True)
     for path in (outside, inside):
         _joblib(_OpensMarker(marker), path)
+    elsewhere = tmp_path / "model.onnx"  # a safe format: only the folder check stops it
+    elsewhere.write_bytes(b"")
+    sneaky = f"{(nstarx_home / 'models').as_uri()}/{'%2e%2e/' * 40}{str(elsewhere).lstrip('/')}"
     for caller in (_manage("flow"), _admin()):
-        for path, status in ((outside, 403), (inside, 403)):
-            spec = {"nodes": [{"id": "clf", "component": "model",
-                               "config": {"model": path.as_uri()}},
+        for uri in (outside.as_uri(), inside.as_uri(), sneaky):
+            spec = {"nodes": [{"id": "clf", "component": "model", "config": {"model": uri}},
                               {"id": "out", "component": "records"}],
                     "edges": [{"id": "e", "source": "clf", "target": "out"}]}  # fmt: skip
             reply = await control.put("/nstarx/v1/pipelines/flow", json=spec, headers=caller)
-            assert reply.status_code == status, reply.text
+            assert reply.status_code == 403, reply.text
     assert not marker.exists()

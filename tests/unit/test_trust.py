@@ -483,3 +483,20 @@ async def test_a_pipeline_over_the_api_loads_no_file_that_runs_code(
             reply = await control.put("/nstarx/v1/pipelines/flow", json=spec, headers=caller)
             assert reply.status_code == 403, reply.text
     assert not marker.exists()
+
+
+async def test_a_pipeline_file_is_read_where_the_folder_check_looked(
+    control: httpx.AsyncClient, nstarx_home: Path, tmp_path: Path
+) -> None:
+    """`link/..` is folded on the text for the check, so the file opened is the one checked."""
+    deep = tmp_path / "outside" / "deep"
+    deep.mkdir(parents=True)
+    (tmp_path / "outside" / "model.onnx").write_bytes(b"")  # what the OS would find
+    (nstarx_home / "link").symlink_to(deep)
+    uri = f"{nstarx_home.as_uri()}/link/../model.onnx"
+    spec = {"nodes": [{"id": "clf", "component": "model", "config": {"model": uri}},
+                      {"id": "out", "component": "records"}],
+            "edges": [{"id": "e", "source": "clf", "target": "out"}]}  # fmt: skip
+    reply = await control.put("/nstarx/v1/pipelines/flow", json=spec, headers=_admin())
+    assert reply.status_code == 400
+    assert "no such file" in reply.json()["error"]

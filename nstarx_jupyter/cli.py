@@ -19,6 +19,11 @@ __all__ = ["main"]
 
 log = logging.getLogger("nstarx_jupyter.cli")
 
+ALLOW_PATHS_ENV = "NSTARX_ALLOW_PATHS"
+"""More folders for `--allow-path`, separated by the OS's path separator."""
+ALLOW_RUNTIMES_ENV = "NSTARX_ALLOW_RUNTIMES"
+"""More import paths for `--allow-runtime`, separated by commas."""
+
 _MODEL_DEFAULTS: list[tuple[str, type, str]] = [
     ("min_replicas", int, "0 unloads idle models (scale to zero) and reloads on the next request"),
     ("idle_timeout_s", float, "seconds without requests before a min-replicas 0 model unloads"),
@@ -81,12 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--allow-path", action="append", default=[], type=Path, metavar="DIR",
         help="a folder deployments sent over the control API may load models from, besides "
-        "$NSTARX_HOME and --model-repository (repeatable)",
+        f"$NSTARX_HOME, --model-repository and ${ALLOW_PATHS_ENV} (repeatable)",
     )  # fmt: skip
     serve.add_argument(
         "--allow-runtime", action="append", default=[], metavar="PATH",
         help="a Runtime import path deployments sent over the control API may name, besides "
-        "the built-in runtimes (repeatable)",
+        f"the built-in runtimes and ${ALLOW_RUNTIMES_ENV} (repeatable)",
     )  # fmt: skip
     serve.add_argument(
         "--header-timeout-s", type=float, default=10.0,
@@ -249,13 +254,28 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("--no-auth: anyone who can reach %s may call the models", args.host)
     if args.state_dir is not None:
         config = dataclasses.replace(config, state_dir=args.state_dir.expanduser())
-    folders = [*([args.model_repository] if args.model_repository else []), *args.allow_path]
-    config = dataclasses.replace(config, allow_paths=tuple(p.expanduser() for p in folders),
-                                 allow_runtimes=tuple(args.allow_runtime))  # fmt: skip
     if args.drain_s < 0:
         raise SystemExit("nstarx serve: --drain-s: 0 or more seconds")
     config = dataclasses.replace(config, drain_s=args.drain_s, allow_hosts=tuple(args.allow_host))
-    return run_server(models, config)
+    return run_server(models, _allowed(args, config))
+
+
+def _allowed(args: argparse.Namespace, config: Any) -> Any:
+    """The folders and runtimes the control API may use: flags, then the environment's.
+
+    The environment serves servers started for you (`deploy()` and `nstarx deploy` start one).
+    """
+    import dataclasses
+    import os
+
+    env_paths = [Path(p) for p in os.environ.get(ALLOW_PATHS_ENV, "").split(os.pathsep) if p]
+    env_runtimes = [r for r in os.environ.get(ALLOW_RUNTIMES_ENV, "").split(",") if r.strip()]
+    folders = [*([args.model_repository] if args.model_repository else []), *args.allow_path,
+               *env_paths]  # fmt: skip
+    return dataclasses.replace(
+        config, allow_paths=tuple(path.expanduser() for path in folders),
+        allow_runtimes=tuple(r.strip() for r in (*args.allow_runtime, *env_runtimes)),
+    )  # fmt: skip
 
 
 def _pipeline_arg(value: str) -> Any:

@@ -66,6 +66,10 @@ def deploy(
 
     `input_example` (a record, records, or a DataFrame) and `reference_data` go to the registry
     with a fitted model (signature, drift statistics); the example also fills the card's form.
+
+    A file or registry URI named here is deployed as `trusted` (with the admin token: you vouch
+    for it, as `nstarx deploy` does), so a pickle you name loads; a fitted scikit-learn model is
+    staged with skops and needs no trust (see the README's "Trust model").
     """
     if target != "local":
         raise InvalidInputError(

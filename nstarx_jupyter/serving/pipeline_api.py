@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 from starlette.responses import Response
 from starlette.routing import Route
@@ -70,8 +71,8 @@ class PipelineApi:
         """Refuse model files outside the allowed folders (a pipeline is never `trusted`)."""
         for node in spec.nodes:
             uri = str(node.config.get("model", ""))
-            if uri.startswith("file://"):
-                self.policy.check_uri(uri)
+            if uri.startswith("file://"):  # read as the host reads it: percent-decoded
+                self.policy.check_uri(unquote(urlparse(uri).path))
 
     def describe(self, hosted: HostedPipeline) -> dict[str, Any]:
         """Name, endpoint, nodes, the models it serves, and the spec."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
@@ -28,6 +27,7 @@ from nstarx_jupyter.protocol.datatypes import as_array
 from nstarx_jupyter.protocol.inference import InferenceResponse, InferOutput
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
 from nstarx_jupyter.serving.settings import ModelSettings, file_settings
+from nstarx_jupyter.serving.trust import check_path_text
 
 if TYPE_CHECKING:
     from nstarx_jupyter.pipelines import PipelineResult
@@ -286,8 +286,9 @@ def model_settings(name: str, uri: str) -> ModelSettings:
     if uri.startswith("models:/"):
         return ModelSettings(name=name, storage_uri=uri)
     if uri.startswith("file://"):  # model-settings.json beside it counts, as for --model
-        path = Path(unquote(urlparse(uri).path))
-        if not path.exists():  # the control API checked the path against the allowed folders
+        # `..` folded on the text, as the control API checked it against the allowed folders
+        path = check_path_text(unquote(urlparse(uri).path))
+        if not path.exists():
             raise InvalidInputError(f"model '{uri}': no such file or folder")
         return ModelSettings.build(**{**file_settings(path), "name": name, "path": path})
     raise InvalidInputError(

@@ -35,6 +35,7 @@ BROKEN = "tests.support.runtimes.BrokenIrisRuntime"
 def backend(nstarx_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalBackend]:
     """A backend on this test's $NSTARX_HOME whose server can import `tests.support`."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("NSTARX_ALLOW_RUNTIMES", BROKEN)  # the control API imports no other
     made = LocalBackend(nstarx_home / "server", timeout_s=60)
     yield made
     made.stop()

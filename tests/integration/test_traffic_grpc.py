@@ -47,7 +47,7 @@ async def test_grpc_answers_name_the_variant_and_follow_header_rules(
     served: tuple[str, httpx.AsyncClient], named_iris: Path
 ) -> None:
     target, control = served
-    spec = {"storage_uri": str(named_iris), "traffic": {
+    spec = {"storage_uri": str(named_iris), "trusted": True, "traffic": {
         "variants": [{"name": "gold", "storage_uri": str(named_iris)}],
         "rules": [{"header": "x-tier", "values": ["gold"], "variant": "gold"}]}}  # fmt: skip
     assert (await control.put("/nstarx/v1/deployments/iris", json=spec)).status_code == 201
@@ -80,8 +80,9 @@ async def test_a_running_canary_survives_a_restart(tmp_path: Path, named_iris: P
             ) as http:
                 url = "/nstarx/v1/deployments/iris"
                 if round_ == 0:
-                    await http.put(url, json={"storage_uri": str(named_iris)})
-                    await http.put(url, json={"storage_uri": str(other),
+                    # joblib files outside $NSTARX_HOME: the admin vouches for them
+                    await http.put(url, json={"storage_uri": str(named_iris), "trusted": True})
+                    await http.put(url, json={"storage_uri": str(other), "trusted": True,
                                               "canary_traffic_percent": 30})  # fmt: skip
                 described = (await http.get(url)).json()
     # the second round is a new app on the same state folder: the canary was restored

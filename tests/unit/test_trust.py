@@ -203,6 +203,11 @@ def hostile_corpus(folder: Path, markers: Path) -> dict[str, dict[str, Any]]:
     (settings / "model-settings.json").write_text(json.dumps({"runtime": "this.X"}))
     corpus["settings-runtime"] = {"storage_uri": str(settings)}
     corpus["runtime"] = {"storage_uri": str(folder / "oversize.onnx"), "runtime": "this.X"}
+    vouches = folder / "settings-trusted"  # a file does not vouch for itself
+    vouches.mkdir()
+    _joblib(_OpensMarker(marker("settings-trusted")), vouches / "model.joblib")
+    (vouches / "model-settings.json").write_text(json.dumps({"trusted": True}))
+    corpus["settings-trusted"] = {"storage_uri": str(vouches)}
     keras_file = _keras_lambda(folder / "lambda.keras", marker("keras"))
     if keras_file is not None:
         corpus["keras-lambda"] = {"storage_uri": str(keras_file)}
@@ -421,3 +426,77 @@ async def test_unreadable_storage_uris_are_client_errors(
                                   headers=_admin())  # fmt: skip
         assert 400 <= reply.status_code < 500, reply.text
         assert reply.headers["content-type"] == "application/json"
+
+
+def test_deploy_stages_a_fitted_scikit_learn_model_in_a_format_that_runs_no_code(
+    iris_model: LogisticRegression, iris_data: tuple[Any, Any]
+) -> None:
+    """A staged model needs no trust: skops, with the types it holds listed beside it."""
+    import xgboost
+
+    from nstarx_jupyter.notebook.api import _stage
+    from nstarx_jupyter.runtimes.sklearn import SklearnRuntime
+    from nstarx_jupyter.serving.settings import file_settings
+
+    staged, trusted = _stage(iris_model, "iris")
+    assert (staged / "model.skops").is_file()
+    assert not trusted
+    assert not SklearnRuntime.runs_code_on_load(staged)
+    runtime = SklearnRuntime(staged, options=file_settings(staged).get("options"))
+    runtime.load()
+    x, _ = iris_data
+    assert (runtime.predict({"input-0": x[:5]})["predict"] == iris_model.predict(x[:5])).all()
+    booster, vouched = _stage(xgboost.XGBClassifier(n_estimators=2).fit(*iris_data), "xgb")
+    assert booster.suffix == ".joblib"
+    assert vouched  # the registry pickles these too: sent as trusted, with the admin token
+
+
+def test_nstarx_apply_reads_yaml_without_python_tags(tmp_path: Path) -> None:
+    from nstarx_jupyter.deployment.commands import apply_file
+    from nstarx_jupyter.deployment.local import LocalBackend
+    from nstarx_jupyter.errors import InvalidInputError
+
+    marker = tmp_path / "yaml-marker"
+    manifest = tmp_path / "isvc.yaml"
+    manifest.write_text(f"kind: !!python/object/apply:os.mkdir ['{marker}']\n")
+    with pytest.raises(InvalidInputError, match="could not determine a constructor"):
+        apply_file(manifest, LocalBackend(tmp_path / "server"))
+    assert not marker.exists()
+
+
+async def test_a_pipeline_over_the_api_loads_no_file_that_runs_code(
+    control: httpx.AsyncClient, nstarx_home: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pipeline-marker"
+    outside, inside = tmp_path / "evil.joblib", nstarx_home / "models" / "evil.joblib"
+    inside.parent.mkdir(parents=True)
+    for path in (outside, inside):
+        _joblib(_OpensMarker(marker), path)
+    elsewhere = tmp_path / "model.onnx"  # a safe format: only the folder check stops it
+    elsewhere.write_bytes(b"")
+    sneaky = f"{(nstarx_home / 'models').as_uri()}/{'%2e%2e/' * 40}{str(elsewhere).lstrip('/')}"
+    for caller in (_manage("flow"), _admin()):
+        for uri in (outside.as_uri(), inside.as_uri(), sneaky):
+            spec = {"nodes": [{"id": "clf", "component": "model", "config": {"model": uri}},
+                              {"id": "out", "component": "records"}],
+                    "edges": [{"id": "e", "source": "clf", "target": "out"}]}  # fmt: skip
+            reply = await control.put("/nstarx/v1/pipelines/flow", json=spec, headers=caller)
+            assert reply.status_code == 403, reply.text
+    assert not marker.exists()
+
+
+async def test_a_pipeline_file_is_read_where_the_folder_check_looked(
+    control: httpx.AsyncClient, nstarx_home: Path, tmp_path: Path
+) -> None:
+    """`link/..` is folded on the text for the check, so the file opened is the one checked."""
+    deep = tmp_path / "outside" / "deep"
+    deep.mkdir(parents=True)
+    (tmp_path / "outside" / "model.onnx").write_bytes(b"")  # what the OS would find
+    (nstarx_home / "link").symlink_to(deep)
+    uri = f"{nstarx_home.as_uri()}/link/../model.onnx"
+    spec = {"nodes": [{"id": "clf", "component": "model", "config": {"model": uri}},
+                      {"id": "out", "component": "records"}],
+            "edges": [{"id": "e", "source": "clf", "target": "out"}]}  # fmt: skip
+    reply = await control.put("/nstarx/v1/pipelines/flow", json=spec, headers=_admin())
+    assert reply.status_code == 400
+    assert "no such file" in reply.json()["error"]

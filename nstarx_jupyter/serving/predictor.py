@@ -28,8 +28,15 @@ log = logging.getLogger(__name__)
 INLINE_BUDGET_S = 0.0005
 """Predictions expected to take less than this run on the event loop: a thread hop costs more."""
 INLINE_OVERRUN_S = 10 * INLINE_BUDGET_S
-"""An inline call that takes longer than this (wall time: what the event loop lost) sends its
-model to threads for good: a model must not earn the fast path and then abuse it."""
+"""An inline call that uses more CPU than this sends its model to threads for good: a model must
+not earn the fast path and then abuse it. Waiting (wall time beyond the CPU time) this long is a
+strike; `INLINE_STRIKES` of them, or one wait past `WAITING_S`, send it to threads for good.
+Strikes rather than at once: the kernel preempting the server looks the same, and must not take
+a fast model off the fast path."""
+INLINE_STRIKES = 3
+"""Inline calls that waited past `INLINE_OVERRUN_S` before the model goes to threads for good."""
+FORGIVE_AFTER = 1000
+"""Clean inline calls that wipe out one strike (preemptions are rare and far apart)."""
 WAITING_THREADS = 8
 """Threads of a model that waits (they hold no CPU): its concurrent predictions at most."""
 WAITING_S = 0.02
@@ -74,6 +81,8 @@ class Predictor:
         self._own_slots = asyncio.Semaphore(WAITING_THREADS)
         self._own: ThreadPoolExecutor | None = None
         self._timeout_s = timeout_s
+        self._strikes = 0
+        self._clean = 0
         self._running: dict[int, float] = {}
         """Calls handed to a thread and not yet ended, by id: when each started."""
         self._calls = 0
@@ -148,16 +157,27 @@ class Predictor:
         slots.release()
 
     def _inline(self, inputs: Tensors, outputs: tuple[str, ...] | None, rows: int) -> Tensors:
-        started = time.perf_counter()
+        start, wall = time.thread_time(), time.perf_counter()
         result = self.runtime.predict(inputs, outputs)
-        # Wall time: on the event loop, that is what every other request waited.
-        took = time.perf_counter() - started
-        if took > INLINE_OVERRUN_S:
-            self.inline = False
-            log.warning("a call to %s held the event loop %.1f ms: it runs in threads from now on",
-                        type(self.runtime).__name__, took * 1000)  # fmt: skip
-        self._learn(took / rows)
+        cpu = time.thread_time() - start
+        waited = time.perf_counter() - wall - cpu
+        if cpu > INLINE_OVERRUN_S or waited > INLINE_OVERRUN_S:
+            self._overran(cpu, waited)
+        elif self._strikes:
+            self._clean += 1
+            if self._clean >= FORGIVE_AFTER:
+                self._strikes, self._clean = self._strikes - 1, 0
+        self._learn(cpu / rows)
         return result
+
+    def _overran(self, cpu: float, waited: float) -> None:
+        """Judge an inline call that held the event loop too long (see `INLINE_OVERRUN_S`)."""
+        self._strikes += 1
+        self._clean = 0
+        if cpu > INLINE_OVERRUN_S or waited > WAITING_S or self._strikes >= INLINE_STRIKES:
+            self.inline = False
+            log.warning("a call to %s held the event loop %.1f ms: it runs in threads from now "
+                        "on", type(self.runtime).__name__, (cpu + waited) * 1000)  # fmt: skip
 
     def _timed(self, inputs: Tensors, outputs: tuple[str, ...] | None, rows: int) -> Tensors:
         # CPU time of this thread: waiting for the GIL behind other predictions must not make a

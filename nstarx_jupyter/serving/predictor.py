@@ -53,10 +53,12 @@ class Predictor:
     block (`Runtime.rows_independent`: scikit-learn, XGBoost, LightGBM estimators; never a
     user's runtime, a FunctionTransformer, PyTorch, TensorFlow or ONNX), its running average of
     seconds per row says the call fits `INLINE_BUDGET_S`, and no inline call of it ever overran
-    `INLINE_OVERRUN_S`. Everything else runs in a thread. A thread holds one of the model's slots
-    (its share of the pool) until it really ends, also after its request got its 504: when every
-    slot is held by a call past the deadline, new requests get 503 instead of piling up.
-    A model seen waiting (sleeping, calling out) stays in threads of its own for good.
+    `INLINE_OVERRUN_S`. Everything else runs in a thread of the model's own pool (`executor`
+    when given), all the server's predict threads but one: a thread stuck in one model cannot
+    take a thread from another. A thread holds one of the model's slots until it really ends,
+    also after its request got its 504: when every slot is held by a call past the deadline, new
+    requests get 503 instead of piling up. A model seen waiting (sleeping, calling out) moves to
+    `WAITING_THREADS` threads for good.
     """
 
     def __init__(
@@ -76,10 +78,11 @@ class Predictor:
         """Seen spending wall time without CPU time: it would stall the event loop."""
         self._shared = max(1, threads - 1)
         self._slots = asyncio.Semaphore(self._shared)
-        """This model's share of the shared pool: all its threads but one, so one slow or
-        waiting model (a shadow, say) cannot queue every other model's predictions behind it."""
+        """This model's share of threads: all the server's predict threads but one, so one slow
+        or waiting model (a shadow, say) cannot queue every other model's predictions behind it."""
         self._own_slots = asyncio.Semaphore(WAITING_THREADS)
         self._own: ThreadPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._timeout_s = timeout_s
         self._strikes = 0
         self._clean = 0
@@ -93,13 +96,13 @@ class Predictor:
         per_row = self._s_per_row
         if self.inline and per_row is not None and per_row * rows < INLINE_BUDGET_S:
             return self._inline(inputs, outputs, rows)
-        if self.waits:  # no CPU needed, so threads of its own, outside the shared pool
+        if self.waits:  # no CPU needed, so more threads, outside the model's share
             if self._own is None:
                 self._own = ThreadPoolExecutor(WAITING_THREADS, "nstarx-wait")
             return await self._threaded(self._own, self._own_slots, WAITING_THREADS, inputs,
                                         outputs, rows)  # fmt: skip
-        if self._executor is None:  # no shared pool given (tests, tools): one of its own
-            self._executor = ThreadPoolExecutor(self._shared + 1, "nstarx-predict")
+        if self._executor is None:
+            self._executor = self._pool = ThreadPoolExecutor(self._shared, "nstarx-predict")
         return await self._threaded(self._executor, self._slots, self._shared, inputs, outputs,
                                     rows)  # fmt: skip
 
@@ -112,9 +115,10 @@ class Predictor:
         return sum(started < since for started in self._running.values())
 
     def close(self) -> None:
-        """Let the threads of a waiting model go (the model is unloading)."""
-        if self._own is not None:
-            self._own.shutdown(wait=False)
+        """Let the model's threads go (the model is unloading)."""
+        for pool in (self._own, self._pool):
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     async def _threaded(
         self,

@@ -28,8 +28,15 @@ log = logging.getLogger(__name__)
 INLINE_BUDGET_S = 0.0005
 """Predictions expected to take less than this run on the event loop: a thread hop costs more."""
 INLINE_OVERRUN_S = 10 * INLINE_BUDGET_S
-"""An inline call that takes longer than this (wall time: what the event loop lost) sends its
-model to threads for good: a model must not earn the fast path and then abuse it."""
+"""An inline call that uses more CPU than this sends its model to threads for good: a model must
+not earn the fast path and then abuse it. Waiting (wall time beyond the CPU time) this long is a
+strike; `INLINE_STRIKES` of them, or one wait past `WAITING_S`, send it to threads for good.
+Strikes rather than at once: the kernel preempting the server looks the same, and must not take
+a fast model off the fast path."""
+INLINE_STRIKES = 3
+"""Inline calls that waited past `INLINE_OVERRUN_S` before the model goes to threads for good."""
+FORGIVE_AFTER = 1000
+"""Clean inline calls that wipe out one strike (preemptions are rare and far apart)."""
 WAITING_THREADS = 8
 """Threads of a model that waits (they hold no CPU): its concurrent predictions at most."""
 WAITING_S = 0.02
@@ -46,10 +53,12 @@ class Predictor:
     block (`Runtime.rows_independent`: scikit-learn, XGBoost, LightGBM estimators; never a
     user's runtime, a FunctionTransformer, PyTorch, TensorFlow or ONNX), its running average of
     seconds per row says the call fits `INLINE_BUDGET_S`, and no inline call of it ever overran
-    `INLINE_OVERRUN_S`. Everything else runs in a thread. A thread holds one of the model's slots
-    (its share of the pool) until it really ends, also after its request got its 504: when every
-    slot is held by a call past the deadline, new requests get 503 instead of piling up.
-    A model seen waiting (sleeping, calling out) stays in threads of its own for good.
+    `INLINE_OVERRUN_S`. Everything else runs in a thread of the model's own pool (`executor`
+    when given), all the server's predict threads but one: a thread stuck in one model cannot
+    take a thread from another. A thread holds one of the model's slots until it really ends,
+    also after its request got its 504: when every slot is held by a call past the deadline, new
+    requests get 503 instead of piling up. A model seen waiting (sleeping, calling out) moves to
+    `WAITING_THREADS` threads for good.
     """
 
     def __init__(
@@ -69,11 +78,14 @@ class Predictor:
         """Seen spending wall time without CPU time: it would stall the event loop."""
         self._shared = max(1, threads - 1)
         self._slots = asyncio.Semaphore(self._shared)
-        """This model's share of the shared pool: all its threads but one, so one slow or
-        waiting model (a shadow, say) cannot queue every other model's predictions behind it."""
+        """This model's share of threads: all the server's predict threads but one, so one slow
+        or waiting model (a shadow, say) cannot queue every other model's predictions behind it."""
         self._own_slots = asyncio.Semaphore(WAITING_THREADS)
         self._own: ThreadPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._timeout_s = timeout_s
+        self._strikes = 0
+        self._clean = 0
         self._running: dict[int, float] = {}
         """Calls handed to a thread and not yet ended, by id: when each started."""
         self._calls = 0
@@ -84,13 +96,13 @@ class Predictor:
         per_row = self._s_per_row
         if self.inline and per_row is not None and per_row * rows < INLINE_BUDGET_S:
             return self._inline(inputs, outputs, rows)
-        if self.waits:  # no CPU needed, so threads of its own, outside the shared pool
+        if self.waits:  # no CPU needed, so more threads, outside the model's share
             if self._own is None:
                 self._own = ThreadPoolExecutor(WAITING_THREADS, "nstarx-wait")
             return await self._threaded(self._own, self._own_slots, WAITING_THREADS, inputs,
                                         outputs, rows)  # fmt: skip
-        if self._executor is None:  # no shared pool given (tests, tools): one of its own
-            self._executor = ThreadPoolExecutor(self._shared + 1, "nstarx-predict")
+        if self._executor is None:
+            self._executor = self._pool = ThreadPoolExecutor(self._shared, "nstarx-predict")
         return await self._threaded(self._executor, self._slots, self._shared, inputs, outputs,
                                     rows)  # fmt: skip
 
@@ -103,9 +115,10 @@ class Predictor:
         return sum(started < since for started in self._running.values())
 
     def close(self) -> None:
-        """Let the threads of a waiting model go (the model is unloading)."""
-        if self._own is not None:
-            self._own.shutdown(wait=False)
+        """Let the model's threads go (the model is unloading)."""
+        for pool in (self._own, self._pool):
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     async def _threaded(
         self,
@@ -148,16 +161,27 @@ class Predictor:
         slots.release()
 
     def _inline(self, inputs: Tensors, outputs: tuple[str, ...] | None, rows: int) -> Tensors:
-        started = time.perf_counter()
+        start, wall = time.thread_time(), time.perf_counter()
         result = self.runtime.predict(inputs, outputs)
-        # Wall time: on the event loop, that is what every other request waited.
-        took = time.perf_counter() - started
-        if took > INLINE_OVERRUN_S:
-            self.inline = False
-            log.warning("a call to %s held the event loop %.1f ms: it runs in threads from now on",
-                        type(self.runtime).__name__, took * 1000)  # fmt: skip
-        self._learn(took / rows)
+        cpu = time.thread_time() - start
+        waited = time.perf_counter() - wall - cpu
+        if cpu > INLINE_OVERRUN_S or waited > INLINE_OVERRUN_S:
+            self._overran(cpu, waited)
+        elif self._strikes:
+            self._clean += 1
+            if self._clean >= FORGIVE_AFTER:
+                self._strikes, self._clean = self._strikes - 1, 0
+        self._learn(cpu / rows)
         return result
+
+    def _overran(self, cpu: float, waited: float) -> None:
+        """Judge an inline call that held the event loop too long (see `INLINE_OVERRUN_S`)."""
+        self._strikes += 1
+        self._clean = 0
+        if cpu > INLINE_OVERRUN_S or waited > WAITING_S or self._strikes >= INLINE_STRIKES:
+            self.inline = False
+            log.warning("a call to %s held the event loop %.1f ms: it runs in threads from now "
+                        "on", type(self.runtime).__name__, (cpu + waited) * 1000)  # fmt: skip
 
     def _timed(self, inputs: Tensors, outputs: tuple[str, ...] | None, rows: int) -> Tensors:
         # CPU time of this thread: waiting for the GIL behind other predictions must not make a

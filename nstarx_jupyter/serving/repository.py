@@ -326,7 +326,8 @@ class ModelRepository:
         if isinstance(runtime, WorkerRuntime):  # process isolation: its worker predicts
             predictor = runtime.worker
         else:
-            predictor = Predictor(runtime, self._executor, self._threads, timeout_s=timeout_s)
+            # a pool of its own: a thread stuck in one model cannot starve another
+            predictor = Predictor(runtime, None, self._threads, timeout_s=timeout_s)
         depth = self.metrics.queue_depth.labels(settings.name, settings.version)
         batcher = None
         rows, wait_ms = settings.max_batch_size, settings.max_latency_ms
@@ -345,7 +346,7 @@ class ModelRepository:
                 settings.container_concurrency, settings.max_queue, depth.set
             )
         else:  # no limit asked for: still a bound, so a stuck model sheds instead of piling up
-            admission = Admission(settings.max_queue)
+            admission = Admission(max(1, settings.max_queue))
         return LoadedModel(settings, runtime, signature, predictor, batcher, limiter,
                            Watchdog(timeout_s), admission)  # fmt: skip
 

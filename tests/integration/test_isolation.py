@@ -7,6 +7,7 @@ callers get 504 at its deadline or 503 with `Retry-After`, not a hung connection
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -163,6 +164,30 @@ def test_a_model_whose_threads_are_stuck_sheds_with_503_and_retry_after(
     assert statuses == [503] * 5
     iris = f"{hung_server.url}/v2/models/iris/infer"
     assert requests.post(iris, json=_body(ROW), timeout=5).status_code == 200
+
+
+def test_models_with_stuck_threads_do_not_starve_another_models_threads(
+    tmp_path: Path,
+) -> None:
+    """Two models sleep in every thread they may have; a third model's threads still answer."""
+    for name in ("stuck-a", "stuck-b"):
+        _model(tmp_path, name, "FastThenSlowRuntime", options={"fast_calls": 0, "sleep_s": 4},
+               timeout_s=1)  # fmt: skip
+    # a user's runtime: always in a thread, however fast
+    _model(tmp_path, "echo", "FastThenSlowRuntime", options={"fast_calls": 10**9})
+    server = start_server("--model-repository", str(tmp_path))
+    try:
+        share = max(1, max(2, len(os.sched_getaffinity(0))) - 1)  # the server's threads but one
+        with ThreadPoolExecutor(2 * share) as pool:
+            calls = [pool.submit(_timed_post, f"{server.url}/v2/models/{name}/infer", _body(ROW))
+                     for name in ("stuck-a", "stuck-b") for _ in range(share)]  # fmt: skip
+            time.sleep(0.3)  # every one of their calls is sleeping in a thread
+            status, seconds, _ = _timed_post(f"{server.url}/v2/models/echo/infer", _body(ROW))
+            assert status == 200
+            assert seconds < 0.5, seconds
+            assert [call.result()[0] for call in calls] == [504] * (2 * share)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")

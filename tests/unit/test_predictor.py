@@ -50,14 +50,15 @@ class _Recording(Runtime):
 def _roomy_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """A budget a loaded 2-core CI machine keeps: iris takes 0.1-0.6 ms of CPU there."""
     monkeypatch.setattr(predictor_module, "INLINE_BUDGET_S", 0.002)
-    monkeypatch.setattr(predictor_module, "INLINE_OVERRUN_S", 0.01)
+    monkeypatch.setattr(predictor_module, "INLINE_OVERRUN_S", 0.005)
 
 
 def _iris_runtime(delays_s: list[float] | None = None) -> tuple[SklearnRuntime, list[int]]:
     """A built-in scikit-learn runtime on iris whose estimator records its thread.
 
-    `delays_s` (consumed one per call) makes a call sleep: library code that was fast and then
-    is not, as a pickle that patched its own estimator could be.
+    `delays_s` (consumed one per call) makes a call sleep (a negative one: burn that much CPU):
+    library code that was fast and then is not, as a pickle that patched its own estimator
+    could be.
     """
     x, y = load_iris(return_X_y=True)
     model = LogisticRegression(max_iter=500).fit(x, y)
@@ -68,8 +69,12 @@ def _iris_runtime(delays_s: list[float] | None = None) -> tuple[SklearnRuntime, 
 
     def recording(rows: Any) -> Any:
         threads.append(threading.get_ident())
-        if delays_s:
-            time.sleep(delays_s.pop(0))
+        delay_s = delays_s.pop(0) if delays_s else 0.0
+        if delay_s > 0:
+            time.sleep(delay_s)
+        cpu_until = time.thread_time() - delay_s
+        while time.thread_time() < cpu_until:  # a negative delay: that much CPU, not sleep
+            pass
         return predict(rows)
 
     model.predict = recording
@@ -108,9 +113,17 @@ def test_a_model_that_waits_never_runs_on_the_loop() -> None:
 
 
 def test_an_inline_call_that_overruns_sends_the_model_to_threads_for_good() -> None:
-    # Fast twice (thread, then inline), then one inline call holds the loop 13 ms (too short
-    # to count as waiting, 20 ms): never inline again, however fast the calls after it.
-    runtime, threads = _iris_runtime([0.0, 0.0, 0.013])
+    # Fast twice (thread, then inline), then three inline calls hold the loop 8 ms each (each
+    # too short to count as the waiting of WAITING_S, 20 ms): never inline again, however fast
+    # the calls after them.
+    runtime, threads = _iris_runtime([0.0, 0.0, 0.008, 0.008, 0.008])
+    where = asyncio.run(_where(runtime, threads, 30, width=4))
+    assert where[:3] == [False, True, True]
+    assert not any(where[5:])
+
+
+def test_one_inline_call_that_burns_cpu_sends_the_model_to_threads_at_once() -> None:
+    runtime, threads = _iris_runtime([0.0, 0.0, -0.007])  # negative: spin 7 ms of CPU
     where = asyncio.run(_where(runtime, threads, 30, width=4))
     assert where == [False, True, True] + [False] * 27
 

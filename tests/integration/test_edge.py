@@ -40,7 +40,7 @@ async def slow():
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
             continue
         opened += 1
         if opened == count:
@@ -53,7 +53,7 @@ async def slow():
         except OSError:
             pass
         writer.close()
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
 
 async def main():
     await asyncio.gather(*(slow() for _ in range(count)))

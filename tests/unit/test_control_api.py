@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+import skops.io
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
+    from sklearn.linear_model import LogisticRegression
     from starlette.requests import Request
     from starlette.responses import Response
 
@@ -84,6 +86,21 @@ async def test_logs_of_a_deployment_that_never_existed_is_a_404(
     assert "nothing-here" in response.json()["error"]
     (record,) = await audited(client, action="logs", model="nothing-here")
     assert (record["status"], record["key"]) == (404, "admin")
+
+
+async def test_a_deleted_deployment_keeps_its_events_readable(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    artifact = nstarx_home / "models" / "gone.skops"  # skops: loads without trusting code
+    artifact.parent.mkdir(parents=True)
+    skops.io.dump(iris_model, artifact)
+    url = "/nstarx/v1/deployments/gone"
+    made = await client.put(url, json={"storage_uri": str(artifact)}, headers=ADMIN)
+    assert made.status_code == 201, made.text
+    assert (await client.delete(url, headers=ADMIN)).status_code == 204
+    logs = await client.get(f"{url}/logs", headers=ADMIN)
+    assert logs.status_code == 200, logs.text
+    assert logs.json()["lines"][-1].endswith("gone deleted")
 
 
 @pytest.mark.parametrize(

@@ -133,13 +133,14 @@ async def test_a_wrong_access_rule_body_is_a_400_json_and_audited(
         {"runtime": "../x"},
         {"runtime": "./evil.Runtime"},
         {"storage_uri": "~nosuchuser-nstarx/model.joblib"},
-        {"storage_uri": "/nstarx-nowhere/" + "x" * 300 + "/model.joblib"},
+        {"storage_uri": "{tmp}/" + "x" * 300 + "/model.joblib"},  # a name over 255 bytes
     ],
 )
 async def test_a_deployment_naming_an_impossible_runtime_or_path_is_refused_as_json_and_audited(
-    client: httpx.AsyncClient, iris_path: Path, fields: dict[str, str]
+    client: httpx.AsyncClient, iris_path: Path, tmp_path: Path, fields: dict[str, str]
 ) -> None:
     spec = {"storage_uri": str(iris_path), **fields}
+    spec["storage_uri"] = spec["storage_uri"].replace("{tmp}", str(tmp_path))
     response = await client.put("/nstarx/v1/deployments/odd", json=spec, headers=ADMIN)
     # 400 here; the trust policy may refuse such a spec earlier, with 403
     assert is_json_error(response, 400) or is_json_error(response, 403), response.text

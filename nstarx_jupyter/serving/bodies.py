@@ -60,15 +60,19 @@ Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16
 Who = Annotated[str, Field(min_length=1)]
 
 
-class _Answer(BaseModel):
+class _Open(BaseModel):
+    """A body that may hold fields the model does not name (answers; lenient handlers)."""
+
     model_config = ConfigDict(extra="allow")
 
 
-class _Request(BaseModel):
+class _Closed(BaseModel):
+    """A request body whose handler refuses unknown fields (400)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class ErrorBody(_Answer):
+class ErrorBody(_Open):
     """Every error answer: `{"error": "what went wrong"}`."""
 
     error: str
@@ -77,19 +81,19 @@ class ErrorBody(_Answer):
 # -- health, metadata, repository -------------------------------------------------------------
 
 
-class Live(_Answer):
+class Live(_Open):
     """`GET /v2/health/live`."""
 
     live: bool
 
 
-class Ready(_Answer):
+class Ready(_Open):
     """`GET /v2/health/ready`: true when every model can serve."""
 
     ready: bool
 
 
-class ServerMetadata(_Answer):
+class ServerMetadata(_Open):
     """`GET /v2`: the server's name, version and protocol extensions."""
 
     name: str
@@ -97,7 +101,7 @@ class ServerMetadata(_Answer):
     extensions: list[str]
 
 
-class TensorMetadata(_Answer):
+class TensorMetadata(_Open):
     """A declared input or output: `-1` in a shape is a free dimension."""
 
     name: str
@@ -105,7 +109,7 @@ class TensorMetadata(_Answer):
     shape: list[int]
 
 
-class ModelMetadata(_Answer):
+class ModelMetadata(_Open):
     """`GET /v2/models/{name}`: versions, platform, inputs and outputs."""
 
     name: str
@@ -115,20 +119,20 @@ class ModelMetadata(_Answer):
     outputs: list[TensorMetadata]
 
 
-class ModelReady(_Answer):
+class ModelReady(_Open):
     """Whether a model (version) can serve now."""
 
     name: str
     ready: bool
 
 
-class RepositoryIndexRequest(_Answer):
+class RepositoryIndexRequest(_Open):
     """`POST /v2/repository/index`: `{"ready": true}` lists ready models only (body optional)."""
 
     ready: bool = False
 
 
-class IndexEntry(_Answer):
+class IndexEntry(_Open):
     """One model version in the repository index."""
 
     name: str
@@ -141,34 +145,34 @@ class RepositoryIndex(RootModel[list[IndexEntry]]):
     """The repository index: the models the caller may read."""
 
 
-class RepositoryLoaded(_Answer):
+class RepositoryLoaded(_Open):
     """`POST /v2/repository/models/{name}/load`."""
 
     name: str
     load: bool
 
 
-class RepositoryUnloaded(_Answer):
+class RepositoryUnloaded(_Open):
     """`POST /v2/repository/models/{name}/unload`."""
 
     name: str
     unload: bool
 
 
-class ModelList(_Answer):
+class ModelList(_Open):
     """`GET /v1/models`: the models the caller may read."""
 
     models: list[str]
 
 
-class ModelStatus(_Answer):
+class ModelStatus(_Open):
     """`GET /v1/models/{name}`."""
 
     name: str
     ready: bool
 
 
-class FeedbackRequest(_Request):
+class FeedbackRequest(_Closed):
     """The outcome of a past prediction: a reward or conversion (`value`) or the truth (`label`)."""
 
     request_id: str
@@ -176,7 +180,7 @@ class FeedbackRequest(_Request):
     label: str | int | float | bool | None = None
 
 
-class FeedbackResult(_Answer):
+class FeedbackResult(_Open):
     """What the feedback was recorded against."""
 
     request_id: str
@@ -187,7 +191,7 @@ class FeedbackResult(_Answer):
 # -- inference ----------------------------------------------------------------------------------
 
 
-class InferInputTensor(_Answer):
+class InferInputTensor(_Open):
     """A V2 input tensor: `data` flat or nested in row-major order, or binary after the JSON."""
 
     name: str = Field(min_length=1)
@@ -197,14 +201,14 @@ class InferInputTensor(_Answer):
     data: list[Any] | None = None
 
 
-class RequestedOutput(_Answer):
+class RequestedOutput(_Open):
     """An output the caller asks for (`parameters.binary_data`: send it binary)."""
 
     name: str
     parameters: dict[str, Any] | None = None
 
 
-class V2InferRequest(_Answer):
+class V2InferRequest(_Open):
     """Open Inference Protocol (V2) infer request."""
 
     id: str | None = None
@@ -213,7 +217,7 @@ class V2InferRequest(_Answer):
     outputs: list[RequestedOutput] | None = None
 
 
-class OutputTensor(_Answer):
+class OutputTensor(_Open):
     """A V2 output tensor (`data` absent when it was sent binary)."""
 
     name: str
@@ -223,7 +227,7 @@ class OutputTensor(_Answer):
     data: list[Any] | None = None
 
 
-class V2InferResponse(_Answer):
+class V2InferResponse(_Open):
     """Open Inference Protocol (V2) infer response."""
 
     model_name: str
@@ -233,14 +237,14 @@ class V2InferResponse(_Answer):
     outputs: list[OutputTensor]
 
 
-class V1PredictRequest(_Answer):
+class V1PredictRequest(_Open):
     """KServe V1: rows (`instances`, or `inputs`): lists in feature order, or records."""
 
     instances: list[Any] | None = Field(default=None, min_length=1)
     inputs: list[Any] | None = Field(default=None, min_length=1)
 
 
-class V1Predictions(_Answer):
+class V1Predictions(_Open):
     """KServe V1 answer: the first output, one entry per row."""
 
     predictions: list[Any]
@@ -257,7 +261,7 @@ class RecordsReply(RootModel[dict[str, Any] | list[dict[str, Any]]]):
 # -- the control API -----------------------------------------------------------------------------
 
 
-class DeploymentView(_Answer):
+class DeploymentView(_Open):
     """A deployment: its spec, revision, status and times (and traffic, while it has some)."""
 
     name: str
@@ -275,7 +279,7 @@ class DeploymentList(RootModel[list[DeploymentView]]):
     """The deployments the caller may manage."""
 
 
-class WindowSummary(_Answer):
+class WindowSummary(_Open):
     """Requests, rate, errors and latency percentiles over the last `window_s` seconds."""
 
     window_s: float
@@ -288,7 +292,7 @@ class WindowSummary(_Answer):
     p99_ms: float | None
 
 
-class VariantsView(_Answer):
+class VariantsView(_Open):
     """Per variant: version, share of traffic and recent requests."""
 
     name: str
@@ -296,27 +300,27 @@ class VariantsView(_Answer):
     shadow: dict[str, Any] | None = None
 
 
-class AbReport(_Answer):
+class AbReport(_Open):
     """Each variant tested against the control (error rate, latency, outcomes)."""
 
     name: str
     window_s: float | None = None
 
 
-class LogsView(_Answer):
+class LogsView(_Open):
     """A deployment's events, oldest first."""
 
     name: str
     lines: list[str]
 
 
-class LogNote(_Answer):
+class LogNote(_Open):
     """A note for a deployment's event log (one line of 2000 characters at most)."""
 
     text: str = Field(min_length=1, max_length=2000)
 
 
-class PipelineView(_Answer):
+class PipelineView(_Open):
     """A served pipeline: endpoint, nodes, the models it serves, and its spec."""
 
     name: str
@@ -331,7 +335,7 @@ class PipelineList(RootModel[list[PipelineView]]):
     """The pipelines the caller may manage."""
 
 
-class KeyCreateRequest(_Request):
+class KeyCreateRequest(_Closed):
     """A new API key: scopes (`predict:NAME`, `manage:NAME`, `metrics`, `admin`), limits."""
 
     name: str = ""
@@ -346,7 +350,7 @@ class KeyCreateRequest(_Request):
     burst: int | None = Field(default=None, gt=0)
 
 
-class KeyRecord(_Answer):
+class KeyRecord(_Open):
     """What the server keeps about a key: never the key itself."""
 
     id: str
@@ -372,7 +376,7 @@ class KeyCreated(KeyRecord):
     key: str
 
 
-class KeyRotateRequest(_Request):
+class KeyRotateRequest(_Open):
     """How long the old key keeps working after a rotation (body optional)."""
 
     grace_s: float | None = Field(default=None, ge=0)
@@ -384,7 +388,7 @@ class KeyRotated(KeyCreated):
     replaces: str
 
 
-class AccessRule(_Request):
+class AccessRule(_Closed):
     """Who may `read`, `deploy` or `call` a registry model: key names, ids, or `*` (null lifts)."""
 
     read: list[Who] | None = None
@@ -396,7 +400,7 @@ class AccessRules(RootModel[dict[str, AccessRule]]):
     """Every registry model's access rule."""
 
 
-class AuditRow(_Answer):
+class AuditRow(_Open):
     """One audit record: who called what, when and with which outcome."""
 
     ts: float

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+import skops.io
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
+    from sklearn.linear_model import LogisticRegression
     from starlette.requests import Request
     from starlette.responses import Response
 
@@ -86,6 +88,21 @@ async def test_logs_of_a_deployment_that_never_existed_is_a_404(
     assert (record["status"], record["key"]) == (404, "admin")
 
 
+async def test_a_deleted_deployment_keeps_its_events_readable(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    artifact = nstarx_home / "models" / "gone.skops"  # skops: loads without trusting code
+    artifact.parent.mkdir(parents=True)
+    skops.io.dump(iris_model, artifact)
+    url = "/nstarx/v1/deployments/gone"
+    made = await client.put(url, json={"storage_uri": str(artifact)}, headers=ADMIN)
+    assert made.status_code == 201, made.text
+    assert (await client.delete(url, headers=ADMIN)).status_code == 204
+    logs = await client.get(f"{url}/logs", headers=ADMIN)
+    assert logs.status_code == 200, logs.text
+    assert logs.json()["lines"][-1].endswith("gone deleted")
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -116,13 +133,14 @@ async def test_a_wrong_access_rule_body_is_a_400_json_and_audited(
         {"runtime": "../x"},
         {"runtime": "./evil.Runtime"},
         {"storage_uri": "~nosuchuser-nstarx/model.joblib"},
-        {"storage_uri": "/nstarx-nowhere/" + "x" * 300 + "/model.joblib"},
+        {"storage_uri": "{tmp}/" + "x" * 300 + "/model.joblib"},  # a name over 255 bytes
     ],
 )
 async def test_a_deployment_naming_an_impossible_runtime_or_path_is_refused_as_json_and_audited(
-    client: httpx.AsyncClient, iris_path: Path, fields: dict[str, str]
+    client: httpx.AsyncClient, iris_path: Path, tmp_path: Path, fields: dict[str, str]
 ) -> None:
     spec = {"storage_uri": str(iris_path), **fields}
+    spec["storage_uri"] = spec["storage_uri"].replace("{tmp}", str(tmp_path))
     response = await client.put("/nstarx/v1/deployments/odd", json=spec, headers=ADMIN)
     # 400 here; the trust policy may refuse such a spec earlier, with 403
     assert is_json_error(response, 400) or is_json_error(response, 403), response.text

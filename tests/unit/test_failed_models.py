@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import httpx
+import skops.io as skops_io
 
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 
@@ -19,7 +20,8 @@ async def test_a_scaled_to_zero_deployment_that_fails_to_load_is_failed_with_its
 ) -> None:
     broken = nstarx_home / "models" / "broken.skops"
     broken.parent.mkdir(parents=True)
-    broken.write_bytes(b"not a skops file")
+    # a safe file (the control API checks its types when it is sent) that holds no model
+    skops_io.dump({"weights": [1.0, 2.0]}, broken)
     app = create_app([], ServingConfig(state_dir=nstarx_home / "state", admin_token=TOKEN))
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app)

@@ -156,3 +156,22 @@ def test_torchscript_without_a_signature_is_refused(tmp_path: Path) -> None:
     runtime = create_runtime(tmp_path / "bare.pt")
     with pytest.raises(ModelLoadError, match="example_input"):
         runtime.load()
+
+
+PROGRAMS = ("pytorch", "tensorflow")
+"""Runtimes whose every artifact is a program: TorchScript, `torch.export`, SavedModel."""
+PICKLES = (".joblib", ".pkl", ".pickle")
+
+
+def test_a_runtime_says_whether_its_artifact_runs_code_and_passes_its_own_check(
+    case: Case,
+) -> None:
+    """The trust model's two questions, asked of every runtime's own good artifact."""
+    cls = type(create_runtime(case.path, None if case.path else case.runtime, case.options))
+    if case.path is None:  # a custom runtime: the owner allowed it, its artifact is its own
+        assert not cls.runs_code_on_load(Path("anything"))
+        return
+    files = [case.path, *(case.path.iterdir() if case.path.is_dir() else ())]
+    runs_code = case.runtime in PROGRAMS or any(file.suffix in PICKLES for file in files)
+    assert cls.runs_code_on_load(case.path) == runs_code
+    cls.check_artifact(case.path, case.options)  # raises for what would be refused

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.deployment.spec import PRIMARY, DeploymentSpec
@@ -28,6 +29,7 @@ from nstarx_jupyter.errors import (
     NotFoundError,
     NstarxError,
 )
+from nstarx_jupyter.serving.http_errors import error_response
 from nstarx_jupyter.serving.metrics import LatencyWindow
 from nstarx_jupyter.serving.pipeline_api import PipelineApi
 from nstarx_jupyter.serving.repository import ModelState, check_trusted
@@ -369,7 +371,7 @@ class ControlPlane:
             endpoint = control_endpoint(self.dataplane, handler, action, audit_as)
             return Route(f"{PREFIX}{path}", endpoint, methods=methods)
 
-        return [
+        routes = [
             route("/deployments", self._list, "any", "deployments", ["GET"]),
             route("/deployments/{name}", self._one, "manage", "deployment",
                   ["GET", "PUT", "DELETE"]),
@@ -380,6 +382,12 @@ class ControlPlane:
             *self.pipelines.routes(),
             *self.security.routes(),
         ]  # fmt: skip
+        # Last: any other path or method under the prefix, so its 404 or 405 is audited too.
+        unrouted = functools.partial(_unrouted, routes)
+        endpoint = control_endpoint(self.dataplane, unrouted, "any", "unrouted")
+        every = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+        rest = Route(f"{PREFIX}/{{path:path}}", endpoint, methods=every, include_in_schema=False)
+        return [*routes, rest]
 
     def metrics(self, name: str, window_s: float) -> dict[str, Any]:
         """Requests, rate, errors and exact latency percentiles over the last `window_s` s."""
@@ -452,6 +460,16 @@ class ControlPlane:
             self.dataplane.audit.call(principal, "deployment.trusted", "control", name,
                                       str(described["revision"]), 200, started)  # fmt: skip
         return json_response(described, 200 if existed else 201)
+
+
+async def _unrouted(routes: list[Route], request: Request, principal: Principal) -> Response:
+    """404 for a path no control route has, 405 (with `Allow`) for a method it does not take."""
+    allowed = sorted({method for route in routes
+                      if route.matches(request.scope)[0] is Match.PARTIAL
+                      for method in route.methods or ()})  # fmt: skip
+    if allowed:
+        return error_response(405, "Method Not Allowed", {"Allow": ", ".join(allowed)})
+    raise NotFoundError(f"no control route {request.url.path}")
 
 
 def _window(request: Request) -> float:

@@ -385,6 +385,8 @@ def route_table(routes: Iterable[BaseRoute]) -> list[tuple[str, str]]:
     """Every (method, path template) answered: the inference routes, then those of `routes`."""
     table = [("POST", path) for path in INFERENCE_PATHS]
     for route in routes:
+        if not getattr(route, "include_in_schema", True):  # a catch-all, not an operation
+            continue
         methods = sorted(getattr(route, "methods", None) or ())
         table += [(method, route.path) for method in methods if method != "HEAD"]  # type: ignore[attr-defined]
     return table

@@ -88,7 +88,7 @@ def test_every_route_but_live_health_needs_a_valid_key(
         url = process.url + template.format(**params)
         for what, headers in bad.items():
             got = httpx.request(method, url, headers=headers, json={})
-            if template == "/v2/health/live":
+            if template in ("/v2/health/live", "/openapi.json"):  # open: they name no model
                 assert got.status_code == 200
                 continue
             assert got.status_code == 401, (method, template, what, got.text)

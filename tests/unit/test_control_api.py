@@ -219,3 +219,25 @@ async def test_a_key_with_a_null_expiry_is_minted_without_one(client: httpx.Asyn
     made = await client.post("/nstarx/v1/keys", json={"expires_in_s": None}, headers=ADMIN)
     assert made.status_code == 201, made.text
     assert "expires" not in made.json()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("PATCH", "/nstarx/v1/keys", 405),
+        ("POST", "/nstarx/v1/deployments/iris", 405),
+        ("GET", "/nstarx/v1/no-such-route", 404),
+    ],
+)
+async def test_an_unknown_control_path_or_method_is_json_and_audited(
+    client: httpx.AsyncClient, method: str, path: str, status: int
+) -> None:
+    response = await client.request(method, path, headers=ADMIN)
+    assert is_json_error(response, status), response.text
+    if status == 405:
+        assert method not in response.headers["allow"]
+    anonymous = await client.request(method, path)
+    assert is_json_error(anonymous, 401), anonymous.text  # no probing without a credential
+    records = await audited(client, action=f"unrouted.{method.lower()}" if method != "GET"
+                            else "unrouted")  # fmt: skip
+    assert [(r["status"], r["key"]) for r in records] == [(status, "admin"), (401, "-")]

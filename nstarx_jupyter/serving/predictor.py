@@ -30,13 +30,17 @@ INLINE_BUDGET_S = 0.0005
 INLINE_OVERRUN_S = 10 * INLINE_BUDGET_S
 """An inline call that uses more CPU than this sends its model to threads for good: a model must
 not earn the fast path and then abuse it. Waiting (wall time beyond the CPU time) this long is a
-strike; `INLINE_STRIKES` of them, or one wait past `WAITING_S`, send it to threads for good.
-Strikes rather than at once: the kernel preempting the server looks the same, and must not take
-a fast model off the fast path."""
+strike and puts the model on probation: its next `PROBATION_CALLS` calls run in threads, where a
+model that sleeps shows it (`WAITING_S`) and stays there for good. `INLINE_STRIKES` strikes send
+it to threads for good too. Not at once: the server's other threads holding the GIL (a model
+loading) and the kernel preempting the server look the same, and must not take a fast model
+off the fast path."""
 INLINE_STRIKES = 3
 """Inline calls that waited past `INLINE_OVERRUN_S` before the model goes to threads for good."""
+PROBATION_CALLS = 8
+"""Calls that run in threads after a strike."""
 FORGIVE_AFTER = 1000
-"""Clean inline calls that wipe out one strike (preemptions are rare and far apart)."""
+"""Clean inline calls that wipe out one strike (such waits are rare and far apart)."""
 WAITING_THREADS = 8
 """Threads of a model that waits (they hold no CPU): its concurrent predictions at most."""
 WAITING_S = 0.02
@@ -86,6 +90,7 @@ class Predictor:
         self._timeout_s = timeout_s
         self._strikes = 0
         self._clean = 0
+        self._probation = 0
         self._running: dict[int, float] = {}
         """Calls handed to a thread and not yet ended, by id: when each started."""
         self._calls = 0
@@ -95,7 +100,9 @@ class Predictor:
         rows = _rows(inputs)
         per_row = self._s_per_row
         if self.inline and per_row is not None and per_row * rows < INLINE_BUDGET_S:
-            return self._inline(inputs, outputs, rows)
+            if not self._probation:
+                return self._inline(inputs, outputs, rows)
+            self._probation -= 1
         if self.waits:  # no CPU needed, so more threads, outside the model's share
             if self._own is None:
                 self._own = ThreadPoolExecutor(WAITING_THREADS, "nstarx-wait")
@@ -178,7 +185,8 @@ class Predictor:
         """Judge an inline call that held the event loop too long (see `INLINE_OVERRUN_S`)."""
         self._strikes += 1
         self._clean = 0
-        if cpu > INLINE_OVERRUN_S or waited > WAITING_S or self._strikes >= INLINE_STRIKES:
+        self._probation = PROBATION_CALLS
+        if cpu > INLINE_OVERRUN_S or self._strikes >= INLINE_STRIKES:
             self.inline = False
             log.warning("a call to %s held the event loop %.1f ms: it runs in threads from now "
                         "on", type(self.runtime).__name__, (cpu + waited) * 1000)  # fmt: skip

@@ -21,7 +21,7 @@ from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes.base import Runtime, Tensors
 from nstarx_jupyter.runtimes.sklearn import SklearnRuntime
 from nstarx_jupyter.serving import predictor as predictor_module
-from nstarx_jupyter.serving.predictor import Predictor
+from nstarx_jupyter.serving.predictor import PROBATION_CALLS, Predictor
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -113,13 +113,15 @@ def test_a_model_that_waits_never_runs_on_the_loop() -> None:
 
 
 def test_an_inline_call_that_overruns_sends_the_model_to_threads_for_good() -> None:
-    # Fast twice (thread, then inline), then three inline calls hold the loop 8 ms each (each
-    # too short to count as the waiting of WAITING_S, 20 ms): never inline again, however fast
-    # the calls after them.
-    runtime, threads = _iris_runtime([0.0, 0.0, 0.008, 0.008, 0.008])
-    where = asyncio.run(_where(runtime, threads, 30, width=4))
-    assert where[:3] == [False, True, True]
-    assert not any(where[5:])
+    # Fast twice (thread, then inline), then three inline calls hold the loop 8 ms each, each
+    # after the probation in threads the one before earned: never inline again.
+    probation = [0.0] * PROBATION_CALLS
+    runtime, threads = _iris_runtime([0.0, 0.0, 0.008, *probation, 0.008, *probation, 0.008])
+    calls = 3 * (1 + PROBATION_CALLS) + 10
+    where = asyncio.run(_where(runtime, threads, calls, width=4))
+    inline_at = [index for index, inline in enumerate(where) if inline]
+    assert inline_at[:2] == [1, 2]  # the first overrun is call 2
+    assert inline_at[-1] == 2 + 2 * (1 + PROBATION_CALLS)  # the third: in threads from there on
 
 
 def test_one_inline_call_that_burns_cpu_sends_the_model_to_threads_at_once() -> None:

@@ -275,7 +275,8 @@ class InferenceApp:
             if call.held:
                 self.budget.release(call.held)
         record = call.principal.record
-        if record is not None and record.rate_limit is not None:  # keys without one: no cost
+        # keys without a limit: no cost; a 429 carries the limit's headers already (`_error`)
+        if record is not None and record.rate_limit is not None and reply.status != 429:
             limit = self.dataplane.guard.rate_limit_headers(call.principal)
             reply.headers = [*reply.headers, *_encoded(limit)]
         await _send(send, reply)

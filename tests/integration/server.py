@@ -58,6 +58,8 @@ def start_server(
     """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     extra = () if auth else ("--no-auth",)
+    if "--drain-s" not in args:  # tests stop servers at once; the drain has tests of its own
+        extra = (*extra, "--drain-s", "0")
     process = subprocess.Popen(
         [sys.executable, "-m", "nstarx_jupyter.cli", "serve", "--port", "0", *extra, *args],
         cwd=ROOT,

@@ -59,6 +59,7 @@ def make_app(iris_path: Path, state: Path) -> InferenceApp:
         security_dir=state / "security",
         audit_dir=state / "audit",
         admin_token=ADMIN_TOKEN,
+        allow_hosts=("testserver",),  # the Host schemathesis' ASGI client sends
     )
     return create_app([ModelSettings(name="iris", path=iris_path)], config)
 

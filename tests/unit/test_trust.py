@@ -229,7 +229,7 @@ async def control(nstarx_home: Path) -> AsyncIterator[httpx.AsyncClient]:
         await stack.enter_async_context(app.lifespan())
         transport = httpx.ASGITransport(app=app)
         yield await stack.enter_async_context(
-            httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120)
+            httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=120)
         )
 
 
@@ -402,7 +402,7 @@ async def test_an_allowed_runtime_import_path_is_accepted(nstarx_home: Path) -> 
     app = create_app([], config)
     async with (
         app.lifespan(),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http,
     ):
         folder = nstarx_home / "models" / "echo"
         folder.mkdir(parents=True)

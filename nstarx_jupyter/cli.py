@@ -23,8 +23,12 @@ _MODEL_DEFAULTS: list[tuple[str, type, str]] = [
     ("min_replicas", int, "0 unloads idle models (scale to zero) and reloads on the next request"),
     ("idle_timeout_s", float, "seconds without requests before a min-replicas 0 model unloads"),
     ("container_concurrency", int, "requests predicted at once per model (0: no limit)"),
-    ("max_queue", int, "requests waiting for a slot per model before 503 (with "
-     "container-concurrency 0: requests in flight; default 256)"),
+    (
+        "max_queue",
+        int,
+        "requests waiting for a slot per model before 503 (with "
+        "container-concurrency 0: requests in flight; default 256)",
+    ),
     ("timeout_s", float, "per-request deadline in seconds, 504 at it (default 60)"),
     (
         "max_batch_size",
@@ -33,8 +37,12 @@ _MODEL_DEFAULTS: list[tuple[str, type, str]] = [
         "batching of 32 rows for models whose rows are independent)",
     ),
     ("max_latency_ms", float, "adaptive batching: longest wait for a batch to fill (0: none)"),
-    ("isolation", str, "where predict runs: thread (default, in the server) or process (a "
-     "worker process per model, restarted when it dies or overruns its deadline)"),
+    (
+        "isolation",
+        str,
+        "where predict runs: thread (default, in the server) or process (a "
+        "worker process per model, restarted when it dies or overruns its deadline)",
+    ),
     ("max_rss_mb", int, "process isolation: restart a worker whose memory passes this"),
 ]
 

@@ -25,21 +25,30 @@ __all__ = ["ConcurrencyLimiter", "Predictor"]
 
 log = logging.getLogger(__name__)
 
+try:
+    import resource
+
+    _RUSAGE_THREAD: int | None = resource.RUSAGE_THREAD
+except (ImportError, AttributeError):  # Windows, macOS: no per-thread usage
+    _RUSAGE_THREAD = None
+
 INLINE_BUDGET_S = 0.0005
 """Predictions expected to take less than this run on the event loop: a thread hop costs more."""
 INLINE_OVERRUN_S = 10 * INLINE_BUDGET_S
-"""An inline call that uses more CPU than this sends its model to threads for good: a model must
-not earn the fast path and then abuse it. Waiting (wall time beyond the CPU time) this long is a
-strike and puts the model on probation: its next `PROBATION_CALLS` calls run in threads, where a
-model that sleeps shows it (`WAITING_S`) and stays there for good. `INLINE_STRIKES` strikes send
-it to threads for good too. Not at once: the server's other threads holding the GIL (a model
-loading) and the kernel preempting the server look the same, and must not take a fast model
-off the fast path."""
+"""An inline call that uses more CPU than this, or waits (wall time beyond CPU time) this long,
+is a strike: a model must not earn the fast path and then abuse it. A strike puts the model on
+probation: its next `PROBATION_CALLS` calls run in threads, where a model that sleeps shows it
+(`WAITING_S`) and stays there for good; `INLINE_STRIKES` strikes send it to threads for good.
+Not at once: a garbage collection during the call, the server's other threads holding the GIL
+(a model loading) and the kernel preempting the server look the same, and must not take a fast
+model off the fast path."""
+INLINE_GROSS_S = 0.1
+"""CPU in one inline call past which the model goes to threads for good at once."""
 INLINE_STRIKES = 3
 """Inline calls that waited past `INLINE_OVERRUN_S` before the model goes to threads for good."""
 PROBATION_CALLS = 8
 """Calls that run in threads after a strike."""
-FORGIVE_AFTER = 1000
+FORGIVE_AFTER = 200
 """Clean inline calls that wipe out one strike (such waits are rare and far apart)."""
 WAITING_THREADS = 8
 """Threads of a model that waits (they hold no CPU): its concurrent predictions at most."""
@@ -168,10 +177,13 @@ class Predictor:
         slots.release()
 
     def _inline(self, inputs: Tensors, outputs: tuple[str, ...] | None, rows: int) -> Tensors:
-        start, wall = time.thread_time(), time.perf_counter()
+        start, wall = _thread_usage(), time.perf_counter()
         result = self.runtime.predict(inputs, outputs)
-        cpu = time.thread_time() - start
-        waited = time.perf_counter() - wall - cpu
+        end = _thread_usage()
+        cpu = end[0] - start[0]
+        # Waiting counts only when the thread gave up the CPU itself (sleep, I/O, a lock, the
+        # GIL): the kernel preempting or throttling the server (a CPU limit) is not the model.
+        waited = time.perf_counter() - wall - cpu if end[1] != start[1] else 0.0
         if cpu > INLINE_OVERRUN_S or waited > INLINE_OVERRUN_S:
             self._overran(cpu, waited)
         elif self._strikes:
@@ -186,7 +198,7 @@ class Predictor:
         self._strikes += 1
         self._clean = 0
         self._probation = PROBATION_CALLS
-        if cpu > INLINE_OVERRUN_S or self._strikes >= INLINE_STRIKES:
+        if cpu > INLINE_GROSS_S or self._strikes >= INLINE_STRIKES:
             self.inline = False
             log.warning("a call to %s held the event loop %.1f ms: it runs in threads from now "
                         "on", type(self.runtime).__name__, (cpu + waited) * 1000)  # fmt: skip
@@ -205,6 +217,16 @@ class Predictor:
     def _learn(self, per_row: float) -> None:
         previous = self._s_per_row
         self._s_per_row = per_row if previous is None else 0.8 * previous + 0.2 * per_row
+
+
+def _thread_usage() -> tuple[float, int]:
+    """CPU seconds of this thread and how often it gave up the CPU itself.
+
+    CPU from `thread_time` (getrusage's is sampled at clock ticks, far too coarse here).
+    """
+    if _RUSAGE_THREAD is None:  # no per-thread counts (not Linux): every wait looks voluntary
+        return time.thread_time(), -1 - time.perf_counter_ns()
+    return time.thread_time(), resource.getrusage(_RUSAGE_THREAD).ru_nvcsw
 
 
 BUILT_IN_RUNTIMES = "nstarx_jupyter.runtimes."

@@ -212,6 +212,8 @@ class ModelWorker:
             self._process = None
 
     async def _ready(self) -> asyncio.subprocess.Process:
+        if self._process is not None and self._process.returncode is not None:
+            self._replace(self._process, f"it exited (code {self._process.returncode})")
         if self._process is None and self._starting is None and not self._closed:
             self._starting = asyncio.get_running_loop().create_task(self._restart())
         if self._starting is not None:

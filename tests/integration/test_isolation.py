@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -194,13 +195,14 @@ def test_models_with_stuck_threads_do_not_starve_another_models_threads(
 def process_server(
     tmp_path_factory: pytest.TempPathFactory, iris_path: Path
 ) -> Iterator[ServerProcess]:
-    """iris in the server; aborting, spinning and leaking models in worker processes."""
+    """iris in the server; aborting, spinning, leaking and pid-telling models in workers."""
     root = tmp_path_factory.mktemp("isolated-models")
     isolated = {"isolation": "process", "timeout_s": 1.5}
     _model(root, "aborting", "AbortingRuntime", isolation="process")  # restarts take seconds
     _model(root, "spinning", "SpinningRuntime", options={"spin_s": 30}, **isolated)
     _model(root, "leaking", "LeakingRuntime", options={"leak_mb": 40}, max_rss_mb=250,
            **isolated)  # fmt: skip
+    _model(root, "pid", "LeakingRuntime", options={"leak_mb": 0}, isolation="process")
     server = start_server("--model-repository", str(root), "--model", f"iris={iris_path}")
     yield server
     server.stop()
@@ -275,3 +277,19 @@ def test_a_leaking_model_is_restarted_when_it_passes_its_memory_cap(
         assert response.status_code == 200, response.text
         pids.append(int(response.json()["outputs"][0]["data"][0]))
     assert len(set(pids)) >= 2, pids
+
+
+def test_a_worker_killed_while_idle_is_replaced_before_the_next_call(
+    process_server: ServerProcess,
+) -> None:
+    url = f"{process_server.url}/v2/models/pid/infer"
+
+    def pid() -> int:
+        response = requests.post(url, json=_body(ROW), timeout=30)
+        assert response.status_code == 200, response.text
+        return int(response.json()["outputs"][0]["data"][0])
+
+    first = pid()
+    os.kill(first, signal.SIGKILL)  # the OOM killer, say, between two requests
+    time.sleep(0.3)
+    assert pid() != first  # answered (not a 500 for writing to a dead worker), by a new one

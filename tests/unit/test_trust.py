@@ -402,7 +402,9 @@ async def test_an_allowed_runtime_import_path_is_accepted(nstarx_home: Path) -> 
     app = create_app([], config)
     async with (
         app.lifespan(),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+        ) as http,
     ):
         folder = nstarx_home / "models" / "echo"
         folder.mkdir(parents=True)

@@ -49,6 +49,9 @@ class Api:
             body = json.dumps(body)
         if body is None and method in ("POST", "PUT", "PATCH"):
             body = ""
+        # tornado's client makes its Future on the current loop: a test run earlier in this
+        # worker may have closed it with asyncio.run(), which leaves no current loop behind
+        asyncio.set_event_loop(self.loop)
         call = self.fetch("nstarx", *path.split("/"), method=method, body=body,
                           raise_error=False, request_timeout=120, **kwargs)  # fmt: skip
         return self.loop.run_until_complete(call)

@@ -111,7 +111,10 @@ def lab(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
     token = secrets.token_hex(16)
     env = {**os.environ, "NSTARX_HOME": str(home), "JUPYTER_CONFIG_DIR": str(config_dir),
            "JUPYTER_DATA_DIR": str(base / "data"),
-           "JUPYTER_RUNTIME_DIR": str(runtime_dir)}  # fmt: skip
+           "JUPYTER_RUNTIME_DIR": str(runtime_dir),
+           # the project folder, as its owner would allow it (`nstarx serve --allow-path`):
+           # pipeline documents there name model files beside them
+           "NSTARX_ALLOW_PATHS": str(root_dir)}  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",

@@ -26,6 +26,7 @@ __all__ = [
     "RateLimitedError",
     "UnauthenticatedError",
     "UnavailableError",
+    "UnsupportedError",
     "first_problem",
     "require",
 ]
@@ -88,6 +89,14 @@ class InvalidInputError(NstarxError):
     """The caller sent something malformed: bad JSON, wrong datatype or shape, unknown field."""
 
     kind = ErrorKind.INVALID_INPUT
+
+
+class UnsupportedError(InvalidInputError):
+    """What was asked cannot be expressed where it would run (a traffic rule KServe lacks, say).
+
+    An `InvalidInputError` (the request is the thing to change), kept apart so a caller can tell
+    "this backend cannot" from "this is malformed"; the message names the reason.
+    """
 
 
 class ConflictError(NstarxError):

@@ -55,7 +55,8 @@ imports: ## import-linter: the layers of ARCHITECTURE.md section 4
 test: ## the front ends' unit tests (vitest), then pytest: unit, integration, UI, notebooks (exit 5, "no tests", is not a failure)
 	[ -d node_modules ] || npm ci
 	npm run --silent test
-	$(BIN)/pytest -n 2 --dist loadgroup || [ $$? -eq 5 ]
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not alone" || [ $$? -eq 5 ]
+	$(BIN)/pytest -n 0 -m alone || [ $$? -eq 5 ]
 
 screenshots: install ## run the UI tests and copy the sidebar's screenshot into docs/ (README)
 	$(BIN)/pytest tests/ui -n 0

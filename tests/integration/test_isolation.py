@@ -113,6 +113,7 @@ def hung_server(tmp_path: Path, iris_path: Path) -> Iterator[ServerProcess]:
     server.stop()
 
 
+@pytest.mark.alone
 def test_a_hung_model_answers_504_at_its_deadline_and_leaves_health_and_others_alone(
     hung_server: ServerProcess,
 ) -> None:
@@ -142,11 +143,10 @@ def test_a_hung_model_answers_504_at_its_deadline_and_leaves_health_and_others_a
         assert 1.5 <= seconds < 1.5 + 0.5, seconds
     assert health.failures == 0
     assert _p99(health.seconds) < HEALTH_P99_S, _p99(health.seconds)
-    # iris kept its latency while the hung model's threads slept
-    # within 20 %, or 5 ms: on CI's 2 cores the other test worker's bursts alone moved a 3 ms
-    # p99 to 7.6 ms once (a hung model that stalled the loop puts it at seconds)
-    limit = max(1.2 * _p99(before), _p99(before) + 0.005)
-    assert _p99(during) <= limit, (_p99(before), _p99(during))
+    # iris kept its latency (p99 within 20 %) while the hung model's threads slept; a model
+    # that stalled the loop puts it at seconds. Marked `alone`: next to another test worker, a
+    # 3 ms p99 moved to 7.6 ms once with no hung model involved.
+    assert _p99(during) <= 1.2 * _p99(before), (_p99(before), _p99(during))
 
 
 def test_a_model_whose_threads_are_stuck_sheds_with_503_and_retry_after(

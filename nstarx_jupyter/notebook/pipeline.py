@@ -98,8 +98,8 @@ class KernelModels:
     def _runtime(self, uri: str) -> Runtime:
         runtime = self._loaded.get(uri)
         if runtime is None:  # loaded as the server loads a pipeline's models
+            from nstarx_jupyter.serving.loading import load_runtime
             from nstarx_jupyter.serving.pipelines import model_settings
-            from nstarx_jupyter.serving.repository import load_runtime
 
             runtime, _ = load_runtime(model_settings("kernel", uri), self.registry)
             self._loaded[uri] = runtime

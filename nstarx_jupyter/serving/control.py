@@ -30,9 +30,10 @@ from nstarx_jupyter.errors import (
     NstarxError,
 )
 from nstarx_jupyter.serving.http_errors import error_response
+from nstarx_jupyter.serving.loading import check_trusted
 from nstarx_jupyter.serving.metrics import LatencyWindow
 from nstarx_jupyter.serving.pipeline_api import PipelineApi
-from nstarx_jupyter.serving.repository import ModelState, check_trusted
+from nstarx_jupyter.serving.repository import ModelState
 from nstarx_jupyter.serving.revisions import (
     Deployed,
     check_revision,

@@ -39,11 +39,11 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes.base import Runtime, Tensors
+from nstarx_jupyter.serving.loading import load_runtime
+from nstarx_jupyter.serving.settings import ModelSettings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-    from nstarx_jupyter.serving.settings import ModelSettings
 
 __all__ = ["ModelWorker", "WorkerRuntime", "start_worker"]
 
@@ -395,9 +395,6 @@ def main() -> None:
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)
     logging.basicConfig(level=logging.WARNING, format="worker %(process)d: %(message)s")
-    from nstarx_jupyter.serving.repository import load_runtime
-    from nstarx_jupyter.serving.settings import ModelSettings
-
     first = _read_blocking(requests)
     if first is None:
         return

@@ -28,8 +28,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from nstarx_jupyter.protocol.datatypes import DATATYPES
+from nstarx_jupyter.security.audit import AuditRecord
 from nstarx_jupyter.serving.app import ServingConfig, create_app
-from nstarx_jupyter.serving.bodies import Datatype
+from nstarx_jupyter.serving.bodies import AuditRow, Datatype
 from nstarx_jupyter.serving.openapi import OPERATIONS
 from nstarx_jupyter.serving.settings import ModelSettings
 
@@ -213,3 +214,9 @@ def test_schemathesis_finds_no_server_error_in_any_operation(
     with_input = [op.label for op in operations if has_input(op)]
     assert {label: counts[label] for label in with_input if counts[label] < 100} == {}
     assert sum(counts.values()) >= MIN_CASES
+
+
+def test_the_audit_schema_names_every_field_of_an_audit_record_with_its_type() -> None:
+    """The OpenAPI model of an audit row and the record the server writes cannot drift apart."""
+    described = {name: field.annotation for name, field in AuditRow.model_fields.items()}
+    assert described == typing.get_type_hints(AuditRecord)

@@ -6,7 +6,8 @@ Each NAME=SRC[:VAR=VALUE...] is a source tree (a `git worktree` of another commi
 first on PYTHONPATH, with extra environment variables. Every build's server starts at once,
 pinned to core 0 as in `run.py`; the load (wrk, or grpc_load.py for `grpc@C`, on core 1) then
 alternates between them in short slices, in turned order each round, so the drift of a shared
-machine (10-15 % between runs of the same build here) falls on every build alike. Scenarios:
+machine (10-15 % between runs of the same build here) falls on every build alike; each slice
+also reports the server's CPU time per request, which neighbours hardly move. Scenarios:
 `v2@C`, `v2x32@C`, `v1@C`, `records@C` (REST, C connections) and `grpc@C`. Extra server flags
 go after `--flags`. Prints per scenario the mean, median and spread of req/s, the median p99,
 and each build's change against the first.
@@ -15,6 +16,7 @@ and each build's change against the first.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -61,13 +63,33 @@ def start(spec: str, flags: list[str], models: dict[str, Path]) -> tuple[str, Bu
         bench.ENV.update(saved)
 
 
+WARMUP_S = 1.0
+
+
 def measure(server: Build, scenario: str, body: dict[str, Path], seconds: float) -> dict[str, Any]:
+    """One slice: req/s and p99 from the load tool, and the server's CPU µs per request.
+
+    CPU time per request (user + system, from /proc, warm-up and slice together at the slice's
+    rate) hardly moves when something else runs on the machine, unlike req/s: it is the figure
+    to compare builds by on a shared machine.
+    """
     short, _, connections = scenario.partition("@")
     key, path, _ = bench.SCENARIOS[SCENARIOS[short]]
     c = int(connections)
+    before = cpu_s(server.process.pid)
     if key == "grpc":
-        return bench.grpc_load(f"127.0.0.1:{server.grpc}", "iris", c, 1, seconds)
-    return bench.wrk(server.url + path.format(m="iris"), body[key], c, 1, seconds)
+        got = bench.grpc_load(f"127.0.0.1:{server.grpc}", "iris", c, WARMUP_S, seconds)
+    else:
+        got = bench.wrk(server.url + path.format(m="iris"), body[key], c, WARMUP_S, seconds)
+    requests = got["rps"] * (WARMUP_S + seconds)
+    got["cpu_us"] = 1e6 * (cpu_s(server.process.pid) - before) / max(requests, 1.0)
+    return dict(got)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -88,25 +110,31 @@ def main() -> None:
         scenarios = args.scenarios.split(",")
         rps: dict[tuple[str, str], list[float]] = {}
         p99: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.slices):
             for name, server in builds if round_ % 2 == 0 else builds[::-1]:
                 for scenario in scenarios:
                     got = measure(server, scenario, body, args.seconds)
                     rps.setdefault((scenario, name), []).append(got["rps"])
                     p99.setdefault((scenario, name), []).append(got["p99_ms"])
+                    cpu.setdefault((scenario, name), []).append(got["cpu_us"])
             print(f"round {round_ + 1}/{args.slices}", file=sys.stderr, flush=True)
     finally:
         for _, server in builds:
             server.stop()
     for scenario in scenarios:
         first = statistics.mean(rps[(scenario, builds[0][0])])
+        first_cpu = statistics.median(cpu[(scenario, builds[0][0])])
         for name, _ in builds:
             runs = rps[(scenario, name)]
             mean = statistics.mean(runs)
+            per = cpu[(scenario, name)]
             print(f"{scenario:10} {name:12} req/s mean {mean:7.0f} median "
                   f"{statistics.median(runs):7.0f} sd {statistics.pstdev(runs):5.0f}  "
                   f"p99 {statistics.median(p99[(scenario, name)]):6.2f} ms  "
-                  f"{100 * (mean / first - 1):+5.1f} %")  # fmt: skip
+                  f"{100 * (mean / first - 1):+5.1f} %  CPU/req median "
+                  f"{statistics.median(per):6.1f} us (sd {statistics.pstdev(per):4.1f}) "
+                  f"{100 * (statistics.median(per) / first_cpu - 1):+5.1f} %")  # fmt: skip
 
 
 if __name__ == "__main__":

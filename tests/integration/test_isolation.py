@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pytest
@@ -43,17 +44,17 @@ def _p99(samples: list[float]) -> float:
     return float(np.percentile(samples, 99))
 
 
-class _Prober:
-    """Polls `/v2/health/live` every 10 ms in a thread, recording latencies and failures."""
+class _Loop:
+    """Calls `_once` in a thread every `pause_s` until the `with` block ends."""
+
+    pause_s = 0.01
 
     def __init__(self, url: str) -> None:
-        self.url = f"{url}/v2/health/live"
-        self.seconds: list[float] = []
-        self.failures = 0
+        self.base = url
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> _Prober:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -64,14 +65,29 @@ class _Prober:
     def _run(self) -> None:
         with requests.Session() as session:
             while not self._stop.is_set():
-                started = time.perf_counter()
-                try:
-                    ok = session.get(self.url, timeout=5).status_code == 200
-                except requests.RequestException:
-                    ok = False
-                self.seconds.append(time.perf_counter() - started)
-                self.failures += not ok
-                self._stop.wait(0.01)
+                self._once(session)
+                self._stop.wait(self.pause_s)
+
+    def _once(self, session: requests.Session) -> None:
+        raise NotImplementedError
+
+
+class _Prober(_Loop):
+    """Polls `/v2/health/live` every 10 ms, recording latencies and failures."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.seconds: list[float] = []
+        self.failures = 0
+
+    def _once(self, session: requests.Session) -> None:
+        started = time.perf_counter()
+        try:
+            ok = session.get(f"{self.base}/v2/health/live", timeout=5).status_code == 200
+        except requests.RequestException:
+            ok = False
+        self.seconds.append(time.perf_counter() - started)
+        self.failures += not ok
 
 
 def _latencies(url: str, body: dict[str, object], count: int) -> list[float]:
@@ -211,32 +227,21 @@ def process_server(
     server.stop()
 
 
-class _Hammer:
-    """Calls iris in a loop in a thread; every answer must be a 200."""
+class _Hammer(_Loop):
+    """Calls iris in a loop every 5 ms; every answer must be a 200."""
+
+    pause_s = 0.005
 
     def __init__(self, url: str) -> None:
-        self.url = f"{url}/v2/models/iris/infer"
+        super().__init__(url)
         self.statuses: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> _Hammer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        with requests.Session() as session:
-            while not self._stop.is_set():
-                try:
-                    status = session.post(self.url, json=_body(ROW), timeout=5).status_code
-                except requests.RequestException:
-                    status = 0
-                self.statuses.append(status)
-                self._stop.wait(0.005)
+    def _once(self, session: requests.Session) -> None:
+        try:
+            answer = session.post(f"{self.base}/v2/models/iris/infer", json=_body(ROW), timeout=5)
+            self.statuses.append(answer.status_code)
+        except requests.RequestException:
+            self.statuses.append(0)
 
 
 def test_a_model_that_aborts_is_restarted_and_serves_again(process_server: ServerProcess) -> None:

@@ -15,6 +15,7 @@ from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 from tornado import web
 
+from nstarx_jupyter.deployment.service import TARGETS
 from nstarx_jupyter.errors import ErrorKind, InvalidInputError, NstarxError, first_problem
 from nstarx_jupyter.labapi.models import (
     DeployRequest,
@@ -149,8 +150,16 @@ class DeploymentsHandler(LabHandler):
 
     @web.authenticated
     async def get(self) -> None:
-        """Every deployment, or none while the local server is stopped."""
-        self.reply(await self.call(self.service.deployments))
+        """Every deployment (of `?target=kserve&context=NAME&namespace=NS`; default local).
+
+        None while the local server is stopped.
+        """
+        target = self.get_query_argument("target", "local")
+        if target not in TARGETS:
+            raise InvalidInputError(f"target: '{target}' is not one of {', '.join(TARGETS)}")
+        context = self.get_query_argument("context", None) or None
+        namespace = self.get_query_argument("namespace", None) or None
+        self.reply(await self.call(self.service.deployments, target, context, namespace))
 
     @web.authenticated
     async def post(self) -> None:

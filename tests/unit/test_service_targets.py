@@ -9,6 +9,7 @@ before anything is applied.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -193,3 +194,28 @@ def test_a_target_names_its_backend_and_an_unknown_one_lists_the_targets() -> No
 def test_kserve_without_its_backend_module_says_so() -> None:
     with pytest.raises(UnsupportedError, match="no KServe backend"):
         backend_for("kserve", context="kind-dev", namespace="team-a")
+
+
+def test_the_notebooks_deploy_on_kserve_mints_no_key_and_says_so_once(
+    cluster: RecordingCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    from nstarx_jupyter.notebook import api
+
+    api._SAID_NO_CLUSTER_KEYS.clear()
+    with caplog.at_level(logging.INFO, logger="nstarx_jupyter.notebook.api"):
+        made = api.deploy("s3://models/iris", "iris", target="kserve", namespace="team-a",
+                          backend=cluster)  # fmt: skip
+        again = api.deploy("s3://models/iris-v2", "iris", target="kserve", backend=cluster)
+    assert (made.api_key, again.api_key) == (None, None)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1
+    assert "no nstarx API key is minted" in warned[0]
+    stages = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert stages[:4] == [f"iris: {stage}" for stage in ("accepted", "scheduled", "loaded",
+                                                          "ready")]  # fmt: skip
+    assert made.url == "http://iris.example/v1/models/iris"
+    assert cluster.applied[0].namespace == "team-a"
+    with pytest.raises(UnsupportedError, match="keys on target 'kserve'"):
+        made.create_key()
+    with pytest.raises(InvalidInputError, match="the backend given is 'local'"):
+        api.deploy("s3://models/iris", "iris", target="kserve", backend=LocalBackend())

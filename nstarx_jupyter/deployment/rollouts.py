@@ -51,6 +51,9 @@ class Rollouts:
         def traffic(self, name: str) -> TrafficView:
             """See `DeploymentService.traffic`."""
 
+        def staged_version(self, name: str) -> str:
+            """See `DeploymentService.staged_version`."""
+
     # -- canary and blue-green: revisions of the deployment's own model ------------------------
 
     def canary(
@@ -118,6 +121,19 @@ class Rollouts:
             return now.stable.spec.replace(canary_traffic_percent=None, traffic=now.spec.traffic)
 
         return self.update(name, change)
+
+    def stage(
+        self, name: str, model_or_uri: Any, *, version: str | int | None = None,
+        storage_uri: str | None = None,
+    ) -> tuple[str, Future[ModelVersion] | None]:  # fmt: skip
+        """Blue-green: load a new model next to the live one with no traffic.
+
+        Returns the staged revision's version (ask it with `predict(..., version=...)`) and the
+        registration of a fitted model; `switch` then moves all traffic at once.
+        """
+        _, registration = self.canary(name, model_or_uri, 0, version=version,
+                                      storage_uri=storage_uri)  # fmt: skip
+        return self.staged_version(name), registration
 
     def switch(self, name: str) -> Description:
         """Blue-green: move all traffic to the staged model at once (a promote)."""

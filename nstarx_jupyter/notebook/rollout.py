@@ -94,8 +94,12 @@ class RolloutMixin:
         Returns the staged model's version: check it with `predict(data, version=...)`, then
         `switch()` moves all traffic at once (or `rollback()` drops it).
         """
-        self.canary(model_or_uri, 0, version=version, storage_uri=storage_uri)
-        return self.service.staged_version(self.name)
+        staged, registration = self.service.stage(
+            self.name, model_or_uri, version=version, storage_uri=storage_uri
+        )
+        if registration is not None:
+            self.registration = registration
+        return staged
 
     def switch(self) -> Description:
         """Blue-green: move all traffic to the staged model at once."""

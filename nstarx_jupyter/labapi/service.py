@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from nstarx_jupyter.config import nstarx_home
 from nstarx_jupyter.deployment.local import LocalBackend
@@ -42,12 +42,15 @@ if TYPE_CHECKING:
     from nstarx_jupyter.deployment.backend import Description, Target
     from nstarx_jupyter.registry import Registry
 
-__all__ = ["METRICS_WINDOW_S", "LabService"]
+__all__ = ["LOCAL", "METRICS_WINDOW_S", "LabService", "Where"]
 
 log = logging.getLogger(__name__)
 
 METRICS_WINDOW_S = 10.0
 """The window of each deployment's figures (the sidebar polls every few seconds)."""
+Where = tuple[str, str | None, str | None]
+"""Which deployments a call means: (target, kubeconfig context, namespace)."""
+LOCAL: Where = ("local", None, None)
 
 
 class LabService:
@@ -60,7 +63,7 @@ class LabService:
     def __init__(self, backend: LocalBackend | None = None, registry: Registry | None = None):
         self.backend = backend or LocalBackend()
         self.service = DeploymentService(self.backend)
-        self._clusters: dict[tuple[str | None, str | None], DeploymentService] = {}
+        self._clusters: dict[Where, DeploymentService] = {}
         self._clusters_lock = threading.Lock()
         self._registry = registry
         self.registry_lock = threading.RLock()
@@ -141,28 +144,28 @@ class LabService:
 
         The sidebar polls this: it must not start a local server nobody asked for.
         """
-        if target == "local" and context is None and namespace is None:
-            if self.backend.running() is None:
-                return []
-            return [self._info(described) for described in self.service.deployments()]
-        cluster = self._cluster(target, context, namespace)
-        return [views.deployment_info(described, MetricsSample())
-                for described in cluster.deployments()]  # fmt: skip
+        where = (target, context, namespace)
+        if where == LOCAL and self.backend.running() is None:
+            return []
+        service = self.service_for(where)
+        return [self._info(described, service) for described in service.deployments()]
 
-    def _cluster(
-        self, target: Target, context: str | None, namespace: str | None
-    ) -> DeploymentService:
-        """The service on a cluster's backend, made once per context and namespace."""
+    def service_for(self, where: Where = LOCAL) -> DeploymentService:
+        """The deployment service of `where`: the local one, or a cluster's (made once each)."""
+        if where == LOCAL:
+            return self.service
+        target, context, namespace = where
         with self._clusters_lock:
-            found = self._clusters.get((context, namespace))
+            found = self._clusters.get(where)
             if found is None:
-                found = DeploymentService(backend_for(target, context=context, namespace=namespace))
-                self._clusters[(context, namespace)] = found
+                backend = backend_for(cast("Target", target), context=context, namespace=namespace)
+                found = self._clusters[where] = DeploymentService(backend)
             return found
 
-    def deployment(self, name: str) -> DeploymentInfo:
+    def deployment(self, name: str, where: Where = LOCAL) -> DeploymentInfo:
         """One deployment."""
-        return self._info(self.service.describe(name))
+        service = self.service_for(where)
+        return self._info(service.describe(name), service)
 
     def deploy(self, request: DeployRequest) -> DeployResult:
         """Serve a registry version from the sidebar's form, as `nstarx_jupyter.deploy()` does.
@@ -173,7 +176,7 @@ class LabService:
         uri = f"models:/{request.model}/{request.version}"
         if request.canary_percent is not None and self._exists(request.name):
             applied, _ = self.service.canary(request.name, uri, request.canary_percent)
-            return DeployResult(deployment=self._info(applied), key=None)
+            return DeployResult(deployment=self._info(applied, self.service), key=None)
         batching = {"max_batch_size": request.max_batch_size,
                     "max_latency_ms": request.max_latency_ms}  # fmt: skip
         self.service.deploy(
@@ -185,23 +188,28 @@ class LabService:
         made = self.backend.create_key(f"deploy() of {request.name}", [f"predict:{request.name}"])
         return DeployResult(deployment=self.deployment(request.name), key=str(made["key"]))
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, where: Where = LOCAL) -> None:
         """Stop serving a deployment and forget it."""
-        self.service.delete(name)
+        self.service_for(where).delete(name)
 
-    def set_canary_percent(self, name: str, change: TrafficChange) -> DeploymentInfo:
+    def set_canary_percent(
+        self, name: str, change: TrafficChange, where: Where = LOCAL
+    ) -> DeploymentInfo:
         """Move the canary's share of traffic (`InvalidInputError` when no canary runs)."""
-        return self._info(self.service.set_canary_percent(name, change.canary_percent))
+        service = self.service_for(where)
+        return self._info(service.set_canary_percent(name, change.canary_percent), service)
 
-    def roll(self, name: str, action: str) -> DeploymentInfo:
+    def roll(self, name: str, action: str, where: Where = LOCAL) -> DeploymentInfo:
         """`promote` the canary to all traffic, or `rollback` to the stable revision."""
-        applied = self.service.promote(name) if action == "promote" else self.service.rollback(name)
-        return self._info(applied)
+        service = self.service_for(where)
+        applied = service.promote(name) if action == "promote" else service.rollback(name)
+        return self._info(applied, service)
 
-    def snippets(self, name: str) -> Snippets:
+    def snippets(self, name: str, where: Where = LOCAL) -> Snippets:
         """How to call a deployment in cURL and Python, the key read from `$NSTARX_API_KEY`."""
-        spec = self.service.describe(name).spec
-        url = self.backend.endpoint(name).url
+        service = self.service_for(where)
+        spec = service.describe(name).spec
+        url = service.backend.endpoint(name).url
         example = self._example(spec.storage_uri)
         return Snippets(
             url=url,
@@ -209,17 +217,18 @@ class LabService:
             python=python_snippet(url, example, None, spec.auth, key_from_env=True),
         )
 
-    def logs(self, name: str) -> Logs:
+    def logs(self, name: str, where: Where = LOCAL) -> Logs:
         """A deployment's events, oldest first."""
-        return Logs(name=name, lines=self.service.events(name))
+        return Logs(name=name, lines=self.service_for(where).events(name))
 
-    def _info(self, described: Description) -> DeploymentInfo:
+    def _info(self, described: Description, service: DeploymentService) -> DeploymentInfo:
         name = described.name
         figures, per_arm = MetricsSample(), None
         with contextlib.suppress(NstarxError):  # figures are a nicety: a status still shows
-            figures = views.metrics_sample(self.backend.metrics(name, METRICS_WINDOW_S))
+            figures = views.metrics_sample(service.backend.metrics(name, METRICS_WINDOW_S))
             if described.traffic is not None and len(described.traffic.split) > 1:
-                per_arm = views.arm_metrics(self.backend.variants(name, METRICS_WINDOW_S))
+                arms = service.local("variants").variants(name, METRICS_WINDOW_S)
+                per_arm = views.arm_metrics(arms)
         return views.deployment_info(described, figures, per_arm)
 
     def _exists(self, name: str) -> bool:

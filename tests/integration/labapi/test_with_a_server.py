@@ -133,6 +133,13 @@ def test_the_list_takes_a_target_and_shows_each_row_as_the_backend_describes_it(
     assert "one of local, kserve" in refused["error"]
     local_only = api("GET", "deployments", params={"namespace": "team-a"}, status=400)
     assert "only for target 'kserve'" in local_only["error"]
+    # Each deployment's routes take the same query: the local server's by default.
+    assert api("GET", "deployments/iris", params={"target": "local"})["target"] == "local"
+    logs = api("GET", "deployments/iris/logs", params={"target": "local"})
+    assert any("deployed revision 1" in line for line in logs["lines"])
+    for path in ("deployments/iris", "deployments/iris/logs", "deployments/iris/snippets"):
+        assert "one of local, kserve" in api("GET", path, params={"target": "cloud"},
+                                             status=400)["error"]  # fmt: skip
 
 
 def test_a_canary_moves_then_is_promoted_or_rolled_back(api: Api, server: dict[str, Any]) -> None:

@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     keys = _security_commands(commands)
     apply = commands.add_parser("apply", help="deploy the InferenceServices of a KServe YAML")
     apply.add_argument("-f", "--filename", type=Path, required=True, help="the YAML file")
-    commands.add_parser("status", help="the local server and its deployments")
+    status = commands.add_parser("status", help="the local server or a cluster: its deployments")
     commands.add_parser("stop", help="stop the local server (deployments stay saved)")
     delete = commands.add_parser("delete", help="delete a local deployment")
     delete.add_argument("name")
@@ -153,6 +153,11 @@ def _parser() -> argparse.ArgumentParser:
     tls.add_argument("--days", type=int, default=365, help="days it is valid (default 365)")
     for sub in (deploy, apply, delete, keys):
         sub.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
+    for sub in (deploy, status, delete, logs):
+        _target_options(sub)
+    deploy.add_argument(
+        "--storage-uri", help="kserve: where the cluster reads the model (s3://, gs://, pvc://...)"
+    )
     demo = commands.add_parser(
         "demo", help="the quickstart headless: train, deploy with a key, predict, load test, "
         "redeploy; prints the prediction and a latency summary",
@@ -164,6 +169,14 @@ def _parser() -> argparse.ArgumentParser:
         help="delete the deployment and stop the local server at the end",
     )  # fmt: skip
     return parser
+
+
+def _target_options(command: argparse.ArgumentParser) -> None:
+    """`--target`, `--context` and `--namespace`: which backend a deployment command drives."""
+    command.add_argument("--target", default="local", choices=["local", "kserve"],
+                         help="the local server (default) or a KServe cluster")  # fmt: skip
+    command.add_argument("--context", metavar="NAME", help="kserve: the kubeconfig context")
+    command.add_argument("--namespace", "-n", metavar="NS", help="kserve: the namespace")
 
 
 def _security_commands(commands: Any) -> argparse.ArgumentParser:

@@ -1,4 +1,9 @@
-"""What `nstarx deploy | apply | status | logs | stop | delete` do, on the local backend."""
+"""What `nstarx deploy | apply | status | logs | stop | delete` do, through the deployment service.
+
+`deploy`, `status`, `logs` and `delete` take `--target {local,kserve}` (`--context`,
+`--namespace` for a cluster); `stop` and the key, access and audit commands are the local
+server's.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.kserve import from_kserve, validate_manifest
 from nstarx_jupyter.deployment.local import LocalBackend
-from nstarx_jupyter.deployment.sources import spec_for, storage_uri_of
+from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.security.audit import read_audit
 from nstarx_jupyter.security.home import (
@@ -24,66 +29,92 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
+    from nstarx_jupyter.deployment.backend import Backend, Progress
+
 __all__ = ["apply_file", "run_command"]
 
 
 def run_command(args: argparse.Namespace, out: Any = sys.stdout) -> int:
-    """Run one local-backend command and print its outcome."""
+    """Run one command on the backend its `--target` names (the local server by default)."""
     if args.command in _SECURITY:
         lines = _SECURITY[args.command](args)
     else:
-        lines = _COMMANDS[args.command](args, LocalBackend())
+        backend = backend_for(
+            getattr(args, "target", "local"), context=getattr(args, "context", None),
+            namespace=getattr(args, "namespace", None),
+        )  # fmt: skip
+        try:
+            if args.command == "deploy":
+                lines = _deploy(args, DeploymentService(backend), out)
+            else:
+                lines = _COMMANDS[args.command](args, backend)
+        finally:
+            backend.close()
     for line in lines:
         print(line, file=out)
     return 0
 
 
-def _deploy(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
+def _deploy(args: argparse.Namespace, service: DeploymentService, out: Any) -> list[str]:
+    """Deploy, then follow it to Ready, printing each stage as it comes."""
     batching = None
     if args.max_batch_size:
         batching = {"max_batch_size": args.max_batch_size, "max_latency_ms": args.max_latency_ms}
-    spec = spec_for(
-        storage_uri_of(args.model), args.name, min_replicas=args.min_replicas, batching=batching,
-        container_concurrency=args.container_concurrency, timeout_s=args.timeout_s,
-        auth=not args.no_auth, trusted=True,  # the user named the file on the command line
+    applied = service.deploy(
+        args.model, args.name, storage_uri=getattr(args, "storage_uri", None),
+        namespace=getattr(args, "namespace", None), min_replicas=args.min_replicas,
+        batching=batching, container_concurrency=args.container_concurrency,
+        timeout_s=args.timeout_s, auth=not args.no_auth,
     )  # fmt: skip
-    doc = backend.apply(spec)
-    url = f"{backend.ensure_server().url}/v1/models/{spec.name}"
-    lines = [f"deployed {spec.name} revision {doc['revision']} ({doc['status']}) at {url}"]
-    if spec.auth and doc["revision"] == 1:  # a new deployment: its first key, shown once
-        key = backend.create_key(f"nstarx deploy {spec.name}", [spec.name])
-        lines.append(f"API key (shown once, keep it): {key['key']}")
-    elif spec.auth:
-        lines.append("needs an API key: earlier keys still work (`nstarx keys create NAME`)")
-    return lines
+
+    def say(step: Progress) -> None:
+        print(f"  {step.stage}: {step.message}", file=out, flush=True)
+
+    done = service.wait_ready(args.name, on_progress=say)
+    url = done.url or service.backend.endpoint(args.name).url
+    lines = [f"deployed {done.name} revision {done.revision} ({done.status}) at {url}"]
+    if not done.spec.auth:
+        return lines
+    if service.target != "local":
+        return [*lines, "auth: the cluster's ingress checks callers (nstarx keys are local)"]
+    if applied.description.revision == 1:  # a new deployment: its first key, shown once
+        key = service.local("keys").create_key(f"nstarx deploy {done.name}", [done.name])
+        return [*lines, f"API key (shown once, keep it): {key['key']}"]
+    return [*lines, "needs an API key: earlier keys still work (`nstarx keys create NAME`)"]
 
 
-def _apply(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
+def _apply(args: argparse.Namespace, backend: Backend) -> list[str]:
     return [f"inferenceservice/{name} applied" for name in apply_file(args.filename, backend)]
 
 
-def _delete(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
+def _delete(args: argparse.Namespace, backend: Backend) -> list[str]:
     backend.delete(args.name)
     return [f"deleted {args.name}"]
 
 
-def _logs(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
-    return backend.logs(args.name)
+def _logs(args: argparse.Namespace, backend: Backend) -> list[str]:
+    return backend.events(args.name)
 
 
-def _stop(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
+def _stop(args: argparse.Namespace, backend: Backend) -> list[str]:
+    if not isinstance(backend, LocalBackend):
+        raise InvalidInputError("stop: only the local server (a cluster's deployments stay up)")
     return ["stopped" if backend.stop() else "no local server was running"]
 
 
-def _status(args: argparse.Namespace, backend: LocalBackend) -> list[str]:
-    state = backend.running()
-    if state is None:
-        return ["no local server running"]
-    lines = [f"local server {state.url} (pid {state.pid})"]
+def _status(args: argparse.Namespace, backend: Backend) -> list[str]:
+    if isinstance(backend, LocalBackend):
+        state = backend.running()
+        if state is None:
+            return ["no local server running"]
+        lines = [f"local server {state.url} (pid {state.pid})"]
+    else:
+        namespace = getattr(args, "namespace", None)
+        lines = [f"target {backend.target}" + (f", namespace {namespace}" if namespace else "")]
     header: tuple[str, ...] = ("NAME", "REV", "STATUS", "AUTH", "MODEL", "REASON")
-    rows: list[tuple[str, ...]] = [(d["name"], str(d["revision"]), d["status"],
-             "key" if d["spec"].get("auth", True) else "open", d["spec"].get("storage_uri", ""),
-             " ".join(str(d.get("reason") or "").split()))  # one line: a Failed one says why
+    rows: list[tuple[str, ...]] = [(d.name, str(d.revision), d.status,
+             "key" if d.spec.auth else "open", d.spec.storage_uri or "",
+             " ".join((d.reason or "").split()))  # one line: a Failed one says why
             for d in backend.deployments()]  # fmt: skip
     if not any(row[-1] for row in rows):
         header, rows = header[:-1], [row[:-1] for row in rows]
@@ -153,8 +184,8 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str
             for r in [header, *rows]]  # fmt: skip
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, LocalBackend], list[str]]] = {
-    "deploy": _deploy, "apply": _apply, "delete": _delete, "logs": _logs, "stop": _stop,
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Backend], list[str]]] = {
+    "apply": _apply, "delete": _delete, "logs": _logs, "stop": _stop,
     "status": _status,
 }  # fmt: skip
 _SECURITY: dict[str, Callable[[argparse.Namespace], list[str]]] = {
@@ -162,7 +193,7 @@ _SECURITY: dict[str, Callable[[argparse.Namespace], list[str]]] = {
 }  # fmt: skip
 
 
-def apply_file(path: Path, backend: LocalBackend) -> list[str]:
+def apply_file(path: Path, backend: Backend) -> list[str]:
     """Deploy every InferenceService in a KServe YAML file (ServingRuntimes are checked only).
 
     A relative local `storageUri` is read relative to the file, as a user expects from a

@@ -11,13 +11,22 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
 
 from nstarx_jupyter.client.inference import error_from, tls_context
 from nstarx_jupyter.config import STATE_FILE, server_dir
+from nstarx_jupyter.deployment.backend import (
+    Description,
+    Endpoint,
+    Progress,
+    Stable,
+    Target,
+    TrafficView,
+)
+from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
     ConflictError,
     InvalidInputError,
@@ -26,9 +35,14 @@ from nstarx_jupyter.errors import (
     UnavailableError,
 )
 
-__all__ = ["LocalBackend", "ServerState"]
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["LocalBackend", "ServerState", "describe_local"]
 
 START_TIMEOUT_S = 60.0
+WATCH_INTERVAL_S = 0.1
+"""How often `watch` reads a deployment that is still loading (the local server cannot push)."""
 _DOMAIN_ERRORS: dict[int, type[NstarxError]] = {
     400: InvalidInputError, 404: NotFoundError, 409: ConflictError,
 }  # fmt: skip
@@ -51,7 +65,11 @@ class LocalBackend:
 
     The server is started detached (its own session, output in `server.log`), so it outlives the
     notebook kernel that started it; it serves the saved deployments again when restarted.
+    Besides the `Backend` protocol it holds what only this server has: API keys, access rules,
+    the audit log, pipelines, per-variant figures and the A/B report.
     """
+
+    target: Target = "local"
 
     def __init__(self, state_dir: Path | None = None, *, timeout_s: float = 120.0) -> None:
         self.state_dir = state_dir or server_dir()
@@ -141,22 +159,58 @@ class LocalBackend:
 
     # -- the control API -----------------------------------------------------------------------
 
-    def apply(self, spec: Any, *, if_revision: int | None = None) -> dict[str, Any]:
+    def apply(self, spec: DeploymentSpec, *, if_revision: int | None = None) -> Description:
         """Create or replace a deployment and return its description once it serves.
 
         With `if_revision`, only while that revision is current (else `ConflictError`).
         """
         doc = spec.model_dump(mode="json", exclude_defaults=True)
         query = "" if if_revision is None else f"?if_revision={if_revision}"
-        return self._call("PUT", f"/deployments/{spec.name}{query}", doc)  # type: ignore[no-any-return]
+        return self._description(self._call("PUT", f"/deployments/{spec.name}{query}", doc))
 
-    def describe(self, name: str) -> dict[str, Any]:
-        """One deployment's description (spec, revision, status)."""
-        return self._call("GET", f"/deployments/{name}")  # type: ignore[no-any-return]
+    def describe(self, name: str) -> Description:
+        """One deployment's description (spec, revision, status, traffic)."""
+        return self._description(self._call("GET", f"/deployments/{name}"))
 
-    def deployments(self) -> list[dict[str, Any]]:
+    def deployments(self) -> list[Description]:
         """Every deployment's description."""
-        return self._call("GET", "/deployments")  # type: ignore[no-any-return]
+        return [self._description(doc) for doc in self._call("GET", "/deployments")]
+
+    def traffic(self, name: str) -> TrafficView | None:
+        """Where the deployment's requests go now (None before it serves)."""
+        return self.describe(name).traffic
+
+    def watch(self, name: str, *, timeout_s: float = 300.0) -> Iterator[Progress]:
+        """Follow the current revision to `ready` or `failed`, from what `describe` says.
+
+        The local server has no watch API (its `apply` returns once the model serves, so this
+        usually ends at once); short polling of `describe` is the one way here. A cluster
+        backend watches instead.
+        """
+        deadline = time.monotonic() + timeout_s
+        said: set[str] = set()
+        while True:
+            described = self.describe(name)
+            for step in _stages(described):
+                if step.stage not in said:
+                    said.add(step.stage)
+                    yield step
+                if step.stage in ("ready", "failed"):
+                    return
+            if time.monotonic() >= deadline:
+                waited = "loaded" if "scheduled" in said else "scheduled"
+                raise UnavailableError(
+                    f"'{name}' was not {waited} after {timeout_s:g} s "
+                    f"(status {described.status}: {described.reason or 'no reason given'})"
+                )
+            time.sleep(WATCH_INTERVAL_S)
+
+    def endpoint(self, name: str) -> Endpoint:
+        """The model's URL on the running server, with the admin token and its TLS trust."""
+        state = self._reached or self.ensure_server()
+        cert = _state_cert(self.state_dir / STATE_FILE)
+        return Endpoint(url=f"{state.url}/v1/models/{name}", token=state.token,
+                        verify=cert or True)  # fmt: skip
 
     def metrics(self, name: str, window_s: float = 60) -> dict[str, Any]:
         """Requests, rate, error rate and p50/p95/p99 (ms) over the last `window_s` seconds."""
@@ -172,16 +226,22 @@ class LocalBackend:
         return self._call("GET", f"/deployments/{name}/ab?{params}")  # type: ignore[no-any-return]
 
     def note(self, name: str, text: str) -> None:
-        """Append a line to a deployment's log (what an automated rollout decided, say)."""
+        """Append a line to a deployment's events (what an automated rollout decided, say)."""
         self._call("POST", f"/deployments/{name}/logs", {"text": text})
 
-    def logs(self, name: str) -> list[str]:
+    def events(self, name: str) -> list[str]:
         """A deployment's events: deploys, revisions, failures with their reasons, deletion."""
         return list(self._call("GET", f"/deployments/{name}/logs")["lines"])
 
     def delete(self, name: str) -> None:
         """Stop serving a deployment and forget it."""
         self._call("DELETE", f"/deployments/{name}")
+
+    def _description(self, doc: dict[str, Any]) -> Description:
+        """The control API's JSON as a `Description`; `url` on the server the call reached."""
+        state = self._reached
+        url = None if state is None else f"{state.url}/v1/models/{doc['name']}"
+        return describe_local(doc, url)
 
     def put_pipeline(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Serve a pipeline (its `PipelineSpec` as a dict) at `/v1/models/NAME/predict`."""
@@ -273,16 +333,68 @@ class LocalBackend:
             raise UnavailableError(f"the local server did not answer: {exc}") from exc
 
 
+def describe_local(doc: dict[str, Any], url: str | None) -> Description:
+    """A description from the local control API's JSON (`ControlPlane.describe`)."""
+    stable = doc.get("stable")
+    return Description(
+        name=str(doc["name"]), target="local", revision=int(doc["revision"]),
+        status=doc.get("status", "Unknown"), reason=doc.get("reason") or None,
+        spec=DeploymentSpec.build(**doc["spec"]),
+        traffic=None if doc.get("traffic") is None else TrafficView.model_validate(doc["traffic"]),
+        stable=None if not stable else Stable(revision=int(stable["revision"]),
+                                              spec=DeploymentSpec.build(**stable["spec"])),
+        url=url, created=doc.get("created"), updated=doc.get("updated"),
+    )  # fmt: skip
+
+
+_STAGES = {
+    "Ready": ("scheduled", "loaded", "ready"),
+    "Idle": ("scheduled", "ready"),  # scaled to zero: it loads on the next request
+    "Loading": ("scheduled",),
+    "Failed": ("scheduled", "failed"),
+    "Unknown": (),
+}
+_SAY = {
+    "accepted": "revision {revision} accepted",
+    "scheduled": "the local server took revision {revision}",
+    "loaded": "model loaded",
+    "ready": "ready",
+    "failed": "failed",
+}
+
+
+def _stages(described: Description) -> list[Progress]:
+    """The stages a local deployment has passed, as its description shows them."""
+    now = time.time()
+    reached = ("accepted", *_STAGES.get(described.status, ()))
+    steps = []
+    for stage in reached:
+        message = _SAY[stage].format(revision=described.revision)
+        if stage == "ready" and described.status == "Idle":
+            message = "ready (scaled to zero: loads on the next request)"
+        reason = described.reason if stage == "failed" else None
+        if reason:
+            message = f"failed: {reason}"
+        steps.append(Progress(stage=stage, message=message, reason=reason, at=now))
+    return steps
+
+
+def _state_cert(state_file: Path) -> str | None:
+    """The certificate file the local server serves, as its state file names it (or None)."""
+    try:
+        cert = json.loads(state_file.read_text()).get("cert")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(cert) if cert else None
+
+
 def _local_trust(state_file: Path) -> ssl.SSLContext:
     """The system's CAs, plus the certificate the local server serves (named in its state file).
 
     A server started with `--tls-cert` (a self-signed one from `nstarx tls-cert`, say) records
     the file; the backend, which only calls that server, trusts it besides the system's CAs.
     """
-    try:
-        cert = json.loads(state_file.read_text()).get("cert")
-    except (OSError, ValueError, AttributeError):
-        cert = None
+    cert = _state_cert(state_file)
     if not cert:
         return tls_context()
     context = ssl.create_default_context()

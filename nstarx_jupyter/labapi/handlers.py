@@ -15,6 +15,7 @@ from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 from tornado import web
 
+from nstarx_jupyter.deployment.service import TARGETS
 from nstarx_jupyter.errors import ErrorKind, InvalidInputError, NstarxError, first_problem
 from nstarx_jupyter.labapi.models import (
     DeployRequest,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-    from nstarx_jupyter.labapi.service import LabService
+    from nstarx_jupyter.labapi.service import LabService, Where
 
 __all__ = ["STATUS", "LabHandler"]
 
@@ -57,6 +58,18 @@ class LabHandler(APIHandler):
     async def call(self, work: Callable[..., T], *args: Any) -> T:
         """Run a blocking service call on a worker thread, off Jupyter's event loop."""
         return await asyncio.to_thread(work, *args)
+
+    def where(self) -> Where:
+        """Which deployments the call means: `?target=kserve&context=NAME&namespace=NS`.
+
+        Default: the local server's.
+        """
+        target = self.get_query_argument("target", "local")
+        if target not in TARGETS:
+            raise InvalidInputError(f"target: '{target}' is not one of {', '.join(TARGETS)}")
+        context = self.get_query_argument("context", None) or None
+        namespace = self.get_query_argument("namespace", None) or None
+        return (target, context, namespace)
 
     def body(self, model: type[M]) -> M:
         """The request's JSON body checked against `model` (`InvalidInputError` naming a field)."""
@@ -149,8 +162,11 @@ class DeploymentsHandler(LabHandler):
 
     @web.authenticated
     async def get(self) -> None:
-        """Every deployment, or none while the local server is stopped."""
-        self.reply(await self.call(self.service.deployments))
+        """Every deployment (of `?target=kserve&context=NAME&namespace=NS`; default local).
+
+        None while the local server is stopped.
+        """
+        self.reply(await self.call(self.service.deployments, *self.where()))
 
     @web.authenticated
     async def post(self) -> None:
@@ -165,12 +181,12 @@ class DeploymentHandler(LabHandler):
     @web.authenticated
     async def get(self, name: str) -> None:
         """One deployment."""
-        self.reply(await self.call(self.service.deployment, name))
+        self.reply(await self.call(self.service.deployment, name, self.where()))
 
     @web.authenticated
     async def delete(self, name: str) -> None:
         """Stop serving it."""
-        await self.call(self.service.delete, name)
+        await self.call(self.service.delete, name, self.where())
         self.set_status(204)
         self.finish()
 
@@ -182,7 +198,7 @@ class TrafficHandler(LabHandler):
     async def put(self, name: str) -> None:
         """Move the canary's share of traffic."""
         change = self.body(TrafficChange)
-        self.reply(await self.call(self.service.set_canary_percent, name, change))
+        self.reply(await self.call(self.service.set_canary_percent, name, change, self.where()))
 
 
 class RolloutHandler(LabHandler):
@@ -191,7 +207,7 @@ class RolloutHandler(LabHandler):
     @web.authenticated
     async def post(self, name: str, action: str) -> None:
         """Promote the canary, or roll back to the stable revision."""
-        self.reply(await self.call(self.service.roll, name, action))
+        self.reply(await self.call(self.service.roll, name, action, self.where()))
 
 
 class SnippetsHandler(LabHandler):
@@ -200,7 +216,7 @@ class SnippetsHandler(LabHandler):
     @web.authenticated
     async def get(self, name: str) -> None:
         """The calls in cURL and Python, the key left as `$NSTARX_API_KEY`."""
-        self.reply(await self.call(self.service.snippets, name))
+        self.reply(await self.call(self.service.snippets, name, self.where()))
 
 
 class LogsHandler(LabHandler):
@@ -209,7 +225,7 @@ class LogsHandler(LabHandler):
     @web.authenticated
     async def get(self, name: str) -> None:
         """A deployment's events."""
-        self.reply(await self.call(self.service.logs, name))
+        self.reply(await self.call(self.service.logs, name, self.where()))
 
 
 class KeysHandler(LabHandler):

@@ -126,9 +126,17 @@ class TrafficArm(_Model):
 
 
 class DeploymentInfo(_Model):
-    """One deployment: status, revisions, traffic split and its latest figures."""
+    """One deployment: status, revisions, traffic split and its latest figures.
+
+    Holds the fields of the backend's `Description` (target, namespace, spec, url, ...), with
+    `traffic` as the sidebar's list of arms.
+    """
 
     name: str
+    target: str = "local"
+    """`local` (this machine's server) or `kserve` (a cluster)."""
+    namespace: str | None = None
+    """The Kubernetes namespace on a cluster; None on the local server."""
     status: str
     reason: str | None = None
     revision: int
@@ -144,6 +152,8 @@ class DeploymentInfo(_Model):
     max_latency_ms: int | None = None
     auth: bool = True
     url: str | None = None
+    spec: dict[str, Any] = Field(default_factory=dict)
+    """The deployment's spec as the backend holds it (defaults left out)."""
     traffic: list[TrafficArm] = Field(default_factory=list)
     metrics: MetricsSample = Field(default_factory=MetricsSample)
     created: float | None = None

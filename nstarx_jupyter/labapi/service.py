@@ -11,10 +11,11 @@ import contextlib
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from nstarx_jupyter.config import nstarx_home
 from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import NotFoundError, NstarxError
 from nstarx_jupyter.labapi import views
 from nstarx_jupyter.labapi.models import (
@@ -34,26 +35,36 @@ from nstarx_jupyter.labapi.models import (
 )
 from nstarx_jupyter.labapi.pipelines import PipelineService
 from nstarx_jupyter.labapi.scopes import lab_scopes
-from nstarx_jupyter.notebook.api import Deployment, deploy
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
 from nstarx_jupyter.security.home import audit_local, key_store
 
 if TYPE_CHECKING:
+    from nstarx_jupyter.deployment.backend import Description, Target
     from nstarx_jupyter.registry import Registry
 
-__all__ = ["METRICS_WINDOW_S", "LabService"]
+__all__ = ["LOCAL", "METRICS_WINDOW_S", "LabService", "Where"]
 
 log = logging.getLogger(__name__)
 
 METRICS_WINDOW_S = 10.0
 """The window of each deployment's figures (the sidebar polls every few seconds)."""
+Where = tuple[str, str | None, str | None]
+"""Which deployments a call means: (target, kubeconfig context, namespace)."""
+LOCAL: Where = ("local", None, None)
 
 
 class LabService:
-    """The server extension's logic, on one `LocalBackend` and a registry opened on first use."""
+    """The server extension's logic, on one `LocalBackend` and a registry opened on first use.
+
+    Deployments go through `DeploymentService`: on the local server by default, on a cluster
+    when the list names `target=kserve` (and a kubeconfig `context`).
+    """
 
     def __init__(self, backend: LocalBackend | None = None, registry: Registry | None = None):
         self.backend = backend or LocalBackend()
+        self.service = DeploymentService(self.backend)
+        self._clusters: dict[Where, DeploymentService] = {}
+        self._clusters_lock = threading.Lock()
         self._registry = registry
         self.registry_lock = threading.RLock()
         self.pipelines = PipelineService(self.backend, lambda: self.registry, self.registry_lock)
@@ -86,6 +97,10 @@ class LabService:
         """Unload the models test runs loaded and close the connections to the local server."""
         self.pipelines.close()
         self.backend.close()
+        with self._clusters_lock:
+            for cluster in self._clusters.values():
+                cluster.backend.close()
+            self._clusters.clear()
 
     # -- the local server ------------------------------------------------------------------------
 
@@ -122,20 +137,35 @@ class LabService:
 
     # -- deployments -----------------------------------------------------------------------------
 
-    def deployments(self) -> list[DeploymentInfo]:
-        """Every deployment with its latest figures; none while the server is stopped.
+    def deployments(
+        self, target: Target = "local", context: str | None = None, namespace: str | None = None
+    ) -> list[DeploymentInfo]:
+        """Every deployment of `target` with its latest figures; none while the server is stopped.
 
-        The sidebar polls this: it must not start a server nobody asked for.
+        The sidebar polls this: it must not start a local server nobody asked for.
         """
-        state = self.backend.running()
-        if state is None:
+        where = (target, context, namespace)
+        if where == LOCAL and self.backend.running() is None:
             return []
-        return [self._info(doc, state.url) for doc in self.backend.deployments()]
+        service = self.service_for(where)
+        return [self._info(described, service) for described in service.deployments()]
 
-    def deployment(self, name: str) -> DeploymentInfo:
+    def service_for(self, where: Where = LOCAL) -> DeploymentService:
+        """The deployment service of `where`: the local one, or a cluster's (made once each)."""
+        if where == LOCAL:
+            return self.service
+        target, context, namespace = where
+        with self._clusters_lock:
+            found = self._clusters.get(where)
+            if found is None:
+                backend = backend_for(cast("Target", target), context=context, namespace=namespace)
+                found = self._clusters[where] = DeploymentService(backend)
+            return found
+
+    def deployment(self, name: str, where: Where = LOCAL) -> DeploymentInfo:
         """One deployment."""
-        url = self.backend.ensure_server().url
-        return self._info(self.backend.describe(name), url)
+        service = self.service_for(where)
+        return self._info(service.describe(name), service)
 
     def deploy(self, request: DeployRequest) -> DeployResult:
         """Serve a registry version from the sidebar's form, as `nstarx_jupyter.deploy()` does.
@@ -145,62 +175,65 @@ class LabService:
         """
         uri = f"models:/{request.model}/{request.version}"
         if request.canary_percent is not None and self._exists(request.name):
-            applied = Deployment(request.name, self.backend).canary(uri, request.canary_percent)
-            info = self._info(applied, self.backend.ensure_server().url)
-            return DeployResult(deployment=info, key=None)
+            applied, _ = self.service.canary(request.name, uri, request.canary_percent)
+            return DeployResult(deployment=self._info(applied, self.service), key=None)
         batching = {"max_batch_size": request.max_batch_size,
                     "max_latency_ms": request.max_latency_ms}  # fmt: skip
-        made = deploy(
+        self.service.deploy(
             uri, request.name, min_replicas=request.min_replicas,
-            max_replicas=request.max_replicas, backend=self.backend,
+            max_replicas=request.max_replicas,
             batching={k: v for k, v in batching.items() if v is not None} or None,
         )  # fmt: skip
-        return DeployResult(deployment=self.deployment(request.name), key=made.api_key)
+        self.service.wait_ready(request.name)
+        made = self.backend.create_key(f"deploy() of {request.name}", [f"predict:{request.name}"])
+        return DeployResult(deployment=self.deployment(request.name), key=str(made["key"]))
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, where: Where = LOCAL) -> None:
         """Stop serving a deployment and forget it."""
-        self.backend.delete(name)
+        self.service_for(where).delete(name)
 
-    def set_canary_percent(self, name: str, change: TrafficChange) -> DeploymentInfo:
+    def set_canary_percent(
+        self, name: str, change: TrafficChange, where: Where = LOCAL
+    ) -> DeploymentInfo:
         """Move the canary's share of traffic (`InvalidInputError` when no canary runs)."""
-        applied = Deployment(name, self.backend).set_canary_percent(change.canary_percent)
-        return self._info(applied, self.backend.ensure_server().url)
+        service = self.service_for(where)
+        return self._info(service.set_canary_percent(name, change.canary_percent), service)
 
-    def roll(self, name: str, action: str) -> DeploymentInfo:
+    def roll(self, name: str, action: str, where: Where = LOCAL) -> DeploymentInfo:
         """`promote` the canary to all traffic, or `rollback` to the stable revision."""
-        rollout = Deployment(name, self.backend)
-        applied = rollout.promote() if action == "promote" else rollout.rollback()
-        return self._info(applied, self.backend.ensure_server().url)
+        service = self.service_for(where)
+        applied = service.promote(name) if action == "promote" else service.rollback(name)
+        return self._info(applied, service)
 
-    def snippets(self, name: str) -> Snippets:
+    def snippets(self, name: str, where: Where = LOCAL) -> Snippets:
         """How to call a deployment in cURL and Python, the key read from `$NSTARX_API_KEY`."""
-        described = self.backend.describe(name)
-        spec = described.get("spec") or {}
-        url = f"{self.backend.ensure_server().url}/v1/models/{name}"
-        example = self._example(spec.get("storage_uri"))
-        auth = bool(spec.get("auth", True))
+        service = self.service_for(where)
+        spec = service.describe(name).spec
+        url = service.backend.endpoint(name).url
+        example = self._example(spec.storage_uri)
         return Snippets(
             url=url,
-            curl=curl_snippet(url, example, None, auth),
-            python=python_snippet(url, example, None, auth, key_from_env=True),
+            curl=curl_snippet(url, example, None, spec.auth),
+            python=python_snippet(url, example, None, spec.auth, key_from_env=True),
         )
 
-    def logs(self, name: str) -> Logs:
+    def logs(self, name: str, where: Where = LOCAL) -> Logs:
         """A deployment's events, oldest first."""
-        return Logs(name=name, lines=self.backend.logs(name))
+        return Logs(name=name, lines=self.service_for(where).events(name))
 
-    def _info(self, described: dict[str, Any], server_url: str) -> DeploymentInfo:
-        name = str(described["name"])
+    def _info(self, described: Description, service: DeploymentService) -> DeploymentInfo:
+        name = described.name
         figures, per_arm = MetricsSample(), None
         with contextlib.suppress(NstarxError):  # figures are a nicety: a status still shows
-            figures = views.metrics_sample(self.backend.metrics(name, METRICS_WINDOW_S))
-            if len((described.get("traffic") or {}).get("split") or []) > 1:
-                per_arm = views.arm_metrics(self.backend.variants(name, METRICS_WINDOW_S))
-        return views.deployment_info(described, server_url, figures, per_arm)
+            figures = views.metrics_sample(service.backend.metrics(name, METRICS_WINDOW_S))
+            if described.traffic is not None and len(described.traffic.split) > 1:
+                arms = service.local("variants").variants(name, METRICS_WINDOW_S)
+                per_arm = views.arm_metrics(arms)
+        return views.deployment_info(described, figures, per_arm)
 
     def _exists(self, name: str) -> bool:
         try:
-            self.backend.describe(name)
+            self.service.describe(name)
         except NotFoundError:
             return False
         return True

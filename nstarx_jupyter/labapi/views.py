@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nstarx_jupyter.deployment.spec import Batching
 from nstarx_jupyter.labapi.models import (
     DeploymentInfo,
     KeyInfo,
@@ -15,6 +14,10 @@ from nstarx_jupyter.labapi.models import (
     ModelVersionInfo,
     TrafficArm,
 )
+
+if TYPE_CHECKING:
+    from nstarx_jupyter.deployment.backend import Description
+    from nstarx_jupyter.deployment.backend import TrafficArm as Arm
 
 __all__ = [
     "deployment_info",
@@ -27,46 +30,47 @@ __all__ = [
 
 
 def deployment_info(
-    described: dict[str, Any],
-    server_url: str | None,
+    described: Description,
     metrics: MetricsSample,
     arm_metrics: dict[tuple[str, str | None], MetricsSample] | None = None,
 ) -> DeploymentInfo:
-    """A deployment as the sidebar shows it, from the control API's description."""
-    spec = described.get("spec") or {}
-    stable = described.get("stable")
-    stable_spec = (stable or {}).get("spec") or {}
-    split = (described.get("traffic") or {}).get("split") or []
-    name = str(described["name"])
-    # The control API leaves defaults out of the spec: the batching model fills them back in.
-    batching = Batching.model_validate(spec["batching"]) if spec.get("batching") else None
+    """A deployment as the sidebar shows it: the backend's description plus the sidebar's fields.
+
+    The description's own fields (target, namespace, spec, url, ...) are there as
+    `Description.model_dump(mode="json")` has them; `traffic` is the sidebar's list of arms.
+    """
+    spec, stable = described.spec, described.stable
+    batching = spec.batching
     return DeploymentInfo(
-        name=name,
-        status=str(described.get("status", "Unknown")),
-        reason=described.get("reason"),
-        revision=int(described.get("revision", 0)),
-        stable_revision=int(stable["revision"]) if stable else None,
-        model=spec.get("storage_uri"),
-        stable_model=stable_spec.get("storage_uri") if stable else None,
-        canary_percent=spec.get("canary_traffic_percent") if stable else None,
-        min_replicas=int(spec.get("min_replicas", 1)),
-        max_replicas=int(spec.get("max_replicas", 1)),
+        name=described.name,
+        target=described.target,
+        namespace=described.namespace,
+        status=described.status,
+        reason=described.reason,
+        revision=described.revision,
+        stable_revision=stable.revision if stable else None,
+        model=spec.storage_uri,
+        stable_model=stable.spec.storage_uri if stable else None,
+        canary_percent=spec.canary_traffic_percent if stable else None,
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
         max_batch_size=batching.max_batch_size if batching else None,
         max_latency_ms=batching.max_latency_ms if batching else None,
-        auth=bool(spec.get("auth", True)),
-        url=f"{server_url}/v1/models/{name}" if server_url else None,
-        traffic=[_arm(arm, arm_metrics or {}) for arm in split],
+        auth=spec.auth,
+        url=described.url,
+        spec=spec.model_dump(mode="json", exclude_defaults=True),
+        traffic=[_arm(arm, arm_metrics or {}) for arm in described.traffic.split]
+        if described.traffic
+        else [],
         metrics=metrics,
-        created=described.get("created"),
-        updated=described.get("updated"),
+        created=described.created,
+        updated=described.updated,
     )
 
 
-def _arm(arm: dict[str, Any], figures: dict[tuple[str, str | None], MetricsSample]) -> TrafficArm:
-    version = None if arm.get("version") is None else str(arm["version"])
-    variant = str(arm.get("variant", "primary"))
-    return TrafficArm(variant=variant, version=version, percent=float(arm.get("percent", 0.0)),
-                      metrics=figures.get((variant, version)))  # fmt: skip
+def _arm(arm: Arm, figures: dict[tuple[str, str | None], MetricsSample]) -> TrafficArm:
+    return TrafficArm(variant=arm.variant, version=arm.version, percent=arm.percent,
+                      metrics=figures.get((arm.variant, arm.version)))  # fmt: skip
 
 
 def arm_metrics(variants: dict[str, Any]) -> dict[tuple[str, str | None], MetricsSample]:

@@ -1,30 +1,29 @@
 """`deploy()` and `Deployment`: a model behind an authenticated endpoint in one call.
 
-The notebook's handle on a deployment: it takes fitted models (registering them behind the
-deployment), mints the caller's API key, and shows itself as a card with a test form.
+The notebook's handle on a deployment, thin over `DeploymentService`: it takes fitted models
+(registering them behind the deployment), mints the caller's API key on the local server, shows
+the way to `Ready` as it goes, and shows itself as a card with a test form. The same calls work
+on the local server (`target="local"`) and on a KServe cluster (`target="kserve"`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-import uuid
-from concurrent.futures import Future
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nstarx_jupyter.config import atomic_write, nstarx_home
-from nstarx_jupyter.deployment.local import LocalBackend
-from nstarx_jupyter.deployment.sources import spec_for, storage_uri_of
-from nstarx_jupyter.deployment.spec import DeploymentSpec
-from nstarx_jupyter.errors import InvalidInputError, NstarxError
+from nstarx_jupyter.deployment.service import DeploymentService, backend_for
+from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.notebook.rollout import RolloutMixin
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import pandas as pd
 
     from nstarx_jupyter.client import InferenceClient
+    from nstarx_jupyter.deployment.backend import Backend, Description, Progress, Target
+    from nstarx_jupyter.deployment.spec import DeploymentSpec
     from nstarx_jupyter.monitoring.live import LatencyChart, LoadTest
     from nstarx_jupyter.registry import ModelVersion
 
@@ -32,12 +31,19 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Deployment", "deploy"]
 
+READY_TIMEOUT_S = 600.0
+"""How long `deploy()` follows a deployment to `Ready` (a cluster pulls images and models)."""
+_SAID_NO_CLUSTER_KEYS = threading.Event()
+
 
 def deploy(
     model_or_uri: Any,
     name: str,
     *,
-    target: str = "local",
+    target: Target = "local",
+    namespace: str | None = None,
+    context: str | None = None,
+    storage_uri: str | None = None,
     version: str | int | None = None,
     min_replicas: int = 1,
     max_replicas: int = 1,
@@ -49,20 +55,29 @@ def deploy(
     auth: bool = True,
     input_example: Any = None,
     reference_data: Any = None,
-    backend: LocalBackend | None = None,
+    backend: Backend | None = None,
 ) -> Deployment:
     """Serve a model under `name` and return its `Deployment` once it answers.
 
-    `model_or_uri` is a fitted model (served at once from a staged copy while it registers as
-    a new version of `name`; see `Deployment.registration`), a registry URI (`models:/iris/3`,
-    `models:/iris@champion`), a registered model's name with `version`, or a model file or
-    folder. Deploying an existing name again creates a new revision that takes over when
-    ready, without dropping a request.
+    `model_or_uri` is a fitted model (on the local server, served at once from a staged copy
+    while it registers as a new version of `name`; see `Deployment.registration`), a registry
+    URI (`models:/iris/3`, `models:/iris@champion`), a registered model's name with `version`,
+    or a model file or folder. Deploying an existing name again creates a new revision that
+    takes over when ready, without dropping a request. The way to `Ready` shows as it goes
+    (accepted, scheduled, loaded, ready); a failed stage raises with its reason.
 
-    With `auth` (the default) callers need an API key: each call mints one for this deployment
-    (scope `predict:NAME`) and keeps it on the returned object (`.api_key`, shown once; earlier
-    keys stay valid until revoked). `auth=False` opens the deployment's inference and metadata
-    to anyone, as KServe does; the rest of the server still needs a key.
+    `target="kserve"` deploys an InferenceService on the cluster of the kubeconfig `context`
+    (default: the current one) in `namespace`. The cluster cannot read this machine's disk: a
+    fitted model is registered first and deployed from its registry artifact when that is
+    remote (an MLflow artifact root on S3), or from `storage_uri` where you uploaded it
+    (`s3://`, `gs://`, `pvc://`, `oci://`); a local file is refused before anything is applied.
+
+    With `auth` (the default) callers need an API key. On the local server each call mints one
+    for this deployment (scope `predict:NAME`) and keeps it on the returned object (`.api_key`,
+    shown once; earlier keys stay valid until revoked). On KServe no key is minted: the cluster
+    has no nstarx key store, its ingress checks callers (`auth` sets Open Data Hub's
+    `enable-auth` annotation). `auth=False` opens the deployment's inference and metadata to
+    anyone, as KServe does; the rest of the local server still needs a key.
 
     `input_example` (a record, records, or a DataFrame) and `reference_data` go to the registry
     with a fitted model (signature, drift statistics); the example also fills the card's form.
@@ -71,33 +86,64 @@ def deploy(
     for it, as `nstarx deploy` does), so a pickle you name loads; a fitted scikit-learn model is
     staged with skops and needs no trust (see the README's "Trust model").
     """
-    if target != "local":
-        raise InvalidInputError(
-            f"target '{target}': only 'local' deploys yet; for KServe, apply "
-            "deployment.to_kserve(storage_uri=...) with kubectl"
-        )
-    if isinstance(model_or_uri, str | Path):
-        uri, trusted = storage_uri_of(model_or_uri, version), True  # the owner named it
-    else:
-        staged, trusted = _stage(model_or_uri, name)
-        uri = str(staged)
-    spec = spec_for(
-        uri, name, min_replicas=min_replicas, max_replicas=max_replicas, batching=batching,
-        container_concurrency=container_concurrency, timeout_s=timeout_s, resources=resources,
-        options=options, auth=auth, trusted=trusted,
+    if backend is None:
+        backend = backend_for(target, context=context, namespace=namespace)
+    elif backend.target != target and target != "local":
+        raise InvalidInputError(f"target '{target}': the backend given is '{backend.target}'")
+    service = DeploymentService(backend)
+    applied = service.deploy(
+        model_or_uri, name, version=version, storage_uri=storage_uri, namespace=namespace,
+        input_example=input_example, reference_data=reference_data, min_replicas=min_replicas,
+        max_replicas=max_replicas, batching=batching, container_concurrency=container_concurrency,
+        timeout_s=timeout_s, resources=resources, options=options, auth=auth,
     )  # fmt: skip
-    backend = backend or LocalBackend()
-    applied = backend.apply(spec)
     made = Deployment(name, backend)
+    made.registration = applied.registration
     made._example = _first_record(input_example, getattr(model_or_uri, "feature_names_in_", None))
-    if auth:
+    service.wait_ready(name, timeout_s=READY_TIMEOUT_S, on_progress=ProgressLine(name))
+    if auth and backend.target == "local":
         made.create_key(f"deploy() of {name}")
-    if not isinstance(model_or_uri, str | Path):
-        made.registration = _register_behind(
-            model_or_uri, spec, int(applied["revision"]), backend,
-            input_example=input_example, reference_data=reference_data,
+    elif auth and not _SAID_NO_CLUSTER_KEYS.is_set():
+        _SAID_NO_CLUSTER_KEYS.set()
+        log.warning(
+            "auth=True on target '%s': no nstarx API key is minted (the cluster has no nstarx "
+            "key store); its ingress checks callers", backend.target,
         )  # fmt: skip
     return made
+
+
+class ProgressLine:
+    """Shows a deployment's way to `Ready`: one updating line in IPython, log lines elsewhere."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._steps: list[str] = []
+        self._handle: Any = None
+
+    def __call__(self, step: Progress) -> None:
+        """Add `step` to the line (or log it)."""
+        self._steps.append(step.message if step.stage in ("failed", "ready") else step.stage)
+        line = f"{self.name}: {' → '.join(self._steps)}"
+        shell = _ipython()
+        if shell is None:
+            log.info("%s: %s", self.name, step.message)
+            return
+        from IPython.display import display
+
+        bundle = {"text/plain": line}
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)  # type: ignore[no-untyped-call]
+        else:
+            self._handle.update(bundle, raw=True)
+
+
+def _ipython() -> Any:
+    """The running IPython shell, or None (a script, a test without one)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
 
 
 def _first_record(example: Any, names: Any) -> dict[str, Any] | None:
@@ -114,133 +160,13 @@ def _first_record(example: Any, names: Any) -> dict[str, Any] | None:
     return None
 
 
-def _stage(model: Any, name: str) -> tuple[Path, bool]:
-    """Save a fitted model where the server can read it: serving starts before MLflow is done.
-
-    Returns the file or folder and whether it must be served as `trusted`. A scikit-learn model
-    is staged with skops in a folder whose `model-settings.json` lists the types skops does not
-    know (the object comes from this process, as `Registry.register` vouches for it), so it
-    loads without running code; ONNX is data. Only what skops cannot save (and XGBoost or
-    LightGBM estimators, which the registry pickles too) is staged with joblib, as trusted: the
-    caller's own object, in the owner's home, sent with the admin token.
-    """
-    from nstarx_jupyter.registry.flavors import flavor_of
-
-    flavor = flavor_of(model)  # refuses what the registry could not take either
-    folder = nstarx_home() / "staging" / name
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    if flavor.name == "onnx":
-        return atomic_write(folder / f"{stem}.onnx", model.SerializeToString()), False
-    if flavor.name == "sklearn":
-        staged = _stage_skops(model, folder / stem)
-        if staged is not None:
-            return staged, False
-    import io
-
-    import joblib
-
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    return atomic_write(folder / f"{stem}.joblib", buffer.getvalue()), True
-
-
-def _stage_skops(model: Any, target: Path) -> Path | None:
-    """`target/model.skops` and the types it holds in `model-settings.json`; None if skops can't."""
-    import json
-
-    import skops.io
-
-    try:
-        data = skops.io.dumps(model)
-        types = skops.io.get_untrusted_types(data=data)
-    except Exception as exc:  # noqa: BLE001 - skops raises what the object's own state raises
-        log.info("skops cannot save %s (%s): staging it with joblib", type(model).__name__, exc)
-        return None
-    target.mkdir(parents=True, exist_ok=True)
-    atomic_write(target / "model.skops", data)
-    settings = {"options": {"trusted_types": types}} if types else {}
-    atomic_write(target / "model-settings.json", json.dumps(settings))
-    return target
-
-
-def _register_behind(
-    model: Any, spec: DeploymentSpec, revision: int, backend: LocalBackend, **register: Any
-) -> Future[ModelVersion]:
-    """Register in MLflow on a worker thread, then serve the registry version instead.
-
-    MLflow's import and first store migration take seconds; the model serves meanwhile from its
-    staged file. The switch happens only while the deployment still serves that staged file (a
-    newer deploy or a deletion in the meantime wins, and the version stays registered), on the
-    deployment as it is then: a canary's share or a traffic policy set since is kept. The staged
-    file goes once nothing serves it. The thread is not a daemon: a script that ends right after
-    `deploy()` still finishes registering.
-    """
-    from nstarx_jupyter.registry import Registry
-
-    done: Future[ModelVersion] = Future()
-    staged = spec.storage_uri
-
-    def work() -> None:
-        try:
-            version = Registry().register(model, spec.name, **register)
-            if _switch(backend, spec.name, staged, version.uri) and staged is not None:
-                _remove(Path(staged))
-            done.set_result(version)
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
-            _report_failure(backend, spec.name, staged, exc)
-            done.set_exception(exc)
-
-    threading.Thread(target=work, name=f"nstarx-register-{spec.name}").start()
-    return done
-
-
-def _remove(staged: Path) -> None:
-    """Delete a staged file or folder."""
-    if staged.is_dir():
-        import shutil
-
-        shutil.rmtree(staged, ignore_errors=True)
-    else:
-        staged.unlink(missing_ok=True)
-
-
-def _report_failure(
-    backend: LocalBackend, name: str, staged: str | None, exc: BaseException
-) -> None:
-    """Say that a registration failed where the user looks: the log, `logs()`, the card."""
-    reason = exc.message if isinstance(exc, NstarxError) else f"{type(exc).__name__}: {exc}"
-    text = f"registration failed: {reason}; it keeps serving the staged copy {staged}"
-    log.warning("%s: %s", name, text)
-    if backend.running() is None:  # stopped meanwhile: not worth starting one for a note
-        return
-    try:
-        backend.note(name, text)
-    except NstarxError as noted:  # deleted meanwhile, or the server stopped: the log has it
-        log.info("%s: could not note the failed registration: %s", name, noted)
-
-
-def _switch(backend: LocalBackend, name: str, staged: str | None, uri: str) -> bool:
-    """Serve `uri` where the deployment serves `staged`; False when it no longer does."""
-    try:
-        described = backend.describe(name)
-        current = DeploymentSpec.build(**described["spec"])
-        if current.storage_uri != staged:
-            log.info("%s: not switching to %s: it serves %s now", name, uri, current.storage_uri)
-            return False
-        backend.apply(current.replace(storage_uri=uri), if_revision=int(described["revision"]))
-    except NstarxError as exc:  # redeployed or deleted meanwhile: theirs is newer
-        log.info("%s: not switching to %s: %s", name, uri, exc)
-        return False
-    return True
-
-
 class Deployment(RolloutMixin):
     """A running deployment: status, endpoint, predictions, rollouts, KServe YAML, deletion."""
 
-    def __init__(self, name: str, backend: LocalBackend | None = None) -> None:
+    def __init__(self, name: str, backend: Backend | None = None) -> None:
         self.name = name
-        self.backend = backend or LocalBackend()
+        self.service = DeploymentService(backend)
+        self.backend = self.service.backend
         self._client: InferenceClient | None = None
         self._charts: list[LatencyChart] = []
         self._example: dict[str, Any] | None = None
@@ -251,39 +177,44 @@ class Deployment(RolloutMixin):
         """For a fitted model: its registration in MLflow, running behind the deployment (the
         deployment moves to `models:/NAME/VERSION` when it completes)."""
 
-    def describe(self) -> dict[str, Any]:
-        """The server's description: spec, revision, status and times."""
-        return self.backend.describe(self.name)
+    def describe(self) -> Description:
+        """The backend's description: spec, revision, status (and why not Ready), traffic."""
+        return self.service.describe(self.name)
 
     @property
     def status(self) -> str:
-        """`Ready`, `Loading`, `Idle` (scaled to zero) or `Failed`."""
-        return str(self.describe()["status"])
+        """`Ready`, `Loading`, `Idle` (scaled to zero), `Failed` or `Unknown`."""
+        return self.describe().status
 
     @property
     def revision(self) -> int:
         """Increases by one with each redeploy."""
-        return int(self.describe()["revision"])
+        return self.describe().revision
 
     @property
     def spec(self) -> DeploymentSpec:
         """The spec the deployment runs."""
-        return DeploymentSpec.build(**self.describe()["spec"])
+        return self.describe().spec
 
     @property
     def url(self) -> str:
         """The model's endpoint (`…/v1/models/NAME`): `/predict` for records, KServe V1 and V2."""
-        return f"{self.backend.ensure_server().url}/v1/models/{self.name}"
+        return self.backend.endpoint(self.name).url
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> Description:
+        """Follow the deployment to `Ready`, showing each stage (a failed one raises)."""
+        return self.service.wait_ready(self.name, timeout_s=timeout_s,
+                                       on_progress=ProgressLine(self.name))  # fmt: skip
 
     def predict(
         self, data: Any, *, version: str | None = None, headers: dict[str, str] | None = None
     ) -> Any:
         """Send a record (or several) and return the named outputs.
 
-        Calls as the server's owner (the admin token in `$NSTARX_HOME`), so it works on a
-        protected deployment without handing a key around. `version` asks one model version
-        (a staged or canary revision, a variant) past the traffic policy; `headers` go along
-        (a routing key such as `X-User-Id`, a region).
+        Calls as the owner (the local server's admin token, or the credentials the backend's
+        endpoint names), so it works on a protected deployment without handing a key around.
+        `version` asks one model version (a staged or canary revision, a variant) past the
+        traffic policy; `headers` go along (a routing key such as `X-User-Id`, a region).
         """
         if self._client is None:
             self._client = self._owner_client()
@@ -292,9 +223,9 @@ class Deployment(RolloutMixin):
     def _owner_client(self, retries: int = 2) -> InferenceClient:
         from nstarx_jupyter.client import InferenceClient
 
-        state = self.backend.ensure_server()
-        return InferenceClient(f"{state.url}/v1/models/{self.name}", api_key=state.token,
-                               retries=retries)  # fmt: skip
+        endpoint = self.backend.endpoint(self.name)
+        return InferenceClient(endpoint.url, api_key=endpoint.token, retries=retries,
+                               verify=endpoint.verify)  # fmt: skip
 
     def example(self) -> dict[str, Any] | None:
         """A record to try the endpoint with (from `deploy(input_example=...)`), or None."""
@@ -318,14 +249,15 @@ class Deployment(RolloutMixin):
 
         scopes = [f"predict:{self.name}", *([f"manage:{self.name}"] if manage else [])]
         made = create_key(name or f"key for {self.name}", scopes, expires_in=expires_in,
-                          rate_limit=rate_limit, burst=burst, backend=self.backend)  # fmt: skip
+                          rate_limit=rate_limit, burst=burst,
+                          backend=self.service.local("keys"))  # fmt: skip
         self.api_key = str(made["key"])
         return self.api_key
 
     def list_keys(self) -> list[dict[str, Any]]:
         """The keys that can call this deployment: id, prefix, name, scopes, state."""
         mine = (f"predict:{self.name}", f"manage:{self.name}", "predict:*", "manage:*", "admin")
-        return [key for key in self.backend.list_keys()
+        return [key for key in self.service.local("keys").list_keys()
                 if any(scope in mine for scope in key["scopes"])]  # fmt: skip
 
     def revoke_key(self, key: str) -> None:
@@ -333,7 +265,7 @@ class Deployment(RolloutMixin):
         from nstarx_jupyter.security import key_prefix
 
         prefix = key_prefix(key)
-        self.backend.revoke_key(prefix)
+        self.service.local("keys").revoke_key(prefix)
         if self.api_key is not None and key_prefix(self.api_key) == prefix:
             self.api_key = None
 
@@ -349,7 +281,7 @@ class Deployment(RolloutMixin):
         old = key or self.api_key
         if old is None:
             raise InvalidInputError("rotate_key: name the key (this object holds none)")
-        secret = str(rotate_key(old, grace, backend=self.backend)["key"])
+        secret = str(rotate_key(old, grace, backend=self.service.local("keys"))["key"])
         if self.api_key is None or key_prefix(self.api_key) == key_prefix(old):
             self.api_key = secret
         return secret
@@ -358,7 +290,7 @@ class Deployment(RolloutMixin):
         """This deployment's audit records as a DataFrame (see `nstarx_jupyter.audit_log`)."""
         from nstarx_jupyter.notebook.security import audit_log
 
-        return audit_log(since, model=self.name, backend=self.backend, **filters)
+        return audit_log(since, model=self.name, backend=self.service.local("audit"), **filters)
 
     def metrics(self, window_s: float = 60) -> dict[str, Any]:
         """Server-side figures of the last `window_s` seconds.
@@ -370,7 +302,11 @@ class Deployment(RolloutMixin):
 
     def logs(self) -> list[str]:
         """What happened to this deployment: each deploy, restore, failure (with its reason)."""
-        return self.backend.logs(self.name)
+        return self.service.events(self.name)
+
+    def events(self) -> list[str]:
+        """The same as `logs()`: the backend's events for this deployment, oldest first."""
+        return self.service.events(self.name)
 
     def latency_chart(self, window_s: float = 10.0, interval_s: float = 1.0) -> Any:
         """A plotly `FigureWidget` of p50/p95/p99, req/s and error rate, live.
@@ -411,7 +347,7 @@ class Deployment(RolloutMixin):
     def delete(self) -> None:
         """Stop serving and forget the deployment."""
         self.close()
-        self.backend.delete(self.name)
+        self.service.delete(self.name)
 
     def close(self) -> None:
         """Stop its charts and close its pooled connections (the deployment keeps serving)."""

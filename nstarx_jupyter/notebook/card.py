@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
     import anywidget
     import traitlets
+
+    from nstarx_jupyter.deployment.backend import Description
 else:
     anywidget = require("anywidget", "notebook")
     traitlets = require("traitlets", "notebook")
@@ -58,8 +60,8 @@ class CardSource(Protocol):
     def api_key(self) -> str | None:
         """The key shown once at creation, or None when it is not known here."""
 
-    def describe(self) -> dict[str, Any]:
-        """The server's description: name, revision, status, spec and maybe a reason."""
+    def describe(self) -> Description | dict[str, Any]:
+        """The backend's description: name, revision, status, spec and maybe a reason."""
 
     def predict(self, data: Any) -> Any:
         """Send records and return the named outputs."""
@@ -127,9 +129,11 @@ class DeploymentCard(anywidget.AnyWidget):
 
     def _status_traits(self) -> dict[str, Any]:
         try:
-            info = self._source.describe()
+            described = self._source.describe()
         except NstarxError as exc:
             return {"status": "Unknown", "reason": exc.message}
+        # A deployment's typed description, or a pipeline's JSON: read both as JSON.
+        info = described if isinstance(described, dict) else described.model_dump(mode="json")
         spec = info.get("spec") or {}
         version = registry_version(spec.get("storage_uri"))
         revision = info.get("revision")
@@ -138,9 +142,12 @@ class DeploymentCard(anywidget.AnyWidget):
         hint = key_hint(key)
         url = self._source.url  # a deployment's URL asks the server: once per refresh
         registration = _registration_problem(self._source)
+        status = str(info.get("status", "Unknown"))
+        # Why it is not Ready (a failed load, the failing condition on a cluster); Ready: no reason.
+        reason = str(info.get("reason") or "") if status != "Ready" else ""
         return {
-            "status": str(info.get("status", "Unknown")),
-            "reason": "; ".join(filter(None, [str(info.get("reason") or ""), registration])),
+            "status": status,
+            "reason": "; ".join(filter(None, [reason, registration])),
             "version": f"v{version}" if version else (f"rev {revision}" if revision else ""),
             "auth": auth,
             "key_hint": hint or "",

@@ -57,7 +57,7 @@ def run_demo(
     dep = deploy(model, "iris")
     took = time.perf_counter() - began
     doc = dep.describe()  # one call for both figures
-    say(f"2. deployed iris revision {doc['revision']} ({doc['status']}) in {took:.2f} s "
+    say(f"2. deployed iris revision {doc.revision} ({doc.status}) in {took:.2f} s "
         f"at {dep.url}")  # fmt: skip
     say(f"   API key (shown once): {dep.api_key}")
     _predict(dep, say)
@@ -72,7 +72,7 @@ def run_demo(
         _wait(second)
     if cleanup:
         second.delete()
-        second.backend.stop()
+        second.service.local("stop").stop()
         say("7. deleted iris and stopped the local server")
     else:
         say("7. iris keeps serving: `nstarx status`, `nstarx logs iris`, `nstarx delete iris`, "

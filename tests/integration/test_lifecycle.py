@@ -214,8 +214,8 @@ def test_a_deployment_that_no_longer_loads_is_failed_with_its_reason_everywhere(
     (named_iris / "model.joblib").write_bytes(b"not a model any more")
     state = backend.ensure_server()  # restores iris, which does not load now
     described = backend.describe("iris")
-    assert described["status"] == "Failed"
-    assert "did not load" in described["reason"]
+    assert described.status == "Failed"
+    assert "did not load" in (described.reason or "")
     admin = {"authorization": f"Bearer {state.token}"}
     index = httpx.post(f"{state.url}/v2/repository/index", headers=admin).json()
     assert [(row["name"], row["state"]) for row in index] == [("iris", "FAILED")]

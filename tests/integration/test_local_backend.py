@@ -57,7 +57,7 @@ def test_deploy_starts_a_detached_server_and_serves(
     keyed = httpx.post(f"{made.url}/predict", json=ROW,
                        headers={"Authorization": f"Bearer {made.api_key}"})  # fmt: skip
     assert keyed.status_code == 200
-    assert [d["name"] for d in backend.deployments()] == ["iris"]
+    assert [d.name for d in backend.deployments()] == ["iris"]
     figures = made.metrics(window_s=60)
     assert figures["requests"] >= 1
     assert figures["errors"] == 1  # the call without a key, refused above
@@ -137,12 +137,12 @@ def test_control_calls_go_straight_to_the_server_and_find_a_new_one_when_it_went
 
     monkeypatch.setattr(backend, "running", counted)
     for _ in range(5):
-        assert [d["name"] for d in backend.deployments()] == ["iris"]
+        assert [d.name for d in backend.deployments()] == ["iris"]
     assert lookups == 0  # no state file, pid or health check per call
     first = running()
     assert first is not None
     assert LocalBackend(backend.state_dir).stop()  # stopped by someone else (the CLI, say)
-    assert [d["name"] for d in backend.deployments()] == ["iris"]  # a new server, iris restored
+    assert [d.name for d in backend.deployments()] == ["iris"]  # a new server, iris restored
     second = running()
     assert second is not None
     assert second.pid != first.pid

@@ -96,7 +96,7 @@ class Load:
 
 
 def _split(made: Deployment) -> dict[str, float]:
-    return {arm["variant"]: arm["percent"] for arm in made.traffic()["split"]}
+    return {arm.variant: arm.percent for arm in made.traffic().split}
 
 
 def test_canary_promote_rollback_and_blue_green_fail_no_request_under_load(
@@ -106,8 +106,9 @@ def test_canary_promote_rollback_and_blue_green_fail_no_request_under_load(
     with Load(made) as load:
         load.wait_for(200)
         described = made.canary(tree_iris, 10)
-        assert described["revision"] == 2
-        assert described["stable"]["revision"] == 1
+        assert described.revision == 2
+        assert described.stable is not None
+        assert described.stable.revision == 1
         assert _split(made) == {"stable": 90.0, "canary": 10.0}
         load.wait_for(300)
         made.set_canary_percent(50)
@@ -122,7 +123,7 @@ def test_canary_promote_rollback_and_blue_green_fail_no_request_under_load(
         load.wait_for(300)
         made.rollback()
         assert made.spec.storage_uri == str(tree_iris)  # back to the tree, all traffic
-        assert "stable" not in made.describe()
+        assert made.describe().stable is None
         load.wait_for(300)
         staged = made.stage(named_iris)  # blue-green: loaded, no traffic
         assert _split(made)["canary"] == 0.0
@@ -359,7 +360,7 @@ def test_automated_canary_analysis_rolls_back_a_failing_canary(
     assert analysis.history[-1].decision == "rollback"
     assert "error rate 100.00%" in analysis.history[-1].reason
     assert made.spec.runtime is None  # the stable model serves everything again
-    assert "stable" not in made.describe()
+    assert made.describe().stable is None
     assert any("rolled back at 20%" in line for line in made.logs())
 
 

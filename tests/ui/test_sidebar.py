@@ -136,11 +136,11 @@ def test_a_model_is_deployed_canaried_and_keyed_from_the_sidebar(
         assert 35 <= moved <= 75, moved
         expect(canary_share).to_have_attribute("aria-valuenow", str(moved), timeout=30_000)
         assert _api(lab, f"deployments/{MODEL}")["canary_percent"] == moved
-        split = {
-            arm["variant"]: arm["percent"] for arm in backend.describe(MODEL)["traffic"]["split"]
-        }
+        view = backend.traffic(MODEL)
+        assert view is not None
+        split = {arm.variant: arm.percent for arm in view.split}
         assert split["canary"] == pytest.approx(moved)
-        assert backend.describe(MODEL)["spec"]["canary_traffic_percent"] == moved
+        assert backend.describe(MODEL).spec.canary_traffic_percent == moved
 
         # Live figures: the sparklines fill in as the sidebar polls every 3 s.
         expect(card.get_by_test_id("figure-p50")).to_have_text(re.compile(r"^\d+(\.\d)? ms$"),
@@ -205,11 +205,11 @@ def test_a_model_is_deployed_canaried_and_keyed_from_the_sidebar(
     card.get_by_role("button", name="Promote").click()
     expect(card.get_by_role("slider")).to_have_count(0, timeout=30_000)
     expect(card).not_to_contain_text("canary; stable")
-    assert "stable" not in backend.describe(MODEL)
+    assert backend.describe(MODEL).stable is None
     card.get_by_role("button", name="Delete").click()
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     expect(sidebar.get_by_role("article", name=MODEL)).to_have_count(0, timeout=30_000)
-    assert all(d["name"] != MODEL for d in backend.deployments())
+    assert all(d.name != MODEL for d in backend.deployments())
 
 
 def test_the_panel_opens_on_100_models_and_20_deployments_with_one_request_per_list(

@@ -436,11 +436,11 @@ def test_deploy_stages_a_fitted_scikit_learn_model_in_a_format_that_runs_no_code
     """A staged model needs no trust: skops, with the types it holds listed beside it."""
     import xgboost
 
-    from nstarx_jupyter.notebook.api import _stage
+    from nstarx_jupyter.deployment.staging import stage_model
     from nstarx_jupyter.runtimes.sklearn import SklearnRuntime
     from nstarx_jupyter.serving.settings import file_settings
 
-    staged, trusted = _stage(iris_model, "iris")
+    staged, trusted = stage_model(iris_model, "iris")
     assert (staged / "model.skops").is_file()
     assert not trusted
     assert not SklearnRuntime.runs_code_on_load(staged)
@@ -448,7 +448,7 @@ def test_deploy_stages_a_fitted_scikit_learn_model_in_a_format_that_runs_no_code
     runtime.load()
     x, _ = iris_data
     assert (runtime.predict({"input-0": x[:5]})["predict"] == iris_model.predict(x[:5])).all()
-    booster, vouched = _stage(xgboost.XGBClassifier(n_estimators=2).fit(*iris_data), "xgb")
+    booster, vouched = stage_model(xgboost.XGBClassifier(n_estimators=2).fit(*iris_data), "xgb")
     assert booster.suffix == ".joblib"
     assert vouched  # the registry pickles these too: sent as trusted, with the admin token
 

@@ -36,6 +36,9 @@ export interface DeployResult {
 /**
  * One deployment: status, revisions, traffic split and its latest figures.
  *
+ * Holds the fields of the backend's `Description` (target, namespace, spec, url, ...), with
+ * `traffic` as the sidebar's list of arms.
+ *
  * This interface was referenced by `HttpsNstarxIoSchemasLabApiV1Json`'s JSON-Schema
  * via the `definition` "DeploymentInfo".
  */
@@ -50,11 +53,16 @@ export interface DeploymentInfo {
   min_replicas: number;
   model: string | null;
   name: string;
+  namespace: string | null;
   reason: string | null;
   revision: number;
+  spec: {
+    [k: string]: unknown;
+  };
   stable_model: string | null;
   stable_revision: number | null;
   status: string;
+  target: string;
   traffic: TrafficArm[];
   updated: number | null;
   url: string | null;

@@ -122,6 +122,26 @@ def test_deploy_from_the_form_serves_with_the_key_shown_once(
     assert api("GET", "deployments/iris")["model"] == "models:/iris/1"
 
 
+def test_the_list_takes_a_target_and_shows_each_row_as_the_backend_describes_it(
+    api: Api, server: dict[str, Any]
+) -> None:
+    [listed] = api("GET", "deployments", params={"target": "local"})
+    assert (listed["name"], listed["target"], listed["namespace"]) == ("iris", "local", None)
+    assert listed["spec"]["storage_uri"] == listed["model"] == "models:/iris/1"
+    assert listed["url"] == f"{server['url']}/v1/models/iris"
+    refused = api("GET", "deployments", params={"target": "cloud"}, status=400)
+    assert "one of local, kserve" in refused["error"]
+    local_only = api("GET", "deployments", params={"namespace": "team-a"}, status=400)
+    assert "only for target 'kserve'" in local_only["error"]
+    # Each deployment's routes take the same query: the local server's by default.
+    assert api("GET", "deployments/iris", params={"target": "local"})["target"] == "local"
+    logs = api("GET", "deployments/iris/logs", params={"target": "local"})
+    assert any("deployed revision 1" in line for line in logs["lines"])
+    for path in ("deployments/iris", "deployments/iris/logs", "deployments/iris/snippets"):
+        assert "one of local, kserve" in api("GET", path, params={"target": "cloud"},
+                                             status=400)["error"]  # fmt: skip
+
+
 def test_a_canary_moves_then_is_promoted_or_rolled_back(api: Api, server: dict[str, Any]) -> None:
     form = {"name": "iris", "model": "iris", "version": "2", "canary_percent": 20}
     made = api("POST", "deployments", form, status=201)

@@ -1,0 +1,121 @@
+"""Where a backend reads a model from: local files for the local server, remote storage for KServe.
+
+The local server reads this machine's disk (a model file, a staged copy, the registry's store).
+KServe pods cannot: they pull `s3://`, `gs://`, `pvc://`, `oci://` or `http(s)://` artifacts, so
+a KServe deployment is refused before anything is applied when the model would come from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nstarx_jupyter.deployment.sources import storage_uri_of
+from nstarx_jupyter.deployment.staging import stage_model
+from nstarx_jupyter.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from nstarx_jupyter.deployment.backend import Target
+    from nstarx_jupyter.registry import ModelVersion
+
+__all__ = ["REMOTE_SCHEMES", "Source", "is_remote", "resolve_source"]
+
+REMOTE_SCHEMES = ("s3://", "gs://", "pvc://", "oci://", "https://", "http://", "hdfs://",
+                  "webhdfs://", "hf://", "azure://")  # fmt: skip
+"""The storage KServe's storage initializer (or a model car) can fetch."""
+_HOW = (
+    "KServe pods cannot read this machine's disk: name an s3://, gs://, pvc://, oci:// or "
+    "http(s):// URI, or a registry version whose artifacts live there"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A model as a deployment will read it."""
+
+    uri: str
+    fitted: bool
+    """A fitted model from this process (staged, or registered for a cluster)."""
+    trusted: bool
+    """Served as `trusted`: the owner named the file, or it was staged with joblib."""
+    registered: ModelVersion | None = None
+    """For a cluster: the registry version a fitted model became before it was deployed."""
+
+
+def is_remote(uri: str) -> bool:
+    """Whether a cluster can fetch `uri` (a remote scheme, not a path or `file://`)."""
+    return uri.startswith(REMOTE_SCHEMES)
+
+
+def resolve_source(
+    model_or_uri: Any,
+    name: str,
+    target: Target,
+    *,
+    version: str | int | None = None,
+    storage_uri: str | None = None,
+    register: dict[str, Any] | None = None,
+) -> Source:
+    """The URI `target` reads `model_or_uri` from; fitted models are staged (local) or registered.
+
+    Raises:
+        InvalidInputError: on KServe, the model would come from this machine's disk (the
+            message says how to name remote storage instead).
+    """
+    if target == "local":  # the server reads the model itself: `storage_uri` is KServe's
+        if isinstance(model_or_uri, str | Path):
+            return Source(storage_uri_of(model_or_uri, version), fitted=False, trusted=True)
+        staged, trusted = stage_model(model_or_uri, name)
+        return Source(str(staged), fitted=True, trusted=trusted)
+    if storage_uri is not None:
+        _check_remote(storage_uri, "storage_uri")
+    if isinstance(model_or_uri, str | Path):
+        return Source(storage_uri or _remote_uri(model_or_uri, version), fitted=False,
+                      trusted=True)  # fmt: skip
+    return _register_for_cluster(model_or_uri, name, storage_uri, register or {})
+
+
+def _remote_uri(source: str | Path, version: str | int | None) -> str:
+    """A named model's URI as a cluster fetches it: registry versions resolve to their artifact."""
+    text = str(source)
+    if isinstance(source, str) and is_remote(text):
+        return text
+    if text.startswith("file://") or Path(text).expanduser().exists():
+        raise InvalidInputError(f"'{text}' is a file on this machine; {_HOW}")
+    uri = storage_uri_of(source, version)  # models:/..., or a name with its version
+    from nstarx_jupyter.registry import Registry
+
+    artifact = Registry().artifact_uri(uri)
+    if not is_remote(artifact):
+        raise InvalidInputError(
+            f"{uri}: its artifacts are at '{artifact}', on this machine; {_HOW} (register it "
+            "with an MLflow artifact root on S3, or pass storage_uri= where you uploaded it)"
+        )
+    return artifact
+
+
+def _register_for_cluster(
+    model: Any, name: str, storage_uri: str | None, register: dict[str, Any]
+) -> Source:
+    """Register a fitted model and point the cluster at its artifact (or at `storage_uri`)."""
+    from nstarx_jupyter.registry import Registry
+    from nstarx_jupyter.registry.flavors import flavor_of
+
+    flavor_of(model)  # refuses what the registry could not take, before MLflow starts
+    registry = Registry()
+    version = registry.register(model, name, **register)
+    uri = storage_uri or registry.artifact_uri(version.uri)
+    if not is_remote(uri):
+        raise InvalidInputError(
+            f"the fitted model was registered as {version.uri}, but its artifacts are at '{uri}' "
+            "on this machine, which KServe pods cannot read: upload the model and pass "
+            "storage_uri='s3://...' (or gs://, pvc://, oci://), or set an MLflow artifact root "
+            "on S3 so registered versions live where the cluster reads; nothing was applied"
+        )
+    return Source(uri, fitted=True, trusted=False, registered=version)
+
+
+def _check_remote(uri: str, field: str) -> None:
+    if not is_remote(uri):
+        raise InvalidInputError(f"{field}: '{uri}' is not remote storage; {_HOW}")

@@ -1,0 +1,309 @@
+"""`DeploymentService`: deploys and rollouts by deployment name, over any `Backend`.
+
+The one place the deploy and rollout logic lives: the notebook's `Deployment`, the lab extension
+and the CLI call it, with the local server or a KServe cluster behind it. Each rollout step is one
+conditional change of the deployment's spec: it applies only while the revision it read is still
+current (`if_revision`), so two clients steering one deployment cannot undo each other's change
+without noticing (`ConflictError`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from nstarx_jupyter.deployment.artifacts import Source, resolve_source
+from nstarx_jupyter.deployment.backend import (
+    Backend,
+    Description,
+    Progress,
+    Target,
+    TrafficArm,
+    TrafficView,
+)
+from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.deployment.rollouts import Rollouts
+from nstarx_jupyter.deployment.sources import spec_for
+from nstarx_jupyter.deployment.spec import PRIMARY
+from nstarx_jupyter.deployment.staging import remove_staged
+from nstarx_jupyter.errors import (
+    ConflictError,
+    InvalidInputError,
+    NstarxError,
+    UnavailableError,
+    UnsupportedError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from nstarx_jupyter.deployment.spec import DeploymentSpec
+    from nstarx_jupyter.registry import ModelVersion
+
+__all__ = ["TARGETS", "Applied", "DeploymentService", "backend_for"]
+
+log = logging.getLogger(__name__)
+
+TARGETS: tuple[Target, ...] = ("local", "kserve")
+CONFLICT_RETRIES = 5
+"""Reads and writes a change may take when the deployment keeps changing under it."""
+LOCAL_ONLY = {
+    "keys": "API keys live in nstarx's key store on this machine; on a cluster, use its "
+            "ingress auth (e.g. the security.opendatahub.io/enable-auth annotation)",
+    "variants": "per-variant figures come from nstarx's server; KServe reports no such split",
+    "ab_report": "the A/B report reads nstarx's per-variant outcomes, which KServe does not keep",
+}  # fmt: skip
+"""What only the local server has, and why a cluster cannot give it."""
+
+
+def backend_for(
+    target: Target = "local", *, context: str | None = None, namespace: str | None = None
+) -> Backend:
+    """The backend for `target`: the local server, or a KServe cluster (kubeconfig `context`).
+
+    Raises:
+        InvalidInputError: an unknown target, or a context or namespace for the local server.
+        UnsupportedError: this installation has no KServe backend.
+    """
+    if target == "local":
+        if context is not None or namespace is not None:
+            raise InvalidInputError("context and namespace: only for target 'kserve'")
+        return LocalBackend()
+    if target != "kserve":
+        raise InvalidInputError(f"target '{target}': one of {', '.join(TARGETS)}")
+    try:
+        module = importlib.import_module("nstarx_jupyter.deployment.kserve_backend")
+    except ModuleNotFoundError as exc:
+        if exc.name != "nstarx_jupyter.deployment.kserve_backend":
+            raise
+        raise UnsupportedError(
+            "target 'kserve': this installation has no KServe backend "
+            "(nstarx_jupyter.deployment.kserve_backend is missing); deploy with target='local', "
+            "or apply deployment.to_kserve(storage_uri=...) with kubectl"
+        ) from None
+    return cast("Backend", module.KServeBackend(context=context, namespace=namespace))
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A deploy or canary as the backend accepted it, and the registration behind it."""
+
+    description: Description
+    registration: Future[ModelVersion] | None = None
+    """A fitted model on the local server: its registration in MLflow, running behind the
+    deployment (which moves to `models:/NAME/VERSION` when it completes). On a cluster the
+    model was registered before it was applied: a completed future."""
+
+
+class DeploymentService(Rollouts):
+    """Deploy, roll out, inspect and delete deployments by name on one backend."""
+
+    def __init__(self, backend: Backend | None = None) -> None:
+        self.backend: Backend = backend if backend is not None else LocalBackend()
+
+    @property
+    def target(self) -> Target:
+        """Where the deployments run: `local` or `kserve`."""
+        return self.backend.target
+
+    def local(self, feature: str) -> LocalBackend:
+        """The local backend, for what only it has (`feature`); `UnsupportedError` elsewhere."""
+        if isinstance(self.backend, LocalBackend):
+            return self.backend
+        why = LOCAL_ONLY.get(feature, "only nstarx's local server has it")
+        raise UnsupportedError(f"{feature} on target '{self.target}': {why}")
+
+    # -- deploy ----------------------------------------------------------------------------------
+
+    def deploy(
+        self,
+        model_or_uri: Any,
+        name: str,
+        *,
+        version: str | int | None = None,
+        storage_uri: str | None = None,
+        namespace: str | None = None,
+        input_example: Any = None,
+        reference_data: Any = None,
+        **spec: Any,
+    ) -> Applied:
+        """Serve a model (fitted, a file, a registry URI) under `name`; returns once accepted.
+
+        `spec` takes `spec_for`'s fields (replicas, batching, auth, ...). A fitted model serves
+        at once from a staged copy on the local server and registers behind it; for KServe it is
+        registered first and deployed from its artifact (or from `storage_uri`, where you
+        uploaded it), and refused before anything is applied when the cluster could not read it.
+        Follow it to `Ready` with `wait_ready`.
+        """
+        register = {"input_example": input_example, "reference_data": reference_data}
+        source = self._source(model_or_uri, name, version, storage_uri, register)
+        made = spec_for(source.uri, name, trusted=source.trusted, **spec)
+        if namespace is not None:
+            made = made.replace(namespace=namespace)
+        applied = self.backend.apply(made)
+        return Applied(applied, self._registration(model_or_uri, source, applied, register))
+
+    def wait_ready(
+        self,
+        name: str,
+        *,
+        timeout_s: float = 300.0,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> Description:
+        """Follow the deployment to `Ready` through `backend.watch`, reporting each stage.
+
+        Raises:
+            UnavailableError: a stage failed (the message holds its reason and message), or
+                `timeout_s` passed (the message names the stage it waited for).
+        """
+        for step in self.backend.watch(name, timeout_s=timeout_s):
+            if on_progress is not None:
+                on_progress(step)
+            if step.stage == "failed":
+                reason = (
+                    f" ({step.reason})" if step.reason and step.reason not in step.message else ""
+                )
+                raise UnavailableError(f"'{name}' did not become ready: {step.message}{reason}")
+        return self.backend.describe(name)
+
+    def _source(
+        self,
+        model_or_uri: Any,
+        name: str,
+        version: str | int | None,
+        storage_uri: str | None,
+        register: dict[str, Any] | None = None,
+    ) -> Source:
+        return resolve_source(model_or_uri, name, self.target, version=version,
+                              storage_uri=storage_uri, register=register)  # fmt: skip
+
+    def _registration(
+        self, model: Any, source: Source, applied: Description, register: dict[str, Any]
+    ) -> Future[ModelVersion] | None:
+        if not source.fitted:
+            return None
+        if source.registered is not None:
+            done: Future[ModelVersion] = Future()
+            done.set_result(source.registered)
+            return done
+        return self._register_behind(model, applied.spec, **register)
+
+    # -- registration behind a staged model (the local server) -----------------------------------
+
+    def _register_behind(
+        self, model: Any, spec: DeploymentSpec, **register: Any
+    ) -> Future[ModelVersion]:
+        """Register in MLflow on a worker thread, then serve the registry version instead.
+
+        MLflow's import and first store migration take seconds; the model serves meanwhile from
+        its staged file. The switch happens only while the deployment still serves that staged
+        file (a newer deploy or a deletion in the meantime wins, and the version stays
+        registered), on the deployment as it is then: a canary's share or a traffic policy set
+        since is kept. The staged file goes once nothing serves it. The thread is not a daemon:
+        a script that ends right after `deploy()` still finishes registering.
+        """
+        from nstarx_jupyter.registry import Registry
+
+        done: Future[ModelVersion] = Future()
+        staged = spec.storage_uri
+        register = {key: value for key, value in register.items() if value is not None}
+
+        def work() -> None:
+            try:
+                version = Registry().register(model, spec.name, **register)
+                if self._switch(spec.name, staged, version.uri) and staged is not None:
+                    remove_staged(Path(staged))
+                done.set_result(version)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                self._report_failure(spec.name, staged, exc)
+                done.set_exception(exc)
+
+        threading.Thread(target=work, name=f"nstarx-register-{spec.name}").start()
+        return done
+
+    def _switch(self, name: str, staged: str | None, uri: str) -> bool:
+        """Serve `uri` where the deployment serves `staged`; False when it no longer does."""
+        try:
+            described = self.backend.describe(name)
+            if described.spec.storage_uri != staged:
+                log.info("%s: not switching to %s: it serves %s now", name, uri,
+                         described.spec.storage_uri)  # fmt: skip
+                return False
+            self.backend.apply(described.spec.replace(storage_uri=uri),
+                               if_revision=described.revision)  # fmt: skip
+        except NstarxError as exc:  # redeployed or deleted meanwhile: theirs is newer
+            log.info("%s: not switching to %s: %s", name, uri, exc)
+            return False
+        return True
+
+    def _report_failure(self, name: str, staged: str | None, exc: BaseException) -> None:
+        """Say that a registration failed where the user looks: the log, `events()`, the card."""
+        reason = exc.message if isinstance(exc, NstarxError) else f"{type(exc).__name__}: {exc}"
+        text = f"registration failed: {reason}; it keeps serving the staged copy {staged}"
+        log.warning("%s: %s", name, text)
+        if isinstance(self.backend, LocalBackend) and self.backend.running() is None:
+            return  # stopped meanwhile: not worth starting one for a note
+        try:
+            self.backend.note(name, text)
+        except NstarxError as noted:  # deleted meanwhile, or the server stopped: the log has it
+            log.info("%s: could not note the failed registration: %s", name, noted)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def describe(self, name: str) -> Description:
+        """One deployment now."""
+        return self.backend.describe(name)
+
+    def deployments(self) -> list[Description]:
+        """Every deployment the backend holds."""
+        return self.backend.deployments()
+
+    def traffic(self, name: str) -> TrafficView:
+        """The current split (variant, version, percent) and rules, shadow and fallback."""
+        view = self.backend.traffic(name)
+        if view is None:  # not serving yet: all of it will go to the deployment's own model
+            revision = str(self.backend.describe(name).revision)
+            return TrafficView(split=[TrafficArm(variant=PRIMARY, version=revision, percent=100.0)])
+        return view
+
+    def events(self, name: str) -> list[str]:
+        """What happened to the deployment, oldest first."""
+        return self.backend.events(name)
+
+    def note(self, name: str, text: str) -> None:
+        """Write a line into the deployment's events."""
+        self.backend.note(name, text)
+
+    def delete(self, name: str) -> None:
+        """Stop serving and forget the deployment."""
+        self.backend.delete(name)
+
+    def staged_version(self, name: str) -> str:
+        """The version of the revision staged (or in canary) next to the live one."""
+        for arm in self.traffic(name).split:
+            if arm.variant == "canary":
+                return arm.version
+        raise InvalidInputError(f"'{name}' has no staged revision")
+
+    # -- conditional changes ---------------------------------------------------------------------
+
+    def update(self, name: str, change: Callable[[Description], DeploymentSpec]) -> Description:
+        """Apply `change` to the deployment as it is, retrying when it changed meanwhile.
+
+        Like a PATCH with Kubernetes' retry-on-conflict: a change made between our read and our
+        write (a registration switching to the registry, another notebook) makes the write fail
+        with a conflict; the change is then made again on top of the newer state, not over it.
+        """
+        for attempt in range(CONFLICT_RETRIES):
+            described = self.backend.describe(name)
+            try:
+                return self.backend.apply(change(described), if_revision=described.revision)
+            except ConflictError:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -179,12 +179,15 @@ def apply_file(path: Path, backend: LocalBackend) -> list[str]:
     before = {d["name"] for d in backend.deployments()}
     graphs_before = {g["name"] for g in backend._call("GET", "/graphs")}
     added: list[tuple[str, str]] = []
+    label = ""
     try:
         for spec in plan.services:
+            label = f"inferenceservice/{spec.name}"
             backend.apply(spec)
             if spec.name not in before:
                 added.append(("/deployments/", spec.name))
         for graph in plan.graphs:
+            label = f"inferencegraph/{graph.name}"
             # LocalBackend (deployment/local.py, another slice's file) has no graph method yet.
             backend._call("PUT", f"/graphs/{graph.name}",
                           graph.model_dump(mode="json", exclude_defaults=True))  # fmt: skip
@@ -194,8 +197,9 @@ def apply_file(path: Path, backend: LocalBackend) -> list[str]:
         for route, name in reversed(added):
             with contextlib.suppress(NstarxError):
                 backend._call("DELETE", f"{route}{name}")
-        undone = ", ".join(name for _, name in added) or "nothing"
-        failed = NstarxError(f"{path.name}: {exc.message} (removed again: {undone})")
+        undone = ", ".join(name for _, name in added)
+        note = f"removed again what {path.name} added: {undone}" if undone else "none added"
+        failed = NstarxError(f"{label}: {exc.message} ({note})")
         failed.kind = exc.kind
         raise failed from exc
     return plan.lines(backend.ensure_server().url)

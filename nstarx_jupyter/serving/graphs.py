@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["GRAPH_VERSION", "GraphHost"]
 GRAPH_VERSION = "1"
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_KINDS = {status: kind.value.lower() for kind, status in STATUS.items()}
+"""A failed answer's status as the metrics' status label (a model's failures use the kind)."""
 
 
 class GraphHost:
@@ -89,7 +91,7 @@ class GraphHost:
             raise NotFoundError(f"no inference graph '{name}'")
         started = time.perf_counter()
         status, answer = await router.route(body)
-        outcome = "ok" if 200 <= status <= 299 else "error"
+        outcome = "ok" if 200 <= status <= 299 else _KINDS.get(status, "internal")
         seconds = time.perf_counter() - started
         self.dataplane.metrics.observe_request(name, GRAPH_VERSION, "graph", outcome, seconds)
         return status, answer

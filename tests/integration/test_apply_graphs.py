@@ -267,6 +267,38 @@ spec:
     assert backend._call("GET", "/graphs") == []
 
 
+def test_a_file_that_fails_midway_removes_what_it_added_and_a_graph_survives_a_restart(
+    backend: LocalBackend, models: dict[str, Any], tmp_path: Path
+) -> None:
+    graph = """
+---
+apiVersion: serving.kserve.io/v1alpha1
+kind: InferenceGraph
+metadata:
+  name: chain
+spec:
+  nodes:
+    root:
+      routerType: Sequence
+      steps:
+        - serviceName: iris-a
+"""
+    assert _apply(models, SERVICES.replace("iris-b", "iris-a", 1), tmp_path).returncode == 2
+    applied = _apply(models, SERVICES.split("---")[0] + graph, tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    broken = SERVICES.replace("iris-a", "iris-c").replace("models/b", "models/gone") + graph
+    failed = _apply(models, broken, tmp_path)  # iris-b's model is not there: found on applying
+    assert failed.returncode == 2
+    assert failed.stderr.startswith("nstarx apply: inferenceservice/iris-b: ")
+    assert "removed again what graph.yaml added: iris-c" in failed.stderr
+    assert [d["name"] for d in backend.deployments()] == ["iris-a"]
+    assert [g["name"] for g in backend._call("GET", "/graphs")] == ["chain"]
+    backend.stop()
+    backend.ensure_server()
+    answer = _predict(backend, "chain", {"instances": ROWS})
+    assert answer.json() == {"predictions": _classes(models["a"], ROWS)}
+
+
 def test_the_report_lists_every_document_and_each_field_left_aside(
     backend: LocalBackend, models: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.manifests import plan_file, read_documents
 from nstarx_jupyter.deployment.sources import spec_for, storage_uri_of
+from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.security.audit import read_audit
 from nstarx_jupyter.security.home import (
@@ -207,7 +208,8 @@ def apply_file(path: Path, backend: LocalBackend) -> list[str]:
 
 def _served(backend: LocalBackend) -> dict[str, str]:
     """Names served now: deployments by protocol, then pipelines and graphs."""
-    served = {d["name"]: d["spec"].get("protocol_version", "v1") for d in backend.deployments()}
+    default = DeploymentSpec.model_fields["protocol_version"].default  # left out of the JSON
+    served = {d["name"]: d["spec"].get("protocol_version", default) for d in backend.deployments()}
     served.update(dict.fromkeys((p["name"] for p in backend.pipelines()), "pipeline"))
     graphs = backend._call("GET", "/graphs")
     served.update(dict.fromkeys((g["name"] for g in graphs), "graph"))

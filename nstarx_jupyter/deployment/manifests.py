@@ -151,7 +151,10 @@ def _plan_graph(
     meta, body = doc["metadata"], doc["spec"]
     name = meta["name"]
     auth = str(meta.get("annotations", {}).get(AUTH_ANNOTATION, "false")).lower() == "true"
-    spec = GraphSpec.parse({"name": name, "nodes": body["nodes"], "auth": auth})
+    try:
+        spec = GraphSpec.parse({"name": name, "nodes": body["nodes"], "auth": auth})
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{label}: {exc.message}") from exc
     problems = graph_problems(spec)
     if problems:
         where, message = problems[0]

@@ -235,6 +235,36 @@ spec:
     }
 
 
+def test_a_graph_step_calls_a_deployed_v2_service_at_its_v2_path(
+    backend: LocalBackend, models: dict[str, Any], tmp_path: Path
+) -> None:
+    deployed = subprocess.run(
+        [sys.executable, "-m", "nstarx_jupyter.cli", "deploy", "iris-v2",
+         str(models["root"] / "a"), "--no-auth"],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr
+    graph = """
+apiVersion: serving.kserve.io/v1alpha1
+kind: InferenceGraph
+metadata:
+  name: v2-graph
+spec:
+  nodes:
+    root:
+      routerType: Sequence
+      steps:
+        - serviceName: iris-v2
+"""
+    applied = _apply(models, graph, tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    flat = [value for row in ROWS for value in row]
+    request = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64", "data": flat}]}
+    answer = _predict(backend, "v2-graph", request)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["data"] == _classes(models["a"], ROWS)
+
+
 def test_a_file_with_one_bad_document_applies_nothing(
     backend: LocalBackend, models: dict[str, Any], tmp_path: Path
 ) -> None:

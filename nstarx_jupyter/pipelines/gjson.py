@@ -126,7 +126,7 @@ class _Parser:
         if char == "#":
             self.i += 1
             return self.query() if self.peek() == "(" else _Count()
-        if char in ("{", "!", "~", "..") or char == "":
+        if char in ("{", "!", "~", ".", "|") or char == "":
             raise _UnsupportedError(f"'{char or 'end'}' at position {self.i} is not supported here")
         return self.key(end)
 

@@ -222,7 +222,10 @@ class GraphRouter:
 
     async def _step(self, step: GraphStep, body: bytes) -> tuple[int, bytes]:
         if step.nodeName:
-            return await self._node(step.nodeName, body)
+            try:
+                return await self._node(step.nodeName, body)
+            except _RoutingError as exc:  # KServe answers a failed inner node with 500
+                raise _RoutingError(str(exc)) from exc
         service = step.serviceName or ""
         return await self.call(service, self.spec.protocols.get(service, "v1"), body)
 

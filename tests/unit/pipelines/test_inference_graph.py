@@ -73,6 +73,8 @@ def test_gjson_compares_by_the_values_json_type() -> None:
         ("instances.#(flag==~true)", "'~'"),
         ('@flatten:{"deep":true}', "@flatten"),
         ("instances.#(name==blue", "not closed"),
+        ("..0", "'.'"),
+        ("a..b", "'.'"),
         ("", "never matches"),
     ],
 )
@@ -169,6 +171,13 @@ async def test_a_switch_takes_the_first_match_and_answers_404_for_none() -> None
     assert answer == {"error": "Failed to process request",
                       "cause": "None of the routes matched with the switch condition"}  # fmt: skip
     assert (await empty.route(b"not json"))[0] == 404
+    nested = GraphRouter(_graph({
+        "root": {"routerType": "Sequence", "steps": [{"nodeName": "pick"}]},
+        "pick": {"routerType": "Switch", "steps": [{"serviceName": "a", "condition": "x"}]},
+    }), echo)  # fmt: skip
+    status, answer = await _route(nested, {"y": 1})
+    assert status == 500  # KServe: an inner node's error fails the step, and the graph with 500
+    assert "None of the routes matched" in answer["cause"]
 
 
 async def test_an_ensemble_merges_answers_by_step_name_or_index() -> None:

@@ -184,16 +184,16 @@ def apply_file(path: Path, backend: LocalBackend) -> list[str]:
     try:
         for spec in plan.services:
             label = f"inferenceservice/{spec.name}"
-            backend.apply(spec)
-            if spec.name not in before:
+            if spec.name not in before:  # first: one that fails to load is kept as Failed
                 added.append(("/deployments/", spec.name))
+            backend.apply(spec)
         for graph in plan.graphs:
             label = f"inferencegraph/{graph.name}"
+            if graph.name not in graphs_before:
+                added.append(("/graphs/", graph.name))
             # LocalBackend (deployment/local.py, another slice's file) has no graph method yet.
             backend._call("PUT", f"/graphs/{graph.name}",
                           graph.model_dump(mode="json", exclude_defaults=True))  # fmt: skip
-            if graph.name not in graphs_before:
-                added.append(("/graphs/", graph.name))
     except NstarxError as exc:
         for route, name in reversed(added):
             with contextlib.suppress(NstarxError):

@@ -11,6 +11,7 @@ the field, so a file is applied whole or not at all. Fields the local server doe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.kserve import AUTH_ANNOTATION, from_kserve, validate_manifest
@@ -19,7 +20,6 @@ from nstarx_jupyter.pipelines.inference_graph import GraphSpec, graph_problems
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from nstarx_jupyter.deployment.spec import DeploymentSpec
 
@@ -124,8 +124,29 @@ def _plan_service(path: Path, doc: dict[str, Any], plan: Plan) -> list[str]:
     uri = spec.storage_uri or ""
     if uri and "://" not in uri and not uri.startswith("/"):
         spec = spec.replace(storage_uri=str((path.parent / uri).resolve()))
+    _check_storage(doc, spec.storage_uri or "")
     plan.services.append(spec.replace(trusted=True))
     return ["applied", *(f"{where}: {_IGNORED[name]}" for where, name in _ignored_fields(doc))]
+
+
+def _check_storage(doc: dict[str, Any], uri: str) -> None:
+    """Refuse, before anything is applied, a model the local server cannot read.
+
+    It reads files on this machine and registry URIs; a `gs://` or `s3://` artifact (KServe's
+    samples name some) is for a cluster's storage initializer.
+    """
+    predictor = doc["spec"]["predictor"]
+    key = next((k for k, v in predictor.items() if isinstance(v, dict) and "storageUri" in v), "")
+    where = f"spec.predictor.{key}.storageUri"
+    if uri.startswith("models:/"):
+        return
+    if "://" in uri and not uri.startswith("file://"):
+        raise InvalidInputError(
+            f"{where}: '{uri}' is not on this machine; the local server reads a file or folder "
+            "here, or models:/NAME/VERSION (download the artifact and name its folder)"
+        )
+    if uri and not Path(uri.removeprefix("file://")).exists():
+        raise InvalidInputError(f"{where}: {uri} does not exist")
 
 
 def _ignored_fields(doc: dict[str, Any]) -> list[tuple[str, str]]:

@@ -316,11 +316,13 @@ spec:
     assert _apply(models, SERVICES.replace("iris-b", "iris-a", 1), tmp_path).returncode == 2
     applied = _apply(models, SERVICES.split("---")[0] + graph, tmp_path)
     assert applied.returncode == 0, applied.stderr
-    broken = SERVICES.replace("iris-a", "iris-c").replace("models/b", "models/gone") + graph
-    failed = _apply(models, broken, tmp_path)  # iris-b's model is not there: found on applying
+    broken = SERVICES.replace("iris-a", "iris-c").replace("models/b", "not-a-model") + graph
+    (tmp_path / "manifests" / "not-a-model").mkdir()
+    (tmp_path / "manifests" / "not-a-model" / "model.joblib").write_bytes(b"not a pickle")
+    failed = _apply(models, broken, tmp_path)  # iris-b's model does not load: found on applying
     assert failed.returncode == 2
     assert failed.stderr.startswith("nstarx apply: inferenceservice/iris-b: ")
-    assert "removed again what graph.yaml added: iris-c" in failed.stderr
+    assert "removed again what graph.yaml added: iris-c, iris-b" in failed.stderr
     assert [d["name"] for d in backend.deployments()] == ["iris-a"]
     assert [g["name"] for g in backend._call("GET", "/graphs")] == ["chain"]
     backend.stop()

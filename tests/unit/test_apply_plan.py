@@ -42,6 +42,7 @@ def _never() -> dict[str, str]:
 
 
 def test_a_file_without_graphs_never_asks_what_is_deployed(tmp_path: Path) -> None:
+    (tmp_path / "models" / "iris").mkdir(parents=True)
     plan = plan_file(tmp_path / "f.yaml", _docs(ISVC.replace("NAME", "iris")), _never)
     assert [spec.name for spec in plan.services] == ["iris"]
     assert plan.services[0].storage_uri == str((tmp_path / "models" / "iris").resolve())
@@ -52,6 +53,7 @@ def test_a_file_without_graphs_never_asks_what_is_deployed(tmp_path: Path) -> No
 def test_a_graph_calls_a_service_of_the_file_or_a_deployed_one_at_its_protocol(
     tmp_path: Path,
 ) -> None:
+    (tmp_path / "models" / "iris").mkdir(parents=True)
     docs = _docs(ISVC.replace("NAME", "iris"),
                  GRAPH.replace("NAME", "g1").replace("SERVICE", "iris"),
                  GRAPH.replace("NAME", "g2").replace("SERVICE", "deployed"))  # fmt: skip
@@ -80,11 +82,17 @@ def test_a_graph_calls_a_service_of_the_file_or_a_deployed_one_at_its_protocol(
         (["- just a list"], {}, "document 1: a manifest must be a mapping"),
         ([GRAPH.replace("NAME", "Bad").replace("SERVICE", "x")], {"x": "v1"},
          "inferencegraph/Bad: "),
+        ([ISVC.replace("NAME", "a").replace("models/iris", "gs://kfserving-examples/iris")], {},
+         "inferenceservice/a: spec.predictor.sklearn.storageUri: 'gs://kfserving-examples/iris' "
+         "is not on this machine"),
+        ([ISVC.replace("NAME", "a").replace("models/iris", "models/gone")], {},
+         "inferenceservice/a: spec.predictor.sklearn.storageUri: "),
     ],
 )  # fmt: skip
 def test_the_first_document_that_cannot_apply_refuses_the_file_by_name(
     tmp_path: Path, texts: list[str], served: dict[str, str], message: str
 ) -> None:
+    (tmp_path / "models" / "iris").mkdir(parents=True)
     with pytest.raises(InvalidInputError) as refused:
         plan_file(tmp_path / "f.yaml", _docs(*texts), lambda: served)
     assert refused.value.message.startswith(message)

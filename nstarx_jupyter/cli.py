@@ -135,7 +135,9 @@ def _parser() -> argparse.ArgumentParser:
         help="leave the endpoint open (default: callers need an API key)",
     )  # fmt: skip
     keys = _security_commands(commands)
-    apply = commands.add_parser("apply", help="deploy the InferenceServices of a KServe YAML")
+    apply = commands.add_parser(
+        "apply", help="apply a KServe YAML's InferenceServices and InferenceGraphs, all or none"
+    )
     apply.add_argument("-f", "--filename", type=Path, required=True, help="the YAML file")
     commands.add_parser("status", help="the local server and its deployments")
     commands.add_parser("stop", help="stop the local server (deployments stay saved)")

@@ -121,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a Host name the control API answers besides localhost, 127.0.0.1, ::1 and the "
         "bound address: a reverse proxy's ('*': any; repeatable)",
     )  # fmt: skip
+    _kserve_arguments(serve)
     deploy = commands.add_parser("deploy", help="deploy a model file or registry URI locally")
     deploy.add_argument("name", help="deployment name (lower case, digits, '-')")
     deploy.add_argument("model", help="a model file or folder, or models:/NAME/VERSION")
@@ -134,7 +135,9 @@ def _parser() -> argparse.ArgumentParser:
         help="leave the endpoint open (default: callers need an API key)",
     )  # fmt: skip
     keys = _security_commands(commands)
-    apply = commands.add_parser("apply", help="deploy the InferenceServices of a KServe YAML")
+    apply = commands.add_parser(
+        "apply", help="apply a KServe YAML's InferenceServices and InferenceGraphs, all or none"
+    )
     apply.add_argument("-f", "--filename", type=Path, required=True, help="the YAML file")
     status = commands.add_parser("status", help="the local server or a cluster: its deployments")
     commands.add_parser("stop", help="stop the local server (deployments stay saved)")
@@ -220,6 +223,35 @@ def _security_commands(commands: Any) -> argparse.ArgumentParser:
     return keys
 
 
+KSERVE_MODEL_DIR = "/mnt/models"
+"""Where KServe's storage initializer puts an InferenceService's `storageUri`."""
+
+
+def _kserve_arguments(serve: argparse.ArgumentParser) -> None:
+    """KServe's model-server flags, as a ServingRuntime passes them (`kserve.SERVE_ARGS`)."""
+    serve.add_argument(
+        "--model_name", metavar="NAME",
+        help="KServe's runtime contract: serve the model in --model_dir as NAME",
+    )  # fmt: skip
+    serve.add_argument(
+        "--model_dir", metavar="DIR",
+        help=f"with --model_name: the model's file or folder (default {KSERVE_MODEL_DIR})",
+    )  # fmt: skip
+    serve.add_argument("--http_port", dest="port", type=int, default=argparse.SUPPRESS,
+                       help="KServe's name for --port")  # fmt: skip
+    serve.add_argument("--grpc_port", dest="grpc_port", type=int, default=argparse.SUPPRESS,
+                       help="KServe's name for --grpc-port")  # fmt: skip
+
+
+def _kserve_model(args: argparse.Namespace) -> list[str]:
+    """`--model_name N --model_dir D` as the `--model N=D` it stands for (none without them)."""
+    if args.model_name is None:
+        if args.model_dir is not None:
+            raise SystemExit("nstarx serve: --model_dir needs --model_name")
+        return []
+    return [f"{args.model_name}={args.model_dir or KSERVE_MODEL_DIR}"]
+
+
 def _server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     parser.add_argument(
@@ -247,7 +279,7 @@ def _serve(args: argparse.Namespace) -> int:
         for field, _, _ in _MODEL_DEFAULTS
         if getattr(args, field) is not None
     }
-    models = [parse_model_arg(value, defaults) for value in args.model]
+    models = [parse_model_arg(value, defaults) for value in [*args.model, *_kserve_model(args)]]
     if args.model_repository is not None:
         models += settings_from_repository(args.model_repository, defaults)
     pipelines = tuple(_pipeline_arg(value) for value in args.pipeline)

@@ -7,14 +7,15 @@ server's.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from nstarx_jupyter.deployment.kserve import from_kserve, validate_manifest
 from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.deployment.manifests import plan_file, read_documents
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
-from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.security.audit import read_audit
 from nstarx_jupyter.security.home import (
     access_rules,
@@ -84,7 +85,9 @@ def _deploy(args: argparse.Namespace, service: DeploymentService, out: Any) -> l
 
 
 def _apply(args: argparse.Namespace, backend: Backend) -> list[str]:
-    return [f"inferenceservice/{name} applied" for name in apply_file(args.filename, backend)]
+    if not isinstance(backend, LocalBackend):
+        raise InvalidInputError(f"apply -f: the {backend.target} backend applies no files yet")
+    return apply_file(args.filename, backend)
 
 
 def _delete(args: argparse.Namespace, backend: Backend) -> list[str]:
@@ -193,30 +196,49 @@ _SECURITY: dict[str, Callable[[argparse.Namespace], list[str]]] = {
 }  # fmt: skip
 
 
-def apply_file(path: Path, backend: Backend) -> list[str]:
-    """Deploy every InferenceService in a KServe YAML file (ServingRuntimes are checked only).
+def apply_file(path: Path, backend: LocalBackend) -> list[str]:
+    """Apply a KServe YAML file whole, or refuse it before anything is applied; the report.
 
-    A relative local `storageUri` is read relative to the file, as a user expects from a
-    manifest kept beside its model. The specs go as `trusted`: the user named the file on the
-    command line, as for `nstarx serve --model` (the YAML is read with `safe_load`: no tags).
+    Every document is checked first (`plan_file`): InferenceServices are deployed, then
+    InferenceGraphs served on the local server with KServe's router semantics; ServingRuntimes
+    are accepted and not used. The report has a line per document and per field left aside.
+    Should applying fail midway (a model that does not load), the deployments and graphs this
+    file added are removed again (replaced ones keep their new revision).
     """
-    import yaml
-
+    docs = read_documents(path)
+    plan = plan_file(path, docs, lambda: _served(backend))
+    if not plan.services and not plan.graphs:
+        raise InvalidInputError(f"{path}: no InferenceService or InferenceGraph to apply")
+    before = {d.name for d in backend.deployments()}
+    graphs_before = {g["name"] for g in backend.graphs()}
+    added: list[tuple[str, str]] = []
+    label = ""
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    except (OSError, yaml.YAMLError) as exc:
-        raise InvalidInputError(f"{path}: {exc}") from exc
-    specs = []
-    for doc in docs:
-        validate_manifest(doc)
-        if doc.get("kind") == "InferenceService":
-            spec = from_kserve(doc)
-            uri = spec.storage_uri or ""
-            if uri and "://" not in uri and not uri.startswith("/"):
-                spec = spec.replace(storage_uri=str((path.parent / uri).resolve()))
-            specs.append(spec.replace(trusted=True))
-    if not specs:
-        raise InvalidInputError(f"{path}: no InferenceService to apply")
-    for spec in specs:
-        backend.apply(spec)
-    return [spec.name for spec in specs]
+        for spec in plan.services:
+            label = f"inferenceservice/{spec.name}"
+            if spec.name not in before:  # first: one that fails to load is kept as Failed
+                added.append(("/deployments/", spec.name))
+            backend.apply(spec)
+        for graph in plan.graphs:
+            label = f"inferencegraph/{graph.name}"
+            if graph.name not in graphs_before:
+                added.append(("/graphs/", graph.name))
+            backend.put_graph(graph.model_dump(mode="json", exclude_defaults=True))
+    except NstarxError as exc:
+        for route, name in reversed(added):
+            with contextlib.suppress(NstarxError):
+                (backend.delete_graph if route == "/graphs/" else backend.delete)(name)
+        undone = ", ".join(name for _, name in added)
+        note = f"removed again what {path.name} added: {undone}" if undone else "none added"
+        failed = NstarxError(f"{label}: {exc.message} ({note})")
+        failed.kind = exc.kind
+        raise failed from exc
+    return plan.lines(backend.ensure_server().url)
+
+
+def _served(backend: LocalBackend) -> dict[str, str]:
+    """Names served now: deployments by protocol, then pipelines and graphs."""
+    served: dict[str, str] = {d.name: d.spec.protocol_version for d in backend.deployments()}
+    served.update(dict.fromkeys((p["name"] for p in backend.pipelines()), "pipeline"))
+    served.update(dict.fromkeys((g["name"] for g in backend.graphs()), "graph"))
+    return served

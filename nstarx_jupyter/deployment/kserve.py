@@ -21,6 +21,8 @@ from nstarx_jupyter.errors import InvalidInputError
 __all__ = [
     "DEFAULT_IMAGE",
     "NSTARX_RUNTIME",
+    "SERVE_ARGS",
+    "cluster_serving_runtime",
     "from_kserve",
     "to_manifests",
     "to_yaml",
@@ -36,9 +38,14 @@ NSTARX_RUNTIME = "nstarx"
 """The ServingRuntime that runs `nstarx serve` in the cluster."""
 DEFAULT_IMAGE = f"ghcr.io/nstarx/nstarx-jupyter:{__version__}"
 FORMATS = ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow", "mlflow")
-# In the pod the server must listen beyond loopback: KServe's ingress reaches it from outside.
-_SERVE_ARGS = ["serve", "--model", "{{.Name}}=/mnt/models", "--host", "0.0.0.0",  # noqa: S104
-               "--port", "8080", "--grpc-port", "8081"]  # fmt: skip
+SERVE_ARGS = ["serve", "--model_name={{.Name}}", "--model_dir=/mnt/models",
+              "--host=0.0.0.0", "--http_port=8080", "--grpc_port=8081", "--no-auth"]  # fmt: skip
+"""The runtime container's arguments (its entrypoint is `nstarx`), in KServe's model-server
+contract: the InferenceService's name, the folder KServe's storage initializer fills from
+`storageUri`, HTTP on 8080 and gRPC on 8081. In the pod the server listens beyond loopback
+(KServe's ingress reaches it from outside) and checks no key: callers are authenticated in front
+of it (the `enable-auth` annotation), as for KServe's own runtimes, and a key minted on the
+laptop does not exist in the pod."""
 _SCHEMAS = {
     "InferenceService": "inferenceservice-v1beta1.json",
     "ServingRuntime": "servingruntime-v1alpha1.json",
@@ -227,7 +234,7 @@ def _nstarx_runtime(namespace: str | None, image: str) -> dict[str, Any]:
                 {
                     "name": "kserve-container",
                     "image": image,
-                    "args": _SERVE_ARGS,
+                    "args": SERVE_ARGS,
                     "ports": [{"containerPort": 8080, "protocol": "TCP"}],
                     "resources": {
                         "requests": {"cpu": "500m", "memory": "512Mi"},
@@ -237,6 +244,18 @@ def _nstarx_runtime(namespace: str | None, image: str) -> dict[str, Any]:
             ],
         },
     }
+
+
+def cluster_serving_runtime(image: str = DEFAULT_IMAGE) -> dict[str, Any]:
+    """The nstarx runtime for every namespace (deploy/kserve/clusterservingruntime.yaml), validated.
+
+    The same container as the namespaced ServingRuntime `to_manifests` emits; install it once
+    (`kubectl apply -f`) and InferenceServices name `runtime: nstarx` without shipping their own.
+    """
+    runtime = _nstarx_runtime(None, image)
+    doc = {**runtime, "kind": "ClusterServingRuntime"}
+    validate_manifest(doc)
+    return doc
 
 
 # -- validation --------------------------------------------------------------------------------

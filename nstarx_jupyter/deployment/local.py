@@ -255,6 +255,18 @@ class LocalBackend:
         """Stop serving a pipeline (and the models it brought)."""
         self._call("DELETE", f"/pipelines/{name}")
 
+    def put_graph(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Serve a KServe InferenceGraph (its `GraphSpec` as a dict) at its name's endpoints."""
+        return self._call("PUT", f"/graphs/{spec['name']}", spec)  # type: ignore[no-any-return]
+
+    def graphs(self) -> list[dict[str, Any]]:
+        """The served inference graphs."""
+        return self._call("GET", "/graphs")  # type: ignore[no-any-return]
+
+    def delete_graph(self, name: str) -> None:
+        """Stop serving an inference graph."""
+        self._call("DELETE", f"/graphs/{name}")
+
     def create_key(
         self,
         name: str = "",

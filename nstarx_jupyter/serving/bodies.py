@@ -23,6 +23,8 @@ __all__ = [
     "ErrorBody",
     "FeedbackRequest",
     "FeedbackResult",
+    "GraphList",
+    "GraphView",
     "KeyCreateRequest",
     "KeyCreated",
     "KeyList",
@@ -333,6 +335,20 @@ class PipelineView(_Open):
 
 class PipelineList(RootModel[list[PipelineView]]):
     """The pipelines the caller may manage."""
+
+
+class GraphView(_Open):
+    """A served KServe InferenceGraph: endpoint, the deployments it calls, and its spec."""
+
+    name: str
+    url: str
+    services: list[str]
+    created: float
+    spec: dict[str, Any]
+
+
+class GraphList(RootModel[list[GraphView]]):
+    """The inference graphs the caller may manage."""
 
 
 class KeyCreateRequest(_Closed):

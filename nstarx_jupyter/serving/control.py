@@ -29,6 +29,7 @@ from nstarx_jupyter.errors import (
     NotFoundError,
     NstarxError,
 )
+from nstarx_jupyter.serving.graph_api import GraphApi
 from nstarx_jupyter.serving.http_errors import error_response
 from nstarx_jupyter.serving.loading import check_trusted
 from nstarx_jupyter.serving.metrics import LatencyWindow
@@ -93,6 +94,7 @@ class ControlPlane:
         self.guard = guard
         self.security = SecurityApi(dataplane)
         self.pipelines = PipelineApi(dataplane, state_dir, self.policy)
+        self.graphs = GraphApi(dataplane, state_dir)
         self._deployed: dict[str, Deployed] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -114,6 +116,7 @@ class ControlPlane:
                 if isinstance(exc, NstarxError):
                     self._keep_failed(file.stem, exc.message)
         await self.pipelines.restore()  # after the deployments their model nodes may call
+        self.graphs.restore()
 
     def _keep_failed(self, name: str, reason: str) -> None:
         """List a deployment that did not restore as `FAILED` in the model repository too.
@@ -381,6 +384,7 @@ class ControlPlane:
             route("/deployments/{name}/variants", self._variants, "manage", "variants", ["GET"]),
             route("/deployments/{name}/ab", self._ab, "manage", "ab", ["GET"]),
             *self.pipelines.routes(),
+            *self.graphs.routes(),
             *self.security.routes(),
         ]  # fmt: skip
         # Last: any other path or method under the prefix, so its 404 or 405 is audited too.
@@ -445,6 +449,8 @@ class ControlPlane:
             raise InvalidInputError(f"name: the body says '{doc['name']}', the URL '{name}'")
         if self.dataplane.pipelines.get(name) is not None:
             raise ConflictError(f"a pipeline is already served as '{name}'")
+        if self.dataplane.graphs.get(name) is not None:
+            raise ConflictError(f"an inference graph is already served as '{name}'")
         existed = name in self._deployed
         raw = request.query_params.get("if_revision")
         if raw is not None and not raw.isdigit():

@@ -24,6 +24,7 @@ from nstarx_jupyter.protocol.inference import InferenceRequest, InferenceRespons
 from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
 from nstarx_jupyter.runtimes.base import Tensors
 from nstarx_jupyter.serving.auditing import CallAudit
+from nstarx_jupyter.serving.graphs import GraphHost
 from nstarx_jupyter.serving.pipelines import PIPELINE_VERSION, PipelineHost
 from nstarx_jupyter.serving.repository import LoadedModel, ModelRepository, ModelState
 from nstarx_jupyter.serving.settings import registry_models
@@ -111,6 +112,8 @@ class DataPlane:
         self._background: set[asyncio.Task[None]] = set()
         self.pipelines = PipelineHost(self)
         """Pipelines served next to the models (their model nodes call back into this plane)."""
+        self.graphs = GraphHost(self)
+        """KServe InferenceGraphs served next to the models (`nstarx apply -f`)."""
         self.draining = False
         """Set when the server is asked to stop: readiness answers not ready while requests are
         still served, so load balancers stop sending before the port closes."""

@@ -258,14 +258,8 @@ class InferenceApp:
             return
         started = time.perf_counter()
         call = _Call()
-        if kind == "v2":
-            answer = self._v2(name, version, scope, receive, call)
-        elif kind == "v1":
-            answer = self._v1(name, scope, receive, call)
-        else:
-            answer = self._records(name, version, scope, receive, call)
         try:
-            reply = await answer
+            reply = await self._answer(kind, name, version, scope, receive, call)
         except NstarxError as exc:
             reply = _error(exc)
         except Exception:  # request boundary: log the bug, answer 500
@@ -340,6 +334,28 @@ class InferenceApp:
             (b"content-type", b"application/octet-stream"),
             (b"inference-header-content-length", str(json_length).encode()),
         ], served))  # fmt: skip
+
+    def _answer(
+        self, kind: str, name: str, version: str | None, scope: Scope, receive: Receive,
+        call: _Call,
+    ) -> Awaitable[_Reply]:  # fmt: skip
+        """The handler's answer for this path: a graph's name takes every inference path."""
+        if version is None and self.dataplane.graphs.get(name) is not None:
+            return self._graph(name, scope, receive, call)
+        if kind == "v2":
+            return self._v2(name, version, scope, receive, call)
+        if kind == "v1":
+            return self._v1(name, scope, receive, call)
+        return self._records(name, version, scope, receive, call)
+
+    async def _graph(self, name: str, scope: Scope, receive: Receive, call: _Call) -> _Reply:
+        """An InferenceGraph: the body goes to its root node as it came, whatever the path."""
+        with self.dataplane.counting_rejections(name, None, "graph"):
+            self._authorize(name, scope["headers"], call)
+            body = await read_body(receive, scope["headers"], self.max_body_bytes, self.budget)
+            call.held = len(body)
+        status, answer = await self.dataplane.graphs.route(name, body)
+        return _Reply(answer, status)
 
     async def _v1(self, name: str, scope: Scope, receive: Receive, call: _Call) -> _Reply:
         with self.dataplane.counting_rejections(name, None, "v1"):

@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 from nstarx_jupyter import __version__
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.pipelines import PipelineSpec
+from nstarx_jupyter.pipelines.inference_graph import GraphSpec
 from nstarx_jupyter.serving import bodies as b
 from nstarx_jupyter.serving.security_api import PREFIX
 
@@ -151,6 +152,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                                        also=(201,)),
     ("DELETE", f"{PREFIX}/pipelines/{{name}}"): Operation("Stop a pipeline", "pipelines", None,
                                                           status=204),
+    # KServe InferenceGraphs (`nstarx apply -f`)
+    ("GET", f"{PREFIX}/graphs"): Operation("The inference graphs the caller manages", "graphs",
+                                           b.GraphList),
+    ("GET", f"{PREFIX}/graphs/{{name}}"): Operation("An inference graph", "graphs", b.GraphView),
+    ("PUT", f"{PREFIX}/graphs/{{name}}"): Operation("Serve an inference graph", "graphs",
+                                                    b.GraphView, body=GraphSpec, also=(201,)),
+    ("DELETE", f"{PREFIX}/graphs/{{name}}"): Operation("Stop an inference graph", "graphs", None,
+                                                       status=204),
     # Keys, access rules, audit (admin)
     ("GET", f"{PREFIX}/keys"): Operation("Every API key's record", "security", b.KeyList),
     ("POST", f"{PREFIX}/keys"): Operation("Mint an API key", "security", b.KeyCreated,

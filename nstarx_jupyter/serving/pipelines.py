@@ -114,6 +114,8 @@ class PipelineHost:
         repository = self.dataplane.repository
         if name in repository.names():
             raise ConflictError(f"a model is already served as '{name}'")
+        if self.dataplane.graphs.get(name) is not None:
+            raise ConflictError(f"an inference graph is already served as '{name}'")
         served_as = _own_models(spec)
         executor = PipelineExecutor(spec, ServerModels(self.dataplane, served_as))
         missing = [uri for uri in _deployments(spec) if uri.removeprefix(DEPLOYMENT)

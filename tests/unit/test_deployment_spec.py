@@ -30,8 +30,8 @@ def test_defaults_give_our_runtime_and_an_inference_service_with_the_mode() -> N
     runtime, isvc = list(yaml.safe_load_all(text))
     assert runtime["kind"] == "ServingRuntime"
     assert runtime["metadata"]["name"] == "nstarx"
-    assert runtime["spec"]["containers"][0]["args"][:3] == ["serve", "--model",
-                                                            "{{.Name}}=/mnt/models"]  # fmt: skip
+    assert runtime["spec"]["containers"][0]["args"][:3] == [
+        "serve", "--model_name={{.Name}}", "--model_dir=/mnt/models"]  # fmt: skip
     assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
     assert isvc["metadata"]["annotations"][MODE_ANNOTATION] == "Standard"
     model = isvc["spec"]["predictor"]["model"]

@@ -1,0 +1,113 @@
+"""KServe InferenceGraphs served next to the models, at every inference path of the graph's name.
+
+KServe's router answers a graph at its own URL, whatever the path, passing the request body to
+the steps as it came; here a graph answers `POST /v1/models/NAME:predict`, `/v1/models/NAME/predict`
+and `/v2/models/NAME/infer` the same way (`GraphRouter`). Each `serviceName` step calls that
+deployment through the data plane, at the protocol KServe's controller would pick: V1
+`:predict` or V2 `/infer`; a failing call answers the step with the status and `{"error": ...}`
+body the REST endpoint would send, so `Soft` and `Hard` dependencies behave as on a cluster.
+
+The control API's routes for them are in `graph_api.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from nstarx_jupyter.errors import ConflictError, NotFoundError, NstarxError
+from nstarx_jupyter.pipelines.inference_graph import GraphRouter
+from nstarx_jupyter.protocol import v1, v2
+from nstarx_jupyter.serving.http_errors import STATUS
+
+if TYPE_CHECKING:
+    from nstarx_jupyter.pipelines.inference_graph import GraphSpec
+    from nstarx_jupyter.serving.dataplane import DataPlane
+
+__all__ = ["GRAPH_VERSION", "GraphHost"]
+GRAPH_VERSION = "1"
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_KINDS = {status: kind.value.lower() for kind, status in STATUS.items()}
+"""A failed answer's status as the metrics' status label (a model's failures use the kind)."""
+
+
+class GraphHost:
+    """The graphs this server answers, by name."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+        self._routers: dict[str, GraphRouter] = {}
+        self._created: dict[str, float] = {}
+
+    def names(self) -> list[str]:
+        """The served graphs' names."""
+        return sorted(self._routers)
+
+    def get(self, name: str) -> GraphRouter | None:
+        """A served graph's router, or None."""
+        return self._routers.get(name)
+
+    def put(self, spec: GraphSpec) -> GraphRouter:
+        """Serve `spec` (replacing a graph of that name).
+
+        Raises:
+            InvalidInputError: the graph cannot run here (the message names the field).
+            ConflictError: a model or a pipeline is served under the graph's name.
+        """
+        name = spec.name
+        if name in self.dataplane.repository.names() or self.dataplane.pipelines.get(name):
+            raise ConflictError(f"a model or pipeline is already served as '{name}'")
+        router = GraphRouter(spec, self.call)
+        self._routers[name] = router
+        if spec.auth:
+            self.dataplane.guard.public.discard(name)
+        else:  # as an InferenceService without the annotation: open to every caller
+            self.dataplane.guard.public.add(name)
+        self._created[name] = time.time()
+        return router
+
+    def delete(self, name: str) -> None:
+        """Stop serving a graph."""
+        if self._routers.pop(name, None) is None:
+            raise NotFoundError(f"no inference graph '{name}'")
+        self.dataplane.guard.public.discard(name)
+        self._created.pop(name, None)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """Name, endpoint, the services it calls, and the spec."""
+        router = self._routers.get(name)
+        if router is None:
+            raise NotFoundError(f"no inference graph '{name}'")
+        return {"name": name, "url": f"/v1/models/{name}:predict",
+                "services": router.spec.services(), "created": self._created[name],
+                "spec": router.spec.model_dump(mode="json", exclude_defaults=True)}  # fmt: skip
+
+    async def route(self, name: str, body: bytes) -> tuple[int, bytes]:
+        """One request through graph `name`: the status and body KServe's router would send."""
+        router = self._routers.get(name)
+        if router is None:
+            raise NotFoundError(f"no inference graph '{name}'")
+        started = time.perf_counter()
+        status, answer = await router.route(body)
+        outcome = "ok" if 200 <= status <= 299 else _KINDS.get(status, "internal")
+        seconds = time.perf_counter() - started
+        self.dataplane.metrics.observe_request(name, GRAPH_VERSION, "graph", outcome, seconds)
+        return status, answer
+
+    async def call(self, service: str, protocol: str, body: bytes) -> tuple[int, bytes]:
+        """A step's call of deployment `service`, answered as its REST endpoint would answer."""
+        try:
+            if protocol == "v2":
+                request = v2.decode_request(body)
+                response, _ = await self.dataplane.infer(service, None, request, "v2-rest")
+                content, _ = v2.encode_response(response, request)
+                return 200, content
+            doc = v2.loads(body)
+            served = await self.dataplane.predict(
+                service, None, "v1", lambda signature: v1.decode_instances(doc, signature)
+            )
+            return 200, orjson.dumps(v1.encode_predictions(served.outputs), option=_NUMPY)
+        except NstarxError as exc:
+            return STATUS[exc.kind], orjson.dumps({"error": exc.message})

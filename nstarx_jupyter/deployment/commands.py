@@ -91,6 +91,9 @@ def _apply(args: argparse.Namespace, backend: Backend) -> list[str]:
 
 
 def _delete(args: argparse.Namespace, backend: Backend) -> list[str]:
+    if isinstance(backend, LocalBackend) and args.name in {g["name"] for g in backend.graphs()}:
+        backend.delete_graph(args.name)
+        return [f"deleted inferencegraph {args.name}"]
     backend.delete(args.name)
     return [f"deleted {args.name}"]
 

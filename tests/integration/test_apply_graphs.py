@@ -139,6 +139,14 @@ spec:
     answer = _predict(backend, "model-chainer", {"instances": ROWS[:1]})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"predictions": _classes(models["a"], ROWS[:1])}
+    # `nstarx delete NAME` takes a graph down too (its services stay)
+    deleted = subprocess.run([sys.executable, "-m", "nstarx_jupyter.cli", "delete",
+                              "model-chainer"], capture_output=True, text=True, timeout=60,
+                             check=False)  # fmt: skip
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.strip() == "deleted inferencegraph model-chainer"
+    assert backend.graphs() == []
+    assert [d.name for d in backend.deployments()] == ["iris-a", "iris-b"]
 
 
 def test_a_switch_graph_takes_the_first_step_whose_condition_holds(

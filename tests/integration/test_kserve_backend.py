@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from nstarx_jupyter.client.inference import InferenceClient
+from nstarx_jupyter.deployment import kserve_backend
 from nstarx_jupyter.deployment.kserve_backend import STABLE_ANNOTATION, KServeBackend
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
@@ -93,6 +94,55 @@ def test_the_context_and_its_namespace_come_from_kubeconfig(
         backend.close()
     with pytest.raises(InvalidInputError, match=r"no context 'elsewhere'.*nstarx-test"):
         KServeBackend(context="elsewhere")
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(kube_cluster.kubeconfig.parent / "no-home"))
+    with pytest.raises(UnavailableError, match="no Kubernetes cluster configured: set KUBECONFIG"):
+        KServeBackend()
+
+
+def test_a_cluster_without_kserve_says_so(
+    backend: KServeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same API server, asked for a group it does not serve: as if KServe's CRDs were missing.
+    monkeypatch.setattr(kserve_backend, "GROUP", "serving.example.io")
+    with pytest.raises(NotFoundError, match=r"no InferenceService resource .*is KServe installed"):
+        backend.apply(iris())
+    with pytest.raises(NotFoundError, match="is KServe installed"):
+        backend.deployments()
+
+
+def test_every_inference_service_is_listed_even_one_nstarx_cannot_run(
+    backend: KServeBackend, kube_cluster: Cluster, controller: FakeController
+) -> None:
+    backend.apply(iris())
+    by_hand = {"apiVersion": f"{GROUP}/v1beta1", "kind": "InferenceService",
+               "metadata": {"name": "other"},
+               "spec": {"predictor": {"sklearn": {"storageUri": V2}}, "transformer": {
+                   "containers": [{"name": "t", "image": "t:1"}]}}}  # fmt: skip
+    with kube_cluster.http() as http:
+        answer = http.patch(
+            f"/apis/{GROUP}/v1beta1/namespaces/{backend.namespace}/inferenceservices/other",
+            params={"fieldManager": "kubectl"}, content=json.dumps(by_hand),
+            headers={"Content-Type": "application/apply-patch+yaml"})  # fmt: skip
+        answer.raise_for_status()
+    controller.ready("other", "http://other.example")
+    listed = {d.name: d for d in backend.deployments()}
+    assert sorted(listed) == ["iris", "other"]
+    assert listed["other"].status == "Ready"
+    assert listed["other"].url == "http://other.example/v1/models/other"
+    assert listed["iris"].status == "Unknown"
+
+
+def test_a_scaled_to_zero_deployment_is_idle(
+    backend: KServeBackend, controller: FakeController
+) -> None:
+    backend.apply(iris(min_replicas=0, deployment_mode="Knative"))
+    controller.ready("iris", "http://iris.example")
+    assert backend.describe("iris").status == "Ready"
+    copies = {"failedCopies": 0, "totalCopies": 0}  # KServe counts the ready pods here
+    controller.write("iris", {"modelStatus": {"transitionStatus": "UpToDate", "copies": copies}})
+    assert backend.describe("iris").status == "Idle"
 
 
 def test_a_spec_the_api_server_refuses_comes_back_as_one_line_naming_the_fields(

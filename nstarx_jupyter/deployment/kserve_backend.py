@@ -135,7 +135,7 @@ class KServeBackend:
                 "InferenceService per variant; apply that with apply_manifests (to_kserve() "
                 "writes it), the KServe backend does not manage graphs as one deployment yet"
             )
-        current = self._read(spec.name, missing_ok=True)
+        current = self._read(spec.name, missing_ok=True, namespace=spec.namespace)
         isvc = docs[-1]
         if if_revision is not None:
             seen = _check_revision(spec.name, current, if_revision)
@@ -200,7 +200,7 @@ class KServeBackend:
         name = doc["metadata"]["name"]
         common = {"body": doc, "field_manager": FIELD_MANAGER, "force": False,
                   "_content_type": _APPLY}  # fmt: skip
-        with self._errors(doc["kind"], name):
+        with self._errors(doc["kind"], name, doc["metadata"].get("namespace")):
             if namespaced:
                 where: tuple[str, ...] = (GROUP, version, doc["metadata"].setdefault(
                     "namespace", self.namespace), plural, name)  # fmt: skip
@@ -241,11 +241,14 @@ class KServeBackend:
                 GROUP, "v1beta1", self.namespace, "inferenceservices", name
             )
 
-    def _read(self, name: str, *, missing_ok: bool = False) -> dict[str, Any] | None:
+    def _read(
+        self, name: str, *, missing_ok: bool = False, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        namespace = namespace or self.namespace
         try:
-            with self._errors("InferenceService", name):
+            with self._errors("InferenceService", name, namespace):
                 found = self._objects.get_namespaced_custom_object(
-                    GROUP, "v1beta1", self.namespace, "inferenceservices", name
+                    GROUP, "v1beta1", namespace, "inferenceservices", name
                 )
         except NotFoundError as exc:
             if missing_ok and not isinstance(exc, _NoKServeError):
@@ -419,13 +422,13 @@ class KServeBackend:
     # -- errors --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _errors(self, kind: str, name: str | None) -> Iterator[None]:
+    def _errors(self, kind: str, name: str | None, namespace: str | None = None) -> Iterator[None]:
         """Kubernetes API answers as the package's errors, each one line."""
         exceptions = self._k8s.client.exceptions
         try:
             yield
         except exceptions.ApiException as exc:
-            raise _api_error(exc, kind, name, self.namespace) from None
+            raise _api_error(exc, kind, name, namespace or self.namespace) from None
         except (OSError, self._urllib3_errors()) as exc:
             host = self.api_client.configuration.host
             raise UnavailableError(f"cannot reach the Kubernetes API at {host}: {exc}") from None
@@ -466,6 +469,8 @@ def _api_error(exc: Any, kind: str, name: str | None, namespace: str) -> NstarxE
                 f"the cluster has no {kind} resource ({GROUP}): is KServe installed? "
                 f"(kubectl get crd {_KINDS.get(kind, ('', kind.lower() + 's'))[1]}.{GROUP})"
             )
+        if details.get("kind") == "namespaces":
+            return NotFoundError(f"no namespace '{details['name']}' on this cluster")
         return NotFoundError(f"no {what} in namespace '{namespace}'")
     return _http_error(code, f"{what}: {message or exc.reason}")
 

@@ -80,6 +80,9 @@ def test_an_applied_spec_is_accepted_by_the_api_server_and_reads_back_as_the_sam
     # Applying the same spec again changes nothing: still revision 1.
     assert backend.apply(spec).revision == 1
     assert [d.name for d in backend.deployments()] == ["iris"]
+    # Another namespace, per call through the spec.
+    with pytest.raises(NotFoundError, match="no namespace 'elsewhere' on this cluster"):
+        backend.apply(spec.replace(namespace="elsewhere"))
 
 
 def test_the_context_and_its_namespace_come_from_kubeconfig(

@@ -271,8 +271,13 @@ class FakeController:
             )  # fmt: skip
             answer.raise_for_status()
 
-    def conditions(self, name: str, **states: str | tuple[str, str, str]) -> None:
-        """Set conditions: `Ready="True"` or `PredictorReady=("False", reason, message)`."""
+    def conditions(
+        self, name: str, extra: dict[str, Any] | None = None, **states: str | tuple[str, str, str]
+    ) -> None:
+        """Set conditions: `Ready="True"` or `PredictorReady=("False", reason, message)`.
+
+        `extra` goes into the same status update (KServe writes one status per reconcile).
+        """
         generation = self.get(name)["metadata"]["generation"]
         rows = []
         for kind in ("PredictorConfigurationReady", "PredictorRouteReady", "PredictorReady",
@@ -283,7 +288,7 @@ class FakeController:
             if reason:
                 row.update(reason=reason, message=message)
             rows.append(row)
-        self.write(name, {"observedGeneration": generation, "conditions": rows})
+        self.write(name, {"observedGeneration": generation, "conditions": rows, **(extra or {})})
 
     def ready(self, name: str, url: str, *, canary_percent: int | None = None) -> None:
         """All conditions True, the URL, and the traffic of the current generation."""
@@ -295,12 +300,12 @@ class FakeController:
             traffic = [{"revisionName": latest, "latestRevision": True, "percent": canary_percent},
                        {"revisionName": f"{name}-predictor-{generation - 1:05d}", "tag": "prev",
                         "latestRevision": False, "percent": 100 - canary_percent}]  # fmt: skip
-        self.conditions(name, **dict.fromkeys(
+        extra = {"url": url, "components": {"predictor": {
+            "url": url, "latestCreatedRevision": latest, "latestReadyRevision": latest,
+            "traffic": traffic}}}  # fmt: skip
+        self.conditions(name, extra, **dict.fromkeys(
             ("PredictorConfigurationReady", "PredictorRouteReady", "PredictorReady",
              "IngressReady", "Ready"), "True"))  # fmt: skip
-        self.write(name, {"url": url, "components": {"predictor": {
-            "url": url, "latestCreatedRevision": latest, "latestReadyRevision": latest,
-            "traffic": traffic}}})  # fmt: skip
 
 
 # -- fixtures (import them into a test module) ---------------------------------------------------

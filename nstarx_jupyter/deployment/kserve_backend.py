@@ -314,18 +314,30 @@ class KServeBackend:
         )  # fmt: skip
         try:
             with self._errors("InferenceService", name):
-                for event in stream:
+                for event in self._expired_is_the_end(stream):
                     kind, found = event["type"], event["object"]
                     if kind == "DELETED":
                         raise NotFoundError(f"InferenceService '{name}' was deleted meanwhile")
                     if kind in ("ADDED", "MODIFIED"):
                         return dict(found), found["metadata"]["resourceVersion"]
-                    break  # ERROR (410 Gone: the version expired): read it again
+                    break  # another ERROR event: read it again
         finally:
             watcher.stop()
         current = self._read(name)
         assert current is not None  # noqa: S101 - _read raises unless missing_ok
         return current, current["metadata"]["resourceVersion"]
+
+    def _expired_is_the_end(self, stream: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The watch's events, ending quietly at 410 Gone (the version left the watch cache).
+
+        The client raises that ERROR event as an exception; the caller then reads the object
+        again and watches from its new version.
+        """
+        try:
+            yield from stream
+        except self._k8s.client.exceptions.ApiException as exc:
+            if exc.status != 410:
+                raise
 
     # -- events ------------------------------------------------------------------------------
 

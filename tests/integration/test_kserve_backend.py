@@ -244,6 +244,20 @@ def test_watch_times_out_naming_the_stage_it_waited_for_and_the_last_conditions(
     assert "PredictorReady=Unknown (RevisionMissing)" in message
 
 
+def test_a_watch_from_an_expired_version_reads_the_object_again(
+    backend: KServeBackend, controller: FakeController
+) -> None:
+    backend.apply(iris())
+    controller.ready("iris", "http://iris.example")
+    # Resource version 1 is older than the API server's watch cache: it answers 410 Gone as an
+    # ERROR event; the backend reads the object again instead of failing or spinning.
+    started = time.monotonic()
+    found, version = backend._next_change("iris", "1", remaining_s=10)
+    assert time.monotonic() - started < 2
+    assert found["status"]["url"] == "http://iris.example"
+    assert version == controller.get("iris")["metadata"]["resourceVersion"]
+
+
 def test_a_status_of_an_older_generation_is_not_taken_for_the_new_one(
     backend: KServeBackend, controller: FakeController
 ) -> None:

@@ -85,6 +85,53 @@ def test_an_applied_spec_is_accepted_by_the_api_server_and_reads_back_as_the_sam
         backend.apply(spec.replace(namespace="elsewhere"))
 
 
+SPECS = {
+    "batching, resources, Knative scale to zero": {
+        "deployment_mode": "Knative", "min_replicas": 0, "max_replicas": 4,
+        "container_concurrency": 8, "timeout_s": 30,
+        "batching": {"max_batch_size": 16, "max_latency_ms": 10, "timeout_s": 5},
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2"}}},
+    "a canary": {"canary_traffic_percent": 10, "deployment_mode": "Knative"},
+    "auth, options, labels, annotations": {
+        "auth": True, "options": {"feature_names": ["a", "b"]}, "labels": {"team": "ml"},
+        "annotations": {"example.com/owner": "me"}},
+    "KServe's own runtime, V1": {"runtime": "kserve-sklearnserver", "protocol_version": "v1",
+                                 "model_format_version": "1"},
+    "an A/B split (an InferenceGraph)": {"traffic": {
+        "variants": [{"name": "b", "storage_uri": V2}], "split": {"primary": 70, "b": 30}}},
+}  # fmt: skip
+
+
+PATHS = {"InferenceService": ("v1beta1", "inferenceservices"),
+         "ServingRuntime": ("v1alpha1", "servingruntimes"),
+         "InferenceGraph": ("v1alpha1", "inferencegraphs")}  # fmt: skip
+
+
+def _contained(sent: Any, stored: Any, where: str = "") -> list[str]:
+    """Where `stored` lacks or changed what was `sent` (server defaults may add fields)."""
+    if isinstance(sent, dict) and isinstance(stored, dict):
+        return [problem for key, value in sent.items()
+                for problem in _contained(value, stored.get(key), f"{where}.{key}")]  # fmt: skip
+    return [] if sent == stored else [f"{where}: sent {sent!r}, stored {stored!r}"]
+
+
+@pytest.mark.parametrize("fields", SPECS.values(), ids=list(SPECS))
+def test_every_manifest_to_kserve_makes_is_stored_as_sent_by_the_api_server(
+    backend: KServeBackend, kube_cluster: Cluster, fields: dict[str, Any]
+) -> None:
+    docs = list(yaml.safe_load_all(iris(namespace=backend.namespace, **fields).to_kserve()))
+    lines = backend.apply_manifests(docs)
+    assert lines == [f"{doc['kind']}/{doc['metadata']['name']} applied" for doc in docs]
+    with kube_cluster.http() as http:
+        for doc in docs:
+            version, plural = PATHS[doc["kind"]]
+            stored = http.get(f"/apis/{GROUP}/{version}/namespaces/{backend.namespace}/"
+                              f"{plural}/{doc['metadata']['name']}").json()  # fmt: skip
+            # Nothing pruned: the API server drops fields its schema does not know, silently.
+            assert _contained(doc["spec"], stored["spec"]) == []
+            assert _contained(doc["metadata"], stored["metadata"]) == []
+
+
 def test_the_context_and_its_namespace_come_from_kubeconfig(
     kube_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:

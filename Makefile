@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-EXTRAS ?= dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook
+EXTRAS ?= dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve
 # The CPU build of torch that these machines keep on disk; a bare `torch` pulls a CUDA build.
 TORCH_PIN ?= torch==2.13.0
 # jupyter lab refuses to start as root without --allow-root (containers, CI images).

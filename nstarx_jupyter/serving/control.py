@@ -395,8 +395,13 @@ class ControlPlane:
         return [*routes, rest]
 
     def metrics(self, name: str, window_s: float) -> dict[str, Any]:
-        """Requests, rate, errors and exact latency percentiles over the last `window_s` s."""
-        self._get(name)
+        """Requests, rate, errors and exact latency percentiles over the last `window_s` s.
+
+        Of a deployment, or of a model served from the command line (`--model`), as the nstarx
+        runtime serves its one model in a KServe pod.
+        """
+        if name not in self.repository.names():
+            self._get(name)
         if not 0 < window_s <= 300:
             raise InvalidInputError("window_s: between 0 and 300 seconds")
         window = self.repository.metrics.windows.get(name)

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 from typing import Any
 
 import pytest
 
 from nstarx_jupyter.deployment.backend import Backend
+from nstarx_jupyter.deployment.kserve_backend import KServeBackend
 from nstarx_jupyter.deployment.local import LocalBackend
 
 
 def _backends() -> list[type[Any]]:
-    """The implementations to check: the local one, and the KServe one once it exists here."""
-    found: list[type[Any]] = [LocalBackend]
-    if importlib.util.find_spec("nstarx_jupyter.deployment.kserve_backend") is not None:
-        from nstarx_jupyter.deployment import kserve_backend  # type: ignore[attr-defined,unused-ignore]
-
-        found.append(kserve_backend.KServeBackend)
-    return found
+    """The implementations to check: the local one, and the KServe one."""
+    return [LocalBackend, KServeBackend]
 
 
 PROTOCOL_METHODS = sorted(

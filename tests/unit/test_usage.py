@@ -1,0 +1,149 @@
+"""Cost arithmetic against figures worked out by hand, the price table, the rollup store, no GPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from typing import TYPE_CHECKING
+
+import pytest
+
+from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.monitoring.cost import (
+    DEFAULT_PRICES,
+    Prices,
+    Usage,
+    cost_of,
+    load_prices,
+    requested_usage,
+    save_prices,
+)
+from nstarx_jupyter.serving import trends
+from nstarx_jupyter.serving.trends import KEEP_S, Rollup, TrendStore
+from nstarx_jupyter.serving.usage import GpuProbe, ProcessFigures, process_figures
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+DAY_S = 86400
+
+
+def test_cost_is_each_resources_hours_times_its_price() -> None:
+    """10 min; 90 CPU-s; 2 GB held throughout; 1,200 predictions; default prices."""
+    cost = cost_of(Usage(window_s=600, requests=1200, cpu_s=90, memory_gb_s=2 * 600))
+    cpu = 90 / 3600 * 0.04048  # 0.001012 USD
+    memory = 2 * 600 / 3600 * 0.004445  # 0.00148167 USD
+    assert cost.cpu_cost == pytest.approx(0.001012)
+    assert cost.memory_cost == pytest.approx(0.0014816667)
+    assert cost.total == pytest.approx(cpu + memory)
+    assert cost.per_1000 == pytest.approx((cpu + memory) / 1.2)
+    assert cost.per_day == pytest.approx((cpu + memory) * 144)  # 144 ten-minute windows a day
+    assert cost.currency == "USD"
+
+
+def test_an_empty_window_has_no_rate_and_no_predictions_no_cost_per_1000() -> None:
+    idle = cost_of(Usage(window_s=60, requests=0, cpu_s=0.5))
+    assert idle.per_1000 is None
+    assert idle.per_day == pytest.approx(0.5 / 3600 * 0.04048 * 1440)
+    assert cost_of(Usage(window_s=0, requests=0, cpu_s=0)).per_day is None
+
+
+def test_a_kserve_deployment_is_priced_from_its_requested_resources() -> None:
+    """Two replicas of 1.5 cores, 4 GB and one GPU for an hour, 7,200 predictions."""
+    usage = requested_usage(cpu_cores=1.5, memory_gb=4, gpus=1, replicas=2, window_s=3600,
+                            requests=7200)  # fmt: skip
+    cost = cost_of(usage)
+    by_hand = 2 * (1.5 * 0.04048 + 4 * 0.004445 + 1 * 0.526)  # USD an hour: 1.209
+    assert cost.total == pytest.approx(1.209)
+    assert cost.total == pytest.approx(by_hand)
+    assert cost.per_day == pytest.approx(by_hand * 24)
+    assert cost.per_1000 == pytest.approx(by_hand / 7.2)
+    with pytest.raises(InvalidInputError):
+        requested_usage(cpu_cores=-1, memory_gb=1)
+
+
+def test_prices_default_to_the_named_public_rates_and_the_users_file_wins(
+    nstarx_home: Path,
+) -> None:
+    assert load_prices() == DEFAULT_PRICES
+    assert "aws.amazon.com/fargate/pricing" in DEFAULT_PRICES.source
+    mine = Prices.parse({"cpu_hour": 0.1, "currency": "EUR"})
+    assert mine.gb_hour == DEFAULT_PRICES.gb_hour
+    assert mine.source == "set by the user"
+    save_prices(mine)
+    assert (nstarx_home / "prices.json").exists()
+    assert load_prices() == mine
+    assert cost_of(Usage(3600, 1, 3600), mine).total == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [[], {"cpu_hour": -1}, {"cpu_hour": True}, {"cpu_hour": "1"}, {"gpu_hour": float("nan")},
+     {"currency": ""}, {"tax": 0.2}],
+)  # fmt: skip
+def test_a_price_table_that_makes_no_sense_is_refused(doc: object) -> None:
+    with pytest.raises(InvalidInputError):
+        Prices.parse(doc)
+
+
+def _row(name: str, minute: int, requests: int = 10) -> Rollup:
+    return Rollup(name, minute, requests, 1, 2.0, 5.0, 9.0, 0.25, 100_000_000, 0.001)
+
+
+def test_rollups_are_read_back_oldest_first_with_an_empty_drift_column(tmp_path: Path) -> None:
+    store = TrendStore(tmp_path / "trends.sqlite3", clock=lambda: 10 * DAY_S)
+    store.write([_row("iris", 10 * DAY_S - 60), _row("iris", 10 * DAY_S - 120, 7),
+                 _row("other", 10 * DAY_S - 60)])  # fmt: skip
+    rows = store.read("iris", 0)
+    assert [row.minute for row in rows] == [10 * DAY_S - 120, 10 * DAY_S - 60]
+    assert rows[0].requests == 7
+    assert rows[0].drift is None
+    assert rows[0].to_json()["t"] == 10 * DAY_S - 120
+    mode = sqlite3.connect(tmp_path / "trends.sqlite3").execute("PRAGMA journal_mode").fetchone()
+    assert mode == ("wal",)
+    store.close()
+
+
+def test_rollups_older_than_thirty_days_are_pruned(tmp_path: Path) -> None:
+    now = [40.0 * DAY_S]
+    store = TrendStore(tmp_path / "trends.sqlite3", clock=lambda: now[0])
+    start = int(now[0])
+    assert store.write([_row("iris", start), _row("iris", start + 60)]) == 0
+    now[0] = start + KEEP_S + 30.0  # 30 days and 30 s later: the first minute is out
+    assert store.write([_row("iris", int(now[0]))]) == 1
+    assert [row.minute for row in store.read("iris", 0)] == [start + 60, int(now[0])]
+    store.close()
+
+
+def test_a_write_that_fails_midway_leaves_no_row_of_it(tmp_path: Path) -> None:
+    store = TrendStore(tmp_path / "trends.sqlite3", clock=lambda: 600.0)
+    broken = dataclasses.replace(_row("iris", 120), requests=None)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.write([_row("iris", 60), broken])
+    assert store.read("iris", 0) == []
+    store.write([_row("iris", 60)])
+    assert len(store.read("iris", 0)) == 1
+    store.close()
+
+
+def test_the_store_columns_are_the_rollup_fields_in_order() -> None:
+    names = [field.name for field in dataclasses.fields(Rollup)]
+    assert trends._COLUMNS.split(", ") == names
+
+
+def test_without_nvml_or_a_gpu_the_probe_says_why_and_reports_nothing() -> None:
+    probe = GpuProbe()  # no nvidia-ml-py on this machine, and no GPU
+    assert not probe.available
+    assert "NVML" in probe.reason
+    assert probe.devices() == []
+    assert probe.memory_by_pid() == {}
+    missing = GpuProbe("nstarx_no_such_nvml")
+    assert "not installed" in missing.reason
+
+
+def test_this_process_figures_come_from_proc() -> None:
+    figures = process_figures()
+    assert figures.rss_bytes > 10_000_000
+    assert figures.threads >= 1
+    assert figures.cpu_s > 0
+    assert process_figures(2**22 + 12345) == ProcessFigures()  # no such process: zeros

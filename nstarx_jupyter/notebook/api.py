@@ -20,6 +20,7 @@ from nstarx_jupyter.deployment.sources import spec_for, storage_uri_of
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.notebook.rollout import RolloutMixin
+from nstarx_jupyter.notebook.usage import UsageMixin
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -235,7 +236,7 @@ def _switch(backend: LocalBackend, name: str, staged: str | None, uri: str) -> b
     return True
 
 
-class Deployment(RolloutMixin):
+class Deployment(RolloutMixin, UsageMixin):
     """A running deployment: status, endpoint, predictions, rollouts, KServe YAML, deletion."""
 
     def __init__(self, name: str, backend: LocalBackend | None = None) -> None:

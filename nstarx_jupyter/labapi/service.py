@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.config import nstarx_home
 from nstarx_jupyter.deployment.local import LocalBackend
-from nstarx_jupyter.errors import NotFoundError, NstarxError
+from nstarx_jupyter.errors import InvalidInputError, NotFoundError, NstarxError
 from nstarx_jupyter.labapi import views
 from nstarx_jupyter.labapi.models import (
     DeploymentInfo,
@@ -31,6 +31,7 @@ from nstarx_jupyter.labapi.models import (
     ServerInfo,
     Snippets,
     TrafficChange,
+    Trend,
 )
 from nstarx_jupyter.labapi.pipelines import PipelineService
 from nstarx_jupyter.labapi.scopes import lab_scopes
@@ -47,6 +48,10 @@ log = logging.getLogger(__name__)
 
 METRICS_WINDOW_S = 10.0
 """The window of each deployment's figures (the sidebar polls every few seconds)."""
+COST_WINDOW_S = 3600.0
+"""The window of the sidebar's cost figures (per 1,000 predictions, per day)."""
+TREND_SINCE_S = {"hour": 3600.0, "day": 86400.0}
+"""The sparklines' toggle: the last hour or day of per-minute rollups."""
 
 
 class LabService:
@@ -193,7 +198,9 @@ class LabService:
         name = str(described["name"])
         figures, per_arm = MetricsSample(), None
         with contextlib.suppress(NstarxError):  # figures are a nicety: a status still shows
-            figures = views.metrics_sample(self.backend.metrics(name, METRICS_WINDOW_S))
+            answer = self.backend.metrics(name, METRICS_WINDOW_S)
+            figures = views.metrics_sample(answer)
+            figures = views.with_usage(figures, answer, self._cost(name))
             if len((described.get("traffic") or {}).get("split") or []) > 1:
                 per_arm = views.arm_metrics(self.backend.variants(name, METRICS_WINDOW_S))
         return views.deployment_info(described, server_url, figures, per_arm)
@@ -245,3 +252,18 @@ class LabService:
         record = key_store().revoke(key_id)
         audit_local("keys.revoke")
         return views.key_info(record.public())
+
+    # -- resource use, cost, trends (issue 19) ---------------------------------------------------
+
+    def _cost(self, name: str) -> dict[str, Any] | None:
+        """The control API's cost of the last hour (None when it cannot say)."""
+        try:
+            return self.backend.cost(name, COST_WINDOW_S)
+        except NstarxError:
+            return None
+
+    def trend(self, name: str, since: str) -> Trend:
+        """A deployment's per-minute rollups of the last `hour` or `day`, for the sparklines."""
+        if since not in TREND_SINCE_S:
+            raise InvalidInputError(f"since: 'hour' or 'day', not '{since}'")
+        return views.trend(self.backend.history(name, TREND_SINCE_S[since]))

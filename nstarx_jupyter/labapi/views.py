@@ -14,6 +14,8 @@ from nstarx_jupyter.labapi.models import (
     ModelSummary,
     ModelVersionInfo,
     TrafficArm,
+    Trend,
+    TrendPoint,
 )
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "metrics_sample",
     "model_summary",
     "model_version_info",
+    "trend",
+    "with_usage",
 ]
 
 
@@ -158,3 +162,31 @@ def _iso(value: Any) -> str | None:
     if isinstance(value, datetime) and value == value:  # NaT is not equal to itself
         return value.isoformat()
     return None
+
+
+# -- resource use, cost, trends (issue 19) -------------------------------------------------------
+
+
+def with_usage(
+    sample: MetricsSample, figures: dict[str, Any], cost: dict[str, Any] | None
+) -> MetricsSample:
+    """`sample` with the control API's resource figures (`metrics`) and last hour's `cost`."""
+    resources = figures.get("resources") or {}
+    total = (cost or {}).get("total") or {}
+    return sample.model_copy(update={
+        "cpu_s": _number(resources.get("cpu_s")),
+        "rss_bytes": None if resources.get("rss_bytes") is None else int(resources["rss_bytes"]),
+        "cost_per_1000": _number(total.get("per_1000")),
+        "cost_per_day": _number(total.get("per_day")),
+        "currency": total.get("currency"),
+    })  # fmt: skip
+
+
+def trend(history: dict[str, Any]) -> Trend:
+    """The control API's `history` answer as the sparklines' points."""
+    bucket_s = float(history.get("bucket_s") or 60)
+    points = [TrendPoint(t=int(row["t"]), requests=int(row["requests"]),
+                         rps=int(row["requests"]) / bucket_s, p50_ms=_number(row.get("p50_ms")),
+                         p99_ms=_number(row.get("p99_ms")), cost=float(row.get("cost") or 0.0))
+              for row in history.get("rows", [])]  # fmt: skip
+    return Trend(name=str(history["name"]), since_s=float(history["since_s"]), points=points)

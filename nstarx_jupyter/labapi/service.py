@@ -37,6 +37,7 @@ from nstarx_jupyter.labapi.pipelines import PipelineService
 from nstarx_jupyter.labapi.scopes import lab_scopes
 from nstarx_jupyter.notebook.api import Deployment, deploy
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
+from nstarx_jupyter.notebook.usage import USAGE_COST_WINDOW_S
 from nstarx_jupyter.security.home import audit_local, key_store
 
 if TYPE_CHECKING:
@@ -48,8 +49,8 @@ log = logging.getLogger(__name__)
 
 METRICS_WINDOW_S = 10.0
 """The window of each deployment's figures (the sidebar polls every few seconds)."""
-COST_WINDOW_S = 3600.0
-"""The window of the sidebar's cost figures (per 1,000 predictions, per day)."""
+COST_WINDOW_S = USAGE_COST_WINDOW_S
+"""The window of the sidebar's cost figures (per 1,000 predictions, per day): the card's."""
 TREND_SINCE_S = {"hour": 3600.0, "day": 86400.0}
 """The sparklines' toggle: the last hour or day of per-minute rollups."""
 

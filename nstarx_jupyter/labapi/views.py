@@ -17,6 +17,7 @@ from nstarx_jupyter.labapi.models import (
     Trend,
     TrendPoint,
 )
+from nstarx_jupyter.notebook.usage import usage_figures
 
 __all__ = [
     "deployment_info",
@@ -170,16 +171,11 @@ def _iso(value: Any) -> str | None:
 def with_usage(
     sample: MetricsSample, figures: dict[str, Any], cost: dict[str, Any] | None
 ) -> MetricsSample:
-    """`sample` with the control API's resource figures (`metrics`) and last hour's `cost`."""
-    resources = figures.get("resources") or {}
-    total = (cost or {}).get("total") or {}
-    return sample.model_copy(update={
-        "cpu_s": _number(resources.get("cpu_s")),
-        "rss_bytes": None if resources.get("rss_bytes") is None else int(resources["rss_bytes"]),
-        "cost_per_1000": _number(total.get("per_1000")),
-        "cost_per_day": _number(total.get("per_day")),
-        "currency": total.get("currency"),
-    })  # fmt: skip
+    """`sample` with the control API's resource figures (`metrics`) and last hour's `cost`.
+
+    The card's figures (`notebook.usage.usage_figures`), so both show the same numbers.
+    """
+    return MetricsSample.model_validate({**sample.model_dump(), **usage_figures(figures, cost)})
 
 
 def trend(history: dict[str, Any]) -> Trend:

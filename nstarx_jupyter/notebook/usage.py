@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.deployment.local import LocalBackend
 
-__all__ = ["COST_COLUMNS", "HISTORY_COLUMNS", "UsageMixin"]
+__all__ = ["COST_COLUMNS", "HISTORY_COLUMNS", "USAGE_COST_WINDOW_S", "UsageMixin", "usage_figures"]
 
 COST_COLUMNS = ("variant", "version", "requests", "cpu_s", "memory_gb_s", "gpu_s", "total",
                 "per_1000", "per_day", "currency")  # fmt: skip
@@ -24,6 +24,27 @@ COST_COLUMNS = ("variant", "version", "requests", "cpu_s", "memory_gb_s", "gpu_s
 HISTORY_COLUMNS = ("requests", "errors", "p50_ms", "p95_ms", "p99_ms", "cpu_s", "rss_bytes",
                    "cost", "drift")  # fmt: skip
 """The columns of `Deployment.history()` (indexed by the minute, UTC)."""
+
+
+USAGE_COST_WINDOW_S = 3600.0
+"""The window of the card's and the sidebar's cost figures (per 1,000 predictions, per day)."""
+
+
+def usage_figures(metrics: dict[str, Any], cost: dict[str, Any] | None) -> dict[str, Any]:
+    """The card's and the sidebar's usage line from the control API's `metrics` and `cost`.
+
+    Picked, not computed: CPU seconds and memory from `metrics["resources"]`, the cost per 1,000
+    predictions and per day from `cost["total"]` (None where the server gave none).
+    """
+    resources = metrics.get("resources") or {}
+    total = (cost or {}).get("total") or {}
+    return {
+        "cpu_s": resources.get("cpu_s"),
+        "rss_bytes": resources.get("rss_bytes"),
+        "cost_per_1000": total.get("per_1000"),
+        "cost_per_day": total.get("per_day"),
+        "currency": total.get("currency"),
+    }
 
 
 def _seconds(value: float | str) -> float:
@@ -35,6 +56,11 @@ class UsageMixin:
 
     name: str
     backend: LocalBackend
+
+    def usage_figures(self) -> dict[str, Any]:
+        """CPU seconds, memory, and the last hour's cost per 1,000 and per day (the card's line)."""
+        metrics = self.backend.metrics(self.name, 60)
+        return usage_figures(metrics, self.backend.cost(self.name, USAGE_COST_WINDOW_S))
 
     def resources(self) -> dict[str, Any]:
         """CPU seconds, memory, threads (and GPU where there is one) per version, and the server's.

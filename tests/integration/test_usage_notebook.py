@@ -51,6 +51,9 @@ def test_the_notebook_shows_the_control_apis_figures_and_history_survives_a_rest
     assert frame.loc["total", "per_1000"] == doc["total"]["per_1000"]
     assert frame.loc["primary", "requests"] == doc["variants"][0]["requests"]
     assert frame.attrs["prices"]["cpu_hour"] == 1.0
+    card = made.card()  # the card's line: the same two answers, picked, not recomputed
+    assert card.usage["cpu_s"] == backend.metrics("iris", 60)["resources"]["cpu_s"]
+    assert card.usage["cost_per_1000"] == backend.cost("iris", 3600)["total"]["per_1000"]
 
     backend.stop()  # SIGTERM: the server writes the minute it is in before it exits
     history = made.history("1h")  # starts the server again, which reads it back

@@ -6,7 +6,9 @@ import dataclasses
 import sqlite3
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
+import skops.io
 
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.monitoring.cost import (
@@ -19,11 +21,14 @@ from nstarx_jupyter.monitoring.cost import (
     save_prices,
 )
 from nstarx_jupyter.serving import trends
+from nstarx_jupyter.serving.app import ServingConfig, create_app
 from nstarx_jupyter.serving.trends import KEEP_S, Rollup, TrendStore
 from nstarx_jupyter.serving.usage import GpuProbe, ProcessFigures, process_figures
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from sklearn.linear_model import LogisticRegression
 
 DAY_S = 86400
 
@@ -147,3 +152,44 @@ def test_this_process_figures_come_from_proc() -> None:
     assert figures.threads >= 1
     assert figures.cpu_s > 0
     assert process_figures(2**22 + 12345) == ProcessFigures()  # no such process: zeros
+
+
+ADMIN_TOKEN = "usage-admin-token"  # noqa: S105 - a test credential
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+IRIS_BODY = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                         "data": [5.1, 3.5, 1.4, 0.2]}]}  # fmt: skip
+
+
+async def test_during_a_canary_each_variant_has_its_own_cost_and_the_total_adds_up(
+    iris_model: LogisticRegression, nstarx_home: Path, tmp_path: Path
+) -> None:
+    config = ServingConfig(state_dir=tmp_path / "state", security_dir=tmp_path / "security",
+                           audit_dir=tmp_path / "audit", admin_token=ADMIN_TOKEN)  # fmt: skip
+    app = create_app([], config)
+    stable, canary = nstarx_home / "models" / "v1.skops", nstarx_home / "models" / "v2.skops"
+    stable.parent.mkdir(parents=True)
+    skops.io.dump(iris_model, stable)
+    skops.io.dump(iris_model, canary)
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            url = "/nstarx/v1/deployments/fraud"
+            assert (await http.put(url, json={"storage_uri": str(stable)},
+                                   headers=ADMIN)).status_code == 201  # fmt: skip
+            rolled = await http.put(url, headers=ADMIN, json={
+                "storage_uri": str(canary), "canary_traffic_percent": 50})  # fmt: skip
+            assert rolled.status_code == 200, rolled.text
+            for _ in range(40):
+                answer = await http.post("/v2/models/fraud/infer", json=IRIS_BODY, headers=ADMIN)
+                assert answer.status_code == 200, answer.text
+            doc = (await http.get(f"{url}/cost", params={"window_s": 60}, headers=ADMIN)).json()
+            refused = await http.get(f"{url}/cost", params={"window_s": 7200}, headers=ADMIN)
+            scraped = (await http.get("/metrics", headers=ADMIN)).text
+    variants = {row["variant"]: row for row in doc["variants"]}
+    assert set(variants) == {"stable", "canary"}
+    assert all(row["requests"] > 0 for row in variants.values())
+    assert sum(row["requests"] for row in variants.values()) == doc["total"]["requests"] == 40
+    assert doc["total"]["cpu_s"] == pytest.approx(sum(r["cpu_s"] for r in variants.values()))
+    assert doc["total"]["total"] == pytest.approx(sum(r["total"] for r in variants.values()))
+    assert refused.status_code == 400
+    assert 'nstarx_model_cpu_seconds_total{model="fraud"' in scraped

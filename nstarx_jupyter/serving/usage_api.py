@@ -75,6 +75,9 @@ class UsageApi:
         self._names = names
         self.prices: PriceTable | None = None
         """Read from `$NSTARX_HOME/prices.json` on first use; `PUT /prices` replaces it."""
+        self.drift_score: Callable[[str], float | None] | None = None
+        """Set by drift detection: a deployment's drift score now, written into each minute's
+        rollup (the `drift` column stays NULL without it)."""
         self._writer = ThreadPoolExecutor(1, "nstarx-trends")
         self._task: asyncio.Task[None] | None = None
 
@@ -153,9 +156,18 @@ class UsageApi:
             rows.append(Rollup(
                 name, int(minute), int(summary["requests"] or 0), int(summary["errors"] or 0),
                 _ms(summary["p50_ms"]), _ms(summary["p95_ms"]), _ms(summary["p99_ms"]),
-                cpu_s, rss, cost.total,
+                cpu_s, rss, cost.total, self._drift(name),
             ))  # fmt: skip
         return rows
+
+    def _drift(self, name: str) -> float | None:
+        if self.drift_score is None:
+            return None
+        try:
+            return _ms(self.drift_score(name))  # a finite number, or None
+        except Exception:  # another component's code: its failure leaves the column empty
+            log.exception("the drift score of %s failed", name)
+            return None
 
     def history(self, name: str, since_s: float) -> dict[str, Any]:
         """The deployment's rollups of the last `since_s` seconds (at most 30 days)."""

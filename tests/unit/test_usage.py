@@ -21,9 +21,13 @@ from nstarx_jupyter.monitoring.cost import (
     save_prices,
 )
 from nstarx_jupyter.serving import trends
-from nstarx_jupyter.serving.app import ServingConfig, create_app
+from nstarx_jupyter.serving.app import ServingConfig, create_app, make_guard
+from nstarx_jupyter.serving.dataplane import DataPlane
+from nstarx_jupyter.serving.metrics import ServerMetrics
+from nstarx_jupyter.serving.repository import ModelRepository
 from nstarx_jupyter.serving.trends import KEEP_S, Rollup, TrendStore
 from nstarx_jupyter.serving.usage import GpuProbe, ProcessFigures, process_figures
+from nstarx_jupyter.serving.usage_api import UsageApi
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -193,3 +197,15 @@ async def test_during_a_canary_each_variant_has_its_own_cost_and_the_total_adds_
     assert doc["total"]["total"] == pytest.approx(sum(r["total"] for r in variants.values()))
     assert refused.status_code == 400
     assert 'nstarx_model_cpu_seconds_total{model="fraud"' in scraped
+
+
+def test_each_minutes_rollup_takes_the_drift_score_drift_detection_gives(tmp_path: Path) -> None:
+    metrics = ServerMetrics()
+    config = ServingConfig(security_dir=tmp_path / "security", admin_token=ADMIN_TOKEN)
+    dataplane = DataPlane(ModelRepository([], metrics), metrics, make_guard(config))
+    usage = UsageApi(dataplane, tmp_path, lambda name: None, lambda: ["a", "b"])
+    assert [row.drift for row in usage.rollups(0, 60)] == [None, None]  # nobody computes one
+    usage.drift_score = {"a": 0.31, "b": None}.get
+    assert [row.drift for row in usage.rollups(0, 60)] == [0.31, None]
+    usage.drift_score = lambda name: 1 / 0
+    assert [row.drift for row in usage.rollups(0, 60)] == [None, None]  # its failure is logged

@@ -80,6 +80,21 @@ _UPSERT = (
     "p99_ms = excluded.p99_ms, cpu_s = excluded.cpu_s, rss_bytes = excluded.rss_bytes, "
     "cost = excluded.cost, drift = COALESCE(excluded.drift, rollups.drift)"
 )
+_MERGE = (
+    "INSERT INTO rollups (name, minute, requests, errors, p50_ms, p95_ms, p99_ms, cpu_s, "
+    "rss_bytes, cost, drift) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (name, minute) DO UPDATE SET requests = rollups.requests + excluded.requests, "
+    "errors = rollups.errors + excluded.errors, "
+    "p50_ms = CASE WHEN excluded.requests > 0 THEN excluded.p50_ms ELSE rollups.p50_ms END, "
+    "p95_ms = CASE WHEN excluded.requests > 0 THEN excluded.p95_ms ELSE rollups.p95_ms END, "
+    "p99_ms = CASE WHEN excluded.requests > 0 THEN excluded.p99_ms ELSE rollups.p99_ms END, "
+    "cpu_s = rollups.cpu_s + excluded.cpu_s, rss_bytes = MAX(rollups.rss_bytes, "
+    "excluded.rss_bytes), cost = rollups.cost + excluded.cost, "
+    "drift = COALESCE(excluded.drift, rollups.drift)"
+)
+"""A minute that an earlier server process wrote part of (it stopped, this one started in
+the same minute): counts, CPU and cost add up; the percentiles are this process's (they cannot
+be merged) unless it saw no request."""
 _SELECT = (
     "SELECT name, minute, requests, errors, p50_ms, p95_ms, p99_ms, cpu_s, rss_bytes, cost, "
     "drift FROM rollups WHERE name = ? AND minute >= ? AND minute <= ? ORDER BY minute"
@@ -106,9 +121,10 @@ class TrendStore:
         connection.executescript(_SCHEMA)
         return connection
 
-    def write(self, rows: Iterable[Rollup]) -> int:
+    def write(self, rows: Iterable[Rollup], *, merge: bool = False) -> int:
         """Store `rows` (replacing the same deployment's minute) and prune, in one transaction.
 
+        With `merge`, a row already stored for the minute is added to instead (`_MERGE`).
         Returns how many old rows were pruned.
         """
         with self._lock:
@@ -116,7 +132,8 @@ class TrendStore:
                 self._writer = self._connect()
             connection = self._writer
             with connection:  # BEGIN ... COMMIT, or ROLLBACK on any error: all rows or none
-                connection.executemany(_UPSERT, [astuple(row) for row in rows])
+                connection.executemany(_MERGE if merge else _UPSERT,
+                                       [astuple(row) for row in rows])  # fmt: skip
                 pruned = connection.execute(
                     "DELETE FROM rollups WHERE minute < ?", (self.clock() - self.keep_s,)
                 ).rowcount

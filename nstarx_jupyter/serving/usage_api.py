@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -80,9 +81,13 @@ class UsageApi:
         rollup (the `drift` column stays NULL without it)."""
         self._writer = ThreadPoolExecutor(1, "nstarx-trends")
         self._task: asyncio.Task[None] | None = None
+        self._first_minute = -1.0
+        """The minute this server started in: an earlier server may have written part of it."""
 
     def start(self) -> None:
         """Sample resources every few seconds and write a rollup a minute."""
+        now = self.clock()
+        self._first_minute = now - now % BUCKET_S
         self.monitor.start()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._roll_every_minute())
@@ -182,7 +187,9 @@ class UsageApi:
 
     async def _write(self, rows: list[Rollup]) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self.trends.write, rows)
+        merge = bool(rows) and rows[0].minute == int(self._first_minute)
+        await loop.run_in_executor(self._writer, functools.partial(self.trends.write, rows,
+                                                                   merge=merge))  # fmt: skip
 
     async def _roll_every_minute(self) -> None:
         """Just after each minute ends, roll it up (computed on the loop, written by a thread)."""

@@ -209,3 +209,17 @@ def test_each_minutes_rollup_takes_the_drift_score_drift_detection_gives(tmp_pat
     assert [row.drift for row in usage.rollups(0, 60)] == [0.31, None]
     usage.drift_score = lambda name: 1 / 0
     assert [row.drift for row in usage.rollups(0, 60)] == [None, None]  # its failure is logged
+
+
+def test_a_minute_two_server_processes_shared_adds_up(tmp_path: Path) -> None:
+    store = TrendStore(tmp_path / "trends.sqlite3", clock=lambda: 600.0)
+    store.write([_row("iris", 540, requests=10)])  # the first server, stopped mid-minute
+    later = dataclasses.replace(_row("iris", 540, requests=5), p50_ms=3.0, cost=0.002)
+    store.write([later], merge=True)  # the next one, started in the same minute
+    (row,) = store.read("iris", 0)
+    assert (row.requests, row.errors, row.cpu_s) == (15, 2, 0.5)
+    assert row.cost == pytest.approx(0.003)
+    assert row.p50_ms == 3.0
+    store.write([_row("iris", 540, requests=1)])  # a plain write replaces
+    assert store.read("iris", 0)[0].requests == 1
+    store.close()

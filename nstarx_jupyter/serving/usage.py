@@ -351,7 +351,8 @@ class ResourceCollector(Collector):
                                     "Threads of the process serving a loaded model version.",
                                     labels=labels)  # fmt: skip
         gpu = GaugeMetricFamily("nstarx_model_gpu_memory_bytes",
-                                "GPU memory held for a loaded model version.", labels=labels)
+                                "GPU memory held for a loaded model version.",
+                                labels=labels)  # fmt: skip
         for (model, version), reading in sorted(self.monitor.read().items()):
             cpu.add_metric([model, version], reading.cpu_s)
             calls.add_metric([model, version], reading.calls)
@@ -374,8 +375,11 @@ class ResourceCollector(Collector):
 def _gpu_families(devices: list[dict[str, float | int]]) -> Iterator[Metric]:
     used = GaugeMetricFamily("nstarx_gpu_memory_used_bytes", "GPU memory in use.",
                              labels=["gpu"])  # fmt: skip
-    busy = GaugeMetricFamily("nstarx_gpu_utilization_ratio",
-                             "Share of the last sample period the GPU was busy.", labels=["gpu"])
+    busy = GaugeMetricFamily(
+        "nstarx_gpu_utilization_ratio",
+        "Share of the last sample period the GPU was busy.",
+        labels=["gpu"],
+    )
     for device in devices:
         used.add_metric([str(device["index"])], device["memory_used_bytes"])
         busy.add_metric([str(device["index"])], device["utilization"])

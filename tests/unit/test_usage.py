@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 import skops.io
+from prometheus_client import generate_latest
 
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.monitoring.cost import (
@@ -25,8 +26,9 @@ from nstarx_jupyter.serving.app import ServingConfig, create_app, make_guard
 from nstarx_jupyter.serving.dataplane import DataPlane
 from nstarx_jupyter.serving.metrics import ServerMetrics
 from nstarx_jupyter.serving.repository import ModelRepository
+from nstarx_jupyter.serving.settings import ModelSettings
 from nstarx_jupyter.serving.trends import KEEP_S, Rollup, TrendStore
-from nstarx_jupyter.serving.usage import GpuProbe, ProcessFigures, process_figures
+from nstarx_jupyter.serving.usage import GpuProbe, ProcessFigures, UsageMonitor, process_figures
 from nstarx_jupyter.serving.usage_api import UsageApi
 
 if TYPE_CHECKING:
@@ -223,3 +225,27 @@ def test_a_minute_two_server_processes_shared_adds_up(tmp_path: Path) -> None:
     store.write([_row("iris", 540, requests=1)])  # a plain write replaces
     assert store.read("iris", 0)[0].requests == 1
     store.close()
+
+
+async def test_with_a_gpu_its_memory_goes_to_the_models_of_the_process_holding_it(
+    iris_path: Path,
+) -> None:
+    """`tests/support/fake_nvml` stands in for NVML: one GPU, 1 GiB held by this process."""
+    probe = GpuProbe("tests.support.fake_nvml")
+    assert probe.available
+    assert probe.reason == ""
+    assert probe.devices() == [{"index": 0, "utilization": 0.37, "memory_used_bytes": 3 * 2**30,
+                                "memory_total_bytes": 16 * 2**30}]  # fmt: skip
+    metrics = ServerMetrics()
+    repository = ModelRepository([ModelSettings(name="iris", path=iris_path)], metrics)
+    await repository.start()
+    try:
+        monitor = UsageMonitor(repository, gpu=probe)
+        (version,) = monitor.resources("iris")["versions"]
+        assert version["gpu_memory_bytes"] == 2**30  # the only model in the process holding it
+        metrics.registry.register(monitor.collector())
+        text = generate_latest(metrics.registry).decode()
+    finally:
+        await repository.close()
+    assert 'nstarx_gpu_utilization_ratio{gpu="0"} 0.37' in text
+    assert 'nstarx_model_gpu_memory_bytes{model="iris",version="1"} 1.073741824e+09' in text

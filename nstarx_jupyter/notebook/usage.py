@@ -70,12 +70,13 @@ class UsageMixin:
         return dict(self.backend.metrics(self.name, 60)["resources"])
 
     def cost(self, window: float | str = "1h") -> pd.DataFrame:
-        """What the deployment cost over the last `window` (seconds or `"15m"`, at most 1 h).
+        """What the deployment cost over the last `window` (seconds or `"15m"`, up to `"30d"`).
 
         One row per variant (during a canary or an A/B split: each revision or variant) and a
         `total` row: requests, CPU seconds, memory (GB x s), the cost, the cost per 1,000
         predictions and per day at the window's rate, from the server's price table
-        (`prices.json`; see `Deployment.prices()`).
+        (`prices.json`; see `Deployment.prices()`). Past an hour the server prices its
+        per-minute rollups: the `total` row only.
         """
         import pandas as pd
 
@@ -83,7 +84,7 @@ class UsageMixin:
         rows = [*doc["variants"], {"variant": "total", "version": None, **doc["total"]}]
         frame = pd.DataFrame([{key: row.get(key) for key in COST_COLUMNS} for row in rows])
         frame.attrs.update(window_s=doc["window_s"], covered_s=doc["covered_s"],
-                           prices=doc["prices"])  # fmt: skip
+                           prices=doc["prices"], source=doc.get("source"))  # fmt: skip
         return frame.set_index("variant")
 
     def prices(self, **prices: float | str) -> dict[str, Any]:

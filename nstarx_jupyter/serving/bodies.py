@@ -510,6 +510,8 @@ class CostView(_Open):
     prices: dict[str, Any]
     total: CostFigures
     variants: list[VariantCost]
+    source: Literal["live", "rollups"]
+    """`live`: the last hour's measurements, per variant; `rollups`: the per-minute history."""
 
 
 class HistoryRow(_Open):

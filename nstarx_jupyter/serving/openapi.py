@@ -145,7 +145,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     # Resource use, cost, trends
     ("GET", f"{_DEPLOYMENT}/cost"): Operation(
         "Cost over a window, per 1,000 predictions and per day, per variant", "usage",
-        b.CostView, query=(Query("window_s", description="seconds, in (0, 3600] (3600)"),)),
+        b.CostView, query=(Query("window_s", description="seconds, in (0, 2592000] (3600); past "
+                                 "3600 from the per-minute rollups, without variants"),)),
     ("GET", f"{_DEPLOYMENT}/history"): Operation(
         "Per-minute rollups (requests, errors, latency, resources, cost), 30 days kept",
         "usage", b.HistoryView,

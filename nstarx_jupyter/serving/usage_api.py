@@ -49,7 +49,8 @@ __all__ = ["MAX_COST_WINDOW_S", "UsageApi"]
 log = logging.getLogger(__name__)
 
 MAX_COST_WINDOW_S = 3600.0
-"""The longest cost window: the resource snapshots kept in memory (older: `history`)."""
+"""The longest cost window priced per variant, from the resource snapshots kept in memory;
+longer ones (up to 30 days) are priced from the per-minute rollups, for the whole deployment."""
 
 
 class UsageApi:
@@ -123,12 +124,16 @@ class UsageApi:
 
         Rates (per 1,000 predictions, per day) are over the seconds the resource snapshots
         cover (`covered_s`, less than the window right after the server started). The total's
-        predictions leave out shadow copies; each variant's count its own answers.
+        predictions leave out shadow copies; each variant's count its own answers. Past an
+        hour, the rollups are priced instead (`source: rollups`): the whole deployment, the
+        minutes written so far, at today's prices.
         """
         self._known(name)
-        if not 0 < window_s <= MAX_COST_WINDOW_S:
-            raise InvalidInputError(f"window_s: between 0 and {MAX_COST_WINDOW_S:g} seconds")
+        if not 0 < window_s <= KEEP_S:
+            raise InvalidInputError(f"window_s: between 0 and {KEEP_S} seconds (30 days)")
         prices = self.price_table()
+        if window_s > MAX_COST_WINDOW_S:
+            return self._rolled_up_cost(name, window_s, prices)
         usages = [u for u in self.monitor.window(name, window_s) if u.requests or u.cpu_s]
         plan = self.dataplane.traffic(name)
         covered_s = max((u.covered_s for u in usages), default=0.0)
@@ -141,7 +146,19 @@ class UsageApi:
                       sum(u.memory_gb_s for u in usages), sum(u.gpu_s for u in usages))  # fmt: skip
         return {"name": name, "window_s": window_s, "covered_s": covered_s,
                 "prices": prices.to_json(), "total": cost_of(total, prices).to_json(),
-                "variants": variants}  # fmt: skip
+                "variants": variants, "source": "live"}  # fmt: skip
+
+    def _rolled_up_cost(self, name: str, window_s: float, prices: PriceTable) -> dict[str, Any]:
+        """The cost of the rollups of the last `window_s` seconds (memory: each minute's mean)."""
+        now = self.clock()
+        rows = self.trends.read(name, now - window_s)
+        covered_s = min(window_s, now - rows[0].minute) if rows else 0.0
+        total = Usage(covered_s, sum(row.requests for row in rows),
+                      sum(row.cpu_s for row in rows),
+                      sum(row.rss_bytes for row in rows) * BUCKET_S / 1e9)  # fmt: skip
+        return {"name": name, "window_s": window_s, "covered_s": covered_s,
+                "prices": prices.to_json(), "total": cost_of(total, prices).to_json(),
+                "variants": [], "source": "rollups"}  # fmt: skip
 
     def rollups(self, minute: float, now: float) -> list[Rollup]:
         """Each deployment's rollup of the minute from `minute` to `now`."""
@@ -221,7 +238,11 @@ class UsageApi:
 
     async def _cost(self, request: Request, principal: Principal) -> Response:
         window_s = query_number(request.query_params, "window_s", "3600")
-        return json_response(self.cost(request.path_params["name"], window_s))
+        name = request.path_params["name"]
+        if window_s <= MAX_COST_WINDOW_S:
+            return json_response(self.cost(name, window_s))
+        loop = asyncio.get_running_loop()  # up to 43,200 rollups read: off the event loop
+        return json_response(await loop.run_in_executor(None, self.cost, name, window_s))
 
     async def _history(self, request: Request, principal: Principal) -> Response:
         since_s = query_number(request.query_params, "since_s", "86400")

@@ -140,6 +140,8 @@ def test_rollups_written_at_shutdown_are_served_after_a_restart(
         with httpx.Client(base_url=server.url, headers=_admin(state), timeout=60) as http:
             doc = http.get("/nstarx/v1/deployments/burn/history",
                            params={"since_s": 3600}).json()  # fmt: skip
+            cost = http.get("/nstarx/v1/deployments/burn/cost",
+                            params={"window_s": 86400}).json()  # fmt: skip
     finally:
         server.stop()
     assert doc["bucket_s"] == 60
@@ -151,3 +153,5 @@ def test_rollups_written_at_shutdown_are_served_after_a_restart(
     assert row["p50_ms"] >= BURN_S * 1000
     assert row["cost"] > 0
     assert row["drift"] is None
+    assert cost["source"] == "rollups"
+    assert cost["total"]["requests"] == CALLS

@@ -189,7 +189,7 @@ async def test_during_a_canary_each_variant_has_its_own_cost_and_the_total_adds_
                 answer = await http.post("/v2/models/fraud/infer", json=IRIS_BODY, headers=ADMIN)
                 assert answer.status_code == 200, answer.text
             doc = (await http.get(f"{url}/cost", params={"window_s": 60}, headers=ADMIN)).json()
-            refused = await http.get(f"{url}/cost", params={"window_s": 7200}, headers=ADMIN)
+            refused = await http.get(f"{url}/cost", params={"window_s": 4e6}, headers=ADMIN)
             scraped = (await http.get("/metrics", headers=ADMIN)).text
     variants = {row["variant"]: row for row in doc["variants"]}
     assert set(variants) == {"stable", "canary"}
@@ -249,3 +249,27 @@ async def test_with_a_gpu_its_memory_goes_to_the_models_of_the_process_holding_i
         await repository.close()
     assert 'nstarx_gpu_utilization_ratio{gpu="0"} 0.37' in text
     assert 'nstarx_model_gpu_memory_bytes{model="iris",version="1"} 1.073741824e+09' in text
+
+
+def test_past_an_hour_the_cost_is_the_rollups_priced_at_todays_prices(tmp_path: Path) -> None:
+    metrics = ServerMetrics()
+    config = ServingConfig(security_dir=tmp_path / "security", admin_token=ADMIN_TOKEN)
+    dataplane = DataPlane(ModelRepository([], metrics), metrics, make_guard(config))
+    now = 10.0 * DAY_S
+    usage = UsageApi(dataplane, tmp_path, lambda name: None, list, clock=lambda: now)
+    usage.trends.write([_row("iris", int(now) - 7200), _row("iris", int(now) - 3600),
+                        _row("iris", int(now) - 2 * DAY_S)])  # fmt: skip
+    doc = usage.cost("iris", DAY_S)
+    assert doc["source"] == "rollups"
+    assert doc["variants"] == []
+    assert doc["covered_s"] == 7200  # from the oldest minute in the window
+    total = doc["total"]
+    assert (total["requests"], total["cpu_s"]) == (20, 0.5)
+    assert total["memory_gb_s"] == pytest.approx(2 * 0.1 * 60)  # 100 MB held for two minutes
+    by_hand = 0.5 / 3600 * 0.04048 + 12 / 3600 * 0.004445
+    assert total["total"] == pytest.approx(by_hand)
+    assert total["per_1000"] == pytest.approx(by_hand / 20 * 1000)
+    assert total["per_day"] == pytest.approx(by_hand * 12)  # two hours of a day's 24
+    with pytest.raises(InvalidInputError):
+        usage.cost("iris", 31 * DAY_S)
+    usage.trends.close()

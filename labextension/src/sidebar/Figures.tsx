@@ -1,11 +1,11 @@
 // A deployment's live figures (p50, p99, requests/s) with the sparklines of their last polls, or
 // of the last hour or day of per-minute rollups (a toggle), and its memory and cost.
-import { useCallback, useState } from "react";
+import { useEffect, useState } from "react";
 import { api } from "../api";
 import type { MetricsSample, TrendPoint } from "../api";
+import { reportError } from "./notify";
 import { Sparkline } from "./Sparkline";
 import type { Sample } from "./store";
-import { usePoll } from "./usePoll";
 
 const NO_SAMPLES: readonly Sample[] = [];
 /** How often the hour or day of rollups is read again (they grow by one point a minute). */
@@ -18,14 +18,15 @@ function milliseconds(value: number | null): string {
   return value === null ? "–" : `${value < 10 ? value.toFixed(1) : value.toFixed(0)} ms`;
 }
 
-function bytes(value: number | null): string {
-  if (value === null) return "–";
+// Figures a server of an older version leaves out arrive as undefined: shown as "–" too.
+function bytes(value: number | null | undefined): string {
+  if (typeof value !== "number") return "–";
   const mb = value / 1e6;
   return mb >= 1000 ? `${(mb / 1000).toFixed(1)} GB` : `${mb.toFixed(0)} MB`;
 }
 
-function money(value: number | null, currency: string | null): string {
-  if (value === null) return "–";
+function money(value: number | null | undefined, currency: string | null | undefined): string {
+  if (typeof value !== "number") return "–";
   const digits = value !== 0 && Math.abs(value) < 0.01 ? 4 : 2;
   return `${value.toFixed(digits)} ${currency ?? ""}`.trim();
 }
@@ -45,12 +46,24 @@ interface FiguresProps {
 export function Figures({ name, metrics, history = NO_SAMPLES }: FiguresProps) {
   const [range, setRange] = useState<Range>("live");
   const [trend, setTrend] = useState<readonly Sample[]>(NO_SAMPLES);
-  const readTrend = useCallback(async () => {
-    if (range === "live") return;
-    const answer = await api.trend(name, range);
-    setTrend(fromTrend(answer.points));
+  useEffect(() => {
+    if (range === "live") return undefined;
+    let stopped = false; // an answer for a range no longer shown is dropped
+    const read = async (): Promise<void> => {
+      try {
+        const answer = await api.trend(name, range);
+        if (!stopped) setTrend(fromTrend(answer.points));
+      } catch (error) {
+        if (!stopped) reportError(`Could not read the trend of ${name}`, error);
+      }
+    };
+    void read();
+    const timer = window.setInterval(() => void read(), TREND_POLL_MS);
+    return () => {
+      stopped = true;
+      window.clearInterval(timer);
+    };
   }, [name, range]);
-  usePoll(readTrend, TREND_POLL_MS, range !== "live");
 
   const shown = range === "live" ? history : trend;
   const span = range === "live" ? `the last ${String(shown.length)} polls` : `the last ${range}`;

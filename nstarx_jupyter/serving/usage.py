@@ -77,7 +77,7 @@ class GpuProbe:
         try:
             nvml = importlib.import_module(module)
         except ImportError:
-            self.reason = "no GPU figures: NVML is not installed (pip install nvidia-ml-py)"
+            self.reason = "no GPU figures: no NVML (pip install 'nstarx-jupyter[gpu]')"
             return
         try:
             nvml.nvmlInit()

@@ -149,7 +149,7 @@ def test_without_nvml_or_a_gpu_the_probe_says_why_and_reports_nothing() -> None:
     assert probe.devices() == []
     assert probe.memory_by_pid() == {}
     missing = GpuProbe("nstarx_no_such_nvml")
-    assert "not installed" in missing.reason
+    assert "nstarx-jupyter[gpu]" in missing.reason
 
 
 def test_this_process_figures_come_from_proc() -> None:

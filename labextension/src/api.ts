@@ -17,6 +17,7 @@ import type {
   PipelineVersion,
   ServerInfo,
   Snippets,
+  Trend,
 } from "./generated/api";
 import { json, requestAPI } from "./request";
 
@@ -47,6 +48,8 @@ export const api = {
     requestAPI<DeploymentInfo>(`deployments/${name(dep)}/rollback`, json("POST")),
   snippets: (dep: string) => requestAPI<Snippets>(`deployments/${name(dep)}/snippets`),
   logs: (dep: string) => requestAPI<Logs>(`deployments/${name(dep)}/logs`),
+  trend: (dep: string, since: "hour" | "day") =>
+    requestAPI<Trend>(`deployments/${name(dep)}/trend?since=${since}`),
 
   keys: () => requestAPI<KeyInfo[]>("keys"),
   createKey: (key: KeyCreate) => requestAPI<KeyCreated>("keys", json("POST", key)),

@@ -344,6 +344,24 @@ class LocalBackend:
         except httpx.HTTPError as exc:
             raise UnavailableError(f"the local server did not answer: {exc}") from exc
 
+    # -- resource use, cost, trends (issue 19) ---------------------------------------------------
+
+    def cost(self, name: str, window_s: float = 3600) -> dict[str, Any]:
+        """What a deployment cost over the last `window_s` s, in all and per variant (server)."""
+        return self._call("GET", f"/deployments/{name}/cost?window_s={window_s}")  # type: ignore[no-any-return]
+
+    def history(self, name: str, since_s: float = 86400) -> dict[str, Any]:
+        """A deployment's per-minute rollups of the last `since_s` seconds (30 days kept)."""
+        return self._call("GET", f"/deployments/{name}/history?since_s={since_s}")  # type: ignore[no-any-return]
+
+    def prices(self) -> dict[str, Any]:
+        """The server's price table (CPU-hour, GB-hour, GPU-hour, currency, source)."""
+        return self._call("GET", "/prices")  # type: ignore[no-any-return]
+
+    def set_prices(self, prices: dict[str, Any]) -> dict[str, Any]:
+        """Set the price table (kept in `$NSTARX_HOME/prices.json`); unnamed prices: defaults."""
+        return self._call("PUT", "/prices", prices)  # type: ignore[no-any-return]
+
 
 def describe_local(doc: dict[str, Any], url: str | None) -> Description:
     """A description from the local control API's JSON (`ControlPlane.describe`)."""

@@ -313,3 +313,13 @@ class PipelineVersionHandler(LabHandler):
     async def get(self, name: str, version: str) -> None:
         """A saved version's spec."""
         self.reply(await self.call(self.service.pipelines.load, name, int(version)))
+
+
+class TrendHandler(LabHandler):
+    """`deployments/NAME/trend?since=hour|day`: per-minute rollups for the sparklines."""
+
+    @web.authenticated
+    async def get(self, name: str) -> None:
+        """The last hour's or day's rollups."""
+        since = self.get_query_argument("since", "hour")
+        self.reply(await self.call(self.service.trend, name, since))

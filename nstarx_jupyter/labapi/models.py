@@ -37,6 +37,8 @@ __all__ = [
     "Snippets",
     "TrafficArm",
     "TrafficChange",
+    "Trend",
+    "TrendPoint",
 ]
 
 
@@ -111,6 +113,34 @@ class MetricsSample(_Model):
     error_rate: float = 0.0
     p50_ms: float | None = None
     p99_ms: float | None = None
+    cpu_s: float | None = None
+    """CPU seconds the deployment's predict calls used so far (the control API's `resources`)."""
+    rss_bytes: int | None = None
+    """Resident memory of its loaded versions (an isolated one's worker, else a server share)."""
+    cost_per_1000: float | None = None
+    """Cost per 1,000 predictions over the last hour (the control API's `cost`)."""
+    cost_per_day: float | None = None
+    """Cost per day at the last hour's rate."""
+    currency: str | None = None
+
+
+class TrendPoint(_Model):
+    """One minute of a deployment's rollups (`t`: the minute's start, epoch seconds)."""
+
+    t: int
+    requests: int
+    rps: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    cost: float = 0.0
+
+
+class Trend(_Model):
+    """A deployment's per-minute rollups over the last hour or day (the sparklines' toggle)."""
+
+    name: str
+    since_s: float
+    points: list[TrendPoint] = Field(default_factory=list)
 
 
 class TrafficArm(_Model):
@@ -289,7 +319,7 @@ API_MODELS: tuple[type[BaseModel], ...] = (
     ServerInfo, ModelSummary, ModelVersionInfo, DeployRequest, DeployResult, DeploymentInfo,
     TrafficArm, MetricsSample, TrafficChange, Snippets, Logs, KeyInfo, KeyCreate, KeyCreated,
     PipelineLibrary, PipelineCheck, PipelineCheckResult, PipelineRun, PipelineSave,
-    PipelineSaved, PipelineVersion, PipelineLoaded, PipelineDeployed,
+    PipelineSaved, PipelineVersion, PipelineLoaded, PipelineDeployed, TrendPoint, Trend,
 )  # fmt: skip
 """Every model the front end sees; each becomes a TypeScript interface."""
 

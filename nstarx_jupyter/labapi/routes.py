@@ -28,6 +28,7 @@ ROUTES: tuple[tuple[str, type[LabHandler]], ...] = (
     (f"deployments/{_NAME}/(promote|rollback)", h.RolloutHandler),
     (f"deployments/{_NAME}/snippets", h.SnippetsHandler),
     (f"deployments/{_NAME}/logs", h.LogsHandler),
+    (f"deployments/{_NAME}/trend", h.TrendHandler),
     ("keys", h.KeysHandler),
     (f"keys/{_NAME}", h.KeyHandler),
     ("pipelines/library", h.PipelineLibraryHandler),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 from nstarx_jupyter.config import nstarx_home
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
-from nstarx_jupyter.errors import NotFoundError, NstarxError
+from nstarx_jupyter.errors import InvalidInputError, NotFoundError, NstarxError
 from nstarx_jupyter.labapi import views
 from nstarx_jupyter.labapi.models import (
     DeploymentInfo,
@@ -32,10 +32,12 @@ from nstarx_jupyter.labapi.models import (
     ServerInfo,
     Snippets,
     TrafficChange,
+    Trend,
 )
 from nstarx_jupyter.labapi.pipelines import PipelineService
 from nstarx_jupyter.labapi.scopes import lab_scopes
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
+from nstarx_jupyter.notebook.usage import USAGE_COST_WINDOW_S
 from nstarx_jupyter.security.home import audit_local, key_store
 
 if TYPE_CHECKING:
@@ -51,6 +53,10 @@ METRICS_WINDOW_S = 10.0
 Where = tuple[str, str | None, str | None]
 """Which deployments a call means: (target, kubeconfig context, namespace)."""
 LOCAL: Where = ("local", None, None)
+COST_WINDOW_S = USAGE_COST_WINDOW_S
+"""The window of the sidebar's cost figures (per 1,000 predictions, per day): the card's."""
+TREND_SINCE_S = {"hour": 3600.0, "day": 86400.0}
+"""The sparklines' toggle: the last hour or day of per-minute rollups."""
 
 
 class LabService:
@@ -225,7 +231,10 @@ class LabService:
         name = described.name
         figures, per_arm = MetricsSample(), None
         with contextlib.suppress(NstarxError):  # figures are a nicety: a status still shows
-            figures = views.metrics_sample(service.backend.metrics(name, METRICS_WINDOW_S))
+            answer = service.backend.metrics(name, METRICS_WINDOW_S)
+            figures = views.metrics_sample(answer)
+            if service.target == "local":  # resource use and cost: the local server's figures
+                figures = views.with_usage(figures, answer, self._cost(name))
             if described.traffic is not None and len(described.traffic.split) > 1:
                 arms = service.local("variants").variants(name, METRICS_WINDOW_S)
                 per_arm = views.arm_metrics(arms)
@@ -278,3 +287,18 @@ class LabService:
         record = key_store().revoke(key_id)
         audit_local("keys.revoke")
         return views.key_info(record.public())
+
+    # -- resource use, cost, trends (issue 19) ---------------------------------------------------
+
+    def _cost(self, name: str) -> dict[str, Any] | None:
+        """The control API's cost of the last hour (None when it cannot say)."""
+        try:
+            return self.backend.cost(name, COST_WINDOW_S)
+        except NstarxError:
+            return None
+
+    def trend(self, name: str, since: str) -> Trend:
+        """A deployment's per-minute rollups of the last `hour` or `day`, for the sparklines."""
+        if since not in TREND_SINCE_S:
+            raise InvalidInputError(f"since: 'hour' or 'day', not '{since}'")
+        return views.trend(self.backend.history(name, TREND_SINCE_S[since]))

@@ -13,7 +13,10 @@ from nstarx_jupyter.labapi.models import (
     ModelSummary,
     ModelVersionInfo,
     TrafficArm,
+    Trend,
+    TrendPoint,
 )
+from nstarx_jupyter.notebook.usage import usage_figures
 
 if TYPE_CHECKING:
     from nstarx_jupyter.deployment.backend import Description
@@ -26,6 +29,8 @@ __all__ = [
     "metrics_sample",
     "model_summary",
     "model_version_info",
+    "trend",
+    "with_usage",
 ]
 
 
@@ -162,3 +167,26 @@ def _iso(value: Any) -> str | None:
     if isinstance(value, datetime) and value == value:  # NaT is not equal to itself
         return value.isoformat()
     return None
+
+
+# -- resource use, cost, trends (issue 19) -------------------------------------------------------
+
+
+def with_usage(
+    sample: MetricsSample, figures: dict[str, Any], cost: dict[str, Any] | None
+) -> MetricsSample:
+    """`sample` with the control API's resource figures (`metrics`) and last hour's `cost`.
+
+    The card's figures (`notebook.usage.usage_figures`), so both show the same numbers.
+    """
+    return MetricsSample.model_validate({**sample.model_dump(), **usage_figures(figures, cost)})
+
+
+def trend(history: dict[str, Any]) -> Trend:
+    """The control API's `history` answer as the sparklines' points."""
+    bucket_s = float(history.get("bucket_s") or 60)
+    points = [TrendPoint(t=int(row["t"]), requests=int(row["requests"]),
+                         rps=int(row["requests"]) / bucket_s, p50_ms=_number(row.get("p50_ms")),
+                         p99_ms=_number(row.get("p99_ms")), cost=float(row.get("cost") or 0.0))
+              for row in history.get("rows", [])]  # fmt: skip
+    return Trend(name=str(history["name"]), since_s=float(history["since_s"]), points=points)

@@ -84,6 +84,18 @@ def _registration_problem(source: CardSource) -> str:
     return f"registration failed: {message}; it serves its staged copy, not a registry version"
 
 
+def _usage(source: CardSource) -> dict[str, Any]:
+    """The source's usage figures (a `Deployment`'s), or {} when it has none or cannot say."""
+    figures = getattr(source, "usage_figures", None)
+    if not callable(figures):
+        return {}
+    try:
+        return dict(figures())
+    except NstarxError as exc:  # figures are a nicety: the card still shows the status
+        logger.info("no usage figures for the card: %s", exc.message)
+        return {}
+
+
 class DeploymentCard(anywidget.AnyWidget):
     """A deployment as a card: name, version, status, endpoint, snippets and a test form."""
 
@@ -106,6 +118,9 @@ class DeploymentCard(anywidget.AnyWidget):
     error = traitlets.Unicode("").tag(sync=True)
     elapsed_ms = traitlets.Float(None, allow_none=True).tag(sync=True)
     busy = traitlets.Bool(False).tag(sync=True)
+    usage = traitlets.Dict({}).tag(sync=True)
+    """CPU seconds, memory and the last hour's cost per 1,000 predictions and per day, as the
+    server computed them (`Deployment.usage_figures`); empty for a source without them."""
 
     def __init__(self, source: CardSource, **kwargs: Any) -> None:
         self._source = source
@@ -146,6 +161,7 @@ class DeploymentCard(anywidget.AnyWidget):
         # Why it is not Ready (a failed load, the failing condition on a cluster); Ready: no reason.
         reason = str(info.get("reason") or "") if status != "Ready" else ""
         return {
+            "usage": _usage(self._source),
             "status": status,
             "reason": "; ".join(filter(None, [reason, registration])),
             "version": f"v{version}" if version else (f"rev {revision}" if revision else ""),

@@ -23,6 +23,7 @@ from nstarx_jupyter.serving.inference_http import BodyBudget, InferenceApp
 from nstarx_jupyter.serving.metrics import ServerMetrics
 from nstarx_jupyter.serving.repository import ModelRepository
 from nstarx_jupyter.serving.rest import RestHandlers
+from nstarx_jupyter.serving.usage import UsageMonitor
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable
@@ -137,6 +138,8 @@ def create_app(
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nstarx-predict")
     metrics = ServerMetrics(registry)
     repository = ModelRepository(models, metrics, executor, threads)
+    usage = UsageMonitor(repository)  # CPU, memory, threads, GPU per model version
+    metrics.registry.register(usage.collector())
     guard = make_guard(config)
     dataplane = DataPlane(repository, metrics, guard)
     if config.audit:
@@ -150,7 +153,7 @@ def create_app(
 
         policy = default_policy(config.allow_paths, config.allow_runtimes,
                                 config.security_dir or security_dir())  # fmt: skip
-        control = ControlPlane(dataplane, config.state_dir, guard, policy)
+        control = ControlPlane(dataplane, config.state_dir, guard, policy, usage=usage)
         routes = [*control.routes(), *routes]
 
     @contextlib.asynccontextmanager
@@ -163,6 +166,8 @@ def create_app(
         try:
             yield
         finally:
+            if control is not None:
+                await control.close()
             await dataplane.close()
             await repository.close()
             executor.shutdown(wait=False, cancel_futures=True)

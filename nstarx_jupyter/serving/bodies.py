@@ -18,6 +18,7 @@ __all__ = [
     "AccessRule",
     "AccessRules",
     "AuditRows",
+    "CostView",
     "DeploymentList",
     "DeploymentView",
     "ErrorBody",
@@ -25,6 +26,7 @@ __all__ = [
     "FeedbackResult",
     "GraphList",
     "GraphView",
+    "HistoryView",
     "KeyCreateRequest",
     "KeyCreated",
     "KeyList",
@@ -40,6 +42,7 @@ __all__ = [
     "ModelStatus",
     "PipelineList",
     "PipelineView",
+    "PriceTable",
     "Ready",
     "RecordsReply",
     "RecordsRequest",
@@ -292,6 +295,7 @@ class WindowSummary(_Open):
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    resources: Resources | None = None
 
 
 class VariantsView(_Open):
@@ -434,3 +438,120 @@ class AuditRow(_Open):
 
 class AuditRows(RootModel[list[AuditRow]]):
     """Audit records, oldest first."""
+
+
+# -- resource use, cost, trends (issue 19) ---------------------------------------------------------
+
+
+class ServerProcess(_Open):
+    """The server process: its pid, resident memory, threads and CPU seconds so far."""
+
+    pid: int
+    rss_bytes: int
+    threads: int
+    cpu_s: float
+
+
+class VersionResources(_Open):
+    """One model version's resource use: CPU in its predict calls, memory, threads, GPU."""
+
+    version: str
+    isolated: bool
+    """In a worker process of its own (its pid, memory and threads), else in the server's."""
+    pid: int | None
+    cpu_s: float
+    calls: int
+    rss_bytes: int
+    shared: bool
+    """Its memory is an even share of the server's (models in one process cannot be told apart)."""
+    threads: int
+    gpu_memory_bytes: int | None
+    """None without a GPU."""
+
+
+class Resources(_Open):
+    """A deployment's resource use now, per version, and the server process's."""
+
+    cpu_s: float
+    rss_bytes: int
+    versions: list[VersionResources]
+    server: ServerProcess
+    gpus: list[dict[str, Any]]
+    gpu_note: str | None
+    """Why there are no GPU figures (no NVML, no GPU), or None."""
+
+
+class PriceTable(_Closed):
+    """What an hour of each resource costs (defaults: AWS on-demand, see `source`)."""
+
+    cpu_hour: float = Field(default=0.04048, ge=0)
+    gb_hour: float = Field(default=0.004445, ge=0)
+    gpu_hour: float = Field(default=0.526, ge=0)
+    currency: str = Field(default="USD", min_length=1, max_length=500)
+    source: str = Field(default="set by the user", min_length=1, max_length=500)
+
+
+class CostFigures(_Open):
+    """What a window of use cost, and its rates."""
+
+    window_s: float
+    requests: int
+    cpu_s: float
+    memory_gb_s: float
+    gpu_s: float
+    cpu_cost: float
+    memory_cost: float
+    gpu_cost: float
+    total: float
+    per_1000: float | None
+    per_day: float | None
+    currency: str
+
+
+class VariantCost(CostFigures):
+    """One variant's (version's) cost over the window."""
+
+    variant: str
+    version: str
+    shadow: int
+    errors: int
+
+
+class CostView(_Open):
+    """`GET .../cost`: the deployment's cost over a window, in all and per variant."""
+
+    name: str
+    window_s: float
+    covered_s: float
+    prices: dict[str, Any]
+    total: CostFigures
+    variants: list[VariantCost]
+    source: Literal["live", "rollups"]
+    """`live`: the last hour's measurements, per variant; `rollups`: the per-minute history."""
+
+
+class HistoryRow(_Open):
+    """One minute of a deployment (`t`: the minute's start, epoch seconds)."""
+
+    t: int
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    cpu_s: float
+    rss_bytes: int
+    cost: float
+    drift: float | None
+
+
+class HistoryView(_Open):
+    """`GET .../history`: per-minute rollups, oldest first."""
+
+    name: str
+    since_s: float
+    bucket_s: int
+    rows: list[HistoryRow]
+
+
+WindowSummary.model_rebuild()  # it names `Resources`, defined after it

@@ -57,6 +57,7 @@ from nstarx_jupyter.serving.security_api import (
 from nstarx_jupyter.serving.settings import registry_models
 from nstarx_jupyter.serving.traffic import Logged
 from nstarx_jupyter.serving.trust import ArtifactPolicy, default_policy
+from nstarx_jupyter.serving.usage_api import UsageApi
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from nstarx_jupyter.security import Guard, Principal
     from nstarx_jupyter.serving.dataplane import DataPlane
     from nstarx_jupyter.serving.settings import ModelSettings
+    from nstarx_jupyter.serving.usage import UsageMonitor
 
     Handler = Callable[[Request, Principal], Awaitable[Response]]
 
@@ -84,6 +86,8 @@ class ControlPlane:
         state_dir: Path,
         guard: Guard,
         policy: ArtifactPolicy | None = None,
+        *,
+        usage: UsageMonitor | None = None,
     ) -> None:
         self.dataplane = dataplane
         self.policy = policy or default_policy()
@@ -97,10 +101,13 @@ class ControlPlane:
         self.graphs = GraphApi(dataplane, state_dir)
         self._deployed: dict[str, Deployed] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.usage = UsageApi(dataplane, state_dir, self._get, self.names, monitor=usage)
+        """Resource use, cost and the per-minute trends of the deployments."""
 
     async def restore(self) -> None:
         """Serve the deployments saved by an earlier run; a broken one is reported, not fatal."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.usage.start()
         for file in sorted(self.folder.glob("*.json")):
             try:
                 doc = json.loads(file.read_text())
@@ -386,6 +393,7 @@ class ControlPlane:
             *self.pipelines.routes(),
             *self.graphs.routes(),
             *self.security.routes(),
+            *self.usage.routes(),
         ]  # fmt: skip
         # Last: any other path or method under the prefix, so its 404 or 405 is audited too.
         unrouted = functools.partial(_unrouted, routes)
@@ -407,7 +415,8 @@ class ControlPlane:
         window = self.repository.metrics.windows.get(name)
         if window is None:
             window = LatencyWindow()
-        return {"name": name, **window.summary(window_s)}
+        return {"name": name, **window.summary(window_s),
+                "resources": self.usage.resources(name)}  # fmt: skip
 
     async def _metrics(self, request: Request, principal: Principal) -> Response:
         return json_response(self.metrics(request.path_params["name"], _window(request)))
@@ -472,6 +481,10 @@ class ControlPlane:
             self.dataplane.audit.call(principal, "deployment.trusted", "control", name,
                                       str(described["revision"]), 200, started)  # fmt: skip
         return json_response(described, 200 if existed else 201)
+
+    async def close(self) -> None:
+        """Write the trends' last minute and stop sampling (the server is stopping)."""
+        await self.usage.close()
 
 
 async def _unrouted(routes: list[Route], request: Request, principal: Principal) -> Response:

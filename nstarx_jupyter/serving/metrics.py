@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from array import array
 from collections import deque
@@ -9,7 +10,7 @@ from collections import deque
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["LatencyWindow", "ServerMetrics"]
+__all__ = ["LatencyWindow", "ModelUsage", "ServerMetrics"]
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -53,6 +54,15 @@ class ServerMetrics:
         """Recent requests per model name, for exact percentiles over a sliding window."""
         self.version_windows: dict[tuple[str, str], LatencyWindow] = {}
         """The same per model version (a deployment's variants and revisions), shadows included."""
+        self.usage: dict[tuple[str, str], ModelUsage] = {}
+        """CPU seconds spent in each model version's predict calls (kept across reloads)."""
+
+    def usage_of(self, model: str, version: str) -> ModelUsage:
+        """The CPU meter of one model version, made on first use."""
+        usage = self.usage.get((model, version))
+        if usage is None:
+            usage = self.usage[(model, version)] = ModelUsage()
+        return usage
 
     def observe_request(
         self, model: str, version: str, protocol: str, status: str, seconds: float
@@ -78,6 +88,28 @@ class ServerMetrics:
         if by_version is None:
             by_version = self.version_windows[(model, version)] = LatencyWindow()
         by_version.record(seconds, ok)
+
+
+class ModelUsage:
+    """CPU seconds a model version's predict calls used, added to by whoever ran them.
+
+    In threads and inline: `time.thread_time` deltas around `runtime.predict` (the predictor
+    measures them anyway); isolated: the worker process's own `process_time` delta per call.
+    One float add per call: the request path does nothing else for it.
+    """
+
+    __slots__ = ("_lock", "calls", "cpu_s")
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def add(self, cpu_s: float) -> None:
+        """Count one predict call (a batch is one call) that used `cpu_s` of CPU."""
+        with self._lock:  # predict threads add concurrently: `+=` alone can lose an update
+            self.cpu_s += cpu_s
+            self.calls += 1
 
 
 class _Chunk:

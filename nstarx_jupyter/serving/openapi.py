@@ -143,6 +143,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                                   query=(_WINDOW,)),
     ("GET", f"{_DEPLOYMENT}/ab"): Operation("A/B test of the variants", "deployments",
                                             b.AbReport, query=_AB_QUERY),
+    # Resource use, cost, trends
+    ("GET", f"{_DEPLOYMENT}/cost"): Operation(
+        "Cost over a window, per 1,000 predictions and per day, per variant", "usage",
+        b.CostView, query=(Query("window_s", description="seconds, in (0, 2592000] (3600); past "
+                                 "3600 from the per-minute rollups, without variants"),)),
+    ("GET", f"{_DEPLOYMENT}/history"): Operation(
+        "Per-minute rollups (requests, errors, latency, resources, cost), 30 days kept",
+        "usage", b.HistoryView,
+        query=(Query("since_s", description="seconds back, in (0, 2592000] (86400)"),)),
+    ("GET", f"{PREFIX}/prices"): Operation("The price table", "usage", b.PriceTable),
+    ("PUT", f"{PREFIX}/prices"): Operation("Set the price table", "usage", b.PriceTable,
+                                           body=b.PriceTable),
     # Pipelines
     ("GET", f"{PREFIX}/pipelines"): Operation("The pipelines the caller manages", "pipelines",
                                               b.PipelineList),

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from nstarx_jupyter.runtimes.base import Runtime, Tensors
+    from nstarx_jupyter.serving.metrics import ModelUsage
 
 __all__ = ["ConcurrencyLimiter", "Predictor"]
 
@@ -81,8 +82,11 @@ class Predictor:
         threads: int = 1,
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        usage: ModelUsage | None = None,
     ) -> None:
         self.runtime = runtime
+        self.usage = usage
+        """Where the CPU seconds of each predict call are added (`/metrics`, cost)."""
         self._executor = executor
         self._s_per_row: float | None = None
         self.inline = _library_only(runtime)
@@ -191,6 +195,8 @@ class Predictor:
             if self._clean >= FORGIVE_AFTER:
                 self._strikes, self._clean = self._strikes - 1, 0
         self._learn(cpu / rows)
+        if self.usage is not None:
+            self.usage.add(cpu)
         return result
 
     def _overran(self, cpu: float, waited: float) -> None:
@@ -212,6 +218,8 @@ class Predictor:
         if time.perf_counter() - wall - cpu > WAITING_S:
             self.waits = True
         self._learn(cpu / rows)
+        if self.usage is not None:
+            self.usage.add(cpu)
         return result
 
     def _learn(self, per_row: float) -> None:

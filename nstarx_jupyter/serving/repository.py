@@ -319,11 +319,13 @@ class ModelRepository:
     ) -> LoadedModel:
         timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
         predictor: Predictor | ModelWorker
+        usage = self.metrics.usage_of(settings.name, settings.version)
         if isinstance(runtime, WorkerRuntime):  # process isolation: its worker predicts
             predictor = runtime.worker
+            predictor.usage = usage
         else:
             # a pool of its own: a thread stuck in one model cannot starve another
-            predictor = Predictor(runtime, None, self._threads, timeout_s=timeout_s)
+            predictor = Predictor(runtime, None, self._threads, timeout_s=timeout_s, usage=usage)
         depth = self.metrics.queue_depth.labels(settings.name, settings.version)
         batcher = None
         rows, wait_ms = settings.max_batch_size, settings.max_latency_ms

@@ -23,6 +23,7 @@ import math
 import os
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
@@ -44,6 +45,8 @@ from nstarx_jupyter.serving.settings import ModelSettings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from nstarx_jupyter.serving.metrics import ModelUsage
 
 __all__ = ["ModelWorker", "WorkerRuntime", "start_worker"]
 
@@ -135,6 +138,8 @@ class ModelWorker:
         self.rows_independent = False
         self.restarts = 0
         """How many times the worker was replaced (died, overran, outgrew its memory cap)."""
+        self.usage: ModelUsage | None = None
+        """Where the CPU seconds the worker reports for each call are added."""
         self._process: asyncio.subprocess.Process | None = None
         self._starting: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -195,6 +200,8 @@ class ModelWorker:
                 ) from None
             if self.max_rss_bytes and _rss_bytes(process.pid) > self.max_rss_bytes:
                 self._replace(process, f"it passed its memory cap of {self.settings.max_rss_mb} MB")
+        if self.usage is not None:
+            self.usage.add(_number(header.get("cpu_s")))
         if not header.get("ok"):
             raise _error(header)
         return tensors
@@ -338,6 +345,13 @@ def _signature(doc: dict[str, Any]) -> ModelSignature:
     )
 
 
+def _number(value: object) -> float:
+    """A finite, non-negative number from the worker, else 0 (the worker is not trusted)."""
+    if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return 0.0
+
+
 def _rss_bytes(pid: int) -> int:
     """Resident memory of `pid` (Linux /proc; 0 where it cannot be read)."""
     try:
@@ -375,15 +389,19 @@ def _read_blocking(stream: BinaryIO) -> tuple[dict[str, Any], Tensors] | None:
 
 def _answer(runtime: Runtime, header: dict[str, Any], tensors: Tensors) -> bytes:
     outputs = header.get("outputs")
+    # The process's CPU (every thread of it, a BLAS pool's too) that this call used.
+    started = time.process_time()
     try:
         result = runtime.predict(tensors, tuple(outputs) if outputs else None)
     except NstarxError as exc:
-        return encode_frame({"ok": False, "kind": exc.kind.value, "message": exc.message})
+        return encode_frame({"ok": False, "kind": exc.kind.value, "message": exc.message,
+                             "cpu_s": time.process_time() - started})  # fmt: skip
     except Exception as exc:
         log.exception("model predict failed")
         return encode_frame({"ok": False, "kind": "INTERNAL",
-                             "message": f"the model failed: {type(exc).__name__}"})  # fmt: skip
-    return encode_frame({"ok": True}, result)
+                             "message": f"the model failed: {type(exc).__name__}",
+                             "cpu_s": time.process_time() - started})  # fmt: skip
+    return encode_frame({"ok": True, "cpu_s": time.process_time() - started}, result)
 
 
 def main() -> None:

@@ -164,3 +164,16 @@ class LeakingRuntime(_Echo):
         result = super().predict(inputs, outputs)
         result["output-0"][:, 0] = os.getpid()
         return result
+
+
+class CpuBurnRuntime(_Echo):
+    """Echoes after using `burn_s` seconds of CPU (its thread's: preemption does not count)."""
+
+    runtime_name: ClassVar[str] = "cpu-burn"
+
+    def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
+        """Spin until this thread has run for `burn_s` seconds of CPU, then echo."""
+        until = time.thread_time() + float(self.options.get("burn_s", 0.02))
+        while time.thread_time() < until:
+            sum(range(200))
+        return super().predict(inputs, outputs)

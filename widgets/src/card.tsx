@@ -6,12 +6,14 @@ import "./card.css";
 import { Header } from "./header";
 import { useTrait, type CardModel, type CardState } from "./model";
 import { PredictForm } from "./predict";
+import { UsageLine } from "./usage";
 
 function Card({ model }: { model: CardModel }) {
   const example = useTrait(model, "example");
   return (
     <div className="nstarx-card" data-testid="nstarx-card">
       <Header model={model} />
+      <UsageLine model={model} />
       <Access model={model} />
       <PredictForm key={example} model={model} example={example} />
     </div>

@@ -17,6 +17,16 @@ export interface CardState {
   error: string;
   elapsed_ms: number | null;
   busy: boolean;
+  usage: Usage;
+}
+
+/** The server's usage figures (`Deployment.usage_figures`); empty before the first read. */
+export interface Usage {
+  cpu_s?: number | null;
+  rss_bytes?: number | null;
+  cost_per_1000?: number | null;
+  cost_per_day?: number | null;
+  currency?: string | null;
 }
 
 export type CardModel = AnyModel<CardState>;

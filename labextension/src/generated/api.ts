@@ -74,11 +74,16 @@ export interface DeploymentInfo {
  * via the `definition` "MetricsSample".
  */
 export interface MetricsSample {
+  cost_per_1000: number | null;
+  cost_per_day: number | null;
+  cpu_s: number | null;
+  currency: string | null;
   error_rate: number;
   p50_ms: number | null;
   p99_ms: number | null;
   requests: number;
   rps: number;
+  rss_bytes: number | null;
 }
 /**
  * One share of a deployment's traffic: a revision or a variant, with its own figures.
@@ -332,4 +337,29 @@ export interface Snippets {
  */
 export interface TrafficChange {
   canary_percent: number;
+}
+/**
+ * A deployment's per-minute rollups over the last hour or day (the sparklines' toggle).
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasLabApiV1Json`'s JSON-Schema
+ * via the `definition` "Trend".
+ */
+export interface Trend {
+  name: string;
+  points: TrendPoint[];
+  since_s: number;
+}
+/**
+ * One minute of a deployment's rollups (`t`: the minute's start, epoch seconds).
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasLabApiV1Json`'s JSON-Schema
+ * via the `definition` "TrendPoint".
+ */
+export interface TrendPoint {
+  cost: number;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  requests: number;
+  rps: number;
+  t: number;
 }

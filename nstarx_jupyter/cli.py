@@ -156,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     tls.add_argument("--days", type=int, default=365, help="days it is valid (default 365)")
     for sub in (deploy, apply, delete, keys):
         sub.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
-    for sub in (deploy, status, delete, logs):
+    for sub in (deploy, apply, status, delete, logs):
         _target_options(sub)
     deploy.add_argument(
         "--storage-uri", help="kserve: where the cluster reads the model (s3://, gs://, pvc://...)"
@@ -176,8 +176,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _target_options(command: argparse.ArgumentParser) -> None:
     """`--target`, `--context` and `--namespace`: which backend a deployment command drives."""
-    command.add_argument("--target", default="local", choices=["local", "kserve"],
-                         help="the local server (default) or a KServe cluster")  # fmt: skip
+    command.add_argument("--target", choices=["local", "kserve"],
+                         help="the local server (default) or a KServe cluster (the default "
+                         "with --context)")  # fmt: skip
     command.add_argument("--context", metavar="NAME", help="kserve: the kubeconfig context")
     command.add_argument("--namespace", "-n", metavar="NS", help="kserve: the namespace")
 

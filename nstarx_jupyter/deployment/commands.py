@@ -40,10 +40,9 @@ def run_command(args: argparse.Namespace, out: Any = sys.stdout) -> int:
     if args.command in _SECURITY:
         lines = _SECURITY[args.command](args)
     else:
-        backend = backend_for(
-            getattr(args, "target", "local"), context=getattr(args, "context", None),
-            namespace=getattr(args, "namespace", None),
-        )  # fmt: skip
+        context = getattr(args, "context", None)
+        target = getattr(args, "target", None) or ("kserve" if context else "local")
+        backend = backend_for(target, context=context, namespace=getattr(args, "namespace", None))
         try:
             if args.command == "deploy":
                 lines = _deploy(args, DeploymentService(backend), out)
@@ -85,9 +84,13 @@ def _deploy(args: argparse.Namespace, service: DeploymentService, out: Any) -> l
 
 
 def _apply(args: argparse.Namespace, backend: Backend) -> list[str]:
-    if not isinstance(backend, LocalBackend):
-        raise InvalidInputError(f"apply -f: the {backend.target} backend applies no files yet")
-    return apply_file(args.filename, backend)
+    if isinstance(backend, LocalBackend):
+        return apply_file(args.filename, backend)
+    from nstarx_jupyter.deployment.kserve_backend import KServeBackend
+
+    if not isinstance(backend, KServeBackend):
+        raise InvalidInputError(f"apply -f: the {backend.target} backend applies no files")
+    return backend.apply_manifests(read_documents(args.filename))
 
 
 def _delete(args: argparse.Namespace, backend: Backend) -> list[str]:

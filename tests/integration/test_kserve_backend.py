@@ -7,6 +7,9 @@ and a local `nstarx serve` stands in at the status URL for predictions.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -416,6 +419,30 @@ def test_a_file_with_one_bad_document_applies_nothing(
     assert backend.apply_manifests([*docs, bad]) == [
         "ServingRuntime/nstarx applied", "InferenceService/iris applied",
         "InferenceGraph/graph applied"]  # fmt: skip
+
+
+def test_nstarx_apply_with_a_context_applies_the_file_on_the_cluster_all_or_none(
+    backend: KServeBackend, kube_cluster: Cluster, tmp_path: Path
+) -> None:
+    """`nstarx apply -f FILE --context NAME -n NS`: the kubeconfig's context, KServe's target."""
+    docs = list(yaml.safe_load_all(iris().replace(namespace=backend.namespace).to_kserve()))
+    manifest = tmp_path / "isvc.yaml"
+    manifest.write_text(yaml.safe_dump_all([*docs, {**docs[-1], "spec": {"predictor": {}}}]))
+    command = [sys.executable, "-m", "nstarx_jupyter.cli", "apply", "-f", str(manifest),
+               "--context", "nstarx-test", "-n", backend.namespace]  # fmt: skip
+    env = {**os.environ, "KUBECONFIG": str(kube_cluster.kubeconfig)}
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
+                             check=False)  # fmt: skip
+    assert refused.returncode == 2, refused.stdout
+    assert "nothing was applied" in refused.stderr
+    assert backend.deployments() == []
+    manifest.write_text(yaml.safe_dump_all(docs))
+    applied = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
+                             check=False)  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.splitlines() == ["ServingRuntime/nstarx applied",
+                                           "InferenceService/iris applied"]  # fmt: skip
+    assert [d.name for d in backend.deployments()] == ["iris"]
 
 
 def test_notes_and_events_read_oldest_first(backend: KServeBackend) -> None:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
-    from nstarx_jupyter.deployment.backend import Backend, Progress
+    from nstarx_jupyter.deployment.backend import Backend, Progress, Target
 
 __all__ = ["apply_file", "run_command"]
 
@@ -41,7 +41,7 @@ def run_command(args: argparse.Namespace, out: Any = sys.stdout) -> int:
         lines = _SECURITY[args.command](args)
     else:
         context = getattr(args, "context", None)
-        target = getattr(args, "target", None) or ("kserve" if context else "local")
+        target: Target = getattr(args, "target", None) or ("kserve" if context else "local")
         backend = backend_for(target, context=context, namespace=getattr(args, "namespace", None))
         try:
             if args.command == "deploy":

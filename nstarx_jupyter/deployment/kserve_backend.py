@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import yaml
 
 from nstarx_jupyter.deployment.backend import (
     Description,
@@ -37,6 +38,7 @@ from nstarx_jupyter.deployment.backend import (
 )
 from nstarx_jupyter.deployment.kserve import NSTARX_RUNTIME, from_kserve, to_manifests
 from nstarx_jupyter.deployment.kserve import validate_manifest as validate_offline
+from nstarx_jupyter.deployment.kubeconfig import kubeconfig_path
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
     ConflictError,
@@ -273,6 +275,7 @@ class KServeBackend:
             revision=int(meta.get("generation", 1)),
             status=status,
             reason=reason,
+            stage=_stage(isvc)[0],
             spec=spec,
             traffic=_traffic(isvc),
             stable=_stable(isvc),
@@ -514,10 +517,7 @@ def _http_error(code: int, message: str) -> NstarxError:
 
 def _connect(k8s: Any, context: str | None, kubeconfig: str | Path | None) -> tuple[Any, str]:
     """An API client and the default namespace: from a kubeconfig, else the pod's account."""
-    path = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG")
-    default = Path("~/.kube/config").expanduser()
-    if path is None and default.exists():
-        path = str(default)
+    path = kubeconfig_path(kubeconfig)
     config = k8s.config
     if path is None:
         if context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -538,8 +538,8 @@ def _connect(k8s: Any, context: str | None, kubeconfig: str | Path | None) -> tu
         api_client = config.new_client_from_config(
             config_file=path, context=chosen["name"], persist_config=False
         )
-    except config.ConfigException as exc:
-        raise UnavailableError(f"kubeconfig {path}: {exc}") from None
+    except (config.ConfigException, yaml.YAMLError) as exc:  # missing parts, or not YAML
+        raise UnavailableError(f"kubeconfig {path}: {' '.join(str(exc).split())}") from None
     return api_client, chosen.get("context", {}).get("namespace") or "default"
 
 

@@ -19,6 +19,8 @@ from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError, NstarxError
 from nstarx_jupyter.labapi import views
 from nstarx_jupyter.labapi.models import (
+    ClusterContext,
+    Contexts,
     DeploymentInfo,
     DeployRequest,
     DeployResult,
@@ -173,26 +175,41 @@ class LabService:
         service = self.service_for(where)
         return self._info(service.describe(name), service)
 
-    def deploy(self, request: DeployRequest) -> DeployResult:
+    def deploy(self, request: DeployRequest, where: Where = LOCAL) -> DeployResult:
         """Serve a registry version from the sidebar's form, as `nstarx_jupyter.deploy()` does.
 
         With `canary_percent` and an existing deployment, the version goes out as its canary
         (no key is minted); otherwise it becomes the deployment's model, with a key for it.
+        On a cluster the answer comes once the API server accepted the InferenceService: the
+        list shows its way to Ready (no key either: keys are the local server's).
         """
-        uri = f"models:/{request.model}/{request.version}"
+        if where == LOCAL and request.storage_uri is not None:
+            raise InvalidInputError("storage_uri: only for a cluster (target 'kserve')")
+        if where != LOCAL:  # a registry version resolves to its artifact's URI through MLflow
+            with self.registry_lock:
+                applied = self._apply_form(request, self.service_for(where))
+            return DeployResult(deployment=self._info(applied, self.service_for(where)), key=None)
         if request.canary_percent is not None and self._exists(request.name):
-            applied, _ = self.service.canary(request.name, uri, request.canary_percent)
+            applied = self._apply_form(request, self.service)
             return DeployResult(deployment=self._info(applied, self.service), key=None)
-        batching = {"max_batch_size": request.max_batch_size,
-                    "max_latency_ms": request.max_latency_ms}  # fmt: skip
-        self.service.deploy(
-            uri, request.name, min_replicas=request.min_replicas,
-            max_replicas=request.max_replicas,
-            batching={k: v for k, v in batching.items() if v is not None} or None,
-        )  # fmt: skip
+        self._apply_form(request, self.service)
         self.service.wait_ready(request.name)
         made = self.backend.create_key(f"deploy() of {request.name}", [f"predict:{request.name}"])
         return DeployResult(deployment=self.deployment(request.name), key=str(made["key"]))
+
+    def _apply_form(self, request: DeployRequest, service: DeploymentService) -> Description:
+        """The form's version as the deployment's canary (if it asks and exists), or its model."""
+        uri, uploaded = f"models:/{request.model}/{request.version}", request.storage_uri
+        if request.canary_percent is not None and self._exists(request.name, service):
+            return service.canary(request.name, uri, request.canary_percent,
+                                  storage_uri=uploaded)[0]  # fmt: skip
+        batching = {"max_batch_size": request.max_batch_size,
+                    "max_latency_ms": request.max_latency_ms}  # fmt: skip
+        return service.deploy(
+            uri, request.name, storage_uri=uploaded, min_replicas=request.min_replicas,
+            max_replicas=request.max_replicas,
+            batching={k: v for k, v in batching.items() if v is not None} or None,
+        ).description  # fmt: skip
 
     def delete(self, name: str, where: Where = LOCAL) -> None:
         """Stop serving a deployment and forget it."""
@@ -230,19 +247,22 @@ class LabService:
     def _info(self, described: Description, service: DeploymentService) -> DeploymentInfo:
         name = described.name
         figures, per_arm = MetricsSample(), None
+        if service.target != "local" and described.status != "Ready":
+            # a cluster's figures come from the runtime at its URL: none before it is routed
+            return views.deployment_info(described, figures, per_arm)
         with contextlib.suppress(NstarxError):  # figures are a nicety: a status still shows
             answer = service.backend.metrics(name, METRICS_WINDOW_S)
             figures = views.metrics_sample(answer)
-            if service.target == "local":  # resource use and cost: the local server's figures
+            if service.target == "local":  # resource use, cost, per arm: the local server's
                 figures = views.with_usage(figures, answer, self._cost(name))
-            if described.traffic is not None and len(described.traffic.split) > 1:
-                arms = service.local("variants").variants(name, METRICS_WINDOW_S)
-                per_arm = views.arm_metrics(arms)
+                if described.traffic is not None and len(described.traffic.split) > 1:
+                    arms = service.local("variants").variants(name, METRICS_WINDOW_S)
+                    per_arm = views.arm_metrics(arms)
         return views.deployment_info(described, figures, per_arm)
 
-    def _exists(self, name: str) -> bool:
+    def _exists(self, name: str, service: DeploymentService | None = None) -> bool:
         try:
-            self.service.describe(name)
+            (service or self.service).describe(name)
         except NotFoundError:
             return False
         return True
@@ -261,6 +281,24 @@ class LabService:
             return {}
         columns = (signature or {}).get("inputs") or []
         return {str(column["name"]): 0.0 for column in columns if "name" in column}
+
+    # -- clusters ------------------------------------------------------------------------------
+
+    def contexts(self) -> Contexts:
+        """The kubeconfig's contexts for the picker; none, with the reason, when it has none.
+
+        Not an error: a lab without the `kserve` extra or a kubeconfig deploys locally only.
+        """
+        from nstarx_jupyter.deployment.kubeconfig import kube_contexts
+
+        try:
+            path, found = kube_contexts()
+        except NstarxError as exc:
+            return Contexts(reason=exc.message)
+        contexts = [ClusterContext(name=c.name, cluster=c.cluster, namespace=c.namespace,
+                                   current=c.current) for c in found]  # fmt: skip
+        reason = None if contexts else f"kubeconfig {path} has no contexts"
+        return Contexts(kubeconfig=path, contexts=contexts, reason=reason)
 
     # -- API keys --------------------------------------------------------------------------------
 

@@ -77,8 +77,12 @@ export function BackendPicker() {
         >
           <option value={LOCAL_VALUE}>Local server</option>
           {listed.map((c) => (
-            <option key={c.name} value={`${PREFIX}${c.name}`}>
-              {`${c.name} (${c.cluster || "cluster"})${c.current ? " ·current" : ""}`}
+            <option
+              key={c.name}
+              value={`${PREFIX}${c.name}`}
+              title={`cluster ${c.cluster || "?"}, namespace ${c.namespace}`}
+            >
+              {c.current ? `${c.name} (current)` : c.name}
             </option>
           ))}
           {where.target === "kserve" && !known && (

@@ -88,27 +88,24 @@ export function Figures({ name, metrics, history = NO_SAMPLES, local = true }: F
     : [];
   return (
     <>
-      <div
-        className="nstarx-sidebar__ranges"
-        role="group"
-        aria-label={`Sparklines of ${name}`}
-        hidden={!local}
-      >
-        {RANGES.map((choice) => (
-          <button
-            key={choice}
-            type="button"
-            className="nstarx-sidebar__range"
-            aria-pressed={range === choice}
-            onClick={() => {
-              setTrend(NO_SAMPLES);
-              setRange(choice);
-            }}
-          >
-            {choice}
-          </button>
-        ))}
-      </div>
+      {local && (
+        <div className="nstarx-sidebar__ranges" role="group" aria-label={`Sparklines of ${name}`}>
+          {RANGES.map((choice) => (
+            <button
+              key={choice}
+              type="button"
+              className="nstarx-sidebar__range"
+              aria-pressed={range === choice}
+              onClick={() => {
+                setTrend(NO_SAMPLES);
+                setRange(choice);
+              }}
+            >
+              {choice}
+            </button>
+          ))}
+        </div>
+      )}
       <dl className="nstarx-sidebar__figures" aria-label={`Figures of ${name}`}>
         {rows.map((row) => (
           <div key={row.label} className="nstarx-sidebar__figure">

@@ -69,7 +69,8 @@ export const DeploymentCard = memo(function DeploymentCard({
   const { name } = deployment;
   const headingId = `nstarx-deployment-${name}`;
   const canary = deployment.stable_revision !== null;
-  const local = deployment.target === "local";
+  // A server of an older version sends no target (nor stage): its deployments are local.
+  const local = deployment.target !== "kserve";
 
   const applyShare = useCallback(
     async (percent: number) => {
@@ -87,7 +88,7 @@ export const DeploymentCard = memo(function DeploymentCard({
         <h4 id={headingId}>{name}</h4>
         <StatusBadge status={deployment.status} reason={deployment.reason} />
       </header>
-      <Progress name={name} stage={deployment.stage} status={deployment.status} />
+      <Progress name={name} stage={deployment.stage ?? null} status={deployment.status} />
       <dl className="nstarx-sidebar__facts">
         {!local && (
           <>

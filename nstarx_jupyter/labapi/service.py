@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 from nstarx_jupyter.config import nstarx_home
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 
 METRICS_WINDOW_S = 10.0
 """The window of each deployment's figures (the sidebar polls every few seconds)."""
+CLUSTER_FIGURES_BACKOFF_S = 60.0
+"""After a cluster deployment's figures could not be read (its URL unreachable from here, a
+runtime without nstarx's control API), the list skips them this long: each try may take the
+backend's whole HTTP timeout, and the sidebar's list waits for it."""
 Where = tuple[str, str | None, str | None]
 """Which deployments a call means: (target, kubeconfig context, namespace)."""
 LOCAL: Where = ("local", None, None)
@@ -73,6 +78,7 @@ class LabService:
         self.service = DeploymentService(self.backend)
         self._clusters: dict[Where, DeploymentService] = {}
         self._clusters_lock = threading.Lock()
+        self._no_figures: dict[tuple[str, str], float] = {}  # (url or name, name) -> retry at
         self._registry = registry
         self.registry_lock = threading.RLock()
         self.pipelines = PipelineService(self.backend, lambda: self.registry, self.registry_lock)
@@ -247,18 +253,34 @@ class LabService:
     def _info(self, described: Description, service: DeploymentService) -> DeploymentInfo:
         name = described.name
         figures, per_arm = MetricsSample(), None
-        if service.target != "local" and described.status != "Ready":
-            # a cluster's figures come from the runtime at its URL: none before it is routed
-            return views.deployment_info(described, figures, per_arm)
+        if service.target != "local":
+            return views.deployment_info(described, self._cluster_figures(described, service))
         with contextlib.suppress(NstarxError):  # figures are a nicety: a status still shows
             answer = service.backend.metrics(name, METRICS_WINDOW_S)
             figures = views.metrics_sample(answer)
-            if service.target == "local":  # resource use, cost, per arm: the local server's
-                figures = views.with_usage(figures, answer, self._cost(name))
-                if described.traffic is not None and len(described.traffic.split) > 1:
-                    arms = service.local("variants").variants(name, METRICS_WINDOW_S)
-                    per_arm = views.arm_metrics(arms)
+            figures = views.with_usage(figures, answer, self._cost(name))
+            if described.traffic is not None and len(described.traffic.split) > 1:
+                arms = service.local("variants").variants(name, METRICS_WINDOW_S)
+                per_arm = views.arm_metrics(arms)
         return views.deployment_info(described, figures, per_arm)
+
+    def _cluster_figures(self, described: Description, service: DeploymentService) -> MetricsSample:
+        """Requests and latency from the runtime at the cluster's URL, once it is Ready.
+
+        Resource use and cost are the local server's: none here (the sidebar hides them). A
+        deployment whose figures could not be read is skipped for `CLUSTER_FIGURES_BACKOFF_S`.
+        """
+        if described.status != "Ready":  # not routed yet: no URL to ask
+            return MetricsSample()
+        key = (described.url or "", described.name)
+        if self._no_figures.get(key, 0.0) > time.monotonic():
+            return MetricsSample()
+        try:
+            return views.metrics_sample(service.backend.metrics(described.name, METRICS_WINDOW_S))
+        except NstarxError as exc:
+            log.info("no figures of %s: %s", described.name, exc.message)
+            self._no_figures[key] = time.monotonic() + CLUSTER_FIGURES_BACKOFF_S
+            return MetricsSample()
 
     def _exists(self, name: str, service: DeploymentService | None = None) -> bool:
         try:

@@ -10,8 +10,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from nstarx_jupyter.client.inference import InferenceClient
 from nstarx_jupyter.deployment.kserve_backend import KServeBackend
 from nstarx_jupyter.deployment.spec import DeploymentSpec
+from nstarx_jupyter.security import admin_token
+from nstarx_jupyter.security.home import security_dir
+from tests.integration.server import start_server
 from tests.support.kube import FakeController
 
 if TYPE_CHECKING:
@@ -116,3 +120,47 @@ def test_a_wrong_context_or_a_local_artifact_is_a_clear_4xx(
     only_cluster = {"name": "iris", "model": "iris", "version": "1", "storage_uri": V1}
     refused = api("POST", "deployments", only_cluster, status=400)
     assert "storage_uri: only for a cluster" in refused["error"]
+
+
+@pytest.mark.k8s
+@pytest.mark.xdist_group("k8s")
+def test_a_ready_inference_service_shows_the_figures_of_the_runtime_at_its_url(
+    api: Api,
+    kube_cluster: Cluster,
+    kube_namespace: str,
+    named_iris: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
+    backend = KServeBackend(namespace=kube_namespace, kubeconfig=kube_cluster.kubeconfig)
+    try:
+        for name in ("iris", "away"):
+            backend.apply(DeploymentSpec.build(name=name, storage_uri=V1, auth=False))
+    finally:
+        backend.close()
+    # The stand-in for the cluster's URL: nstarx serve with its control API (as in
+    # test_kserve_backend), reached with the token the cluster's ingress would take.
+    server = start_server("--model", f"iris={named_iris}", "--state-dir", str(tmp_path / "state"))
+    try:
+        monkeypatch.setenv("NSTARX_KSERVE_TOKEN", admin_token(security_dir()))
+        controller = FakeController(kube_cluster, kube_namespace)
+        controller.ready("iris", server.url)
+        controller.ready("away", "http://127.0.0.1:9")  # nothing answers there
+        with InferenceClient(f"{server.url}/v1/models/iris", admin_token(security_dir())) as client:
+            client.predict({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4,
+                            "petal_width": 0.2})  # fmt: skip
+        where = {"target": "kserve", "context": CONTEXT, "namespace": kube_namespace}
+        listed = {d["name"]: d for d in api("GET", "deployments", params=where)}
+    finally:
+        server.stop()
+    figures = listed["iris"]["metrics"]
+    assert figures["requests"] >= 1
+    assert figures["p50_ms"] is not None
+    # Resource use and cost are the local server's figures: none for a cluster's deployment.
+    local_only = ("cpu_s", "rss_bytes", "cost_per_1000", "cost_per_day", "currency")
+    assert [figures[key] for key in local_only] == [None] * len(local_only)
+    # Unreachable from here: listed all the same, Ready, without figures.
+    assert listed["away"]["status"] == "Ready"
+    assert listed["away"]["metrics"]["requests"] == 0
+    assert listed["away"]["metrics"]["p50_ms"] is None

@@ -2,7 +2,8 @@
 
 `KServeBackend` connects through one context; a front end (the sidebar's picker) lists them all
 first so the user picks one by name. Both find the kubeconfig the same way (`kubeconfig_path`):
-`$KUBECONFIG` (its files merged, as `kubectl` does), else `~/.kube/config`.
+`$KUBECONFIG` (its files merged, as `kubectl` does), else `~/.kube/config`; without one, inside a
+pod, the pod's service account reaches its own cluster (`in_cluster_namespace`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 from nstarx_jupyter.errors import UnavailableError, require
 
-__all__ = ["KubeContext", "kube_contexts", "kubeconfig_path"]
+__all__ = ["KubeContext", "in_cluster_namespace", "kube_contexts", "kubeconfig_path"]
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 MAX_CONTEXTS = 200
 """A kubeconfig with more contexts than this is cut: a picker is no place for thousands."""
 
@@ -41,6 +43,17 @@ def kubeconfig_path(explicit: str | Path | None = None) -> str | None:
         return from_env
     default = Path("~/.kube/config").expanduser()
     return str(default) if default.exists() else None
+
+
+def in_cluster_namespace() -> str | None:
+    """Inside a pod (`$KUBERNETES_SERVICE_HOST`): its service account's namespace; else None."""
+    if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return None
+    try:
+        found = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:  # no namespace file mounted: the API server's default
+        found = ""
+    return found or "default"
 
 
 def kube_contexts(kubeconfig: str | Path | None = None) -> tuple[str, list[KubeContext]]:

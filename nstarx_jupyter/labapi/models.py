@@ -79,6 +79,9 @@ class Contexts(_Model):
     kubeconfig: str | None = None
     """The kubeconfig the contexts come from (`$KUBECONFIG` or `~/.kube/config`)."""
     contexts: list[ClusterContext] = Field(default_factory=list)
+    in_cluster_namespace: str | None = None
+    """Inside a pod without a kubeconfig: its service account's namespace (the picker then offers
+    the pod's own cluster, as context None); None elsewhere."""
     reason: str | None = None
     """Why there are none: no `kubernetes` client installed, no kubeconfig, an unreadable one."""
 

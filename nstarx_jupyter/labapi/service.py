@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any, cast
 from nstarx_jupyter.config import nstarx_home
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
-from nstarx_jupyter.errors import InvalidInputError, NotFoundError, NstarxError
+from nstarx_jupyter.errors import (
+    InvalidInputError,
+    MissingExtraError,
+    NotFoundError,
+    NstarxError,
+)
 from nstarx_jupyter.labapi import views
 from nstarx_jupyter.labapi.models import (
     ClusterContext,
@@ -311,11 +316,18 @@ class LabService:
 
         Not an error: a lab without the `kserve` extra or a kubeconfig deploys locally only.
         """
-        from nstarx_jupyter.deployment.kubeconfig import kube_contexts
+        from nstarx_jupyter.deployment.kubeconfig import (
+            in_cluster_namespace,
+            kube_contexts,
+            kubeconfig_path,
+        )
 
         try:
             path, found = kube_contexts()
         except NstarxError as exc:
+            pod_namespace = in_cluster_namespace() if kubeconfig_path() is None else None
+            if pod_namespace is not None and not isinstance(exc, MissingExtraError):
+                return Contexts(in_cluster_namespace=pod_namespace)  # the pod's own cluster
             return Contexts(reason=exc.message)
         contexts = [ClusterContext(name=c.name, cluster=c.cluster, namespace=c.namespace,
                                    current=c.current) for c in found]  # fmt: skip

@@ -23,6 +23,7 @@ export interface ClusterContext {
  */
 export interface Contexts {
   contexts: ClusterContext[];
+  in_cluster_namespace: string | null;
   kubeconfig: string | null;
   reason: string | null;
 }

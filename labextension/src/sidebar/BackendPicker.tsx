@@ -53,13 +53,20 @@ export function BackendPicker() {
   const { store } = useSidebarEnv();
   const { where, contexts } = useStore(store);
   const listed: readonly ClusterContext[] = contexts?.contexts ?? [];
-  const known = listed.some((c) => c.name === where.context);
+  // Inside a pod without a kubeconfig: its own cluster, through its service account.
+  const podNamespace = contexts?.in_cluster_namespace ?? null;
+  const known =
+    listed.some((c) => c.name === where.context) || (podNamespace !== null && !where.context);
   const choose = (value: string) => {
     if (value === LOCAL_VALUE) {
       void store.choose({ target: "local", context: null, namespace: null });
       return;
     }
     const name = value.slice(PREFIX.length);
+    if (!name) {
+      void store.choose({ target: "kserve", context: null, namespace: podNamespace });
+      return;
+    }
     const picked = listed.find((c) => c.name === name);
     void store.choose({ target: "kserve", context: name, namespace: picked?.namespace ?? null });
   };
@@ -76,6 +83,11 @@ export function BackendPicker() {
           }}
         >
           <option value={LOCAL_VALUE}>Local server</option>
+          {podNamespace !== null && (
+            <option value={PREFIX} title="The pod's service account">
+              This cluster
+            </option>
+          )}
           {listed.map((c) => (
             <option
               key={c.name}

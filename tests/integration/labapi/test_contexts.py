@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from nstarx_jupyter.client.inference import InferenceClient
+from nstarx_jupyter.deployment import kubeconfig
 from nstarx_jupyter.deployment.kserve_backend import KServeBackend
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.security import admin_token
@@ -35,10 +36,21 @@ def test_without_a_kubeconfig_there_are_no_contexts_and_the_answer_says_why(
 ) -> None:
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config there
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     answer = api("GET", "contexts")
     assert answer["contexts"] == []
-    assert answer["kubeconfig"] is None
+    assert (answer["kubeconfig"], answer["in_cluster_namespace"]) == (None, None)
     assert "no kubeconfig" in answer["reason"]
+    # Inside a pod: its own cluster, through the service account (its namespace file, or the
+    # API server's default when none is mounted).
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setattr(kubeconfig, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "namespace")
+    assert api("GET", "contexts")["in_cluster_namespace"] == "default"
+    (tmp_path / "namespace").write_text("ml-team\n")
+    answer = api("GET", "contexts")
+    assert answer["in_cluster_namespace"] == "ml-team"
+    assert (answer["reason"], answer["contexts"]) == (None, [])
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
 
     broken = tmp_path / "broken-kubeconfig"
     broken.write_text("contexts: [this is not a kubeconfig")
@@ -60,6 +72,7 @@ def test_the_picker_lists_the_kubeconfig_contexts_and_the_routes_work_on_the_clu
     answer = api("GET", "contexts")
     assert answer == {
         "kubeconfig": str(kube_cluster.kubeconfig),
+        "in_cluster_namespace": None,
         "contexts": [{"name": CONTEXT, "cluster": "test", "namespace": "default",
                       "current": True}],
         "reason": None,

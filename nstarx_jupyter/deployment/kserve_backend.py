@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-__all__ = ["FIELD_MANAGER", "STABLE_ANNOTATION", "KServeBackend"]
+__all__ = ["FIELD_MANAGER", "STABLE_ANNOTATION", "KServeBackend", "spec_of"]
 
 GROUP = "serving.kserve.io"
 FIELD_MANAGER = "nstarx"
@@ -166,7 +166,7 @@ class KServeBackend:
         kept = _stable(current)
         if kept is not None:
             return kept  # a canary already runs: its stable stays the same
-        deployed = _spec_of(current)
+        deployed = spec_of(current)
         if deployed.replace(canary_traffic_percent=None) == spec.replace(
             canary_traffic_percent=None
         ):
@@ -262,7 +262,7 @@ class KServeBackend:
         status, reason = _status(isvc)
         url = isvc.get("status", {}).get("url")
         try:
-            spec = _spec_of(isvc)
+            spec = spec_of(isvc)
         except InvalidInputError as exc:  # a hand-written isvc nstarx cannot run: still listed
             spec = DeploymentSpec.build(name=meta["name"], namespace=meta.get("namespace"))
             reason = reason or f"not an nstarx deployment: {exc.message}"
@@ -566,8 +566,12 @@ def _check_revision(name: str, current: dict[str, Any] | None, if_revision: int)
     return current
 
 
-def _spec_of(isvc: dict[str, Any]) -> DeploymentSpec:
-    """The spec an InferenceService was applied from (what `from_kserve` reads of it)."""
+def spec_of(isvc: dict[str, Any]) -> DeploymentSpec:
+    """The spec an InferenceService was applied from (what `from_kserve` reads of it).
+
+    A stored InferenceService carries what the server and the controller added (`status`,
+    managed fields, our own annotations); only the applied part is read.
+    """
     meta = isvc["metadata"]
     annotations = {key: value for key, value in meta.get("annotations", {}).items()
                    if key != STABLE_ANNOTATION

@@ -295,6 +295,8 @@ class DeploymentService(Rollouts):
     def update(self, name: str, change: Callable[[Description], DeploymentSpec]) -> Description:
         """Apply `change` to the deployment as it is, retrying when it changed meanwhile.
 
+        Returns once the change serves (on a cluster: once the new generation is ready).
+
         Like a PATCH with Kubernetes' retry-on-conflict: a change made between our read and our
         write (a registration switching to the registry, another notebook) makes the write fail
         with a conflict; the change is then made again on top of the newer state, not over it.
@@ -302,8 +304,12 @@ class DeploymentService(Rollouts):
         for attempt in range(CONFLICT_RETRIES):
             described = self.backend.describe(name)
             try:
-                return self.backend.apply(change(described), if_revision=described.revision)
+                applied = self.backend.apply(change(described), if_revision=described.revision)
             except ConflictError:
                 if attempt == CONFLICT_RETRIES - 1:
                     raise
+                continue
+            # The local server answers once the change serves; a cluster has only accepted it:
+            # a rollout is done when the controller reports the new generation ready.
+            return applied if isinstance(self.backend, LocalBackend) else self.wait_ready(name)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -290,6 +290,23 @@ class FakeController:
             rows.append(row)
         self.write(name, {"observedGeneration": generation, "conditions": rows, **(extra or {})})
 
+    def event(self, name: str, reason: str, message: str, kind: str = "Normal") -> None:
+        """Record a core/v1 Event on the InferenceService, as KServe's event recorder does
+        (`InferenceServiceReady`, `InferenceServiceNotReady`...)."""
+        uid = self.get(name)["metadata"]["uid"]
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{name}.", "namespace": self.namespace},
+            "involvedObject": {"apiVersion": f"{GROUP}/v1beta1", "kind": "InferenceService",
+                               "name": name, "namespace": self.namespace, "uid": uid},
+            "reason": reason, "message": message, "type": kind,
+            "source": {"component": "kserve-controller"}, "firstTimestamp": _now(),
+            "lastTimestamp": _now(), "count": 1,
+        }  # fmt: skip
+        with self.cluster.http() as http:
+            answer = http.post(f"/api/v1/namespaces/{self.namespace}/events", json=body)
+            answer.raise_for_status()
+
     def ready(self, name: str, url: str, *, canary_percent: int | None = None) -> None:
         """All conditions True, the URL, and the traffic of the current generation."""
         generation = self.get(name)["metadata"]["generation"]

@@ -1,0 +1,127 @@
+"""KServe's part in the KServe tests: a controller loop and a model server standing in for a pod.
+
+The API server stores InferenceServices but nothing reconciles them. `StandIn` does what KServe's
+controller, its storage initializer and the predictor pod would: it watches the namespace's
+InferenceServices, and for each new generation marks the predictor scheduled, "downloads" the
+storage URI (`s3://BUCKET/KEY` is read from `bucket_root/BUCKET/KEY`, a folder standing in for
+the bucket), serves the model on one local `nstarx serve` (the same server our runtime image
+runs, with the same canary semantics), then writes `Ready`, the URL and the traffic through the
+status subresource (`FakeController`), or a failed `PredictorReady` with the load's message.
+Nothing here is mocked but the cluster's compute: the API server, its watch, the status
+subresource and the model server are real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from nstarx_jupyter.deployment.kserve_backend import spec_of
+from nstarx_jupyter.security import admin_token
+from nstarx_jupyter.security.home import security_dir
+from tests.integration.server import start_server
+from tests.support.kube import GROUP, FakeController
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from types import TracebackType
+
+    from tests.integration.server import ServerProcess
+    from tests.support.kube import Cluster
+
+__all__ = ["StandIn"]
+
+
+class StandIn:
+    """Reconciles one namespace's InferenceServices onto a local model server, in a thread."""
+
+    def __init__(self, cluster: Cluster, namespace: str, bucket_root: Path, state: Path) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.bucket_root = bucket_root
+        self.controller = FakeController(cluster, namespace)
+        self.server: ServerProcess = start_server("--state-dir", str(state))
+        self.token = admin_token(security_dir())
+        self.reconciled: dict[str, int] = {}
+        """Per InferenceService, the generation last reconciled."""
+        self.errors: list[str] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="kserve-stand-in")
+
+    @property
+    def url(self) -> str:
+        """Where the stand-in pod answers (what `status.url` says)."""
+        return self.server.url
+
+    def __enter__(self) -> StandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+        self.server.stop()
+
+    def _run(self) -> None:
+        path = f"/apis/{GROUP}/v1beta1/namespaces/{self.namespace}/inferenceservices"
+        while not self._done.is_set():
+            try:
+                with self.cluster.http() as http:
+                    listed = http.get(path).json()
+                    for item in listed.get("items", []):
+                        self._reconcile("MODIFIED", item)
+                    query = {"watch": "true", "timeoutSeconds": "2",
+                             "resourceVersion": listed["metadata"]["resourceVersion"]}  # fmt: skip
+                    with http.stream("GET", path, params=query, timeout=10) as events:
+                        for line in events.iter_lines():
+                            if self._done.is_set():
+                                return
+                            if line:
+                                event = json.loads(line)
+                                self._reconcile(event["type"], event["object"])
+            except Exception as exc:  # noqa: BLE001 - a test thread: keep the reason, go on
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def _reconcile(self, kind: str, isvc: dict[str, Any]) -> None:
+        name = isvc["metadata"]["name"]
+        if kind == "DELETED":
+            self.reconciled.pop(name, None)
+            self._control("DELETE", f"/deployments/{name}")
+            return
+        generation = int(isvc["metadata"]["generation"])
+        if self.reconciled.get(name) == generation:
+            return  # a status write of ours, or nothing new
+        self.reconciled[name] = generation
+        self.controller.conditions(name, PredictorConfigurationReady="True")
+        spec = spec_of(isvc)  # as KServe reads it: the stored object has a status too
+        uri = spec.storage_uri or ""
+        local = self.bucket_root / uri.removeprefix("s3://") if uri.startswith("s3://") else None
+        if local is None or not local.exists():
+            self._failed(name, "StorageInitializerFailed", f"cannot download {uri}: not found")
+            return
+        doc = spec.replace(storage_uri=str(local), namespace=None, auth=False, trusted=True)
+        answer = self._control("PUT", f"/deployments/{name}", doc.model_dump(
+            mode="json", exclude_defaults=True))  # fmt: skip
+        if answer.status_code >= 400:
+            self._failed(name, "ModelLoadFailed", answer.json().get("error", answer.text))
+            return
+        self.controller.ready(name, self.url, canary_percent=spec.canary_traffic_percent)
+        self.controller.event(name, "InferenceServiceReady", f"InferenceService [{name}] is Ready")
+
+    def _failed(self, name: str, reason: str, message: str) -> None:
+        self.controller.conditions(
+            name, PredictorConfigurationReady="True", PredictorReady=("False", reason, message),
+            Ready=("False", reason, message),
+        )  # fmt: skip
+        self.controller.event(name, "InternalError", f"{reason}: {message}", kind="Warning")
+
+    def _control(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        with contextlib.closing(httpx.Client(timeout=60)) as http:
+            return http.request(method, f"{self.url}/nstarx/v1{path}", json=body,
+                                headers={"Authorization": f"Bearer {self.token}"})  # fmt: skip

@@ -178,7 +178,8 @@ class LabService:
             found = self._clusters.get(where)
             if found is None:
                 backend = backend_for(cast("Target", target), context=context, namespace=namespace)
-                found = self._clusters[where] = DeploymentService(backend)
+                # the list shows a rollout's way to Ready: no request waits for the controller
+                found = self._clusters[where] = DeploymentService(backend, wait_rollouts=False)
             return found
 
     def deployment(self, name: str, where: Where = LOCAL) -> DeploymentInfo:

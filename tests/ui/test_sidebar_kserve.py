@@ -12,6 +12,7 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -59,7 +60,9 @@ def registered(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
 
     # The catalog answers once the lab opened its registry (a second first opening of a fresh
     # store would race it through MLflow's migrations).
-    assert lab.api("nstarx/models").status_code == 200
+    catalog = httpx.get(f"{lab.url}nstarx/models", timeout=120,
+                        headers={"authorization": f"token {lab.token}"})  # fmt: skip
+    assert catalog.status_code == 200, catalog.text
     monkeypatch.setenv("NSTARX_HOME", str(lab.nstarx_home))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     x, y = load_iris(return_X_y=True, as_frame=True)

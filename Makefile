@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 EXTRAS ?= dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve
 # The CPU build of torch that these machines keep on disk; a bare `torch` pulls a CUDA build.
 TORCH_PIN ?= torch==2.13.0
+S3_VENV ?= $(HOME)/.cache/nstarx-s3
+S3_SERVER := $(S3_VENV)/bin/moto_server
 # jupyter lab refuses to start as root without --allow-root (containers, CI images).
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -18,9 +20,15 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-install: $(PY) ## install the package with every extra and the dev tools into .venv
+install: $(PY) $(S3_SERVER) ## install the package with every extra and the dev tools into .venv
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+
+# The upload tests' S3-compatible server (moto's), in its own venv: its botocore pins
+# python-dateutil<3, which the kubernetes client refuses (tests/support/s3.py).
+$(S3_SERVER):
+	python3 -m venv $(S3_VENV)
+	$(S3_VENV)/bin/pip install --quiet "moto[server]>=5,<6"
 
 demo: install ## the quickstart headless: train, deploy with a key, predict, load test, redeploy
 	$(BIN)/nstarx demo

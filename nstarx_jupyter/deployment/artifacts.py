@@ -7,12 +7,14 @@ a KServe deployment is refused before anything is applied when the model would c
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.sources import storage_uri_of
 from nstarx_jupyter.deployment.staging import stage_model
+from nstarx_jupyter.deployment.uploads import STORE_VARIABLE, model_store, upload_folder
 from nstarx_jupyter.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -56,8 +58,13 @@ def resolve_source(
     version: str | int | None = None,
     storage_uri: str | None = None,
     register: dict[str, Any] | None = None,
+    store: str | None = None,
 ) -> Source:
     """The URI `target` reads `model_or_uri` from; fitted models are staged (local) or registered.
+
+    For a cluster a fitted model is registered, then read from `storage_uri` when given (where
+    you put it), else uploaded to the model store (`store`, or `$NSTARX_MODEL_STORE`) under
+    `NAME/VERSION`, else read from its registry artifact when that is remote.
 
     Raises:
         InvalidInputError: on KServe, the model would come from this machine's disk (the
@@ -73,7 +80,7 @@ def resolve_source(
     if isinstance(model_or_uri, str | Path):
         return Source(storage_uri or _remote_uri(model_or_uri, version), fitted=False,
                       trusted=True)  # fmt: skip
-    return _register_for_cluster(model_or_uri, name, storage_uri, register or {})
+    return _register_for_cluster(model_or_uri, name, storage_uri, register or {}, store)
 
 
 def _remote_uri(source: str | Path, version: str | int | None) -> str:
@@ -96,22 +103,29 @@ def _remote_uri(source: str | Path, version: str | int | None) -> str:
 
 
 def _register_for_cluster(
-    model: Any, name: str, storage_uri: str | None, register: dict[str, Any]
+    model: Any, name: str, storage_uri: str | None, register: dict[str, Any], store: str | None
 ) -> Source:
-    """Register a fitted model and point the cluster at its artifact (or at `storage_uri`)."""
+    """Register a fitted model; point the cluster at `storage_uri`, an upload, or its artifact."""
     from nstarx_jupyter.registry import Registry
     from nstarx_jupyter.registry.flavors import flavor_of
 
     flavor_of(model)  # refuses what the registry could not take, before MLflow starts
+    bucket = model_store(store) if storage_uri is None else None  # a bad store: before MLflow
     registry = Registry()
     version = registry.register(model, name, **register)
+    if bucket is not None:
+        with tempfile.TemporaryDirectory(prefix="nstarx-upload-") as tmp:
+            folder = registry.download(version.name, version.version, Path(tmp) / "model")
+            uri = upload_folder(folder, f"{bucket}/{name}/{version.version}")
+        return Source(uri, fitted=True, trusted=False, registered=version)
     uri = storage_uri or registry.artifact_uri(version.uri)
     if not is_remote(uri):
         raise InvalidInputError(
             f"the fitted model was registered as {version.uri}, but its artifacts are at '{uri}' "
-            "on this machine, which KServe pods cannot read: upload the model and pass "
-            "storage_uri='s3://...' (or gs://, pvc://, oci://), or set an MLflow artifact root "
-            "on S3 so registered versions live where the cluster reads; nothing was applied"
+            "on this machine, which KServe pods cannot read: set a model store to upload it to "
+            f"(deploy(..., model_store='s3://BUCKET/prefix') or ${STORE_VARIABLE}), or upload it "
+            "yourself and pass storage_uri='s3://...' (or gs://, pvc://, oci://), or set an "
+            "MLflow artifact root on S3; nothing was applied"
         )
     return Source(uri, fitted=True, trusted=False, registered=version)
 

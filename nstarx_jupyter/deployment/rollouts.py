@@ -42,6 +42,7 @@ class Rollouts:
             version: str | int | None,
             storage_uri: str | None,
             register: dict[str, Any] | None = None,
+            store: str | None = None,
         ) -> Source: ...
 
         def _register_behind(

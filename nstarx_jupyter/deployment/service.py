@@ -137,18 +137,21 @@ class DeploymentService(Rollouts):
         namespace: str | None = None,
         input_example: Any = None,
         reference_data: Any = None,
+        model_store: str | None = None,
         **spec: Any,
     ) -> Applied:
         """Serve a model (fitted, a file, a registry URI) under `name`; returns once accepted.
 
         `spec` takes `spec_for`'s fields (replicas, batching, auth, ...). A fitted model serves
         at once from a staged copy on the local server and registers behind it; for KServe it is
-        registered first and deployed from its artifact (or from `storage_uri`, where you
-        uploaded it), and refused before anything is applied when the cluster could not read it.
+        registered first, uploaded to `model_store` (default `$NSTARX_MODEL_STORE`) and deployed
+        from there (or from `storage_uri`, where you uploaded it, or from its registry artifact
+        when that is remote), and refused before anything is applied when the cluster could not
+        read it.
         Follow it to `Ready` with `wait_ready`.
         """
         register = {"input_example": input_example, "reference_data": reference_data}
-        source = self._source(model_or_uri, name, version, storage_uri, register)
+        source = self._source(model_or_uri, name, version, storage_uri, register, model_store)
         made = spec_for(source.uri, name, trusted=source.trusted, **spec)
         if namespace is not None:
             made = made.replace(namespace=namespace)
@@ -185,9 +188,10 @@ class DeploymentService(Rollouts):
         version: str | int | None,
         storage_uri: str | None,
         register: dict[str, Any] | None = None,
+        store: str | None = None,
     ) -> Source:
         return resolve_source(model_or_uri, name, self.target, version=version,
-                              storage_uri=storage_uri, register=register)  # fmt: skip
+                              storage_uri=storage_uri, register=register, store=store)  # fmt: skip
 
     def _registration(
         self, model: Any, source: Source, applied: Description, register: dict[str, Any]

@@ -45,6 +45,7 @@ def deploy(
     namespace: str | None = None,
     context: str | None = None,
     storage_uri: str | None = None,
+    model_store: str | None = None,
     version: str | int | None = None,
     min_replicas: int = 1,
     max_replicas: int = 1,
@@ -69,9 +70,11 @@ def deploy(
 
     `target="kserve"` deploys an InferenceService on the cluster of the kubeconfig `context`
     (default: the current one) in `namespace`. The cluster cannot read this machine's disk: a
-    fitted model is registered first and deployed from its registry artifact when that is
-    remote (an MLflow artifact root on S3), or from `storage_uri` where you uploaded it
-    (`s3://`, `gs://`, `pvc://`, `oci://`); a local file is refused before anything is applied.
+    fitted model is registered first, then uploaded to `model_store` (`s3://BUCKET/prefix`,
+    default `$NSTARX_MODEL_STORE`; any S3-compatible server, see the README) under
+    `NAME/VERSION` and deployed from there; or deployed from `storage_uri` where you put it
+    (`s3://`, `gs://`, `pvc://`, `oci://`), or from its registry artifact when that is remote.
+    A local file is refused before anything is applied.
 
     With `auth` (the default) callers need an API key. On the local server each call mints one
     for this deployment (scope `predict:NAME`) and keeps it on the returned object (`.api_key`,
@@ -94,7 +97,8 @@ def deploy(
     service = DeploymentService(backend)
     applied = service.deploy(
         model_or_uri, name, version=version, storage_uri=storage_uri, namespace=namespace,
-        input_example=input_example, reference_data=reference_data, min_replicas=min_replicas,
+        input_example=input_example, reference_data=reference_data, model_store=model_store,
+        min_replicas=min_replicas,
         max_replicas=max_replicas, batching=batching, container_concurrency=container_concurrency,
         timeout_s=timeout_s, resources=resources, options=options, auth=auth,
     )  # fmt: skip

@@ -3,7 +3,8 @@
 `target="local"`: the local server of this test's `$NSTARX_HOME`. `target="kserve"`: a real
 etcd + kube-apiserver with KServe's CRDs, where `StandIn` plays KServe's controller, storage
 initializer and predictor pod (tests/support/kserve_stand_in.py); the models are the same files,
-named by path locally and by `s3://models/...` on the cluster (the stand-in's bucket folder).
+named by path locally, and on the cluster uploaded (`deployment/uploads.py`) to a real
+S3-compatible server (tests/support/s3.py) and named by `s3://models/...`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sklearn.dummy import DummyClassifier
 
 from nstarx_jupyter import deploy
 from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.deployment.uploads import upload_folder
 from nstarx_jupyter.errors import NotFoundError
 from nstarx_jupyter.security import admin_token
 from nstarx_jupyter.security.home import security_dir
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.notebook.api import Deployment
     from tests.support.kube import Cluster
+    from tests.support.s3 import S3Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("k8s")]
 ROW = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
@@ -76,13 +79,17 @@ def target(
         return
     cluster: Cluster = request.getfixturevalue("kube_cluster")
     namespace: str = request.getfixturevalue("kube_namespace")
-    bucket = tmp_path / "bucket"
-    _models(named_iris, bucket / "models")
+    s3: S3Server = request.getfixturevalue("s3_server")
+    for key, value in s3.environ.items():
+        monkeypatch.setenv(key, value)
+    bucket = f"{s3.bucket('models')}/{namespace}"
+    v1, v2 = _models(named_iris, tmp_path / "files")
+    uris = [upload_folder(folder, f"{bucket}/iris/{folder.name}") for folder in (v1, v2)]
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
-    with StandIn(cluster, namespace, bucket, tmp_path / "pod") as stand_in:
+    with StandIn(cluster, namespace, s3, tmp_path / "pod") as stand_in:
         # the pod's nstarx serve answers the metrics the latency chart draws
         monkeypatch.setenv("NSTARX_KSERVE_TOKEN", admin_token(security_dir()))
-        yield Target("kserve", "s3://models/iris/1", "s3://models/iris/2", namespace)
+        yield Target("kserve", uris[0], uris[1], namespace)
         assert stand_in.errors == []
 
 

@@ -3,12 +3,12 @@
 The API server stores InferenceServices but nothing reconciles them. `StandIn` does what KServe's
 controller, its storage initializer and the predictor pod would: it watches the namespace's
 InferenceServices, and for each new generation marks the predictor scheduled, "downloads" the
-storage URI (`s3://BUCKET/KEY` is read from `bucket_root/BUCKET/KEY`, a folder standing in for
-the bucket), serves the model on one local `nstarx serve` (the same server our runtime image
+storage URI from a real S3-compatible server (tests/support/s3.py) as KServe's storage
+initializer would, serves the model on one local `nstarx serve` (the same server our runtime image
 runs, with the same canary semantics), then writes `Ready`, the URL and the traffic through the
 status subresource (`FakeController`), or a failed `PredictorReady` with the load's message.
 Nothing here is mocked but the cluster's compute: the API server, its watch, the status
-subresource and the model server are real.
+subresource, the object store and the model server are real.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from tests.integration.server import ServerProcess
     from tests.support.kube import Cluster
+    from tests.support.s3 import S3Server
 
 __all__ = ["StandIn"]
 
@@ -39,10 +40,12 @@ __all__ = ["StandIn"]
 class StandIn:
     """Reconciles one namespace's InferenceServices onto a local model server, in a thread."""
 
-    def __init__(self, cluster: Cluster, namespace: str, bucket_root: Path, state: Path) -> None:
+    def __init__(self, cluster: Cluster, namespace: str, s3: S3Server, state: Path) -> None:
         self.cluster = cluster
         self.namespace = namespace
-        self.bucket_root = bucket_root
+        self.s3 = s3
+        self.pods = state / "pods"
+        """Where each revision's model is downloaded (the pod's /mnt/models)."""
         self.controller = FakeController(cluster, namespace)
         self.server: ServerProcess = start_server("--state-dir", str(state))
         self.token = admin_token(security_dir())
@@ -101,8 +104,8 @@ class StandIn:
         self.controller.conditions(name, PredictorConfigurationReady="True")
         spec = spec_of(isvc)  # as KServe reads it: the stored object has a status too
         uri = spec.storage_uri or ""
-        local = self.bucket_root / uri.removeprefix("s3://") if uri.startswith("s3://") else None
-        if local is None or not local.exists():
+        local = self.pods / f"{name}-{generation:05d}"
+        if not uri.startswith("s3://") or not self.s3.download(uri, local):
             self._failed(name, "StorageInitializerFailed", f"cannot download {uri}: not found")
             return
         doc = spec.replace(storage_uri=str(local), namespace=None, auth=False, trusted=True)

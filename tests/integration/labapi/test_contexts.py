@@ -109,9 +109,20 @@ def test_the_picker_lists_the_kubeconfig_contexts_and_the_routes_work_on_the_clu
     moved = api("PUT", "deployments/iris/traffic", {"canary_percent": 60}, params=where)
     assert moved["canary_percent"] == 60
     assert controller.get("iris")["spec"]["predictor"]["canaryTrafficPercent"] == 60
+    # Each call answers once the API server took the change: no controller reports it here.
+    rolled_back = api("POST", "deployments/iris/rollback", params=where)
+    assert (rolled_back["model"], rolled_back["stable_revision"]) == (V1, None)
+    stored = controller.get("iris")["spec"]["predictor"]
+    assert stored["model"]["storageUri"] == V1
+    assert "canaryTrafficPercent" not in stored
+    controller.ready("iris", "http://127.0.0.1:9")
+    api("POST", "deployments", form, status=201, params=where)  # the canary again
+    controller.ready("iris", "http://127.0.0.1:9", canary_percent=20)
     promoted = api("POST", "deployments/iris/promote", params=where)
-    assert promoted["stable_revision"] is None
-    assert "canaryTrafficPercent" not in controller.get("iris")["spec"]["predictor"]
+    assert (promoted["model"], promoted["stable_revision"]) == (V2, None)
+    stored = controller.get("iris")["spec"]["predictor"]
+    assert stored["model"]["storageUri"] == V2
+    assert "canaryTrafficPercent" not in stored
     api("DELETE", "deployments/iris", status=204, params=where)
     assert api("GET", "deployments", params=where) == []
 

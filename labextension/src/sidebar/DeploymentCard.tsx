@@ -30,7 +30,13 @@ function StatusBadge({ status, reason }: { status: string; reason: string | null
       >
         {status}
       </span>
-      {reason && <span className="nstarx-sidebar__reason">{reason}</span>}
+      {reason && (
+        <span
+          className={`nstarx-sidebar__reason${kind === "failed" ? "" : " nstarx-sidebar__reason--info"}`}
+        >
+          {reason}
+        </span>
+      )}
     </span>
   );
 }

@@ -100,6 +100,13 @@ def test_the_picker_lists_the_kubeconfig_contexts_and_the_routes_work_on_the_clu
 
     # The deploy form on the cluster: a canary of the uploaded v2, no key minted.
     controller.ready("iris", "http://127.0.0.1:9")
+    controller.event("iris", "InferenceServiceReady", "InferenceService [iris] is Ready")
+    logs = api("GET", "deployments/iris/logs", params=where)
+    assert [line.split(" ", 1)[1] for line in logs["lines"]] == [
+        "Normal InferenceServiceReady: InferenceService [iris] is Ready"]  # fmt: skip
+    snippets = api("GET", "deployments/iris/snippets", params=where)
+    assert snippets["url"] == "http://127.0.0.1:9/v1/models/iris"
+    assert snippets["url"] in snippets["curl"]
     form = {"name": "iris", "model": "iris", "version": "2", "storage_uri": V2,
             "canary_percent": 20}  # fmt: skip
     deployed = api("POST", "deployments", form, status=201, params=where)

@@ -52,6 +52,7 @@ def deployment_info(
         namespace=described.namespace,
         status=described.status,
         reason=described.reason,
+        stage=described.stage,
         revision=described.revision,
         stable_revision=stable.revision if stable else None,
         model=spec.storage_uri,

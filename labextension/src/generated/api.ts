@@ -4,6 +4,30 @@ export interface HttpsNstarxIoSchemasLabApiV1Json {
   [k: string]: unknown;
 }
 /**
+ * One kubeconfig context the sidebar's picker offers: a cluster to deploy to.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasLabApiV1Json`'s JSON-Schema
+ * via the `definition` "ClusterContext".
+ */
+export interface ClusterContext {
+  cluster: string;
+  current: boolean;
+  name: string;
+  namespace: string;
+}
+/**
+ * The clusters the lab can reach; none, with the `reason`, when it can reach none.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasLabApiV1Json`'s JSON-Schema
+ * via the `definition` "Contexts".
+ */
+export interface Contexts {
+  contexts: ClusterContext[];
+  in_cluster_namespace: string | null;
+  kubeconfig: string | null;
+  reason: string | null;
+}
+/**
  * The sidebar's deploy form: a registry version served under `name`.
  *
  * With `canary_percent` and an existing deployment `name`, the version goes out as a canary
@@ -21,6 +45,7 @@ export interface DeployRequest {
   min_replicas?: number;
   model: string;
   name: string;
+  storage_uri?: string | null;
   version: string;
 }
 /**
@@ -61,6 +86,7 @@ export interface DeploymentInfo {
   };
   stable_model: string | null;
   stable_revision: number | null;
+  stage: string | null;
   status: string;
   target: string;
   traffic: TrafficArm[];

@@ -116,7 +116,8 @@ class Column:
     def present(self) -> np.ndarray[Any, Any]:
         """The values that are not missing."""
         if self.kind == "numeric":
-            return self.values[np.isfinite(self.values)]
+            kept: np.ndarray[Any, Any] = self.values[np.isfinite(self.values)]
+            return kept
         return np.asarray([v for v in self.values.tolist() if v is not None], dtype=object)
 
 
@@ -220,7 +221,8 @@ def _inner_edges(reference: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 def _shares(bins: np.ndarray[Any, Any], count: int) -> np.ndarray[Any, Any]:
     counts = np.bincount(bins, minlength=count).astype(np.float64)
-    return np.clip(counts / max(1.0, counts.sum()), _PSI_EPS, None)
+    shares: np.ndarray[Any, Any] = np.clip(counts / max(1.0, counts.sum()), _PSI_EPS, None)
+    return shares
 
 
 def _ks(ref: np.ndarray[Any, Any], live: np.ndarray[Any, Any]) -> tuple[str, float, float, float]:

@@ -55,8 +55,8 @@ def _sample(columns: dict[str, np.ndarray[Any, Any]], total: int, rows: int) -> 
     picked = np.arange(total)
     if total > rows:
         picked = np.sort(np.random.default_rng(SAMPLE_SEED).choice(total, rows, replace=False))
-    return {"rows": int(picked.size), "seed": SAMPLE_SEED,
-            "columns": {name: _plain(values[picked]) for name, values in columns.items()}}  # fmt: skip
+    kept = {name: _plain(values[picked]) for name, values in columns.items()}
+    return {"rows": int(picked.size), "seed": SAMPLE_SEED, "columns": kept}
 
 
 def _plain(values: np.ndarray[Any, Any]) -> list[Any]:

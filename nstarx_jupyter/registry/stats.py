@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QUANTILES", "SAMPLE_ROWS", "SAMPLE_SEED", "sample_rows", "summarize"]
+__all__ = ["QUANTILES", "SAMPLE_ROWS", "SAMPLE_SEED", "sample_indices", "sample_rows", "summarize"]
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 SAMPLE_ROWS = 1000
@@ -51,10 +51,15 @@ def sample_rows(
     return _sample(columns, total, rows)
 
 
+def sample_indices(total: int, rows: int = SAMPLE_ROWS) -> np.ndarray[Any, Any]:
+    """The positions of the rows `sample_rows` keeps out of `total` (sorted, seeded)."""
+    if total <= rows:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(total, rows, replace=False))
+
+
 def _sample(columns: dict[str, np.ndarray[Any, Any]], total: int, rows: int) -> dict[str, Any]:
-    picked = np.arange(total)
-    if total > rows:
-        picked = np.sort(np.random.default_rng(SAMPLE_SEED).choice(total, rows, replace=False))
+    picked = sample_indices(total, rows)
     kept = {name: _plain(values[picked]) for name, values in columns.items()}
     return {"rows": int(picked.size), "seed": SAMPLE_SEED, "columns": kept}
 

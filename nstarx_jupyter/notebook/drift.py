@@ -128,7 +128,8 @@ class DriftMixin:
         """A live plotly `FigureWidget` of drift scores over time and reference vs live.
 
         Top: each feature's drift score over time; bottom: the reference's against the live
-        histogram of `feature` (default: the most drifted). Redrawn every `interval_s` from the server's report over the last `window`.
+        histogram of `feature` (default: the most drifted). Redrawn every `interval_s` from the
+        server's report over the last `window`.
         """
         from nstarx_jupyter.monitoring.live import DriftChart
 

@@ -432,7 +432,7 @@ class DriftHub:
         monitor = self.monitors.get(name)
         if monitor is None:
             monitor = self.monitor(name)
-        monitor.ring.append((time.time(), inputs, outputs))
+        monitor.ring.append((self.clock(), inputs, outputs))
 
     def monitor(self, name: str) -> DriftMonitor:
         """`name`'s monitor (made, with its saved reference, on first use)."""

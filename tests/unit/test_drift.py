@@ -215,8 +215,11 @@ def test_a_2d_input_is_named_by_the_reference_and_batches_are_sampled(tmp_path: 
     rng = np.random.default_rng(9)
     clock = Clock()
     hub = DriftHub(tmp_path, clock=clock)
-    hub.monitor("m").set_reference(Reference.parse(
-        {"columns": {"x": rng.normal(size=500).tolist(), "y": rng.normal(size=500).tolist()}}))
+    hub.monitor("m").set_reference(
+        Reference.parse(
+            {"columns": {"x": rng.normal(size=500).tolist(), "y": rng.normal(size=500).tolist()}}
+        )
+    )
     for _ in range(10):
         hub.tap("m", {"input-0": rng.normal(size=(100, 2))}, {"out": np.zeros((100, 3))})
     report = hub.report("m", 60)
@@ -284,7 +287,8 @@ def test_scores_reach_the_rollups_and_the_gauges(tmp_path: Path) -> None:
     metrics = {(m.name, tuple(s.labels.values())): s.value for m in hub.collector().collect()
                for s in m.samples}  # fmt: skip
     assert metrics[("nstarx_drift_score", ("m", "a", "psi"))] == pytest.approx(
-        next(t["score"] for t in report["features"] if (t["feature"], t["test"]) == ("a", "psi")))
+        next(t["score"] for t in report["features"] if (t["feature"], t["test"]) == ("a", "psi"))
+    )
     assert metrics[("nstarx_drift_features", ("m",))] == 1
     clock.now += 600
     assert hub.score("m") is None  # too old to be this minute's score

@@ -126,9 +126,12 @@ class Reference:
         if predictions is not None:
             predictions = _values(predictions, "reference predictions")
         given = doc.get("predictions_source")
+        created = doc.get("created")
+        if isinstance(created, bool) or not isinstance(created, int | float):
+            created = time.time()
         return cls(str(doc.get("source") or source)[:40], parsed, predictions,
-                   str(given) if given else ("reference" if predictions else None),
-                   float(doc.get("created") or time.time()))  # fmt: skip
+                   str(given)[:40] if given else ("reference" if predictions else None),
+                   float(created))  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         """The state file's form (and `Reference.parse`'s)."""

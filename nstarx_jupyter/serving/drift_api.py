@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.security.home import parse_duration
+from nstarx_jupyter.serving.bodies import DriftView
 from nstarx_jupyter.serving.drift import DEFAULT_WINDOW_S, KEEP_S, DriftHub, Reference
 from nstarx_jupyter.serving.security_api import PREFIX, control_endpoint, json_body, json_response
 
@@ -78,7 +79,8 @@ class DriftApi:
         window_s = window_seconds(request.query_params.get("window"))
         self._known(name)
         loop = asyncio.get_running_loop()  # tests over up to 43,200 rows: off the event loop
-        return json_response(await loop.run_in_executor(None, self.report, name, window_s))
+        report = await loop.run_in_executor(None, self.report, name, window_s)
+        return json_response(DriftView.model_validate(report).model_dump(mode="json"))
 
     async def _reference(self, request: Request, principal: Principal) -> Response:
         name = request.path_params["name"]
@@ -103,7 +105,11 @@ class DriftApi:
             self.hub.latest.pop(name, None)
             return json_response(made.describe())
         reference = monitor.reference
-        return json_response(None if reference is None else reference.describe())
+        return json_response(_NONE if reference is None else reference.describe())
+
+
+_NONE = {"source": "none", "rows": 0, "features": [], "predictions": None, "created": None}
+"""`GET .../drift/reference` of a deployment without one."""
 
 
 def _number(doc: dict[str, Any], key: str, default: float | None = None) -> float:

@@ -6,7 +6,7 @@ source); `/metrics` has its gauges; the reference survives a restart; bad calls 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,8 @@ from tests.conftest import IRIS_FEATURES
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from nstarx_jupyter.monitoring.live import DriftChart
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("local-backend")]
 
@@ -71,7 +73,7 @@ def test_a_shifted_feature_is_flagged_through_the_server_and_the_notebook_shows_
 
     chart = made.drift_chart(interval_s=60)
     try:
-        chart_obj = made._charts[-1]
+        chart_obj = cast("DriftChart", made._charts[-1])
         for _ in range(100):  # the first poll runs on the chart's thread
             if chart_obj.last is not None:
                 break

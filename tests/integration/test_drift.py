@@ -89,8 +89,13 @@ def test_a_shifted_feature_is_flagged_through_the_server_and_the_notebook_shows_
     state = backend.running()
     assert state is not None
     http, auth = backend._http, {"authorization": f"Bearer {state.token}"}
+    hour = backend.drift("iris", "1h")  # the gauges show the last report of the default window
     scraped = http.get(f"{state.url}/metrics", headers=auth).text
     assert 'nstarx_drift_features{deployment="iris"} 1.0' in scraped
+    psi = next(t["score"] for t in hour["features"]
+               if (t["feature"], t["test"]) == ("petal_length", "psi"))  # fmt: skip
+    series = 'nstarx_drift_score{deployment="iris",feature="petal_length",test="psi"}'
+    assert f"{series} {psi!r}" in scraped
     base = f"{state.url}/nstarx/v1/deployments"
     assert http.get(f"{base}/iris/drift?window=soon", headers=auth).status_code == 400
     assert http.get(f"{base}/iris/drift?window=7h", headers=auth).status_code == 400
@@ -105,6 +110,8 @@ def test_a_shifted_feature_is_flagged_through_the_server_and_the_notebook_shows_
 
     backend.stop()  # a new server reads the reference back; the live window starts empty
     assert made.drift_report()["reference_source"] == "data"
+    written = made.history("1h")["drift"].dropna()  # the minute's rollup kept the score
+    assert written.iloc[-1] == pytest.approx(hour["score"])  # the last minute: stop() wrote it
     assert made.drift_report()["status"] == "no traffic"
     made.set_reference(None)
     assert made.drift().attrs["status"] == "no reference"

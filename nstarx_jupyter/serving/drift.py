@@ -79,6 +79,8 @@ FIRST_WINDOW_ROWS = 200
 """Predictions frozen as their reference when none was given."""
 PREDICTION = "prediction"
 """The feature name of the model's predictions in a report."""
+_REUSE_S = 30.0
+"""A default-window report is reused this long while no row came (the window moves on too)."""
 _REPORT_TTL_S = 120.0
 """A cached default-window report older than this is not a current score."""
 
@@ -182,6 +184,9 @@ class DriftMonitor:
         self._lock = threading.Lock()
         self.reference: Reference | None = None
         self.first_predictions: list[Any] | None = None
+        self.revision = 0
+        """Moves with every row kept and every reference change: an unchanged revision means an
+        unchanged report (the sidebar's polls reuse it)."""
         self._load()
 
     # -- reference -----------------------------------------------------------------------------
@@ -209,6 +214,7 @@ class DriftMonitor:
         with self._lock:
             self.reference = reference
             self.first_predictions = None
+            self.revision += 1
             self._save()
 
     def reference_from_window(self, since_s: float, until_s: float) -> Reference:
@@ -255,6 +261,7 @@ class DriftMonitor:
         if count > ROWS_PER_REQUEST:
             picked = sorted(self._random.sample(range(count), ROWS_PER_REQUEST))  # type: ignore[assignment]
         bucket = self._minutes.setdefault(int(when // 60), _Minute())
+        self.revision += 1
         for index in picked:
             bucket.seen += 1
             if len(bucket.rows) < ROWS_PER_MINUTE:
@@ -428,6 +435,7 @@ class DriftHub:
         self.monitors: dict[str, DriftMonitor] = {}
         self.latest: dict[str, dict[str, Any]] = {}
         """Each deployment's last default-window report (the gauges and the rollups read it)."""
+        self._revisions: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
     def tap(self, name: str, inputs: Tensors, outputs: Tensors) -> None:
@@ -448,16 +456,29 @@ class DriftHub:
         """A deleted deployment: drop its rows, its reference file and its gauges."""
         self.monitors.pop(name, None)
         self.latest.pop(name, None)
+        self._revisions.pop(name, None)
         with contextlib.suppress(OSError):
             (self.folder / f"{name}.json").unlink()
 
     def report(self, name: str, window_s: float = DEFAULT_WINDOW_S) -> dict[str, Any]:
-        """`name`'s report over `window_s` (a thread's work: it can take milliseconds)."""
+        """`name`'s report over `window_s` (a thread's work: it can take milliseconds).
+
+        The default window's report is cached: asked again before any row or the reference
+        changed (and within `_REUSE_S`), the same report answers (the sidebar polls it).
+        """
         if not 0 < window_s <= KEEP_S:
             raise InvalidInputError(f"window: between 1s and {KEEP_S // 3600}h")
-        report = self.monitor(name).report(window_s)
-        if window_s == DEFAULT_WINDOW_S:
-            self.latest[name] = report
+        monitor = self.monitor(name)
+        if window_s != DEFAULT_WINDOW_S:
+            return monitor.report(window_s)
+        monitor.drain()
+        cached = self.latest.get(name)
+        if (cached is not None and self._revisions.get(name) == monitor.revision
+                and self.clock() - cached["computed_at"] < _REUSE_S):  # fmt: skip
+            return cached
+        revision = monitor.revision
+        report = self.latest[name] = monitor.report(window_s)
+        self._revisions[name] = revision
         return report
 
     def score(self, name: str) -> float | None:

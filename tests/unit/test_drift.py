@@ -313,3 +313,19 @@ def test_window_parsing() -> None:
         with pytest.raises(InvalidInputError):
             window_seconds(bad)
     assert not math.isnan(window_seconds("6h"))
+
+
+def test_the_default_window_report_is_reused_until_a_row_or_the_reference_changes(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(14)
+    hub, clock = _hub(tmp_path, rng)
+    _send(hub, clock, rng, 100)
+    first = hub.report("m")
+    assert hub.report("m") is first  # nothing new: the sidebar's next poll costs nothing
+    _send(hub, clock, rng, 1)
+    second = hub.report("m")
+    assert second is not first
+    assert second["rows"] == first["rows"] + 1
+    hub.monitor("m").set_reference(Reference.parse(_reference(rng)))
+    assert hub.report("m") is not second

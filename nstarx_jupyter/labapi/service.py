@@ -55,6 +55,8 @@ Where = tuple[str, str | None, str | None]
 LOCAL: Where = ("local", None, None)
 COST_WINDOW_S = USAGE_COST_WINDOW_S
 """The window of the sidebar's cost figures (per 1,000 predictions, per day): the card's."""
+DRIFT_WINDOW = "1h"
+"""The window of the sidebar's drift badge: the server's default (its cached report)."""
 TREND_SINCE_S = {"hour": 3600.0, "day": 86400.0}
 """The sparklines' toggle: the last hour or day of per-minute rollups."""
 
@@ -229,7 +231,9 @@ class LabService:
 
     def _info(self, described: Description, service: DeploymentService) -> DeploymentInfo:
         name = described.name
-        figures, per_arm = MetricsSample(), None
+        figures, per_arm, drift = MetricsSample(), None, None
+        if service.target == "local":
+            drift = views.drift_badge(self._drift(name))
         with contextlib.suppress(NstarxError):  # figures are a nicety: a status still shows
             answer = service.backend.metrics(name, METRICS_WINDOW_S)
             figures = views.metrics_sample(answer)
@@ -238,7 +242,7 @@ class LabService:
             if described.traffic is not None and len(described.traffic.split) > 1:
                 arms = service.local("variants").variants(name, METRICS_WINDOW_S)
                 per_arm = views.arm_metrics(arms)
-        return views.deployment_info(described, figures, per_arm)
+        return views.deployment_info(described, figures, per_arm, drift)
 
     def _exists(self, name: str) -> bool:
         try:
@@ -294,6 +298,13 @@ class LabService:
         """The control API's cost of the last hour (None when it cannot say)."""
         try:
             return self.backend.cost(name, COST_WINDOW_S)
+        except NstarxError:
+            return None
+
+    def _drift(self, name: str) -> dict[str, Any] | None:
+        """The control API's drift over the last hour (None when it cannot say)."""
+        try:
+            return self.backend.drift(name, DRIFT_WINDOW)
         except NstarxError:
             return None
 

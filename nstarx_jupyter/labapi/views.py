@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.labapi.models import (
     DeploymentInfo,
+    DriftBadge,
     KeyInfo,
     MetricsSample,
     ModelSummary,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "deployment_info",
+    "drift_badge",
     "key_info",
     "matches",
     "metrics_sample",
@@ -34,10 +36,19 @@ __all__ = [
 ]
 
 
+def drift_badge(report: dict[str, Any] | None) -> DriftBadge | None:
+    """The control API's drift answer (`GET .../drift`) as the sidebar's badge (picked)."""
+    if report is None:
+        return None
+    return DriftBadge(status=report["status"], drifted=list(report["drifted"]),
+                      score=_number(report.get("score")), rows=int(report["rows"]))  # fmt: skip
+
+
 def deployment_info(
     described: Description,
     metrics: MetricsSample,
     arm_metrics: dict[tuple[str, str | None], MetricsSample] | None = None,
+    drift: DriftBadge | None = None,
 ) -> DeploymentInfo:
     """A deployment as the sidebar shows it: the backend's description plus the sidebar's fields.
 
@@ -68,6 +79,7 @@ def deployment_info(
         if described.traffic
         else [],
         metrics=metrics,
+        drift=drift,
         created=described.created,
         updated=described.updated,
     )

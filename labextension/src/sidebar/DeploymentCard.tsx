@@ -5,6 +5,7 @@ import type { DeploymentInfo } from "../api";
 import { CanarySlider } from "./CanarySlider";
 import { useSidebarEnv } from "./context";
 import { DeploymentActions } from "./DeploymentActions";
+import { DriftBadge } from "./DriftBadge";
 import { Figures } from "./Figures";
 import { attempt } from "./notify";
 import type { Sample } from "./store";
@@ -63,6 +64,7 @@ export const DeploymentCard = memo(function DeploymentCard({
       <header className="nstarx-sidebar__card-header">
         <h4 id={headingId}>{name}</h4>
         <StatusBadge status={deployment.status} reason={deployment.reason} />
+        <DriftBadge drift={deployment.drift} />
       </header>
       <dl className="nstarx-sidebar__facts">
         <dt>Revision</dt>

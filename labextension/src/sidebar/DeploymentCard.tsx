@@ -64,8 +64,8 @@ export const DeploymentCard = memo(function DeploymentCard({
       <header className="nstarx-sidebar__card-header">
         <h4 id={headingId}>{name}</h4>
         <StatusBadge status={deployment.status} reason={deployment.reason} />
-        <DriftBadge drift={deployment.drift} />
       </header>
+      <DriftBadge drift={deployment.drift} />
       <dl className="nstarx-sidebar__facts">
         <dt>Revision</dt>
         <dd>

@@ -17,21 +17,24 @@ export function driftText(drift: Drift): { text: string; kind: string } {
   }
 }
 
-export function DriftBadge({ drift }: { drift: Drift | null }) {
-  if (drift === null) return null;
+export function DriftBadge({ drift }: { drift: Drift | null | undefined }) {
+  // undefined: a server extension older than drift detection
+  if (drift === null || drift === undefined) return null;
   const { text, kind } = driftText(drift);
   const detail =
     drift.status === "drift"
       ? `Drifted over the last hour: ${drift.drifted.join(", ")} (${String(drift.rows)} rows)`
       : `Drift over the last hour: ${text} (${String(drift.rows)} rows)`;
   return (
-    <span
-      className={`nstarx-sidebar__badge nstarx-sidebar__drift nstarx-sidebar__drift--${kind}`}
-      role="status"
-      aria-label={`Drift: ${text}`}
-      title={detail}
-    >
-      {text}
-    </span>
+    <div className="nstarx-sidebar__drift-line">
+      <span
+        className={`nstarx-sidebar__badge nstarx-sidebar__drift nstarx-sidebar__drift--${kind}`}
+        role="status"
+        aria-label={`Drift: ${text}`}
+        title={detail}
+      >
+        {text}
+      </span>
+    </div>
   );
 }

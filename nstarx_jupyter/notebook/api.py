@@ -104,8 +104,8 @@ def deploy(
     made = Deployment(name, backend)
     made.registration = applied.registration
     made._example = _first_record(input_example, getattr(model_or_uri, "feature_names_in_", None))
-    if reference_data is not None and backend.target == "local":  # drift: the server compares
-        made.set_reference(reference_data, model=model_or_uri)
+    if backend.target == "local":  # drift: the server compares live traffic with these
+        _drift_reference(made, model_or_uri, reference_data)
     service.wait_ready(name, timeout_s=READY_TIMEOUT_S, on_progress=ProgressLine(name))
     if auth and backend.target == "local":
         made.create_key(f"deploy() of {name}")
@@ -116,6 +116,17 @@ def deploy(
             "key store); its ingress checks callers", backend.target,
         )  # fmt: skip
     return made
+
+
+def _drift_reference(made: Deployment, model_or_uri: Any, reference_data: Any) -> None:
+    """Send the drift reference: `reference_data`, else a registry version's sample if any."""
+    if reference_data is not None:
+        made.set_reference(reference_data, model=model_or_uri)
+    elif isinstance(model_or_uri, str) and model_or_uri.startswith("models:/"):
+        try:
+            made.set_reference(registry=model_or_uri)
+        except Exception as exc:  # noqa: BLE001 - drift is a nicety here: the deployment serves
+            log.info("no drift reference for %s: %s", made.name, exc)
 
 
 class ProgressLine:

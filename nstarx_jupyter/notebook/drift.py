@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from nstarx_jupyter.deployment.service import DeploymentService
     from nstarx_jupyter.monitoring.live import DriftChart
 
-__all__ = ["DRIFT_COLUMNS", "DriftMixin", "reference_body"]
+__all__ = ["DRIFT_COLUMNS", "DriftMixin", "reference_body", "registry_reference"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,25 @@ def reference_body(
     return body
 
 
+def registry_reference(uri: str) -> dict[str, Any]:
+    """The reference body of a registered version (`models:/NAME/V` or `models:/NAME@alias`).
+
+    The sample its statistics kept at registration (`Registry.register(..., reference_data=X)`).
+    """
+    from nstarx_jupyter.errors import InvalidInputError
+    from nstarx_jupyter.registry import Registry, parse_model_uri
+
+    name, version, alias = parse_model_uri(uri)
+    registry = Registry()
+    if alias is not None:
+        version = registry.get(name, alias=alias).version
+    stats = registry.reference_stats(name, version)
+    if stats is None or "sample" not in stats:
+        raise InvalidInputError(f"{uri} has no reference sample: it was registered without "
+                                "reference_data (or before samples were kept)")  # fmt: skip
+    return {**stats, "source": "registry"}
+
+
 class DriftMixin:
     """Drift methods of `Deployment` (which provides `name` and `service`).
 
@@ -80,14 +99,18 @@ class DriftMixin:
         model: Any = None,
         predictions: Any = None,
         window: tuple[float | str, float | str] | None = None,
+        registry: str | None = None,
     ) -> dict[str, Any]:
         """Compare live traffic with `data` (training features) from now on; kept by the server.
 
         Or with past live traffic: `window=("2h", "1h")` takes the rows from two hours to one
-        hour ago. Returns what the server keeps: source, rows, features. `set_reference(None)`
-        without a window removes the reference.
+        hour ago; or with what a registered version was given as reference data:
+        `registry="models:/iris/3"` (its statistics' sample). Returns what the server keeps:
+        source, rows, features. `set_reference(None)` alone removes the reference.
         """
         backend = self._drift_backend()
+        if registry is not None:
+            return dict(backend.set_drift_reference(self.name, registry_reference(registry)))
         if window is not None:
             since, until = (_seconds(w) for w in window)
             return dict(backend.set_drift_reference(

@@ -12,8 +12,8 @@ The reference is the one the notebook sends (`deploy(..., reference_data=X)`: a 
 X and, where the model could predict it, its predictions), a registered model's statistics with
 their sample, or the live rows of a chosen past window. It is kept in `STATE/drift/NAME.json`
 and read back after a restart; the live rows are not (a restart starts an empty window).
-Without reference predictions, the first `FIRST_WINDOW_ROWS` predictions seen are frozen (and
-kept) as the predictions' reference.
+Without reference predictions, the earliest predictions kept (up to 1,000) are frozen, and kept,
+as the predictions' reference once a report finds at least `FIRST_WINDOW_ROWS` of them.
 
 Columns: one 2-D input tensor gives one feature per column, named by the reference's features in
 order (else `feature_0`, ...); several inputs of one value per row give one feature per input,
@@ -27,6 +27,7 @@ import contextlib
 import logging
 import math
 import random
+import re
 import threading
 import time
 from collections import deque
@@ -79,6 +80,8 @@ FIRST_WINDOW_ROWS = 200
 """Predictions frozen as their reference when none was given."""
 PREDICTION = "prediction"
 """The feature name of the model's predictions in a report."""
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+"""Names whose state file may be written (deployment names always are)."""
 _REUSE_S = 30.0
 """A default-window report is reused this long while no row came (the window moves on too)."""
 _REPORT_TTL_S = 120.0
@@ -175,7 +178,8 @@ class DriftMonitor:
 
     def __init__(self, name: str, folder: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.name = name
-        self.file = folder / f"{name}.json"
+        self.file = folder / f"{name}.json" if _SAFE_NAME.fullmatch(name) else None
+        """The reference's state file (None for a name that cannot be a file name: not kept)."""
         self.clock = clock
         self.ring: deque[tuple[float, Tensors, Tensors]] = deque(maxlen=RING)
         """The request path's only contact: `append((time, inputs, outputs))`."""
@@ -192,7 +196,7 @@ class DriftMonitor:
     # -- reference -----------------------------------------------------------------------------
 
     def _load(self) -> None:
-        if not self.file.exists():
+        if self.file is None or not self.file.exists():
             return
         try:
             doc = orjson.loads(self.file.read_bytes())
@@ -204,6 +208,8 @@ class DriftMonitor:
                       exc)  # fmt: skip
 
     def _save(self) -> None:
+        if self.file is None:
+            return
         self.file.parent.mkdir(parents=True, exist_ok=True)
         doc = {"reference": None if self.reference is None else self.reference.to_json(),
                "first_predictions": self.first_predictions}  # fmt: skip
@@ -221,6 +227,7 @@ class DriftMonitor:
         """The live rows from `since_s` to `until_s` seconds ago as the reference."""
         if not 0 <= until_s < since_s <= KEEP_S:
             raise InvalidInputError(f"window: 0 <= until_s < since_s <= {KEEP_S}")
+        self.drain()
         now = self.clock()
         columns, predictions = self._live(now - since_s, now - until_s, names=None)
         if not columns or not next(iter(columns.values())).size:
@@ -437,13 +444,31 @@ class DriftHub:
         """Each deployment's last default-window report (the gauges and the rollups read it)."""
         self._revisions: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._rng = np.random.default_rng(0)
 
     def tap(self, name: str, inputs: Tensors, outputs: Tensors) -> None:
-        """The request path: one reference appended to the deployment's ring (about 1 µs)."""
+        """The request path: one reference appended to the deployment's ring (about 0.2 µs).
+
+        A batch of more than `ROWS_PER_REQUEST` rows is cut to a sample of that many rows
+        first (a copy): the ring must not hold a large request's tensors until the next drain.
+        """
         monitor = self.monitors.get(name)
         if monitor is None:
             monitor = self.monitor(name)
+        if inputs:
+            shape = next(iter(inputs.values())).shape
+            if shape and shape[0] > ROWS_PER_REQUEST:
+                inputs, outputs = self._cut(shape[0], inputs, outputs)
         monitor.ring.append((self.clock(), inputs, outputs))
+
+    def _cut(self, rows: int, inputs: Tensors, outputs: Tensors) -> tuple[Tensors, Tensors]:
+        picked = np.sort(self._rng.choice(rows, ROWS_PER_REQUEST, replace=False))
+
+        def cut(tensors: Tensors) -> Tensors:
+            return {key: array[picked] if array.ndim and array.shape[0] == rows else array
+                    for key, array in tensors.items()}  # fmt: skip
+
+        return cut(inputs), cut(outputs)
 
     def monitor(self, name: str) -> DriftMonitor:
         """`name`'s monitor (made, with its saved reference, on first use)."""
@@ -457,8 +482,9 @@ class DriftHub:
         self.monitors.pop(name, None)
         self.latest.pop(name, None)
         self._revisions.pop(name, None)
-        with contextlib.suppress(OSError):
-            (self.folder / f"{name}.json").unlink()
+        if _SAFE_NAME.fullmatch(name):
+            with contextlib.suppress(OSError):
+                (self.folder / f"{name}.json").unlink()
 
     def report(self, name: str, window_s: float = DEFAULT_WINDOW_S) -> dict[str, Any]:
         """`name`'s report over `window_s` (a thread's work: it can take milliseconds).

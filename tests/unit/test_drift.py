@@ -329,3 +329,20 @@ def test_the_default_window_report_is_reused_until_a_row_or_the_reference_change
     assert second["rows"] == first["rows"] + 1
     hub.monitor("m").set_reference(Reference.parse(_reference(rng)))
     assert hub.report("m") is not second
+
+
+def test_a_large_batch_is_cut_on_the_request_path_and_odd_names_keep_no_file(
+    tmp_path: Path,
+) -> None:
+    hub = DriftHub(tmp_path)
+    batch = {"input-0": np.arange(2000.0).reshape(1000, 2)}
+    hub.tap("m", batch, {"out": np.arange(1000.0)})
+    [(_, inputs, outputs)] = list(hub.monitor("m").ring)
+    assert inputs["input-0"].shape == (32, 2)
+    assert not np.shares_memory(inputs["input-0"], batch["input-0"])  # the batch can go
+    assert np.array_equal(outputs["out"] * 2, inputs["input-0"][:, 0])  # the same rows
+    odd = hub.monitor("../escape")
+    assert odd.file is None
+    odd.set_reference(Reference.parse({"columns": {"x": [1.0]}}))
+    assert not (tmp_path / "escape.json").exists()
+    assert not list(tmp_path.rglob("*.json"))

@@ -36,6 +36,7 @@ from nstarx_jupyter.labapi.models import (
 )
 from nstarx_jupyter.labapi.pipelines import PipelineService
 from nstarx_jupyter.labapi.scopes import lab_scopes
+from nstarx_jupyter.notebook.drift import DEFAULT_WINDOW as DRIFT_BADGE_WINDOW
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
 from nstarx_jupyter.notebook.usage import USAGE_COST_WINDOW_S
 from nstarx_jupyter.security.home import audit_local, key_store
@@ -55,8 +56,8 @@ Where = tuple[str, str | None, str | None]
 LOCAL: Where = ("local", None, None)
 COST_WINDOW_S = USAGE_COST_WINDOW_S
 """The window of the sidebar's cost figures (per 1,000 predictions, per day): the card's."""
-DRIFT_WINDOW = "1h"
-"""The window of the sidebar's drift badge: the server's default (its cached report)."""
+DRIFT_WINDOW = DRIFT_BADGE_WINDOW
+"""The window of the sidebar's drift badge: the card's (the server's default, its cached report)."""
 TREND_SINCE_S = {"hour": 3600.0, "day": 86400.0}
 """The sparklines' toggle: the last hour or day of per-minute rollups."""
 

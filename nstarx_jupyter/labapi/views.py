@@ -17,6 +17,7 @@ from nstarx_jupyter.labapi.models import (
     Trend,
     TrendPoint,
 )
+from nstarx_jupyter.notebook.drift import drift_figures
 from nstarx_jupyter.notebook.usage import usage_figures
 
 if TYPE_CHECKING:
@@ -37,11 +38,13 @@ __all__ = [
 
 
 def drift_badge(report: dict[str, Any] | None) -> DriftBadge | None:
-    """The control API's drift answer (`GET .../drift`) as the sidebar's badge (picked)."""
+    """The control API's drift answer (`GET .../drift`) as the sidebar's badge.
+
+    The card's figures (`notebook.drift.drift_figures`), so both show the same.
+    """
     if report is None:
         return None
-    return DriftBadge(status=report["status"], drifted=list(report["drifted"]),
-                      score=_number(report.get("score")), rows=int(report["rows"]))  # fmt: skip
+    return DriftBadge.model_validate(drift_figures(report))
 
 
 def deployment_info(

@@ -19,13 +19,30 @@ if TYPE_CHECKING:
     from nstarx_jupyter.deployment.service import DeploymentService
     from nstarx_jupyter.monitoring.live import DriftChart
 
-__all__ = ["DRIFT_COLUMNS", "DriftMixin", "reference_body", "registry_reference"]
+__all__ = ["DRIFT_COLUMNS", "DriftMixin", "drift_figures", "reference_body", "registry_reference"]
 
 log = logging.getLogger(__name__)
 
 DRIFT_COLUMNS = ("feature", "test", "statistic", "p_value", "score", "threshold", "drifted",
                  "role")  # fmt: skip
 """The columns of `Deployment.drift()`, as the server names them."""
+DEFAULT_WINDOW = "1h"
+"""The window of the card's and the sidebar's drift badge (the server's default: cached)."""
+
+
+def drift_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The card's and the sidebar's drift badge from the control API's drift answer.
+
+    Picked, not computed: status (`ok`, `drift`, `no reference`, `no traffic`), the drifted
+    features, the overall score and the rows tested.
+    """
+    score = report.get("score")
+    return {
+        "status": str(report["status"]),
+        "drifted": [str(feature) for feature in report["drifted"]],
+        "score": None if score is None else float(score),
+        "rows": int(report["rows"]),
+    }
 
 
 def reference_body(
@@ -120,6 +137,10 @@ class DriftMixin:
             return {}
         body = reference_body(data, model=model, predictions=predictions)
         return dict(backend.set_drift_reference(self.name, body))
+
+    def drift_figures(self) -> dict[str, Any]:
+        """The last hour's drift badge (status, drifted features, score, rows): the card's."""
+        return drift_figures(self.drift_report(DEFAULT_WINDOW))
 
     def drift_report(self, window: float | str = "1h") -> dict[str, Any]:
         """The server's drift answer as it is (tests, score, rows, reference, histograms)."""

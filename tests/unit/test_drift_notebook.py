@@ -59,3 +59,43 @@ def test_the_drift_chart_draws_the_servers_report(tmp_path: Path) -> None:
         if t["feature"] == f and t["test"] in ("psi", "js")))  # fmt: skip
     assert chart.figure.data[1].y == pytest.approx(report["histograms"][most]["live"])
     assert chart.figure.layout.annotations[1].text == f"{most}: reference vs live"
+
+
+def test_the_card_and_the_sidebar_pick_the_same_badge_from_the_servers_report(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("anywidget")
+    from nstarx_jupyter.errors import UnavailableError
+    from nstarx_jupyter.labapi.views import drift_badge
+    from nstarx_jupyter.notebook.card import DeploymentCard
+    from nstarx_jupyter.notebook.drift import drift_figures
+    from tests.unit.test_card import FakeDeployment
+
+    rng = np.random.default_rng(1)
+    hub = DriftHub(tmp_path)
+    hub.monitor("m").set_reference(
+        Reference.parse({"columns": {"x": rng.normal(size=500).tolist()}})
+    )
+    for _ in range(300):
+        hub.tap("m", {"x": np.asarray([rng.normal(1.0)])}, {})
+    report = hub.report("m")
+
+    class Drifting(FakeDeployment):
+        failing = False
+
+        def drift_figures(self) -> dict[str, object]:
+            if self.failing:
+                raise UnavailableError("the local server did not answer")
+            return drift_figures(report)
+
+    source = Drifting()
+    card = DeploymentCard(source)
+    assert card.drift == {"status": "drift", "drifted": ["x"], "score": report["score"],
+                          "rows": 120}  # fmt: skip  # one minute: 120 of its 300 rows kept
+    badge = drift_badge(report)
+    assert badge is not None
+    assert badge.model_dump() == card.drift  # one source, picked the same way
+    source.failing = True
+    card.refresh()
+    assert card.drift == {}
+    assert DeploymentCard(FakeDeployment()).drift == {}

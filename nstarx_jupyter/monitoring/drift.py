@@ -1,6 +1,7 @@
 """Drift statistics: does live traffic still look like the reference data? Pure functions.
 
-Per numeric feature: the population stability index (PSI, on ten bins cut at the reference's
+Per numeric feature (whole numbers with at most 20 distinct values, such as class labels, are
+categorical): the population stability index (PSI, on ten bins cut at the reference's
 deciles) and the two-sample Kolmogorov-Smirnov test (`scipy.stats.ks_2samp`, live values against
 the reference sample). Per categorical feature: the chi-squared test of the 2 x K table of
 reference and live counts (`scipy.stats.chi2_contingency`) and the Jensen-Shannon distance
@@ -98,10 +99,17 @@ class Column:
 
     @classmethod
     def of(cls, values: Sequence[Any] | np.ndarray[Any, Any], kind: Kind | None = None) -> Column:
-        """A column of `values`; `kind` from the values when not given (numbers: numeric)."""
+        """A column of `values`; `kind` from the values when not given.
+
+        Numbers are numeric, except whole numbers with at most `_TOP` (20) distinct values
+        (class labels, codes, counts): categorical, tested with chi-squared and Jensen-Shannon,
+        which fit a handful of values better than KS and deciles do.
+        """
         array = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
         if kind is None:
             kind = "numeric" if _numeric(array) else "categorical"
+            if kind == "numeric" and _few_whole_numbers(_floats(array)):
+                kind = "categorical"
         if kind == "numeric":
             return cls("numeric", _floats(array))
         return cls("categorical", _strings(array))
@@ -302,6 +310,15 @@ def _numeric(values: np.ndarray[Any, Any]) -> bool:
     present = [v for v in values.tolist() if v is not None]
     return bool(present) and all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in present
+    )
+
+
+def _few_whole_numbers(values: np.ndarray[Any, Any]) -> bool:
+    finite = values[np.isfinite(values)]
+    return (
+        bool(finite.size)
+        and bool(np.all(finite == np.round(finite)))
+        and (np.unique(finite).size <= _TOP)
     )
 
 

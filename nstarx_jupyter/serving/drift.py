@@ -451,12 +451,15 @@ class DriftHub:
 
         A batch of more than `ROWS_PER_REQUEST` rows is cut to a sample of that many rows
         first (a copy): the ring must not hold a large request's tensors until the next drain.
+        A first input of more than two dimensions (an image) is not tabular: not kept at all.
         """
         monitor = self.monitors.get(name)
         if monitor is None:
             monitor = self.monitor(name)
         if inputs:
             shape = next(iter(inputs.values())).shape
+            if len(shape) > 2:  # images, sequences: not tabular, never tested, not held
+                return
             if shape and shape[0] > ROWS_PER_REQUEST:
                 inputs, outputs = self._cut(shape[0], inputs, outputs)
         monitor.ring.append((self.clock(), inputs, outputs))

@@ -141,8 +141,8 @@ def test_scores_below_min_rows_do_not_flag_but_p_values_still_do() -> None:
 
 
 def test_text_in_a_numeric_feature_counts_as_missing_and_every_number_is_json() -> None:
-    ref = Column.of([1.0, 2.0, 3.0, 4.0] * 50)
-    result = compare({"x": ref}, {"x": Column.of(["oops", 2.0, None, 3.0] * 50)})
+    ref = Column.of([1.5, 2.5, 3.5, 4.5] * 50)
+    result = compare({"x": ref}, {"x": Column.of(["oops", 2.5, None, 3.5] * 50)})
     assert {t.test for t in result.tests} == {"psi", "ks", "missing"}
     text = json.dumps(result.to_json(), allow_nan=False)  # no NaN, no inf
     assert "missing" in text
@@ -341,8 +341,20 @@ def test_a_large_batch_is_cut_on_the_request_path_and_odd_names_keep_no_file(
     assert inputs["input-0"].shape == (32, 2)
     assert not np.shares_memory(inputs["input-0"], batch["input-0"])  # the batch can go
     assert np.array_equal(outputs["out"] * 2, inputs["input-0"][:, 0])  # the same rows
+    hub.tap("m", {"image": np.zeros((1, 3, 8, 8))}, {"out": np.zeros(1)})
+    assert len(hub.monitor("m").ring) == 1  # not tabular: not held
     odd = hub.monitor("../escape")
     assert odd.file is None
     odd.set_reference(Reference.parse({"columns": {"x": [1.0]}}))
     assert not (tmp_path / "escape.json").exists()
     assert not list(tmp_path.rglob("*.json"))
+
+
+def test_class_labels_are_categorical_and_their_shift_is_flagged() -> None:
+    rng = np.random.default_rng(15)
+    labels = Column.of(rng.choice([0, 1, 2], 1000, p=[0.6, 0.3, 0.1]).astype(np.float64))
+    assert labels.kind == "categorical"
+    assert Column.of(rng.integers(0, 100, 1000)).kind == "numeric"  # many values: numeric
+    live = Column.of(rng.choice([0, 1, 2], 300, p=[0.3, 0.3, 0.4]))  # ints against floats
+    result = compare({"label": labels}, {"label": live})
+    assert [(t.test, t.drifted) for t in result.tests] == [("chi2", True), ("js", True)]

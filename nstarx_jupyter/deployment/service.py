@@ -57,6 +57,8 @@ LOCAL_ONLY = {
             "ingress auth (e.g. the security.opendatahub.io/enable-auth annotation)",
     "variants": "per-variant figures come from nstarx's server; KServe reports no such split",
     "ab_report": "the A/B report reads nstarx's per-variant outcomes, which KServe does not keep",
+    "drift": "nstarx's server samples the requests it serves; on KServe, log the requests "
+             "(the InferenceService's `logger`) to a drift detector such as Alibi Detect",
 }  # fmt: skip
 """What only the local server has, and why a cluster cannot give it."""
 

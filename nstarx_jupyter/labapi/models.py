@@ -7,7 +7,7 @@ it), so the two sides cannot drift apart.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +19,7 @@ __all__ = [
     "DeployRequest",
     "DeployResult",
     "DeploymentInfo",
+    "DriftBadge",
     "KeyCreate",
     "KeyCreated",
     "KeyInfo",
@@ -184,6 +185,18 @@ class TrafficArm(_Model):
     metrics: MetricsSample | None = None
 
 
+class DriftBadge(_Model):
+    """A deployment's drift over the last hour, as the control API's drift route answers it."""
+
+    status: Literal["ok", "drift", "no reference", "no traffic"]
+    drifted: list[str] = Field(default_factory=list)
+    """The features (and `prediction`) whose tests flag drift."""
+    score: float | None = None
+    """The largest score / threshold of the PSI and Jensen-Shannon tests (1: at threshold)."""
+    rows: int = 0
+    """Sampled live rows the tests ran on."""
+
+
 class DeploymentInfo(_Model):
     """One deployment: status, revisions, traffic split and its latest figures.
 
@@ -218,6 +231,8 @@ class DeploymentInfo(_Model):
     """The deployment's spec as the backend holds it (defaults left out)."""
     traffic: list[TrafficArm] = Field(default_factory=list)
     metrics: MetricsSample = Field(default_factory=MetricsSample)
+    drift: DriftBadge | None = None
+    """Drift over the last hour (local server only; None where it cannot be told)."""
     created: float | None = None
     updated: float | None = None
 
@@ -352,7 +367,7 @@ API_MODELS: tuple[type[BaseModel], ...] = (
     TrafficArm, MetricsSample, TrafficChange, Snippets, Logs, KeyInfo, KeyCreate, KeyCreated,
     PipelineLibrary, PipelineCheck, PipelineCheckResult, PipelineRun, PipelineSave,
     PipelineSaved, PipelineVersion, PipelineLoaded, PipelineDeployed, TrendPoint, Trend,
-    ClusterContext, Contexts,
+    ClusterContext, Contexts, DriftBadge,
 )  # fmt: skip
 """Every model the front end sees; each becomes a TypeScript interface."""
 

@@ -44,6 +44,7 @@ from nstarx_jupyter.labapi.models import (
 )
 from nstarx_jupyter.labapi.pipelines import PipelineService
 from nstarx_jupyter.labapi.scopes import lab_scopes
+from nstarx_jupyter.notebook.drift import DEFAULT_WINDOW as DRIFT_BADGE_WINDOW
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
 from nstarx_jupyter.notebook.usage import USAGE_COST_WINDOW_S
 from nstarx_jupyter.security.home import audit_local, key_store
@@ -67,6 +68,8 @@ Where = tuple[str, str | None, str | None]
 LOCAL: Where = ("local", None, None)
 COST_WINDOW_S = USAGE_COST_WINDOW_S
 """The window of the sidebar's cost figures (per 1,000 predictions, per day): the card's."""
+DRIFT_WINDOW = DRIFT_BADGE_WINDOW
+"""The window of the sidebar's drift badge: the card's (the server's default, its cached report)."""
 TREND_SINCE_S = {"hour": 3600.0, "day": 86400.0}
 """The sparklines' toggle: the last hour or day of per-minute rollups."""
 
@@ -259,8 +262,9 @@ class LabService:
     def _info(self, described: Description, service: DeploymentService) -> DeploymentInfo:
         name = described.name
         figures, per_arm = MetricsSample(), None
-        if service.target != "local":
+        if service.target != "local":  # drift, resource use and cost are the local server's
             return views.deployment_info(described, self._cluster_figures(described, service))
+        drift = views.drift_badge(self._drift(name))
         with contextlib.suppress(NstarxError):  # figures are a nicety: a status still shows
             answer = service.backend.metrics(name, METRICS_WINDOW_S)
             figures = views.metrics_sample(answer)
@@ -268,7 +272,7 @@ class LabService:
             if described.traffic is not None and len(described.traffic.split) > 1:
                 arms = service.local("variants").variants(name, METRICS_WINDOW_S)
                 per_arm = views.arm_metrics(arms)
-        return views.deployment_info(described, figures, per_arm)
+        return views.deployment_info(described, figures, per_arm, drift)
 
     def _cluster_figures(self, described: Description, service: DeploymentService) -> MetricsSample:
         """Requests and latency from the runtime at the cluster's URL, once it is Ready.
@@ -367,6 +371,13 @@ class LabService:
         """The control API's cost of the last hour (None when it cannot say)."""
         try:
             return self.backend.cost(name, COST_WINDOW_S)
+        except NstarxError:
+            return None
+
+    def _drift(self, name: str) -> dict[str, Any] | None:
+        """The control API's drift over the last hour (None when it cannot say)."""
+        try:
+            return self.backend.drift(name, DRIFT_WINDOW)
         except NstarxError:
             return None
 

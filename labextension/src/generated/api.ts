@@ -71,6 +71,7 @@ export interface DeploymentInfo {
   auth: boolean;
   canary_percent: number | null;
   created: number | null;
+  drift: DriftBadge | null;
   max_batch_size: number | null;
   max_latency_ms: number | null;
   max_replicas: number;
@@ -92,6 +93,18 @@ export interface DeploymentInfo {
   traffic: TrafficArm[];
   updated: number | null;
   url: string | null;
+}
+/**
+ * A deployment's drift over the last hour, as the control API's drift route answers it.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasLabApiV1Json`'s JSON-Schema
+ * via the `definition` "DriftBadge".
+ */
+export interface DriftBadge {
+  drifted: string[];
+  rows: number;
+  score: number | null;
+  status: "ok" | "drift" | "no reference" | "no traffic";
 }
 /**
  * A deployment's figures over the last window (the sparklines add one point per poll).

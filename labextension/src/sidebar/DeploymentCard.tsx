@@ -6,6 +6,7 @@ import type { DeploymentInfo } from "../api";
 import { CanarySlider } from "./CanarySlider";
 import { useSidebarEnv } from "./context";
 import { DeploymentActions } from "./DeploymentActions";
+import { DriftBadge } from "./DriftBadge";
 import { Figures } from "./Figures";
 import { attempt } from "./notify";
 import type { Sample } from "./store";
@@ -95,6 +96,7 @@ export const DeploymentCard = memo(function DeploymentCard({
         <StatusBadge status={deployment.status} reason={deployment.reason} />
       </header>
       <Progress name={name} stage={deployment.stage ?? null} status={deployment.status} />
+      <DriftBadge drift={deployment.drift} />
       <dl className="nstarx-sidebar__facts">
         {!local && (
           <>

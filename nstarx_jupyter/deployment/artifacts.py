@@ -115,7 +115,8 @@ def _register_for_cluster(
     version = registry.register(model, name, **register)
     if bucket is not None:
         with tempfile.TemporaryDirectory(prefix="nstarx-upload-") as tmp:
-            folder = registry.download(version.name, version.version, Path(tmp) / "model")
+            folder = registry.download(version.name, version.version, Path(tmp) / "model",
+                                       progress=False)  # fmt: skip
             uri = upload_folder(folder, f"{bucket}/{name}/{version.version}")
         return Source(uri, fitted=True, trusted=False, registered=version)
     uri = storage_uri or registry.artifact_uri(version.uri)

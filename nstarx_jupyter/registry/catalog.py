@@ -58,6 +58,7 @@ _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 """Model names, in the registry and on the server alike: they appear in URLs and file names."""
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _FLUENT_LOCK = threading.RLock()
 """Held for every block that points MLflow's fluent API at a registry (see `Registry._fluent`)."""
 
@@ -337,15 +338,28 @@ class Registry:
             return data
 
     def download(self, name: str, version: str | int | None = None, dst: str | Path | None = None,
-                 *, alias: str | None = None) -> Path:  # fmt: skip
-        """Copy a version's model folder (MLmodel and artifacts) to `dst` (a new temp folder)."""
+                 *, alias: str | None = None, progress: bool = True) -> Path:  # fmt: skip
+        """Copy a version's model folder (MLmodel and artifacts) to `dst` (a new temp folder).
+
+        `progress=False` hides MLflow's "Downloading artifacts" bar (a step inside another
+        operation that reports its own progress, such as a deploy's upload).
+        """
         found = self.get(name, version, alias=alias)
         target = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix=f"{name}-"))
         target.mkdir(parents=True, exist_ok=True)
-        with self._fluent():
-            out = load_mlflow().artifacts.download_artifacts(
-                artifact_uri=f"models:/{found.name}/{found.version}", dst_path=str(target)
-            )
+        with self._fluent():  # holds the process-wide lock: the variable is ours for the block
+            bar = os.environ.get(_PROGRESS_BAR)
+            if not progress:
+                os.environ[_PROGRESS_BAR] = "false"
+            try:
+                out = load_mlflow().artifacts.download_artifacts(
+                    artifact_uri=f"models:/{found.name}/{found.version}", dst_path=str(target)
+                )
+            finally:
+                if bar is None:
+                    os.environ.pop(_PROGRESS_BAR, None)
+                else:
+                    os.environ[_PROGRESS_BAR] = bar
         return Path(out)
 
     def local_model(self, uri: str) -> LocalModel:

@@ -11,9 +11,13 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
-__all__ = ["FileSink", "Sink", "SinkFeed", "SinkOpener", "WebhookSink", "sink_label"]
+__all__ = ["HIDDEN", "FileSink", "Sink", "SinkFeed", "SinkOpener", "WebhookSink", "keep_secrets",
+           "labelled", "sink_label"]  # fmt: skip
+
+HIDDEN = "***"
+"""How a sink header's value is shown; sent back unchanged, it keeps the value the server has."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _HEADER = re.compile(r"^[A-Za-z0-9-]{1,100}$")
@@ -117,8 +121,18 @@ class FileSink(_SinkBase):
         return value
 
 
-Sink = Annotated[WebhookSink | FileSink, Field(discriminator="kind")]
-"""One sink of a deployment or a pipeline step."""
+def _kind(value: Any) -> str:
+    """The sink's kind; a dump without defaults leaves `kind` out, and only a webhook has a URL."""
+    if isinstance(value, dict):
+        return str(value.get("kind") or ("webhook" if "url" in value else "file"))
+    return str(getattr(value, "kind", ""))
+
+
+Sink = Annotated[
+    Annotated[WebhookSink, Tag("webhook")] | Annotated[FileSink, Tag("file")],
+    Discriminator(_kind),
+]
+"""One sink of a deployment or a pipeline step (`kind`: webhook or file)."""
 
 
 def sink_label(sink: WebhookSink | FileSink, index: int, taken: set[str]) -> str:
@@ -131,6 +145,44 @@ def sink_label(sink: WebhookSink | FileSink, index: int, taken: set[str]) -> str
         n += 1
         label = f"{base}-{n}"
     return label
+
+
+def labelled(sinks: list[WebhookSink | FileSink]) -> list[tuple[str, WebhookSink | FileSink]]:
+    """Each sink with the name it goes by (`sink_label`)."""
+    taken: set[str] = set()
+    out = []
+    for i, sink in enumerate(sinks):
+        label = sink_label(sink, i, taken)
+        taken.add(label)
+        out.append((label, sink))
+    return out
+
+
+def keep_secrets(
+    sinks: list[WebhookSink | FileSink], before: list[WebhookSink | FileSink]
+) -> list[WebhookSink | FileSink]:
+    """`sinks` with each header sent back as `HIDDEN` given the value it had in `before`.
+
+    A client that read a deployment (headers hidden) and sends it back changed elsewhere (a
+    canary's share, say) keeps its secrets without ever seeing them.
+
+    Raises:
+        ValueError: a hidden header the same sink did not have before.
+    """
+    old = dict(labelled(before))
+    out: list[WebhookSink | FileSink] = []
+    for label, sink in labelled(sinks):
+        if isinstance(sink, WebhookSink) and HIDDEN in sink.headers.values():
+            had = old.get(label)
+            kept = had.headers if isinstance(had, WebhookSink) else {}
+            headers = {k: kept.get(k, v) if v == HIDDEN else v for k, v in sink.headers.items()}
+            missing = [k for k, v in headers.items() if v == HIDDEN]
+            if missing:
+                raise ValueError(f"sink '{label}': header '{missing[0]}' is '{HIDDEN}', and the "
+                                 "deployment has no value for it to keep")  # fmt: skip
+            sink = sink.model_copy(update={"headers": headers})
+        out.append(sink)
+    return out
 
 
 class SinkFeed(Protocol):

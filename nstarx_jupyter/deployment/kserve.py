@@ -17,6 +17,7 @@ from typing import Any
 from nstarx_jupyter import __version__
 from nstarx_jupyter.deployment.spec import NAME, PRIMARY, DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.pipelines.sinks import WebhookSink
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -97,6 +98,9 @@ def to_manifests(
         )
     runtime = NSTARX_RUNTIME if spec.runtime is None else spec.runtime
     predictor = _predictor(spec, uri, runtime)
+    logger, _ = _split_sinks(spec)
+    if logger is not None:
+        predictor["logger"] = logger  # KServe's agent sends the CloudEvents in the cluster
     isvc = {"apiVersion": f"{GROUP}/v1beta1", "kind": "InferenceService",
             "metadata": _metadata(spec), "spec": {"predictor": predictor}}  # fmt: skip
     docs = [isvc]
@@ -207,8 +211,8 @@ def _split_sinks(spec: DeploymentSpec) -> tuple[dict[str, str] | None, list[Any]
                 f"sinks[{i}].headers: secrets do not go into a manifest; on KServe, send the "
                 "logger's events to a receiver inside the cluster (the logger sends no headers)"
             )
-        expressible = sink.kind == "webhook" and sink.format == "cloudevents" and not sink.name
-        if logger is None and expressible:
+        expressible = isinstance(sink, WebhookSink) and sink.format == "cloudevents"
+        if logger is None and isinstance(sink, WebhookSink) and expressible and not sink.name:
             logger = {"url": sink.url, "mode": sink.mode}
         else:
             others.append(sink)
@@ -247,9 +251,6 @@ def _predictor(spec: DeploymentSpec, uri: str, runtime: str) -> dict[str, Any]:
         predictor["batcher"] = batcher
     if spec.canary_traffic_percent is not None:
         predictor["canaryTrafficPercent"] = spec.canary_traffic_percent
-    logger, _ = _split_sinks(spec)
-    if logger is not None:
-        predictor["logger"] = logger
     return predictor
 
 

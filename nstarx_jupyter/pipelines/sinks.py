@@ -90,7 +90,8 @@ class WebhookSink(_SinkBase):
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         for key, text in value.items():
-            if not _HEADER.match(key) or key.lower() in _HOP_BY_HOP or key.lower().startswith("ce-"):
+            lower = key.lower()
+            if not _HEADER.match(key) or lower in _HOP_BY_HOP or lower.startswith("ce-"):
                 raise ValueError(f"'{key}' cannot be set as a sink header")
             if len(text) > 4096 or any(c in text for c in "\r\n\0"):
                 raise ValueError(f"header '{key}': a value of 4096 characters at most, one line")
@@ -139,7 +140,7 @@ def sink_label(sink: WebhookSink | FileSink, index: int, taken: set[str]) -> str
     """The sink's name, or one made from its kind that `taken` does not hold yet."""
     if sink.name:
         return sink.name
-    base = sink.kind
+    base: str = sink.kind
     label, n = base, 1
     while label in taken:
         n += 1

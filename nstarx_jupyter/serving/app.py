@@ -21,9 +21,9 @@ from nstarx_jupyter.serving.dataplane import DataPlane
 from nstarx_jupyter.serving.http_errors import handle_http_exception
 from nstarx_jupyter.serving.inference_http import BodyBudget, InferenceApp
 from nstarx_jupyter.serving.metrics import ServerMetrics
-from nstarx_jupyter.serving.sinks import SinkHub
 from nstarx_jupyter.serving.repository import ModelRepository
 from nstarx_jupyter.serving.rest import RestHandlers
+from nstarx_jupyter.serving.sinks import SinkHub
 from nstarx_jupyter.serving.usage import UsageMonitor
 
 if TYPE_CHECKING:

@@ -277,8 +277,13 @@ class _Webhook(_Worker):
         if error is None:
             self.stats.sent += len(documents)
             return
-        log.warning("sink %s of %s: %d records to the dead-letter file after %s", self.label,
-                    self.owner, len(documents), error)  # fmt: skip; the headers are never logged
+        log.warning(
+            "sink %s of %s: %d records to the dead-letter file after %s",
+            self.label,
+            self.owner,
+            len(documents),
+            error,
+        )  # fmt: skip; the headers are never logged
         self._dead_letter(documents, error)
 
     def _post(self, body: bytes, headers: dict[str, str]) -> str | None:
@@ -396,8 +401,8 @@ class _Files(_Worker):
             self._write_parquet()
 
     def _write_parquet(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow as pa  # type: ignore[import-not-found, unused-ignore]
+        import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]
 
         rows, self._rows, self._row_bytes = self._rows, [], 0
         self._since = time.monotonic()
@@ -440,8 +445,8 @@ def _parquet_schema() -> Any:
     import pyarrow as pa
 
     text = [pa.field(key, pa.string()) for key in _PARQUET_COLUMNS]
-    return pa.schema([*text, pa.field("latency_ms", pa.float64()),
-                      *(pa.field(k, pa.string()) for k in ("inputs", "outputs", "record"))])  # fmt: skip
+    tensors = [pa.field(key, pa.string()) for key in ("inputs", "outputs", "record")]
+    return pa.schema([*text, pa.field("latency_ms", pa.float64()), *tensors])
 
 
 # -- per deployment ------------------------------------------------------------------------------
@@ -555,8 +560,12 @@ class SinkHub:
         self._retire(old)
 
     def remove(self, owner: str) -> None:
-        """Stop `owner`'s sinks (they deliver what they hold, in the background)."""
+        """Stop `owner`'s sinks and its pipeline steps' (they deliver what they hold first)."""
         self.configure(owner, [])
+        with self._lock:
+            keys = [key for key in self._owned if key.startswith(f"{owner}/")]
+            old = [worker for key in keys for worker in self._owned.pop(key)]
+        self._retire(old)
 
     def _start(
         self, owner: str, sinks: Sequence[WebhookSink | FileSink], folders: Sequence[Path | None]

@@ -190,8 +190,10 @@ def _metadata(spec: DeploymentSpec) -> dict[str, Any]:
     _, others = _split_sinks(spec)
     if others:
         metadata["annotations"][SINKS_ANNOTATION] = json.dumps(
-            [{"kind": sink.kind, **sink.model_dump(mode="json", exclude_defaults=True)}
-             for sink in others],
+            [
+                {"kind": sink.kind, **sink.model_dump(mode="json", exclude_defaults=True)}
+                for sink in others
+            ],
             sort_keys=True,
         )
     return metadata

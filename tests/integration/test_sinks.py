@@ -75,7 +75,8 @@ def test_every_answered_request_reaches_the_webhook_and_the_file(
     _wait(lambda: len(receiver.records()) == 6)
     records = receiver.records()
     assert [r["request_id"] for r in records] == [f"r{i}" for i in range(6)]
-    assert records[0]["deployment"] == "iris" and records[0]["inputs"] == {"input-0": [ROW]}
+    assert records[0]["deployment"] == "iris"
+    assert records[0]["inputs"] == {"input-0": [ROW]}
     assert records[0]["outputs"] == {"predict": [0]}
     assert receiver.accepted()[0].headers["authorization"] == "Bearer hook-secret"
     archive = sinks / "iris-archive" / "records.jsonl"
@@ -136,8 +137,8 @@ def test_a_sink_folder_outside_the_sink_root_is_refused_with_403(
         assert refused.status_code == 403, refused.text
         assert "outside the sink folder" in refused.json()["error"]
     assert not (tmp_path / "elsewhere").exists()
-    bad = http.put("/nstarx/v1/deployments/iris", json={"storage_uri": str(iris_path),
-                                                         "sinks": [{"url": "ftp://x/"}]})  # fmt: skip
+    spec = {"storage_uri": str(iris_path), "sinks": [{"url": "ftp://x/"}]}
+    bad = http.put("/nstarx/v1/deployments/iris", json=spec)
     assert bad.status_code == 400
 
 

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,16 +79,33 @@ _DEPLOYMENT, _PIPELINE = "deployment", "pipeline"
 
 @dataclass(slots=True)
 class SinkStats:
-    """Counts of one sink, kept across redeploys so the Prometheus counters never go back."""
+    """Counts of one sink, kept across redeploys so the Prometheus counters never go back.
+
+    `dropped` is counted on the event loop alone (lock-free, on the request path); the sink's
+    threads (a retiring one may still deliver beside its successor) count the rest under a lock.
+    """
 
     sent: int = 0
     """Records delivered (POSTed with a 2xx answer, or written)."""
     failed: int = 0
     """Failed attempts (a connection error, a non-2xx answer, a write error)."""
     dropped: int = 0
-    """Records never sent: the queue was full, or the dead-letter file was."""
+    """Records dropped because the queue was full."""
+    lost: int = 0
+    """Records dropped by the sink's thread: the dead-letter file was full, a write failed."""
     dead_lettered: int = 0
     """Records appended to the dead-letter file after every attempt failed."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, counter: str, count: int) -> None:
+        """Add to a counter from a sink's thread."""
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + count)
+
+    def figures(self) -> dict[str, int]:
+        """sent, failed, dropped (either way) and dead_lettered."""
+        return {"sent": self.sent, "failed": self.failed, "dropped": self.dropped + self.lost,
+                "dead_lettered": self.dead_lettered}  # fmt: skip
 
 
 # -- the request path ----------------------------------------------------------------------------
@@ -163,8 +180,8 @@ class _Worker:
             self.deliver(batch)
         except Exception:  # a bug must not end the thread and silently fill the queue
             log.exception("sink %s of %s failed on %d records", self.label, self.owner, len(batch))
-            self.stats.failed += 1
-            self.stats.dropped += len(batch)
+            self.stats.add("failed", 1)
+            self.stats.add("lost", len(batch))
 
     def deliver(self, batch: list[Record]) -> None:
         """Send or write one batch (the sink's thread)."""
@@ -275,7 +292,7 @@ class _Webhook(_Worker):
     def _send(self, body: bytes, headers: dict[str, str], documents: list[dict[str, Any]]) -> None:
         error = self._post(body, headers)
         if error is None:
-            self.stats.sent += len(documents)
+            self.stats.add("sent", len(documents))
             return
         log.warning(
             "sink %s of %s: %d records to the dead-letter file after %s",
@@ -301,9 +318,9 @@ class _Webhook(_Worker):
                     return None
                 error = f"HTTP {answer.status_code}"
                 if answer.status_code < 500 and answer.status_code != 429:
-                    self.stats.failed += 1
+                    self.stats.add("failed", 1)
                     return error  # the receiver refuses this body: sending it again won't help
-            self.stats.failed += 1
+            self.stats.add("failed", 1)
             if attempt + 1 == config.max_attempts:
                 break
             delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_S * 2**attempt))  # noqa: S311
@@ -328,9 +345,9 @@ class _Webhook(_Worker):
         except OSError as exc:
             log.error("sink %s of %s: %d records lost: %s", self.label, self.owner,
                       len(documents), exc)  # fmt: skip
-            self.stats.dropped += len(documents)
+            self.stats.add("lost", len(documents))
             return
-        self.stats.dead_lettered += len(documents)
+        self.stats.add("dead_lettered", len(documents))
 
     def close(self) -> None:
         """Close the HTTP client."""
@@ -390,10 +407,10 @@ class _Files(_Worker):
             _append(current, data)
         except OSError as exc:
             log.error("sink %s of %s: cannot write %s: %s", self.label, self.owner, current, exc)
-            self.stats.failed += 1
-            self.stats.dropped += len(documents)
+            self.stats.add("failed", 1)
+            self.stats.add("lost", len(documents))
             return
-        self.stats.sent += len(documents)
+        self.stats.add("sent", len(documents))
 
     def tick(self, stopping: bool) -> None:
         """Write the kept Parquet rows when `rotate_s` has passed, or the sink is stopping."""
@@ -415,10 +432,10 @@ class _Files(_Worker):
         except (OSError, pa.ArrowException) as exc:
             temporary.unlink(missing_ok=True)
             log.error("sink %s of %s: cannot write %s: %s", self.label, self.owner, name, exc)
-            self.stats.failed += 1
-            self.stats.dropped += len(rows)
+            self.stats.add("failed", 1)
+            self.stats.add("lost", len(rows))
             return
-        self.stats.sent += len(rows)
+        self.stats.add("sent", len(rows))
 
     def _next(self) -> int:
         self._seq += 1
@@ -489,6 +506,7 @@ class SinkHub:
         self._stats: dict[tuple[str, str], SinkStats] = {}
         self._owned: dict[str, list[_Worker]] = {}
         self._retired: list[_Worker] = []
+        self._configs: dict[str, tuple[list[WebhookSink | FileSink], list[Path | None]]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -549,9 +567,15 @@ class SinkHub:
     ) -> None:
         """Start `owner`'s sinks (replacing its previous ones, which finish in the background)."""
         folders = self.check(owner, sinks, trusted=trusted)
+        wanted = (list(sinks), folders)
+        if self._configs.get(owner) == wanted:
+            return  # a traffic change, say: the running sinks go on with their queues
+        self._configs[owner] = wanted
         workers = self._start(owner, sinks, folders)
         with self._lock:
             old = self._owned.pop(owner, [])
+            if not workers:
+                self._configs.pop(owner, None)
             if workers:
                 self._owned[owner] = workers
                 self.feeds[owner] = DeploymentFeed(workers)
@@ -594,9 +618,7 @@ class SinkHub:
 
     def stats(self, owner: str) -> dict[str, dict[str, int]]:
         """Counters of each sink `owner` has had, by sink name."""
-        return {label: {"sent": s.sent, "failed": s.failed, "dropped": s.dropped,
-                        "dead_lettered": s.dead_lettered}
-                for (who, label), s in self._stats.items() if who == owner}  # fmt: skip
+        return {label: s.figures() for (who, label), s in self._stats.items() if who == owner}
 
     # -- pipelines -------------------------------------------------------------------------
 
@@ -614,6 +636,7 @@ class SinkHub:
         with self._lock:
             workers = [w for ws in self._owned.values() for w in ws] + self._retired
             self._owned.clear()
+            self._configs.clear()
             self.feeds.clear()
             self._retired = []
         for worker in workers:
@@ -669,8 +692,9 @@ class _SinkCollector(Collector):
                                                  "file.", labels=["owner", "sink"]),
         }  # fmt: skip
         for (owner, label), stats in list(self.hub._stats.items()):
+            figures = stats.figures()
             for key, family in families.items():
-                family.add_metric([owner, label], getattr(stats, key))
+                family.add_metric([owner, label], figures[key])
         yield from families.values()
         queued = GaugeMetricFamily("nstarx_sink_queued_records", "Records waiting in a sink.",
                                    labels=["owner", "sink"])  # fmt: skip

@@ -210,3 +210,30 @@ def test_a_pipeline_sink_step_sends_its_records_and_passes_them_on(
     assert receiver.records()[0]["pipeline"] == "export"
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'nstarx_sink_sent_records_total{owner="export",sink="send"} 2.0' in metrics
+
+
+def test_deploy_from_python_with_sinks_and_a_later_change_keeps_the_secret(
+    nstarx_home: Path, named_iris: Path, receiver: Receiver
+) -> None:
+    from nstarx_jupyter.notebook.api import deploy
+
+    backend = LocalBackend(nstarx_home / "server", timeout_s=60)
+    try:
+        sinks = [{"kind": "webhook", "url": receiver.url, "flush_s": 0.1,
+                  "headers": {"X-Hook-Key": "k-123"}},
+                 {"kind": "file", "path": "py"}]  # fmt: skip
+        made = deploy(named_iris, "iris", backend=backend, sinks=sinks)
+        row = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+        assert made.predict(row)["prediction"] == 0
+        _wait(lambda: len(receiver.records()) == 1)
+        assert receiver.accepted()[0].headers["x-hook-key"] == "k-123"
+        described = backend.describe("iris")
+        assert described.spec.sinks[0].headers == {"X-Hook-Key": "***"}  # type: ignore[union-attr]
+        backend.apply(described.spec.replace(timeout_s=20))  # sent back hidden: kept
+        made.predict(row)
+        _wait(lambda: len(receiver.records()) == 2)
+        assert receiver.accepted()[-1].headers["x-hook-key"] == "k-123"
+        archive = backend.state_dir / "sinks" / "py" / "records.jsonl"
+        _wait(lambda: len(_lines(archive)) == 2)
+    finally:
+        backend.stop()

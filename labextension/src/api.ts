@@ -1,5 +1,6 @@
 // The server extension's calls, typed with the models Python generates (src/generated/api.ts).
 import type {
+  Contexts,
   DeploymentInfo,
   DeployRequest,
   DeployResult,
@@ -20,6 +21,8 @@ import type {
   Trend,
 } from "./generated/api";
 import { json, requestAPI } from "./request";
+import { LOCAL, withWhere } from "./sidebar/where";
+import type { Where } from "./sidebar/where";
 
 export type * from "./generated/api";
 
@@ -33,21 +36,29 @@ export const api = {
     requestAPI<ModelSummary[]>(search ? `models?search=${name(search)}` : "models"),
   versions: (model: string) => requestAPI<ModelVersionInfo[]>(`models/${name(model)}/versions`),
 
-  deployments: () => requestAPI<DeploymentInfo[]>("deployments"),
-  deployment: (dep: string) => requestAPI<DeploymentInfo>(`deployments/${name(dep)}`),
-  deploy: (form: DeployRequest) => requestAPI<DeployResult>("deployments", json("POST", form)),
-  remove: (dep: string) => requestAPI<undefined>(`deployments/${name(dep)}`, json("DELETE")),
-  setCanary: (dep: string, percent: number) =>
+  // Deployments: the local server's, or a cluster's (`where`: a kubeconfig context, a namespace).
+  contexts: () => requestAPI<Contexts>("contexts"),
+  deployments: (where: Where = LOCAL) =>
+    requestAPI<DeploymentInfo[]>(withWhere("deployments", where)),
+  deployment: (dep: string, where: Where = LOCAL) =>
+    requestAPI<DeploymentInfo>(withWhere(`deployments/${name(dep)}`, where)),
+  deploy: (form: DeployRequest, where: Where = LOCAL) =>
+    requestAPI<DeployResult>(withWhere("deployments", where), json("POST", form)),
+  remove: (dep: string, where: Where = LOCAL) =>
+    requestAPI<undefined>(withWhere(`deployments/${name(dep)}`, where), json("DELETE")),
+  setCanary: (dep: string, percent: number, where: Where = LOCAL) =>
     requestAPI<DeploymentInfo>(
-      `deployments/${name(dep)}/traffic`,
+      withWhere(`deployments/${name(dep)}/traffic`, where),
       json("PUT", { canary_percent: percent }),
     ),
-  promote: (dep: string) =>
-    requestAPI<DeploymentInfo>(`deployments/${name(dep)}/promote`, json("POST")),
-  rollback: (dep: string) =>
-    requestAPI<DeploymentInfo>(`deployments/${name(dep)}/rollback`, json("POST")),
-  snippets: (dep: string) => requestAPI<Snippets>(`deployments/${name(dep)}/snippets`),
-  logs: (dep: string) => requestAPI<Logs>(`deployments/${name(dep)}/logs`),
+  promote: (dep: string, where: Where = LOCAL) =>
+    requestAPI<DeploymentInfo>(withWhere(`deployments/${name(dep)}/promote`, where), json("POST")),
+  rollback: (dep: string, where: Where = LOCAL) =>
+    requestAPI<DeploymentInfo>(withWhere(`deployments/${name(dep)}/rollback`, where), json("POST")),
+  snippets: (dep: string, where: Where = LOCAL) =>
+    requestAPI<Snippets>(withWhere(`deployments/${name(dep)}/snippets`, where)),
+  logs: (dep: string, where: Where = LOCAL) =>
+    requestAPI<Logs>(withWhere(`deployments/${name(dep)}/logs`, where)),
   trend: (dep: string, since: "hour" | "day") =>
     requestAPI<Trend>(`deployments/${name(dep)}/trend?since=${since}`),
 

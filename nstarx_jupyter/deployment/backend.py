@@ -84,6 +84,10 @@ class Description(_View):
     status: Status
     reason: str | None = None
     """Why it is not `Ready`: a failed load's message, a failing condition's reason: message."""
+    stage: Stage | None = None
+    """How far the current revision got on its way to `ready` (from a cluster's status
+    conditions), so a list can show the progress without a watch; None where the backend
+    reports only `status` (the local server's `apply` returns once the model serves)."""
     spec: DeploymentSpec
     traffic: TrafficView | None = None
     stable: Stable | None = None

@@ -19,10 +19,10 @@ import json
 import os
 import re
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import yaml
 
 from nstarx_jupyter.deployment.backend import (
     Description,
@@ -37,6 +37,7 @@ from nstarx_jupyter.deployment.backend import (
 )
 from nstarx_jupyter.deployment.kserve import NSTARX_RUNTIME, from_kserve, to_manifests
 from nstarx_jupyter.deployment.kserve import validate_manifest as validate_offline
+from nstarx_jupyter.deployment.kubeconfig import in_cluster_namespace, kubeconfig_path
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
     ConflictError,
@@ -52,6 +53,7 @@ from nstarx_jupyter.errors import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 __all__ = ["FIELD_MANAGER", "STABLE_ANNOTATION", "KServeBackend", "spec_of"]
 
@@ -66,7 +68,6 @@ NOTE_REASON = "NstarxNote"
 ACCEPTED_SCHEMES = ("s3://", "gs://", "pvc://", "oci://", "hf://", "azure://", "hdfs://",
                     "webhdfs://", "https://", "http://")  # fmt: skip
 _APPLY = "application/apply-patch+yaml"
-_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 # kind -> (version, plural, namespaced)
 _KINDS: dict[str, tuple[str, str, bool]] = {
     "InferenceService": ("v1beta1", "inferenceservices", True),
@@ -273,6 +274,7 @@ class KServeBackend:
             revision=int(meta.get("generation", 1)),
             status=status,
             reason=reason,
+            stage=_stage(isvc)[0],
             spec=spec,
             traffic=_traffic(isvc),
             stable=_stable(isvc),
@@ -514,17 +516,14 @@ def _http_error(code: int, message: str) -> NstarxError:
 
 def _connect(k8s: Any, context: str | None, kubeconfig: str | Path | None) -> tuple[Any, str]:
     """An API client and the default namespace: from a kubeconfig, else the pod's account."""
-    path = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG")
-    default = Path("~/.kube/config").expanduser()
-    if path is None and default.exists():
-        path = str(default)
+    path = kubeconfig_path(kubeconfig)
     config = k8s.config
     if path is None:
-        if context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        pod_namespace = in_cluster_namespace()
+        if context is None and pod_namespace is not None:
             configuration = k8s.client.Configuration()
             config.load_incluster_config(client_configuration=configuration)
-            namespace = _NAMESPACE_FILE.read_text().strip() if _NAMESPACE_FILE.exists() else ""
-            return k8s.client.ApiClient(configuration), namespace or "default"
+            return k8s.client.ApiClient(configuration), pod_namespace
         raise UnavailableError(
             "no Kubernetes cluster configured: set KUBECONFIG (or pass kubeconfig=...), or run "
             "inside a pod with a service account"
@@ -538,8 +537,8 @@ def _connect(k8s: Any, context: str | None, kubeconfig: str | Path | None) -> tu
         api_client = config.new_client_from_config(
             config_file=path, context=chosen["name"], persist_config=False
         )
-    except config.ConfigException as exc:
-        raise UnavailableError(f"kubeconfig {path}: {exc}") from None
+    except (config.ConfigException, yaml.YAMLError) as exc:  # missing parts, or not YAML
+        raise UnavailableError(f"kubeconfig {path}: {' '.join(str(exc).split())}") from None
     return api_client, chosen.get("context", {}).get("namespace") or "default"
 
 

@@ -354,6 +354,22 @@ class LocalBackend:
         """A deployment's per-minute rollups of the last `since_s` seconds (30 days kept)."""
         return self._call("GET", f"/deployments/{name}/history?since_s={since_s}")  # type: ignore[no-any-return]
 
+    def drift(self, name: str, window: str = "1h") -> dict[str, Any]:
+        """A deployment's drift over the last `window` (`"1h"`, `"15m"`, seconds): the server's."""
+        query = urlencode({"window": window})
+        return self._call("GET", f"/deployments/{name}/drift?{query}")  # type: ignore[no-any-return]
+
+    def drift_reference(self, name: str) -> dict[str, Any] | None:
+        """The deployment's drift reference: source, rows, features (None without one)."""
+        return self._call("GET", f"/deployments/{name}/drift/reference")  # type: ignore[no-any-return]
+
+    def set_drift_reference(self, name: str, reference: dict[str, Any] | None) -> Any:
+        """Set the drift reference (`{"columns": ...}` or `{"window": ...}`); None removes it."""
+        path = f"/deployments/{name}/drift/reference"
+        if reference is None:
+            return self._call("DELETE", path)
+        return self._call("PUT", path, reference)
+
     def prices(self) -> dict[str, Any]:
         """The server's price table (CPU-hour, GB-hour, GPU-hour, currency, source)."""
         return self._call("GET", "/prices")  # type: ignore[no-any-return]

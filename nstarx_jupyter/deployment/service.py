@@ -57,6 +57,8 @@ LOCAL_ONLY = {
             "ingress auth (e.g. the security.opendatahub.io/enable-auth annotation)",
     "variants": "per-variant figures come from nstarx's server; KServe reports no such split",
     "ab_report": "the A/B report reads nstarx's per-variant outcomes, which KServe does not keep",
+    "drift": "nstarx's server samples the requests it serves; on KServe, log the requests "
+             "(the InferenceService's `logger`) to a drift detector such as Alibi Detect",
 }  # fmt: skip
 """What only the local server has, and why a cluster cannot give it."""
 
@@ -103,8 +105,15 @@ class Applied:
 class DeploymentService(Rollouts):
     """Deploy, roll out, inspect and delete deployments by name on one backend."""
 
-    def __init__(self, backend: Backend | None = None) -> None:
+    def __init__(self, backend: Backend | None = None, *, wait_rollouts: bool = True) -> None:
+        """A service over `backend` (the local server by default).
+
+        `wait_rollouts=False`: a rollout step on a cluster returns once the API server took it,
+        not once the controller reports it ready (the lab's sidebar shows the progress in its
+        list instead of holding a request open for minutes).
+        """
         self.backend: Backend = backend if backend is not None else LocalBackend()
+        self.wait_rollouts = wait_rollouts
 
     @property
     def target(self) -> Target:
@@ -299,7 +308,8 @@ class DeploymentService(Rollouts):
     def update(self, name: str, change: Callable[[Description], DeploymentSpec]) -> Description:
         """Apply `change` to the deployment as it is, retrying when it changed meanwhile.
 
-        Returns once the change serves (on a cluster: once the new generation is ready).
+        Returns once the change serves (on a cluster: once the new generation is ready, or
+        once it was accepted when the service was made with `wait_rollouts=False`).
 
         Like a PATCH with Kubernetes' retry-on-conflict: a change made between our read and our
         write (a registration switching to the registry, another notebook) makes the write fail
@@ -315,5 +325,7 @@ class DeploymentService(Rollouts):
                 continue
             # The local server answers once the change serves; a cluster has only accepted it:
             # a rollout is done when the controller reports the new generation ready.
-            return applied if isinstance(self.backend, LocalBackend) else self.wait_ready(name)
+            if isinstance(self.backend, LocalBackend) or not self.wait_rollouts:
+                return applied
+            return self.wait_ready(name)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -172,7 +172,7 @@ class DeploymentsHandler(LabHandler):
     async def post(self) -> None:
         """Deploy a registry version; the answer holds the key minted for it, once."""
         request = self.body(DeployRequest)
-        self.reply(await self.call(self.service.deploy, request), 201)
+        self.reply(await self.call(self.service.deploy, request, self.where()), 201)
 
 
 class DeploymentHandler(LabHandler):
@@ -226,6 +226,15 @@ class LogsHandler(LabHandler):
     async def get(self, name: str) -> None:
         """A deployment's events."""
         self.reply(await self.call(self.service.logs, name, self.where()))
+
+
+class ContextsHandler(LabHandler):
+    """`contexts`: the kubeconfig's contexts, for the sidebar's backend picker."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        """Every context (none, with the reason, when no cluster is configured)."""
+        self.reply(await self.call(self.service.contexts))
 
 
 class KeysHandler(LabHandler):

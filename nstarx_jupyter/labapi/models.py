@@ -7,16 +7,19 @@ it), so the two sides cannot drift apart.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "API_MODELS",
     "REQUEST_MODELS",
+    "ClusterContext",
+    "Contexts",
     "DeployRequest",
     "DeployResult",
     "DeploymentInfo",
+    "DriftBadge",
     "KeyCreate",
     "KeyCreated",
     "KeyInfo",
@@ -58,6 +61,30 @@ class ServerInfo(_Model):
     home: str
     """`$NSTARX_HOME`: where the server keeps its deployments, keys and registry."""
     version: str
+
+
+class ClusterContext(_Model):
+    """One kubeconfig context the sidebar's picker offers: a cluster to deploy to."""
+
+    name: str
+    cluster: str
+    namespace: str
+    """The context's default namespace (`default` when it names none)."""
+    current: bool
+    """Whether it is the kubeconfig's `current-context`."""
+
+
+class Contexts(_Model):
+    """The clusters the lab can reach; none, with the `reason`, when it can reach none."""
+
+    kubeconfig: str | None = None
+    """The kubeconfig the contexts come from (`$KUBECONFIG` or `~/.kube/config`)."""
+    contexts: list[ClusterContext] = Field(default_factory=list)
+    in_cluster_namespace: str | None = None
+    """Inside a pod without a kubeconfig: its service account's namespace (the picker then offers
+    the pod's own cluster, as context None); None elsewhere."""
+    reason: str | None = None
+    """Why there are none: no `kubernetes` client installed, no kubeconfig, an unreadable one."""
 
 
 class ModelSummary(_Model):
@@ -103,6 +130,9 @@ class DeployRequest(_Model):
     max_batch_size: int | None = Field(default=None, ge=1)
     max_latency_ms: int | None = Field(default=None, ge=1)
     canary_percent: int | None = Field(default=None, ge=0, le=100)
+    storage_uri: str | None = Field(default=None, min_length=1, max_length=2048)
+    """On a cluster: where the version's artifact was uploaded (`s3://`, `gs://`, `pvc://`,
+    `oci://`), when the registry keeps it on this machine, which pods cannot read."""
 
 
 class MetricsSample(_Model):
@@ -155,6 +185,18 @@ class TrafficArm(_Model):
     metrics: MetricsSample | None = None
 
 
+class DriftBadge(_Model):
+    """A deployment's drift over the last hour, as the control API's drift route answers it."""
+
+    status: Literal["ok", "drift", "no reference", "no traffic"]
+    drifted: list[str] = Field(default_factory=list)
+    """The features (and `prediction`) whose tests flag drift."""
+    score: float | None = None
+    """The largest score / threshold of the PSI and Jensen-Shannon tests (1: at threshold)."""
+    rows: int = 0
+    """Sampled live rows the tests ran on."""
+
+
 class DeploymentInfo(_Model):
     """One deployment: status, revisions, traffic split and its latest figures.
 
@@ -169,6 +211,9 @@ class DeploymentInfo(_Model):
     """The Kubernetes namespace on a cluster; None on the local server."""
     status: str
     reason: str | None = None
+    stage: str | None = None
+    """How far the current revision got: accepted, scheduled, loaded, ready or failed (from a
+    cluster's status conditions); None where the status says it all (the local server)."""
     revision: int
     stable_revision: int | None = None
     """The revision keeping the rest of the traffic while a canary runs."""
@@ -186,6 +231,8 @@ class DeploymentInfo(_Model):
     """The deployment's spec as the backend holds it (defaults left out)."""
     traffic: list[TrafficArm] = Field(default_factory=list)
     metrics: MetricsSample = Field(default_factory=MetricsSample)
+    drift: DriftBadge | None = None
+    """Drift over the last hour (local server only; None where it cannot be told)."""
     created: float | None = None
     updated: float | None = None
 
@@ -320,6 +367,7 @@ API_MODELS: tuple[type[BaseModel], ...] = (
     TrafficArm, MetricsSample, TrafficChange, Snippets, Logs, KeyInfo, KeyCreate, KeyCreated,
     PipelineLibrary, PipelineCheck, PipelineCheckResult, PipelineRun, PipelineSave,
     PipelineSaved, PipelineVersion, PipelineLoaded, PipelineDeployed, TrendPoint, Trend,
+    ClusterContext, Contexts, DriftBadge,
 )  # fmt: skip
 """Every model the front end sees; each becomes a TypeScript interface."""
 

@@ -29,6 +29,7 @@ ROUTES: tuple[tuple[str, type[LabHandler]], ...] = (
     (f"deployments/{_NAME}/snippets", h.SnippetsHandler),
     (f"deployments/{_NAME}/logs", h.LogsHandler),
     (f"deployments/{_NAME}/trend", h.TrendHandler),
+    ("contexts", h.ContextsHandler),
     ("keys", h.KeysHandler),
     (f"keys/{_NAME}", h.KeyHandler),
     ("pipelines/library", h.PipelineLibraryHandler),

@@ -11,14 +11,22 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 from nstarx_jupyter.config import nstarx_home
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
-from nstarx_jupyter.errors import InvalidInputError, NotFoundError, NstarxError
+from nstarx_jupyter.errors import (
+    InvalidInputError,
+    MissingExtraError,
+    NotFoundError,
+    NstarxError,
+)
 from nstarx_jupyter.labapi import views
 from nstarx_jupyter.labapi.models import (
+    ClusterContext,
+    Contexts,
     DeploymentInfo,
     DeployRequest,
     DeployResult,
@@ -36,6 +44,7 @@ from nstarx_jupyter.labapi.models import (
 )
 from nstarx_jupyter.labapi.pipelines import PipelineService
 from nstarx_jupyter.labapi.scopes import lab_scopes
+from nstarx_jupyter.notebook.drift import DEFAULT_WINDOW as DRIFT_BADGE_WINDOW
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
 from nstarx_jupyter.notebook.usage import USAGE_COST_WINDOW_S
 from nstarx_jupyter.security.home import audit_local, key_store
@@ -50,11 +59,17 @@ log = logging.getLogger(__name__)
 
 METRICS_WINDOW_S = 10.0
 """The window of each deployment's figures (the sidebar polls every few seconds)."""
+CLUSTER_FIGURES_BACKOFF_S = 60.0
+"""After a cluster deployment's figures could not be read (its URL unreachable from here, a
+runtime without nstarx's control API), the list skips them this long: each try may take the
+backend's whole HTTP timeout, and the sidebar's list waits for it."""
 Where = tuple[str, str | None, str | None]
 """Which deployments a call means: (target, kubeconfig context, namespace)."""
 LOCAL: Where = ("local", None, None)
 COST_WINDOW_S = USAGE_COST_WINDOW_S
 """The window of the sidebar's cost figures (per 1,000 predictions, per day): the card's."""
+DRIFT_WINDOW = DRIFT_BADGE_WINDOW
+"""The window of the sidebar's drift badge: the card's (the server's default, its cached report)."""
 TREND_SINCE_S = {"hour": 3600.0, "day": 86400.0}
 """The sparklines' toggle: the last hour or day of per-minute rollups."""
 
@@ -71,6 +86,7 @@ class LabService:
         self.service = DeploymentService(self.backend)
         self._clusters: dict[Where, DeploymentService] = {}
         self._clusters_lock = threading.Lock()
+        self._no_figures: dict[tuple[str, str], float] = {}  # (url or name, name) -> retry at
         self._registry = registry
         self.registry_lock = threading.RLock()
         self.pipelines = PipelineService(self.backend, lambda: self.registry, self.registry_lock)
@@ -165,7 +181,8 @@ class LabService:
             found = self._clusters.get(where)
             if found is None:
                 backend = backend_for(cast("Target", target), context=context, namespace=namespace)
-                found = self._clusters[where] = DeploymentService(backend)
+                # the list shows a rollout's way to Ready: no request waits for the controller
+                found = self._clusters[where] = DeploymentService(backend, wait_rollouts=False)
             return found
 
     def deployment(self, name: str, where: Where = LOCAL) -> DeploymentInfo:
@@ -173,26 +190,41 @@ class LabService:
         service = self.service_for(where)
         return self._info(service.describe(name), service)
 
-    def deploy(self, request: DeployRequest) -> DeployResult:
+    def deploy(self, request: DeployRequest, where: Where = LOCAL) -> DeployResult:
         """Serve a registry version from the sidebar's form, as `nstarx_jupyter.deploy()` does.
 
         With `canary_percent` and an existing deployment, the version goes out as its canary
         (no key is minted); otherwise it becomes the deployment's model, with a key for it.
+        On a cluster the answer comes once the API server accepted the InferenceService: the
+        list shows its way to Ready (no key either: keys are the local server's).
         """
-        uri = f"models:/{request.model}/{request.version}"
+        if where == LOCAL and request.storage_uri is not None:
+            raise InvalidInputError("storage_uri: only for a cluster (target 'kserve')")
+        if where != LOCAL:  # a registry version resolves to its artifact's URI through MLflow
+            with self.registry_lock:
+                applied = self._apply_form(request, self.service_for(where))
+            return DeployResult(deployment=self._info(applied, self.service_for(where)), key=None)
         if request.canary_percent is not None and self._exists(request.name):
-            applied, _ = self.service.canary(request.name, uri, request.canary_percent)
+            applied = self._apply_form(request, self.service)
             return DeployResult(deployment=self._info(applied, self.service), key=None)
-        batching = {"max_batch_size": request.max_batch_size,
-                    "max_latency_ms": request.max_latency_ms}  # fmt: skip
-        self.service.deploy(
-            uri, request.name, min_replicas=request.min_replicas,
-            max_replicas=request.max_replicas,
-            batching={k: v for k, v in batching.items() if v is not None} or None,
-        )  # fmt: skip
+        self._apply_form(request, self.service)
         self.service.wait_ready(request.name)
         made = self.backend.create_key(f"deploy() of {request.name}", [f"predict:{request.name}"])
         return DeployResult(deployment=self.deployment(request.name), key=str(made["key"]))
+
+    def _apply_form(self, request: DeployRequest, service: DeploymentService) -> Description:
+        """The form's version as the deployment's canary (if it asks and exists), or its model."""
+        uri, uploaded = f"models:/{request.model}/{request.version}", request.storage_uri
+        if request.canary_percent is not None and self._exists(request.name, service):
+            return service.canary(request.name, uri, request.canary_percent,
+                                  storage_uri=uploaded)[0]  # fmt: skip
+        batching = {"max_batch_size": request.max_batch_size,
+                    "max_latency_ms": request.max_latency_ms}  # fmt: skip
+        return service.deploy(
+            uri, request.name, storage_uri=uploaded, min_replicas=request.min_replicas,
+            max_replicas=request.max_replicas,
+            batching={k: v for k, v in batching.items() if v is not None} or None,
+        ).description  # fmt: skip
 
     def delete(self, name: str, where: Where = LOCAL) -> None:
         """Stop serving a deployment and forget it."""
@@ -230,19 +262,39 @@ class LabService:
     def _info(self, described: Description, service: DeploymentService) -> DeploymentInfo:
         name = described.name
         figures, per_arm = MetricsSample(), None
+        if service.target != "local":  # drift, resource use and cost are the local server's
+            return views.deployment_info(described, self._cluster_figures(described, service))
+        drift = views.drift_badge(self._drift(name))
         with contextlib.suppress(NstarxError):  # figures are a nicety: a status still shows
             answer = service.backend.metrics(name, METRICS_WINDOW_S)
             figures = views.metrics_sample(answer)
-            if service.target == "local":  # resource use and cost: the local server's figures
-                figures = views.with_usage(figures, answer, self._cost(name))
+            figures = views.with_usage(figures, answer, self._cost(name))
             if described.traffic is not None and len(described.traffic.split) > 1:
                 arms = service.local("variants").variants(name, METRICS_WINDOW_S)
                 per_arm = views.arm_metrics(arms)
-        return views.deployment_info(described, figures, per_arm)
+        return views.deployment_info(described, figures, per_arm, drift)
 
-    def _exists(self, name: str) -> bool:
+    def _cluster_figures(self, described: Description, service: DeploymentService) -> MetricsSample:
+        """Requests and latency from the runtime at the cluster's URL, once it is Ready.
+
+        Resource use and cost are the local server's: none here (the sidebar hides them). A
+        deployment whose figures could not be read is skipped for `CLUSTER_FIGURES_BACKOFF_S`.
+        """
+        if described.status != "Ready":  # not routed yet: no URL to ask
+            return MetricsSample()
+        key = (described.url or "", described.name)
+        if self._no_figures.get(key, 0.0) > time.monotonic():
+            return MetricsSample()
         try:
-            self.service.describe(name)
+            return views.metrics_sample(service.backend.metrics(described.name, METRICS_WINDOW_S))
+        except NstarxError as exc:
+            log.info("no figures of %s: %s", described.name, exc.message)
+            self._no_figures[key] = time.monotonic() + CLUSTER_FIGURES_BACKOFF_S
+            return MetricsSample()
+
+    def _exists(self, name: str, service: DeploymentService | None = None) -> bool:
+        try:
+            (service or self.service).describe(name)
         except NotFoundError:
             return False
         return True
@@ -261,6 +313,31 @@ class LabService:
             return {}
         columns = (signature or {}).get("inputs") or []
         return {str(column["name"]): 0.0 for column in columns if "name" in column}
+
+    # -- clusters ------------------------------------------------------------------------------
+
+    def contexts(self) -> Contexts:
+        """The kubeconfig's contexts for the picker; none, with the reason, when it has none.
+
+        Not an error: a lab without the `kserve` extra or a kubeconfig deploys locally only.
+        """
+        from nstarx_jupyter.deployment.kubeconfig import (
+            in_cluster_namespace,
+            kube_contexts,
+            kubeconfig_path,
+        )
+
+        try:
+            path, found = kube_contexts()
+        except NstarxError as exc:
+            pod_namespace = in_cluster_namespace() if kubeconfig_path() is None else None
+            if pod_namespace is not None and not isinstance(exc, MissingExtraError):
+                return Contexts(in_cluster_namespace=pod_namespace)  # the pod's own cluster
+            return Contexts(reason=exc.message)
+        contexts = [ClusterContext(name=c.name, cluster=c.cluster, namespace=c.namespace,
+                                   current=c.current) for c in found]  # fmt: skip
+        reason = None if contexts else f"kubeconfig {path} has no contexts"
+        return Contexts(kubeconfig=path, contexts=contexts, reason=reason)
 
     # -- API keys --------------------------------------------------------------------------------
 
@@ -294,6 +371,13 @@ class LabService:
         """The control API's cost of the last hour (None when it cannot say)."""
         try:
             return self.backend.cost(name, COST_WINDOW_S)
+        except NstarxError:
+            return None
+
+    def _drift(self, name: str) -> dict[str, Any] | None:
+        """The control API's drift over the last hour (None when it cannot say)."""
+        try:
+            return self.backend.drift(name, DRIFT_WINDOW)
         except NstarxError:
             return None
 

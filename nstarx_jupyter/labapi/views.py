@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.labapi.models import (
     DeploymentInfo,
+    DriftBadge,
     KeyInfo,
     MetricsSample,
     ModelSummary,
@@ -16,6 +17,7 @@ from nstarx_jupyter.labapi.models import (
     Trend,
     TrendPoint,
 )
+from nstarx_jupyter.notebook.drift import drift_figures
 from nstarx_jupyter.notebook.usage import usage_figures
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "deployment_info",
+    "drift_badge",
     "key_info",
     "matches",
     "metrics_sample",
@@ -34,10 +37,21 @@ __all__ = [
 ]
 
 
+def drift_badge(report: dict[str, Any] | None) -> DriftBadge | None:
+    """The control API's drift answer (`GET .../drift`) as the sidebar's badge.
+
+    The card's figures (`notebook.drift.drift_figures`), so both show the same.
+    """
+    if report is None:
+        return None
+    return DriftBadge.model_validate(drift_figures(report))
+
+
 def deployment_info(
     described: Description,
     metrics: MetricsSample,
     arm_metrics: dict[tuple[str, str | None], MetricsSample] | None = None,
+    drift: DriftBadge | None = None,
 ) -> DeploymentInfo:
     """A deployment as the sidebar shows it: the backend's description plus the sidebar's fields.
 
@@ -52,6 +66,7 @@ def deployment_info(
         namespace=described.namespace,
         status=described.status,
         reason=described.reason,
+        stage=described.stage,
         revision=described.revision,
         stable_revision=stable.revision if stable else None,
         model=spec.storage_uri,
@@ -68,6 +83,7 @@ def deployment_info(
         if described.traffic
         else [],
         metrics=metrics,
+        drift=drift,
         created=described.created,
         updated=described.updated,
     )

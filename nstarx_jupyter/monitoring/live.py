@@ -1,7 +1,8 @@
-"""Live figures under a cell: a latency chart fed by the server, and a background load test."""
+"""Live figures under a cell: latency, variant and drift charts fed by the server, a load test."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Self
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["LatencyChart", "LoadTest", "LoadTestReport", "VariantChart"]
+__all__ = ["DriftChart", "LatencyChart", "LoadTest", "LoadTestReport", "VariantChart"]
 
 
 class _Polling:
@@ -250,3 +251,78 @@ class LoadTest:
             self.report.sent += 1
         self._pool.shutdown(wait=True)
         self.report.seconds = time.perf_counter() - began
+
+
+class DriftChart(_Polling):
+    """Each feature's drift score over time, and reference against live for one feature.
+
+    Top: one line per feature (and the prediction), its PSI (numbers) or Jensen-Shannon
+    distance (categories), the dashed line at the threshold. Bottom: the reference's and the
+    live window's histogram of `feature` (by default the most drifted one). Every figure is the
+    server's report (`report()`), polled on a daemon thread until `stop()`.
+    """
+
+    def __init__(
+        self,
+        report: Callable[[], dict[str, Any]],
+        *,
+        title: str,
+        feature: str | None = None,
+        interval_s: float = 5.0,
+        points: int = 300,
+    ) -> None:
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        self._report = report
+        self.feature, self.interval_s, self.points = feature, interval_s, points
+        base = make_subplots(rows=2, cols=1, vertical_spacing=0.14,
+                             subplot_titles=("drift score", "reference vs live"))  # fmt: skip
+        self.figure = go.FigureWidget(base)
+        self.figure.add_bar(x=[], y=[], name="reference", row=2, col=1, opacity=0.6)
+        self.figure.add_bar(x=[], y=[], name="live", row=2, col=1, opacity=0.6)
+        self.figure.update_layout(
+            title=f"{title}: drift, every {interval_s:g} s", height=560, barmode="overlay",
+            margin={"l": 50, "r": 50, "t": 60, "b": 30}, legend={"orientation": "h"},
+        )  # fmt: skip
+        self.figure.update_yaxes(title_text="score", row=1, col=1, rangemode="tozero")
+        self.figure.update_yaxes(title_text="share", row=2, col=1, rangemode="tozero")
+        self._lines: dict[str, int] = {}
+        self.last: dict[str, Any] | None = None
+        """The last report drawn."""
+        self._start_polling("nstarx-drift")
+
+    def update(self) -> None:
+        """Fetch the server's report once; append the scores, redraw the histograms."""
+        report = self._report()
+        now = datetime.now()
+        scores = {row["feature"]: row for row in report["features"]
+                  if row["test"] in ("psi", "js")}  # fmt: skip
+        feature = self.feature or _most_drifted(scores)
+        with self.figure.batch_update():
+            for name, row in scores.items():
+                if name not in self._lines:
+                    self._lines[name] = len(self.figure.data)
+                    self.figure.add_scatter(x=[], y=[], name=f"{name} ({row['test']})",
+                                            mode="lines+markers", row=1, col=1)  # fmt: skip
+                trace = self.figure.data[self._lines[name]]
+                trace.x = (*trace.x, now)[-self.points :]
+                trace.y = (*trace.y, row["score"])[-self.points :]
+            shown = report.get("histograms", {}).get(feature or "")
+            reference, live = self.figure.data[0], self.figure.data[1]
+            if shown is not None:
+                x = shown.get("categories") or _centres(shown["edges"])
+                reference.x, reference.y = x, shown["reference"]
+                live.x, live.y = x, shown["live"]
+                self.figure.layout.annotations[1].text = f"{feature}: reference vs live"
+        self.last = report
+
+
+def _most_drifted(scores: dict[str, dict[str, Any]]) -> str | None:
+    if not scores:
+        return None
+    return max(scores, key=lambda name: scores[name]["score"] / scores[name]["threshold"])
+
+
+def _centres(edges: list[float]) -> list[float]:
+    return [(a + b) / 2 for a, b in itertools.pairwise(edges)]

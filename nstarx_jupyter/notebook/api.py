@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.notebook.drift import DriftMixin
 from nstarx_jupyter.notebook.rollout import RolloutMixin
 from nstarx_jupyter.notebook.usage import UsageMixin
 
@@ -86,6 +87,8 @@ def deploy(
 
     `input_example` (a record, records, or a DataFrame) and `reference_data` go to the registry
     with a fitted model (signature, drift statistics); the example also fills the card's form.
+    On the local server a seeded sample of `reference_data` (with the fitted model's
+    predictions on it) also becomes the deployment's drift reference (`Deployment.drift()`).
 
     `sinks` send every answered request elsewhere as well: `{"kind": "webhook", "url": ...}`
     (batched JSON POSTs, retried, then a dead-letter file; `"format": "cloudevents"` is KServe's
@@ -111,6 +114,8 @@ def deploy(
     made = Deployment(name, backend)
     made.registration = applied.registration
     made._example = _first_record(input_example, getattr(model_or_uri, "feature_names_in_", None))
+    if backend.target == "local":  # drift: the server compares live traffic with these
+        _drift_reference(made, model_or_uri, reference_data)
     service.wait_ready(name, timeout_s=READY_TIMEOUT_S, on_progress=ProgressLine(name))
     if auth and backend.target == "local":
         made.create_key(f"deploy() of {name}")
@@ -121,6 +126,17 @@ def deploy(
             "key store); its ingress checks callers", backend.target,
         )  # fmt: skip
     return made
+
+
+def _drift_reference(made: Deployment, model_or_uri: Any, reference_data: Any) -> None:
+    """Send the drift reference: `reference_data`, else a registry version's sample if any."""
+    if reference_data is not None:
+        made.set_reference(reference_data, model=model_or_uri)
+    elif isinstance(model_or_uri, str) and model_or_uri.startswith("models:/"):
+        try:
+            made.set_reference(registry=model_or_uri)
+        except Exception as exc:  # noqa: BLE001 - drift is a nicety here: the deployment serves
+            log.info("no drift reference for %s: %s", made.name, exc)
 
 
 class ProgressLine:
@@ -171,7 +187,7 @@ def _first_record(example: Any, names: Any) -> dict[str, Any] | None:
     return None
 
 
-class Deployment(RolloutMixin, UsageMixin):
+class Deployment(RolloutMixin, UsageMixin, DriftMixin):
     """A running deployment: status, endpoint, predictions, rollouts, KServe YAML, deletion."""
 
     def __init__(self, name: str, backend: Backend | None = None) -> None:

@@ -96,6 +96,18 @@ def _usage(source: CardSource) -> dict[str, Any]:
         return {}
 
 
+def _drift(source: CardSource) -> dict[str, Any]:
+    """The source's drift badge (a local `Deployment`'s), or {} when it has none or cannot say."""
+    figures = getattr(source, "drift_figures", None)
+    if not callable(figures):
+        return {}
+    try:
+        return dict(figures())
+    except NstarxError as exc:  # a nicety, as the usage line: the card still shows the status
+        logger.info("no drift figures for the card: %s", exc.message)
+        return {}
+
+
 class DeploymentCard(anywidget.AnyWidget):
     """A deployment as a card: name, version, status, endpoint, snippets and a test form."""
 
@@ -121,6 +133,9 @@ class DeploymentCard(anywidget.AnyWidget):
     usage = traitlets.Dict({}).tag(sync=True)
     """CPU seconds, memory and the last hour's cost per 1,000 predictions and per day, as the
     server computed them (`Deployment.usage_figures`); empty for a source without them."""
+    drift = traitlets.Dict({}).tag(sync=True)
+    """The last hour's drift (status, drifted features, score, rows) as the server computed it
+    (`Deployment.drift_figures`, the sidebar's badge); empty for a source without it."""
 
     def __init__(self, source: CardSource, **kwargs: Any) -> None:
         self._source = source
@@ -162,6 +177,7 @@ class DeploymentCard(anywidget.AnyWidget):
         reason = str(info.get("reason") or "") if status != "Ready" else ""
         return {
             "usage": _usage(self._source),
+            "drift": _drift(self._source),
             "status": status,
             "reason": "; ".join(filter(None, [reason, registration])),
             "version": f"v{version}" if version else (f"rev {revision}" if revision else ""),

@@ -7,23 +7,68 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QUANTILES", "summarize"]
+__all__ = ["QUANTILES", "SAMPLE_ROWS", "SAMPLE_SEED", "sample_indices", "sample_rows", "summarize"]
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+SAMPLE_ROWS = 1000
+"""Rows of the reference kept as they are next to the summary: what the Kolmogorov-Smirnov
+and chi-squared drift tests compare live traffic with (a summary cannot give their p-values)."""
+SAMPLE_SEED = 0
+"""The sample is drawn with this seed: the same data gives the same sample, run after run."""
 _BINS = 10
 _TOP = 20
 
 
-def summarize(data: Any, feature_names: list[str] | None = None) -> dict[str, Any]:
+def summarize(
+    data: Any, feature_names: list[str] | None = None, *, sample: int = SAMPLE_ROWS
+) -> dict[str, Any]:
     """Describe every column of `data` (a DataFrame, 2-D array or list of rows).
 
     Numeric columns get count, missing, mean, std, min, max, quantiles and a 10-bin histogram;
-    other columns get their most frequent values. The result is plain JSON.
+    other columns get their most frequent values. With `sample` > 0, up to that many rows
+    (seeded, without replacement) are kept too, under `sample` (see `sample_rows`). The result
+    is plain JSON.
     """
     columns = _columns(data, feature_names)
     features = {name: _describe(values) for name, values in columns.items()}
     rows = len(next(iter(columns.values()))) if columns else 0
-    return {"rows": rows, "features": features, "quantiles": list(QUANTILES)}
+    out: dict[str, Any] = {"rows": rows, "features": features, "quantiles": list(QUANTILES)}
+    if sample > 0:
+        out["sample"] = _sample(columns, rows, sample)
+    return out
+
+
+def sample_rows(
+    data: Any, feature_names: list[str] | None = None, *, rows: int = SAMPLE_ROWS
+) -> dict[str, Any]:
+    """A seeded sample of up to `rows` rows of `data`, column by column, as plain JSON.
+
+    `{"rows": n, "seed": 0, "columns": {name: [value, ...]}}`: numbers as floats, other values
+    as strings, a missing value (None, NaN) as null.
+    """
+    columns = _columns(data, feature_names)
+    total = len(next(iter(columns.values()))) if columns else 0
+    return _sample(columns, total, rows)
+
+
+def sample_indices(total: int, rows: int = SAMPLE_ROWS) -> np.ndarray[Any, Any]:
+    """The positions of the rows `sample_rows` keeps out of `total` (sorted, seeded)."""
+    if total <= rows:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(total, rows, replace=False))
+
+
+def _sample(columns: dict[str, np.ndarray[Any, Any]], total: int, rows: int) -> dict[str, Any]:
+    picked = sample_indices(total, rows)
+    kept = {name: _plain(values[picked]) for name, values in columns.items()}
+    return {"rows": int(picked.size), "seed": SAMPLE_SEED, "columns": kept}
+
+
+def _plain(values: np.ndarray[Any, Any]) -> list[Any]:
+    """JSON values: floats (NaN as null) for a numeric column, strings (None as null) else."""
+    if values.dtype.kind in "biuf":
+        return [None if math.isnan(v) else v for v in values.astype(np.float64).tolist()]
+    return [None if _missing(v) else str(v) for v in values.tolist()]
 
 
 def _columns(data: Any, names: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:

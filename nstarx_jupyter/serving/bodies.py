@@ -21,6 +21,11 @@ __all__ = [
     "CostView",
     "DeploymentList",
     "DeploymentView",
+    "DriftReferenceBody",
+    "DriftReferenceView",
+    "DriftTest",
+    "DriftView",
+    "DriftWindow",
     "ErrorBody",
     "FeedbackRequest",
     "FeedbackResult",
@@ -552,6 +557,74 @@ class HistoryView(_Open):
     since_s: float
     bucket_s: int
     rows: list[HistoryRow]
+
+
+class DriftTest(_Open):
+    """One test of one feature.
+
+    `threshold` is compared with `p_value` when there is one, else with `score`.
+    """
+
+    feature: str
+    test: Literal["psi", "ks", "chi2", "js", "missing"]
+    statistic: float
+    p_value: float | None
+    score: float
+    threshold: float
+    drifted: bool
+    role: Literal["input", "prediction"]
+
+
+class DriftReferenceView(_Open):
+    """What a deployment's drift is measured against (`source: none`: nothing yet)."""
+
+    source: str
+    """`data` (the notebook's `reference_data`), `registry`, `window` (past traffic), `none`."""
+    rows: int
+    features: list[str]
+    predictions: str | None
+    """Where the predictions' reference comes from: `reference`, `first window` or null."""
+    created: float | None
+
+
+class DriftView(_Open):
+    """`GET .../drift`: every feature's tests over a window of sampled live rows."""
+
+    name: str
+    window_s: float
+    computed_at: float
+    rows: int
+    """Sampled rows in the window (what was tested)."""
+    seen: int
+    """Rows offered to the sample in the window."""
+    status: Literal["ok", "drift", "no reference", "no traffic"]
+    score: float | None
+    """The largest score / threshold of the PSI and Jensen-Shannon tests (1: at threshold)."""
+    drifted: list[str]
+    features: list[DriftTest]
+    reference: DriftReferenceView | None
+    reference_source: str
+    predictions_reference: str | None
+    not_in_traffic: list[str]
+    histograms: dict[str, dict[str, Any]]
+    """Per feature, reference and live shares on shared bins (`edges` or `categories`)."""
+
+
+class DriftWindow(_Closed):
+    """Past live traffic as the reference: from `since_s` to `until_s` seconds ago."""
+
+    since_s: float = Field(gt=0, le=21600)
+    until_s: float = Field(default=0, ge=0)
+
+
+class DriftReferenceBody(_Open):
+    """`PUT .../drift/reference`: a sample of the reference data, or a window of past traffic."""
+
+    columns: dict[str, list[float | str | None]] | None = Field(default=None, max_length=256)
+    """Each feature's values (at most 10,000 rows, all columns alike)."""
+    predictions: list[float | str | None] | None = None
+    source: str | None = None
+    window: DriftWindow | None = None
 
 
 WindowSummary.model_rebuild()  # it names `Resources`, defined after it

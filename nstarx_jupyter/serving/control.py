@@ -30,6 +30,7 @@ from nstarx_jupyter.errors import (
     NstarxError,
 )
 from nstarx_jupyter.pipelines.sinks import HIDDEN, keep_secrets
+from nstarx_jupyter.serving.drift_api import DriftApi
 from nstarx_jupyter.serving.graph_api import GraphApi
 from nstarx_jupyter.serving.http_errors import error_response
 from nstarx_jupyter.serving.loading import check_trusted
@@ -104,11 +105,18 @@ class ControlPlane:
         self._locks: dict[str, asyncio.Lock] = {}
         self.usage = UsageApi(dataplane, state_dir, self._get, self.names, monitor=usage)
         """Resource use, cost and the per-minute trends of the deployments."""
+        self.drift = DriftApi(dataplane, state_dir, self._get)
+        """Drift of live traffic from each deployment's reference (its score goes into the
+        rollups; its gauges into `/metrics`)."""
+        dataplane.on_predict = self.drift.hub.tap
+        self.usage.drift_score = self.drift.hub.score
+        dataplane.metrics.registry.register(self.drift.hub.collector())
 
     async def restore(self) -> None:
         """Serve the deployments saved by an earlier run; a broken one is reported, not fatal."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.usage.start()
+        self.drift.hub.start()
         for file in sorted(self.folder.glob("*.json")):
             try:
                 doc = json.loads(file.read_text())
@@ -243,6 +251,7 @@ class ControlPlane:
         self.guard.public.discard(name)
         self.dataplane.sinks.remove(name)
         (self.folder / f"{name}.json").unlink(missing_ok=True)
+        self.drift.hub.forget(name)
         self._event(name, "deleted")
 
     def logs(self, name: str, lines: int = 200) -> list[str]:
@@ -397,6 +406,7 @@ class ControlPlane:
             *self.graphs.routes(),
             *self.security.routes(),
             *self.usage.routes(),
+            *self.drift.routes(),
         ]  # fmt: skip
         # Last: any other path or method under the prefix, so its 404 or 405 is audited too.
         unrouted = functools.partial(_unrouted, routes)
@@ -494,6 +504,7 @@ class ControlPlane:
 
     async def close(self) -> None:
         """Write the trends' last minute and stop sampling (the server is stopping)."""
+        await self.drift.hub.close()
         await self.usage.close()
 
 

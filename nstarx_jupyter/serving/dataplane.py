@@ -117,6 +117,9 @@ class DataPlane:
         """Pipelines served next to the models (their model nodes call back into this plane)."""
         self.graphs = GraphHost(self)
         """KServe InferenceGraphs served next to the models (`nstarx apply -f`)."""
+        self.on_predict: Callable[[str, Tensors, Tensors], None] | None = None
+        """Called with each answered request's inputs and outputs (drift detection's tap: it
+        must cost about a microsecond, it runs on the request path)."""
         self.draining = False
         """Set when the server is asked to stop: readiness answers not ready while requests are
         still served, so load balancers stop sending before the port closes."""
@@ -425,7 +428,10 @@ class DataPlane:
                 if all_outputs:
                     outputs = model.signature.output_names()
                 wanted = _check_outputs(model.signature, outputs)
-                return model, await _run(model, inputs, wanted)
+                result = await _run(model, inputs, wanted)
+                if self.on_predict is not None and protocol != "shadow":
+                    self.on_predict(name, inputs, result)
+                return model, result
         except NstarxError as exc:
             status = exc.kind.value.lower()
             raise

@@ -152,6 +152,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Per-minute rollups (requests, errors, latency, resources, cost), 30 days kept",
         "usage", b.HistoryView,
         query=(Query("since_s", description="seconds back, in (0, 2592000] (86400)"),)),
+    # Drift
+    ("GET", f"{_DEPLOYMENT}/drift"): Operation(
+        "Drift of live traffic from the reference, per feature and test", "drift", b.DriftView,
+        query=(Query("window", "string", "a duration (1h, 15m, or seconds) up to 6h (1h)"),)),
+    ("GET", f"{_DEPLOYMENT}/drift/reference"): Operation(
+        "What drift is measured against", "drift", b.DriftReferenceView),
+    ("PUT", f"{_DEPLOYMENT}/drift/reference"): Operation(
+        "Set the drift reference: a sample of the data, or a window of past traffic", "drift",
+        b.DriftReferenceView, body=b.DriftReferenceBody),
+    ("DELETE", f"{_DEPLOYMENT}/drift/reference"): Operation(
+        "Remove the drift reference", "drift", None, status=204),
     ("GET", f"{PREFIX}/prices"): Operation("The price table", "usage", b.PriceTable),
     ("PUT", f"{PREFIX}/prices"): Operation("Set the price table", "usage", b.PriceTable,
                                            body=b.PriceTable),

@@ -1,8 +1,11 @@
 """A real JupyterLab on a copy of notebooks/, and Debian's Chromium driven by Playwright.
 
 Each UI test session starts one `jupyter lab` (its own config, data, runtime and workspace
-folders and `$NSTARX_HOME`, so nothing of the user's leaks in or out) and stops it, and the
-local model server its kernels started, afterwards.
+folders, `$NSTARX_HOME` and `$KUBECONFIG`, so nothing of the user's leaks in or out) and stops
+it, and the local model server its kernels started, afterwards. The lab extension is the one
+built in this checkout (`npm run build:prod` writes nstarx_jupyter/labextension), linked into
+a `$JUPYTER_PATH` folder, which JupyterLab reads before the environment's installed copy (a
+virtualenv's copy comes before the user's data folder: `JUPYTER_PREFER_ENV_PATH`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parents[2]
+BUILT_EXTENSION = ROOT / "nstarx_jupyter" / "labextension"
 SCREENSHOTS = ROOT / "test-output" / "ui"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -53,6 +57,8 @@ class Lab:
     root_dir: Path
     nstarx_home: Path
     log: Path
+    kubeconfig: Path
+    """The lab's `$KUBECONFIG`: absent until a test writes one (the sidebar then lists none)."""
 
     def page_url(self, path: str) -> str:
         """The browser URL of `path` (e.g. `lab/tree/x.ipynb`), token included.
@@ -108,8 +114,14 @@ def lab(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(settings))
     home, runtime_dir, log = base / "nstarx-home", base / "runtime", base / "jupyter-lab.log"
+    if (BUILT_EXTENSION / "package.json").exists():  # this checkout's build, not the installed one
+        linked = base / "jupyter-path" / "labextensions" / "nstarx-jupyter"
+        linked.parent.mkdir(parents=True)
+        linked.symlink_to(BUILT_EXTENSION, target_is_directory=True)
+    kubeconfig = base / "kubeconfig"
     token = secrets.token_hex(16)
     env = {**os.environ, "NSTARX_HOME": str(home), "JUPYTER_CONFIG_DIR": str(config_dir),
+           "KUBECONFIG": str(kubeconfig), "JUPYTER_PATH": str(base / "jupyter-path"),
            "JUPYTER_DATA_DIR": str(base / "data"),
            "JUPYTER_RUNTIME_DIR": str(runtime_dir),
            # the project folder, as its owner would allow it (`nstarx serve --allow-path`):
@@ -125,7 +137,7 @@ def lab(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
         )  # fmt: skip
     try:
         url = _wait_until_serving(process, runtime_dir, token, log)
-        yield Lab(url, token, root_dir, home, log)
+        yield Lab(url, token, root_dir, home, log, kubeconfig)
     finally:
         process.terminate()  # the server shuts its kernels down on SIGTERM
         try:

@@ -243,7 +243,7 @@ def test_the_panel_opens_on_100_models_and_20_deployments_with_one_request_per_l
     page.get_by_role("tab", name="Model serving").click()
     elapsed_ms = page.wait_for_function(DRAWN, polling="raf", timeout=20_000).json_value()
     print(f"opened with 100 models and 20 deployments in {elapsed_ms:.0f} ms")
-    assert sorted(calls) == ["deployments", "keys", "models", "server"]
+    assert sorted(calls) == ["contexts", "deployments", "keys", "models", "server"]
     sidebar = page.locator("#nstarx-sidebar")
     expect(sidebar.get_by_role("article")).to_have_count(20)
     expect(sidebar.get_by_role("status", name="Status: Failed")).to_have_count(5)

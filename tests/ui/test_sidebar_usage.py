@@ -33,7 +33,7 @@ def _deployment() -> dict[str, Any]:
         "canary_percent": None, "min_replicas": 1, "max_replicas": 1, "max_batch_size": None,
         "max_latency_ms": None, "auth": True, "url": "http://127.0.0.1:1/v1/models/fraud",
         "traffic": [{"variant": "primary", "version": "1", "percent": 100.0, "metrics": None}],
-        "created": 1.0, "updated": 2.0,
+        "created": 1.0, "updated": 2.0, "drift": None,
         "metrics": {"requests": 40, "rps": 4.0, "error_rate": 0.0, "p50_ms": 1.5, "p99_ms": 9.0,
                     "cpu_s": 12.5, "rss_bytes": 412_000_000, "cost_per_1000": 0.0042,
                     "cost_per_day": 1.25, "currency": "USD"},

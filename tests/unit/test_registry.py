@@ -131,6 +131,9 @@ def test_reference_statistics_are_stored_for_drift_checks(iris: Registry, frame:
     assert column["mean"] == pytest.approx(float(x["petal length (cm)"].mean()))
     assert column["std"] == pytest.approx(float(x["petal length (cm)"].std()))
     assert sum(column["histogram"]["counts"]) == len(x)
+    sample = stats["sample"]  # the rows drift's KS and chi-squared tests compare with
+    assert sample["rows"] == len(x)  # 150 rows: all kept (up to 1,000 are)
+    assert sample["columns"]["petal length (cm)"] == x["petal length (cm)"].tolist()
     assert iris.reference_stats("iris", 2) is None  # registered without data
 
 
@@ -252,3 +255,16 @@ def test_registration_leaves_the_environment_for_child_processes_alone(
     assert "MLFLOW_TRACKING_URI" not in os.environ
     registry.register(fitted, "env-check")
     assert "MLFLOW_TRACKING_URI" not in os.environ  # a server started next reads $NSTARX_HOME
+
+
+def test_a_registered_versions_sample_is_a_drift_reference(iris: Registry, frame: Any) -> None:
+    from nstarx_jupyter.notebook.drift import registry_reference
+    from nstarx_jupyter.serving.drift import Reference
+
+    x, _ = frame
+    reference = Reference.parse(registry_reference("models:/iris/1"))
+    assert reference.source == "registry"
+    assert reference.rows == len(x)
+    assert list(reference.columns) == list(x.columns)
+    with pytest.raises(InvalidInputError, match="no reference sample"):
+        registry_reference("models:/iris/2")

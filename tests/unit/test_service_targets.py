@@ -149,7 +149,7 @@ def test_routing_only_the_local_server_has_is_refused_on_kserve_with_the_reason(
                                                                 "variant": "primary"}])  # fmt: skip
     with pytest.raises(UnsupportedError, match="an InferenceGraph has no fallback step"):
         service.fallback("iris", "s3://models/other")
-    for feature in ("keys", "variants", "ab_report"):
+    for feature in ("keys", "variants", "ab_report", "drift"):
         with pytest.raises(UnsupportedError, match=f"{feature} on target 'kserve'"):
             service.local(feature)
     assert len(cluster.applied) == 1  # none of them changed the deployment
@@ -217,5 +217,7 @@ def test_the_notebooks_deploy_on_kserve_mints_no_key_and_says_so_once(
     assert cluster.applied[0].namespace == "team-a"
     with pytest.raises(UnsupportedError, match="keys on target 'kserve'"):
         made.create_key()
+    with pytest.raises(UnsupportedError, match="drift on target 'kserve': nstarx's server samples"):
+        made.drift()
     with pytest.raises(InvalidInputError, match="the backend given is 'local'"):
         api.deploy("s3://models/iris", "iris", target="kserve", backend=LocalBackend())

@@ -6,7 +6,7 @@ import "./card.css";
 import { Header } from "./header";
 import { useTrait, type CardModel, type CardState } from "./model";
 import { PredictForm } from "./predict";
-import { UsageLine } from "./usage";
+import { DriftLine, UsageLine } from "./usage";
 
 function Card({ model }: { model: CardModel }) {
   const example = useTrait(model, "example");
@@ -14,6 +14,7 @@ function Card({ model }: { model: CardModel }) {
     <div className="nstarx-card" data-testid="nstarx-card">
       <Header model={model} />
       <UsageLine model={model} />
+      <DriftLine model={model} />
       <Access model={model} />
       <PredictForm key={example} model={model} example={example} />
     </div>

@@ -18,6 +18,15 @@ export interface CardState {
   elapsed_ms: number | null;
   busy: boolean;
   usage: Usage;
+  drift: Drift;
+}
+
+/** The server's drift over the last hour (`Deployment.drift_figures`); empty when it has none. */
+export interface Drift {
+  status?: "ok" | "drift" | "no reference" | "no traffic";
+  drifted?: string[];
+  score?: number | null;
+  rows?: number;
 }
 
 /** The server's usage figures (`Deployment.usage_figures`); empty before the first read. */

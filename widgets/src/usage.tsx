@@ -1,4 +1,5 @@
-// One line of the server's usage figures: memory, CPU used, cost per 1,000 predictions and per day.
+// One line of the server's usage figures: memory, CPU used, cost per 1,000 predictions and per day;
+// one line of its drift over the last hour.
 import { useTrait, type CardModel } from "./model";
 
 function money(value: number, currency: string): string {
@@ -27,6 +28,28 @@ export function UsageLine({ model }: { model: CardModel }) {
       title="Last hour, server-side"
     >
       {parts.join(" · ")}
+    </div>
+  );
+}
+
+/** The server's drift over the last hour, as the sidebar's badge says it; nothing without it. */
+export function DriftLine({ model }: { model: CardModel }) {
+  const drift = useTrait(model, "drift");
+  if (drift.status === undefined) return null;
+  const drifted = drift.drifted ?? [];
+  const text =
+    drift.status === "drift"
+      ? `drift on ${String(drifted.length)} feature${drifted.length === 1 ? "" : "s"}: ${drifted.join(", ")}`
+      : drift.status === "ok"
+        ? "no drift"
+        : drift.status;
+  return (
+    <div
+      className={`nstarx-card__drift nstarx-card__drift--${drift.status === "drift" ? "drift" : "ok"}`}
+      data-testid="nstarx-card-drift"
+      title={`Last hour, server-side: ${String(drift.rows ?? 0)} sampled rows`}
+    >
+      {`Drift: ${text}`}
     </div>
   );
 }

@@ -4,6 +4,30 @@ export interface HttpsNstarxIoSchemasLabApiV1Json {
   [k: string]: unknown;
 }
 /**
+ * One kubeconfig context the sidebar's picker offers: a cluster to deploy to.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasLabApiV1Json`'s JSON-Schema
+ * via the `definition` "ClusterContext".
+ */
+export interface ClusterContext {
+  cluster: string;
+  current: boolean;
+  name: string;
+  namespace: string;
+}
+/**
+ * The clusters the lab can reach; none, with the `reason`, when it can reach none.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasLabApiV1Json`'s JSON-Schema
+ * via the `definition` "Contexts".
+ */
+export interface Contexts {
+  contexts: ClusterContext[];
+  in_cluster_namespace: string | null;
+  kubeconfig: string | null;
+  reason: string | null;
+}
+/**
  * The sidebar's deploy form: a registry version served under `name`.
  *
  * With `canary_percent` and an existing deployment `name`, the version goes out as a canary
@@ -21,6 +45,7 @@ export interface DeployRequest {
   min_replicas?: number;
   model: string;
   name: string;
+  storage_uri?: string | null;
   version: string;
 }
 /**
@@ -46,6 +71,7 @@ export interface DeploymentInfo {
   auth: boolean;
   canary_percent: number | null;
   created: number | null;
+  drift: DriftBadge | null;
   max_batch_size: number | null;
   max_latency_ms: number | null;
   max_replicas: number;
@@ -61,11 +87,24 @@ export interface DeploymentInfo {
   };
   stable_model: string | null;
   stable_revision: number | null;
+  stage: string | null;
   status: string;
   target: string;
   traffic: TrafficArm[];
   updated: number | null;
   url: string | null;
+}
+/**
+ * A deployment's drift over the last hour, as the control API's drift route answers it.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasLabApiV1Json`'s JSON-Schema
+ * via the `definition` "DriftBadge".
+ */
+export interface DriftBadge {
+  drifted: string[];
+  rows: number;
+  score: number | null;
+  status: "ok" | "drift" | "no reference" | "no traffic";
 }
 /**
  * A deployment's figures over the last window (the sparklines add one point per poll).

@@ -1,5 +1,6 @@
 // Deploy a registry version: name, replicas, batching, and a canary share when the
-// deployment exists. The key minted for a new deployment is shown once.
+// deployment exists; on a cluster, where its artifact was uploaded. The key minted for a new
+// local deployment is shown once (a cluster's InferenceService gets none: keys are local).
 import { useState } from "react";
 import type { FormEvent } from "react";
 import { api } from "../api";
@@ -9,6 +10,7 @@ import { NumberField } from "./NumberField";
 import { attempt } from "./notify";
 import { OnceKey } from "./OnceKey";
 import { useStore } from "./store";
+import { whereLabel } from "./where";
 
 interface DeployFormProps {
   readonly model: string;
@@ -19,7 +21,9 @@ interface DeployFormProps {
 /** The form, then what the deploy answered. */
 export function DeployForm({ model, version, onClose }: DeployFormProps) {
   const { store } = useSidebarEnv();
-  const { deployments } = useStore(store);
+  const { deployments, where } = useStore(store);
+  const cluster = where.target !== "local";
+  const [storageUri, setStorageUri] = useState("");
   const [name, setName] = useState(model);
   const [minReplicas, setMinReplicas] = useState(1);
   const [maxReplicas, setMaxReplicas] = useState(1);
@@ -43,10 +47,11 @@ export function DeployForm({ model, version, onClose }: DeployFormProps) {
       max_batch_size: batching ? maxBatchSize : null,
       max_latency_ms: batching ? maxLatencyMs : null,
       canary_percent: canary && exists ? canaryPercent : null,
+      storage_uri: cluster && storageUri.trim() ? storageUri.trim() : null,
     };
     setPending(true);
     const answer = await attempt(`Could not deploy ${model} v${version}`, () =>
-      api.deploy(request),
+      api.deploy(request, where),
     );
     setPending(false);
     if (answer) {
@@ -63,7 +68,11 @@ export function DeployForm({ model, version, onClose }: DeployFormProps) {
         role="region"
         aria-label={`Deployed ${deployment.name}`}
       >
-        <p role="status">{`Deployed ${model} v${version} as ${deployment.name} (revision ${String(deployment.revision)}).`}</p>
+        <p role="status">
+          {deployment.target === "local"
+            ? `Deployed ${model} v${version} as ${deployment.name} (revision ${String(deployment.revision)}).`
+            : `Applied ${model} v${version} as ${deployment.name} (revision ${String(deployment.revision)}) to ${whereLabel(where)}; its progress shows in the list.`}
+        </p>
         {key ? (
           <OnceKey secret={key} label={`API key for ${deployment.name}`} onDismiss={onClose} />
         ) : (
@@ -81,6 +90,7 @@ export function DeployForm({ model, version, onClose }: DeployFormProps) {
       aria-label={`Deploy ${model} version ${version}`}
       onSubmit={(event) => void submit(event)}
     >
+      {cluster && <p className="nstarx-sidebar__note">{`To ${whereLabel(where)}`}</p>}
       <label>
         <span>Deployment name</span>
         <input
@@ -93,6 +103,20 @@ export function DeployForm({ model, version, onClose }: DeployFormProps) {
           }}
         />
       </label>
+      {cluster && (
+        <label title="Where the version's artifact was uploaded; empty: the registry's artifact (it must be on remote storage)">
+          <span>Storage URI</span>
+          <input
+            className="jp-mod-styled"
+            maxLength={2048}
+            placeholder="s3://bucket/path"
+            value={storageUri}
+            onChange={(event) => {
+              setStorageUri(event.currentTarget.value);
+            }}
+          />
+        </label>
+      )}
       <div className="nstarx-sidebar__row">
         <NumberField label="Min replicas" value={minReplicas} min={0} onChange={setMinReplicas} />
         <NumberField

@@ -7,22 +7,29 @@ import type { DeploymentInfo } from "../api";
 import { copyText } from "./clipboard";
 import { useSidebarEnv } from "./context";
 import { attempt } from "./notify";
+import { whereLabel } from "./where";
+import type { Where } from "./where";
 
-async function confirmDelete(name: string): Promise<boolean> {
+async function confirmDelete(name: string, where: Where): Promise<boolean> {
+  const body =
+    where.target === "local"
+      ? `The deployment ${name} stops serving and is forgotten; its keys stay.`
+      : `The InferenceService ${name} is deleted from ${whereLabel(where)}.`;
   const result = await showDialog({
     title: `Delete ${name}?`,
-    body: `The deployment ${name} stops serving and is forgotten; its keys stay.`,
+    body,
     buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: "Delete" })],
   });
   return result.button.accept;
 }
 
-/** The action buttons of one deployment. */
+/** The action buttons of one deployment (of the picker's choice: the list shows no other). */
 export function DeploymentActions({ deployment }: { deployment: DeploymentInfo }) {
   const { store, openLogs } = useSidebarEnv();
   const [busy, setBusy] = useState(false);
   const { name } = deployment;
   const canary = deployment.stable_revision !== null;
+  const where = (): Where => store.getState().where;
 
   const run = async (what: string, call: () => Promise<DeploymentInfo>) => {
     setBusy(true);
@@ -32,21 +39,24 @@ export function DeploymentActions({ deployment }: { deployment: DeploymentInfo }
     await store.poll();
   };
   const remove = async () => {
-    if (!(await confirmDelete(name))) return;
+    const from = where();
+    if (!(await confirmDelete(name, from))) return;
     setBusy(true);
-    await attempt(`Could not delete ${name}`, () => api.remove(name));
+    await attempt(`Could not delete ${name}`, () => api.remove(name, from));
     setBusy(false);
     await store.poll();
   };
   const copy = async (which: "curl" | "python") => {
     const snippets = await attempt(`Could not get the snippets of ${name}`, () =>
-      api.snippets(name),
+      api.snippets(name, where()),
     );
     if (snippets)
       copyText(snippets[which], which === "curl" ? "The cURL command" : "The Python code");
   };
   const logs = async () => {
-    const answer = await attempt(`Could not read the logs of ${name}`, () => api.logs(name));
+    const answer = await attempt(`Could not read the logs of ${name}`, () =>
+      api.logs(name, where()),
+    );
     if (answer) openLogs(answer);
   };
 
@@ -57,7 +67,7 @@ export function DeploymentActions({ deployment }: { deployment: DeploymentInfo }
           <button
             type="button"
             disabled={busy}
-            onClick={() => void run("promote", () => api.promote(name))}
+            onClick={() => void run("promote", () => api.promote(name, where()))}
             title={`Send all traffic of ${name} to the canary`}
           >
             Promote
@@ -65,7 +75,7 @@ export function DeploymentActions({ deployment }: { deployment: DeploymentInfo }
           <button
             type="button"
             disabled={busy}
-            onClick={() => void run("roll back", () => api.rollback(name))}
+            onClick={() => void run("roll back", () => api.rollback(name, where()))}
             title={`Send all traffic of ${name} back to the stable revision`}
           >
             Roll back

@@ -1,14 +1,17 @@
-// One deployment: its status, revisions, model(s), traffic split, live figures and actions.
+// One deployment: its status (and its way to Ready on a cluster), revisions, model(s), traffic
+// split, live figures and actions.
 import { memo, useCallback } from "react";
 import { api } from "../api";
 import type { DeploymentInfo } from "../api";
 import { CanarySlider } from "./CanarySlider";
 import { useSidebarEnv } from "./context";
 import { DeploymentActions } from "./DeploymentActions";
+import { DriftBadge } from "./DriftBadge";
 import { Figures } from "./Figures";
 import { attempt } from "./notify";
 import type { Sample } from "./store";
 import { TrafficSplit } from "./TrafficSplit";
+import { progressSteps } from "./where";
 
 const STATUS_CLASSES: Record<string, string> = {
   Ready: "ready",
@@ -28,8 +31,34 @@ function StatusBadge({ status, reason }: { status: string; reason: string | null
       >
         {status}
       </span>
-      {reason && <span className="nstarx-sidebar__reason">{reason}</span>}
+      {reason && (
+        <span
+          className={`nstarx-sidebar__reason${kind === "failed" ? "" : " nstarx-sidebar__reason--info"}`}
+        >
+          {reason}
+        </span>
+      )}
     </span>
+  );
+}
+
+/** Deploy-to-Ready progress (accepted, predictor scheduled, model loaded, ready) while not Ready. */
+function Progress({ name, stage, status }: { name: string; stage: string | null; status: string }) {
+  const steps = progressSteps(stage, status);
+  if (steps === null) return null;
+  return (
+    <ol className="nstarx-sidebar__progress" aria-label={`Progress of ${name}`}>
+      {steps.map((step) => (
+        <li
+          key={step.stage}
+          className={`nstarx-sidebar__step nstarx-sidebar__step--${step.state}`}
+          aria-current={step.state === "current" ? "step" : undefined}
+          aria-label={`${step.label}: ${step.state}`}
+        >
+          {step.label}
+        </li>
+      ))}
+    </ol>
   );
 }
 
@@ -47,11 +76,13 @@ export const DeploymentCard = memo(function DeploymentCard({
   const { name } = deployment;
   const headingId = `nstarx-deployment-${name}`;
   const canary = deployment.stable_revision !== null;
+  // A server of an older version sends no target (nor stage): its deployments are local.
+  const local = deployment.target !== "kserve";
 
   const applyShare = useCallback(
     async (percent: number) => {
       const answer = await attempt(`Could not move the canary share of ${name}`, () =>
-        api.setCanary(name, percent),
+        api.setCanary(name, percent, store.getState().where),
       );
       if (answer) store.update(answer);
     },
@@ -64,7 +95,15 @@ export const DeploymentCard = memo(function DeploymentCard({
         <h4 id={headingId}>{name}</h4>
         <StatusBadge status={deployment.status} reason={deployment.reason} />
       </header>
+      <Progress name={name} stage={deployment.stage ?? null} status={deployment.status} />
+      <DriftBadge drift={deployment.drift} />
       <dl className="nstarx-sidebar__facts">
+        {!local && (
+          <>
+            <dt>Namespace</dt>
+            <dd>{deployment.namespace ?? "–"}</dd>
+          </>
+        )}
         <dt>Revision</dt>
         <dd>
           {deployment.revision}
@@ -91,7 +130,7 @@ export const DeploymentCard = memo(function DeploymentCard({
       {canary && deployment.canary_percent !== null && (
         <CanarySlider name={name} percent={deployment.canary_percent} onApply={applyShare} />
       )}
-      <Figures name={name} metrics={deployment.metrics} history={history} />
+      <Figures name={name} metrics={deployment.metrics} history={history} local={local} />
       <DeploymentActions deployment={deployment} />
     </article>
   );

@@ -1,5 +1,6 @@
 // A deployment's live figures (p50, p99, requests/s) with the sparklines of their last polls, or
-// of the last hour or day of per-minute rollups (a toggle), and its memory and cost.
+// of the last hour or day of per-minute rollups (a toggle), and its memory and cost. The rollups,
+// memory and cost are the local server's: a cluster's deployment shows the live figures only.
 import { useEffect, useState } from "react";
 import { api } from "../api";
 import type { MetricsSample, TrendPoint } from "../api";
@@ -40,10 +41,12 @@ interface FiguresProps {
   readonly name: string;
   readonly metrics: MetricsSample;
   readonly history: readonly Sample[] | undefined;
+  /** On the local server: the hour/day rollups and the memory and cost exist only there. */
+  readonly local?: boolean;
 }
 
 /** Three figures, each with its value now and its sparkline; then memory and cost. */
-export function Figures({ name, metrics, history = NO_SAMPLES }: FiguresProps) {
+export function Figures({ name, metrics, history = NO_SAMPLES, local = true }: FiguresProps) {
   const [range, setRange] = useState<Range>("live");
   const [trend, setTrend] = useState<readonly Sample[]>(NO_SAMPLES);
   useEffect(() => {
@@ -76,29 +79,33 @@ export function Figures({ name, metrics, history = NO_SAMPLES }: FiguresProps) {
       values: shown.map((s) => s.rps),
     },
   ];
-  const usage = [
-    { label: "mem", text: bytes(metrics.rss_bytes) },
-    { label: "cost/1k", text: money(metrics.cost_per_1000, metrics.currency) },
-    { label: "cost/day", text: money(metrics.cost_per_day, metrics.currency) },
-  ];
+  const usage = local
+    ? [
+        { label: "mem", text: bytes(metrics.rss_bytes) },
+        { label: "cost/1k", text: money(metrics.cost_per_1000, metrics.currency) },
+        { label: "cost/day", text: money(metrics.cost_per_day, metrics.currency) },
+      ]
+    : [];
   return (
     <>
-      <div className="nstarx-sidebar__ranges" role="group" aria-label={`Sparklines of ${name}`}>
-        {RANGES.map((choice) => (
-          <button
-            key={choice}
-            type="button"
-            className="nstarx-sidebar__range"
-            aria-pressed={range === choice}
-            onClick={() => {
-              setTrend(NO_SAMPLES);
-              setRange(choice);
-            }}
-          >
-            {choice}
-          </button>
-        ))}
-      </div>
+      {local && (
+        <div className="nstarx-sidebar__ranges" role="group" aria-label={`Sparklines of ${name}`}>
+          {RANGES.map((choice) => (
+            <button
+              key={choice}
+              type="button"
+              className="nstarx-sidebar__range"
+              aria-pressed={range === choice}
+              onClick={() => {
+                setTrend(NO_SAMPLES);
+                setRange(choice);
+              }}
+            >
+              {choice}
+            </button>
+          ))}
+        </div>
+      )}
       <dl className="nstarx-sidebar__figures" aria-label={`Figures of ${name}`}>
         {rows.map((row) => (
           <div key={row.label} className="nstarx-sidebar__figure">

@@ -1,5 +1,7 @@
-// The local model server's state, with a button to start it and one to refresh everything.
+// The local model server's state, with a button to start it and one to refresh everything;
+// below, the picker of where deployments run.
 import { useState } from "react";
+import { BackendPicker } from "./BackendPicker";
 import { useSidebarEnv } from "./context";
 import { useStore } from "./store";
 
@@ -66,6 +68,7 @@ export function Header() {
       <div className="nstarx-sidebar__server">
         <ServerState />
       </div>
+      <BackendPicker />
     </header>
   );
 }

@@ -17,12 +17,14 @@ interface PanelProps {
   readonly active: boolean;
 }
 
-/** The whole panel: polls the deployments while `active`, the keys once when it mounts. */
+/** The whole panel: polls the deployments while `active`; the keys and the kubeconfig's
+ * contexts once when it mounts. */
 export function Panel({ env, active }: PanelProps) {
   const { store } = env;
   usePoll(() => store.poll(), POLL_INTERVAL_MS, active);
   useEffect(() => {
     void store.loadKeys();
+    void store.loadContexts();
   }, [store]);
   return (
     <SidebarContext.Provider value={env}>

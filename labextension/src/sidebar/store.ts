@@ -1,10 +1,13 @@
-// What more than one part of the sidebar reads: the local server, the deployments with their
-// recent figures, the keys. Components read it through `useStore`; commands call its methods.
+// What more than one part of the sidebar reads: the local server, where deployments run (the
+// backend picker's choice), the deployments with their recent figures, the keys. Components
+// read it through `useStore`; commands call its methods.
 import { Signal } from "@lumino/signaling";
 import { useSyncExternalStore } from "react";
 import { api } from "../api";
-import type { DeploymentInfo, KeyInfo, ServerInfo } from "../api";
+import type { Contexts, DeploymentInfo, KeyInfo, ServerInfo } from "../api";
 import { attempt, reportError } from "./notify";
+import { LOCAL, loadWhere, sameWhere, saveWhere } from "./where";
+import type { Where } from "./where";
 
 /** How many polls of figures each deployment's sparklines keep. */
 export const HISTORY_LENGTH = 40;
@@ -18,6 +21,10 @@ export interface Sample {
 
 export interface SidebarState {
   readonly server: ServerInfo | null;
+  /** Whose deployments the list shows and the actions change. */
+  readonly where: Where;
+  /** The kubeconfig's contexts the picker offers (null until read). */
+  readonly contexts: Contexts | null;
   readonly deployments: readonly DeploymentInfo[];
   readonly history: ReadonlyMap<string, readonly Sample[]>;
   readonly keys: readonly KeyInfo[];
@@ -29,6 +36,8 @@ export interface SidebarState {
 
 const EMPTY: SidebarState = {
   server: null,
+  where: LOCAL,
+  contexts: null,
   deployments: [],
   history: new Map(),
   keys: [],
@@ -48,9 +57,18 @@ function appendHistory(
   return after;
 }
 
+/** The browser's localStorage, or null where the page may not use it. */
+function browserStorage(): Storage | null {
+  try {
+    return typeof window === "undefined" ? null : window.localStorage;
+  } catch {
+    return null;
+  }
+}
+
 /** The sidebar's shared state and the calls that change it. */
 export class SidebarStore {
-  private state: SidebarState = EMPTY;
+  private state: SidebarState = { ...EMPTY, where: loadWhere(browserStorage()) };
   private polling: Promise<void> | null = null;
   private readonly changed = new Signal<this, void>(this);
 
@@ -75,20 +93,38 @@ export class SidebarStore {
   }
 
   private async fetchDeployments(): Promise<void> {
+    const { where } = this.state;
     try {
-      const [server, deployments] = await Promise.all([api.server(), api.deployments()]);
+      const [server, deployments] = await Promise.all([api.server(), api.deployments(where)]);
+      if (!sameWhere(where, this.state.where)) return; // the picker moved on meanwhile
       const history = appendHistory(this.state.history, deployments);
       this.set({ server, deployments, history, unreachable: false });
     } catch (error) {
+      if (!sameWhere(where, this.state.where)) return;
       if (!this.state.unreachable) reportError("Could not read the deployments", error);
       this.set({ unreachable: true });
     }
   }
 
+  /** Show and steer the deployments of `where` from now on, and keep the choice. */
+  async choose(where: Where): Promise<void> {
+    if (sameWhere(where, this.state.where)) return;
+    saveWhere(browserStorage(), where);
+    this.set({ where, deployments: [], history: new Map(), unreachable: false });
+    await this.polling; // an answer for the former choice is dropped when it comes
+    await this.poll();
+  }
+
+  /** The kubeconfig's contexts, for the picker (a lab without any lists none, with why). */
+  async loadContexts(): Promise<void> {
+    const contexts = await attempt("Could not list the clusters", api.contexts);
+    if (contexts) this.set({ contexts });
+  }
+
   /** Everything again: server, deployments, keys and the catalog. */
   async refresh(): Promise<void> {
     this.set({ refreshes: this.state.refreshes + 1 });
-    await Promise.all([this.poll(), this.loadKeys()]);
+    await Promise.all([this.poll(), this.loadKeys(), this.loadContexts()]);
   }
 
   async loadKeys(): Promise<void> {

@@ -66,7 +66,8 @@ def _no_server_left(nstarx_home: Path) -> Iterator[None]:
 
 
 def test_the_route_table_covers_the_api() -> None:
-    assert len(CALLS) == 24
+    assert len(CALLS) == 25
+    assert ("GET", "contexts") in CALLS
     assert ("GET", "deployments/iris/trend") in CALLS
     assert ("PUT", "deployments/iris/traffic") in CALLS
     assert ("POST", "deployments/iris/rollback") in CALLS

@@ -269,11 +269,15 @@ class _Webhook(_Worker):
             body = json.dumps({"records": documents}, default=str).encode()
             self._send(body, self._headers, documents)
             return
+        failed = ""
         for record, document in zip(batch, documents, strict=True):
             for event_type, body in self._events(record, document):
+                event = [{**document, "event": event_type}]
+                if failed:  # the receiver is down: the batch's other events are not retried
+                    self._dead_letter(event, failed)
+                    continue
                 cloud = _cloud_headers(self.owner, record, document["request_id"], event_type)
-                headers = {**self._headers, **cloud}
-                self._send(body, headers, [{**document, "event": event_type}])
+                failed = self._send(body, {**self._headers, **cloud}, event) or ""
 
     def _events(self, record: Record, doc: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
         """KServe's logger payloads: the V2 request, then the V2 response."""
@@ -289,19 +293,19 @@ class _Webhook(_Worker):
         if record[1] == _PIPELINE:
             yield REQUEST_EVENT, json.dumps(doc, default=str).encode()
 
-    def _send(self, body: bytes, headers: dict[str, str], documents: list[dict[str, Any]]) -> None:
+    def _send(
+        self, body: bytes, headers: dict[str, str], documents: list[dict[str, Any]]
+    ) -> str | None:
+        """POST (with retries); what still fails goes to the dead letter. The error, if any."""
         error = self._post(body, headers)
         if error is None:
             self.stats.add("sent", len(documents))
-            return
-        log.warning(
-            "sink %s of %s: %d records to the dead-letter file after %s",
-            self.label,
-            self.owner,
-            len(documents),
-            error,
-        )  # fmt: skip; the headers are never logged
+            return None
+        # what went wrong, never the headers (they may hold credentials)
+        log.warning("sink %s of %s: %d records to the dead-letter file after %s", self.label,
+                    self.owner, len(documents), error)  # fmt: skip
         self._dead_letter(documents, error)
+        return error
 
     def _post(self, body: bytes, headers: dict[str, str]) -> str | None:
         """POST until a 2xx; None when delivered, else the last error."""

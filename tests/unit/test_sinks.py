@@ -74,6 +74,7 @@ def test_records_arrive_in_batches_with_inputs_outputs_and_who_answered(
     assert first["latency_ms"] >= 0
     assert first["time"].endswith("+00:00")
     assert [r["request_id"] for r in receiver.records()] == [f"req-{i}" for i in range(12)]
+    _wait(lambda: hub.stats("iris")["webhook"]["sent"] == 12)  # counted once the 200 is read
     assert hub.stats("iris")["webhook"] == {"sent": 12, "failed": 0, "dropped": 0,
                                             "dead_lettered": 0}  # fmt: skip
 
@@ -118,8 +119,10 @@ def test_a_receiver_that_always_fails_fills_the_dead_letter_file_with_whole_line
     lines = [json.loads(line) for line in raw.splitlines()]
     assert [line["request_id"] for line in lines] == [f"req-{i}" for i in range(10)]
     assert all(line["dead_letter"]["error"] == "HTTP 500" for line in lines)
-    assert len(receiver.posts) == 3 * 3  # three batches (4, 4, 2), three attempts each
-    assert hub.stats("iris")["webhook"]["failed"] == 9
+    batches = [json.dumps(post.body, sort_keys=True) for post in receiver.posts]
+    assert all(batches.count(batch) == 3 for batch in batches)  # three attempts per batch
+    assert all(len(post.body["records"]) <= 4 for post in receiver.posts)
+    assert hub.stats("iris")["webhook"]["failed"] == len(receiver.posts)
     assert letter.stat().st_mode & 0o777 == 0o600
 
 
@@ -188,6 +191,22 @@ def test_mode_request_sends_only_the_request_events(hub: SinkHub, receiver: Rece
     receiver.wait_for(2)
     time.sleep(0.3)
     assert [post.headers["ce-type"] for post in receiver.posts] == [REQUEST_EVENT] * 2
+
+
+def test_cloudevents_after_a_failed_one_go_to_the_dead_letter_without_more_attempts(
+    hub: SinkHub, receiver: Receiver
+) -> None:
+    receiver.fail_first, receiver.fail_status = -1, 503
+    sink = WebhookSink(
+        url=receiver.url, format="cloudevents", max_attempts=2, batch_size=3, flush_s=300
+    )  # one batch of three: sent when the third is queued
+    hub.configure("iris", [sink])
+    _feed(hub, 3)
+    _wait(lambda: hub.stats("iris")["webhook"]["dead_lettered"] == 6)  # 3 requests, 3 responses
+    assert len(receiver.posts) == 2  # the first event's two attempts, then no more
+    lines = (hub.folder / "dead-letter" / "iris.webhook.jsonl").read_text().splitlines()
+    events = [json.loads(line)["event"] for line in lines]
+    assert events == [REQUEST_EVENT, RESPONSE_EVENT] * 3
 
 
 def test_jsonl_files_hold_every_record_and_rotate_by_size(hub: SinkHub) -> None:

@@ -542,8 +542,8 @@ class SinkHub:
                 try:
                     import pyarrow.parquet  # noqa: F401
                 except ImportError:
-                    raise InvalidInputError(f"sinks[{i}].format: parquet needs pyarrow "
-                                            "(pip install pyarrow)") from None  # fmt: skip
+                    why = "parquet needs pyarrow (pip install 'nstarx-jupyter[parquet]')"
+                    raise InvalidInputError(f"sinks[{i}].format: {why}") from None
             folders.append(self._folder(f"sinks[{i}].path", sink.path or owner, trusted))
         return folders
 

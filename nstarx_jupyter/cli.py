@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
         f"$NSTARX_HOME, --model-repository and ${ALLOW_PATHS_ENV} (repeatable)",
     )  # fmt: skip
     serve.add_argument(
+        "--sink-dir", type=Path, metavar="DIR",
+        help="the folder deployments' file sinks and dead-letter files are written under "
+        "(default: STATE_DIR/sinks); a sink sent over the control API cannot leave it",
+    )  # fmt: skip
+    serve.add_argument(
         "--allow-runtime", action="append", default=[], metavar="PATH",
         help="a Runtime import path deployments sent over the control API may name, besides "
         f"the built-in runtimes and ${ALLOW_RUNTIMES_ENV} (repeatable)",
@@ -318,8 +323,10 @@ def _allowed(args: argparse.Namespace, config: Any) -> Any:
     env_runtimes = [r for r in os.environ.get(ALLOW_RUNTIMES_ENV, "").split(",") if r.strip()]
     folders = [*([args.model_repository] if args.model_repository else []), *args.allow_path,
                *env_paths]  # fmt: skip
+    sink_dir = getattr(args, "sink_dir", None)
     return dataclasses.replace(
         config, allow_paths=tuple(path.expanduser() for path in folders),
+        sink_dir=sink_dir.expanduser() if sink_dir is not None else None,
         allow_runtimes=tuple(r.strip() for r in (*args.allow_runtime, *env_runtimes)),
     )  # fmt: skip
 

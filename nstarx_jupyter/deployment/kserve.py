@@ -17,6 +17,7 @@ from typing import Any
 from nstarx_jupyter import __version__
 from nstarx_jupyter.deployment.spec import NAME, PRIMARY, DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.pipelines.sinks import WebhookSink
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -32,6 +33,8 @@ __all__ = [
 GROUP = "serving.kserve.io"
 MODE_ANNOTATION = f"{GROUP}/deploymentMode"
 OPTIONS_ANNOTATION = "nstarx.io/options"
+SINKS_ANNOTATION = "nstarx.io/sinks"
+"""Sinks KServe's `logger` cannot express (files, batched webhooks), kept for the round trip."""
 AUTH_ANNOTATION = "security.opendatahub.io/enable-auth"
 """Token auth in front of an InferenceService (Open Data Hub's KServe with Authorino)."""
 NSTARX_RUNTIME = "nstarx"
@@ -95,6 +98,9 @@ def to_manifests(
         )
     runtime = NSTARX_RUNTIME if spec.runtime is None else spec.runtime
     predictor = _predictor(spec, uri, runtime)
+    logger, _ = _split_sinks(spec)
+    if logger is not None:
+        predictor["logger"] = logger  # KServe's agent sends the CloudEvents in the cluster
     isvc = {"apiVersion": f"{GROUP}/v1beta1", "kind": "InferenceService",
             "metadata": _metadata(spec), "spec": {"predictor": predictor}}  # fmt: skip
     docs = [isvc]
@@ -181,7 +187,38 @@ def _metadata(spec: DeploymentSpec) -> dict[str, Any]:
         metadata["annotations"][AUTH_ANNOTATION] = "true"
     if spec.options:
         metadata["annotations"][OPTIONS_ANNOTATION] = json.dumps(spec.options, sort_keys=True)
+    _, others = _split_sinks(spec)
+    if others:
+        metadata["annotations"][SINKS_ANNOTATION] = json.dumps(
+            [
+                {"kind": sink.kind, **sink.model_dump(mode="json", exclude_defaults=True)}
+                for sink in others
+            ],
+            sort_keys=True,
+        )
     return metadata
+
+
+def _split_sinks(spec: DeploymentSpec) -> tuple[dict[str, str] | None, list[Any]]:
+    """KServe's `logger` (the first unnamed CloudEvents webhook) and the sinks it cannot hold.
+
+    Raises:
+        InvalidInputError: a sink with headers: they are secrets, and a manifest is not.
+    """
+    logger: dict[str, str] | None = None
+    others = []
+    for i, sink in enumerate(spec.sinks):
+        if sink.kind == "webhook" and sink.headers:
+            raise InvalidInputError(
+                f"sinks[{i}].headers: secrets do not go into a manifest; on KServe, send the "
+                "logger's events to a receiver inside the cluster (the logger sends no headers)"
+            )
+        expressible = isinstance(sink, WebhookSink) and sink.format == "cloudevents"
+        if logger is None and isinstance(sink, WebhookSink) and expressible and not sink.name:
+            logger = {"url": sink.url, "mode": sink.mode}
+        else:
+            others.append(sink)
+    return logger, others
 
 
 def to_yaml(docs: list[dict[str, Any]]) -> str:
@@ -388,6 +425,7 @@ def from_kserve(doc: Any) -> DeploymentSpec:
     mode = annotations.pop(MODE_ANNOTATION, "Standard")
     options = json.loads(annotations.pop(OPTIONS_ANNOTATION, "{}"))
     auth = str(annotations.pop(AUTH_ANNOTATION, "false")).lower() == "true"
+    sinks = _read_sinks(predictor, annotations.pop(SINKS_ANNOTATION, "[]"))
     batcher = predictor.get("batcher")
     fields: dict[str, Any] = {
         "name": meta["name"],
@@ -407,6 +445,7 @@ def from_kserve(doc: Any) -> DeploymentSpec:
         "annotations": annotations,
         "options": options,
         "auth": auth,
+        "sinks": sinks,
     }
     if batcher is not None:
         fields["batching"] = {
@@ -422,3 +461,27 @@ def from_kserve(doc: Any) -> DeploymentSpec:
     if fields["protocol_version"] not in ("v1", "v2"):
         fields["protocol_version"] = "v2"  # grpc-v2 and friends: the local server speaks all
     return DeploymentSpec.build(**fields)
+
+
+def _read_sinks(predictor: dict[str, Any], annotation: str) -> list[Any]:
+    """KServe's `logger` as a CloudEvents webhook sink, then the annotation's sinks."""
+    try:
+        kept = json.loads(annotation)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"metadata.annotations.{SINKS_ANNOTATION}: {exc}") from None
+    if not isinstance(kept, list):
+        raise InvalidInputError(f"metadata.annotations.{SINKS_ANNOTATION}: a JSON list of sinks")
+    logger = predictor.get("logger")
+    if logger is None:
+        return kept
+    if not logger.get("url"):
+        raise InvalidInputError(
+            "spec.predictor.logger.url: the local server sends the logger's events to a URL "
+            "(KServe's default broker is in the cluster); give one"
+        )
+    mode = logger.get("mode", "all")
+    if mode not in ("all", "request", "response"):
+        raise InvalidInputError(f"spec.predictor.logger.mode: '{mode}' is not all, request "
+                                "or response")  # fmt: skip
+    sink = {"kind": "webhook", "format": "cloudevents", "url": logger["url"], "mode": mode}
+    return [sink, *kept]

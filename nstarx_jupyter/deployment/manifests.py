@@ -5,7 +5,8 @@ InferenceGraphs become `GraphSpec`s (KServe's router semantics, run by the local
 ServingRuntimes are accepted and not used (the local server picks its runtime by model format).
 A document that cannot run here refuses the whole file, naming the document (`kind/name`) and
 the field, so a file is applied whole or not at all. Fields the local server does not act on
-(`logger`, probes, the graph router's pod settings) are reported one line each.
+(probes, the graph router's pod settings) are reported one line each; a `logger` is run by the
+local server (its CloudEvents go to the logger's URL, `serving.sinks`) and reported as such.
 """
 
 from __future__ import annotations
@@ -31,15 +32,15 @@ RUNTIME_NOTE = (
 )
 _PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
 _IGNORED = {
-    "logger": "ignored: the local server sends no payload events; every call is in its audit "
-    "log (`nstarx audit`)",
+    "logger": "sent: the local server posts each request and response as KServe's CloudEvents "
+    "to the logger's URL",
     **dict.fromkeys(
         _PROBES,
         "ignored: the local server probes itself (a model answers once "
         "loaded; /v2/models/NAME/ready says so)",
     ),
 }
-"""Fields of an InferenceService component the local server does not act on, and why."""
+"""Fields of an InferenceService component the local server reports on: what it does with each."""
 _WHAT = {"pipeline": "pipeline", "graph": "inference graph", "v1": "deployment", "v2": "deployment"}
 _GRAPH_POD = "ignored: it configures the router's pod; the local server runs the graph itself"
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.pipelines.sinks import Sink, sink_label
 
 __all__ = ["NAME", "PRIMARY", "Batching", "DeploymentSpec", "HeaderRule", "Resources", "Traffic",
            "Variant"]  # fmt: skip
@@ -205,6 +206,10 @@ class DeploymentSpec(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    sinks: list[Sink] = Field(default_factory=list, max_length=8)
+    """Where each answered request is sent besides the caller: webhooks and files
+    (`serving.sinks`). KServe's `logger` is a `cloudevents` webhook here; other sinks run on
+    nstarx's server only (kept in the `nstarx.io/sinks` annotation of a manifest)."""
     trusted: bool = False
     """The model's files may run code when they load (pickle, joblib, TorchScript, SavedModel):
     the server's owner vouches for them. Only the admin may set it; the local server alone reads
@@ -226,6 +231,16 @@ class DeploymentSpec(_Strict):
         if value is not None and (len(value) > 63 or not _NAMESPACE.match(value)):
             raise ValueError(f"'{value}' is not a valid namespace")
         return value
+
+    @model_validator(mode="after")
+    def _sink_names(self) -> DeploymentSpec:
+        taken: set[str] = set()
+        for i, sink in enumerate(self.sinks):
+            label = sink_label(sink, i, taken)
+            if label in taken:
+                raise ValueError(f"sinks: the name '{label}' is used twice")
+            taken.add(label)
+        return self
 
     @model_validator(mode="after")
     def _replicas(self) -> DeploymentSpec:

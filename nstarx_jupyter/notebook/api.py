@@ -56,6 +56,7 @@ def deploy(
     resources: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     auth: bool = True,
+    sinks: list[Any] | None = None,
     input_example: Any = None,
     reference_data: Any = None,
     backend: Backend | None = None,
@@ -89,6 +90,11 @@ def deploy(
     On the local server a seeded sample of `reference_data` (with the fitted model's
     predictions on it) also becomes the deployment's drift reference (`Deployment.drift()`).
 
+    `sinks` send every answered request elsewhere as well: `{"kind": "webhook", "url": ...}`
+    (batched JSON POSTs, retried, then a dead-letter file; `"format": "cloudevents"` is KServe's
+    logger) or `{"kind": "file", "format": "jsonl" | "parquet"}` (under the server's sink
+    folder); see the README's "Sending results elsewhere".
+
     A file or registry URI named here is deployed as `trusted` (with the admin token: you vouch
     for it, as `nstarx deploy` does), so a pickle you name loads; a fitted scikit-learn model is
     staged with skops and needs no trust (see the README's "Trust model").
@@ -103,7 +109,7 @@ def deploy(
         input_example=input_example, reference_data=reference_data, model_store=model_store,
         min_replicas=min_replicas,
         max_replicas=max_replicas, batching=batching, container_concurrency=container_concurrency,
-        timeout_s=timeout_s, resources=resources, options=options, auth=auth,
+        timeout_s=timeout_s, resources=resources, options=options, auth=auth, sinks=sinks,
     )  # fmt: skip
     made = Deployment(name, backend)
     made.registration = applied.registration

@@ -25,6 +25,7 @@ from nstarx_jupyter.errors import ConflictError, InvalidInputError, NotFoundErro
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    from nstarx_jupyter.pipelines.sinks import SinkOpener
     from nstarx_jupyter.pipelines.spec import NodeKind
 
 __all__ = ["ENTRY_POINT_GROUP", "Batch", "Component", "ComponentConfig", "Context",
@@ -125,6 +126,8 @@ class Context:
 
     models: ModelResolver | None = None
     node_id: str = ""
+    sinks: SinkOpener | None = None
+    """The server's sinks (`sink` steps send records there); None outside a server."""
 
 
 class ComponentConfig(BaseModel):

@@ -24,6 +24,7 @@ from nstarx_jupyter.protocol.records import leaf_paths, split_records
 
 if TYPE_CHECKING:
     from nstarx_jupyter.pipelines.component import ModelResolver
+    from nstarx_jupyter.pipelines.sinks import SinkOpener
     from nstarx_jupyter.pipelines.spec import EdgeSpec, PipelineSpec
 
 __all__ = ["InvalidPipelineError", "NodeError", "NodeRun", "PipelineExecutor", "PipelineResult",
@@ -88,7 +89,13 @@ class PipelineResult:
 class PipelineExecutor:
     """A validated pipeline, ready to run many requests (one component instance per node)."""
 
-    def __init__(self, spec: PipelineSpec, models: ModelResolver | None = None) -> None:
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        models: ModelResolver | None = None,
+        sinks: SinkOpener | None = None,
+    ) -> None:
+        """`sinks` is where `sink` steps send records (the server's; None: they only pass on)."""
         problems = validate_spec(spec)
         if problems:
             raise InvalidPipelineError(problems)
@@ -98,7 +105,7 @@ class PipelineExecutor:
         for node in spec.nodes:
             found = resolved[node.id]
             assert found.config is not None  # noqa: S101 - validated above
-            self.nodes[node.id] = found.cls(found.config, Context(models, node.id))
+            self.nodes[node.id] = found.cls(found.config, Context(models, node.id, sinks))
         self.incoming: dict[str, list[EdgeSpec]] = defaultdict(list)
         for edge in spec.edges:
             self.incoming[edge.target].append(edge)

@@ -23,6 +23,7 @@ from nstarx_jupyter.serving.inference_http import BodyBudget, InferenceApp
 from nstarx_jupyter.serving.metrics import ServerMetrics
 from nstarx_jupyter.serving.repository import ModelRepository
 from nstarx_jupyter.serving.rest import RestHandlers
+from nstarx_jupyter.serving.sinks import SinkHub
 from nstarx_jupyter.serving.usage import UsageMonitor
 
 if TYPE_CHECKING:
@@ -73,6 +74,9 @@ class ServingConfig:
     allow_paths: tuple[Path, ...] = ()
     """Folders the control API may load model files from, besides `$NSTARX_HOME` (the model
     repository and `nstarx serve --allow-path`); the admin's `trusted: true` may name others."""
+    sink_dir: Path | None = None
+    """Where file sinks and dead-letter files are written (default `state_dir/sinks`, else
+    `$NSTARX_HOME/sinks`); a sink sent over the control API cannot name a folder outside it."""
     allow_runtimes: tuple[str, ...] = ()
     """Runtime import paths the control API accepts besides the built-in runtimes
     (`nstarx serve --allow-runtime`)."""
@@ -142,6 +146,9 @@ def create_app(
     metrics.registry.register(usage.collector())
     guard = make_guard(config)
     dataplane = DataPlane(repository, metrics, guard)
+    sink_root = config.sink_dir or (config.state_dir / "sinks" if config.state_dir else None)
+    dataplane.sinks = SinkHub(sink_root, [config.security_dir or security_dir()])
+    metrics.registry.register(dataplane.sinks.collector())
     if config.audit:
         dataplane.audit = CallAudit(AuditLog(config.audit_dir or audit_dir()))
 

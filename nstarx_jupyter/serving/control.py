@@ -29,6 +29,7 @@ from nstarx_jupyter.errors import (
     NotFoundError,
     NstarxError,
 )
+from nstarx_jupyter.pipelines.sinks import HIDDEN, keep_secrets
 from nstarx_jupyter.serving.drift_api import DriftApi
 from nstarx_jupyter.serving.graph_api import GraphApi
 from nstarx_jupyter.serving.http_errors import error_response
@@ -214,6 +215,7 @@ class ControlPlane:
             raise
         if not spec.auth:
             public.add(name)
+        self.dataplane.sinks.configure(name, spec.sinks, trusted=spec.trusted)
         deployed = Deployed(spec, revision, created, now, stable=stable, versions=versions)
         self._deployed[name] = deployed
         if save:
@@ -226,6 +228,7 @@ class ControlPlane:
     ) -> tuple[list[ModelSettings], dict[str, str]]:
         """`models_for`, within the policy: paths before anything is opened, then runtimes."""
         self.policy.check_spec(spec)
+        self.dataplane.sinks.check(spec.name, spec.sinks, trusted=spec.trusted)  # before loading
         models, versions = models_for(spec, revision, stable)
         for settings in models:
             self.policy.check_settings(settings)  # a folder's model-settings.json may name one
@@ -246,6 +249,7 @@ class ControlPlane:
         with contextlib.suppress(NstarxError):
             await self.repository.remove(name)
         self.guard.public.discard(name)
+        self.dataplane.sinks.remove(name)
         (self.folder / f"{name}.json").unlink(missing_ok=True)
         self.drift.hub.forget(name)
         self._event(name, "deleted")
@@ -276,8 +280,8 @@ class ControlPlane:
                 reason = entry.reason
         doc: dict[str, Any] = {
             "name": name, "revision": deployed.revision, "status": status,
-            "spec": deployed.spec.model_dump(mode="json", exclude_defaults=True),
-            "created": deployed.created, "updated": deployed.updated,
+            "spec": _shown(deployed.spec), "created": deployed.created,
+            "updated": deployed.updated, "sinks": self.dataplane.sinks.stats(name),
         }  # fmt: skip
         if reason:
             doc["reason"] = reason
@@ -286,8 +290,7 @@ class ControlPlane:
             doc["traffic"] = traffic_view(plan)
         if deployed.stable is not None:
             stable_spec, stable_revision = deployed.stable
-            dumped = stable_spec.model_dump(mode="json", exclude_defaults=True)
-            doc["stable"] = {"revision": stable_revision, "spec": dumped}
+            doc["stable"] = {"revision": stable_revision, "spec": _shown(stable_spec)}
         return doc
 
     async def ab_report(
@@ -480,6 +483,13 @@ class ControlPlane:
         if raw is not None and not raw.isdigit():
             raise InvalidInputError(f"if_revision: '{raw}' is not a revision number")
         spec = DeploymentSpec.build(**doc)
+        previous = self._deployed.get(name)
+        if spec.sinks:  # headers shown hidden and sent back keep their values
+            try:
+                kept = keep_secrets(spec.sinks, previous.spec.sinks if previous else [])
+            except ValueError as exc:
+                raise InvalidInputError(f"deployment spec field 'sinks': {exc}") from None
+            spec = spec.replace(sinks=kept)
         self.policy.check_principal(spec, principal)
         variants = spec.traffic.variants if spec.traffic is not None else []
         uris = [spec.storage_uri, *(variant.storage_uri for variant in variants)]
@@ -506,6 +516,15 @@ async def _unrouted(routes: list[Route], request: Request, principal: Principal)
     if allowed:
         return error_response(405, "Method Not Allowed", {"Allow": ", ".join(allowed)})
     raise NotFoundError(f"no control route {request.url.path}")
+
+
+def _shown(spec: DeploymentSpec) -> dict[str, Any]:
+    """A spec as described to callers: sink headers (secrets) as `***`."""
+    doc = spec.model_dump(mode="json", exclude_defaults=True)
+    for sink in doc.get("sinks", []):
+        if sink.get("headers"):
+            sink["headers"] = dict.fromkeys(sink["headers"], HIDDEN)
+    return doc
 
 
 def _window(request: Request) -> float:

@@ -28,6 +28,7 @@ from nstarx_jupyter.serving.graphs import GraphHost
 from nstarx_jupyter.serving.pipelines import PIPELINE_VERSION, PipelineHost
 from nstarx_jupyter.serving.repository import LoadedModel, ModelRepository, ModelState
 from nstarx_jupyter.serving.settings import registry_models
+from nstarx_jupyter.serving.sinks import SinkHub
 from nstarx_jupyter.serving.traffic import (
     Logged,
     RequestLog,
@@ -104,6 +105,8 @@ class DataPlane:
         guard.registry_models = self.registry_models
         self.audit = CallAudit()
         """Where every call is recorded (who, what, which model and version, status, latency)."""
+        self.sinks = SinkHub()
+        """Webhooks and files each answered request of a deployment with sinks is queued for."""
         self._routers: dict[str, Router] = {}
         self.logs: dict[str, RequestLog] = {}
         """Recent routed requests per model, for feedback and the A/B report."""
@@ -253,7 +256,38 @@ class DataPlane:
         for every output the model declares. A request without a version to a model under a
         traffic plan goes where the plan sends it (`caller` holds what rules and sticky splits
         read), falls back when the plan has a fallback, and is copied to the plan's shadow.
+        A deployment with sinks gets the decoded inputs and the outputs queued for them.
         """
+        feed = self.sinks.feeds.get(name)
+        if feed is None:
+            return await self._route(name, version, protocol, decode, outputs, all_outputs,
+                                     caller, request_id)  # fmt: skip
+        seen: list[Tensors] = []
+
+        def keep(signature: ModelSignature) -> Tensors:
+            tensors = decode(signature)
+            seen.append(tensors)
+            return tensors
+
+        started = time.perf_counter()
+        served = await self._route(name, version, protocol, keep, outputs, all_outputs, caller,
+                                   request_id)  # fmt: skip
+        feed.offer(served.model.settings.version, served.variant,
+                   served.request_id or request_id or "", started, seen[0] if seen else None,
+                   served.outputs)  # fmt: skip
+        return served
+
+    async def _route(
+        self,
+        name: str,
+        version: str | None,
+        protocol: str,
+        decode: Decoder,
+        outputs: tuple[str, ...] | None,
+        all_outputs: bool,
+        caller: Caller | None,
+        request_id: str | None,
+    ) -> Served:
         router = self._routers.get(name) if version is None else None
         if router is None:
             model, result = await self._predict(name, version, protocol, decode, outputs,
@@ -367,12 +401,13 @@ class DataPlane:
             stats.in_flight -= 1
 
     async def close(self) -> None:
-        """Wait for shadow copies still running."""
+        """Wait for shadow copies still running, then let the sinks deliver what they hold."""
         for task in list(self._background):
             task.cancel()
         for task in list(self._background):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await asyncio.get_running_loop().run_in_executor(None, self.sinks.close)
 
     async def _predict(
         self,

@@ -117,7 +117,8 @@ class PipelineHost:
         if self.dataplane.graphs.get(name) is not None:
             raise ConflictError(f"an inference graph is already served as '{name}'")
         served_as = _own_models(spec)
-        executor = PipelineExecutor(spec, ServerModels(self.dataplane, served_as))
+        sinks = self.dataplane.sinks.opener(name, trusted=trusted)
+        executor = PipelineExecutor(spec, ServerModels(self.dataplane, served_as), sinks)
         missing = [uri for uri in _deployments(spec) if uri.removeprefix(DEPLOYMENT)
                    not in repository.names()]  # fmt: skip
         if missing:
@@ -147,6 +148,7 @@ class PipelineHost:
         hosted = self._hosted.pop(name, None)
         if hosted is None:
             raise NotFoundError(f"no pipeline '{name}'")
+        self.dataplane.sinks.remove(name)  # its sink steps deliver what they hold, then stop
         for model_name in hosted.own_models:
             if model_name in self.dataplane.repository.names():
                 await self.dataplane.repository.remove(model_name)

@@ -386,7 +386,7 @@ spec:
     lines = applied.stdout.splitlines()
     assert lines[0].startswith("servingruntime/kserve-sklearnserver accepted, not used here")
     assert lines[1] == "inferenceservice/iris-a applied"
-    assert lines[2].startswith("inferenceservice/iris-a: spec.predictor.logger: ignored")
+    assert lines[2].startswith("inferenceservice/iris-a: spec.predictor.logger: sent: the local")
     assert lines[3].startswith("inferenceservice/iris-a: spec.predictor.sklearn.readinessProbe")
     assert lines[4].startswith("inferenceservice/iris-a: spec.predictor.sklearn.livenessProbe")
     assert lines[5].startswith("inferencegraph/one-step applied: POST http")

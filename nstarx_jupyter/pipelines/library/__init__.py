@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from nstarx_jupyter.pipelines.library import inputs, outputs, routing, scoring
+from nstarx_jupyter.pipelines.library import inputs, outputs, routing, scoring, sinks
 
-__all__ = ["inputs", "outputs", "routing", "scoring"]
+__all__ = ["inputs", "outputs", "routing", "scoring", "sinks"]

@@ -33,6 +33,7 @@ class _Models:
 
 CASES: dict[str, dict[str, Any]] = {
     "validate": {"schema": {"type": "object", "required": ["amount"]}},
+    "sink": {"sink": {"kind": "webhook", "url": "http://127.0.0.1:9/none"}},
     "coerce": {"types": {"hour": "float"}},
     "impute": {"strategy": "median", "columns": ["hour"]},
     "outliers": {"method": "iqr", "columns": ["amount"]},

@@ -27,6 +27,8 @@ ROW = [5.1, 3.5, 1.4, 0.2]
 POISON = [-1.0, 3.5, 1.4, 0.2]
 """A row whose negative first feature makes the spinning and aborting test models misbehave."""
 HEALTH_P99_S = 0.1
+NEIGHBOUR_S = 0.025
+"""What another process on the machine may add to a p99 of a few ms (not a stalled loop)."""
 
 
 def _body(row: list[float]) -> dict[str, object]:
@@ -159,10 +161,13 @@ def test_a_hung_model_answers_504_at_its_deadline_and_leaves_health_and_others_a
         assert 1.5 <= seconds < 1.5 + 0.5, seconds
     assert health.failures == 0
     assert _p99(health.seconds) < HEALTH_P99_S, _p99(health.seconds)
-    # iris kept its latency (p99 within 20 %) while the hung model's threads slept; a model
-    # that stalled the loop puts it at seconds. Marked `alone`: next to another test worker, a
-    # 3 ms p99 moved to 7.6 ms once with no hung model involved.
-    assert _p99(during) <= 1.2 * _p99(before), (_p99(before), _p99(during))
+    # iris kept its latency while the hung model's threads slept: within 20 %, or within
+    # NEIGHBOUR_S of it when that is more. A model that stalled the loop puts it at seconds
+    # (issue 17 measured 20 s); a neighbour process on the 2 cores moves a 3 ms p99 to 7.4 ms
+    # (seen with this test `alone` in pytest but other work on the machine), which is noise,
+    # not the failure this test is for. Latency itself is measured in bench/isolation.py.
+    bound = max(1.2 * _p99(before), _p99(before) + NEIGHBOUR_S)
+    assert _p99(during) <= bound, (_p99(before), _p99(during))
 
 
 def test_a_model_whose_threads_are_stuck_sheds_with_503_and_retry_after(

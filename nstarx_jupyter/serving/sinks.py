@@ -422,8 +422,8 @@ class _Files(_Worker):
             self._write_parquet()
 
     def _write_parquet(self) -> None:
-        import pyarrow as pa  # type: ignore[import-not-found, unused-ignore]
-        import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
         rows, self._rows, self._row_bytes = self._rows, [], 0
         self._since = time.monotonic()

@@ -40,8 +40,8 @@ KERNEL_BACKGROUND = 20
 """Background rows of the kernel explainer (a k-means summary of the background sample)."""
 KERNEL_SAMPLES = 256
 """Coalitions the kernel explainer evaluates per row (all of them up to 8 features)."""
-LINEAR_BACKGROUND = 200
-"""Background rows of the linear explainer (its means and covariance come from them)."""
+LINEAR_BACKGROUND = 10_000
+"""Background rows of the linear explainer: all of a reference (only their means are used)."""
 
 
 @dataclass(slots=True)
@@ -125,7 +125,8 @@ class ModelExplainer:
 
         if model is not None and _linear(model):
             bg = _need(background, "linear")[:LINEAR_BACKGROUND]
-            linear = shap.LinearExplainer(model, bg)
+            masker = shap.maskers.Independent(bg, max_samples=len(bg))  # every row, not 100
+            linear = shap.LinearExplainer(model, masker)
             space = "log-odds" if labels is not None else "raw"
             return cls("linear", lambda x: (linear.shap_values(x), linear.expected_value),
                        outputs, space, features)  # fmt: skip

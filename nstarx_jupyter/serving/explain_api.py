@@ -80,8 +80,10 @@ class ExplainApi:
         self._executor = ThreadPoolExecutor(1, "nstarx-explain")
         self._slot = asyncio.Semaphore(1)
         self._fitted: dict[str, _Fitted] = {}
-        self._importance: dict[tuple[str, float], tuple[int, tuple[int, float | None], Any]] = {}
-        """Per deployment and window: the minute it was computed, the explainer's key, the body."""
+        self._importance: dict[tuple[str, float], tuple[tuple[int, Any], int, Any]] = {}
+        """Per deployment and window: the minute and explainer it was computed with, the live
+        rows' revision then, the body. Reused within the minute; an answer without rows only
+        while no row came."""
         self.latest: dict[str, dict[str, Any]] = {}
         """Each deployment's last default-window importance (the Prometheus gauge reads it)."""
 
@@ -173,14 +175,22 @@ class ExplainApi:
                 "seconds": explanation.seconds}  # fmt: skip
 
     def importance(self, name: str, loaded: LoadedModel, window_s: float) -> dict[str, Any]:
-        """Mean |SHAP| per feature over the window's sampled live rows (cached per minute)."""
+        """Mean |SHAP| per feature over the window's sampled live rows (cached per minute).
+
+        Within a minute the rows move little (at most 120 of a window's thousands), so the
+        answer is reused; the sidebar and a chart can poll it without recomputing.
+        """
         fitted = self._explainer(name, loaded)
         now = self.hub.clock()
         minute = int(now // 60)
+        monitor = self.hub.monitor(name)
+        monitor.drain()
         cached = self._importance.get((name, window_s))
-        if cached is not None and cached[0] == minute and cached[1] == fitted.key:
+        if (cached is not None and cached[0] == (minute, fitted.key)
+                and (cached[2]["rows"] or cached[1] == monitor.revision)):  # fmt: skip
             return cached[2]  # type: ignore[no-any-return]
-        columns = self.hub.monitor(name).live_columns(window_s)
+        revision = monitor.revision
+        columns = monitor.live_columns(window_s)
         matrix = _numeric(columns, fitted.features)
         limit = KERNEL_IMPORTANCE_ROWS if fitted.explainer.kind == "kernel" else IMPORTANCE_ROWS
         if matrix is not None and len(matrix) > limit:
@@ -197,7 +207,7 @@ class ExplainApi:
                         space=explanation.space, features=[
                             {"feature": fitted.features[i], "importance": float(scores[i]),
                              "rank": rank + 1} for rank, i in enumerate(order)])  # fmt: skip
-        self._importance[(name, window_s)] = (minute, fitted.key, body)
+        self._importance[(name, window_s)] = ((minute, fitted.key), revision, body)
         if window_s == DEFAULT_WINDOW_S:
             self.latest[name] = body
         return body

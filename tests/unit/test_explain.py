@@ -38,7 +38,7 @@ def test_a_tree_regressor_gets_the_tree_explainer_and_its_values_add_up() -> Non
 
 
 def test_a_forest_classifier_explains_each_rows_predicted_class_in_probabilities() -> None:
-    x, y = _data()
+    x, _ = _data()
     labels = np.where(x[:, 0] > 0, "high", "low")
     model = RandomForestClassifier(n_estimators=30, random_state=0).fit(x, labels)
     explainer = ModelExplainer.build(model, model.predict_proba, features=3, background=None,

@@ -82,7 +82,7 @@ def test_a_tree_model_is_explained_and_its_live_importance_ranks_the_driving_fea
     assert made.feature_importance("15m").attrs["status"] == "no traffic"
     traffic, _ = _data(240, seed=1)
     for start in range(0, 240, 30):  # 30 rows a request: every row kept (120 a minute)
-        made.predict(traffic.iloc[start:start + 30].to_dict("records"))
+        made.predict(traffic.iloc[start : start + 30].to_dict("records"))
     importance = made.feature_importance("15m")
     assert list(importance.columns) == list(IMPORTANCE_COLUMNS)
     assert importance["feature"].tolist()[0] == "driver"

@@ -7,15 +7,28 @@ explained space), and the feature that drives the model ranks first.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 import pytest
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neighbors import KNeighborsRegressor
 
-from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.errors import InvalidInputError, UnsupportedError
 from nstarx_jupyter.monitoring.explain import ModelExplainer, mean_abs
-from nstarx_jupyter.serving.explain_api import _matrix, _numeric
+from nstarx_jupyter.runtimes import create_runtime
+from nstarx_jupyter.serving.drift import DriftHub
+from nstarx_jupyter.serving.explain_api import MODEL_OBJECTS, ExplainApi, _matrix, _numeric
+from nstarx_jupyter.serving.worker import WorkerRuntime
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from nstarx_jupyter.serving.dataplane import DataPlane
+    from nstarx_jupyter.serving.repository import LoadedModel
+    from nstarx_jupyter.serving.worker import ModelWorker
 
 
 def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -110,3 +123,33 @@ def test_request_rows_by_order_or_by_name_and_background_columns() -> None:
     np.testing.assert_array_equal(_numeric(columns, features), [[1, 4], [3, 6]])
     assert _numeric({"a": ["x", "y"], "b": [1, 2]}, features) is None
     assert _numeric({"a": [1.0]}, features) is None
+
+
+def test_boosters_are_explained_by_their_trees_in_log_odds_of_the_second_class(
+    tmp_path: Path,
+) -> None:
+    xgboost = pytest.importorskip("xgboost")
+    x, _ = _data()
+    labels = (x[:, 0] > 0).astype(int)
+    xgboost.XGBClassifier(n_estimators=20, random_state=0).fit(x, labels).save_model(
+        tmp_path / "model.json")  # fmt: skip
+    runtime = create_runtime(tmp_path / "model.json", "xgboost", {})
+    runtime.load()
+    signature = runtime.metadata()
+    classes = [str(c) for c in signature.class_labels or ()]
+    explainer = ModelExplainer.build(getattr(runtime, MODEL_OBJECTS["xgboost"]), np.asarray,
+                                     features=3, background=None, classes=classes)  # fmt: skip
+    got = explainer.explain(x[:5])
+    assert (got.explainer, got.space, got.outputs) == ("tree", "log-odds", ["1"])
+    proba = runtime.predict({"input-0": x[:5].astype(np.float32)}, ("predict_proba",))
+    p = proba["predict_proba"][:, 1].astype(float)
+    np.testing.assert_allclose(got.base[0] + got.values[:, :, 0].sum(axis=1), np.log(p / (1 - p)),
+                               atol=1e-3)  # fmt: skip
+
+
+def test_a_model_in_an_isolated_worker_process_is_refused_naming_why(tmp_path: Path) -> None:
+    api = ExplainApi(cast("DataPlane", None), DriftHub(tmp_path), lambda name: None)
+    loaded = SimpleNamespace(runtime=WorkerRuntime(cast("ModelWorker", None)), signature=None)
+    with pytest.raises(UnsupportedError, match="isolated worker process"):
+        api.explain_rows("iso", cast("LoadedModel", loaded), [[1.0]], None)
+    api.close()

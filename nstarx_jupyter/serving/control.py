@@ -120,6 +120,7 @@ class ControlPlane:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.usage.start()
         self.drift.hub.start()
+        self.explain.start()
         for file in sorted(self.folder.glob("*.json")):
             try:
                 doc = json.loads(file.read_text())
@@ -501,7 +502,7 @@ class ControlPlane:
     async def close(self) -> None:
         """Write the trends' last minute and stop sampling (the server is stopping)."""
         await self.drift.hub.close()
-        self.explain.close()
+        await self.explain.close()
         await self.usage.close()
 
 

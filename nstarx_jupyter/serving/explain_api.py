@@ -17,6 +17,8 @@ isolated worker process is refused (400): its object is in another process, out 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +33,7 @@ from nstarx_jupyter.protocol.datatypes import numpy_dtype
 from nstarx_jupyter.serving.bodies import ExplainView, ImportanceView
 from nstarx_jupyter.serving.drift import DEFAULT_WINDOW_S, KEEP_S
 from nstarx_jupyter.serving.drift_api import window_seconds
+from nstarx_jupyter.serving.repository import ModelState
 from nstarx_jupyter.serving.security_api import PREFIX, control_endpoint, json_body, json_response
 from nstarx_jupyter.serving.worker import WorkerRuntime
 
@@ -48,7 +51,9 @@ if TYPE_CHECKING:
     from nstarx_jupyter.serving.drift import DriftHub
     from nstarx_jupyter.serving.repository import LoadedModel
 
-__all__ = ["DEADLINE_S", "IMPORTANCE_ROWS", "MAX_ROWS", "ExplainApi"]
+__all__ = ["DEADLINE_S", "IMPORTANCE_ROWS", "MAX_ROWS", "REFRESH_S", "ExplainApi"]
+
+log = logging.getLogger(__name__)
 
 MAX_ROWS = 100
 """Rows one explain call may send."""
@@ -58,6 +63,8 @@ KERNEL_IMPORTANCE_ROWS = 50
 """The same for the kernel explainer, whose rows cost thousands of predictions each."""
 DEADLINE_S = 30.0
 """An explanation (building the explainer included) answers 504 past this."""
+REFRESH_S = 60.0
+"""How often the one-hour importance of the deployments asked for it is recomputed (the gauge)."""
 MODEL_OBJECTS = {"sklearn": "model", "xgboost": "booster", "lightgbm": "booster"}
 """Runtimes whose model object the tree and linear explainers can read, and where it is."""
 
@@ -86,6 +93,7 @@ class ExplainApi:
         while no row came."""
         self.latest: dict[str, dict[str, Any]] = {}
         """Each deployment's last default-window importance (the Prometheus gauge reads it)."""
+        self._task: asyncio.Task[None] | None = None
 
     def routes(self) -> list[Route]:
         """`/deployments/{name}/explain` and `/deployments/{name}/importance`."""
@@ -104,9 +112,40 @@ class ExplainApi:
         for key in [k for k in self._importance if k[0] == name]:
             del self._importance[key]
 
-    def close(self) -> None:
-        """Let the explanation thread go (a running explanation finishes on its own)."""
+    def start(self) -> None:
+        """Refresh, once a minute, the one-hour importance of each deployment asked for it."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run_refresh())
+
+    async def close(self) -> None:
+        """Stop refreshing; let the explanation thread go (a running one finishes on its own)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run_refresh(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Recompute the one-hour importance of the deployments the gauge shows.
+
+        Only of those asked once (`latest`) and loaded now: the gauge follows the traffic
+        without anyone polling, and no model is loaded (or explainer built) for it.
+        """
+        for name in list(self.latest):
+            try:
+                entry = self.dataplane.repository.entry(name)
+                if entry.state is not ModelState.READY or entry.loaded is None:
+                    continue
+                async with self.dataplane.repository.use(name) as loaded:
+                    await self._run(self.importance, name, loaded, DEFAULT_WINDOW_S)
+            except Exception:  # a task boundary: one deployment's failure must not stop the rest
+                log.warning("feature importance of %s failed", name, exc_info=True)
 
     # -- routes --------------------------------------------------------------------------------
 

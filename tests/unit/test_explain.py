@@ -147,9 +147,9 @@ def test_boosters_are_explained_by_their_trees_in_log_odds_of_the_second_class(
                                atol=1e-3)  # fmt: skip
 
 
-def test_a_model_in_an_isolated_worker_process_is_refused_naming_why(tmp_path: Path) -> None:
+async def test_a_model_in_an_isolated_worker_process_is_refused_naming_why(tmp_path: Path) -> None:
     api = ExplainApi(cast("DataPlane", None), DriftHub(tmp_path), lambda name: None)
     loaded = SimpleNamespace(runtime=WorkerRuntime(cast("ModelWorker", None)), signature=None)
     with pytest.raises(UnsupportedError, match="isolated worker process"):
         api.explain_rows("iso", cast("LoadedModel", loaded), [[1.0]], None)
-    api.close()
+    await api.close()

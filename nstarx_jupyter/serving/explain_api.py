@@ -21,13 +21,19 @@ import contextlib
 import logging
 import math
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from starlette.routing import Route
 
-from nstarx_jupyter.errors import DeadlineExceededError, InvalidInputError, UnsupportedError
+from nstarx_jupyter.errors import (
+    DeadlineExceededError,
+    InvalidInputError,
+    UnavailableError,
+    UnsupportedError,
+)
 from nstarx_jupyter.monitoring.explain import ModelExplainer, mean_abs
 from nstarx_jupyter.protocol.datatypes import numpy_dtype
 from nstarx_jupyter.serving.bodies import ExplainView, ImportanceView
@@ -70,11 +76,12 @@ MODEL_OBJECTS = {"sklearn": "model", "xgboost": "booster", "lightgbm": "booster"
 
 
 class _Fitted:
-    """A deployment's explainer with what it was built for."""
+    """A deployment's explainer with what it was built for (`key`: its reference's time)."""
 
-    def __init__(self, key: tuple[int, float | None], explainer: ModelExplainer,
+    def __init__(self, name: str, key: float | None, explainer: ModelExplainer,
                  features: list[str], version: str) -> None:  # fmt: skip
-        self.key, self.explainer, self.features, self.version = key, explainer, features, version
+        self.name, self.key, self.explainer = name, key, explainer
+        self.features, self.version = features, version
 
 
 class ExplainApi:
@@ -86,7 +93,9 @@ class ExplainApi:
         self._known = known
         self._executor = ThreadPoolExecutor(1, "nstarx-explain")
         self._slot = asyncio.Semaphore(1)
-        self._fitted: dict[str, _Fitted] = {}
+        self._fitted: weakref.WeakKeyDictionary[Runtime, _Fitted] = weakref.WeakKeyDictionary()
+        """Explainers by the loaded runtime they explain: one unloaded (scale to zero, a new
+        revision) takes its explainer with it, and the memory the explainer holds."""
         self._importance: dict[tuple[str, float], tuple[tuple[int, Any], int, Any]] = {}
         """Per deployment and window: the minute and explainer it was computed with, the live
         rows' revision then, the body. Reused within the minute; an answer without rows only
@@ -107,7 +116,8 @@ class ExplainApi:
 
     def forget(self, name: str) -> None:
         """A deleted deployment: drop its explainer and importance."""
-        self._fitted.pop(name, None)
+        for runtime in [r for r, fitted in list(self._fitted.items()) if fitted.name == name]:
+            self._fitted.pop(runtime, None)
         self.latest.pop(name, None)
         for key in [k for k in self._importance if k[0] == name]:
             del self._importance[key]
@@ -255,21 +265,24 @@ class ExplainApi:
         """The deployment's explainer, built for this loaded model and reference if need be."""
         runtime = loaded.runtime
         reference = self.hub.monitor(name).reference
-        key = (id(runtime), None if reference is None else reference.created)
-        fitted = self._fitted.get(name)
+        key = None if reference is None else reference.created
+        fitted = self._fitted.get(runtime)
         if fitted is not None and fitted.key == key:
             return fitted
         if isinstance(runtime, WorkerRuntime):
             raise UnsupportedError(
-                f"'{name}' runs in an isolated worker process (isolate: true): its model object "
-                "is in another process, which explanations do not reach; deploy it without "
-                "isolation to explain it"
+                f"'{name}' runs in an isolated worker process (isolation: process): its model "
+                "object is in another process, which explanations do not reach; serve it in "
+                "the server's process (isolation: thread) to explain it"
             )  # fmt: skip
         signature = loaded.signature
         if len(signature.inputs) != 1 or len(signature.inputs[0].shape) != 2:
             raise UnsupportedError(f"'{name}' does not take one table of features (one 2-D "
                                    "input): only tabular models are explained")  # fmt: skip
         spec = signature.inputs[0]
+        if not spec.datatype.startswith(("FP", "INT", "UINT")):
+            raise UnsupportedError(f"'{name}' takes {spec.datatype} features: only numeric "
+                                   "features are explained")  # fmt: skip
         count = spec.shape[1]
         names = list(signature.feature_names or ())
         if count <= 0:
@@ -291,7 +304,8 @@ class ExplainApi:
         model = getattr(runtime, attribute, None) if attribute is not None else None
         explainer = ModelExplainer.build(model, predict, features=count, background=background,
                                          classes=classes, probabilities=probabilities)  # fmt: skip
-        fitted = self._fitted[name] = _Fitted(key, explainer, names, loaded.settings.version)
+        fitted = _Fitted(name, key, explainer, names, loaded.settings.version)
+        self._fitted[runtime] = fitted
         return fitted
 
     def collector(self) -> Collector:
@@ -307,12 +321,19 @@ def _predictor(
     defaults: tuple[str, ...],
     probabilities: bool,
 ) -> Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]:
-    """Rows -> the model's numeric output, through its runtime (what the kernel explainer calls)."""
+    """Rows -> the model's numeric output, through its runtime (what the kernel explainer calls).
+
+    The runtime is held weakly: the explainer must not keep an unloaded model alive.
+    """
+    model = weakref.ref(runtime)
     output = "predict_proba" if probabilities else (defaults or outputs)[0]
     dtype = numpy_dtype(datatype) if datatype in ("FP64", "FP32", "FP16") else np.float64
 
     def predict(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        answer = runtime.predict({input_name: np.asarray(x, dtype=dtype)}, (output,))[output]
+        held = model()
+        if held is None:
+            raise UnavailableError("the model was unloaded; explain again", 1)
+        answer = held.predict({input_name: np.asarray(x, dtype=dtype)}, (output,))[output]
         try:
             return np.asarray(answer, dtype=float)
         except (TypeError, ValueError):

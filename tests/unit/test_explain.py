@@ -7,9 +7,12 @@ explained space), and the feature that drives the model ranks first.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, cast
 
+import joblib
 import numpy as np
 import pytest
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
@@ -19,7 +22,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from nstarx_jupyter.errors import InvalidInputError, UnsupportedError
 from nstarx_jupyter.monitoring.explain import ModelExplainer, mean_abs
 from nstarx_jupyter.runtimes import create_runtime
-from nstarx_jupyter.serving.drift import DriftHub
+from nstarx_jupyter.serving.drift import DriftHub, Reference
 from nstarx_jupyter.serving.explain_api import MODEL_OBJECTS, ExplainApi, _matrix, _numeric
 from nstarx_jupyter.serving.worker import WorkerRuntime
 
@@ -152,4 +155,31 @@ async def test_a_model_in_an_isolated_worker_process_is_refused_naming_why(tmp_p
     loaded = SimpleNamespace(runtime=WorkerRuntime(cast("ModelWorker", None)), signature=None)
     with pytest.raises(UnsupportedError, match="isolated worker process"):
         api.explain_rows("iso", cast("LoadedModel", loaded), [[1.0]], None)
+    await api.close()
+
+
+@pytest.mark.parametrize("kind", ["linear", "kernel"])
+async def test_an_explainer_is_reused_per_loaded_model_and_goes_when_the_model_goes(
+    tmp_path: Path, kind: str
+) -> None:
+    x, y = _data()
+    fitted = LinearRegression() if kind == "linear" else KNeighborsRegressor()
+    joblib.dump(fitted.fit(x, y), tmp_path / "model.joblib")
+    runtime = create_runtime(tmp_path / "model.joblib", "sklearn", {})
+    runtime.load()
+    hub = DriftHub(tmp_path)
+    hub.monitor("m").set_reference(Reference("data", {f"f{i}": x[:, i].tolist() for i in range(3)}))
+    api = ExplainApi(cast("DataPlane", None), hub, lambda name: None)
+    loaded = SimpleNamespace(runtime=runtime, signature=runtime.metadata(),
+                             settings=SimpleNamespace(version="1"))  # fmt: skip
+    first = api.explain_rows("m", cast("LoadedModel", loaded), x[:2].tolist(), None)
+    assert (first["explainer"], first["features"]) == (kind, ["f0", "f1", "f2"])
+    built = next(iter(api._fitted.values())).explainer
+    api.explain_rows("m", cast("LoadedModel", loaded), x[:2].tolist(), None)
+    assert next(iter(api._fitted.values())).explainer is built  # reused
+    gone = weakref.ref(runtime)
+    del loaded, runtime, built
+    gc.collect()
+    assert gone() is None  # the explainer did not keep the unloaded model alive
+    assert len(api._fitted) == 0
     await api.close()

@@ -150,10 +150,12 @@ class ExplainApi:
         for name in list(self.latest):
             try:
                 entry = self.dataplane.repository.entry(name)
-                if entry.state is not ModelState.READY or entry.loaded is None:
+                loaded = entry.loaded
+                if entry.state is not ModelState.READY or loaded is None:
                     continue
-                async with self.dataplane.repository.use(name) as loaded:
-                    await self._run(self.importance, name, loaded, DEFAULT_WINDOW_S)
+                # not `repository.use`: that counts as a use, and would keep an idle model from
+                # scaling to zero; one unloaded meanwhile fails this round (503), no more
+                await self._run(self.importance, name, loaded, DEFAULT_WINDOW_S)
             except Exception:  # a task boundary: one deployment's failure must not stop the rest
                 log.warning("feature importance of %s failed", name, exc_info=True)
 

@@ -24,6 +24,7 @@ from nstarx_jupyter.monitoring.explain import ModelExplainer, mean_abs
 from nstarx_jupyter.runtimes import create_runtime
 from nstarx_jupyter.serving.drift import DriftHub, Reference
 from nstarx_jupyter.serving.explain_api import MODEL_OBJECTS, ExplainApi, _matrix, _numeric
+from nstarx_jupyter.serving.repository import ModelState
 from nstarx_jupyter.serving.worker import WorkerRuntime
 
 if TYPE_CHECKING:
@@ -182,4 +183,35 @@ async def test_an_explainer_is_reused_per_loaded_model_and_goes_when_the_model_g
     gc.collect()
     assert gone() is None  # the explainer did not keep the unloaded model alive
     assert len(api._fitted) == 0
+    await api.close()
+
+
+async def test_the_background_refresh_recomputes_the_gauges_importance_without_using_the_model(
+    tmp_path: Path,
+) -> None:
+    x, y = _data()
+    joblib.dump(GradientBoostingRegressor(n_estimators=30, random_state=0).fit(x, y),
+                tmp_path / "model.joblib")  # fmt: skip
+    runtime = create_runtime(tmp_path / "model.joblib", "sklearn", {})
+    runtime.load()
+    loaded = SimpleNamespace(runtime=runtime, signature=runtime.metadata(),
+                             settings=SimpleNamespace(version="1"))  # fmt: skip
+    entry = SimpleNamespace(state=ModelState.READY, loaded=loaded)
+    # a repository with `entry` only: the refresh must not `use` the model (a use would keep
+    # an idle model from scaling to zero)
+    plane = SimpleNamespace(repository=SimpleNamespace(entry=lambda name: entry))
+    hub = DriftHub(tmp_path)
+    api = ExplainApi(cast("DataPlane", plane), hub, lambda name: None)
+    for start in range(0, 96, 24):
+        hub.tap("m", {"input-0": x[start : start + 24]}, {"predict": y[start : start + 24]})
+    api.latest["m"] = {"features": []}  # asked once: the gauge shows it
+    await api.refresh()
+    body = api.latest["m"]
+    assert (body["status"], body["rows"], body["explainer"]) == ("ok", 96, "tree")
+    assert body["features"][0]["feature"] == "feature_0"
+    assert body["features"][0]["importance"] > 3 * body["features"][1]["importance"]
+    entry.state = ModelState.UNAVAILABLE  # scaled to zero: not loaded again for the gauge
+    api.latest["m"] = {"features": []}
+    await api.refresh()
+    assert api.latest["m"] == {"features": []}
     await api.close()

@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-EXTRAS ?= dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve,parquet
+EXTRAS ?= dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve,parquet,explain
 # The CPU build of torch that these machines keep on disk; a bare `torch` pulls a CUDA build.
 TORCH_PIN ?= torch==2.13.0
 S3_VENV ?= $(HOME)/.cache/nstarx-s3

@@ -370,6 +370,18 @@ class LocalBackend:
             return self._call("DELETE", path)
         return self._call("PUT", path, reference)
 
+    def explain(self, name: str, rows: list[Any], label: str | None = None) -> dict[str, Any]:
+        """SHAP values of `rows` (at most 100) by the deployment's model: the server's answer."""
+        body: dict[str, Any] = {"rows": rows}
+        if label is not None:
+            body["class"] = label
+        return self._call("POST", f"/deployments/{name}/explain", body)  # type: ignore[no-any-return]
+
+    def importance(self, name: str, window: str = "1h") -> dict[str, Any]:
+        """Mean |SHAP value| per feature over the window's sampled live rows: the server's."""
+        query = urlencode({"window": window})
+        return self._call("GET", f"/deployments/{name}/importance?{query}")  # type: ignore[no-any-return]
+
     def prices(self) -> dict[str, Any]:
         """The server's price table (CPU-hour, GB-hour, GPU-hour, currency, source)."""
         return self._call("GET", "/prices")  # type: ignore[no-any-return]

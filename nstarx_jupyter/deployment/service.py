@@ -59,6 +59,8 @@ LOCAL_ONLY = {
     "ab_report": "the A/B report reads nstarx's per-variant outcomes, which KServe does not keep",
     "drift": "nstarx's server samples the requests it serves; on KServe, log the requests "
              "(the InferenceService's `logger`) to a drift detector such as Alibi Detect",
+    "explain": "nstarx's server explains the model it holds in its process; on KServe, deploy "
+               "an explainer with the InferenceService (`spec.explainer`, e.g. Alibi or SHAP)",
 }  # fmt: skip
 """What only the local server has, and why a cluster cannot give it."""
 

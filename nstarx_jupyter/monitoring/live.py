@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any, Self
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["DriftChart", "LatencyChart", "LoadTest", "LoadTestReport", "VariantChart"]
+__all__ = [
+    "DriftChart",
+    "ImportanceChart",
+    "LatencyChart",
+    "LoadTest",
+    "LoadTestReport",
+    "VariantChart",
+]
 
 
 class _Polling:
@@ -315,6 +322,47 @@ class DriftChart(_Polling):
                 reference.x, reference.y = x, shown["reference"]
                 live.x, live.y = x, shown["live"]
                 self.figure.layout.annotations[1].text = f"{feature}: reference vs live"
+        self.last = report
+
+
+class ImportanceChart(_Polling):
+    """Each feature's mean |SHAP value| over live traffic, a horizontal bar per feature.
+
+    The bars are the server's importance over the last window (`report()`, largest on top),
+    redrawn every `interval_s` on a daemon thread until `stop()`: as traffic changes, so do
+    they.
+    """
+
+    def __init__(
+        self, report: Callable[[], dict[str, Any]], *, title: str, interval_s: float = 60.0
+    ) -> None:
+        import plotly.graph_objects as go
+
+        self._report = report
+        self.interval_s = interval_s
+        self.figure = go.FigureWidget()
+        self.figure.add_bar(x=[], y=[], orientation="h", name="mean |SHAP|")
+        self.figure.update_layout(
+            title=f"{title}: feature importance, every {interval_s:g} s", height=380,
+            margin={"l": 120, "r": 30, "t": 60, "b": 40}, xaxis_title="mean |SHAP value|",
+            yaxis={"autorange": "reversed"},
+        )  # fmt: skip
+        self.last: dict[str, Any] | None = None
+        """The last report drawn."""
+        self._start_polling("nstarx-importance")
+
+    def update(self) -> None:
+        """Fetch the server's importance once and redraw the bars."""
+        report = self._report()
+        rows = report["features"]
+        with self.figure.batch_update():
+            bars = self.figure.data[0]
+            bars.y = [row["feature"] for row in rows]
+            bars.x = [row["importance"] for row in rows]
+            self.figure.layout.xaxis.title.text = (
+                f"mean |SHAP value| ({report.get('space') or 'no traffic'}, "
+                f"{report['rows']} live rows, {report.get('explainer') or '-'} explainer)"
+            )
         self.last = report
 
 

@@ -27,11 +27,16 @@ __all__ = [
     "DriftView",
     "DriftWindow",
     "ErrorBody",
+    "ExplainBody",
+    "ExplainView",
+    "ExplainedRow",
+    "FeatureImportance",
     "FeedbackRequest",
     "FeedbackResult",
     "GraphList",
     "GraphView",
     "HistoryView",
+    "ImportanceView",
     "KeyCreateRequest",
     "KeyCreated",
     "KeyList",
@@ -625,6 +630,61 @@ class DriftReferenceBody(_Open):
     predictions: list[float | str | None] | None = None
     source: str | None = None
     window: DriftWindow | None = None
+
+
+class ExplainBody(_Closed):
+    """`POST .../explain`: rows to explain (lists in feature order, or objects by feature)."""
+
+    rows: list[list[float | None] | dict[str, float | None]] = Field(min_length=1, max_length=100)
+    class_: str | None = Field(default=None, alias="class")
+    """The class explained for every row (default: each row's predicted class)."""
+
+
+class ExplainedRow(_Open):
+    """One row's explanation: `base + sum(shap) == value`, the model's output explained."""
+
+    output: str
+    """The output explained (a class label, or `output`)."""
+    base: float
+    value: float
+    shap: list[float]
+    """One SHAP value per feature, in `features` order."""
+
+
+class ExplainView(_Open):
+    """`POST .../explain`: SHAP values per row, with the explainer that computed them."""
+
+    name: str
+    version: str
+    explainer: Literal["tree", "linear", "kernel"]
+    space: Literal["probability", "log-odds", "raw"]
+    """What the explained output is: a class probability, its log-odds or margin, a value."""
+    features: list[str]
+    outputs: list[str]
+    rows: list[ExplainedRow]
+    seconds: float
+
+
+class FeatureImportance(_Open):
+    """One feature's mean |SHAP value| over a window's sampled live rows."""
+
+    feature: str
+    importance: float
+    rank: int
+
+
+class ImportanceView(_Open):
+    """`GET .../importance`: mean |SHAP value| per feature over live traffic, largest first."""
+
+    name: str
+    window_s: float
+    computed_at: float
+    rows: int
+    """Sampled live rows explained (at most 200; 50 for the kernel explainer)."""
+    status: Literal["ok", "no traffic"]
+    explainer: Literal["tree", "linear", "kernel"] | None
+    space: Literal["probability", "log-odds", "raw"] | None
+    features: list[FeatureImportance]
 
 
 WindowSummary.model_rebuild()  # it names `Resources`, defined after it

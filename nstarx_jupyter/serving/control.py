@@ -31,6 +31,7 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.pipelines.sinks import HIDDEN, keep_secrets
 from nstarx_jupyter.serving.drift_api import DriftApi
+from nstarx_jupyter.serving.explain_api import ExplainApi
 from nstarx_jupyter.serving.graph_api import GraphApi
 from nstarx_jupyter.serving.http_errors import error_response
 from nstarx_jupyter.serving.loading import check_trusted
@@ -111,12 +112,16 @@ class ControlPlane:
         dataplane.on_predict = self.drift.hub.tap
         self.usage.drift_score = self.drift.hub.score
         dataplane.metrics.registry.register(self.drift.hub.collector())
+        self.explain = ExplainApi(dataplane, self.drift.hub, self._get)
+        """SHAP values per row and feature importance over live traffic (drift's live rows)."""
+        dataplane.metrics.registry.register(self.explain.collector())
 
     async def restore(self) -> None:
         """Serve the deployments saved by an earlier run; a broken one is reported, not fatal."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.usage.start()
         self.drift.hub.start()
+        self.explain.start()
         for file in sorted(self.folder.glob("*.json")):
             try:
                 doc = json.loads(file.read_text())
@@ -252,6 +257,7 @@ class ControlPlane:
         self.dataplane.sinks.remove(name)
         (self.folder / f"{name}.json").unlink(missing_ok=True)
         self.drift.hub.forget(name)
+        self.explain.forget(name)
         self._event(name, "deleted")
 
     def logs(self, name: str, lines: int = 200) -> list[str]:
@@ -407,6 +413,7 @@ class ControlPlane:
             *self.security.routes(),
             *self.usage.routes(),
             *self.drift.routes(),
+            *self.explain.routes(),
         ]  # fmt: skip
         # Last: any other path or method under the prefix, so its 404 or 405 is audited too.
         unrouted = functools.partial(_unrouted, routes)
@@ -505,6 +512,7 @@ class ControlPlane:
     async def close(self) -> None:
         """Write the trends' last minute and stop sampling (the server is stopping)."""
         await self.drift.hub.close()
+        await self.explain.close()
         await self.usage.close()
 
 

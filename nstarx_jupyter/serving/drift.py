@@ -298,6 +298,13 @@ class DriftMonitor:
                 columns[_name(key, names)] = values
         return columns, predictions
 
+    def live_columns(self, window_s: float) -> dict[str, np.ndarray[Any, Any]]:
+        """The sampled live rows of the last `window_s` seconds, by feature (explanations)."""
+        self.drain()
+        now = self.clock()
+        names = list(self.reference.columns) if self.reference is not None else None
+        return self._live(now - window_s, now, names)[0]
+
     def seen(self, window_s: float) -> int:
         """Rows offered to the reservoirs in the last `window_s` seconds (before sampling)."""
         now = self.clock()

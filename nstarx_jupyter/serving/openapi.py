@@ -163,6 +163,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         b.DriftReferenceView, body=b.DriftReferenceBody),
     ("DELETE", f"{_DEPLOYMENT}/drift/reference"): Operation(
         "Remove the drift reference", "drift", None, status=204),
+    # Explanations
+    ("POST", f"{_DEPLOYMENT}/explain"): Operation(
+        "SHAP values of up to 100 rows (tree, linear or kernel explainer, as fits the model)",
+        "explain", b.ExplainView, body=b.ExplainBody),
+    ("GET", f"{_DEPLOYMENT}/importance"): Operation(
+        "Mean |SHAP value| per feature over a window's sampled live rows", "explain",
+        b.ImportanceView,
+        query=(Query("window", "string", "a duration (1h, 15m, or seconds) up to 6h (1h)"),)),
     ("GET", f"{PREFIX}/prices"): Operation("The price table", "usage", b.PriceTable),
     ("PUT", f"{PREFIX}/prices"): Operation("Set the price table", "usage", b.PriceTable,
                                            body=b.PriceTable),

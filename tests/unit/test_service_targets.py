@@ -219,5 +219,9 @@ def test_the_notebooks_deploy_on_kserve_mints_no_key_and_says_so_once(
         made.create_key()
     with pytest.raises(UnsupportedError, match="drift on target 'kserve': nstarx's server samples"):
         made.drift()
+    with pytest.raises(UnsupportedError, match="explain on target 'kserve': nstarx's server"):
+        made.explain([[5.1, 3.5, 1.4, 0.2]])
+    with pytest.raises(UnsupportedError, match="explain on target 'kserve'"):
+        made.feature_importance()
     with pytest.raises(InvalidInputError, match="the backend given is 'local'"):
         api.deploy("s3://models/iris", "iris", target="kserve", backend=LocalBackend())

@@ -23,6 +23,8 @@ pytestmark = pytest.mark.integration
 
 FD_LIMIT = 1024
 SLOW_CONNECTIONS = 1200
+HEALTH_P99_S = 0.5
+"""A health probe's p99 under the slow connections: a blocked server is seconds."""
 
 # A slowloris client: SLOW_CONNECTIONS connections that send a request's headers a byte a
 # second, each reconnecting as soon as the server closes it, until killed.
@@ -130,7 +132,10 @@ def test_health_probes_get_through_1200_slow_connections_at_an_fd_limit_of_1024(
     )
     assert len(answered) >= 0.99 * len(latencies), f"{len(answered)} of {len(latencies)}"
     p99 = answered[int(0.99 * len(answered)) - 1]
-    assert p99 < 0.1, f"health p99 {p99 * 1000:.0f} ms"
+    # Issue 17 found 40 % of probes failing and a 5 s p99 here. On an idle machine the p99 is a
+    # few ms; with the suite's other worker and other work on the 2 cores it reached 112 ms
+    # once: the bound tells a blocked server from a busy machine, bench/ measures latency.
+    assert p99 < HEALTH_P99_S, f"health p99 {p99 * 1000:.0f} ms"
     # what the server wrote meanwhile is bounded (no line per connection or per failed accept)
     logged = low_fd_server.output[lines_before:]
     assert len(logged) < 50, "".join(logged[-20:])

@@ -40,6 +40,7 @@ import orjson
 from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.monitoring.drift import Column, DriftResult, Thresholds, compare, histograms
+from nstarx_jupyter.serving.background import LoopTask
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -450,7 +451,7 @@ class DriftHub:
         self.latest: dict[str, dict[str, Any]] = {}
         """Each deployment's last default-window report (the gauges and the rollups read it)."""
         self._revisions: dict[str, int] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._background = LoopTask(self._run)
         self._rng = np.random.default_rng(0)
 
     def tap(self, name: str, inputs: Tensors, outputs: Tensors) -> None:
@@ -527,16 +528,11 @@ class DriftHub:
 
     def start(self) -> None:
         """Drain every `DRAIN_S`, and report the default window once a minute (a thread)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._background.start()
 
     async def close(self) -> None:
         """Stop the background task."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def _run(self) -> None:
         ticks = 0

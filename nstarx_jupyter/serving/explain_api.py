@@ -17,7 +17,6 @@ isolated worker process is refused (400): its object is in another process, out 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -36,6 +35,7 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.monitoring.explain import ModelExplainer, mean_abs
 from nstarx_jupyter.protocol.datatypes import numpy_dtype
+from nstarx_jupyter.serving.background import LoopTask
 from nstarx_jupyter.serving.bodies import ExplainView, ImportanceView
 from nstarx_jupyter.serving.drift import DEFAULT_WINDOW_S, KEEP_S
 from nstarx_jupyter.serving.drift_api import window_seconds
@@ -102,7 +102,7 @@ class ExplainApi:
         while no row came."""
         self.latest: dict[str, dict[str, Any]] = {}
         """Each deployment's last default-window importance (the Prometheus gauge reads it)."""
-        self._task: asyncio.Task[None] | None = None
+        self._background = LoopTask(self._run_refresh)
 
     def routes(self) -> list[Route]:
         """`/deployments/{name}/explain` and `/deployments/{name}/importance`."""
@@ -124,16 +124,11 @@ class ExplainApi:
 
     def start(self) -> None:
         """Refresh, once a minute, the one-hour importance of each deployment asked for it."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run_refresh())
+        self._background.start()
 
     async def close(self) -> None:
         """Stop refreshing; let the explanation thread go (a running one finishes on its own)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run_refresh(self) -> None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from nstarx_jupyter.serving.background import LoopTask
 from nstarx_jupyter.serving.worker import ModelWorker
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ class UsageMonitor:
         self.clock = clock
         self.gpu = gpu or GpuProbe()
         self._snapshots: deque[_Snapshot] = deque(maxlen=int(keep_s / interval_s) + 2)
-        self._task: asyncio.Task[None] | None = None
+        self._background = LoopTask(self._run)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -303,16 +304,11 @@ class UsageMonitor:
     def start(self) -> None:
         """Snapshot now and every `interval_s` on the event loop (a few hundred µs each)."""
         self.sample()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._background.start()
 
     async def close(self) -> None:
         """Stop sampling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def _run(self) -> None:
         while True:

@@ -23,6 +23,7 @@ from starlette.routing import Route
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.monitoring.cost import Prices as PriceTable
 from nstarx_jupyter.monitoring.cost import Usage, cost_of, load_prices, save_prices
+from nstarx_jupyter.serving.background import LoopTask
 from nstarx_jupyter.serving.metrics import LatencyWindow
 from nstarx_jupyter.serving.security_api import (
     PREFIX,
@@ -81,7 +82,7 @@ class UsageApi:
         """Set by drift detection: a deployment's drift score now, written into each minute's
         rollup (the `drift` column stays NULL without it)."""
         self._writer = ThreadPoolExecutor(1, "nstarx-trends")
-        self._task: asyncio.Task[None] | None = None
+        self._background = LoopTask(self._roll_every_minute)
         self._first_minute = -1.0
         """The minute this server started in: an earlier server may have written part of it."""
 
@@ -90,16 +91,11 @@ class UsageApi:
         now = self.clock()
         self._first_minute = now - now % BUCKET_S
         self.monitor.start()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._roll_every_minute())
+        self._background.start()
 
     async def close(self) -> None:
         """Write the current (partial) minute, then stop: a restart finds it."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if await self._background.stop():
             now = self.clock()
             with contextlib.suppress(Exception):  # shutting down: the log says what failed
                 await self._write(self.rollups(now - now % BUCKET_S, now))

@@ -327,7 +327,10 @@ def test_automated_canary_analysis_steps_up_and_promotes_a_healthy_canary(
     backend: LocalBackend, named_iris: Path, tree_iris: Path
 ) -> None:
     made = deploy(named_iris, "iris", backend=backend)
-    policy = AnalysisPolicy(steps=(20, 50, 100), interval_s=0.5, min_requests=20)
+    # A shared 2-core CI machine gives either model a 20 ms p99 now and then: latency is judged
+    # with fixed figures in tests/unit/test_canary_analysis.py, here only the stepping matters.
+    policy = AnalysisPolicy(steps=(20, 50, 100), interval_s=0.5, min_requests=20,
+                            p99_slack_ms=1000.0)  # fmt: skip
     with Load(made, threads=2) as load:
         analysis = made.canary(tree_iris, auto=policy)
         assert isinstance(analysis, CanaryAnalysis)

@@ -39,7 +39,7 @@ def test_requests_past_the_deadline_are_cancelled_at_it_and_the_others_are_not()
     assert [outcome for outcome, _ in results] == ["finished", "expired", "finished", "expired"]
     for outcome, seconds in results:
         if outcome == "expired":
-            assert 0.2 <= seconds < 0.3
+            assert 0.2 <= seconds < 0.6  # at the deadline, not at the 1 s the work takes
 
 
 def test_answered_requests_behind_a_slow_one_do_not_pile_up() -> None:

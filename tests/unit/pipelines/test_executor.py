@@ -61,9 +61,9 @@ def _diamond(delay_s: float) -> PipelineSpec:
 
 def test_independent_branches_run_at_the_same_time_and_join_row_by_row() -> None:
     started = time.perf_counter()
-    result = _run(_diamond(0.2), [{"x": 1}, {"x": 5}])
+    result = _run(_diamond(0.5), [{"x": 1}, {"x": 5}])
     elapsed = time.perf_counter() - started
-    assert elapsed < 0.35  # two 0.2 s branches, overlapped (serially: 0.4 s or more)
+    assert elapsed < 0.9  # two 0.5 s branches, overlapped (serially: 1 s or more)
     assert result.output == [{"pa": 2, "pb": 3, "mean": 2.5}, {"pa": 6, "pb": 7, "mean": 6.5}]
 
 

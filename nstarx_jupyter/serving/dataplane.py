@@ -260,6 +260,10 @@ class DataPlane:
         """
         feed = self.sinks.feeds.get(name)
         if feed is None:
+            if version is not None or name not in self._routers:  # the common case, inline
+                model, result = await self._predict(name, version, protocol, decode, outputs,
+                                                    all_outputs)  # fmt: skip
+                return Served(model, result)
             return await self._route(name, version, protocol, decode, outputs, all_outputs,
                                      caller, request_id)  # fmt: skip
         seen: list[Tensors] = []

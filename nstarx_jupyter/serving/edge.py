@@ -159,6 +159,14 @@ _HEAD_TOO_LARGE = b"".join([
 ])  # fmt: skip
 
 
+# uvicorn's per-request callbacks, called directly (`super()` builds an object per call, and
+# these run four times a request).
+_data_received = HttpToolsProtocol.data_received
+_on_headers_complete = HttpToolsProtocol.on_headers_complete
+_on_message_complete = HttpToolsProtocol.on_message_complete
+_on_response_complete = HttpToolsProtocol.on_response_complete
+
+
 class EdgeProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with read deadlines and a place in the connection cap.
 
@@ -191,7 +199,7 @@ class EdgeProtocol(HttpToolsProtocol):
         """Parse the request; after an early answer, read the rest of the body and drop it."""
         if self.lingering:
             return
-        super().data_received(data)
+        _data_received(self, data)
         if self.reading_head:  # still in the headers after parsing this: count it
             self.head_bytes += len(data)
             if self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
@@ -201,21 +209,21 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         """Headers in: the body deadline starts."""
-        super().on_headers_complete()
+        _on_headers_complete(self)
         self.deadline = self.loop.time() + self.edge.body_s
         self.reading_head = False
         self.head_bytes = 0
 
     def on_message_complete(self) -> None:
         """The whole request is in: the server works on it, the client cannot stall it now."""
-        super().on_message_complete()
+        _on_message_complete(self)
         self.deadline = _INF
         self.edge.waiting.pop(self, None)
 
     def on_response_complete(self) -> None:
         """Answered: wait for the next request, or linger if the body was never read."""
         unread = self.cycle.more_body and not self.pipeline
-        super().on_response_complete()
+        _on_response_complete(self)
         transport = self.transport
         if transport.is_closing():
             return

@@ -7,7 +7,9 @@ first on PYTHONPATH, with extra environment variables. Every build's server star
 pinned to core 0 as in `run.py`; the load (wrk, or grpc_load.py for `grpc@C`, on core 1) then
 alternates between them in short slices, in turned order each round, so the drift of a shared
 machine (10-15 % between runs of the same build here) falls on every build alike; each slice
-also reports the server's CPU time per request, which neighbours hardly move. Scenarios:
+also reports the server's CPU time per request, which neighbours hardly move. `--drift` gives
+each build's iris a drift reference (iris' training data, over the control API) so the drift tap
+samples every request; a build without drift detection says so and runs as it is. Scenarios:
 `v2@C`, `v2x32@C`, `v1@C`, `records@C` (REST, C connections) and `grpc@C`. Extra server flags
 go after `--flags`. Prints per scenario the mean, median and spread of req/s, the median p99,
 and each build's change against the first.
@@ -46,8 +48,14 @@ class Build(bench.Server):
         return [str(bench.ROOT / ".venv/bin/python"), "-m", "nstarx_jupyter.cli", *command[1:]]
 
 
-def start(spec: str, flags: list[str], models: dict[str, Path]) -> tuple[str, Build]:
-    """Start the build `NAME=SRC[:VAR=VALUE...]` (environment restored after)."""
+def start(
+    spec: str, flags: list[str], models: dict[str, Path], *, drift: bool = False
+) -> tuple[str, Build]:
+    """Start the build `NAME=SRC[:VAR=VALUE...]` (environment restored after).
+
+    With `drift`, iris is a deployment made over the control API (drift detection belongs to
+    deployments) with a drift reference; the server starts with a second model to wait on.
+    """
     name, _, rest = spec.partition("=")
     source, *assignments = rest.split(":")
     src = Path(source).resolve()
@@ -57,7 +65,15 @@ def start(spec: str, flags: list[str], models: dict[str, Path]) -> tuple[str, Bu
     saved = dict(bench.ENV)
     bench.ENV.update(dict(a.split("=", 1) for a in assignments), PYTHONPATH=str(src))
     try:
-        return name, Build("ours", {"iris": models["iris"]}, flags)
+        if not drift:
+            return name, Build("ours", {"iris": models["iris"]}, flags)
+        state = bench.WORK / f"state-{name}"
+        shutil.rmtree(state, ignore_errors=True)
+        server = Build("ours", {"warm": models["iris"]}, [*flags, "--state-dir", str(state)])
+        home_copy = bench.WORK / "home" / "models" / "iris"  # $NSTARX_HOME: an allowed folder
+        shutil.copytree(models["iris"], home_copy, dirs_exist_ok=True)
+        drift_deployment(name, server, home_copy)
+        return name, server
     finally:
         bench.ENV.clear()
         bench.ENV.update(saved)
@@ -86,6 +102,29 @@ def measure(server: Build, scenario: str, body: dict[str, Path], seconds: float)
     return dict(got)
 
 
+def drift_deployment(name: str, server: Build, model: Path) -> None:
+    """Deploy iris over the control API and give it a drift reference: iris' training rows."""
+    import httpx
+    from sklearn.datasets import load_iris
+
+    token = (bench.WORK / "home" / "security" / "admin-token").read_text().strip()
+    control = f"{server.url}/nstarx/v1/deployments/iris"
+    headers = {"authorization": f"Bearer {token}", "host": "localhost"}
+    with httpx.Client(headers=headers, timeout=60) as http:
+        doc = {"storage_uri": str(model / "model.joblib"), "trusted": True}
+        made = http.put(control, json=doc)
+        if made.status_code == 400 and "trusted" in made.text:  # a build before the trust model
+            made = http.put(control, json={"storage_uri": doc["storage_uri"]})
+        made.raise_for_status()
+        x = load_iris().data
+        columns = {feature: x[:, i].tolist() for i, feature in enumerate(bench.FEATURES)}
+        answer = http.put(f"{control}/drift/reference", json={"columns": columns})
+        if answer.status_code == 404:
+            print(f"{name}: no drift detection in this build", file=sys.stderr)
+        else:
+            answer.raise_for_status()
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -98,6 +137,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default="v2@8,grpc@8")
     parser.add_argument("--slices", type=int, default=6, help="rounds over every build")
     parser.add_argument("--seconds", type=float, default=3, help="measured per slice")
+    parser.add_argument("--drift", action="store_true", help="set a drift reference on iris")
     parser.add_argument("--flags", nargs=argparse.REMAINDER, default=[], help="server flags")
     args = parser.parse_args()
     models = bench.make_models()
@@ -106,7 +146,7 @@ def main() -> None:
     builds = []
     try:
         for spec in args.builds:
-            builds.append(start(spec, args.flags, models))
+            builds.append(start(spec, args.flags, models, drift=args.drift))
         scenarios = args.scenarios.split(",")
         rps: dict[tuple[str, str], list[float]] = {}
         p99: dict[tuple[str, str], list[float]] = {}

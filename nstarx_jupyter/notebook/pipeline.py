@@ -75,6 +75,17 @@ class KernelModels:
         outputs = await asyncio.to_thread(runtime.predict, tensors, signature.output_names())
         return tensors_to_records(outputs, signature)
 
+    async def explain(
+        self, model: str, rows: list[dict[str, Any]], label: str | None = None
+    ) -> dict[str, Any]:
+        """SHAP values of `rows` by a deployment's model: its server's explain answer."""
+        if not model.startswith("deployment:"):
+            raise InvalidInputError(f"'{model}' is not a deployment: deployments are explained")
+        from nstarx_jupyter.notebook.api import Deployment
+
+        deployment = Deployment(model.partition(":")[2])
+        return await asyncio.to_thread(deployment.explain_report, rows, label=label)
+
     def exists(self, model: str) -> bool | None:
         """Whether a registry version or file exists (deployments: the server knows)."""
         if model.startswith("file://"):

@@ -113,6 +113,7 @@ class ControlPlane:
         self.usage.drift_score = self.drift.hub.score
         dataplane.metrics.registry.register(self.drift.hub.collector())
         self.explain = ExplainApi(dataplane, self.drift.hub, self._get)
+        dataplane.explainer = self.explain.explain_for_pipeline
         """SHAP values per row and feature importance over live traffic (drift's live rows)."""
         dataplane.metrics.registry.register(self.explain.collector())
 

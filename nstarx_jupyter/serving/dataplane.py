@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from nstarx_jupyter.security import Guard
     from nstarx_jupyter.serving.metrics import ServerMetrics
 
-__all__ = ["EXTENSIONS", "Caller", "DataPlane", "Decoder", "Served"]
+__all__ = ["EXTENSIONS", "Caller", "DataPlane", "Decoder", "Explainer", "Served"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ EXTENSIONS = ("model_repository", "binary_tensor_data", "parameters")
 
 Decoder = Callable[[ModelSignature], Tensors]
 """Turns a request into the model's input tensors once the model's signature is known."""
+Explainer = Callable[[str, list[Any], str | None], Awaitable[dict[str, Any]]]
+"""(deployment, rows, class) → the explain answer (`ExplainApi.explain_for_pipeline`)."""
 
 SHADOW_IN_FLIGHT = 32
 """Copies a shadow may have unanswered; past it copies are dropped (and counted), not queued."""
@@ -118,6 +120,9 @@ class DataPlane:
         self.graphs = GraphHost(self)
         """KServe InferenceGraphs served next to the models (`nstarx apply -f`)."""
         self.on_predict: Callable[[str, Tensors, Tensors], None] | None = None
+        self.explainer: Explainer | None = None
+        """The control plane's SHAP explanations of a deployment (pipelines' `explain_shap`
+        steps); None without a control API."""
         """Called with each answered request's inputs and outputs (drift detection's tap: it
         must cost about a microsecond, it runs on the request path)."""
         self.draining = False

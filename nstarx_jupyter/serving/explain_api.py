@@ -199,6 +199,20 @@ class ExplainApi:
                 "fewer rows"
             ) from None
 
+    async def explain_for_pipeline(
+        self, name: str, rows: list[Any], label: str | None
+    ) -> dict[str, Any]:
+        """The explain answer for a pipeline's `explain_shap` step (the route's computation).
+
+        The pipeline's caller was checked against the pipeline; the step may explain any
+        deployment of this server, as its model nodes may call any.
+        """
+        self._known(name)
+        if len(rows) > MAX_ROWS:
+            raise InvalidInputError(f"at most {MAX_ROWS} rows an explanation ({len(rows)} sent)")
+        async with self.dataplane.repository.use(name) as loaded:
+            return await self._run(self.explain_rows, name, loaded, rows, label)
+
     # -- the work (on the explanation thread) --------------------------------------------------
 
     def explain_rows(

@@ -21,6 +21,7 @@ from nstarx_jupyter.errors import (
     InvalidInputError,
     ModelLoadError,
     NotFoundError,
+    UnsupportedError,
 )
 from nstarx_jupyter.pipelines import PipelineExecutor, PipelineSpec, component_class
 from nstarx_jupyter.protocol.datatypes import as_array
@@ -67,6 +68,19 @@ class ServerModels:
             name, None, "pipeline", functools.partial(records_to_tensors, rows), all_outputs=True
         )
         return tensors_to_records(served.outputs, served.model.signature)
+
+    async def explain(
+        self, model: str, rows: list[dict[str, Any]], label: str | None = None
+    ) -> dict[str, Any]:
+        """SHAP values of `rows` by a deployment's model: the control API's explain answer."""
+        if not model.startswith(DEPLOYMENT):
+            raise InvalidInputError(f"'{model}' is not a deployment: deployments are explained")
+        explainer = self.dataplane.explainer
+        if explainer is None:
+            raise UnsupportedError(
+                "explanations need the server's control API (nstarx serve --state-dir)"
+            )
+        return await explainer(model.removeprefix(DEPLOYMENT), rows, label)
 
     def exists(self, model: str) -> bool | None:
         """Deployments are known here; other models load with the pipeline."""

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from nstarx_jupyter.pipelines.library import inputs, outputs, routing, scoring, sinks
+from nstarx_jupyter.pipelines.library import (
+    explain_shap,
+    inputs,
+    outputs,
+    routing,
+    scoring,
+    sinks,
+)
 
-__all__ = ["inputs", "outputs", "routing", "scoring", "sinks"]
+__all__ = ["explain_shap", "inputs", "outputs", "routing", "scoring", "sinks"]

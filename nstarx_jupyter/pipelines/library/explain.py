@@ -28,11 +28,12 @@ from nstarx_jupyter.pipelines.library._fields import narrow, number, row_copies
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
-__all__ = ["ExplainConfig", "LinearExplainer", "TreeExplainConfig", "TreeExplainer", "TreeNodes",
-           "linear_explainer_config", "tree_explainer_config"]  # fmt: skip
+__all__ = ["ExplainConfig", "LinearExplainer", "RankedContributions", "TreeExplainConfig",
+           "TreeExplainer", "TreeNodes", "linear_explainer_config", "ranked",
+           "tree_explainer_config"]  # fmt: skip
 
 
-class _RankedContributions(ComponentConfig):
+class RankedContributions(ComponentConfig):
     """What both explainers write: the contributions, largest first, into one field."""
 
     top_k: int = Field(
@@ -44,7 +45,7 @@ class _RankedContributions(ComponentConfig):
     )
 
 
-class ExplainConfig(_RankedContributions):
+class ExplainConfig(RankedContributions):
     """Config of `explain` (see `linear_explainer_config` to fill it from a fitted model)."""
 
     coefficients: dict[str, float] = Field(
@@ -90,7 +91,7 @@ class LinearExplainer(Component):
                 feature: coef * (number(row.get(feature), at, feature) - self._baseline(feature))
                 for feature, coef in config.coefficients.items()
             }
-            row[config.output] = _ranked(contributions, config.top_k)
+            row[config.output] = ranked(contributions, config.top_k)
             rows.append(row)
         return batch.replace(rows)
 
@@ -140,7 +141,7 @@ def linear_explainer_config(
     return ExplainConfig.model_validate(config).model_dump()
 
 
-def _ranked(contributions: dict[str, float], top_k: int) -> dict[str, float]:
+def ranked(contributions: dict[str, float], top_k: int) -> dict[str, float]:
     """The contributions, largest magnitude first, the first `top_k` of them (0: all)."""
     ranked = sorted(contributions.items(), key=lambda item: -abs(item[1]))
     return dict(ranked[: top_k or None])
@@ -185,7 +186,7 @@ class TreeNodes(BaseModel):
     value: list[float] = Field(description="The score at each node (a class probability).")
 
 
-class TreeExplainConfig(_RankedContributions):
+class TreeExplainConfig(RankedContributions):
     """Config of `explain_tree` (see `tree_explainer_config` to fill it from a fitted model)."""
 
     features: list[str] = Field(description="The model's features, in column order.")
@@ -225,7 +226,7 @@ class TreeExplainer(Component):
             for tree in config.trees:
                 for feature, move in _path(tree, x):
                     totals[config.features[feature]] += config.scale * move
-            row[config.output] = _ranked(totals, config.top_k)
+            row[config.output] = ranked(totals, config.top_k)
             rows.append(row)
         return batch.replace(rows)
 

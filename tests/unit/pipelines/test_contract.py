@@ -27,6 +27,11 @@ class _Models:
     async def predict(self, model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{"prediction": row["amount"] / 100} for row in rows]
 
+    async def explain(
+        self, model: str, rows: list[dict[str, Any]], label: str | None
+    ) -> dict[str, Any]:
+        return {"features": ["amount"], "rows": [{"shap": [row["amount"] / 100]} for row in rows]}
+
     def exists(self, model: str) -> bool | None:
         return True
 
@@ -41,6 +46,7 @@ CASES: dict[str, dict[str, Any]] = {
     "one_hot": {"columns": ["country"]},
     "expression": {"features": {"per_hour": "amount / (hour or 1)"}},
     "explain": {"coefficients": {"amount": 0.5}, "baseline": {"amount": 20.0}},
+    "explain_shap": {"model": "deployment:fraud"},
     "explain_tree": tree_explainer_config(
         DecisionTreeRegressor(random_state=0).fit(X, Y), ["amount", "hour"]
     ),

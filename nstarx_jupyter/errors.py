@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 __all__ = [
+    "HTTP_STATUS",
     "ConflictError",
     "DeadlineExceededError",
     "ErrorKind",
@@ -45,6 +46,22 @@ class ErrorKind(enum.Enum):
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     INTERNAL = "INTERNAL"
+
+
+HTTP_STATUS: dict[ErrorKind, int] = {
+    ErrorKind.INVALID_INPUT: 400,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.PAYLOAD_TOO_LARGE: 413,
+    ErrorKind.RATE_LIMITED: 429,
+    ErrorKind.INTERNAL: 500,
+    ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.DEADLINE_EXCEEDED: 504,
+}
+"""The HTTP status of each kind of error: the one table the REST server, the gRPC server's
+HTTP fallbacks, the lab API and the clients read (gRPC codes have their own table)."""
 
 
 class NstarxError(Exception):

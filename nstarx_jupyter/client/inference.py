@@ -21,7 +21,7 @@ import httpx
 import orjson
 
 from nstarx_jupyter import __version__
-from nstarx_jupyter.errors import ErrorKind, InvalidInputError, NstarxError
+from nstarx_jupyter.errors import HTTP_STATUS, ErrorKind, InvalidInputError, NstarxError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -60,11 +60,8 @@ def _server_check(verify: bool | str | Path) -> ssl.SSLContext | bool:
 
 
 _ENDPOINT = re.compile(r"^(?P<base>https?://[^/]+(?:/.*?)?)/v1/models/(?P<name>[^/:]+)/?$")
-_KINDS = {
-    400: ErrorKind.INVALID_INPUT, 401: ErrorKind.UNAUTHENTICATED, 403: ErrorKind.FORBIDDEN,
-    404: ErrorKind.NOT_FOUND, 409: ErrorKind.CONFLICT, 413: ErrorKind.PAYLOAD_TOO_LARGE,
-    429: ErrorKind.RATE_LIMITED, 503: ErrorKind.UNAVAILABLE, 504: ErrorKind.DEADLINE_EXCEEDED,
-}  # fmt: skip
+_KINDS = {status: kind for kind, status in HTTP_STATUS.items() if kind is not ErrorKind.INTERNAL}
+"""What a status says went wrong (`errors.HTTP_STATUS` read backwards; a 500 is not a kind)."""
 _RETRY_STATUS = frozenset({429, 503})
 _MAX_RETRY_AFTER_S = 30.0
 

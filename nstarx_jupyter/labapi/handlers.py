@@ -16,7 +16,13 @@ from pydantic import BaseModel, ValidationError
 from tornado import web
 
 from nstarx_jupyter.deployment.service import TARGETS
-from nstarx_jupyter.errors import ErrorKind, InvalidInputError, NstarxError, first_problem
+from nstarx_jupyter.errors import (
+    HTTP_STATUS,
+    ErrorKind,
+    InvalidInputError,
+    NstarxError,
+    first_problem,
+)
 from nstarx_jupyter.labapi.models import (
     DeployRequest,
     KeyCreate,
@@ -37,13 +43,9 @@ __all__ = ["STATUS", "LabHandler"]
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
-STATUS: dict[ErrorKind, int] = {
-    ErrorKind.INVALID_INPUT: 400, ErrorKind.FORBIDDEN: 403, ErrorKind.NOT_FOUND: 404,
-    ErrorKind.CONFLICT: 409, ErrorKind.PAYLOAD_TOO_LARGE: 413, ErrorKind.RATE_LIMITED: 429,
-    ErrorKind.INTERNAL: 500, ErrorKind.UNAVAILABLE: 503, ErrorKind.DEADLINE_EXCEEDED: 504,
-    ErrorKind.UNAUTHENTICATED: 502,  # the local server refused us: not the lab user's login
-}  # fmt: skip
-"""The status of each kind of domain error."""
+STATUS: dict[ErrorKind, int] = {**HTTP_STATUS, ErrorKind.UNAUTHENTICATED: 502}
+"""The status of each kind of domain error (`errors.HTTP_STATUS`), but a 401 from the local
+server is a 502 here: the server refused the extension, not the lab user's login."""
 
 
 class LabHandler(APIHandler):

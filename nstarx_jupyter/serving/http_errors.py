@@ -9,7 +9,13 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from nstarx_jupyter.errors import ErrorKind, NstarxError, RateLimitedError, UnavailableError
+from nstarx_jupyter.errors import (
+    HTTP_STATUS,
+    ErrorKind,
+    NstarxError,
+    RateLimitedError,
+    UnavailableError,
+)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -25,18 +31,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-STATUS = {
-    ErrorKind.NOT_FOUND: 404,
-    ErrorKind.INVALID_INPUT: 400,
-    ErrorKind.CONFLICT: 409,
-    ErrorKind.UNAUTHENTICATED: 401,
-    ErrorKind.FORBIDDEN: 403,
-    ErrorKind.RATE_LIMITED: 429,
-    ErrorKind.UNAVAILABLE: 503,
-    ErrorKind.DEADLINE_EXCEEDED: 504,
-    ErrorKind.PAYLOAD_TOO_LARGE: 413,
-    ErrorKind.INTERNAL: 500,
-}
+STATUS = HTTP_STATUS
+"""Kept under its old name: the table is `errors.HTTP_STATUS`."""
 
 
 def retry_after(exc: NstarxError) -> int | None:

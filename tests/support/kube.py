@@ -252,24 +252,45 @@ class FakeController:
         self.cluster = cluster
         self.namespace = namespace
 
-    def _path(self, name: str) -> str:
-        return f"/apis/{GROUP}/v1beta1/namespaces/{self.namespace}/inferenceservices/{name}"
+    def _path(self, name: str, plural: str = "inferenceservices") -> str:
+        version = "v1beta1" if plural == "inferenceservices" else "v1alpha1"
+        return f"/apis/{GROUP}/{version}/namespaces/{self.namespace}/{plural}/{name}"
 
-    def get(self, name: str) -> dict[str, Any]:
-        """The InferenceService as stored."""
+    def get(self, name: str, plural: str = "inferenceservices") -> dict[str, Any]:
+        """The InferenceService (or another kind by `plural`) as stored."""
         with self.cluster.http() as http:
-            answer = http.get(self._path(name))
+            answer = http.get(self._path(name, plural))
             answer.raise_for_status()
             return dict(answer.json())
 
-    def write(self, name: str, status: dict[str, Any]) -> None:
+    def write(self, name: str, status: dict[str, Any], plural: str = "inferenceservices") -> None:
         """Merge `status` into the status subresource (lists are replaced whole)."""
         with self.cluster.http() as http:
             answer = http.patch(
-                f"{self._path(name)}/status", content=json.dumps({"status": status}),
+                f"{self._path(name, plural)}/status", content=json.dumps({"status": status}),
                 headers={"Content-Type": "application/merge-patch+json"},
             )  # fmt: skip
             answer.raise_for_status()
+
+    def graph(self, name: str, url: str | None = None, **ready: str | tuple[str, str, str]) -> None:
+        """An InferenceGraph's status as KServe's graph reconciler writes it.
+
+        `Ready="True"` (with the router's `url`) or `Ready=("False", reason, message)`, for the
+        current generation; KServe's `InferenceGraphStatus` has `conditions`, `url`,
+        `observedGeneration` and `deploymentMode`, and its graph reconciler sets the one
+        condition `Ready` (from the router's Deployment, or copied from its Knative Service).
+        """
+        generation = self.get(name, "inferencegraphs")["metadata"]["generation"]
+        state = ready.get("Ready", "Unknown")
+        status, reason, message = (state, "", "") if isinstance(state, str) else state
+        row = {"type": "Ready", "status": status, "lastTransitionTime": _now()}
+        if reason:
+            row.update(reason=reason, message=message)
+        doc: dict[str, Any] = {"observedGeneration": generation, "conditions": [row],
+                               "deploymentMode": "Serverless"}  # fmt: skip
+        if url is not None:
+            doc["url"] = url
+        self.write(name, doc, "inferencegraphs")
 
     def conditions(
         self, name: str, extra: dict[str, Any] | None = None, **states: str | tuple[str, str, str]

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from nstarx_jupyter.deployment import kserve_backend as kb
+from nstarx_jupyter.deployment import kserve_status as ks
+from nstarx_jupyter.deployment.kube_api import api_error as translate
 from nstarx_jupyter.errors import ConflictError, InvalidInputError, NotFoundError
 
 kubernetes = pytest.importorskip("kubernetes")
@@ -32,30 +33,30 @@ def conditions(**states: str | tuple[str, str, str]) -> list[dict[str, str]]:
 
 
 def test_each_condition_moves_the_stage_forward() -> None:
-    assert kb._stage(isvc(conditions=[])) == ("accepted", None)
-    assert kb._stage(isvc(conditions=conditions(PredictorRouteReady="True")))[0] == "scheduled"
-    assert kb._stage(isvc(conditions=conditions(PredictorReady="True")))[0] == "loaded"
-    assert kb._stage(isvc(conditions=conditions(PredictorReady="True", Ready="True"))) == (
+    assert ks.stage_of(isvc(conditions=[])) == ("accepted", None)
+    assert ks.stage_of(isvc(conditions=conditions(PredictorRouteReady="True")))[0] == "scheduled"
+    assert ks.stage_of(isvc(conditions=conditions(PredictorReady="True")))[0] == "loaded"
+    assert ks.stage_of(isvc(conditions=conditions(PredictorReady="True", Ready="True"))) == (
         "ready", None)  # fmt: skip
 
 
 def test_a_false_condition_fails_only_with_a_reason() -> None:
     # KServe's raw-deployment status marks a predictor that is not available yet False, no reason.
-    assert kb._stage(isvc(conditions=conditions(PredictorReady="False")))[0] == "accepted"
+    assert ks.stage_of(isvc(conditions=conditions(PredictorReady="False")))[0] == "accepted"
     failing = conditions(PredictorReady=("False", "ProgressDeadlineExceeded", "too slow"))
-    assert kb._stage(isvc(conditions=failing)) == (
+    assert ks.stage_of(isvc(conditions=failing)) == (
         "failed", "ProgressDeadlineExceeded: too slow")  # fmt: skip
     info = {"reason": "ModelLoadFailed", "message": "bad pickle"}
     blocked = {"transitionStatus": "BlockedByFailedLoad", "lastFailureInfo": info}
-    assert kb._status(isvc(conditions=[], modelStatus=blocked)) == (
+    assert ks.status_of(isvc(conditions=[], modelStatus=blocked)) == (
         "Failed", "ModelLoadFailed: bad pickle")  # fmt: skip
 
 
 def test_a_status_of_an_older_generation_says_nothing_of_the_new_one() -> None:
     stale = isvc(generation=2, observedGeneration=1, conditions=conditions(Ready="True"))
-    assert kb._stage(stale) == ("accepted", None)
-    assert kb._status(stale)[0] == "Loading"
-    assert kb._status(isvc(2, observedGeneration=2, conditions=conditions(Ready="True")))[0] == (
+    assert ks.stage_of(stale) == ("accepted", None)
+    assert ks.status_of(stale)[0] == "Loading"
+    assert ks.status_of(isvc(2, observedGeneration=2, conditions=conditions(Ready="True")))[0] == (
         "Ready")  # fmt: skip
 
 
@@ -63,17 +64,17 @@ def test_knatives_traffic_targets_read_as_canary_and_stable() -> None:
     traffic = [{"revisionName": "iris-predictor-00002", "latestRevision": True, "percent": 20},
                {"revisionName": "iris-predictor-00001", "latestRevision": False, "percent": 80,
                 "tag": "prev"}]  # fmt: skip
-    view = kb._traffic(isvc(components={"predictor": {"traffic": traffic}}))
+    view = ks.traffic_of(isvc(components={"predictor": {"traffic": traffic}}))
     assert view is not None
     assert [(a.variant, a.version, a.percent) for a in view.split] == [
         ("canary", "iris-predictor-00002", 20), ("stable", "iris-predictor-00001", 80)]  # fmt: skip
-    assert kb._traffic(isvc()) is None
+    assert ks.traffic_of(isvc()) is None
 
 
 def api_error(code: int, body: dict[str, Any]) -> Exception:
     error = kubernetes.client.exceptions.ApiException(status=code, reason="x")
     error.body = json.dumps(body)
-    return kb._api_error(error, "InferenceService", "iris", "ns")
+    return translate(error, "InferenceService", "iris", "ns")
 
 
 def test_the_api_servers_status_becomes_one_line_naming_fields_and_managers() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from nstarx_jupyter.deployment import kserve_graphs as kg
 from nstarx_jupyter.deployment import kserve_status as ks
 from nstarx_jupyter.deployment.kube_api import api_error as translate
 from nstarx_jupyter.errors import ConflictError, InvalidInputError, NotFoundError
@@ -97,3 +98,44 @@ def test_the_api_servers_status_becomes_one_line_naming_fields_and_managers() ->
     assert "is KServe installed?" in str(missing_crd)
     missing = api_error(404, {"details": {"name": "iris", "kind": "inferenceservices"}})
     assert str(missing) == "no InferenceService 'iris' in namespace 'ns'"
+
+
+def graph(generation: int = 1, **status: Any) -> dict[str, Any]:
+    steps = [{"name": "primary", "serviceName": "iris-primary", "weight": 70},
+             {"name": "b", "serviceName": "iris-b", "weight": 30}]  # fmt: skip
+    return {"metadata": {"name": "iris", "generation": generation},
+            "spec": {"nodes": {"root": {"routerType": "Splitter", "steps": steps}}},
+            "status": status}  # fmt: skip
+
+
+READY = isvc(conditions=conditions(PredictorReady="True", Ready="True"))
+
+
+def test_a_split_is_ready_only_when_the_graph_and_every_variant_are() -> None:
+    services = {"iris-primary": READY, "iris-b": READY}
+    ready_graph = graph(observedGeneration=1, conditions=conditions(Ready="True"))
+    parts = kg._parts(ready_graph, services)
+    assert (kg._status(parts), kg._stage(parts)) == (("Ready", None), ("ready", None))
+    # Every model loaded, the graph's router not yet: loaded, and the graph is the reason.
+    parts = kg._parts(graph(2, observedGeneration=1, conditions=conditions(Ready="True")), services)
+    assert kg._stage(parts) == ("loaded", None)
+    assert kg._status(parts) == ("Loading", "InferenceGraph 'iris': the controller has not "
+                                 "reconciled this revision yet")  # fmt: skip
+    # A variant still loading holds the stage back; a missing one is named.
+    loading = isvc(conditions=conditions(PredictorRouteReady="True"))
+    parts = kg._parts(ready_graph, {"iris-primary": READY, "iris-b": loading})
+    assert kg._stage(parts) == ("scheduled", None)
+    parts = kg._parts(ready_graph, {"iris-primary": READY})
+    assert kg._status(parts) == ("Unknown", "InferenceService 'iris-b': missing: apply the "
+                                 "deployment again")  # fmt: skip
+
+
+def test_a_failing_part_fails_the_split_before_an_unknown_one() -> None:
+    failing = isvc(conditions=conditions(Ready=("False", "ModelLoadFailed", "bad pickle")))
+    parts = kg._parts(graph(), {"iris-primary": failing, "iris-b": READY})
+    assert kg._status(parts) == ("Failed", "InferenceService 'iris-primary': ModelLoadFailed: "
+                                 "bad pickle")  # fmt: skip
+    assert kg._stage(parts)[0] == "failed"
+    view = kg._traffic(graph(), {})
+    assert [(a.variant, a.version, a.percent) for a in view.split] == [
+        ("primary", "iris-primary", 70), ("b", "iris-b", 30)]  # fmt: skip

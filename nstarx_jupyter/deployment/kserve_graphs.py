@@ -56,6 +56,7 @@ from nstarx_jupyter.deployment.kserve_status import (
 from nstarx_jupyter.deployment.kube_api import NoKServeError
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     NstarxError,
@@ -105,8 +106,8 @@ class GraphDeployments:
         """The split deployed as `name`, or None (no graph, or a graph nstarx did not make)."""
         try:
             graph = self.backend._get(GRAPH, name, missing_ok=True, namespace=namespace)
-        except NoKServeError:  # a cluster without the InferenceGraph CRD has no splits
-            return None
+        except (NoKServeError, ForbiddenError):  # no InferenceGraph CRD, or not ours to read:
+            return None  # no splits to see; InferenceServices work as before
         if graph is None or SPEC_ANNOTATION not in graph["metadata"].get("annotations", {}):
             return None
         return graph
@@ -150,7 +151,7 @@ class GraphDeployments:
         """Each split of the namespace, described from `items` (the namespace's services)."""
         try:
             graphs = self.backend._list(GRAPH).get("items", [])
-        except NoKServeError:
+        except (NoKServeError, ForbiddenError):
             return []
         owned: dict[str, dict[str, dict[str, Any]]] = {}
         for item in items:

@@ -11,6 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import kubernetes
 import pytest
 
 from nstarx_jupyter.deployment.kserve_backend import KServeBackend
@@ -18,6 +19,7 @@ from nstarx_jupyter.deployment.kserve_graphs import REVISION_ANNOTATION, SPEC_AN
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
     ConflictError,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     UnavailableError,
@@ -237,3 +239,42 @@ def test_a_split_the_api_server_refuses_names_what_was_applied_before(
                                     "sticky_header": "x-user"}))  # fmt: skip
     with pytest.raises(InvalidInputError, match="promote or roll back the canary first"):
         backend.apply(split(50, 50, canary_traffic_percent=10))
+
+
+def test_a_user_who_may_not_read_graphs_still_deploys_one_model(
+    kube_cluster: Cluster, kube_namespace: str
+) -> None:
+    """RBAC that grants InferenceServices but not InferenceGraphs: no split, the rest works."""
+    rbac = "rbac.authorization.k8s.io"
+    role = {"apiVersion": f"{rbac}/v1", "kind": "Role",
+            "metadata": {"name": "services-only", "namespace": kube_namespace},
+            "rules": [{"apiGroups": [GROUP], "resources": ["inferenceservices", "servingruntimes"],
+                       "verbs": ["*"]},
+                      {"apiGroups": [""], "resources": ["events"], "verbs": ["*"]}]}  # fmt: skip
+    binding = {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding",
+               "metadata": {"name": "limited", "namespace": kube_namespace},
+               "subjects": [{"kind": "User", "name": "limited", "apiGroup": rbac}],
+               "roleRef": {"kind": "Role", "name": "services-only", "apiGroup": rbac}}  # fmt: skip
+    with kube_cluster.http() as http:
+        for doc, plural in ((role, "roles"), (binding, "rolebindings")):
+            http.post(f"/apis/{rbac}/v1/namespaces/{kube_namespace}/{plural}",
+                      json=doc).raise_for_status()  # fmt: skip
+    configuration = kubernetes.client.Configuration()
+    configuration.host = kube_cluster.url
+    configuration.ssl_ca_cert = str(kube_cluster.ca_file)
+    configuration.api_key = {"authorization": f"Bearer {kube_cluster.user_token}"}
+    backend = KServeBackend(namespace=kube_namespace,
+                            api_client=kubernetes.client.ApiClient(configuration))  # fmt: skip
+    try:
+        assert backend.apply(iris()).name == "iris"
+        assert [d.name for d in backend.deployments()] == ["iris"]
+        assert backend.describe("iris").status == "Unknown"
+        with pytest.raises(ForbiddenError) as refused:
+            backend.apply(split(70, 30))
+        assert refused.value.message.endswith(
+            "applied before it: ServingRuntime/nstarx, InferenceService/iris-primary, "
+            "InferenceService/iris-b"
+        )
+        backend.delete("iris")
+    finally:
+        backend.api_client.close()

@@ -71,6 +71,8 @@ class Cluster:
     kubeconfig: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    user_token: str = ""
+    """The token of the user `limited`, who may do only what a test's RBAC Role grants."""
 
     def http(self) -> httpx.Client:
         """An HTTP client for the API server with the admin token."""
@@ -152,8 +154,9 @@ def _start_etcd(etcd: Path, base: Path, processes: list[subprocess.Popen[bytes]]
 def _start_apiserver(
     apiserver: Path, base: Path, etcd_url: str, processes: list[subprocess.Popen[bytes]]
 ) -> Cluster:
-    token = secrets.token_hex(16)
-    (base / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
+    token, user_token = secrets.token_hex(16), secrets.token_hex(16)
+    (base / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n'
+                                     f"{user_token},limited,limited-uid\n")  # fmt: skip
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (base / "sa.key").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
@@ -193,7 +196,7 @@ def _start_apiserver(
         "contexts": [{"name": "nstarx-test", "context": {"cluster": "test", "user": "admin",
                                                          "namespace": "default"}}],
     }))  # fmt: skip
-    return Cluster(url, token, ca_file, kubeconfig, processes)
+    return Cluster(url, token, ca_file, kubeconfig, processes, user_token=user_token)
 
 
 def _install_crds(http: httpx.Client) -> None:

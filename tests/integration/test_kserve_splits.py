@@ -237,7 +237,7 @@ def test_a_split_the_api_server_refuses_names_what_was_applied_before(
         backend.apply(iris(traffic={"variants": [{"name": "b", "storage_uri": V2}],
                                     "split": {"primary": 50, "b": 50},
                                     "sticky_header": "x-user"}))  # fmt: skip
-    with pytest.raises(InvalidInputError, match="promote or roll back the canary first"):
+    with pytest.raises(InvalidInputError, match="promote or roll back the canary before splitting"):
         backend.apply(split(50, 50, canary_traffic_percent=10))
 
 

@@ -143,7 +143,10 @@ def _graph(
         )
     if spec.canary_traffic_percent is not None:
         raise InvalidInputError(
-            "canary_traffic_percent with a traffic split: promote or roll back the canary first"
+            "canary_traffic_percent with a traffic split: KServe's canary shares one "
+            "InferenceService between its revisions, a split is an InferenceGraph over one per "
+            "variant; promote or roll back the canary before splitting, or give a variant the "
+            "new model in the split (set_traffic) instead of a canary"
         )
     docs: list[dict[str, Any]] = []
     steps = []

@@ -13,8 +13,9 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import httpx
 import joblib
 import pytest
 from sklearn.datasets import load_iris
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("k8s")]
 ROW = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
+V2_BODY = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                       "data": [5.1, 3.5, 1.4, 0.2]}]}  # fmt: skip
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -93,8 +96,27 @@ def target(
         assert stand_in.errors == []
 
 
-def _deploy(target: Target) -> Deployment:
-    return deploy(target.v1, "iris", target=target.name, namespace=target.namespace, auth=False)
+def _deploy(target: Target, **spec: Any) -> Deployment:
+    return deploy(target.v1, "iris", target=target.name, namespace=target.namespace, auth=False,
+                  **spec)  # fmt: skip
+
+
+def _v2_answers(made: Deployment, count: int) -> set[int]:
+    """The classes `count` V2 requests get at the deployment's URL.
+
+    On KServe a split is answered by the graph's router, which passes the body as it came to
+    the variant's service (V2 `/infer` for `deploy()`'s deployments): a V2 body works on both.
+    """
+    endpoint = made.service.backend.endpoint(made.name)
+    base = endpoint.url.rsplit("/v1/models/", 1)[0]
+    headers = {"Authorization": f"Bearer {endpoint.token}"} if endpoint.token else {}
+    found = set()
+    with httpx.Client(timeout=30, headers=headers) as http:
+        for _ in range(count):
+            answer = http.post(f"{base}/v2/models/{made.name}/infer", json=V2_BODY)
+            assert answer.status_code == 200, answer.text
+            found.add(int(answer.json()["outputs"][0]["data"][0]))
+    return found
 
 
 def _arms(made: Deployment) -> dict[str, float]:
@@ -152,3 +174,25 @@ def test_the_latency_chart_draws_the_servers_figures(target: Target) -> None:
     finally:
         made.close()
     made.delete()
+
+
+def test_an_ab_split_is_set_changed_and_undone(target: Target) -> None:
+    made = _deploy(target)
+    made.set_traffic({"primary": 70, "b": 30}, variants={"b": target.v2})
+    assert _arms(made) == {"primary": 70, "b": 30}
+    described = made.describe()
+    assert described.status == "Ready"
+    assert described.spec.traffic is not None
+    assert [v.storage_uri for v in described.spec.traffic.variants] == [target.v2]
+    assert _v2_answers(made, 40) == {0, 2}  # both variants answer, by their shares
+    made.set_traffic({"primary": 50, "b": 50})
+    assert _arms(made) == {"primary": 50, "b": 50}
+    assert [d.name for d in made.service.deployments()] == ["iris"]  # one deployment, not three
+
+    made.set_traffic(None)  # back to one model
+    assert _arms(made) == {"primary": 100}
+    assert made.describe().spec.traffic is None
+    assert _v2_answers(made, 10) == {0}
+    made.delete()
+    with pytest.raises(NotFoundError):
+        made.describe()

@@ -7,6 +7,10 @@ storage URI from a real S3-compatible server (tests/support/s3.py) as KServe's s
 initializer would, serves the model on one local `nstarx serve` (the same server our runtime image
 runs, with the same canary semantics), then writes `Ready`, the URL and the traffic through the
 status subresource (`FakeController`), or a failed `PredictorReady` with the load's message.
+It reconciles InferenceGraphs too, as KServe's graph reconciler and router would: each new
+generation is served on the same local server (its `/nstarx/v1/graphs` route, KServe's router
+semantics, each `serviceName` step calling the deployment the service became there), then `Ready`
+and the router's URL are written to the graph's status.
 Nothing here is mocked but the cluster's compute: the API server, its watch, the status
 subresource, the object store and the model server are real.
 """
@@ -27,6 +31,7 @@ from tests.integration.server import start_server
 from tests.support.kube import GROUP, FakeController
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from types import TracebackType
 
@@ -51,9 +56,16 @@ class StandIn:
         self.token = admin_token(security_dir())
         self.reconciled: dict[str, int] = {}
         """Per InferenceService, the generation last reconciled."""
+        self.graphs: dict[str, int] = {}
+        """Per InferenceGraph, the generation last reconciled."""
         self.errors: list[str] = []
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="kserve-stand-in")
+        self._threads = [
+            threading.Thread(target=self._run, args=("v1beta1", "inferenceservices",
+                             self._reconcile), daemon=True, name="kserve-stand-in"),
+            threading.Thread(target=self._run, args=("v1alpha1", "inferencegraphs",
+                             self._reconcile_graph), daemon=True, name="kserve-stand-in-graphs"),
+        ]  # fmt: skip
 
     @property
     def url(self) -> str:
@@ -61,24 +73,28 @@ class StandIn:
         return self.server.url
 
     def __enter__(self) -> StandIn:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._done.set()
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
         self.server.stop()
 
-    def _run(self) -> None:
-        path = f"/apis/{GROUP}/v1beta1/namespaces/{self.namespace}/inferenceservices"
+    def _run(
+        self, version: str, plural: str, reconcile: Callable[[str, dict[str, Any]], None]
+    ) -> None:
+        path = f"/apis/{GROUP}/{version}/namespaces/{self.namespace}/{plural}"
         while not self._done.is_set():
             try:
                 with self.cluster.http() as http:
                     listed = http.get(path).json()
                     for item in listed.get("items", []):
-                        self._reconcile("MODIFIED", item)
+                        reconcile("MODIFIED", item)
                     query = {"watch": "true", "timeoutSeconds": "2",
                              "resourceVersion": listed["metadata"]["resourceVersion"]}  # fmt: skip
                     with http.stream("GET", path, params=query, timeout=10) as events:
@@ -87,7 +103,7 @@ class StandIn:
                                 return
                             if line:
                                 event = json.loads(line)
-                                self._reconcile(event["type"], event["object"])
+                                reconcile(event["type"], event["object"])
             except Exception as exc:  # noqa: BLE001 - a test thread: keep the reason, go on
                 self.errors.append(f"{type(exc).__name__}: {exc}")
 
@@ -109,6 +125,9 @@ class StandIn:
             self._failed(name, "StorageInitializerFailed", f"cannot download {uri}: not found")
             return
         doc = spec.replace(storage_uri=str(local), namespace=None, auth=False, trusted=True)
+        # On a cluster a graph and a service of one name have hosts of their own; here they
+        # share the server's names, and the newer one (a split undone) takes the name.
+        self._control("DELETE", f"/graphs/{name}")
         answer = self._control("PUT", f"/deployments/{name}", doc.model_dump(
             mode="json", exclude_defaults=True))  # fmt: skip
         if answer.status_code >= 400:
@@ -116,6 +135,39 @@ class StandIn:
             return
         self.controller.ready(name, self.url, canary_percent=spec.canary_traffic_percent)
         self.controller.event(name, "InferenceServiceReady", f"InferenceService [{name}] is Ready")
+
+    def _reconcile_graph(self, kind: str, graph: dict[str, Any]) -> None:
+        name = graph["metadata"]["name"]
+        if kind == "DELETED":
+            self.graphs.pop(name, None)
+            self._control("DELETE", f"/graphs/{name}")
+            return
+        generation = int(graph["metadata"]["generation"])
+        if self.graphs.get(name) == generation:
+            return  # a status write of ours, or nothing new
+        self.graphs[name] = generation
+        nodes = graph["spec"]["nodes"]
+        services = {step["serviceName"] for node in nodes.values()
+                    for step in node.get("steps", []) if step.get("serviceName")}  # fmt: skip
+        annotations = graph["metadata"].get("annotations", {})
+        protocols = {service: self._protocol(service) for service in sorted(services)}
+        auth = annotations.get("security.opendatahub.io/enable-auth") == "true"
+        body = {"name": name, "nodes": nodes, "protocols": protocols, "auth": auth}
+        self._control("DELETE", f"/deployments/{name}")  # the one-model deployment it replaces
+        answer = self._control("PUT", f"/graphs/{name}", body)
+        if answer.status_code >= 400:
+            self.controller.graph(name, Ready=("False", "InvalidGraph", answer.text))
+            return
+        self.controller.graph(name, self.url, Ready="True")
+
+    def _protocol(self, service: str) -> str:
+        """The protocol KServe's router calls a service with: its predictor's V1 or V2."""
+        try:
+            isvc = self.controller.get(service)
+        except httpx.HTTPStatusError:
+            return "v1"
+        version = isvc["spec"]["predictor"].get("model", {}).get("protocolVersion", "v1")
+        return "v1" if version == "v1" else "v2"
 
     def _failed(self, name: str, reason: str, message: str) -> None:
         self.controller.conditions(

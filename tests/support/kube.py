@@ -71,6 +71,8 @@ class Cluster:
     kubeconfig: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    user_token: str = ""
+    """The token of the user `limited`, who may do only what a test's RBAC Role grants."""
 
     def http(self) -> httpx.Client:
         """An HTTP client for the API server with the admin token."""
@@ -152,8 +154,9 @@ def _start_etcd(etcd: Path, base: Path, processes: list[subprocess.Popen[bytes]]
 def _start_apiserver(
     apiserver: Path, base: Path, etcd_url: str, processes: list[subprocess.Popen[bytes]]
 ) -> Cluster:
-    token = secrets.token_hex(16)
-    (base / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
+    token, user_token = secrets.token_hex(16), secrets.token_hex(16)
+    (base / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n'
+                                     f"{user_token},limited,limited-uid\n")  # fmt: skip
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (base / "sa.key").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
@@ -193,7 +196,7 @@ def _start_apiserver(
         "contexts": [{"name": "nstarx-test", "context": {"cluster": "test", "user": "admin",
                                                          "namespace": "default"}}],
     }))  # fmt: skip
-    return Cluster(url, token, ca_file, kubeconfig, processes)
+    return Cluster(url, token, ca_file, kubeconfig, processes, user_token=user_token)
 
 
 def _install_crds(http: httpx.Client) -> None:
@@ -252,24 +255,45 @@ class FakeController:
         self.cluster = cluster
         self.namespace = namespace
 
-    def _path(self, name: str) -> str:
-        return f"/apis/{GROUP}/v1beta1/namespaces/{self.namespace}/inferenceservices/{name}"
+    def _path(self, name: str, plural: str = "inferenceservices") -> str:
+        version = "v1beta1" if plural == "inferenceservices" else "v1alpha1"
+        return f"/apis/{GROUP}/{version}/namespaces/{self.namespace}/{plural}/{name}"
 
-    def get(self, name: str) -> dict[str, Any]:
-        """The InferenceService as stored."""
+    def get(self, name: str, plural: str = "inferenceservices") -> dict[str, Any]:
+        """The InferenceService (or another kind by `plural`) as stored."""
         with self.cluster.http() as http:
-            answer = http.get(self._path(name))
+            answer = http.get(self._path(name, plural))
             answer.raise_for_status()
             return dict(answer.json())
 
-    def write(self, name: str, status: dict[str, Any]) -> None:
+    def write(self, name: str, status: dict[str, Any], plural: str = "inferenceservices") -> None:
         """Merge `status` into the status subresource (lists are replaced whole)."""
         with self.cluster.http() as http:
             answer = http.patch(
-                f"{self._path(name)}/status", content=json.dumps({"status": status}),
+                f"{self._path(name, plural)}/status", content=json.dumps({"status": status}),
                 headers={"Content-Type": "application/merge-patch+json"},
             )  # fmt: skip
             answer.raise_for_status()
+
+    def graph(self, name: str, url: str | None = None, **ready: str | tuple[str, str, str]) -> None:
+        """An InferenceGraph's status as KServe's graph reconciler writes it.
+
+        `Ready="True"` (with the router's `url`) or `Ready=("False", reason, message)`, for the
+        current generation; KServe's `InferenceGraphStatus` has `conditions`, `url`,
+        `observedGeneration` and `deploymentMode`, and its graph reconciler sets the one
+        condition `Ready` (from the router's Deployment, or copied from its Knative Service).
+        """
+        generation = self.get(name, "inferencegraphs")["metadata"]["generation"]
+        state = ready.get("Ready", "Unknown")
+        status, reason, message = (state, "", "") if isinstance(state, str) else state
+        row = {"type": "Ready", "status": status, "lastTransitionTime": _now()}
+        if reason:
+            row.update(reason=reason, message=message)
+        doc: dict[str, Any] = {"observedGeneration": generation, "conditions": [row],
+                               "deploymentMode": "Serverless"}  # fmt: skip
+        if url is not None:
+            doc["url"] = url
+        self.write(name, doc, "inferencegraphs")
 
     def conditions(
         self, name: str, extra: dict[str, Any] | None = None, **states: str | tuple[str, str, str]

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from nstarx_jupyter.deployment import kserve_backend as kb
+from nstarx_jupyter.deployment import kserve_graphs as kg
+from nstarx_jupyter.deployment import kserve_status as ks
+from nstarx_jupyter.deployment.kube_api import api_error as translate
 from nstarx_jupyter.errors import ConflictError, InvalidInputError, NotFoundError
 
 kubernetes = pytest.importorskip("kubernetes")
@@ -32,30 +34,30 @@ def conditions(**states: str | tuple[str, str, str]) -> list[dict[str, str]]:
 
 
 def test_each_condition_moves_the_stage_forward() -> None:
-    assert kb._stage(isvc(conditions=[])) == ("accepted", None)
-    assert kb._stage(isvc(conditions=conditions(PredictorRouteReady="True")))[0] == "scheduled"
-    assert kb._stage(isvc(conditions=conditions(PredictorReady="True")))[0] == "loaded"
-    assert kb._stage(isvc(conditions=conditions(PredictorReady="True", Ready="True"))) == (
+    assert ks.stage_of(isvc(conditions=[])) == ("accepted", None)
+    assert ks.stage_of(isvc(conditions=conditions(PredictorRouteReady="True")))[0] == "scheduled"
+    assert ks.stage_of(isvc(conditions=conditions(PredictorReady="True")))[0] == "loaded"
+    assert ks.stage_of(isvc(conditions=conditions(PredictorReady="True", Ready="True"))) == (
         "ready", None)  # fmt: skip
 
 
 def test_a_false_condition_fails_only_with_a_reason() -> None:
     # KServe's raw-deployment status marks a predictor that is not available yet False, no reason.
-    assert kb._stage(isvc(conditions=conditions(PredictorReady="False")))[0] == "accepted"
+    assert ks.stage_of(isvc(conditions=conditions(PredictorReady="False")))[0] == "accepted"
     failing = conditions(PredictorReady=("False", "ProgressDeadlineExceeded", "too slow"))
-    assert kb._stage(isvc(conditions=failing)) == (
+    assert ks.stage_of(isvc(conditions=failing)) == (
         "failed", "ProgressDeadlineExceeded: too slow")  # fmt: skip
     info = {"reason": "ModelLoadFailed", "message": "bad pickle"}
     blocked = {"transitionStatus": "BlockedByFailedLoad", "lastFailureInfo": info}
-    assert kb._status(isvc(conditions=[], modelStatus=blocked)) == (
+    assert ks.status_of(isvc(conditions=[], modelStatus=blocked)) == (
         "Failed", "ModelLoadFailed: bad pickle")  # fmt: skip
 
 
 def test_a_status_of_an_older_generation_says_nothing_of_the_new_one() -> None:
     stale = isvc(generation=2, observedGeneration=1, conditions=conditions(Ready="True"))
-    assert kb._stage(stale) == ("accepted", None)
-    assert kb._status(stale)[0] == "Loading"
-    assert kb._status(isvc(2, observedGeneration=2, conditions=conditions(Ready="True")))[0] == (
+    assert ks.stage_of(stale) == ("accepted", None)
+    assert ks.status_of(stale)[0] == "Loading"
+    assert ks.status_of(isvc(2, observedGeneration=2, conditions=conditions(Ready="True")))[0] == (
         "Ready")  # fmt: skip
 
 
@@ -63,17 +65,17 @@ def test_knatives_traffic_targets_read_as_canary_and_stable() -> None:
     traffic = [{"revisionName": "iris-predictor-00002", "latestRevision": True, "percent": 20},
                {"revisionName": "iris-predictor-00001", "latestRevision": False, "percent": 80,
                 "tag": "prev"}]  # fmt: skip
-    view = kb._traffic(isvc(components={"predictor": {"traffic": traffic}}))
+    view = ks.traffic_of(isvc(components={"predictor": {"traffic": traffic}}))
     assert view is not None
     assert [(a.variant, a.version, a.percent) for a in view.split] == [
         ("canary", "iris-predictor-00002", 20), ("stable", "iris-predictor-00001", 80)]  # fmt: skip
-    assert kb._traffic(isvc()) is None
+    assert ks.traffic_of(isvc()) is None
 
 
 def api_error(code: int, body: dict[str, Any]) -> Exception:
     error = kubernetes.client.exceptions.ApiException(status=code, reason="x")
     error.body = json.dumps(body)
-    return kb._api_error(error, "InferenceService", "iris", "ns")
+    return translate(error, "InferenceService", "iris", "ns")
 
 
 def test_the_api_servers_status_becomes_one_line_naming_fields_and_managers() -> None:
@@ -96,3 +98,44 @@ def test_the_api_servers_status_becomes_one_line_naming_fields_and_managers() ->
     assert "is KServe installed?" in str(missing_crd)
     missing = api_error(404, {"details": {"name": "iris", "kind": "inferenceservices"}})
     assert str(missing) == "no InferenceService 'iris' in namespace 'ns'"
+
+
+def graph(generation: int = 1, **status: Any) -> dict[str, Any]:
+    steps = [{"name": "primary", "serviceName": "iris-primary", "weight": 70},
+             {"name": "b", "serviceName": "iris-b", "weight": 30}]  # fmt: skip
+    return {"metadata": {"name": "iris", "generation": generation},
+            "spec": {"nodes": {"root": {"routerType": "Splitter", "steps": steps}}},
+            "status": status}  # fmt: skip
+
+
+READY = isvc(conditions=conditions(PredictorReady="True", Ready="True"))
+
+
+def test_a_split_is_ready_only_when_the_graph_and_every_variant_are() -> None:
+    services = {"iris-primary": READY, "iris-b": READY}
+    ready_graph = graph(observedGeneration=1, conditions=conditions(Ready="True"))
+    parts = kg._parts(ready_graph, services)
+    assert (kg._status(parts), kg._stage(parts)) == (("Ready", None), ("ready", None))
+    # Every model loaded, the graph's router not yet: loaded, and the graph is the reason.
+    parts = kg._parts(graph(2, observedGeneration=1, conditions=conditions(Ready="True")), services)
+    assert kg._stage(parts) == ("loaded", None)
+    assert kg._status(parts) == ("Loading", "InferenceGraph 'iris': the controller has not "
+                                 "reconciled this revision yet")  # fmt: skip
+    # A variant still loading holds the stage back; a missing one is named.
+    loading = isvc(conditions=conditions(PredictorRouteReady="True"))
+    parts = kg._parts(ready_graph, {"iris-primary": READY, "iris-b": loading})
+    assert kg._stage(parts) == ("scheduled", None)
+    parts = kg._parts(ready_graph, {"iris-primary": READY})
+    assert kg._status(parts) == ("Unknown", "InferenceService 'iris-b': missing: apply the "
+                                 "deployment again")  # fmt: skip
+
+
+def test_a_failing_part_fails_the_split_before_an_unknown_one() -> None:
+    failing = isvc(conditions=conditions(Ready=("False", "ModelLoadFailed", "bad pickle")))
+    parts = kg._parts(graph(), {"iris-primary": failing, "iris-b": READY})
+    assert kg._status(parts) == ("Failed", "InferenceService 'iris-primary': ModelLoadFailed: "
+                                 "bad pickle")  # fmt: skip
+    assert kg._stage(parts)[0] == "failed"
+    view = kg._traffic(graph(), {})
+    assert [(a.variant, a.version, a.percent) for a in view.split] == [
+        ("primary", "iris-primary", 70), ("b", "iris-b", 30)]  # fmt: skip

@@ -32,6 +32,7 @@ __all__ = [
     "InferenceClient",
     "InferenceError",
     "error_from",
+    "parse_endpoint",
     "tls_context",
 ]
 
@@ -59,7 +60,34 @@ def _server_check(verify: bool | str | Path) -> ssl.SSLContext | bool:
         raise InvalidInputError(message) from exc
 
 
-_ENDPOINT = re.compile(r"^(?P<base>https?://[^/]+(?:/.*?)?)/v1/models/(?P<name>[^/:]+)/?$")
+_ENDPOINT = re.compile(
+    r"^(?P<base>https?://[^/?#]+(?:/[^?#]*?)?)/v[12]/models/(?P<name>[^/:?#]+)"
+    r"(?:/versions/(?P<version>[^/?#]+))?"
+    r"(?::predict|/predict|/infer|/ready)?/?$"
+)
+_BARE = re.compile(r"^(?P<base>https?://[^/?#]+)/(?P<name>[a-z]([-a-z0-9]*[a-z0-9])?)/?$")
+"""`http://HOST:PORT/NAME`: the model NAME of a server at the host's root (the seed's form)."""
+
+
+def parse_endpoint(url: str) -> tuple[str, str, str | None]:
+    """The server's base URL, the model's name and a pinned version, from any model URL.
+
+    Takes what the product prints: the deployment's URL (`…/v1/models/NAME`), a pipeline's
+    or the product endpoint (`…/predict`, `…/versions/V/predict`), KServe V1 (`…:predict`),
+    V2 (`/v2/models/NAME[/versions/V][/infer]`), and `http://HOST:PORT/NAME`.
+
+    Raises:
+        InvalidInputError: `url` names no model.
+    """
+    match = _ENDPOINT.match(url) or _BARE.match(url)
+    if match is None or match["name"] in ("v1", "v2", "nstarx", "metrics"):
+        raise InvalidInputError(
+            f"endpoint '{url}' should look like http://HOST:PORT/v1/models/NAME (or the "
+            "/predict, :predict or /v2/models/NAME URL of a deployment)"
+        )
+    groups = match.groupdict()
+    return match["base"], match["name"], groups.get("version")
+
 _KINDS = {status: kind for kind, status in HTTP_STATUS.items() if kind is not ErrorKind.INTERNAL}
 """What a status says went wrong (`errors.HTTP_STATUS` read backwards; a 500 is not a kind)."""
 _RETRY_STATUS = frozenset({429, 503})
@@ -87,13 +115,8 @@ class _Core:
         backoff_s: float,
         verify: bool | str | Path = True,
     ) -> None:
-        match = _ENDPOINT.match(endpoint)
-        if match is None:
-            raise InvalidInputError(
-                f"endpoint '{endpoint}' should look like http://HOST:PORT/v1/models/NAME"
-            )
-        self.endpoint = endpoint.rstrip("/")
-        self.base_url, self.model = match["base"], match["name"]
+        self.base_url, self.model, self.version = parse_endpoint(endpoint.strip())
+        self.endpoint = f"{self.base_url}/v1/models/{self.model}"
         self.timeout_s = timeout_s
         self.retries = max(0, retries)
         self.backoff_s = backoff_s
@@ -118,7 +141,8 @@ class _Core:
         return doc
 
     def predict_url(self, version: str | None) -> str:
-        """The product endpoint, of one model version when `version` is given."""
+        """The product endpoint, of one model version when `version` (or the URL) names one."""
+        version = version or self.version
         if version is None:
             return f"{self.endpoint}/predict"
         return f"{self.endpoint}/versions/{version}/predict"

@@ -34,6 +34,7 @@ GROUP = "serving.kserve.io"
 MODE_ANNOTATION = f"{GROUP}/deploymentMode"
 OPTIONS_ANNOTATION = "nstarx.io/options"
 SINKS_ANNOTATION = "nstarx.io/sinks"
+OUTPUT_NAMES_ANNOTATION = "nstarx.io/output-names"
 """Sinks KServe's `logger` cannot express (files, batched webhooks), kept for the round trip."""
 AUTH_ANNOTATION = "security.opendatahub.io/enable-auth"
 """Token auth in front of an InferenceService (Open Data Hub's KServe with Authorino)."""
@@ -190,6 +191,8 @@ def _metadata(spec: DeploymentSpec) -> dict[str, Any]:
         metadata["annotations"][AUTH_ANNOTATION] = "true"
     if spec.options:
         metadata["annotations"][OPTIONS_ANNOTATION] = json.dumps(spec.options, sort_keys=True)
+    if spec.output_names:
+        metadata["annotations"][OUTPUT_NAMES_ANNOTATION] = json.dumps(spec.output_names)
     _, others = _split_sinks(spec)
     if others:
         metadata["annotations"][SINKS_ANNOTATION] = json.dumps(
@@ -427,6 +430,7 @@ def from_kserve(doc: Any) -> DeploymentSpec:
     annotations = dict(meta.get("annotations", {}))
     mode = annotations.pop(MODE_ANNOTATION, "Standard")
     options = json.loads(annotations.pop(OPTIONS_ANNOTATION, "{}"))
+    output_names = json.loads(annotations.pop(OUTPUT_NAMES_ANNOTATION, "{}"))
     auth = str(annotations.pop(AUTH_ANNOTATION, "false")).lower() == "true"
     sinks = _read_sinks(predictor, annotations.pop(SINKS_ANNOTATION, "[]"))
     batcher = predictor.get("batcher")
@@ -447,6 +451,7 @@ def from_kserve(doc: Any) -> DeploymentSpec:
         "labels": dict(meta.get("labels", {})),
         "annotations": annotations,
         "options": options,
+        "output_names": output_names,
         "auth": auth,
         "sinks": sinks,
     }

@@ -41,6 +41,7 @@ def spec_for(
     auth: bool = True,
     trusted: bool = False,
     sinks: list[Any] | None = None,
+    output_names: dict[str, str] | None = None,
 ) -> DeploymentSpec:
     """The spec `deploy()` and `nstarx deploy` send: scale-to-zero deploys in Knative mode.
 
@@ -51,5 +52,5 @@ def spec_for(
         max_replicas=max_replicas, batching=batching, container_concurrency=container_concurrency,
         timeout_s=timeout_s, resources=resources, options=options or {}, auth=auth,
         trusted=trusted, deployment_mode="Knative" if min_replicas == 0 else "Standard",
-        sinks=list(sinks or []),
+        sinks=list(sinks or []), output_names=dict(output_names or {}),
     )  # fmt: skip

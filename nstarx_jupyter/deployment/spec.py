@@ -206,6 +206,11 @@ class DeploymentSpec(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    output_names: dict[str, str] = Field(default_factory=dict)
+    """Renames the product endpoint's answer fields (`/predict`): `{"prediction": "sentiment",
+    "confidence": "score"}`. Keys are the fields it answers (`prediction`, `confidence` (the top
+    class probability, also called `probability` here), `probabilities`, or another output's
+    name); V1, V2 and gRPC answers keep the model's own output names."""
     sinks: list[Sink] = Field(default_factory=list, max_length=8)
     """Where each answered request is sent besides the caller: webhooks and files
     (`serving.sinks`). KServe's `logger` is a `cloudevents` webhook here; other sinks run on
@@ -230,6 +235,19 @@ class DeploymentSpec(_Strict):
     def _dns_namespace(cls, value: str | None) -> str | None:
         if value is not None and (len(value) > 63 or not _NAMESPACE.match(value)):
             raise ValueError(f"'{value}' is not a valid namespace")
+        return value
+
+    @field_validator("output_names")
+    @classmethod
+    def _renames(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, name in value.items():
+            if not key or not isinstance(name, str) or not name.strip():
+                raise ValueError(f"'{key}': give each answer field a non-empty new name")
+        if len(set(value.values())) != len(value):
+            raise ValueError("two answer fields cannot take the same name")
+        keys = set(value)
+        if {"confidence", "probability"} <= keys:
+            raise ValueError("'probability' and 'confidence' name the same field: give one")
         return value
 
     @model_validator(mode="after")

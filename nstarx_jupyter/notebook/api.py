@@ -60,6 +60,7 @@ def deploy(
     sinks: list[Any] | None = None,
     input_example: Any = None,
     reference_data: Any = None,
+    output_names: dict[str, str] | None = None,
     backend: Backend | None = None,
 ) -> Deployment:
     """Serve a model under `name` and return its `Deployment` once it answers.
@@ -91,6 +92,10 @@ def deploy(
     On the local server a seeded sample of `reference_data` (with the fitted model's
     predictions on it) also becomes the deployment's drift reference (`Deployment.drift()`).
 
+    `output_names` renames the product endpoint's answer fields (`prediction`, `confidence`,
+    also called `probability`: the top class probability, `probabilities`), e.g.
+    `{"prediction": "sentiment", "probability": "confidence"}`; it is part of the spec.
+
     `sinks` send every answered request elsewhere as well: `{"kind": "webhook", "url": ...}`
     (batched JSON POSTs, retried, then a dead-letter file; `"format": "cloudevents"` is KServe's
     logger) or `{"kind": "file", "format": "jsonl" | "parquet"}` (under the server's sink
@@ -105,16 +110,18 @@ def deploy(
     elif backend.target != target and target != "local":
         raise InvalidInputError(f"target '{target}': the backend given is '{backend.target}'")
     service = DeploymentService(backend)
+    card_example = _first_record(input_example, model_or_uri)
+    input_example = _model_example(model_or_uri, input_example)
     applied = service.deploy(
         model_or_uri, name, version=version, storage_uri=storage_uri, namespace=namespace,
-        input_example=input_example, reference_data=reference_data, model_store=model_store,
+        input_example=input_example, output_names=output_names, reference_data=reference_data, model_store=model_store,
         min_replicas=min_replicas,
         max_replicas=max_replicas, batching=batching, container_concurrency=container_concurrency,
         timeout_s=timeout_s, resources=resources, options=options, auth=auth, sinks=sinks,
     )  # fmt: skip
     made = Deployment(name, backend)
     made.registration = applied.registration
-    made._example = _first_record(input_example, getattr(model_or_uri, "feature_names_in_", None))
+    made._example = card_example
     if backend.target == "local":  # drift: the server compares live traffic with these
         _drift_reference(made, model_or_uri, reference_data)
     service.wait_ready(name, timeout_s=READY_TIMEOUT_S, on_progress=ProgressLine(name))
@@ -174,10 +181,17 @@ def _ipython() -> Any:
     return get_ipython()
 
 
-def _first_record(example: Any, names: Any) -> dict[str, Any] | None:
-    """One record for the card's test form: from the example, else the model's feature names."""
-    if example is None:
-        return None if names is None else dict.fromkeys((str(n) for n in names), 0.0)
+def _first_record(example: Any, model: Any) -> dict[str, Any] | None:
+    """One record for the card's test form: from the example, else the model's inputs.
+
+    Without an example, a scikit-learn model's columns are filled with sample values of their
+    type (a category it knows for a string column, 0.0 for a number).
+    """
+    if example is None or (isinstance(example, list) and example and isinstance(example[0], str)):
+        record = _sklearn_record(model)
+        if record is not None and example is not None and len(record) == 1:
+            return {next(iter(record)): example[0]}  # a text model's example documents
+        return record
     if hasattr(example, "iloc"):  # a pandas DataFrame or Series
         first = example.iloc[0] if hasattr(example, "columns") else example
         return {str(k): v.item() if hasattr(v, "item") else v for k, v in first.items()}
@@ -186,6 +200,34 @@ def _first_record(example: Any, names: Any) -> dict[str, Any] | None:
     if isinstance(example, dict):
         return dict(example)
     return None
+
+
+def _sklearn_record(model: Any) -> dict[str, Any] | None:
+    if not callable(getattr(model, "get_params", None)):
+        return None
+    from nstarx_jupyter.runtimes.sklearn_inputs import example_record
+
+    return example_record(model)
+
+
+def _model_example(model: Any, example: Any) -> Any:
+    """`example` as the model takes it, for the registry's signature: records of a text model
+    become its documents, records of a model with string columns a DataFrame."""
+    if example is None or not callable(getattr(model, "get_params", None)):
+        return example
+    records = [example] if isinstance(example, dict) else example
+    if not (isinstance(records, list) and records and all(isinstance(r, dict) for r in records)):
+        return example
+    from nstarx_jupyter.runtimes.sklearn_inputs import infer_inputs
+
+    inputs = infer_inputs(model)
+    if inputs.kind == "text" and all(len(record) == 1 for record in records):
+        return [next(iter(record.values())) for record in records]
+    if inputs.kind == "columns":
+        import pandas as pd
+
+        return pd.DataFrame.from_records(records, columns=list(inputs.names()))
+    return example
 
 
 class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin):

@@ -141,6 +141,7 @@ class DeploymentCard(anywidget.AnyWidget):
         self._source = source
         self._example = source.example() or {}
         self._worker: threading.Thread | None = None
+        self._output_names: dict[str, str] | None = None
         super().__init__(
             name=source.name,
             endpoint=source.url,
@@ -165,6 +166,7 @@ class DeploymentCard(anywidget.AnyWidget):
         # A deployment's typed description, or a pipeline's JSON: read both as JSON.
         info = described if isinstance(described, dict) else described.model_dump(mode="json")
         spec = info.get("spec") or {}
+        self._output_names = spec.get("output_names") or None
         version = registry_version(spec.get("storage_uri"))
         revision = info.get("revision")
         auth = bool(spec.get("auth", True))
@@ -184,7 +186,8 @@ class DeploymentCard(anywidget.AnyWidget):
             "auth": auth,
             "key_hint": hint or "",
             "curl": curl_snippet(url, self._example, hint, auth),
-            "python": python_snippet(url, self._example, hint, auth),
+            "python": python_snippet(url, self._example, hint, auth,
+                                     output_names=spec.get("output_names")),
         }
 
     def _reveal(self) -> None:
@@ -195,7 +198,8 @@ class DeploymentCard(anywidget.AnyWidget):
         self.send({
             "type": "secret", "api_key": key or "",
             "curl": curl_snippet(url, self._example, key, auth),
-            "python": python_snippet(url, self._example, key, auth),
+            "python": python_snippet(url, self._example, key, auth,
+                                     output_names=self._output_names),
         })  # fmt: skip
 
     def _on_message(self, _widget: object, content: object, _buffers: object) -> None:

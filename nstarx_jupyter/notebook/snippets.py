@@ -55,11 +55,13 @@ def python_snippet(
     auth: bool,
     *,
     key_from_env: bool = False,
+    output_names: dict[str, str] | None = None,
 ) -> str:
     """The same request through `InferenceClient`, with the key when `auth`.
 
     Without `api_key` the key is a placeholder, or with `key_from_env` read from
-    `$NSTARX_API_KEY`.
+    `$NSTARX_API_KEY`. With the deployment's `output_names`, the snippet reads the renamed
+    answer fields.
     """
     key = ""
     if auth:
@@ -71,8 +73,12 @@ def python_snippet(
     if len(record) > _SNIPPET_WIDTH and example:
         record = "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in example.items()) + "}"
     imports = "import os\n\n" if "os.environ" in key else ""
+    call = f"client.predict({record})"
+    if output_names:
+        fields = ", ".join(f"result[{name!r}]" for name in output_names.values())
+        call = f"result = {call}\nprint({fields})"
     return (
         f"{imports}from nstarx_jupyter import InferenceClient\n\n"
         f"client = InferenceClient(\n    endpoint={url!r},\n{key})\n"
-        f"client.predict({record})"
+        f"{call}"
     )

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-__all__ = ["leaf_paths", "records_to_tensors", "split_records", "tensors_to_records"]
+__all__ = ["as_text", "leaf_paths", "rename_fields", "records_to_tensors", "split_records", "tensors_to_records"]
 
 
 def split_records(doc: Any) -> tuple[list[dict[str, Any]], bool]:
@@ -35,8 +35,10 @@ def records_to_tensors(
 ) -> dict[str, np.ndarray[Any, Any]]:
     """Build the model's input tensors from records, naming any missing or unknown field."""
     columns = _columns(signature)
+    if _is_one_text(signature):  # a text model takes its one field under any name
+        records = [_one_field(record, columns[0]) for record in records]
     matched = [_match(record, columns, index) for index, record in enumerate(records)]
-    if len(signature.inputs) == 1 and signature.feature_names is not None:
+    if _is_matrix(signature):
         spec = signature.inputs[0]
         rows = [[row[name] for name in columns] for row in matched]
         return bind_inputs(signature, {spec.name: as_array(rows, spec.datatype, spec.name)})
@@ -63,7 +65,27 @@ def tensors_to_records(
     return records
 
 
+def _is_matrix(signature: ModelSignature) -> bool:
+    """One 2-D input whose columns are the named features."""
+    return (len(signature.inputs) == 1 and len(signature.inputs[0].shape) == 2
+            and signature.feature_names is not None)  # fmt: skip
+
+
+def _is_one_text(signature: ModelSignature) -> bool:
+    spec = signature.inputs[0] if len(signature.inputs) == 1 else None
+    return spec is not None and len(spec.shape) == 1 and signature.feature_names is None
+
+
+def _one_field(record: dict[str, Any], name: str) -> dict[str, Any]:
+    leaves = list(leaf_paths(record))
+    if len(leaves) == 1 and leaves[0][0][-1] != name:
+        return {name: leaves[0][1]}
+    return record
+
+
 def _columns(signature: ModelSignature) -> tuple[str, ...]:
+    if len(signature.inputs) == 1 and len(signature.inputs[0].shape) == 1:
+        return (signature.inputs[0].name,)
     if len(signature.inputs) == 1:
         if signature.feature_names is None:
             raise InvalidInputError(
@@ -114,10 +136,27 @@ def leaf_paths(
 
 
 def _stack(spec: TensorSpec, values: list[Any]) -> np.ndarray[Any, Any]:
+    if spec.datatype == "BYTES":
+        values = [as_text(value) for value in values]
     array = as_array(values, spec.datatype, spec.name)
     if len(spec.shape) == array.ndim + 1 and spec.shape[-1] in (1, -1):
         array = array.reshape(*array.shape, 1)
     return array
+
+
+def rename_fields(records: list[dict[str, Any]], names: dict[str, str]) -> list[dict[str, Any]]:
+    """Records with their fields renamed by `names` (`probability` names `confidence`)."""
+    if not names:
+        return records
+    wanted = {("confidence" if key == "probability" else key): new for key, new in names.items()}
+    return [{wanted.get(key, key): value for key, value in record.items()} for record in records]
+
+
+def as_text(value: Any) -> Any:
+    """A number given for a string field, as its text (`94110` for a category); else as is."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def _add_probabilities(

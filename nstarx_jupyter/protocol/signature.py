@@ -95,6 +95,8 @@ def _fit(spec: TensorSpec, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
                 f"input '{spec.name}' has datatype {got}; the model expects {spec.datatype}"
             )
         array = array.astype(want, copy=False)
+    if len(spec.shape) == 1 and array.ndim == 2 and array.shape[1] == 1:
+        array = array.reshape(-1)  # one column sent as [N, 1], as pandas codecs do
     if len(spec.shape) != array.ndim or any(
         dim not in (-1, got) for dim, got in zip(spec.shape, array.shape, strict=True)
     ):

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.protocol.datatypes import as_array
-from nstarx_jupyter.protocol.records import records_to_tensors
+from nstarx_jupyter.protocol.records import as_text, records_to_tensors
 from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
 
 if TYPE_CHECKING:
@@ -27,11 +27,32 @@ def decode_instances(doc: Any, signature: ModelSignature) -> dict[str, np.ndarra
     if all(isinstance(row, dict) for row in rows):
         return records_to_tensors(rows, signature)
     if len(signature.inputs) != 1:
-        names = ", ".join(spec.name for spec in signature.inputs)
-        raise InvalidInputError(f"this model takes several inputs ({names}); send records")
+        return _columns(rows, signature)
     spec = signature.inputs[0]
+    if spec.datatype == "BYTES":
+        rows = [as_text(row) for row in rows]
     array = as_array(rows, spec.datatype, "instances")
     return bind_inputs(signature, {spec.name: array})
+
+
+def _columns(rows: list[Any], signature: ModelSignature) -> dict[str, np.ndarray[Any, Any]]:
+    """Rows of values in the model's column order, for a model taking one input per column."""
+    specs = signature.inputs
+    names = ", ".join(spec.name for spec in specs)
+    if not all(len(spec.shape) == 1 for spec in specs):
+        raise InvalidInputError(f"this model takes several inputs ({names}); send records")
+    for index, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(specs):
+            raise InvalidInputError(
+                f"instance {index}: send {len(specs)} values in this order: {names} (or records)"
+            )
+    tensors = {}
+    for position, spec in enumerate(specs):
+        values = [row[position] for row in rows]
+        if spec.datatype == "BYTES":
+            values = [as_text(value) for value in values]
+        tensors[spec.name] = as_array(values, spec.datatype, spec.name)
+    return bind_inputs(signature, tensors)
 
 
 def encode_predictions(outputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:

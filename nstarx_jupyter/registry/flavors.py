@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +84,10 @@ def runtime_for(mlmodel: dict[str, Any], folder: Path) -> tuple[str, Path, dict[
         if conf is None:
             continue
         data = str(conf.get("pickled_model") or conf.get("data") or "model.pkl")
-        options = {}
+        options: dict[str, Any] = {}
+        columns = _signature_columns(mlmodel)
+        if columns:
+            options["input_columns"] = columns
         if conf.get("skops_trusted_types"):
             options["trusted_types"] = [str(t) for t in conf["skops_trusted_types"]]
         # LightGBM's scikit-learn API (LGBMClassifier...) is pickled or skops; a Booster is text.
@@ -98,3 +102,23 @@ def runtime_for(mlmodel: dict[str, Any], folder: Path) -> tuple[str, Path, dict[
         f"the MLflow model at {folder} has flavours {', '.join(flavors) or 'none'}; "
         "nstarx serves sklearn, xgboost, lightgbm and onnx ones"
     )
+
+
+def _signature_columns(mlmodel: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The column inputs of the MLmodel's signature (`[{"name", "type"}]`), if it has them.
+
+    MLflow stores the schema as a JSON string; tensor signatures and unreadable ones give None
+    (the runtime then reads the model itself).
+    """
+    signature = mlmodel.get("signature")
+    raw = signature.get("inputs") if isinstance(signature, dict) else None
+    try:
+        items = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+    if not isinstance(items, list) or not items:
+        return None
+    if not all(isinstance(item, dict) and isinstance(item.get("type"), str)
+               and item["type"] != "tensor" for item in items):  # fmt: skip
+        return None
+    return [{"name": item.get("name"), "type": item["type"]} for item in items]

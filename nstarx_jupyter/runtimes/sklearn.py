@@ -11,6 +11,7 @@ from nstarx_jupyter.errors import ForbiddenError, InvalidInputError, ModelLoadEr
 from nstarx_jupyter.protocol.datatypes import datatype_of
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes.base import Runtime, Tensors, find_artifact
+from nstarx_jupyter.runtimes.sklearn_inputs import SklearnInputs, infer_inputs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ class SklearnRuntime(Runtime):
 
     runtime_name: ClassVar[str] = "sklearn"
     model: Any = None
+    _inputs: SklearnInputs | None = None
 
     @classmethod
     def can_load(cls, path: Path) -> bool:
@@ -66,11 +68,16 @@ class SklearnRuntime(Runtime):
             raise ModelLoadError(f"{artifact} holds a {type(self.model).__name__}, not a model")
         # A model fitted on a DataFrame warns on every array; the records codec checks names.
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        self._inputs = infer_inputs(self.model, self.options)
         self.ready = True
 
     def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
-        """Run `predict` (and `predict_proba` when asked for) on the single input."""
-        (x,) = inputs.values()
+        """Run `predict` (and `predict_proba` when asked for) on the model's input.
+
+        A 2-D array for numeric models; a DataFrame of the columns for models with string
+        columns; a list of strings for a text pipeline.
+        """
+        x = self._model_input(inputs)
         wanted = outputs or ("predict",)
         result: Tensors = {}
         try:
@@ -85,6 +92,16 @@ class SklearnRuntime(Runtime):
             raise InvalidInputError(f"the model rejected the input: {exc}") from exc
         return result
 
+    def _model_input(self, inputs: Tensors) -> Any:
+        if self._inputs is None or self._inputs.kind == "matrix":
+            (x,) = inputs.values()
+            return x
+        if self._inputs.kind == "text":
+            (x,) = inputs.values()
+            return np.asarray(_texts(x.reshape(-1)), dtype=object)
+        pandas = require("pandas", "mlflow")  # the model was fitted on a DataFrame
+        return pandas.DataFrame({name: _column(inputs[name]) for name in self._inputs.names()})
+
     def rows_independent(self) -> bool:
         """Whether every estimator in the model is from a library that predicts row by row.
 
@@ -94,24 +111,43 @@ class SklearnRuntime(Runtime):
         return all(_row_wise(step) for step in _estimators(self.model))
 
     def metadata(self) -> ModelSignature:
-        """Derive inputs from `n_features_in_` and outputs from `classes_` / `n_outputs_`."""
+        """Derive inputs from the model (see `sklearn_inputs`), outputs from `classes_`."""
         model = self.model
-        n_features = int(getattr(model, "n_features_in_", -1))
-        names = self.options.get("feature_names") or _feature_names(model)
-        if names is not None and n_features == -1:
-            n_features = len(names)
+        inputs = self._inputs or infer_inputs(model, self.options)
         labels = getattr(model, "classes_", None)
         outputs = [_predict_spec(model, labels)]
         if labels is not None and hasattr(model, "predict_proba"):
             outputs.append(TensorSpec("predict_proba", "FP64", (-1, len(labels))))
         return ModelSignature(
             platform="sklearn",
-            inputs=(TensorSpec("input-0", "FP64", (-1, n_features)),),
+            inputs=_input_specs(model, inputs),
             outputs=tuple(outputs),
             default_outputs=("predict",),
-            feature_names=tuple(names) if names is not None else None,
+            feature_names=inputs.names() if inputs.kind != "text" and inputs.columns else None,
             class_labels=tuple(np.asarray(labels).tolist()) if labels is not None else None,
         )
+
+
+def _input_specs(model: Any, inputs: SklearnInputs) -> tuple[TensorSpec, ...]:
+    if inputs.kind != "matrix":
+        return tuple(TensorSpec(column.name, column.datatype, (-1,)) for column in inputs.columns)
+    n_features = int(getattr(model, "n_features_in_", -1))
+    if inputs.columns and n_features == -1:
+        n_features = len(inputs.columns)
+    return (TensorSpec("input-0", "FP64", (-1, n_features)),)
+
+
+def _texts(values: np.ndarray[Any, Any]) -> list[Any]:
+    """Strings for the model: BYTES arrive as `bytes` from binary and gRPC requests."""
+    try:
+        return [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"a BYTES input is not UTF-8 text: {exc}") from None
+
+
+def _column(array: np.ndarray[Any, Any]) -> Any:
+    flat = array.reshape(-1)
+    return np.asarray(_texts(flat), dtype=object) if flat.dtype.kind in "OSU" else flat
 
 
 ROW_WISE_LIBRARIES = ("sklearn.", "xgboost.", "lightgbm.")
@@ -163,13 +199,6 @@ def _check_skops(artifact: Path, trusted: Any) -> Any:
             "pass them in the model's trusted_types option if you trust this file"
         )
     return sio
-
-
-def _feature_names(model: Any) -> list[str] | None:
-    names = getattr(model, "feature_names_in_", None)
-    if names is None:
-        return None
-    return [str(name) for name in names]
 
 
 def _predict_spec(model: Any, labels: Any) -> TensorSpec:

@@ -26,7 +26,12 @@ from nstarx_jupyter.errors import (
     UnavailableError,
 )
 from nstarx_jupyter.protocol import v1, v2
-from nstarx_jupyter.protocol.records import records_to_tensors, split_records, tensors_to_records
+from nstarx_jupyter.protocol.records import (
+    records_to_tensors,
+    rename_fields,
+    split_records,
+    tensors_to_records,
+)
 from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.http_errors import STATUS, retry_after
@@ -393,7 +398,8 @@ class InferenceApp:
             name, version, "records", decode, all_outputs=True, caller=self._caller(name, scope)
         )
         call.served(served)
-        rows = tensors_to_records(served.outputs, served.model.signature)
+        rows = rename_fields(tensors_to_records(served.outputs, served.model.signature),
+                             served.model.settings.output_names)  # fmt: skip
         body = orjson.dumps(rows[0] if single else rows, option=_NUMPY)
         return _Reply(body, 200, _with(_JSON, served))
 

@@ -61,6 +61,7 @@ def settings_for(spec: DeploymentSpec, revision: int | str) -> ModelSettings:
     fields: dict[str, Any] = {
         "name": spec.name,
         "options": spec.options,
+        "output_names": spec.output_names,
         "min_replicas": 0 if spec.min_replicas == 0 else 1,
         "container_concurrency": spec.container_concurrency or 0,
         "timeout_s": spec.timeout_s,

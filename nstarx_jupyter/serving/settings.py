@@ -54,6 +54,8 @@ class ModelSettings(BaseModel):
     """Built-in runtime name or a `Runtime` import path; inferred from the artifact when None."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Runtime options, e.g. `feature_names` for models fitted without them."""
+    output_names: dict[str, str] = Field(default_factory=dict)
+    """New names for the product endpoint's answer fields (`DeploymentSpec.output_names`)."""
     min_replicas: int = Field(default=1, ge=0, le=1)
     """0 unloads the model after `idle_timeout_s` without requests (KServe's scale to zero)."""
     idle_timeout_s: float = Field(default=60.0, gt=0)

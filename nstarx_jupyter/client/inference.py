@@ -80,7 +80,7 @@ def parse_endpoint(url: str) -> tuple[str, str, str | None]:
         InvalidInputError: `url` names no model.
     """
     match = _ENDPOINT.match(url) or _BARE.match(url)
-    if match is None or match["name"] in ("v1", "v2", "nstarx", "metrics"):
+    if match is None or match["name"] in ("v1", "v2", "nstarx", "metrics", "predict", "infer"):
         raise InvalidInputError(
             f"endpoint '{url}' should look like http://HOST:PORT/v1/models/NAME (or the "
             "/predict, :predict or /v2/models/NAME URL of a deployment)"

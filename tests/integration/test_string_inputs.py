@@ -10,6 +10,7 @@ client snippet, run verbatim in a fresh interpreter.
 from __future__ import annotations
 
 import subprocess
+import time
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -227,3 +228,34 @@ def test_bad_string_inputs_get_a_400_naming_the_field_and_numbers_pass_as_catego
         assert named in answer.json()["error"], (path, body, answer.text)
     # A number where a category is expected is taken as its text (an unknown category here).
     assert made.predict({"merchant": 7, "location": "NY", "amount": 10})["prediction"] in (0, 1)
+
+
+def test_registered_versions_serve_string_inputs_from_their_mlflow_signature(
+    server: ServerProcess, backend: LocalBackend, fraud_model: Pipeline, sentiment_model: Pipeline
+) -> None:
+    """Once registered, each model serves from MLflow with the signature its example gave."""
+    examples = {"fraud": (fraud_model, TRANSACTION), "sentiment": (sentiment_model,
+                {"text": "I love it"})}  # fmt: skip
+    for name, (model, record) in examples.items():
+        made = deploy(model, name, backend=backend, input_example=record)
+        assert made.registration is not None
+        version = made.registration.result(timeout=120)
+        deadline = time.monotonic() + 60
+        while made.spec.storage_uri != version.uri and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert made.spec.storage_uri == version.uri
+        made.wait_ready()
+        signature = backend_signature(server, made)
+        assert any(item["datatype"] == "BYTES" for item in signature)
+        answer = httpx.post(f"{made.url}/predict", json=record, headers=_bearer(made))
+        assert answer.status_code == 200, answer.text
+        frame = pd.DataFrame([record]) if name == "fraud" else [record["text"]]
+        assert answer.json()["prediction"] == model.predict(frame)[0]
+
+
+def backend_signature(server: ServerProcess, made: Deployment) -> list[dict[str, Any]]:
+    """The served model's V2 inputs."""
+    meta = httpx.get(f"{server.url}/v2/models/{made.name}", headers=_bearer(made))
+    assert meta.status_code == 200, meta.text
+    inputs: list[dict[str, Any]] = meta.json()["inputs"]
+    return inputs

@@ -88,6 +88,7 @@ def parse_endpoint(url: str) -> tuple[str, str, str | None]:
     groups = match.groupdict()
     return match["base"], match["name"], groups.get("version")
 
+
 _KINDS = {status: kind for kind, status in HTTP_STATUS.items() if kind is not ErrorKind.INTERNAL}
 """What a status says went wrong (`errors.HTTP_STATUS` read backwards; a 500 is not a kind)."""
 _RETRY_STATUS = frozenset({429, 503})

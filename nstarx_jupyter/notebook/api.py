@@ -114,8 +114,8 @@ def deploy(
     input_example = _model_example(model_or_uri, input_example)
     applied = service.deploy(
         model_or_uri, name, version=version, storage_uri=storage_uri, namespace=namespace,
-        input_example=input_example, output_names=output_names, reference_data=reference_data, model_store=model_store,
-        min_replicas=min_replicas,
+        input_example=input_example, output_names=output_names, reference_data=reference_data,
+        model_store=model_store, min_replicas=min_replicas,
         max_replicas=max_replicas, batching=batching, container_concurrency=container_concurrency,
         timeout_s=timeout_s, resources=resources, options=options, auth=auth, sinks=sinks,
     )  # fmt: skip
@@ -211,8 +211,11 @@ def _sklearn_record(model: Any) -> dict[str, Any] | None:
 
 
 def _model_example(model: Any, example: Any) -> Any:
-    """`example` as the model takes it, for the registry's signature: records of a text model
-    become its documents, records of a model with string columns a DataFrame."""
+    """`example` as the model takes it, for the registry's signature.
+
+    Records of a text model become its documents, records of a model with string columns a
+    DataFrame; anything else is left as it is.
+    """
     if example is None or not callable(getattr(model, "get_params", None)):
         return example
     records = [example] if isinstance(example, dict) else example

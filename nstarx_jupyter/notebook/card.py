@@ -186,8 +186,9 @@ class DeploymentCard(anywidget.AnyWidget):
             "auth": auth,
             "key_hint": hint or "",
             "curl": curl_snippet(url, self._example, hint, auth),
-            "python": python_snippet(url, self._example, hint, auth,
-                                     output_names=spec.get("output_names")),
+            "python": python_snippet(
+                url, self._example, hint, auth, output_names=spec.get("output_names")
+            ),
         }
 
     def _reveal(self) -> None:

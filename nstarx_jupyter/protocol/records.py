@@ -18,7 +18,14 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-__all__ = ["as_text", "leaf_paths", "rename_fields", "records_to_tensors", "split_records", "tensors_to_records"]
+__all__ = [
+    "as_text",
+    "leaf_paths",
+    "records_to_tensors",
+    "rename_fields",
+    "split_records",
+    "tensors_to_records",
+]
 
 
 def split_records(doc: Any) -> tuple[list[dict[str, Any]], bool]:

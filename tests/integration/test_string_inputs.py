@@ -10,8 +10,8 @@ client snippet, run verbatim in a fresh interpreter.
 from __future__ import annotations
 
 import subprocess
-import time
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -28,6 +28,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from nstarx_jupyter import deploy
 from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.registry import Registry
 from tests.integration.server import ROOT, ServerProcess, start_server
 
 if TYPE_CHECKING:
@@ -101,10 +102,16 @@ def _bearer(made: Deployment) -> dict[str, str]:
 def test_a_text_pipeline_answers_v1_v2_grpc_the_product_endpoint_and_the_seed_snippet(
     server: ServerProcess, backend: LocalBackend, sentiment_model: Pipeline
 ) -> None:
-    made = deploy(sentiment_model, "sentiment", backend=backend,
-                  output_names={"prediction": "sentiment", "probability": "confidence"})
+    made = deploy(
+        sentiment_model,
+        "sentiment",
+        backend=backend,
+        output_names={"prediction": "sentiment", "probability": "confidence"},
+    )
     assert made.spec.output_names == {"prediction": "sentiment", "probability": "confidence"}
-    assert made.example() is not None and isinstance(made.example()["text"], str)  # type: ignore[index]
+    example = made.example()
+    assert example is not None
+    assert isinstance(example["text"], str)
     headers = _bearer(made)
     text = "This product is amazing!"
     expected = str(sentiment_model.predict([text])[0])
@@ -118,8 +125,11 @@ def test_a_text_pipeline_answers_v1_v2_grpc_the_product_endpoint_and_the_seed_sn
     assert v1.status_code == 200, v1.text
     assert v1.json()["predictions"] == [expected, "negative"]
 
-    v2 = httpx.post(f"{server.url}/v2/models/sentiment/infer", headers=headers, json={
-        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]})
+    v2 = httpx.post(
+        f"{server.url}/v2/models/sentiment/infer",
+        headers=headers,
+        json={"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]},
+    )
     assert v2.status_code == 200, v2.text
     assert v2.json()["outputs"][0]["data"] == [expected]
 
@@ -158,13 +168,17 @@ def test_a_onehot_fraud_model_answers_records_v1_v2_columns_and_grpc(
     made = deploy(fraud_model, "fraud", backend=backend)
     example = made.example()
     assert example is not None
-    assert isinstance(example["merchant"], str) and isinstance(example["location"], str)
+    assert isinstance(example["merchant"], str)
+    assert isinstance(example["location"], str)
     headers = _bearer(made)
     expected = int(fraud_model.predict(pd.DataFrame([TRANSACTION]))[0])
 
     meta = httpx.get(f"{server.url}/v2/models/fraud", headers=headers).json()
     assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
-        ("merchant", "BYTES"), ("location", "BYTES"), ("amount", "FP64")]
+        ("merchant", "BYTES"),
+        ("location", "BYTES"),
+        ("amount", "FP64"),
+    ]
 
     # The product endpoint: a record, a nested record (the seed's cURL body), records.
     assert made.predict(TRANSACTION)["prediction"] == expected
@@ -172,14 +186,21 @@ def test_a_onehot_fraud_model_answers_records_v1_v2_columns_and_grpc(
     assert nested.status_code == 200, nested.text
     assert nested.json()["prediction"] == expected
 
-    for instances in ([TRANSACTION, {"merchant": "amazon", "location": "NY", "amount": 20.0}],
-                      [list(TRANSACTION.values()), ["amazon", "NY", 20]]):  # records, or rows
+    for instances in (
+        [TRANSACTION, {"merchant": "amazon", "location": "NY", "amount": 20.0}],
+        [list(TRANSACTION.values()), ["amazon", "NY", 20]],
+    ):  # records, or rows
         v1 = httpx.post(f"{made.url}:predict", headers=headers, json={"instances": instances})
         assert v1.status_code == 200, v1.text
         assert v1.json()["predictions"] == [expected, 0]
 
     columns: list[dict[str, Any]] = [
-        {"name": "merchant", "datatype": "BYTES", "shape": [2, 1], "data": ["shady-shop", "amazon"]},
+        {
+            "name": "merchant",
+            "datatype": "BYTES",
+            "shape": [2, 1],
+            "data": ["shady-shop", "amazon"],
+        },
         {"name": "location", "datatype": "BYTES", "shape": [2], "data": ["offshore", "NY"]},
         {"name": "amount", "datatype": "INT64", "shape": [2], "data": [950, 20]},
     ]
@@ -234,8 +255,9 @@ def test_registered_versions_serve_string_inputs_from_their_mlflow_signature(
     server: ServerProcess, backend: LocalBackend, fraud_model: Pipeline, sentiment_model: Pipeline
 ) -> None:
     """Once registered, each model serves from MLflow with the signature its example gave."""
-    examples = {"fraud": (fraud_model, TRANSACTION), "sentiment": (sentiment_model,
-                {"text": "I love it"})}  # fmt: skip
+    examples: dict[str, tuple[Pipeline, dict[str, Any]]] = {
+        "fraud": (fraud_model, TRANSACTION), "sentiment": (sentiment_model, {"text": "I love it"})
+    }  # fmt: skip
     for name, (model, record) in examples.items():
         made = deploy(model, name, backend=backend, input_example=record)
         assert made.registration is not None
@@ -244,6 +266,9 @@ def test_registered_versions_serve_string_inputs_from_their_mlflow_signature(
         while made.spec.storage_uri != version.uri and time.monotonic() < deadline:
             time.sleep(0.2)
         assert made.spec.storage_uri == version.uri
+        stored = Registry().signature(name, version.version)
+        assert stored is not None
+        assert "string" in {column["type"] for column in stored["inputs"]}
         made.wait_ready()
         signature = backend_signature(server, made)
         assert any(item["datatype"] == "BYTES" for item in signature)

@@ -38,7 +38,10 @@ def test_the_client_takes_every_url_the_product_prints(url: str, version: str | 
 
 def test_a_proxy_prefix_is_kept_and_urls_without_a_model_are_refused() -> None:
     assert parse_endpoint("https://gw.example/ml/v1/models/fraud/predict") == (
-        "https://gw.example/ml", "fraud", None)
+        "https://gw.example/ml",
+        "fraud",
+        None,
+    )
     for url in (f"{HOST}/predict", f"{HOST}/v2", HOST, "ftp://h/v1/models/a", f"{HOST}/a/b"):
         with pytest.raises(InvalidInputError, match="should look like"):
             parse_endpoint(url)
@@ -56,13 +59,21 @@ def test_output_names_are_validated_and_round_trip_through_kserve() -> None:
     spec = DeploymentSpec.build(name="sentiment", storage_uri="s3://m/s/1", output_names=names)
     docs = to_manifests(spec)
     assert from_kserve(yaml.safe_load(yaml.safe_dump(docs[-1]))).output_names == names
-    for bad, word in (({"prediction": ""}, "non-empty"), ({"prediction": "a", "confidence": "a"},
-                      "same name"), ({"probability": "p", "confidence": "c"}, "same field")):
+    for bad, word in (
+        ({"prediction": ""}, "non-empty"),
+        ({"prediction": "a", "confidence": "a"}, "same name"),
+        ({"probability": "p", "confidence": "c"}, "same field"),
+    ):
         with pytest.raises(InvalidInputError, match=word):
             DeploymentSpec.build(name="s", storage_uri="s3://m/s/1", output_names=bad)
 
 
 def test_the_python_snippet_reads_the_renamed_fields() -> None:
-    text = python_snippet(f"{HOST}/v1/models/sentiment", {"text": "hi"}, "k", auth=True,
-                          output_names={"prediction": "sentiment", "probability": "confidence"})
+    text = python_snippet(
+        f"{HOST}/v1/models/sentiment",
+        {"text": "hi"},
+        "k",
+        auth=True,
+        output_names={"prediction": "sentiment", "probability": "confidence"},
+    )
     assert text.endswith("print(result['sentiment'], result['confidence'])")

@@ -53,7 +53,8 @@ def test_a_text_pipeline_takes_one_string_per_row_named_text() -> None:
     inputs = infer_inputs(model)
     assert inputs.kind == "text"
     assert [(c.name, c.datatype) for c in inputs.columns] == [("text", "BYTES")]
-    assert isinstance(inputs.columns[0].sample, str) and inputs.columns[0].sample
+    assert isinstance(inputs.columns[0].sample, str)
+    assert inputs.columns[0].sample
     assert infer_inputs(model, {"input_name": "review"}).names() == ("review",)
 
 
@@ -61,7 +62,10 @@ def test_a_column_transformer_types_each_column_from_its_transformer() -> None:
     inputs = infer_inputs(_fraud())
     assert inputs.kind == "columns"
     assert [(c.name, c.datatype) for c in inputs.columns] == [
-        ("merchant", "BYTES"), ("location", "BYTES"), ("amount", "FP64")]
+        ("merchant", "BYTES"),
+        ("location", "BYTES"),
+        ("amount", "FP64"),
+    ]
     assert example_record(_fraud()) == {"merchant": "amazon", "location": "NY", "amount": 0.0}
 
 
@@ -78,8 +82,7 @@ def test_an_imputer_before_the_encoder_and_a_vectorizer_on_one_column_say_string
 
 def test_an_encoder_fitted_alone_on_strings_and_numeric_models_keep_their_matrix() -> None:
     encoder = make_pipeline(OneHotEncoder(), LogisticRegression()).fit(FRAME[["merchant"]], Y)
-    assert [(c.name, c.datatype) for c in infer_inputs(encoder).columns] == [
-        ("merchant", "BYTES")]
+    assert [(c.name, c.datatype) for c in infer_inputs(encoder).columns] == [("merchant", "BYTES")]
     numeric = LogisticRegression().fit(FRAME[["amount"]], Y)
     assert infer_inputs(numeric).kind == "matrix"
     assert infer_inputs(numeric).names() == ("amount",)
@@ -121,8 +124,12 @@ def test_the_mlmodel_signature_reaches_the_runtime_options(tmp_path: Path) -> No
     }
     _, _, options = runtime_for(mlmodel, tmp_path)
     assert options["input_columns"] == [{"name": "merchant", "type": "string"}]
-    tensor = {"flavors": {"sklearn": {}}, "signature": {
-        "inputs": '[{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1, 4]}}]'}}
+    tensor = {
+        "flavors": {"sklearn": {}},
+        "signature": {
+            "inputs": '[{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1, 4]}}]'
+        },
+    }
     assert "input_columns" not in runtime_for(tensor, tmp_path)[2]
 
 
@@ -133,14 +140,18 @@ def test_the_runtime_feeds_a_dataframe_and_answers_records_and_v1_rows(tmp_path:
     assert [s.to_json() for s in signature.inputs] == [
         {"name": "merchant", "datatype": "BYTES", "shape": [-1]},
         {"name": "location", "datatype": "BYTES", "shape": [-1]},
-        {"name": "amount", "datatype": "FP64", "shape": [-1]}]
+        {"name": "amount", "datatype": "FP64", "shape": [-1]},
+    ]
     record = {"merchant": "shop", "location": "SF", "amount": 700}
     want = model.predict(pd.DataFrame([record])).tolist()
     assert runtime.predict(records_to_tensors([record], signature))["predict"].tolist() == want
     rows = v1.decode_instances({"instances": [["shop", "SF", 700]]}, signature)
     assert runtime.predict(rows)["predict"].tolist() == want
-    raw = {"merchant": np.asarray([b"shop"], dtype=object),
-           "location": np.asarray([[b"SF"]], dtype=object), "amount": np.asarray([700])}
+    raw = {
+        "merchant": np.asarray([b"shop"], dtype=object),
+        "location": np.asarray([[b"SF"]], dtype=object),
+        "amount": np.asarray([700]),
+    }
     from nstarx_jupyter.protocol.signature import bind_inputs
 
     assert runtime.predict(bind_inputs(signature, raw))["predict"].tolist() == want

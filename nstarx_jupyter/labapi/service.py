@@ -300,7 +300,7 @@ class LabService:
         return True
 
     def _example(self, storage_uri: object) -> dict[str, Any]:
-        """A record to put in the snippets: the registry version's input names, each 0."""
+        """A record to put in the snippets: the registry version's inputs, 0 or a string each."""
         if not isinstance(storage_uri, str) or not storage_uri.startswith("models:/"):
             return {}
         from nstarx_jupyter.registry import parse_model_uri
@@ -312,7 +312,10 @@ class LabService:
         except NstarxError:
             return {}
         columns = (signature or {}).get("inputs") or []
-        return {str(column["name"]): 0.0 for column in columns if "name" in column}
+        if len(columns) == 1 and columns[0].get("type") == "string" and "name" not in columns[0]:
+            return {"text": "example text"}  # a text model: one document per row
+        return {str(column["name"]): "a" if column.get("type") == "string" else 0.0
+                for column in columns if "name" in column}  # fmt: skip
 
     # -- clusters ------------------------------------------------------------------------------
 

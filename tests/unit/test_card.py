@@ -215,3 +215,14 @@ def test_importing_the_package_does_not_load_the_card() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_the_cards_python_snippet_reads_the_deployments_renamed_answer_fields() -> None:
+    source = FakeDeployment()
+    source.info["spec"]["output_names"] = {"prediction": "species", "probability": "confidence"}
+    card = DeploymentCard(source)
+    assert card.python.endswith("print(result['species'], result['confidence'])")
+    sent: list[Any] = []
+    card.send = sent.append
+    send(card, {"type": "reveal"})
+    assert sent[0]["python"].endswith("print(result['species'], result['confidence'])")

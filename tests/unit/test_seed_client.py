@@ -47,11 +47,14 @@ def test_a_proxy_prefix_is_kept_and_urls_without_a_model_are_refused() -> None:
             parse_endpoint(url)
 
 
-def test_nstarx_reexports_the_client() -> None:
-    code = "from nstarx import InferenceClient, AsyncInferenceClient; print(InferenceClient)"
+def test_nstarx_reexports_the_client_and_imports_lightly() -> None:
+    code = ("import sys; from nstarx import InferenceClient, AsyncInferenceClient; "
+            "print(InferenceClient); print(','.join(sorted(sys.modules)))")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, check=True)  # fmt: skip
-    assert "nstarx_jupyter.client.inference.InferenceClient" in done.stdout
+    first, modules = done.stdout.splitlines()
+    assert "nstarx_jupyter.client.inference.InferenceClient" in first
+    assert not {name.split(".")[0] for name in modules.split(",")} & {"numpy", "sklearn", "pandas"}
 
 
 def test_output_names_are_validated_and_round_trip_through_kserve() -> None:

@@ -139,6 +139,10 @@ def _parser() -> argparse.ArgumentParser:
         "--no-auth", action="store_true",
         help="leave the endpoint open (default: callers need an API key)",
     )  # fmt: skip
+    deploy.add_argument(
+        "--output-name", action="append", metavar="FIELD=NAME", default=[],
+        help="rename a field of the /predict answer, e.g. prediction=sentiment (repeatable)",
+    )  # fmt: skip
     keys = _security_commands(commands)
     apply = commands.add_parser(
         "apply", help="apply a KServe YAML's InferenceServices and InferenceGraphs, all or none"

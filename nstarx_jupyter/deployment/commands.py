@@ -55,6 +55,17 @@ def run_command(args: argparse.Namespace, out: Any = sys.stdout) -> int:
     return 0
 
 
+def _renames(pairs: list[str]) -> dict[str, str]:
+    """`--output-name FIELD=NAME` pairs as a mapping."""
+    names = {}
+    for pair in pairs:
+        field, sep, name = pair.partition("=")
+        if not sep or not field or not name:
+            raise InvalidInputError(f"--output-name '{pair}': write it as FIELD=NAME")
+        names[field] = name
+    return names
+
+
 def _deploy(args: argparse.Namespace, service: DeploymentService, out: Any) -> list[str]:
     """Deploy, then follow it to Ready, printing each stage as it comes."""
     batching = None
@@ -65,6 +76,7 @@ def _deploy(args: argparse.Namespace, service: DeploymentService, out: Any) -> l
         namespace=getattr(args, "namespace", None), min_replicas=args.min_replicas,
         batching=batching, container_concurrency=args.container_concurrency,
         timeout_s=args.timeout_s, auth=not args.no_auth,
+        output_names=_renames(getattr(args, "output_name", None) or []),
     )  # fmt: skip
 
     def say(step: Progress) -> None:

@@ -80,3 +80,16 @@ def test_the_python_snippet_reads_the_renamed_fields() -> None:
         output_names={"prediction": "sentiment", "probability": "confidence"},
     )
     assert text.endswith("print(result['sentiment'], result['confidence'])")
+
+
+def test_the_cli_takes_output_names_as_field_equals_name() -> None:
+    from nstarx_jupyter.cli import _parser
+    from nstarx_jupyter.deployment.commands import _renames
+
+    args = _parser().parse_args(
+        ["deploy", "sentiment", "m.skops", "--output-name", "prediction=sentiment",
+         "--output-name", "probability=confidence"]
+    )  # fmt: skip
+    assert _renames(args.output_name) == {"prediction": "sentiment", "probability": "confidence"}
+    with pytest.raises(InvalidInputError, match="FIELD=NAME"):
+        _renames(["prediction"])

@@ -7,6 +7,7 @@ of its path joined with `.` or `_` (`transaction.amount`, `transaction_amount`, 
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.errors import InvalidInputError
@@ -145,6 +146,8 @@ def leaf_paths(
 def _stack(spec: TensorSpec, values: list[Any]) -> np.ndarray[Any, Any]:
     if spec.datatype == "BYTES":
         values = [as_text(value) for value in values]
+    elif spec.datatype.startswith("FP") and len(spec.shape) == 1:
+        values = [math.nan if value is None else value for value in values]  # null: missing
     array = as_array(values, spec.datatype, spec.name)
     if len(spec.shape) == array.ndim + 1 and spec.shape[-1] in (1, -1):
         array = array.reshape(*array.shape, 1)

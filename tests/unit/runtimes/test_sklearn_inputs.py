@@ -215,3 +215,16 @@ def test_deploys_example_follows_the_inputs_strings_prefilled_with_strings() -> 
     frame = _model_example(fraud, [{"amount": 3.0, "merchant": "shop", "location": "SF"}])
     assert list(frame.columns) == ["merchant", "location", "amount"]
     assert fraud.predict(frame).tolist() in ([0], [1])
+
+
+def test_null_in_a_number_column_is_a_missing_value_for_the_models_imputer(
+    tmp_path: Path,
+) -> None:
+    amount = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+    columns = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), ["merchant"]),
+                                 ("num", amount, ["amount"])])  # fmt: skip
+    model = make_pipeline(columns, LogisticRegression()).fit(FRAME[["merchant", "amount"]], Y)
+    runtime = _served(model, tmp_path)
+    tensors = records_to_tensors([{"merchant": "shop", "amount": None}], runtime.metadata())
+    assert np.isnan(tensors["amount"][0])
+    assert runtime.predict(tensors)["predict"].tolist()[0] in (0, 1)

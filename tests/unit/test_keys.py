@@ -177,8 +177,21 @@ def test_the_guard_checks_every_caller() -> None:
     with pytest.raises(UnauthenticatedError, match="Bearer KEY"):
         guard.require(f"Basic {iris_key}", "predict", "iris")
     assert guard.require(_bearer(iris_key), "predict", "iris").name == "app"
+    with pytest.raises(ForbiddenError, match=r"key nsx_\w+ \('app'\) may not predict 'wine'"):
+        guard.require(_bearer(iris_key), "predict", "wine")
+    _, nameless = guard.keys.create("", ["predict:iris"])
+    with pytest.raises(ForbiddenError, match=r"key nsx_\w+ may not predict 'wine'"):
+        guard.require(_bearer(nameless), "predict", "wine")  # no "('')" for a nameless key
+    # A name the server does not serve is a 404 for a scoped key as for any caller (README).
+    guard.serves = lambda name: name in ("iris", "wine")
+    with pytest.raises(NotFoundError, match="model 'nope' not found"):
+        guard.require(_bearer(iris_key), "predict", "nope")
+    with pytest.raises(NotFoundError, match="model 'nope' not found"):
+        guard.require(_bearer(iris_key), "read", "nope")
     with pytest.raises(ForbiddenError, match="may not predict 'wine'"):
         guard.require(_bearer(iris_key), "predict", "wine")
+    with pytest.raises(ForbiddenError, match="may not manage 'nope'"):
+        guard.require(_bearer(iris_key), "manage", "nope")  # a deploy may create it
     with pytest.raises(ForbiddenError, match="may not manage 'iris'"):
         guard.require(_bearer(iris_key), "manage", "iris")
     with pytest.raises(ForbiddenError, match="may not read the metrics of the server"):

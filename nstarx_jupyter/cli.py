@@ -195,7 +195,8 @@ def _security_commands(commands: Any) -> argparse.ArgumentParser:
     )
     key_actions = keys.add_subparsers(dest="action", required=True)
     create = key_actions.add_parser("create", help="mint a key (printed once)")
-    create.add_argument("deployments", nargs="*", help="deployments it may call (none: all)")
+    create.add_argument("deployments", nargs="*", help="deployments it may call (predict:NAME)")
+    create.add_argument("--all", action="store_true", help="it may call every deployment")
     create.add_argument("--name", default="", help="who holds it (access rules name it)")
     create.add_argument(
         "--scope", action="append", default=[], metavar="SCOPE",

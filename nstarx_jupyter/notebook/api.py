@@ -119,7 +119,10 @@ def deploy(
         _drift_reference(made, model_or_uri, reference_data)
     service.wait_ready(name, timeout_s=READY_TIMEOUT_S, on_progress=ProgressLine(name))
     if auth and backend.target == "local":
-        made.create_key(f"deploy() of {name}")
+        minted = made.service.local("keys").create_key(
+            f"notebook deploy of {name}", [f"predict:{name}"], deployment=name
+        )  # revoked when the deployment is deleted
+        made.api_key = str(minted["key"])
     elif auth and not _SAID_NO_CLUSTER_KEYS.is_set():
         _SAID_NO_CLUSTER_KEYS.set()
         log.warning(

@@ -305,6 +305,12 @@ def test_keys_from_the_cli_notebook_and_control_api_revoke_within_a_second(
     assert {"prefix", "scopes", "state"} <= set(keys.columns)
     assert "key" not in keys.columns
     assert "digest" not in keys.columns
+    assert set(keys[keys["name"] == "notebook deploy of iris"]["state"]) == {"active", "revoked"}
+    iris.delete()  # the keys its deploy minted (and their rotations) go; keys made on purpose stay
+    keys = nsx.list_keys(backend=backend)
+    assert set(keys[keys["name"] == "notebook deploy of iris"]["state"]) == {"revoked"}
+    assert "active" in set(keys[keys["name"] == "rotating"]["state"])
+    assert httpx.post(url, json=ROW, headers=_bearer(made.json()["key"])).status_code == 401
 
 
 def test_the_audit_log_records_calls_without_secrets_and_survives_kill_9(
@@ -330,7 +336,7 @@ def test_the_audit_log_records_calls_without_secrets_and_survives_kill_9(
     assert set(calls["transport"]) >= {"rest", "grpc"}
     assert set(calls["version"]) == {"1"}
     assert (calls["latency_ms"] > 0).all()
-    assert set(calls["principal"]) == {"deploy() of iris"}
+    assert set(calls["principal"]) == {"notebook deploy of iris"}
     everything = nsx.audit_log(backend=backend)
     assert everything.columns[0] == "time"
     assert {401, 403, 404} <= set(everything["status"])

@@ -9,6 +9,7 @@ on the local server (`target="local"`) and on a KServe cluster (`target="kserve"
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -379,6 +380,10 @@ class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin):
         """Stop serving and forget the deployment."""
         self.close()
         self.service.delete(self.name)
+        if "nstarx_jupyter.notebook.card" in sys.modules:  # cards shown: they say "Deleted" now
+            from nstarx_jupyter.notebook.card import refresh_cards
+
+            refresh_cards(self.name)
 
     def close(self) -> None:
         """Stop its charts and close its pooled connections (the deployment keeps serving)."""

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("anywidget")
 
-from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.errors import InvalidInputError, NotFoundError
 from nstarx_jupyter.notebook import card as card_module
 from nstarx_jupyter.notebook.card import CardSource, DeploymentCard, registry_version
 
@@ -215,3 +215,25 @@ def test_importing_the_package_does_not_load_the_card() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+class GoneDeployment(FakeDeployment):
+    """A deployment that was deleted (or never was): describing it is a 404."""
+
+    gone = False
+
+    def describe(self) -> dict[str, Any]:
+        if self.gone:
+            raise NotFoundError("no deployment 'iris'")
+        return self.info
+
+
+def test_a_card_says_deleted_only_for_a_deployment_it_saw() -> None:
+    never = GoneDeployment()
+    never.gone = True
+    assert DeploymentCard(never).status == "Unknown"  # a typo'd name was not deleted
+    source = GoneDeployment()
+    card = DeploymentCard(source)
+    source.gone = True
+    card_module.refresh_cards("iris")
+    assert (card.status, card.reason) == ("Deleted", "the deployment 'iris' was deleted")

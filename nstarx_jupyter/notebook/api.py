@@ -115,7 +115,8 @@ def deploy(
     )  # fmt: skip
     made = Deployment(name, backend)
     made.registration = applied.registration
-    made._example = _first_record(input_example, getattr(model_or_uri, "feature_names_in_", None))
+    made._example = _first_record(input_example, getattr(model_or_uri, "feature_names_in_", None),
+                                  reference_data)  # fmt: skip
     if backend.target == "local":  # drift: the server compares live traffic with these
         _drift_reference(made, model_or_uri, reference_data)
     service.wait_ready(name, timeout_s=READY_TIMEOUT_S, on_progress=ProgressLine(name))
@@ -178,9 +179,29 @@ def _ipython() -> Any:
     return get_ipython()
 
 
-def _first_record(example: Any, names: Any) -> dict[str, Any] | None:
-    """One record for the card's test form: from the example, else the model's feature names."""
+def mean_record(frame: Any, names: Any = None) -> dict[str, Any] | None:
+    """Each column's mean, as a record (a DataFrame's numeric columns); None when it has none.
+
+    With `names`, only when the frame has exactly those columns (the model's features).
+    """
+    columns = getattr(frame, "columns", None)
+    if columns is None or not len(frame) or (names is not None and list(columns) != list(names)):
+        return None
+    means = frame.mean(numeric_only=True)
+    if len(means) != len(columns):
+        return None  # a text or category column: no mean to offer
+    return {str(name): float(value) for name, value in means.items()}
+
+
+def _first_record(example: Any, names: Any, reference: Any = None) -> dict[str, Any] | None:
+    """One record for the card's test form.
+
+    From the example, else the reference data's means, else the model's features with zeros.
+    """
     if example is None:
+        means = mean_record(reference, names) if reference is not None else None
+        if means is not None:
+            return means
         return None if names is None else dict.fromkeys((str(n) for n in names), 0.0)
     if hasattr(example, "iloc"):  # a pandas DataFrame or Series
         first = example.iloc[0] if hasattr(example, "columns") else example

@@ -237,3 +237,17 @@ def test_a_card_says_deleted_only_for_a_deployment_it_saw() -> None:
     source.gone = True
     card_module.refresh_cards("iris")
     assert (card.status, card.reason) == ("Deleted", "the deployment 'iris' was deleted")
+
+
+def test_without_an_example_the_form_starts_from_the_reference_datas_means() -> None:
+    import pandas as pd
+
+    from nstarx_jupyter.notebook.api import _first_record
+
+    names = ["a", "b"]
+    reference = pd.DataFrame({"a": [1.0, 3.0], "b": [10, 20]})
+    assert _first_record(None, names, reference) == {"a": 2.0, "b": 15.0}
+    assert _first_record(None, names) == {"a": 0.0, "b": 0.0}  # nothing known: zeros
+    other = pd.DataFrame({"a": [1.0], "c": [2.0]})  # not the model's features
+    assert _first_record(None, names, other) == {"a": 0.0, "b": 0.0}
+    assert _first_record({"a": 5, "b": 6}, names, reference) == {"a": 5, "b": 6}

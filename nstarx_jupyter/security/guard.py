@@ -354,7 +354,7 @@ class Guard:
             return not self.enabled or (action in ("predict", "read") and deployment in self.public)
         try:
             self.check(principal, action, deployment)
-        except ForbiddenError:
+        except (ForbiddenError, ModelNotFoundError):  # a name it does not serve: not allowed
             return False
         return True
 

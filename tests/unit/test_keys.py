@@ -212,6 +212,8 @@ def test_the_guard_checks_every_caller() -> None:
         guard.require(_bearer(iris_key), "predict", "nope")
     with pytest.raises(NotFoundError, match="model 'nope' not found"):
         guard.require(_bearer(iris_key), "read", "nope")
+    caller = guard.require(_bearer(iris_key), "predict", "iris")
+    assert not guard.may(caller, "read", "nope")  # listings: just not shown
     with pytest.raises(ForbiddenError, match="may not predict 'wine'"):
         guard.require(_bearer(iris_key), "predict", "wine")
     with pytest.raises(ForbiddenError, match="may not manage 'nope'"):

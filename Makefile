@@ -3,6 +3,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 EXTRAS ?= dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve,parquet,explain
+# What the notebooks need (`make lab`, `make demo`): widgets and live charts, and the registry;
+# the quickstart imports nothing else (scikit-learn is a core dependency). 04-kserve also wants
+# `kserve`, 05-monitoring's explanations `explain`: make lab LAB_EXTRAS=notebook,mlflow,kserve,explain
+LAB_EXTRAS ?= notebook,mlflow
+comma := ,
+# pip runs again only when pyproject.toml changes (or other extras are asked for).
+LAB_STAMP := $(VENV)/.installed-$(subst $(comma),-,$(LAB_EXTRAS))
 # The CPU build of torch that these machines keep on disk; a bare `torch` pulls a CUDA build.
 TORCH_PIN ?= torch==2.13.0
 S3_VENV ?= $(HOME)/.cache/nstarx-s3
@@ -23,6 +30,11 @@ $(PY):
 install: $(PY) $(S3_SERVER) ## install the package with every extra and the dev tools into .venv
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(if $(filter-out $(subst $(comma), ,$(EXTRAS)),$(subst $(comma), ,$(LAB_EXTRAS))),,touch $(LAB_STAMP))
+
+$(LAB_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[$(LAB_EXTRAS)]"
+	touch $@
 
 # The upload tests' S3-compatible server (moto's), in its own venv: its botocore pins
 # python-dateutil<3, which the kubernetes client refuses (tests/support/s3.py).
@@ -30,10 +42,10 @@ $(S3_SERVER):
 	python3 -m venv $(S3_VENV)
 	$(S3_VENV)/bin/pip install --quiet "moto[server]>=5,<6"
 
-demo: install ## the quickstart headless: train, deploy with a key, predict, load test, redeploy
+demo: $(LAB_STAMP) ## the quickstart headless, in its own home: train, deploy with a key, predict, load test, redeploy
 	$(BIN)/nstarx demo
 
-lab: install ## open JupyterLab on the quickstart notebook
+lab: $(LAB_STAMP) ## install what the notebooks need (LAB_EXTRAS), open JupyterLab on the quickstart
 	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/01-quickstart.ipynb
 
 lab-dev: install ## serve the lab extension from its build folder (rebuild: npm run build:prod)

@@ -21,6 +21,8 @@ log = logging.getLogger("nstarx_jupyter.cli")
 
 ALLOW_PATHS_ENV = "NSTARX_ALLOW_PATHS"
 """More folders for `--allow-path`, separated by the OS's path separator."""
+DEMO_HOME_ENV = "NSTARX_DEMO_HOME"
+"""Where `nstarx demo` keeps its registry, server and keys (default `$NSTARX_HOME/demo`)."""
 ALLOW_RUNTIMES_ENV = "NSTARX_ALLOW_RUNTIMES"
 """More import paths for `--allow-runtime`, separated by commas."""
 
@@ -180,6 +182,11 @@ def _parser() -> argparse.ArgumentParser:
         "--cleanup", action="store_true",
         help="delete the deployment and stop the local server at the end",
     )  # fmt: skip
+    demo.add_argument(
+        "--home", type=Path, metavar="DIR",
+        help=f"the demo's $NSTARX_HOME: registry, server, keys (default ${DEMO_HOME_ENV}, else "
+        "$NSTARX_HOME/demo, apart from your own models; give $NSTARX_HOME to share them)",
+    )  # fmt: skip
     return parser
 
 
@@ -199,7 +206,8 @@ def _security_commands(commands: Any) -> argparse.ArgumentParser:
     )
     key_actions = keys.add_subparsers(dest="action", required=True)
     create = key_actions.add_parser("create", help="mint a key (printed once)")
-    create.add_argument("deployments", nargs="*", help="deployments it may call (none: all)")
+    create.add_argument("deployments", nargs="*", help="deployments it may call (predict:NAME)")
+    create.add_argument("--all", action="store_true", help="it may call every deployment")
     create.add_argument("--name", default="", help="who holds it (access rules name it)")
     create.add_argument(
         "--scope", action="append", default=[], metavar="SCOPE",
@@ -387,10 +395,27 @@ def _tls_cert(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_home(given: Path | None = None) -> Path:
+    """The demo's home: `given`, else `$NSTARX_DEMO_HOME`, else `$NSTARX_HOME/demo`."""
+    import os
+
+    from nstarx_jupyter.config import nstarx_home
+
+    chosen = given or os.environ.get(DEMO_HOME_ENV) or nstarx_home() / "demo"
+    return Path(chosen).expanduser().resolve()
+
+
 def _demo(args: argparse.Namespace) -> int:
+    import os
+
     from nstarx_jupyter.notebook.demo import run_demo
 
-    return run_demo(rps=args.rps, duration_s=args.duration_s, cleanup=args.cleanup)
+    home = demo_home(args.home)
+    # Its own home and registry: the demo's `iris` versions do not land on the user's `iris`.
+    os.environ["NSTARX_HOME"] = str(home)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(name, None)
+    return run_demo(rps=args.rps, duration_s=args.duration_s, cleanup=args.cleanup, home=home)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

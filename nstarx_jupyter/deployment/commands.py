@@ -90,7 +90,8 @@ def _deploy(args: argparse.Namespace, service: DeploymentService, out: Any) -> l
     if service.target != "local":
         return [*lines, "auth: the cluster's ingress checks callers (nstarx keys are local)"]
     if applied.description.revision == 1:  # a new deployment: its first key, shown once
-        key = service.local("keys").create_key(f"nstarx deploy {done.name}", [done.name])
+        key = service.local("keys").create_key(f"nstarx deploy of {done.name}", [done.name],
+                                               deployment=done.name)  # fmt: skip
         return [*lines, f"API key (shown once, keep it): {key['key']}"]
     return [*lines, "needs an API key: earlier keys still work (`nstarx keys create NAME`)"]
 
@@ -146,7 +147,12 @@ def _keys(args: argparse.Namespace) -> list[str]:
     """`nstarx keys ...` on the home's key file: no server needed; running servers see it."""
     store = key_store()
     if args.action == "create":
-        scopes = [*args.deployments, *args.scope] or ["predict:*"]
+        scopes = [*args.deployments, *args.scope, *(["predict:*"] if args.all else [])]
+        if not scopes:  # an all-models key is asked for, never the default
+            raise InvalidInputError(
+                "say what the key may call: deployments (`nstarx keys create iris`), "
+                "--scope SCOPE (manage:NAME, metrics, admin), or --all for every deployment"
+            )
         expires = time.time() + parse_duration(args.expires_in) if args.expires_in else None
         record, secret = store.create(args.name, scopes, expires=expires,
                                       rate_limit=args.rate_limit, burst=args.burst)  # fmt: skip

@@ -275,13 +275,15 @@ class LocalBackend:
         expires_in_s: float | None = None,
         rate_limit: float | None = None,
         burst: int | None = None,
+        deployment: str | None = None,
     ) -> dict[str, Any]:
         """Mint an API key (scopes such as `predict:iris`; default `predict:*`).
 
-        `["key"]` is the key, shown once; the server keeps only its digest.
+        `["key"]` is the key, shown once; the server keeps only its digest. `deployment`: the
+        deployment whose deploy mints it (deleting that deployment revokes the key).
         """
         body = {"name": name, "scopes": scopes, "expires_in_s": expires_in_s,
-                "rate_limit": rate_limit, "burst": burst}  # fmt: skip
+                "rate_limit": rate_limit, "burst": burst, "deployment": deployment}  # fmt: skip
         return self._call("POST", "/keys", {k: v for k, v in body.items() if v is not None})  # type: ignore[no-any-return]
 
     def list_keys(self) -> list[dict[str, Any]]:

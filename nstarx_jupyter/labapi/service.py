@@ -209,7 +209,9 @@ class LabService:
             return DeployResult(deployment=self._info(applied, self.service), key=None)
         self._apply_form(request, self.service)
         self.service.wait_ready(request.name)
-        made = self.backend.create_key(f"deploy() of {request.name}", [f"predict:{request.name}"])
+        name = request.name  # its key goes when it is deleted (`KeyStore.revoke_minted_for`)
+        made = self.backend.create_key(f"sidebar deploy of {name}", [f"predict:{name}"],
+                                       deployment=name)  # fmt: skip
         return DeployResult(deployment=self.deployment(request.name), key=str(made["key"]))
 
     def _apply_form(self, request: DeployRequest, service: DeploymentService) -> Description:

@@ -9,6 +9,7 @@ on the local server (`target="local"`) and on a KServe cluster (`target="kserve"
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -110,7 +111,7 @@ def deploy(
     elif backend.target != target and target != "local":
         raise InvalidInputError(f"target '{target}': the backend given is '{backend.target}'")
     service = DeploymentService(backend)
-    card_example = _first_record(input_example, model_or_uri)
+    card_example = _first_record(input_example, model_or_uri, reference_data)
     input_example = _model_example(model_or_uri, input_example)
     applied = service.deploy(
         model_or_uri, name, version=version, storage_uri=storage_uri, namespace=namespace,
@@ -126,7 +127,10 @@ def deploy(
         _drift_reference(made, model_or_uri, reference_data)
     service.wait_ready(name, timeout_s=READY_TIMEOUT_S, on_progress=ProgressLine(name))
     if auth and backend.target == "local":
-        made.create_key(f"deploy() of {name}")
+        minted = made.service.local("keys").create_key(
+            f"notebook deploy of {name}", [f"predict:{name}"], deployment=name
+        )  # revoked when the deployment is deleted
+        made.api_key = str(minted["key"])
     elif auth and not _SAID_NO_CLUSTER_KEYS.is_set():
         _SAID_NO_CLUSTER_KEYS.set()
         log.warning(
@@ -181,16 +185,38 @@ def _ipython() -> Any:
     return get_ipython()
 
 
-def _first_record(example: Any, model: Any) -> dict[str, Any] | None:
-    """One record for the card's test form: from the example, else the model's inputs.
+def mean_record(frame: Any, names: Any = None) -> dict[str, Any] | None:
+    """Each column's mean, as a record (a DataFrame's numeric columns); None when it has none.
 
-    Without an example, a scikit-learn model's columns are filled with sample values of their
-    type (a category it knows for a string column, 0.0 for a number).
+    With `names`, only when the frame has exactly those columns (the model's features).
+    """
+    columns = getattr(frame, "columns", None)
+    if columns is None or not len(frame) or (names is not None and list(columns) != list(names)):
+        return None
+    means = frame.mean(numeric_only=True)
+    if len(means) != len(columns):
+        return None  # a text or category column: no mean to offer
+    return {str(name): float(value) for name, value in means.items()}
+
+
+def _first_record(example: Any, model: Any, reference: Any = None) -> dict[str, Any] | None:
+    """One record for the card's test form.
+
+    From the example; else the reference data's means (when its columns are the model's
+    features); else the model's inputs with sample values of their type (a category it knows
+    for a string column, 0.0 for a number); else zeros for the features the model names.
     """
     if example is None or (isinstance(example, list) and example and isinstance(example[0], str)):
+        names = getattr(model, "feature_names_in_", None)
+        if example is None and reference is not None:
+            means = mean_record(reference, names)
+            if means is not None:
+                return means
         record = _sklearn_record(model)
         if record is not None and example is not None and len(record) == 1:
             return {next(iter(record)): example[0]}  # a text model's example documents
+        if record is None and example is None and names is not None:
+            return dict.fromkeys((str(n) for n in names), 0.0)
         return record
     if hasattr(example, "iloc"):  # a pandas DataFrame or Series
         first = example.iloc[0] if hasattr(example, "columns") else example
@@ -421,6 +447,10 @@ class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin):
         """Stop serving and forget the deployment."""
         self.close()
         self.service.delete(self.name)
+        if "nstarx_jupyter.notebook.card" in sys.modules:  # cards shown: they say "Deleted" now
+            from nstarx_jupyter.notebook.card import refresh_cards
+
+            refresh_cards(self.name)
 
     def close(self) -> None:
         """Stop its charts and close its pooled connections (the deployment keeps serving)."""

@@ -10,10 +10,11 @@ import json
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nstarx_jupyter.errors import NstarxError, require
+from nstarx_jupyter.errors import NotFoundError, NstarxError, require
 from nstarx_jupyter.notebook.bundles import bundle
 from nstarx_jupyter.notebook.snippets import (
     curl_snippet,
@@ -39,10 +40,21 @@ __all__ = [
     "curl_snippet",
     "key_hint",
     "python_snippet",
+    "refresh_cards",
     "registry_version",
 ]
 
 logger = logging.getLogger(__name__)
+DELETED = "Deleted"
+"""A card's status once its deployment is gone (deleted here, elsewhere, or by the sidebar)."""
+_CARDS: weakref.WeakSet[DeploymentCard] = weakref.WeakSet()
+
+
+def refresh_cards(name: str) -> None:
+    """Read the status of every card of deployment `name` again (`Deployment.delete` calls it)."""
+    for card in list(_CARDS):
+        if card.name == name:
+            card.refresh()
 
 
 class CardSource(Protocol):
@@ -142,6 +154,8 @@ class DeploymentCard(anywidget.AnyWidget):
         self._example = source.example() or {}
         self._worker: threading.Thread | None = None
         self._output_names: dict[str, str] | None = None
+        self._served = False
+        """Whether the deployment was seen once: a 404 then means it was deleted."""
         super().__init__(
             name=source.name,
             endpoint=source.url,
@@ -150,6 +164,7 @@ class DeploymentCard(anywidget.AnyWidget):
             **kwargs,
         )
         self.on_msg(self._on_message)
+        _CARDS.add(self)
 
     def refresh(self) -> None:
         """Read the deployment's status (and version, auth, key, snippets) again."""
@@ -161,8 +176,14 @@ class DeploymentCard(anywidget.AnyWidget):
     def _status_traits(self) -> dict[str, Any]:
         try:
             described = self._source.describe()
+        except NotFoundError as exc:
+            if not self._served:
+                return {"status": "Unknown", "reason": exc.message}
+            reason = f"the deployment '{self._source.name}' was deleted"
+            return {"status": DELETED, "reason": reason, "usage": {}, "drift": {}}
         except NstarxError as exc:
             return {"status": "Unknown", "reason": exc.message}
+        self._served = True
         # A deployment's typed description, or a pipeline's JSON: read both as JSON.
         info = described if isinstance(described, dict) else described.model_dump(mode="json")
         spec = info.get("spec") or {}
@@ -236,11 +257,15 @@ class DeploymentCard(anywidget.AnyWidget):
             result, error = "", exc.message
         else:
             result, error = json.dumps(answer, indent=2, default=str), ""
+        elapsed_ms = round((time.perf_counter() - start) * 1000, 1)
+        self.refresh()
+        if error and self.status == DELETED:  # not the server's "model 'iris' not found"
+            error = (f"The deployment '{self.name}' was deleted: deploy it again "
+                     "(nx.deploy) to try it here.")  # fmt: skip
         with self.hold_sync():
             self.result, self.error = result, error
-            self.elapsed_ms = round((time.perf_counter() - start) * 1000, 1)
+            self.elapsed_ms = elapsed_ms
             self.busy = False
-        self.refresh()
 
     def _in_background(self, work: Callable[[], None]) -> None:
         """Run `work` off the kernel's thread; a failure ends up in the card, not a traceback."""

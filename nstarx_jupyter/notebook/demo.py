@@ -8,12 +8,15 @@ latency window → deploy a second model as a new revision → clean up when ask
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from nstarx_jupyter.errors import MissingExtraError, NstarxError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from nstarx_jupyter.notebook.api import Deployment
 
 __all__ = ["FEATURES", "run_demo"]
@@ -35,9 +38,17 @@ def _ms(value: float | None) -> str:
 
 
 def run_demo(
-    *, rps: float = 100, duration_s: float = 5, cleanup: bool = False, out: TextIO | None = None
+    *,
+    rps: float = 100,
+    duration_s: float = 5,
+    cleanup: bool = False,
+    out: TextIO | None = None,
+    home: Path | None = None,
 ) -> int:
-    """Run the flow and print each step; the deployment keeps serving unless `cleanup`."""
+    """Run the flow and print each step; the deployment keeps serving unless `cleanup`.
+
+    `home`: the $NSTARX_HOME the caller set for the demo, named in the commands it prints.
+    """
     import sys
 
     from sklearn.ensemble import RandomForestClassifier
@@ -52,6 +63,8 @@ def run_demo(
 
     x, y = _iris()
     model = LogisticRegression(max_iter=1000, random_state=0).fit(x, y)
+    if home is not None:
+        say(f"0. the demo's own home (its registry, server and keys): {home}")
     say(f"1. trained {type(model).__name__} on iris: {len(x)} rows, features {', '.join(FEATURES)}")
     began = time.perf_counter()
     dep = deploy(model, "iris")
@@ -75,8 +88,9 @@ def run_demo(
         second.service.local("stop").stop()
         say("7. deleted iris and stopped the local server")
     else:
-        say("7. iris keeps serving: `nstarx status`, `nstarx logs iris`, `nstarx delete iris`, "
-            "`nstarx stop`")  # fmt: skip
+        env = f"NSTARX_HOME={shlex.quote(str(home))} " if home is not None else ""
+        say(f"7. iris keeps serving: `{env}nstarx status`, `… nstarx logs iris`, "
+            "`… nstarx delete iris`, `… nstarx stop`")  # fmt: skip
     return 0
 
 

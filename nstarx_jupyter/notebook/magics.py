@@ -6,6 +6,7 @@ A mistake in what the user typed shows as one line (IPython's UsageError), never
 from __future__ import annotations
 
 import argparse
+import ast
 import io
 import json
 import shlex
@@ -53,10 +54,22 @@ class NstarxMagics(Magics):
         args = _deploy_parser().parse_args(shlex.split(line))
         shell = self.shell
         assert shell is not None  # noqa: S101 - set by IPython for a registered magic
-        result = shell.run_cell(cell)  # type: ignore[no-untyped-call]
-        if not result.success:
-            return None  # IPython already showed the cell's own error
-        model = result.result
+        # The cell runs as written, but its last expression (the model) is evaluated, not shown:
+        # the card is the cell's one output.
+        split = _split_last_expression(shell.transform_cell(cell))  # type: ignore[no-untyped-call]
+        if split is None:
+            result = shell.run_cell(cell)  # type: ignore[no-untyped-call]
+            if not result.success:
+                return None  # IPython already showed the cell's own error
+            raise UsageError("%%deploy: the cell's last line must be the model (an expression)")
+        before, expression = split
+        if before.strip() and not shell.run_cell(before).success:  # type: ignore[no-untyped-call]
+            return None
+        try:
+            model = shell.ev(expression)  # type: ignore[no-untyped-call]
+        except Exception:  # noqa: BLE001 - the user's code: IPython shows it as a cell error
+            shell.showtraceback()
+            return None
         if model is None:
             raise UsageError("%%deploy: the cell's last line must be the model (an expression)")
         batching = None
@@ -65,11 +78,15 @@ class NstarxMagics(Magics):
                         "max_latency_ms": args.max_latency_ms}  # fmt: skip
         from nstarx_jupyter.notebook.api import deploy
 
-        return _user_errors("%%deploy", lambda: deploy(
+        made = _user_errors("%%deploy", lambda: deploy(
             model, args.name, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
             container_concurrency=args.container_concurrency, timeout_s=args.timeout_s,
             batching=batching,
         ))  # fmt: skip
+        training = _training_means(shell.user_ns, model)
+        if training is not None:  # the card's form starts from typical values, not zeros
+            made._example = training
+        return made
 
     @line_magic
     def predict(self, line: str) -> Any:
@@ -106,6 +123,41 @@ class NstarxMagics(Magics):
         out = io.StringIO()
         _user_errors("%nstarx", lambda: run_command(argparse.Namespace(command=command), out))
         print(out.getvalue(), end="")  # noqa: T201 - a magic's output
+
+
+def _split_last_expression(source: str) -> tuple[str, str] | None:
+    """The cell as (the statements before, its last expression); None when it ends otherwise."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None  # IPython runs it and shows the error
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, ast.Expr):
+        return None
+    expression = ast.get_source_segment(source, last)
+    if expression is None:
+        return None
+    lines = source.splitlines(keepends=True)
+    before = "".join(lines[: last.lineno - 1]) + lines[last.lineno - 1][: last.col_offset]
+    return before, expression
+
+
+def _training_means(namespace: dict[str, Any], model: Any) -> dict[str, Any] | None:
+    """The means of the notebook's frame the model was fitted on, or None when there is none.
+
+    That frame is the DataFrame whose columns are the model's features (the largest, if several).
+    """
+    from nstarx_jupyter.notebook.api import mean_record
+
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return None
+    frames = [value for key, value in namespace.items() if not key.startswith("_")
+              and getattr(value, "columns", None) is not None
+              and list(value.columns) == list(names)]  # fmt: skip
+    if not frames:
+        return None
+    return mean_record(max(frames, key=len), names)
 
 
 def _user_errors(prog: str, call: Any) -> Any:

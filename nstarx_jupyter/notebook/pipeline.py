@@ -331,8 +331,9 @@ class Pipeline:
         state = backend.ensure_server()
         api_key = None
         if key:
-            made = backend.create_key(f"Pipeline.deploy() of {self.spec.name}",
-                                      [f"predict:{self.spec.name}"])  # fmt: skip
+            made = backend.create_key(f"notebook deploy of pipeline {self.spec.name}",
+                                      [f"predict:{self.spec.name}"],
+                                      deployment=self.spec.name)  # fmt: skip
             api_key = str(made["key"])
         return DeployedPipeline(self.spec.name, f"{state.url}{described['url']}", api_key, backend)
 

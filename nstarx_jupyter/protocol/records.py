@@ -49,7 +49,12 @@ def records_to_tensors(
     if _is_matrix(signature):
         spec = signature.inputs[0]
         rows = [[row[name] for name in columns] for row in matched]
-        return bind_inputs(signature, {spec.name: as_array(rows, spec.datatype, spec.name)})
+        try:
+            array = as_array(rows, spec.datatype, spec.name)
+        except InvalidInputError:
+            _name_the_field(matched, columns, spec.datatype)
+            raise
+        return bind_inputs(signature, {spec.name: array})
     tensors = {}
     for spec in signature.inputs:
         values = [row[spec.name] for row in matched]
@@ -119,6 +124,23 @@ def _match(record: dict[str, Any], columns: tuple[str, ...], index: int) -> dict
     if missing:
         raise InvalidInputError(f"{where}missing field '{missing[0]}'")
     return row
+
+
+def _name_the_field(rows: list[dict[str, Any]], columns: tuple[str, ...], datatype: str) -> None:
+    """Raise the error of the first field whose value does not fit `datatype`.
+
+    The features share one tensor (`input-0`), a name the caller of records never sent.
+    """
+    for index, row in enumerate(rows):
+        where = f"record {index}: " if index else ""
+        for name in columns:
+            if isinstance(row[name], list | dict):
+                raise InvalidInputError(f"{where}field '{name}': one value, not a list or object")
+            try:
+                as_array([row[name]], datatype, name)
+            except InvalidInputError as exc:
+                detail = exc.message.removeprefix(f"input '{name}'")
+                raise InvalidInputError(f"{where}field '{name}'{detail}") from None
 
 
 def _resolve(path: tuple[str, ...], wanted: set[str]) -> str | None:

@@ -217,14 +217,18 @@ class Registry:
     def versions(self, name: str) -> pd.DataFrame:
         """One row per version of `name`, newest first."""
         pd = require("pandas", "mlflow")
-        self._registered(name)
+        model = self._registered(name)
+        # search_model_versions leaves each version's aliases empty; the model holds them.
+        aliases: dict[str, list[str]] = {}
+        for alias, number in (model.aliases or {}).items():
+            aliases.setdefault(str(number), []).append(alias)
         found = self.client.search_model_versions(f"name = '{name}'", max_results=1000)
         rows = []
         for item in sorted(found, key=lambda v: -int(v.version)):
             version = self._version(item)
             rows.append({
                 "version": version.version, "uri": version.uri, "flavor": version.flavor,
-                "aliases": list(version.aliases), "tags": version.tags,
+                "aliases": sorted(aliases.get(version.version, ())), "tags": version.tags,
                 "description": version.description, "status": version.status,
                 "created": version.created, "run_id": version.run_id,
             })  # fmt: skip
@@ -401,10 +405,11 @@ class Registry:
             self._client = client
         return self._client
 
-    def _registered(self, name: str) -> None:
+    def _registered(self, name: str) -> Any:
+        """The registered model `name` (MLflow's entity); NotFoundError when there is none."""
         _check_name(name)
         try:
-            self.client.get_registered_model(name)
+            return self.client.get_registered_model(name)
         except Exception as exc:
             if is_missing(exc):
                 raise NotFoundError(f"no registered model '{name}'") from exc

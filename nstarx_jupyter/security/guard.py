@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from nstarx_jupyter.errors import (
     ForbiddenError,
     InvalidInputError,
+    ModelNotFoundError,
     RateLimitedError,
     UnauthenticatedError,
 )
@@ -243,6 +244,9 @@ class Guard:
         self.public: set[str] = set()
         self.registry_models: Callable[[str], Iterable[str]] = lambda name: ()
         """The registry models behind a deployment (the data plane sets this)."""
+        self.serves: Callable[[str], bool] = lambda name: True
+        """Whether a model, pipeline or graph of that name is served (the data plane sets this):
+        a key that may not call an unknown name hears 404, as any caller of it does."""
         self._buckets: dict[str, _Bucket] = {}
         self.control_hosts: AllowedHosts | None = None
         """The `Host` values control calls may name (None: any); see `check_host`."""
@@ -334,6 +338,8 @@ class Guard:
             return
         record = principal.record
         if record is None or not record.allows(action, deployment):
+            if action in ("predict", "read") and deployment and not self.serves(deployment):
+                raise ModelNotFoundError(deployment)
             what = f"'{deployment}'" if deployment else "the server"
             raise KeyForbiddenError(
                 f"{_who(principal)} may not {_VERBS.get(action, action)} {what}", principal
@@ -348,7 +354,7 @@ class Guard:
             return not self.enabled or (action in ("predict", "read") and deployment in self.public)
         try:
             self.check(principal, action, deployment)
-        except ForbiddenError:
+        except (ForbiddenError, ModelNotFoundError):  # a name it does not serve: not allowed
             return False
         return True
 
@@ -394,4 +400,5 @@ _VERBS = {"metrics": "read the metrics of", "admin": "administer"}
 def _who(principal: Principal) -> str:
     if principal.record is None:
         return "an anonymous caller"
-    return f"the API key {key_prefix(principal.key)} ('{principal.name}')"
+    named = f" ('{principal.name}')" if principal.name else ""
+    return f"the API key {key_prefix(principal.key)}{named}"

@@ -107,6 +107,9 @@ class ApiKey:
     """Requests the key may make at once before the rate applies; default the rate (at least 1)."""
     rotated_to: str | None = None
     """The id of the key that replaced this one."""
+    deployment: str | None = None
+    """The deployment whose deploy minted the key (`deploy()`, the sidebar, `nstarx deploy`):
+    deleting that deployment revokes it. None for keys made on purpose."""
 
     @property
     def prefix(self) -> str:
@@ -144,7 +147,7 @@ class ApiKey:
         doc: dict[str, Any] = {"id": self.id, "prefix": self.prefix, "name": self.name,
                                "scopes": list(self.scopes), "created": self.created,
                                "state": self.state()}  # fmt: skip
-        for extra in ("expires", "rate_limit", "burst", "revoked", "rotated_to"):
+        for extra in ("expires", "rate_limit", "burst", "revoked", "rotated_to", "deployment"):
             value = getattr(self, extra)
             if value is not None:
                 doc[extra] = value
@@ -234,13 +237,31 @@ class KeyStore(SharedFile):
         expires: float | None = None,
         rate_limit: float | None = None,
         burst: int | None = None,
+        deployment: str | None = None,
     ) -> tuple[ApiKey, str]:
-        """Mint a key. Returns the record and the key, which is shown once and never kept."""
+        """Mint a key. Returns the record and the key, which is shown once and never kept.
+
+        `deployment`: the deployment whose deploy mints it; `revoke_minted_for` revokes it.
+        """
         checked = parse_scopes(scopes)
         _check_limits(expires, rate_limit, burst)
+        if deployment is not None and (deployment == ALL or not _NAME.match(deployment)):
+            raise InvalidInputError(f"deployment: '{deployment}' is not a deployment name")
         with self._changing():
             record, secret = self._mint(name, checked, expires, rate_limit, burst)
+            if deployment is not None:
+                record = self._keys[record.id] = replace(record, deployment=deployment)
         return record, secret
+
+    def revoke_minted_for(self, deployment: str) -> list[ApiKey]:
+        """Revoke the active keys minted by `deployment`'s deploy (it is being deleted)."""
+        with self._changing():
+            now = time.time()
+            mine = [key for key in self._keys.values()
+                    if key.deployment == deployment and key.state(now) == "active"]  # fmt: skip
+            for key in mine:
+                self._keys[key.id] = replace(key, revoked=now)
+        return [self._keys[key.id] for key in mine]
 
     def revoke(self, key_id: str, *, at: float | None = None) -> ApiKey:
         """Revoke a key by id, prefix or key (at `at`, default now); it stays listed."""
@@ -265,6 +286,7 @@ class KeyStore(SharedFile):
             if old.state() != "active":
                 raise InvalidInputError(f"the API key {old.prefix} is {old.state()}: create one")
             new, secret = self._mint(old.name, old.scopes, old.expires, old.rate_limit, old.burst)
+            new = self._keys[new.id] = replace(new, deployment=old.deployment)
             retire = time.time() + grace_s
             self._keys[old.id] = replace(old, revoked=retire, rotated_to=new.id)
         return new, secret

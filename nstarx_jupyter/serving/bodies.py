@@ -378,6 +378,8 @@ class KeyCreateRequest(_Closed):
     rate_limit: float | None = Field(default=None, gt=0)
     """Requests per second."""
     burst: int | None = Field(default=None, gt=0)
+    deployment: str | None = None
+    """The deployment whose deploy mints the key: deleting that deployment revokes it."""
 
 
 class KeyRecord(_Open):
@@ -394,6 +396,8 @@ class KeyRecord(_Open):
     burst: int | None = None
     revoked: float | None = None
     rotated_to: str | None = None
+    deployment: str | None = None
+    """The deployment whose deploy minted the key (deleting it revokes the key)."""
 
 
 class KeyList(RootModel[list[KeyRecord]]):

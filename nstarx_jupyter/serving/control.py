@@ -255,6 +255,7 @@ class ControlPlane:
         with contextlib.suppress(NstarxError):
             await self.repository.remove(name)
         self.guard.public.discard(name)
+        self.guard.keys.revoke_minted_for(name)  # its deploy's key; keys made on purpose stay
         self.dataplane.sinks.remove(name)
         (self.folder / f"{name}.json").unlink(missing_ok=True)
         self.drift.hub.forget(name)

@@ -105,6 +105,7 @@ class DataPlane:
         self.guard = guard
         """Who may call what: every transport asks it before it touches a model."""
         guard.registry_models = self.registry_models
+        guard.serves = self.serves
         self.audit = CallAudit()
         """Where every call is recorded (who, what, which model and version, status, latency)."""
         self.sinks = SinkHub()
@@ -161,6 +162,11 @@ class DataPlane:
             self.repository.entry(name)  # an unknown name is a 404 naming the model
             raise InvalidInputError(f"'{name}' is not a deployment: it keeps no request log")
         return log.feedback(request_id, value=value, label=label)
+
+    def serves(self, name: str) -> bool:
+        """Whether `name` is a model, pipeline or inference graph of this server."""
+        return (name in self.repository.names() or self.pipelines.get(name) is not None
+                or self.graphs.get(name) is not None)  # fmt: skip
 
     def registry_models(self, name: str) -> list[str]:
         """The registry models (`models:/NAME/...`) that the versions of `name` serve."""

@@ -101,6 +101,7 @@ class PipelineApi:
             return json_response(self.describe(hosted))
         if request.method == "DELETE":
             await self.host.delete(name)
+            self.dataplane.guard.keys.revoke_minted_for(name)
             (self.folder / f"{name}.json").unlink(missing_ok=True)
             return Response(status_code=204)
         doc = await json_body(request)

@@ -141,11 +141,16 @@ class SecurityApi:
         expires: float | None = None,
         rate_limit: float | None = None,
         burst: int | None = None,
+        deployment: str | None = None,
     ) -> dict[str, Any]:
-        """Mint a key (default scope `predict:*`); the answer holds the key, once."""
+        """Mint a key (default scope `predict:*`); the answer holds the key, once.
+
+        `deployment`: the deployment whose deploy mints it (deleting it revokes the key).
+        """
         record, secret = self.guard.keys.create(
-            name, scopes or ["predict:*"], expires=expires, rate_limit=rate_limit, burst=burst
-        )
+            name, scopes or ["predict:*"], expires=expires, rate_limit=rate_limit, burst=burst,
+            deployment=deployment,
+        )  # fmt: skip
         return {**record.public(), "key": secret}
 
     async def _keys(self, request: Request, principal: Principal) -> Response:
@@ -153,7 +158,7 @@ class SecurityApi:
             return json_response([key.public() for key in self.guard.keys.records()])
         doc = await json_body(request)
         unknown = set(doc) - {"name", "scopes", "deployments", "expires", "expires_in_s",
-                              "rate_limit", "burst"}  # fmt: skip
+                              "rate_limit", "burst", "deployment"}  # fmt: skip
         if unknown:
             raise InvalidInputError(f"keys: unknown field '{sorted(unknown)[0]}'")
         scopes = doc.get("scopes", doc.get("deployments"))
@@ -164,12 +169,15 @@ class SecurityApi:
         if expires_in_s is not None:  # null, like a missing field, sets no expiry
             expires = time.time() + expires_in_s
         burst = _optional_number(doc, "burst", positive=True)
+        minted_for = doc.get("deployment")
+        if minted_for is not None and not isinstance(minted_for, str):
+            raise InvalidInputError("deployment: the name of the deployment the key is minted for")
         if burst is not None and burst != int(burst):
             raise InvalidInputError("burst: a whole number of requests")
         made = self.create_key(
             str(doc.get("name", "")), scopes, expires=expires,
             rate_limit=_optional_number(doc, "rate_limit", positive=True),
-            burst=int(burst) if burst is not None else None,
+            burst=int(burst) if burst is not None else None, deployment=minted_for,
         )  # fmt: skip
         return json_response(made, 201)
 

@@ -262,6 +262,21 @@ def test_the_card_shows_a_real_deployment_and_sends_a_test_prediction(
     assert "sepal_length" in card.error  # the server's own message: a missing feature
     assert card._worker is not None
     card._worker.join(30)  # its status refresh, before the fixture stops the server
+    # The card follows its deployment: deleted through another handle, as the quickstart's
+    # `dep2.delete()` deletes what `dep`'s card shows.
+    Deployment("iris", backend).delete()
+    assert (card.status, card.reason) == ("Deleted", "the deployment 'iris' was deleted")
+    card._on_message(card, {"type": "predict", "body": json.dumps(ROW)}, [])
+    card._worker.join(30)
+    assert (
+        card.error
+        == "The deployment 'iris' was deleted: deploy it again (nx.deploy) to try it here."
+    )
+    assert card.status == "Deleted"
+    deploy(named_iris, "iris", backend=backend)  # deployed again: the card follows
+    card._on_message(card, {"type": "predict", "body": json.dumps(ROW)}, [])
+    card._worker.join(30)
+    assert (card.status, card.error) == ("Ready", "")
 
 
 def test_a_registration_finishing_late_does_not_undo_a_newer_deploy_or_a_delete(

@@ -33,7 +33,13 @@ x, y = load_iris(return_X_y=True, as_frame=True)
 LogisticRegression(max_iter=500).fit(x, y)
 """
     deployed = shell.run_cell_magic("deploy", "iris --container-concurrency 4", cell)  # type: ignore[no-untyped-call]
+    assert "LogisticRegression" not in capsys.readouterr().out  # the card is the one output
     assert isinstance(deployed, Deployment)
+    # No input_example: the card's form starts from the training data's means, not zeros.
+    example = deployed.example()
+    assert example is not None
+    means = shell.user_ns["x"].mean()
+    assert example == pytest.approx({str(k): float(v) for k, v in means.items()})
     assert deployed.status == "Ready"
     assert deployed.spec.container_concurrency == 4
     record = '{"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, ' \

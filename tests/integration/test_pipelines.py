@@ -114,7 +114,9 @@ def test_a_pipeline_with_its_own_registry_model_survives_a_restart(
         assert answer.json()[0]["species"] == 0
         backend = LocalBackend(state_dir, timeout_s=60)
         backend.delete_pipeline("flowers")
-        assert httpx.post(url, json=ROW, headers=headers).status_code == 404
+        gone = httpx.post(url, json=ROW, headers=headers)
+        assert gone.status_code == 401  # the key its deploy minted went with it
+        assert "revoked" in gone.json()["error"]
     finally:
         again.stop()
 

@@ -128,6 +128,10 @@ def test_scopes_on_rest_v2_and_grpc(
         got = httpx.request(method, base + wine, json=body, headers=_bearer(key))
         assert got.status_code == 403, wine
         assert "may not" in got.json()["error"]
+        nope = path.replace("iris", "nope")  # no such model: 404, as the README says
+        got = httpx.request(method, base + nope, json=body, headers=_bearer(key))
+        assert got.status_code == 404, nope
+        assert "model 'nope' not found" in got.json()["error"]
     # Listings show only what the key may read; server-wide and control routes need more.
     assert httpx.get(base + "/v1/models", headers=_bearer(key)).json() == {"models": ["iris"]}
     assert httpx.get(base + "/metrics", headers=_bearer(key)).status_code == 403
@@ -301,6 +305,12 @@ def test_keys_from_the_cli_notebook_and_control_api_revoke_within_a_second(
     assert {"prefix", "scopes", "state"} <= set(keys.columns)
     assert "key" not in keys.columns
     assert "digest" not in keys.columns
+    assert set(keys[keys["name"] == "notebook deploy of iris"]["state"]) == {"active", "revoked"}
+    iris.delete()  # the keys its deploy minted (and their rotations) go; keys made on purpose stay
+    keys = nsx.list_keys(backend=backend)
+    assert set(keys[keys["name"] == "notebook deploy of iris"]["state"]) == {"revoked"}
+    assert "active" in set(keys[keys["name"] == "rotating"]["state"])
+    assert httpx.post(url, json=ROW, headers=_bearer(made.json()["key"])).status_code == 401
 
 
 def test_the_audit_log_records_calls_without_secrets_and_survives_kill_9(
@@ -313,8 +323,10 @@ def test_the_audit_log_records_calls_without_secrets_and_survives_kill_9(
     url = f"{iris.url}/predict"
     assert httpx.post(url, json=ROW, headers=_bearer(key)).status_code == 200
     assert httpx.post(url, json=ROW).status_code == 401
+    unload = url.replace("v1/models/iris/predict", "v2/repository/models/iris/unload")
+    assert httpx.post(unload, headers=_bearer(key)).status_code == 403  # predict:iris only
     elsewhere = url.replace("iris", "nope")
-    assert httpx.post(elsewhere, json=ROW, headers=_bearer(key)).status_code == 403
+    assert httpx.post(elsewhere, json=ROW, headers=_bearer(key)).status_code == 404
     assert process.grpc is not None
     with grpc.insecure_channel(process.grpc) as channel:
         _rpc(channel, "ModelInfer")(GRPC_INFER, metadata=(("authorization", f"Bearer {key}"),))
@@ -324,10 +336,10 @@ def test_the_audit_log_records_calls_without_secrets_and_survives_kill_9(
     assert set(calls["transport"]) >= {"rest", "grpc"}
     assert set(calls["version"]) == {"1"}
     assert (calls["latency_ms"] > 0).all()
-    assert set(calls["principal"]) == {"deploy() of iris"}
+    assert set(calls["principal"]) == {"notebook deploy of iris"}
     everything = nsx.audit_log(backend=backend)
     assert everything.columns[0] == "time"
-    assert {401, 403} <= set(everything["status"])
+    assert {401, 403, 404} <= set(everything["status"])
     assert {"deployment.put", "keys.post"} <= set(everything["action"])
     # kill -9: the records written so far stay readable; a new server appends after them.
     backend_state = backend.running()

@@ -193,8 +193,13 @@ def test_cli_mistakes_print_one_line_and_no_traceback(tmp_path: Path) -> None:
 
 
 def test_the_readme_demo_runs_the_quickstart_headless(tmp_path: Path) -> None:
-    """`make demo` runs `nstarx demo`: train, deploy with a key, predict, load, redeploy."""
-    env = {**os.environ, "NSTARX_HOME": str(tmp_path / "home")}
+    """`make demo` runs `nstarx demo`: train, deploy with a key, predict, load, redeploy.
+
+    In its own home ($NSTARX_HOME/demo): the user's registry and server are left alone.
+    """
+    home = tmp_path / "home"
+    env = {**os.environ, "NSTARX_HOME": str(home)}
+    env.pop("NSTARX_DEMO_HOME", None)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "nstarx_jupyter.cli", "demo", "--cleanup", "--rps", "50",
@@ -202,9 +207,13 @@ def test_the_readme_demo_runs_the_quickstart_headless(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=240, env=env, check=False,
         )  # fmt: skip
     finally:  # --cleanup stops the server; a failed run must not leave it behind either
-        LocalBackend(tmp_path / "home" / "server").stop()
+        LocalBackend(home / "demo" / "server").stop()
+        LocalBackend(home / "server").stop()
     assert done.returncode == 0, done.stderr
     out = done.stdout
+    assert f"the demo's own home (its registry, server and keys): {home / 'demo'}" in out
+    assert [path.name for path in home.iterdir()] == ["demo"]  # nothing of the user's touched
+    assert (home / "demo" / "server").is_dir()
     assert "deployed iris revision 1 (Ready)" in out
     assert "API key (shown once): nsx_" in out
     assert '"prediction": "setosa"' in out

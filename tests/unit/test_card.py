@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("anywidget")
 
-from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.errors import InvalidInputError, NotFoundError
 from nstarx_jupyter.notebook import card as card_module
 from nstarx_jupyter.notebook.card import CardSource, DeploymentCard, registry_version
 
@@ -226,3 +226,42 @@ def test_the_cards_python_snippet_reads_the_deployments_renamed_answer_fields() 
     card.send = sent.append
     send(card, {"type": "reveal"})
     assert sent[0]["python"].endswith("print(result['species'], result['confidence'])")
+
+
+class GoneDeployment(FakeDeployment):
+    """A deployment that was deleted (or never was): describing it is a 404."""
+
+    gone = False
+
+    def describe(self) -> dict[str, Any]:
+        if self.gone:
+            raise NotFoundError("no deployment 'iris'")
+        return self.info
+
+
+def test_a_card_says_deleted_only_for_a_deployment_it_saw() -> None:
+    never = GoneDeployment()
+    never.gone = True
+    assert DeploymentCard(never).status == "Unknown"  # a typo'd name was not deleted
+    source = GoneDeployment()
+    card = DeploymentCard(source)
+    source.gone = True
+    card_module.refresh_cards("iris")
+    assert (card.status, card.reason) == ("Deleted", "the deployment 'iris' was deleted")
+
+
+def test_without_an_example_the_form_starts_from_the_reference_datas_means() -> None:
+    import pandas as pd
+
+    from nstarx_jupyter.notebook.api import _first_record
+
+    class Named:  # a model that knows its features and nothing else (not scikit-learn)
+        feature_names_in_ = ("a", "b")
+
+    model = Named()
+    reference = pd.DataFrame({"a": [1.0, 3.0], "b": [10, 20]})
+    assert _first_record(None, model, reference) == {"a": 2.0, "b": 15.0}
+    assert _first_record(None, model) == {"a": 0.0, "b": 0.0}  # nothing known: zeros
+    other = pd.DataFrame({"a": [1.0], "c": [2.0]})  # not the model's features
+    assert _first_record(None, model, other) == {"a": 0.0, "b": 0.0}
+    assert _first_record({"a": 5, "b": 6}, model, reference) == {"a": 5, "b": 6}

@@ -47,6 +47,30 @@ def test_keys_persist_and_a_revoked_key_stays_revoked(tmp_path: Path) -> None:
     assert again.records()[1].revoked is not None
 
 
+def test_deleting_a_deployment_revokes_the_keys_its_deploy_minted(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    store = KeyStore(path)
+    minted, minted_key = store.create("notebook deploy of iris", ["iris"], deployment="iris")
+    chosen, chosen_key = store.create("app", ["iris"])  # made on purpose: it stays
+    other, _ = store.create("notebook deploy of wine", ["wine"], deployment="wine")
+    assert minted.public()["deployment"] == "iris"
+    assert "deployment" not in chosen.public()
+    rotated, rotated_key = store.rotate(minted.id)
+    assert rotated.deployment == "iris"
+    revoked = store.revoke_minted_for("iris")
+    assert [key.id for key in revoked] == [rotated.id]  # the rotated one had stopped already
+    again = KeyStore(path)  # as another process reads the file
+    with pytest.raises(UnauthenticatedError, match="revoked"):
+        again.verify(rotated_key)
+    with pytest.raises(UnauthenticatedError, match="revoked"):
+        again.verify(minted_key)
+    assert again.verify(chosen_key).id == chosen.id
+    assert again.get(other.id).state() == "active"
+    assert again.revoke_minted_for("iris") == []
+    with pytest.raises(InvalidInputError, match="not a deployment name"):
+        store.create("x", ["iris"], deployment="*")
+
+
 @pytest.mark.parametrize(
     "given", ["", "nsx_", "nsx_00000000_x", "Bearer", "x" * 200, "nsx_zzzzzzzz_" + "a" * 43]
 )
@@ -177,8 +201,23 @@ def test_the_guard_checks_every_caller() -> None:
     with pytest.raises(UnauthenticatedError, match="Bearer KEY"):
         guard.require(f"Basic {iris_key}", "predict", "iris")
     assert guard.require(_bearer(iris_key), "predict", "iris").name == "app"
+    with pytest.raises(ForbiddenError, match=r"key nsx_\w+ \('app'\) may not predict 'wine'"):
+        guard.require(_bearer(iris_key), "predict", "wine")
+    _, nameless = guard.keys.create("", ["predict:iris"])
+    with pytest.raises(ForbiddenError, match=r"key nsx_\w+ may not predict 'wine'"):
+        guard.require(_bearer(nameless), "predict", "wine")  # no "('')" for a nameless key
+    # A name the server does not serve is a 404 for a scoped key as for any caller (README).
+    guard.serves = lambda name: name in ("iris", "wine")
+    with pytest.raises(NotFoundError, match="model 'nope' not found"):
+        guard.require(_bearer(iris_key), "predict", "nope")
+    with pytest.raises(NotFoundError, match="model 'nope' not found"):
+        guard.require(_bearer(iris_key), "read", "nope")
+    caller = guard.require(_bearer(iris_key), "predict", "iris")
+    assert not guard.may(caller, "read", "nope")  # listings: just not shown
     with pytest.raises(ForbiddenError, match="may not predict 'wine'"):
         guard.require(_bearer(iris_key), "predict", "wine")
+    with pytest.raises(ForbiddenError, match="may not manage 'nope'"):
+        guard.require(_bearer(iris_key), "manage", "nope")  # a deploy may create it
     with pytest.raises(ForbiddenError, match="may not manage 'iris'"):
         guard.require(_bearer(iris_key), "manage", "iris")
     with pytest.raises(ForbiddenError, match="may not read the metrics of the server"):
@@ -257,3 +296,20 @@ def test_the_admin_token_file_is_owner_only(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(InvalidInputError, match="readable by others"):
         admin_token(tmp_path / "security")
+
+
+def test_the_cli_asks_what_a_new_key_may_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nstarx_jupyter.cli import main
+
+    monkeypatch.setenv("NSTARX_HOME", str(tmp_path))
+    assert main(["keys", "create"]) == 2  # no silent all-models key
+    refused = capsys.readouterr()
+    assert "--all for every deployment" in refused.err
+    assert "nstarx keys create iris" in refused.err
+    assert refused.out == ""
+    assert main(["keys", "create", "--all", "--name", "everything"]) == 0
+    assert "predict:*" in capsys.readouterr().out
+    assert main(["keys", "create", "iris"]) == 0
+    assert "predict:iris" in capsys.readouterr().out

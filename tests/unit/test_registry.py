@@ -103,6 +103,9 @@ def test_tags_descriptions_and_aliases_are_editable(iris: Registry) -> None:
     iris.set_alias("iris", "champion", 2)  # an alias moves
     assert iris.resolve("models:/iris@champion").version == "2"
     iris.set_alias("iris", "champion", 1)
+    # search_model_versions does not fill aliases: versions() takes them from the model
+    shown = iris.versions("iris").set_index("version")["aliases"]
+    assert shown.to_dict() == {"2": ["challenger"], "1": ["champion"]}
     with pytest.raises(InvalidInputError, match="not a valid alias"):
         iris.set_alias("iris", "v3", 1)
 

@@ -264,15 +264,26 @@ async def test_records_flatten_nested_objects(client: httpx.AsyncClient) -> None
             "missing field 'petal_width'",
         ),
         ({**dict(zip(IRIS_FEATURES, ROW, strict=True)), "colour": "red"}, "unknown field 'colour'"),
-        ({**dict(zip(IRIS_FEATURES, ROW, strict=True)), "sepal_length": "long"}, "non-numeric"),
+        (
+            {**dict(zip(IRIS_FEATURES, ROW, strict=True)), "sepal_length": "long"},
+            "field 'sepal_length': non-numeric",  # the caller's field, not the model's tensor
+        ),
+        (
+            [
+                dict(zip(IRIS_FEATURES, ROW, strict=True)),
+                {"flower": {**dict(zip(IRIS_FEATURES, ROW, strict=True)), "petal_width": [1, 2]}},
+            ],
+            "record 1: field 'petal_width'",
+        ),
     ],
 )
 async def test_records_mistakes_are_400_naming_the_field(
-    client: httpx.AsyncClient, record: dict[str, Any], message: str
+    client: httpx.AsyncClient, record: dict[str, Any] | list[Any], message: str
 ) -> None:
     response = await client.post("/v1/models/iris/predict", json=record)
     assert response.status_code == 400
     assert message in response.json()["error"]
+    assert "input-0" not in response.json()["error"]
 
 
 async def test_records_need_feature_names(client: httpx.AsyncClient) -> None:

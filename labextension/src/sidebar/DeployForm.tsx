@@ -56,7 +56,7 @@ export function DeployForm({ model, version, onClose }: DeployFormProps) {
     setPending(false);
     if (answer) {
       setResult(answer);
-      await store.poll();
+      await store.deployed(answer);
     }
   };
 

@@ -44,7 +44,7 @@ export function DeploymentActions({ deployment }: { deployment: DeploymentInfo }
     setBusy(true);
     await attempt(`Could not delete ${name}`, () => api.remove(name, from));
     setBusy(false);
-    await store.poll();
+    await store.deleted();
   };
   const copy = async (which: "curl" | "python") => {
     const snippets = await attempt(`Could not get the snippets of ${name}`, () =>

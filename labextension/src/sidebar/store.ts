@@ -4,7 +4,7 @@
 import { Signal } from "@lumino/signaling";
 import { useSyncExternalStore } from "react";
 import { api } from "../api";
-import type { Contexts, DeploymentInfo, KeyInfo, ServerInfo } from "../api";
+import type { Contexts, DeployResult, DeploymentInfo, KeyInfo, ServerInfo } from "../api";
 import { attempt, reportError } from "./notify";
 import { LOCAL, loadWhere, sameWhere, saveWhere } from "./where";
 import type { Where } from "./where";
@@ -138,6 +138,16 @@ export class SidebarStore {
       this.set({ server });
       await this.poll();
     }
+  }
+
+  /** After a deploy: the list, and the keys when the deploy minted one. */
+  async deployed(result: DeployResult): Promise<void> {
+    await Promise.all([this.poll(), result.key ? this.loadKeys() : null]);
+  }
+
+  /** After a delete: the list, and the keys (the server revoked those its deploy minted). */
+  async deleted(): Promise<void> {
+    await Promise.all([this.poll(), this.loadKeys()]);
   }
 
   /** Replace one deployment as an action answered it (the next poll brings its figures). */

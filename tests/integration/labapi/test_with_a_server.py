@@ -111,6 +111,8 @@ def test_deploy_from_the_form_serves_with_the_key_shown_once(
     assert info["url"] == f"{server['url']}/v1/models/iris"
     assert (info["max_batch_size"], info["max_latency_ms"]) == (8, 5)  # the spec's default wait
     assert key.startswith("nsx_")
+    [minted] = [k for k in api("GET", "keys") if key.startswith(k["prefix"] + "_")]
+    assert minted["name"] == "sidebar deploy of iris"  # where it came from
     answer = httpx.post(f"{info['url']}/predict", json=ROW,
                         headers={"Authorization": f"Bearer {key}"})  # fmt: skip
     assert answer.status_code == 200, answer.text
@@ -250,5 +252,8 @@ def test_pipelines_save_version_load_and_deploy(api: Api, server: dict[str, Any]
 
 def test_delete_stops_serving(api: Api, server: dict[str, Any]) -> None:
     assert api("DELETE", "deployments/iris", status=204) is None
+    states = {k["name"]: k["state"] for k in api("GET", "keys")}
+    assert states["sidebar deploy of iris"] == "revoked"  # the deploy's key goes with it
+    assert states["arms"] == "active"  # a key made on purpose stays
     assert "iris" in api.error("GET", "deployments/iris", status=404)
     assert "iris" not in [d["name"] for d in api("GET", "deployments")]

@@ -49,6 +49,7 @@ import { Toolbar } from "./Toolbar";
 import type {
   ComponentInfo,
   DeploymentInfo,
+  FieldChoices,
   FlowActions,
   KindInfo,
   NodePorts,
@@ -77,6 +78,8 @@ export interface FlowCanvasProps {
   /** Keep the host's keyboard shortcuts out of the editor (a notebook's `a`, `b`, `d d`); a
    * document host leaves them on, so its Ctrl+S still saves. Default true. */
   suppressShortcuts?: boolean;
+  /** Values config fields suggest, by field name (the model step's registry models). */
+  fieldChoices?: FieldChoices;
   actions: FlowActions;
 }
 
@@ -444,6 +447,7 @@ function Editor(props: FlowCanvasProps) {
                 data={selectedNode.data}
                 info={index.components.get(selectedNode.data.component)}
                 problems={index.nodeProblems.get(selectedNode.id) ?? []}
+                choices={props.fieldChoices}
                 onChange={updateNode}
               />
             )}

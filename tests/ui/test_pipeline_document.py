@@ -111,9 +111,7 @@ def test_a_pipeline_document_is_created_edited_saved_run_versioned_and_deployed(
 
         # An edit in the properties form goes into the file on save (Ctrl+S).
         node(editor, "fields-1").click()
-        editor.locator('.nstarx-flow__side textarea[name="fields"]').fill(
-            json.dumps(FIELDS)
-        )
+        editor.locator('.nstarx-flow__side textarea[name="fields"]').fill(json.dumps(FIELDS))
         expect(page.get_by_role("tab", name=re.compile(DOCUMENT))).to_have_class(
             re.compile("jp-mod-dirty"), timeout=10_000
         )

@@ -14,9 +14,11 @@ ACRONYMS = {"TTL", "ID", "URL", "URI", "API", "V2"}
 
 
 def _titles() -> list[tuple[str, str, str]]:
-    return [(entry["name"], name, str(prop.get("title")))
-            for entry in editing.library()
-            for name, prop in (entry["config_schema"] or {}).get("properties", {}).items()]  # fmt: skip
+    return [
+        (entry["name"], name, str(prop.get("title")))
+        for entry in editing.library()
+        for name, prop in (entry["config_schema"] or {}).get("properties", {}).items()
+    ]
 
 
 def test_the_model_steps_cache_fields_read_as_labels() -> None:

@@ -78,9 +78,12 @@ test: ## the front ends' unit tests (vitest), then pytest: unit, integration, UI
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not alone" || [ $$? -eq 5 ]
 	$(BIN)/pytest -n 0 -m alone || [ $$? -eq 5 ]
 
-screenshots: install ## run the UI tests and copy the sidebar's screenshot into docs/ (README)
+screenshots: install ## run the UI tests and copy the README's screenshots into docs/
 	$(BIN)/pytest tests/ui -n 0
-	mkdir -p docs && cp test-output/ui/sidebar.png docs/sidebar.png
+	mkdir -p docs
+	cp test-output/ui/sidebar-default-width.png docs/sidebar.png
+	cp test-output/ui/flow-first-display.png docs/flow-editor.png
+	cp test-output/ui/latency-chart.png docs/latency-chart.png
 
 bench: ## benchmarks against KServe and MLServer (about 40 minutes; see bench/README.md)
 	$(PY) bench/run.py

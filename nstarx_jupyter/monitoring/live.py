@@ -6,7 +6,7 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
@@ -59,8 +59,10 @@ class _Polling:
 class LatencyChart(_Polling):
     """A plotly `FigureWidget` redrawn every `interval_s` from the server's sliding window.
 
-    Top: p50/p95/p99 latency (ms). Bottom: requests per second and error rate (%). The figures
-    are the server's own (every caller's traffic), polled on a daemon thread until `stop()`.
+    Top: p50/p95/p99 latency (ms). Bottom: requests per second (left axis) and error rate (%,
+    right axis). The figures are the server's own (every caller's traffic), polled on a daemon
+    thread until `stop()`. The time axis shows the last `window_s` seconds, as the title says:
+    older points are dropped.
     """
 
     def __init__(
@@ -74,36 +76,49 @@ class LatencyChart(_Polling):
     ) -> None:
         from plotly.subplots import make_subplots
 
+        from nstarx_jupyter.monitoring.figure import figure_widget
+
         self._metrics = metrics
         self.window_s, self.interval_s, self.points = window_s, interval_s, points
-        base = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+        base = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
                              specs=[[{}], [{"secondary_y": True}]])  # fmt: skip
-        import plotly.graph_objects as go
-
-        self.figure = go.FigureWidget(base)
+        self.figure = figure_widget(base)
         for name in ("p50", "p95", "p99"):
             self.figure.add_scatter(x=[], y=[], name=f"{name} ms", mode="lines", row=1, col=1)
         self.figure.add_scatter(x=[], y=[], name="req/s", mode="lines", row=2, col=1)
         self.figure.add_scatter(x=[], y=[], name="errors %", mode="lines", row=2, col=1,
-                                secondary_y=True)  # fmt: skip
+                                secondary_y=True, line={"dash": "dot"})  # fmt: skip
+        # The plot spans the figure: no width kept for a legend on the right (it sits above the
+        # plot), the margins hold the axes' titles.
         self.figure.update_layout(
-            title=f"{title}: last {window_s:g} s, every {interval_s:g} s", height=420,
-            margin={"l": 50, "r": 50, "t": 50, "b": 30}, legend={"orientation": "h"},
+            title={"text": f"{title}: last {window_s:g} s, every {interval_s:g} s",
+                   "x": 0, "xref": "paper", "xanchor": "left", "y": 0.97}, height=420,
+            margin={"l": 60, "r": 60, "t": 80, "b": 40},
+            legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02,
+                    "yanchor": "bottom"},
         )  # fmt: skip
+        self.figure.update_xaxes(domain=[0.0, 1.0])
+        self.figure.update_xaxes(title_text="time", row=2, col=1)
         self.figure.update_yaxes(title_text="latency ms", row=1, col=1, rangemode="tozero")
-        self.figure.update_yaxes(title_text="req/s", row=2, col=1, rangemode="tozero")
+        self.figure.update_yaxes(title_text="requests/s", row=2, col=1, secondary_y=False,
+                                 rangemode="tozero")  # fmt: skip
+        self.figure.update_yaxes(title_text="errors %", row=2, col=1, secondary_y=True,
+                                 rangemode="tozero", ticksuffix="%", showgrid=False)  # fmt: skip
         self._start_polling("nstarx-chart")
 
-    def update(self) -> None:
-        """Fetch the window once and append it to every trace."""
+    def update(self, now: datetime | None = None) -> None:
+        """Fetch the window once, append it to every trace, drop what left the window."""
         figures = self._metrics(self.window_s)
-        now = datetime.now()
+        now = now or datetime.now()
+        start = now - timedelta(seconds=self.window_s)
         values = [figures.get("p50_ms"), figures.get("p95_ms"), figures.get("p99_ms"),
                   figures.get("rps"), 100 * float(figures.get("error_rate") or 0)]  # fmt: skip
         with self.figure.batch_update():
             for trace, value in zip(self.figure.data, values, strict=True):
-                trace.x = (*trace.x, now)[-self.points :]
-                trace.y = (*trace.y, value)[-self.points :]
+                kept = [(x, y) for x, y in zip(trace.x, trace.y, strict=True) if x >= start]
+                kept = [*kept, (now, value)][-self.points :]
+                trace.x, trace.y = tuple(x for x, _ in kept), tuple(y for _, y in kept)
+            self.figure.update_xaxes(range=[start, now])
 
 
 class VariantChart(_Polling):
@@ -121,13 +136,14 @@ class VariantChart(_Polling):
         interval_s: float = 1.0,
         points: int = 300,
     ) -> None:
-        import plotly.graph_objects as go
         from plotly.subplots import make_subplots
+
+        from nstarx_jupyter.monitoring.figure import figure_widget
 
         self._variants = variants
         self.window_s, self.interval_s, self.points = window_s, interval_s, points
         base = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
-        self.figure = go.FigureWidget(base)
+        self.figure = figure_widget(base)
         self.figure.update_layout(
             title=f"{title} by variant: last {window_s:g} s, every {interval_s:g} s",
             height=420, margin={"l": 50, "r": 50, "t": 50, "b": 30},
@@ -278,14 +294,15 @@ class DriftChart(_Polling):
         interval_s: float = 5.0,
         points: int = 300,
     ) -> None:
-        import plotly.graph_objects as go
         from plotly.subplots import make_subplots
+
+        from nstarx_jupyter.monitoring.figure import figure_widget
 
         self._report = report
         self.feature, self.interval_s, self.points = feature, interval_s, points
         base = make_subplots(rows=2, cols=1, vertical_spacing=0.14,
                              subplot_titles=("drift score", "reference vs live"))  # fmt: skip
-        self.figure = go.FigureWidget(base)
+        self.figure = figure_widget(base)
         self.figure.add_bar(x=[], y=[], name="reference", row=2, col=1, opacity=0.6)
         self.figure.add_bar(x=[], y=[], name="live", row=2, col=1, opacity=0.6)
         self.figure.update_layout(
@@ -336,11 +353,11 @@ class ImportanceChart(_Polling):
     def __init__(
         self, report: Callable[[], dict[str, Any]], *, title: str, interval_s: float = 60.0
     ) -> None:
-        import plotly.graph_objects as go
+        from nstarx_jupyter.monitoring.figure import figure_widget
 
         self._report = report
         self.interval_s = interval_s
-        self.figure = go.FigureWidget()
+        self.figure = figure_widget()
         self.figure.add_bar(x=[], y=[], orientation="h", name="mean |SHAP|")
         self.figure.update_layout(
             title=f"{title}: feature importance, every {interval_s:g} s", height=380,

@@ -211,9 +211,8 @@ class Pipeline:
             )
         elif id in taken:
             raise InvalidInputError(f"a node '{id}' already exists")
-        x = 260.0 * len(self.spec.nodes)
-        node = {"id": id, "component": component, "config": config, "label": label,
-                "position": {"x": x, "y": 0.0}}  # fmt: skip
+        # No position: the editor lays out a pipeline whose nodes nobody has placed yet.
+        node = {"id": id, "component": component, "config": config, "label": label}
         self._edit(nodes=[*self._nodes(), node])
         return id
 

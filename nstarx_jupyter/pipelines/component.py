@@ -130,10 +130,31 @@ class Context:
     """The server's sinks (`sink` steps send records there); None outside a server."""
 
 
-class ComponentConfig(BaseModel):
-    """Base of component configs: unknown keys are mistakes, not silently dropped."""
+# How a config field's name reads as a form label: words that are abbreviations, and a last
+# word that is a unit (cache_ttl_s is "Cache TTL (s)", not pydantic's "Cache Ttl S").
+_TITLE_WORDS = {"ttl": "TTL", "id": "ID", "url": "URL", "uri": "URI", "api": "API",
+                "coef": "coefficients", "stats": "statistics", "v2": "V2"}  # fmt: skip
+_UNITS = {"s": "s", "ms": "ms", "pct": "%", "km": "km"}
 
-    model_config = ConfigDict(extra="forbid")
+
+def field_title(name: str, info: object = None) -> str:
+    """A config field's label: sentence case, abbreviations spelt out, a unit in brackets."""
+    del info  # pydantic's `field_title_generator` passes the field's info too
+    words = [word for word in name.split("_") if word]
+    unit = _UNITS[words.pop()] if len(words) > 1 and words[-1] in _UNITS else None
+    text = " ".join(_TITLE_WORDS.get(word, word) for word in words)
+    text = text[:1].upper() + text[1:]
+    return f"{text} ({unit})" if unit else text
+
+
+class ComponentConfig(BaseModel):
+    """Base of component configs: unknown keys are mistakes, not silently dropped.
+
+    Each field's schema has a title for the editor's form (`field_title` of its name unless the
+    field sets one).
+    """
+
+    model_config = ConfigDict(extra="forbid", field_title_generator=field_title)
 
 
 class Component:

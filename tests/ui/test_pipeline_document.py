@@ -10,6 +10,7 @@ import json
 import re
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 import skops.io as skops_io
 from playwright.sync_api import expect
@@ -32,6 +33,8 @@ pytestmark = [pytest.mark.ui, pytest.mark.integration, pytest.mark.xdist_group("
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 ROW = dict(zip(FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
 DOCUMENT = "irises.pipeline.json"
+# A long output name: its line of the test run's output is wider than the side panel.
+FIELDS = {"species": "prediction", "confidence_of_the_predicted_species": "confidence"}
 
 
 def _model_file(folder: Path) -> Path:
@@ -41,6 +44,22 @@ def _model_file(folder: Path) -> Path:
     target = folder / "iris-doc.skops"
     skops_io.dump(LogisticRegression(max_iter=500).fit(x, iris.target), target)
     return target
+
+
+def _register(lab: Lab, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A model in the lab's registry, for the model field's choices."""
+    from nstarx_jupyter.registry import Registry
+
+    # The lab opens the registry on a worker thread as it starts: wait for it (a second first
+    # opening of the fresh SQLite store would race it through MLflow's migrations).
+    catalog = httpx.get(f"{lab.url}nstarx/models", timeout=120,
+                        headers={"authorization": f"token {lab.token}"})  # fmt: skip
+    assert catalog.status_code == 200, catalog.text
+    monkeypatch.setenv("NSTARX_HOME", str(lab.nstarx_home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    iris = load_iris(as_frame=True)
+    x = iris.data.set_axis(FEATURES, axis=1)
+    Registry().register(LogisticRegression(max_iter=500).fit(x, iris.target), name)
 
 
 def _document(model: Path) -> dict[str, object]:
@@ -59,10 +78,11 @@ def _document(model: Path) -> dict[str, object]:
 
 
 def test_a_pipeline_document_is_created_edited_saved_run_versioned_and_deployed(
-    lab: Lab, page: Page
+    lab: Lab, page: Page, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     model = _model_file(lab.root_dir)
+    _register(lab, monkeypatch, "iris-doc")
     (lab.root_dir / DOCUMENT).write_text(json.dumps(_document(model), indent=1))
     # What `python -m jupyterlab.browser_check` checks (it cannot run here: it downloads its own
     # browser): the lab starts with our plugins and nothing throws in the page.
@@ -91,9 +111,7 @@ def test_a_pipeline_document_is_created_edited_saved_run_versioned_and_deployed(
 
         # An edit in the properties form goes into the file on save (Ctrl+S).
         node(editor, "fields-1").click()
-        editor.locator('.nstarx-flow__side textarea[name="fields"]').fill(
-            json.dumps({"species": "prediction", "confidence": "confidence"})
-        )
+        editor.locator('.nstarx-flow__side textarea[name="fields"]').fill(json.dumps(FIELDS))
         expect(page.get_by_role("tab", name=re.compile(DOCUMENT))).to_have_class(
             re.compile("jp-mod-dirty"), timeout=10_000
         )
@@ -104,7 +122,7 @@ def test_a_pipeline_document_is_created_edited_saved_run_versioned_and_deployed(
         saved = json.loads((lab.root_dir / DOCUMENT).read_text())
         assert saved["schema_version"] == 1
         fields = next(n for n in saved["nodes"] if n["id"] == "fields-1")
-        assert fields["config"]["fields"] == {"species": "prediction", "confidence": "confidence"}
+        assert fields["config"]["fields"] == FIELDS
 
         # Test run on the server: per-node latency and the pipeline's output.
         editor.get_by_test_id("flow-sample").fill(json.dumps(ROW))
@@ -114,6 +132,10 @@ def test_a_pipeline_document_is_created_edited_saved_run_versioned_and_deployed(
         expect(node(editor, "model-1").locator(".nstarx-flow__run-ms")).to_have_text(
             re.compile(r"^\d+(\.\d)? ms$")
         )
+        # The output keeps its lines: no number split over two (it scrolls instead).
+        output = editor.get_by_test_id("flow-output").locator("pre")
+        lines = output.evaluate(_RENDERED_LINES)
+        assert lines == output.inner_text().count("\n") + 1, lines
         _shot(editor, "pipeline-document-run")
 
         # Versions in the registry, then a deployment on the local server.
@@ -121,10 +143,26 @@ def test_a_pipeline_document_is_created_edited_saved_run_versioned_and_deployed(
         url = deploy(editor, "irises")
         _shot(editor, "pipeline-document-deployed")
 
+        # The model field offers the registry's models (and deployments); labels are titles.
+        node(editor, "model-1").click()
+        form = editor.locator(".nstarx-flow__side")
+        expect(form.locator('[data-field="cache_ttl_s"] label')).to_have_text("Cache TTL (s)")
+        choices = form.get_by_test_id("choices-model").locator("option")
+        expect(choices.and_(page.locator('[value="models:/iris-doc/1"]'))).to_have_count(1)
+        assert form.locator('input[name="model"]').get_attribute("list")
+
         assert lab.predict(url, ROW)["species"] == 0
         assert crashes == []
     finally:
         page.screenshot(path=SCREENSHOTS / "pipeline-document-page.png", full_page=True)
+
+
+# How many lines an element's text takes on screen (one per distinct line box).
+_RENDERED_LINES = """(el) => {
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+}"""
 
 
 def _problems(editor: Locator) -> Locator:

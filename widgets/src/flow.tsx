@@ -53,10 +53,16 @@ function same<T>(value: T): T {
   return value;
 }
 
+/** How long a command may take: saving to the registry, a test run or a deploy take seconds
+ * on a busy machine (anywidget's own default, 3 s, cut them off: "signal timed out"). */
+const COMMAND_TIMEOUT_MS = 120_000;
+
 /** The toolbar's requests as the Python commands; an `{error}` answer becomes a rejection. */
 function commands(experimental: Experimental): FlowActions {
   const call = async (name: string, msg: object = {}) => {
-    const [answer] = await experimental.invoke<unknown>(name, msg);
+    const [answer] = await experimental.invoke<unknown>(name, msg, {
+      signal: AbortSignal.timeout(COMMAND_TIMEOUT_MS),
+    });
     const error = toRecord(answer).error;
     if (typeof error === "string") throw new Error(error);
   };

@@ -8,6 +8,7 @@ import {
   ReactFlow,
   ReactFlowProvider,
   useEdgesState,
+  useNodesInitialized,
   useNodesState,
   useReactFlow,
   type Connection,
@@ -16,20 +17,23 @@ import {
   type NodeChange,
   type OnSelectionChangeParams,
 } from "@xyflow/react";
-import { useCallback, useLayoutEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from "react";
 import type { DragEvent, KeyboardEvent } from "react";
 import { CanvasContext, portsOf, useIndexedInputs } from "./context";
 import {
   NODE_SIZE,
-  autoLayout,
+  bestLayout,
   canConnect,
   copySelection,
   newEdgeId,
   newNodeId,
   pasteClip,
+  place,
+  readableViewport,
   toFlowEdge,
   toFlowNode,
   type Clip,
+  type Direction,
   type PipeEdge as PipeEdgeType,
   type StepData,
   type StepNode as StepNodeType,
@@ -45,6 +49,7 @@ import { Toolbar } from "./Toolbar";
 import type {
   ComponentInfo,
   DeploymentInfo,
+  FieldChoices,
   FlowActions,
   KindInfo,
   NodePorts,
@@ -73,15 +78,16 @@ export interface FlowCanvasProps {
   /** Keep the host's keyboard shortcuts out of the editor (a notebook's `a`, `b`, `d d`); a
    * document host leaves them on, so its Ctrl+S still saves. Default true. */
   suppressShortcuts?: boolean;
+  /** Values config fields suggest, by field name (the model step's registry models). */
+  fieldChoices?: FieldChoices;
   actions: FlowActions;
 }
 
 const NODE_TYPES = { step: StepNode };
 const EDGE_TYPES = { pipe: PipeEdge };
 const DELETE_KEYS = ["Delete", "Backspace"];
-/** Fitting a small pipeline does not blow it up past its natural size. */
-const FIRST_FIT = { maxZoom: 1, padding: 0.15 };
-const FIT = { ...FIRST_FIT, duration: 200 };
+/** The minimap's share of the canvas's width, within these bounds (pixels). */
+const MINIMAP = { share: 0.18, min: 90, max: 180 };
 
 export function FlowCanvas(props: FlowCanvasProps) {
   return (
@@ -99,7 +105,37 @@ function Editor(props: FlowCanvasProps) {
   const [selected, setSelected] = useState<string | null>(null);
   const [busy, setBusy] = useState<string | null>(null);
   const [note, setNote] = useState("");
+  const [direction, setDirection] = useState<Direction>("LR");
+  const [canvas, setCanvas] = useState({ width: 0, height: 0 });
   const wrapper = useRef<HTMLDivElement>(null);
+  const firstGraph = useRef({ nodes, edges });
+
+  /** Show the pipeline at a readable zoom (fitted when it fits, from its start when not). */
+  const fitReadable = useCallback(
+    (animate: boolean) => {
+      const box = wrapper.current?.getBoundingClientRect();
+      const current = flow.getNodes();
+      if (!box || current.length === 0) return;
+      const view = readableViewport(flow.getNodesBounds(current), box);
+      void flow.setViewport(view, animate ? { duration: 200 } : undefined);
+    },
+    [flow],
+  );
+  /** A pipeline coming in: laid out when nobody placed its nodes, then shown readably. */
+  const arrange = useCallback(
+    (next: StepNodeType[], links: PipeEdgeType[]) => {
+      const box = wrapper.current?.getBoundingClientRect() ?? { width: 0, height: 0 };
+      const placed = place(next, links, box);
+      setDirection(placed.direction);
+      if (placed.laidOut) {
+        window.setTimeout(() => {
+          fitReadable(false);
+        }, 50);
+      }
+      return placed.nodes;
+    },
+    [fitReadable],
+  );
   const { commit, undo, redo, canUndo, canRedo } = usePipelineSync({
     spec,
     nodes,
@@ -107,7 +143,33 @@ function Editor(props: FlowCanvasProps) {
     setNodes,
     setEdges,
     onChange,
+    arrange,
   });
+  // First display: lay out a pipeline built in code (no positions) for this canvas's shape, and
+  // follow the canvas's size (the minimap's, the next layout's).
+  useLayoutEffect(() => {
+    const element = wrapper.current;
+    if (!element) return;
+    const box = element.getBoundingClientRect();
+    setCanvas({ width: box.width, height: box.height });
+    const first = place(firstGraph.current.nodes, firstGraph.current.edges, box);
+    setDirection(first.direction);
+    if (first.laidOut) setNodes(first.nodes);
+    const observer = new ResizeObserver(([entry]) => {
+      if (entry) setCanvas({ width: entry.contentRect.width, height: entry.contentRect.height });
+    });
+    observer.observe(element);
+    return () => {
+      observer.disconnect();
+    };
+  }, [setNodes]);
+  const measured = useNodesInitialized();
+  const fitted = useRef(spec.nodes.length === 0); // an empty canvas stays put
+  useEffect(() => {
+    if (!measured || fitted.current) return;
+    fitted.current = true;
+    fitReadable(false);
+  }, [measured, fitReadable]);
   const clip = useRef<Clip | null>(null);
   const sampleText = useRef<string | null>(null);
 
@@ -133,7 +195,7 @@ function Editor(props: FlowCanvasProps) {
     [onEdgesChangeBase, commit],
   );
 
-  const index = useIndexedInputs(props);
+  const index = useIndexedInputs({ ...props, direction });
   const indexRef = useRef(index);
   useLayoutEffect(() => {
     indexRef.current = index;
@@ -245,15 +307,18 @@ function Editor(props: FlowCanvasProps) {
   );
 
   const layout = useCallback(() => {
-    setNodes((current) => autoLayout(current, flow.getEdges()));
+    const box = wrapper.current?.getBoundingClientRect() ?? { width: 0, height: 0 };
+    const laid = bestLayout(flow.getNodes(), flow.getEdges(), box);
+    setDirection(laid.direction);
+    setNodes(laid.nodes);
     commit();
     window.setTimeout(() => {
-      void flow.fitView(FIT);
+      fitReadable(true);
     }, 50);
-  }, [flow, setNodes, commit]);
+  }, [flow, setNodes, commit, fitReadable]);
   const fit = useCallback(() => {
-    void flow.fitView(FIT);
-  }, [flow]);
+    fitReadable(true);
+  }, [fitReadable]);
 
   const onKeyDown = useCallback(
     (event: KeyboardEvent) => {
@@ -360,16 +425,20 @@ function Editor(props: FlowCanvasProps) {
               onSelectionChange={onSelectionChange}
               isValidConnection={isValidConnection}
               deleteKeyCode={DELETE_KEYS}
-              fitView
-              fitViewOptions={FIRST_FIT}
               minZoom={0.1}
+              panOnScroll
               onlyRenderVisibleElements={nodes.length > 100}
               proOptions={{ hideAttribution: true }}
             >
               <Background gap={16} />
               <Controls showInteractive={false} />
-              <MiniMap pannable zoomable />
+              <MiniMap pannable zoomable style={minimapSize(canvas)} />
             </ReactFlow>
+            {nodes.length === 0 && (
+              <div className="nstarx-flow__empty" data-testid="flow-empty">
+                Drag a component here from the palette (or click one to add it)
+              </div>
+            )}
           </div>
           <div className="nstarx-flow__side">
             {selectedNode && (
@@ -378,6 +447,7 @@ function Editor(props: FlowCanvasProps) {
                 data={selectedNode.data}
                 info={index.components.get(selectedNode.data.component)}
                 problems={index.nodeProblems.get(selectedNode.id) ?? []}
+                choices={props.fieldChoices}
                 onChange={updateNode}
               />
             )}
@@ -402,4 +472,14 @@ function isTyping(target: EventTarget): boolean {
     target instanceof HTMLElement &&
     (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))
   );
+}
+
+/** A minimap in proportion to the canvas: the canvas's shape, a fixed share of its width. */
+function minimapSize(canvas: { width: number; height: number }) {
+  if (canvas.width <= 0 || canvas.height <= 0) return undefined;
+  const width = Math.round(
+    Math.min(MINIMAP.max, Math.max(MINIMAP.min, canvas.width * MINIMAP.share)),
+  );
+  const height = Math.round(Math.min(width, (width * canvas.height) / canvas.width));
+  return { width, height };
 }

@@ -2,18 +2,19 @@
 import { memo } from "react";
 import type { StepData } from "./graph";
 import { SchemaForm } from "./SchemaForm";
-import type { ComponentInfo } from "./types";
+import type { ComponentInfo, FieldChoices } from "./types";
 
 interface PropertiesProps {
   id: string;
   data: StepData;
   info: ComponentInfo | undefined;
   problems: readonly string[];
+  choices?: FieldChoices;
   onChange: (id: string, data: Partial<StepData>) => void;
 }
 
 export const Properties = memo(function Properties(props: PropertiesProps) {
-  const { id, data, info, problems, onChange } = props;
+  const { id, data, info, problems, choices, onChange } = props;
   return (
     <section className="nstarx-flow__section" data-testid="flow-properties">
       <h4>
@@ -38,6 +39,7 @@ export const Properties = memo(function Properties(props: PropertiesProps) {
           key={id}
           schema={info.config_schema}
           value={data.config}
+          choices={choices}
           onChange={(config) => {
             onChange(id, { config });
           }}

@@ -2,7 +2,7 @@
 // booleans, enums, lists of scalars as comma-separated text, anything else as JSON text.
 // Python validates the result (and the canvas shows its problems), so this form only edits.
 import { memo, useId, useState } from "react";
-import type { JsonSchema } from "./types";
+import type { Choice, FieldChoices, JsonSchema } from "./types";
 
 type Config = Record<string, unknown>;
 
@@ -10,10 +10,15 @@ interface FormProps {
   schema: JsonSchema;
   value: Config;
   onChange: (value: Config) => void;
+  /** Values a text field suggests, by field name (any other value can still be typed). */
+  choices?: FieldChoices;
 }
 
+const NO_CHOICES: FieldChoices = {};
+
 /** One input per property of `schema`; a field left empty is removed (its default applies). */
-export const SchemaForm = memo(function SchemaForm({ schema, value, onChange }: FormProps) {
+export const SchemaForm = memo(function SchemaForm(props: FormProps) {
+  const { schema, value, onChange, choices = NO_CHOICES } = props;
   const properties = Object.entries(resolve(schema, schema).properties ?? {});
   const required = new Set(schema.required ?? []);
   const known = new Set(properties.map(([name]) => name));
@@ -31,6 +36,7 @@ export const SchemaForm = memo(function SchemaForm({ schema, value, onChange }: 
           schema={resolve(property, schema)}
           required={required.has(name)}
           value={value[name]}
+          choices={choices[name]}
           onChange={(next) => {
             set(name, next);
           }}
@@ -50,10 +56,11 @@ interface FieldProps {
   schema: JsonSchema;
   required: boolean;
   value: unknown;
+  choices: readonly Choice[] | undefined;
   onChange: (value: unknown) => void;
 }
 
-function Field({ name, schema, required, value, onChange }: FieldProps) {
+function Field({ name, schema, required, value, choices, onChange }: FieldProps) {
   const id = useId();
   const shape = shapeOf(schema);
   const title = schema.title ?? name;
@@ -63,7 +70,15 @@ function Field({ name, schema, required, value, onChange }: FieldProps) {
         {title}
         {required && <span className="nstarx-flow__required"> *</span>}
       </label>
-      <Input id={id} name={name} shape={shape} schema={schema} value={value} onChange={onChange} />
+      <Input
+        id={id}
+        name={name}
+        shape={shape}
+        schema={schema}
+        value={value}
+        choices={shape === "string" || shape === "scalar" ? choices : undefined}
+        onChange={onChange}
+      />
       {schema.description && <div className="nstarx-flow__help">{schema.description}</div>}
     </div>
   );
@@ -75,10 +90,11 @@ interface InputProps {
   shape: Shape;
   schema: JsonSchema;
   value: unknown;
+  choices: readonly Choice[] | undefined;
   onChange: (value: unknown) => void;
 }
 
-function Input({ id, name, shape, schema, value, onChange }: InputProps) {
+function Input({ id, name, shape, schema, value, choices, onChange }: InputProps) {
   const placeholder = schema.default === undefined ? "" : formatScalar(schema.default);
   switch (shape) {
     case "enum":
@@ -132,6 +148,7 @@ function Input({ id, name, shape, schema, value, onChange }: InputProps) {
           value={value}
           placeholder={shape === "list" ? "comma-separated" : placeholder}
           numeric={shape === "number" || shape === "integer"}
+          choices={choices}
           format={shape === "list" ? formatList : formatScalar}
           parse={PARSERS[shape]}
           onChange={onChange}
@@ -152,11 +169,15 @@ interface TextInputProps {
   onChange: (value: unknown) => void;
   multiline?: boolean;
   numeric?: boolean;
+  /** Offered in a datalist: picked from a list, or typed. */
+  choices?: readonly Choice[] | undefined;
 }
 
 /** Text the user types is kept as typed; the parsed value goes out when it is valid. */
 function TextInput(props: TextInputProps) {
-  const { id, name, value, placeholder, format, parse, onChange, multiline, numeric } = props;
+  const { id, name, value, placeholder, format, parse, onChange, multiline, numeric, choices } =
+    props;
+  const listId = choices && choices.length > 0 ? `${id}-choices` : undefined;
   const shown = value === undefined ? "" : format(value);
   const [text, setText] = useState(shown);
   const [error, setError] = useState("");
@@ -204,10 +225,18 @@ function TextInput(props: TextInputProps) {
           {...common}
           type="text"
           inputMode={numeric ? "decimal" : undefined}
+          list={listId}
           onChange={(e) => {
             edit(e.target.value);
           }}
         />
+      )}
+      {listId && (
+        <datalist id={listId} data-testid={`choices-${name}`}>
+          {choices?.map((choice) => (
+            <option key={choice.value} value={choice.value} label={choice.label} />
+          ))}
+        </datalist>
       )}
       {error && <div className="nstarx-flow__field-error">{error}</div>}
     </>

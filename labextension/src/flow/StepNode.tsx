@@ -18,7 +18,8 @@ export const StepNode = memo(function StepNode({ id, data, selected }: NodeProps
   const failed = index.failed === id || (run?.error ?? null) !== null;
   const kind = info?.kind ?? "unknown";
   const colour = index.kindIndex.get(kind) ?? -1;
-  const portKey = portSignature(ports.inputs) + "|" + portSignature(ports.outputs);
+  const down = index.direction === "TB";
+  const portKey = `${portSignature(ports.inputs)}|${portSignature(ports.outputs)}|${index.direction}`;
   const updateNodeInternals = useUpdateNodeInternals();
   const drawnPorts = useRef(portKey);
   useEffect(() => {
@@ -48,10 +49,24 @@ export const StepNode = memo(function StepNode({ id, data, selected }: NodeProps
         {data.label && <span className="nstarx-flow__node-id"> · {id}</span>}
       </div>
       {ports.inputs.map((port, i) => (
-        <PortHandle key={port.name} port={port} type="target" i={i} n={ports.inputs.length} />
+        <PortHandle
+          key={port.name}
+          port={port}
+          type="target"
+          i={i}
+          n={ports.inputs.length}
+          down={down}
+        />
       ))}
       {ports.outputs.map((port, i) => (
-        <PortHandle key={port.name} port={port} type="source" i={i} n={ports.outputs.length} />
+        <PortHandle
+          key={port.name}
+          port={port}
+          type="source"
+          i={i}
+          n={ports.outputs.length}
+          down={down}
+        />
       ))}
       {run && <RunFooter run={run} />}
     </div>
@@ -67,17 +82,26 @@ interface PortHandleProps {
   type: "source" | "target";
   i: number;
   n: number;
+  /** Top down: inputs on the top edge, outputs on the bottom one, spread across. */
+  down: boolean;
 }
 
-function PortHandle({ port, type, i, n }: PortHandleProps) {
-  const top = `${String(((i + 1) / (n + 1)) * 100)}%`;
+function PortHandle({ port, type, i, n, down }: PortHandleProps) {
+  const along = `${String(((i + 1) / (n + 1)) * 100)}%`;
+  const side = down
+    ? type === "target"
+      ? Position.Top
+      : Position.Bottom
+    : type === "target"
+      ? Position.Left
+      : Position.Right;
   return (
     <Handle
       id={port.name}
       type={type}
-      position={type === "target" ? Position.Left : Position.Right}
+      position={side}
       title={`${port.name}: ${port.type}`}
-      style={{ top }}
+      style={down ? { left: along } : { top: along }}
       className={`nstarx-flow__port nstarx-flow__port--${port.type}`}
     >
       {n > 1 && <span className="nstarx-flow__port-name">{port.name}</span>}

@@ -1,6 +1,7 @@
 // What every node and edge of the canvas reads besides its own data: the library, the
 // problems and the last test run, indexed by id once per change (not searched per node).
 import { createContext, useContext, useMemo } from "react";
+import type { Direction } from "./graph";
 import type { ComponentInfo, KindInfo, NodePorts, NodeRun, Problem, RunResult } from "./types";
 
 export interface CanvasIndex {
@@ -14,6 +15,9 @@ export interface CanvasIndex {
   failed: string | null;
   /** Position of each kind in the palette (its colour). */
   kindIndex: ReadonlyMap<string, number>;
+  /** Which way the pipeline runs: inputs on the nodes' left and outputs on their right, or
+   * inputs on top and outputs below. */
+  direction: Direction;
 }
 
 export const EMPTY_INDEX: CanvasIndex = {
@@ -24,6 +28,7 @@ export const EMPTY_INDEX: CanvasIndex = {
   runs: {},
   failed: null,
   kindIndex: new Map(),
+  direction: "LR",
 };
 
 export const CanvasContext = createContext<CanvasIndex>(EMPTY_INDEX);
@@ -44,10 +49,11 @@ interface IndexInputs {
   nodePorts: Readonly<Record<string, NodePorts>>;
   problems: readonly Problem[];
   runResult: RunResult | null;
+  direction?: Direction;
 }
 
 export function useIndexedInputs(props: IndexInputs): CanvasIndex {
-  const { library, kinds, nodePorts, problems, runResult } = props;
+  const { library, kinds, nodePorts, problems, runResult, direction = "LR" } = props;
   const components = useMemo(() => new Map(library.map((info) => [info.name, info])), [library]);
   const kindIndex = useMemo(() => new Map(kinds.map((kind, i) => [kind.kind, i])), [kinds]);
   const [nodeProblems, edgeProblems] = useMemo(() => {
@@ -69,7 +75,8 @@ export function useIndexedInputs(props: IndexInputs): CanvasIndex {
       runs: runResult?.nodes ?? {},
       failed: runResult?.error ? (runResult.node ?? null) : null,
       kindIndex,
+      direction,
     }),
-    [components, nodePorts, nodeProblems, edgeProblems, runResult, kindIndex],
+    [components, nodePorts, nodeProblems, edgeProblems, runResult, kindIndex, direction],
   );
 }

@@ -195,10 +195,21 @@ interface Box {
   y?: number;
 }
 
-/** Positions from a left-to-right layered layout (dagre), top-left corners as React Flow wants. */
-export function autoLayout(nodes: readonly StepNode[], edges: readonly PipeEdge[]): StepNode[] {
+/** Which way a layout runs: left to right, or top down (ports on the nodes' sides to match). */
+export type Direction = "LR" | "TB";
+
+/** Below this zoom a node's text is too small to read: fitting stops there, the user scrolls. */
+export const READABLE_ZOOM = 0.7;
+
+/** Positions from a layered layout (dagre), top-left corners as React Flow wants. */
+export function autoLayout(
+  nodes: readonly StepNode[],
+  edges: readonly PipeEdge[],
+  direction: Direction = "LR",
+): StepNode[] {
   const graph = new Graph<object, Box, object>();
-  graph.setGraph({ rankdir: "LR", nodesep: 30, ranksep: 80, marginx: 20, marginy: 20 });
+  graph.setGraph({ rankdir: direction, nodesep: direction === "LR" ? 30 : 40,
+                   ranksep: direction === "LR" ? 80 : 50, marginx: 20, marginy: 20 }); // prettier-ignore
   graph.setDefaultEdgeLabel(() => ({}));
   for (const node of nodes) {
     graph.setNode(node.id, {
@@ -214,4 +225,102 @@ export function autoLayout(nodes: readonly StepNode[], edges: readonly PipeEdge[
     const y = (placed.y ?? 0) - placed.height / 2;
     return { ...node, position: { x, y } };
   });
+}
+
+/** Whether nobody has placed the nodes: two or more, all at one point (code adds them at 0,0). */
+export function isUnplaced(nodes: readonly StepNode[]): boolean {
+  const [first] = nodes;
+  if (first === undefined || nodes.length < 2) return false;
+  return nodes.every(
+    (node) => node.position.x === first.position.x && node.position.y === first.position.y,
+  );
+}
+
+export interface Rect {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/** The box around the nodes (unmeasured ones at NODE_SIZE). */
+export function boundsOf(nodes: readonly StepNode[]): Rect {
+  if (nodes.length === 0) return { x: 0, y: 0, width: 0, height: 0 };
+  const lefts = nodes.map((node) => node.position.x);
+  const tops = nodes.map((node) => node.position.y);
+  const rights = nodes.map((n) => n.position.x + (n.measured?.width ?? NODE_SIZE.width));
+  const bottoms = nodes.map((n) => n.position.y + (n.measured?.height ?? NODE_SIZE.height));
+  const [x, y] = [Math.min(...lefts), Math.min(...tops)];
+  return { x, y, width: Math.max(...rights) - x, height: Math.max(...bottoms) - y };
+}
+
+/** The zoom at which `bounds` fills `view` (with `padding` as a fraction of it). */
+export function fitZoom(bounds: Rect, view: { width: number; height: number }, padding = 0.1) {
+  if (bounds.width <= 0 || bounds.height <= 0 || view.width <= 0 || view.height <= 0) return 1;
+  const scale = 1 - 2 * padding;
+  return Math.min((view.width * scale) / bounds.width, (view.height * scale) / bounds.height);
+}
+
+/** The layered layout in the direction that shows the pipeline larger in `view`; left to right
+ * when both fit at full size (or the view's size is not known yet). */
+export function bestLayout(
+  nodes: readonly StepNode[],
+  edges: readonly PipeEdge[],
+  view: { width: number; height: number },
+): { nodes: StepNode[]; direction: Direction } {
+  const down = autoLayout(nodes, edges, "TB");
+  const across = autoLayout(nodes, edges, "LR");
+  const zoomDown = Math.min(1, fitZoom(boundsOf(down), view));
+  const zoomAcross = Math.min(1, fitZoom(boundsOf(across), view));
+  return zoomDown > zoomAcross
+    ? { nodes: down, direction: "TB" }
+    : { nodes: across, direction: "LR" };
+}
+
+/** Nodes as the canvas first shows them: laid out in the best direction for `view` when nobody
+ * has placed them, else where they are (in the direction their edges run). */
+export function place(
+  nodes: readonly StepNode[],
+  edges: readonly PipeEdge[],
+  view: { width: number; height: number },
+): { nodes: StepNode[]; direction: Direction; laidOut: boolean } {
+  if (isUnplaced(nodes)) return { ...bestLayout(nodes, edges, view), laidOut: true };
+  return { nodes: [...nodes], direction: directionOf(nodes, edges), laidOut: false };
+}
+
+/** The direction placed nodes run in: top down when most edges go more down than across. */
+export function directionOf(nodes: readonly StepNode[], edges: readonly PipeEdge[]): Direction {
+  const at = new Map(nodes.map((node) => [node.id, node.position]));
+  let down = 0;
+  for (const edge of edges) {
+    const [from, to] = [at.get(edge.source), at.get(edge.target)];
+    if (from && to) down += Math.abs(to.y - from.y) > Math.abs(to.x - from.x) ? 1 : -1;
+  }
+  return down > 0 ? "TB" : "LR";
+}
+
+export interface Viewport {
+  x: number;
+  y: number;
+  zoom: number;
+}
+
+/** Fit `bounds` into `view`, but never below READABLE_ZOOM nor above `maxZoom`: a pipeline too
+ * big to read whole is shown from its start (top left), centred along any axis it fits in. */
+export function readableViewport(
+  bounds: Rect,
+  view: { width: number; height: number },
+  { maxZoom = 1, padding = 0.08 }: { maxZoom?: number; padding?: number } = {},
+): Viewport {
+  const zoom = Math.max(READABLE_ZOOM, Math.min(maxZoom, fitZoom(bounds, view, padding)));
+  const place = (start: number, size: number, room: number) => {
+    const drawn = size * zoom;
+    const margin = room * padding;
+    return drawn + 2 * margin <= room ? (room - drawn) / 2 - start * zoom : margin - start * zoom;
+  };
+  return {
+    x: place(bounds.x, bounds.width, view.width),
+    y: place(bounds.y, bounds.height, view.height),
+    zoom,
+  };
 }

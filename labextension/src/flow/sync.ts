@@ -17,9 +17,12 @@ interface SyncOptions {
   setNodes: Dispatch<SetStateAction<StepNode[]>>;
   setEdges: Dispatch<SetStateAction<PipeEdge[]>>;
   onChange: (spec: PipelineSpec) => void;
+  /** Where a pipeline coming in is drawn (one whose nodes nobody placed gets laid out). */
+  arrange?: (nodes: StepNode[], edges: PipeEdge[]) => StepNode[];
 }
 
-export function usePipelineSync({ spec, nodes, edges, setNodes, setEdges, onChange }: SyncOptions) {
+export function usePipelineSync(options: SyncOptions) {
+  const { spec, nodes, edges, setNodes, setEdges, onChange, arrange } = options;
   const latest = useRef({ spec, nodes, edges });
   useLayoutEffect(() => {
     latest.current = { spec, nodes, edges };
@@ -33,10 +36,12 @@ export function usePipelineSync({ spec, nodes, edges, setNodes, setEdges, onChan
   /** Show `next` on the canvas (from Python, undo or redo). */
   const show = useCallback(
     (next: PipelineSpec) => {
-      setNodes(next.nodes.map(toFlowNode));
-      setEdges(next.edges.map(toFlowEdge));
+      const links = next.edges.map(toFlowEdge);
+      const placed = next.nodes.map(toFlowNode);
+      setNodes(arrange ? arrange(placed, links) : placed);
+      setEdges(links);
     },
-    [setNodes, setEdges],
+    [setNodes, setEdges, arrange],
   );
 
   const emit = useCallback(

@@ -106,3 +106,12 @@ export interface FlowActions {
   load: (version: number | string) => Promise<void>;
   deploy: () => Promise<void>;
 }
+
+/** A value a form field suggests (a datalist option), with the text shown beside it. */
+export interface Choice {
+  value: string;
+  label: string;
+}
+
+/** Suggested values of config fields, by field name (e.g. the model step's `model`). */
+export type FieldChoices = Readonly<Record<string, readonly Choice[]>>;

@@ -2,6 +2,7 @@
 import { useCallback, useState, useSyncExternalStore } from "react";
 import { FlowCanvas } from "../flow/FlowCanvas";
 import type { PipelineSpec } from "../flow/types";
+import { useModelChoices } from "./choices";
 import { parse, serialize } from "./file";
 import { useBackend } from "./useBackend";
 
@@ -20,6 +21,7 @@ function Canvas({ spec, source }: { spec: PipelineSpec; source: TextSource }) {
     [source],
   );
   const backend = useBackend(spec, onChange);
+  const choices = useModelChoices(backend.deployment?.name);
   return (
     <FlowCanvas
       spec={spec}
@@ -36,6 +38,7 @@ function Canvas({ spec, source }: { spec: PipelineSpec; source: TextSource }) {
       status={backend.status}
       height="100%"
       suppressShortcuts={false}
+      fieldChoices={choices}
       actions={backend.actions}
     />
   );

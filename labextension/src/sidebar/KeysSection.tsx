@@ -30,8 +30,7 @@ function KeyRow({ apiKey }: { apiKey: KeyInfo }) {
         </span>
       </div>
       <div className="nstarx-sidebar__key-line nstarx-sidebar__muted">
-        <span>{apiKey.name || "(no name)"}</span>
-        <span>{apiKey.scopes.join(" ")}</span>
+        <span title={apiKey.name || undefined}>{apiKey.name || "(no name)"}</span>
         <button
           type="button"
           disabled={!active}
@@ -40,6 +39,9 @@ function KeyRow({ apiKey }: { apiKey: KeyInfo }) {
         >
           Revoke
         </button>
+      </div>
+      <div className="nstarx-sidebar__key-scopes nstarx-sidebar__muted">
+        {apiKey.scopes.join(" ")}
       </div>
     </li>
   );

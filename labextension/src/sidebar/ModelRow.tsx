@@ -3,9 +3,15 @@ import { memo } from "react";
 import type { ModelSummary } from "../api";
 import { ModelVersions } from "./ModelVersions";
 
-/** An ISO timestamp as the user's locale writes it, or a dash. */
-export function formatDate(iso: string | null): string {
-  return iso === null ? "–" : new Date(iso).toLocaleString();
+/** An ISO timestamp in local time as `YYYY-MM-DD HH:MM` (the notebooks' format, whatever the
+ * browser's locale), or a dash. `dateOnly` leaves out the time. */
+export function formatDate(iso: string | null, dateOnly = false): string {
+  if (iso === null) return "–";
+  const when = new Date(iso);
+  if (Number.isNaN(when.getTime())) return iso;
+  const two = (n: number) => String(n).padStart(2, "0");
+  const day = `${String(when.getFullYear())}-${two(when.getMonth() + 1)}-${two(when.getDate())}`;
+  return dateOnly ? day : `${day} ${two(when.getHours())}:${two(when.getMinutes())}`;
 }
 
 /** `key=value` chips (tags) or `alias → version` chips. */
@@ -51,7 +57,7 @@ export const ModelRow = memo(function ModelRow({ model, expanded, onToggle }: Mo
           <span className="nstarx-sidebar__version-tag">{`v${model.latest_version}`}</span>
         )}
         <span className="nstarx-sidebar__muted" title={formatDate(model.created)}>
-          {model.created === null ? "" : new Date(model.created).toLocaleDateString()}
+          {model.created === null ? "" : formatDate(model.created, true)}
         </span>
       </button>
       <Chips items={aliases} label={`Aliases of ${model.name}`} />

@@ -23,6 +23,38 @@ function useDebounced(value: string, delayMs: number): string {
   return settled;
 }
 
+/** Seconds since the first render, counted while shown. */
+function useElapsedSeconds(): number {
+  const [seconds, setSeconds] = useState(0);
+  useEffect(() => {
+    const started = Date.now();
+    const timer = window.setInterval(() => {
+      setSeconds(Math.floor((Date.now() - started) / 1000));
+    }, 1000);
+    return () => {
+      window.clearInterval(timer);
+    };
+  }, []);
+  return seconds;
+}
+
+/** The catalog's first answer can take seconds: MLflow opens (or first creates) its store. */
+function RegistryLoading() {
+  const seconds = useElapsedSeconds();
+  return (
+    <p className="nstarx-sidebar__empty" role="status" aria-label="Loading the registry">
+      <span className="nstarx-sidebar__spinner" aria-hidden="true" />
+      Loading the registry…{seconds >= 2 && ` ${String(seconds)} s`}
+      {seconds >= 3 && (
+        <span className="nstarx-sidebar__note">
+          {" "}
+          The first call opens the MLflow store (a new one is created on first use).
+        </span>
+      )}
+    </p>
+  );
+}
+
 /** The catalog: one request per (debounced) search, versions only when a model is expanded. */
 export function ModelsSection() {
   const { store } = useSidebarEnv();
@@ -54,7 +86,8 @@ export function ModelsSection() {
       <input
         type="search"
         className="nstarx-sidebar__search jp-mod-styled"
-        placeholder="Search models, tags, aliases"
+        placeholder="Search models"
+        title="Search model names, tags and aliases"
         aria-label="Search models"
         value={search}
         onChange={(event) => {
@@ -62,7 +95,7 @@ export function ModelsSection() {
         }}
       />
       {models === null ? (
-        <p className="nstarx-sidebar__empty">Loading the registry…</p>
+        <RegistryLoading />
       ) : models.length === 0 ? (
         <p className="nstarx-sidebar__empty">
           {query ? `No model matches “${query}”.` : "No registered models yet."}

@@ -11,13 +11,10 @@ interface OnceKeyProps {
 export function OnceKey({ secret, label, onDismiss }: OnceKeyProps) {
   return (
     <div className="nstarx-sidebar__once-key" role="status" aria-label={label}>
-      <code className="nstarx-sidebar__secret" data-testid="once-key">
-        {secret}
-      </code>
-      <p className="nstarx-sidebar__note">
-        Copy this key now: it will not be shown again (only its prefix is kept).
-      </p>
-      <div className="nstarx-sidebar__row">
+      <div className="nstarx-sidebar__secret-line">
+        <code className="nstarx-sidebar__secret" data-testid="once-key" title={secret}>
+          {secret}
+        </code>
         <button
           type="button"
           className="jp-Button jp-mod-styled jp-mod-accept"
@@ -27,12 +24,17 @@ export function OnceKey({ secret, label, onDismiss }: OnceKeyProps) {
         >
           Copy key
         </button>
-        {onDismiss && (
+      </div>
+      <p className="nstarx-sidebar__note">
+        Copy this key now: it will not be shown again (only its prefix is kept).
+      </p>
+      {onDismiss && (
+        <div className="nstarx-sidebar__row">
           <button type="button" className="jp-Button jp-mod-styled" onClick={onDismiss}>
             Done
           </button>
-        )}
-      </div>
+        </div>
+      )}
     </div>
   );
 }

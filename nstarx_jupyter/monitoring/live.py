@@ -312,6 +312,7 @@ class DriftChart(_Polling):
         self.figure.update_yaxes(title_text="score", row=1, col=1, rangemode="tozero")
         self.figure.update_yaxes(title_text="share", row=2, col=1, rangemode="tozero")
         self._lines: dict[str, int] = {}
+        self._since: datetime | None = None
         self.last: dict[str, Any] | None = None
         """The last report drawn."""
         self._start_polling("nstarx-drift")
@@ -332,6 +333,11 @@ class DriftChart(_Polling):
                 trace = self.figure.data[self._lines[name]]
                 trace.x = (*trace.x, now)[-self.points :]
                 trace.y = (*trace.y, row["score"])[-self.points :]
+            # The time axis spans a minute at least (one point would make it 2 ms wide).
+            self._since = self._since or now
+            first = max(self._since, now - timedelta(seconds=self.interval_s * self.points))
+            end = max(now, first + timedelta(seconds=60))
+            self.figure.update_xaxes(range=[first, end], tickformat="%H:%M:%S", row=1, col=1)
             shown = report.get("histograms", {}).get(feature or "")
             reference, live = self.figure.data[0], self.figure.data[1]
             if shown is not None:

@@ -99,3 +99,13 @@ def test_the_card_and_the_sidebar_pick_the_same_badge_from_the_servers_report(
     card.refresh()
     assert card.drift == {}
     assert DeploymentCard(FakeDeployment()).drift == {}
+
+
+def test_the_drift_charts_time_axis_spans_a_minute_from_its_first_point() -> None:
+    report = {"features": [{"feature": "a", "test": "psi", "score": 1.0, "threshold": 0.2}],
+              "histograms": {}}  # fmt: skip
+    chart = DriftChart(lambda: report, title="m", interval_s=60)
+    chart.update()
+    start, end = chart.figure.layout.xaxis.range
+    assert (end - start).total_seconds() == pytest.approx(60)  # one point: a minute, not 2 ms
+    assert chart.figure.layout.xaxis.tickformat == "%H:%M:%S"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.notebook.batch import BatchMixin
 from nstarx_jupyter.notebook.drift import DriftMixin
 from nstarx_jupyter.notebook.explain import ExplainMixin
 from nstarx_jupyter.notebook.rollout import RolloutMixin
@@ -188,7 +189,7 @@ def _first_record(example: Any, names: Any) -> dict[str, Any] | None:
     return None
 
 
-class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin):
+class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin):
     """A running deployment: status, endpoint, predictions, rollouts, KServe YAML, deletion."""
 
     def __init__(self, name: str, backend: Backend | None = None) -> None:

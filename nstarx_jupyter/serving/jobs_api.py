@@ -101,6 +101,8 @@ class JobsApi:
         self._known(body.deployment)
         self.dataplane.guard.check(principal, "manage", body.deployment)
         source = self._path("input", body.input)
+        if not source.is_file():
+            raise InvalidInputError(f"input: '{body.input}' is not a file")
         fmt = body.format or FORMATS.get(source.suffix.lower())
         if fmt is None:
             raise InvalidInputError(
@@ -112,8 +114,6 @@ class JobsApi:
                                     f"'{target.suffix}'")  # fmt: skip
         if target is not None and (target == source or target.is_dir()):
             raise InvalidInputError(f"output: '{target}' is the input or a folder")
-        if not source.is_file():
-            raise InvalidInputError(f"input: '{body.input}' is not a file")
         loop = asyncio.get_running_loop()
         frame = await loop.run_in_executor(None, read_table, source, fmt)
         missing = [c for c in body.passthrough or () if c not in frame.columns]

@@ -177,6 +177,8 @@ def test_bad_jobs_are_refused_with_a_clear_4xx(
     garbage.write_bytes(b"not parquet at all")
     no_features = nstarx_home / "data" / "ids.csv"
     no_features.write_text("row_id\n1\n2\n")
+    _, key = key_store().create("caller", ["predict:iris"])  # the server reads keys on change
+    _, manager = key_store().create("manager", ["manage:iris"])
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({"deployment": "nope", "input": str(source)}, 404, "no deployment or pipeline 'nope'"),
         ({"deployment": "iris", "input": str(outside)}, 403, "not in a folder this server"),
@@ -201,7 +203,6 @@ def test_bad_jobs_are_refused_with_a_clear_4xx(
     assert failed["state"] == "failed"
     assert "no column 'sepal_length'" in failed["errors"][0]
     # A key that may only call iris cannot start a job on it, nor see the jobs.
-    _, key = key_store().create("caller", ["predict:iris"])
     headers = {"Authorization": f"Bearer {key}"}
     body = {"deployment": "iris", "input": str(source)}
     refused = httpx.post(f"{server.url}/nstarx/v1/jobs", json=body, headers=headers)
@@ -209,7 +210,6 @@ def test_bad_jobs_are_refused_with_a_clear_4xx(
     assert httpx.get(f"{server.url}/nstarx/v1/jobs", headers=headers).json() == []
     assert httpx.get(f"{server.url}/nstarx/v1/jobs/{failed['id']}",
                      headers=headers).status_code == 404  # fmt: skip
-    _, manager = key_store().create("manager", ["manage:iris"])
     allowed = httpx.post(f"{server.url}/nstarx/v1/jobs", json=body,
                          headers={"Authorization": f"Bearer {manager}"})  # fmt: skip
     assert allowed.status_code == 201, allowed.text
@@ -230,7 +230,7 @@ def test_deployment_batch_runs_a_dataframe_from_the_notebook(
     finally:
         deployment.close()
     assert out["key"].tolist() == frame["key"].tolist()
-    assert (out["prediction"].to_numpy() == iris_model.predict(frame[list(IRIS_FEATURES)])).all()
+    assert (out["prediction"].to_numpy() == iris_model.predict(frame[list(IRIS_FEATURES)].to_numpy())).all()
     assert repr(job).endswith("succeeded, 5000/5000 rows)")
 
 

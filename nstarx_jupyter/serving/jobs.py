@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -31,16 +32,29 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.errors import ErrorKind, InvalidInputError, NstarxError
 from nstarx_jupyter.protocol import v1
+from nstarx_jupyter.protocol.datatypes import as_array
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
+from nstarx_jupyter.protocol.signature import bind_inputs
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
     from nstarx_jupyter.protocol.signature import ModelSignature
     from nstarx_jupyter.runtimes.base import Tensors
     from nstarx_jupyter.serving.dataplane import DataPlane
 
-__all__ = ["FORMATS", "Job", "JobList", "JobRequest", "JobRunner", "JobView", "read_table"]
+__all__ = [
+    "FORMATS",
+    "Job",
+    "JobList",
+    "JobRequest",
+    "JobRunner",
+    "JobView",
+    "answer_table",
+    "read_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -367,10 +381,11 @@ class JobRunner:
 
     async def _predict(
         self, job: Job, rows: pd.DataFrame
-    ) -> tuple[list[dict[str, Any]], set[str]]:
-        """The answers to `rows`, one record per row, by the same path as a REST request.
+    ) -> tuple[Callable[[], pd.DataFrame], set[str]]:
+        """The answers to `rows` by the same path as a REST request, as a table to be made.
 
-        With them, the columns the model took (a pipeline's: every column sent).
+        The table (one row per row, the records API's columns) is made off the event loop, with
+        the part file; with it, the columns the model took (a pipeline's: every column sent).
         """
         name = job.deployment
         sent = rows.drop(columns=[c for c in job.passthrough or () if c in rows.columns])
@@ -380,7 +395,7 @@ class JobRunner:
             if not isinstance(output, list) or len(output) != len(rows):
                 raise InvalidInputError(f"pipeline '{name}' did not answer one record per row")
             answers = [item if isinstance(item, dict) else {"prediction": item} for item in output]
-            return answers, set(sent.columns)
+            return functools.partial(_normalized, answers), set(sent.columns)
         taken: set[str] = set(sent.columns)
 
         def decode(signature: ModelSignature) -> Tensors:
@@ -393,16 +408,22 @@ class JobRunner:
                     f"the input has no column '{missing[0]}' (the model takes {', '.join(names)})"
                 )
             taken.intersection_update(names)
-            return records_to_tensors(sent[list(names)].to_dict("records"), signature)
+            columns = sent[list(names)]
+            numeric = all(dtype.kind in "biuf" for dtype in columns.dtypes)
+            if len(signature.inputs) == 1 and numeric:
+                spec = signature.inputs[0]  # numbers: one array, no per-row records
+                array = as_array(columns.to_numpy(), spec.datatype, spec.name)
+                return bind_inputs(signature, {spec.name: array})
+            return records_to_tensors(columns.to_dict("records"), signature)
 
         served = await self.dataplane.predict(name, None, "batch", decode, all_outputs=True)
-        return tensors_to_records(served.outputs, served.model.signature), taken
+        return functools.partial(answer_table, served.outputs, served.model.signature), taken
 
     def _write_part(self, job: Job, index: int, rows: pd.DataFrame,
-                    answers: list[dict[str, Any]], taken: set[str]) -> None:  # fmt: skip
+                    answers: Callable[[], pd.DataFrame], taken: set[str]) -> None:  # fmt: skip
         import pandas as pd
 
-        answered = pd.json_normalize(answers)
+        answered = answers()
         answered.index = rows.index
         keep = job.passthrough
         if keep is None:  # the columns the model did not take
@@ -410,6 +431,35 @@ class JobRunner:
         kept = [c for c in keep if c in rows.columns and c not in answered.columns]
         frame = pd.concat([rows[kept], answered], axis=1) if kept else answered
         atomic_write(job.part(index), _encode(frame, job.output_format, header=index == 0))
+
+
+def _normalized(answers: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.json_normalize(answers)
+
+
+def answer_table(outputs: Tensors, signature: ModelSignature) -> pd.DataFrame:
+    """A model's outputs as the records API names them, nested fields flattened with `.`.
+
+    `prediction`, `confidence` and `probabilities.LABEL` for a classifier: the columns of
+    `pd.json_normalize(tensors_to_records(...))`, built a column at a time.
+    """
+    import pandas as pd
+
+    columns: dict[str, Any] = {}
+    labels = signature.class_labels
+    for name, array in outputs.items():
+        if name == "predict_proba" and labels is not None:
+            columns["confidence"] = array.max(axis=1)
+            for index, label in enumerate(labels):
+                columns[f"probabilities.{label}"] = array[:, index]
+        elif array.ndim == 1 and array.dtype.kind != "O":
+            key = "prediction" if name in ("predict", *signature.default_outputs[:1]) else name
+            columns[key] = array
+        else:  # text, or several values a row: the records API's values
+            return pd.json_normalize(tensors_to_records(outputs, signature))
+    return pd.DataFrame(columns)
 
 
 def _feature_names(signature: ModelSignature) -> tuple[str, ...] | None:

@@ -230,7 +230,8 @@ def test_deployment_batch_runs_a_dataframe_from_the_notebook(
     finally:
         deployment.close()
     assert out["key"].tolist() == frame["key"].tolist()
-    assert (out["prediction"].to_numpy() == iris_model.predict(frame[list(IRIS_FEATURES)].to_numpy())).all()
+    expected = iris_model.predict(frame[list(IRIS_FEATURES)].to_numpy())
+    assert (out["prediction"].to_numpy() == expected).all()
     assert repr(job).endswith("succeeded, 5000/5000 rows)")
 
 

@@ -142,7 +142,7 @@ def test_kill_9_at_ten_random_points_loses_and_duplicates_no_row(
         done = _wait(process.url, job["id"])
     finally:
         process.stop()
-    assert len(seen) == 10
+    assert len(seen) == 10, seen  # chunks done at each kill
     _check_output(done, iris_model, source)
     assert not list((state_dir / "jobs" / job["id"] / "parts").glob(".*"))  # no temp left
 
@@ -262,3 +262,28 @@ def test_nstarx_batch_runs_shows_and_cancels_jobs(
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
     assert main(["batch", "run", "nope", str(source)]) == 2
     assert "no deployment or pipeline 'nope'" in capsys.readouterr().err
+
+
+def test_a_pipeline_job_over_json_lines_keeps_the_row_order(
+    server: ServerProcess, state_dir: Path, nstarx_home: Path, iris_data: Any
+) -> None:
+    from tests.integration.test_pipelines import _iris_pipeline
+
+    backend = LocalBackend(state_dir, timeout_s=60)
+    try:
+        _iris_pipeline("deployment:iris").deploy(backend=backend)
+    finally:
+        backend.close()
+    x, _ = iris_data
+    frame = pd.DataFrame(np.resize(x, (900, 4)), columns=list(IRIS_FEATURES))
+    frame.insert(0, "row_id", np.arange(len(frame)))
+    source = nstarx_home / "data" / "rows.jsonl"
+    source.parent.mkdir(parents=True)
+    frame.to_json(source, orient="records", lines=True)
+    body = {"deployment": "flowers", "input": str(source), "chunk_size": 100,
+            "passthrough": ["row_id"]}  # fmt: skip
+    done = _wait(server.url, _start(server.url, body)["id"])
+    assert done["state"] == "succeeded", done
+    out = pd.read_json(done["output"], lines=True)
+    assert out["row_id"].tolist() == list(range(900))
+    assert {"species", "confidence", "sure"} <= set(out.columns)

@@ -143,6 +143,8 @@ class Job:
     stamp: list[float] = field(default_factory=list)
     """The input's size and mtime when the job began: a changed file is refused on resume."""
     done: set[int] = field(default_factory=set)
+    assembling: bool = False
+    """Every chunk is done and the output is being written: too late to cancel."""
 
     @property
     def parts(self) -> Path:
@@ -288,8 +290,11 @@ class JobRunner:
         task.add_done_callback(lambda _: self._tasks.pop(job.id, None))
 
     async def cancel(self, job: Job) -> None:
-        """Stop a job that has not finished; its parts stay until it is deleted."""
-        if job.state in FINISHED:
+        """Stop a job that has not finished; its parts stay until it is deleted.
+
+        A job writing its output goes on to the end (its rows are all answered).
+        """
+        if job.state in FINISHED or job.assembling:
             return
         job.state, job.finished = "cancelled", time.time()
         job.save()
@@ -302,6 +307,9 @@ class JobRunner:
     async def delete(self, job: Job) -> None:
         """Cancel the job and forget it: its record and parts go (an output named goes on)."""
         await self.cancel(job)
+        task = self._tasks.get(job.id)  # one writing its output: let it end first
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
         self.jobs.pop(job.id, None)
         await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, job.folder, True)
 
@@ -321,6 +329,7 @@ class JobRunner:
                 job.state, job.started = "running", job.started or time.time()
                 job.save()
                 await self._chunks(job, frame)
+                job.assembling = True
                 await loop.run_in_executor(None, _assemble, job, Path(job.output))
                 job.state = "succeeded"
             except asyncio.CancelledError:

@@ -116,6 +116,8 @@ class JobsApi:
             raise InvalidInputError(f"output: '{target}' is the input or a folder")
         loop = asyncio.get_running_loop()
         frame = await loop.run_in_executor(None, read_table, source, fmt)
+        if frame.empty:
+            raise InvalidInputError(f"input: '{body.input}' has no rows")
         missing = [c for c in body.passthrough or () if c not in frame.columns]
         if missing:
             raise InvalidInputError(f"passthrough: the input has no column '{missing[0]}'")

@@ -177,6 +177,8 @@ def test_bad_jobs_are_refused_with_a_clear_4xx(
     garbage.write_bytes(b"not parquet at all")
     no_features = nstarx_home / "data" / "ids.csv"
     no_features.write_text("row_id\n1\n2\n")
+    header_only = nstarx_home / "data" / "empty.csv"
+    header_only.write_text("row_id,sepal_length\n")
     _, key = key_store().create("caller", ["predict:iris"])  # the server reads keys on change
     _, manager = key_store().create("manager", ["manage:iris"])
     cases: list[tuple[dict[str, Any], int, str]] = [
@@ -187,6 +189,7 @@ def test_bad_jobs_are_refused_with_a_clear_4xx(
         ({"deployment": "iris", "input": str(garbage)}, 400, "cannot be read as parquet"),
         ({"deployment": "iris", "input": str(source) + ".missing"}, 400, "is not a file"),
         ({"deployment": "iris", "input": str(source), "format": "xls"}, 400, "format"),
+        ({"deployment": "iris", "input": str(header_only)}, 400, "has no rows"),
         ({"deployment": "iris", "input": str(source), "chunk_size": 0}, 400, "chunk_size"),
         ({"deployment": "iris", "input": "s3://bucket/rows.csv"}, 400, "not a local file"),
         ({"deployment": "iris", "input": str(source), "passthrough": ["x"]}, 400, "column 'x'"),

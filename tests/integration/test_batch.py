@@ -109,6 +109,10 @@ def test_a_100000_row_file_comes_out_once_each_in_order(
     # The chunks went through the data plane: counted in the model's metrics.
     metrics = httpx.get(f"{server.url}/metrics", headers=_admin()).text
     assert 'protocol="batch"' in metrics
+    # Audited: the route's call, and which deployment the job runs.
+    audit = httpx.get(f"{server.url}/nstarx/v1/audit", headers=_admin()).json()
+    assert any(r["action"] == "jobs.post" and r["status"] == 201 for r in audit)
+    assert any(r["action"] == "job.created" and r["model"] == "iris" for r in audit)
 
 
 def test_kill_9_at_ten_random_points_loses_and_duplicates_no_row(

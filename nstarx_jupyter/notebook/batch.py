@@ -26,11 +26,15 @@ __all__ = ["BatchJob", "BatchMixin"]
 class BatchJob:
     """A handle on a server-side batch job: `.wait()` with a progress bar, `.result()`."""
 
-    def __init__(self, client: JobsClient, job: dict[str, Any]) -> None:
+    def __init__(
+        self, client: JobsClient, job: dict[str, Any], scratch: Path | None = None
+    ) -> None:
         self.client = client
         self.id: str = job["id"]
         self.job = job
         """The job as last seen (state, rows_done, rows_total, errors, output)."""
+        self._scratch = scratch
+        """The file a DataFrame was written to for the job: removed once the job ends."""
 
     def status(self) -> dict[str, Any]:
         """The job as the server sees it now."""
@@ -56,6 +60,9 @@ class BatchJob:
         finally:
             if bar is not None:
                 bar.close()
+        if self._scratch is not None:  # the server has read its last row of it
+            self._scratch.unlink(missing_ok=True)
+            self._scratch = None
         return self
 
     def result(self, timeout_s: float | None = None) -> pd.DataFrame:
@@ -107,14 +114,15 @@ class BatchMixin:
         server; `.wait()` follows it with a progress bar and `.result()` returns the output.
         """
         client = JobsClient(self.backend)
+        scratch = None
         if isinstance(data, str | Path):
             source = Path(data).expanduser().absolute()
         else:
-            source = _write_frame(data)
+            source = scratch = _write_frame(data)
         target = str(Path(output).expanduser().absolute()) if output else None
         job = client.run(self.name, str(source), chunk_size=chunk_size, parallelism=parallelism,
                          passthrough=passthrough, output=target)  # fmt: skip
-        handle = BatchJob(client, job)
+        handle = BatchJob(client, job, scratch)
         return handle.wait() if wait else handle
 
 

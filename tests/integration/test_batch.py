@@ -223,7 +223,11 @@ def test_bad_jobs_are_refused_with_a_clear_4xx(
 
 
 def test_deployment_batch_runs_a_dataframe_from_the_notebook(
-    server: ServerProcess, state_dir: Path, iris_data: Any, iris_model: LogisticRegression
+    server: ServerProcess,
+    state_dir: Path,
+    nstarx_home: Path,
+    iris_data: Any,
+    iris_model: LogisticRegression,
 ) -> None:
     x, _ = iris_data
     frame = pd.DataFrame(np.resize(x, (5000, 4)), columns=list(IRIS_FEATURES))
@@ -240,6 +244,7 @@ def test_deployment_batch_runs_a_dataframe_from_the_notebook(
     expected = iris_model.predict(frame[list(IRIS_FEATURES)].to_numpy())
     assert (out["prediction"].to_numpy() == expected).all()
     assert repr(job).endswith("succeeded, 5000/5000 rows)")
+    assert not list((nstarx_home / "batch").iterdir())  # the DataFrame's file went with the job
 
 
 def test_nstarx_batch_runs_shows_and_cancels_jobs(

@@ -67,8 +67,8 @@ FINISHED = ("succeeded", "failed", "cancelled")
 RUNNING_JOBS = 2
 """Jobs reading and predicting at once; later ones wait, `queued`."""
 _RETRIED = (ErrorKind.UNAVAILABLE, ErrorKind.DEADLINE_EXCEEDED, ErrorKind.RATE_LIMITED)
-_RETRIES = 8
-"""Tries of a chunk the server turned away (a full queue, a model still loading)."""
+RETRY_S = 120.0
+"""How long a chunk the server turns away (a full queue, a model still loading) is retried."""
 
 
 class JobRequest(BaseModel):
@@ -374,15 +374,18 @@ class JobRunner:
     async def _chunk(self, job: Job, frame: pd.DataFrame, index: int) -> None:
         start = index * job.chunk_size
         rows = frame.iloc[start : start + job.chunk_size]
-        for attempt in range(_RETRIES):
+        give_up, attempt = time.monotonic() + RETRY_S, 0
+        while True:
             try:
                 answers, taken = await self._predict(job, rows)
                 break
             except NstarxError as exc:
-                if exc.kind not in _RETRIED or attempt == _RETRIES - 1:
-                    stop = start + len(rows) - 1
-                    raise type(exc)(f"rows {start}-{stop}: {exc.message}") from None
-                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+                if exc.kind not in _RETRIED or time.monotonic() > give_up:
+                    failed = NstarxError(f"rows {start}-{start + len(rows) - 1}: {exc.message}")
+                    failed.kind = exc.kind
+                    raise failed from None
+            await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
+            attempt += 1
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._write_part, job, index, rows, answers,
                                    taken)  # fmt: skip

@@ -299,3 +299,26 @@ def test_a_pipeline_job_over_json_lines_keeps_the_row_order(
     out = pd.read_json(done["output"], lines=True)
     assert out["row_id"].tolist() == list(range(900))
     assert {"species", "confidence", "sure"} <= set(out.columns)
+
+
+def test_chunks_the_models_limits_turn_away_are_retried(
+    state_dir: Path, named_iris: Path, nstarx_home: Path, iris_data: Any
+) -> None:
+    """One prediction at a time and one waiting: most of 8 chunks in flight get 503, then go."""
+    limits = ("--container-concurrency", "1", "--max-queue", "1")
+    process = start_server("--state-dir", str(state_dir), "--model", f"iris={named_iris}",
+                           *limits, auth=True)  # fmt: skip
+    try:
+        source = _rows_file(nstarx_home / "data", iris_data, rows=20_000)
+        job = _start(process.url, {"deployment": "iris", "input": str(source),
+                                   "chunk_size": 250, "parallelism": 8})  # fmt: skip
+        done = _wait(process.url, job["id"])
+        assert done["state"] == "succeeded", done
+        metrics = httpx.get(f"{process.url}/metrics", headers=_admin()).text
+    finally:
+        process.stop()
+    assert pd.read_csv(done["output"])["row_id"].tolist() == list(range(20_000))
+    rejected = [line for line in metrics.splitlines()
+                if line.startswith("nstarx_requests_total") and 'protocol="batch"' in line
+                and 'status="unavailable"' in line]  # fmt: skip
+    assert rejected, "no chunk was turned away: the limits did not apply"

@@ -200,8 +200,10 @@ def _batch_commands(commands: Any) -> None:
     run.add_argument("--format", choices=["csv", "parquet", "jsonl"], help="(default: suffix)")
     run.add_argument("--chunk-size", type=int, help="rows per request (default 2000)")
     run.add_argument("--parallelism", type=int, help="chunks in flight (default 2)")
-    run.add_argument("--passthrough", nargs="+", metavar="COLUMN",
-                     help="columns copied to the output, not sent (default: those not taken)")
+    run.add_argument(
+        "--passthrough", nargs="+", metavar="COLUMN",
+        help="columns copied to the output, not sent (default: those not taken)",
+    )  # fmt: skip
     run.add_argument("--wait", action="store_true", help="follow the job to its end")
     status = actions.add_parser("status", help="one job, or every job")
     status.add_argument("id", nargs="?")

@@ -156,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("name")
     logs = commands.add_parser("logs", help="a local deployment's events")
     logs.add_argument("name")
+    _batch_commands(commands)
     tls = commands.add_parser("tls-cert", help="make a self-signed certificate for development")
     tls.add_argument(
         "--out", type=Path, metavar="DIR", help="where cert.pem and key.pem go ($NSTARX_HOME/tls)"
@@ -197,6 +198,28 @@ def _target_options(command: argparse.ArgumentParser) -> None:
                          "with --context)")  # fmt: skip
     command.add_argument("--context", metavar="NAME", help="kserve: the kubeconfig context")
     command.add_argument("--namespace", "-n", metavar="NS", help="kserve: the namespace")
+
+
+def _batch_commands(commands: Any) -> None:
+    """`nstarx batch run|status|cancel`: jobs over files on the local server."""
+    batch = commands.add_parser("batch", help="batch jobs over CSV, Parquet or JSONL files")
+    actions = batch.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="start a job: every row of INPUT through NAME")
+    run.add_argument("name", help="a deployment or pipeline")
+    run.add_argument("input", help="a file in a folder the server may read")
+    run.add_argument("--output", help="where the output goes (default: in the server's state)")
+    run.add_argument("--format", choices=["csv", "parquet", "jsonl"], help="(default: suffix)")
+    run.add_argument("--chunk-size", type=int, help="rows per request (default 2000)")
+    run.add_argument("--parallelism", type=int, help="chunks in flight (default 2)")
+    run.add_argument(
+        "--passthrough", nargs="+", metavar="COLUMN",
+        help="columns copied to the output, not sent (default: those not taken)",
+    )  # fmt: skip
+    run.add_argument("--wait", action="store_true", help="follow the job to its end")
+    status = actions.add_parser("status", help="one job, or every job")
+    status.add_argument("id", nargs="?")
+    cancel = actions.add_parser("cancel", help="stop a job")
+    cancel.add_argument("id")
 
 
 def _security_commands(commands: Any) -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from nstarx_jupyter.deployment.jobs import batch_command
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.manifests import plan_file, read_documents
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
@@ -213,7 +214,7 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Backend], list[str]]] = {
     "apply": _apply, "delete": _delete, "logs": _logs, "stop": _stop,
-    "status": _status,
+    "status": _status, "batch": batch_command,
 }  # fmt: skip
 _SECURITY: dict[str, Callable[[argparse.Namespace], list[str]]] = {
     "keys": _keys, "access": _access, "audit": _audit,

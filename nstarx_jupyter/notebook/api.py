@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.notebook.batch import BatchMixin
 from nstarx_jupyter.notebook.drift import DriftMixin
 from nstarx_jupyter.notebook.explain import ExplainMixin
 from nstarx_jupyter.notebook.rollout import RolloutMixin
@@ -259,7 +260,7 @@ def _model_example(model: Any, example: Any) -> Any:
     return example
 
 
-class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin):
+class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin):
     """A running deployment: status, endpoint, predictions, rollouts, KServe YAML, deletion."""
 
     def __init__(self, name: str, backend: Backend | None = None) -> None:

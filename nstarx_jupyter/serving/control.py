@@ -34,6 +34,7 @@ from nstarx_jupyter.serving.drift_api import DriftApi
 from nstarx_jupyter.serving.explain_api import ExplainApi
 from nstarx_jupyter.serving.graph_api import GraphApi
 from nstarx_jupyter.serving.http_errors import error_response
+from nstarx_jupyter.serving.jobs_api import JobsApi
 from nstarx_jupyter.serving.loading import check_trusted
 from nstarx_jupyter.serving.metrics import LatencyWindow
 from nstarx_jupyter.serving.pipeline_api import PipelineApi
@@ -116,6 +117,8 @@ class ControlPlane:
         dataplane.explainer = self.explain.explain_for_pipeline
         """SHAP values per row and feature importance over live traffic (drift's live rows)."""
         dataplane.metrics.registry.register(self.explain.collector())
+        self.jobs = JobsApi(dataplane, state_dir, self.policy)
+        """Batch jobs over files, resumed after a restart."""
 
     async def restore(self) -> None:
         """Serve the deployments saved by an earlier run; a broken one is reported, not fatal."""
@@ -138,6 +141,7 @@ class ControlPlane:
                 if isinstance(exc, NstarxError):
                     self._keep_failed(file.stem, exc.message)
         await self.pipelines.restore()  # after the deployments their model nodes may call
+        self.jobs.restore()  # after what they call
         self.graphs.restore()
 
     def _keep_failed(self, name: str, reason: str) -> None:
@@ -416,6 +420,7 @@ class ControlPlane:
             *self.usage.routes(),
             *self.drift.routes(),
             *self.explain.routes(),
+            *self.jobs.routes(),
         ]  # fmt: skip
         # Last: any other path or method under the prefix, so its 404 or 405 is audited too.
         unrouted = functools.partial(_unrouted, routes)
@@ -513,6 +518,7 @@ class ControlPlane:
 
     async def close(self) -> None:
         """Write the trends' last minute and stop sampling (the server is stopping)."""
+        await self.jobs.close()
         await self.drift.hub.close()
         await self.explain.close()
         await self.usage.close()

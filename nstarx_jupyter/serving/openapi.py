@@ -21,6 +21,7 @@ from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.pipelines import PipelineSpec
 from nstarx_jupyter.pipelines.inference_graph import GraphSpec
 from nstarx_jupyter.serving import bodies as b
+from nstarx_jupyter.serving.jobs import JobList, JobRequest, JobView
 from nstarx_jupyter.serving.security_api import PREFIX
 
 if TYPE_CHECKING:
@@ -174,6 +175,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", f"{PREFIX}/prices"): Operation("The price table", "usage", b.PriceTable),
     ("PUT", f"{PREFIX}/prices"): Operation("Set the price table", "usage", b.PriceTable,
                                            body=b.PriceTable),
+    # Batch jobs
+    ("GET", f"{PREFIX}/jobs"): Operation("The batch jobs of the deployments the caller manages",
+                                         "jobs", JobList),
+    ("POST", f"{PREFIX}/jobs"): Operation("Start a batch job over a file (CSV, Parquet, JSONL)",
+                                          "jobs", JobView, status=201, body=JobRequest),
+    ("GET", f"{PREFIX}/jobs/{{id}}"): Operation("A batch job: state, rows done, errors, output",
+                                                "jobs", JobView),
+    ("DELETE", f"{PREFIX}/jobs/{{id}}"): Operation("Cancel a batch job and forget it", "jobs",
+                                                   None, status=204),
+    ("POST", f"{PREFIX}/jobs/{{id}}/cancel"): Operation("Cancel a batch job", "jobs", JobView),
     # Pipelines
     ("GET", f"{PREFIX}/pipelines"): Operation("The pipelines the caller manages", "pipelines",
                                               b.PipelineList),

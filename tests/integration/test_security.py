@@ -77,7 +77,7 @@ def test_every_route_but_live_health_needs_a_valid_key(
     # Every route the app has, enumerated from the app itself (so a new route is covered).
     table = create_app([], ServingConfig(state_dir=Path("unused"), audit=False)).route_table()
     assert len(table) > 30
-    params = {"name": "iris", "version": "1", "key": "nsx_00000000", "model": "iris"}
+    params = {"name": "iris", "version": "1", "key": "nsx_00000000", "model": "iris", "id": "0"}
     bad = {
         "no key": {},
         "bad key": _bearer("nsx_12345678_" + "x" * 43),

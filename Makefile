@@ -84,6 +84,8 @@ screenshots: install ## run the UI tests and copy the README's screenshots into 
 	cp test-output/ui/sidebar-default-width.png docs/sidebar.png
 	cp test-output/ui/flow-first-display.png docs/flow-editor.png
 	cp test-output/ui/latency-chart.png docs/latency-chart.png
+	cp test-output/ui/drift-chart.png docs/drift-chart.png
+	cp test-output/ui/sidebar-drift.png docs/sidebar-drift.png
 
 bench: ## benchmarks against KServe and MLServer (about 40 minutes; see bench/README.md)
 	$(PY) bench/run.py

@@ -336,6 +336,7 @@ class DriftChart(_Polling):
             # The time axis spans a minute at least (one point would make it 2 ms wide).
             self._since = self._since or now
             first = max(self._since, now - timedelta(seconds=self.interval_s * self.points))
+            first -= timedelta(seconds=2)  # the first points clear the left edge
             end = max(now, first + timedelta(seconds=60))
             self.figure.update_xaxes(range=[first, end], tickformat="%H:%M:%S", row=1, col=1)
             shown = report.get("histograms", {}).get(feature or "")

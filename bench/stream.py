@@ -68,7 +68,7 @@ async def _stream_load(
             answer = await ws.recv()
             latencies.append(time.perf_counter() - started)
             slots.release()
-            errors += answer.startswith('{"error"')
+            errors += isinstance(answer, str) and answer.startswith('{"error"')
         elapsed = time.perf_counter() - began
         await sender
     latencies.sort()
@@ -77,7 +77,9 @@ async def _stream_load(
             "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000, "errors": errors}  # fmt: skip
 
 
-def stream_load(server: Server, kind: str, window: int, warmup: float, seconds: float) -> dict:
+def stream_load(
+    server: Server, kind: str, window: int, warmup: float, seconds: float
+) -> dict[str, Any]:
     """Run the stream load in a subprocess pinned to core 1 (a warm-up, then the measured run)."""
     url = f"ws://127.0.0.1:{server.http}/v2/models/iris/stream"
     out = subprocess.run(

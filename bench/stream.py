@@ -6,9 +6,11 @@ The server (this source tree, `python -m nstarx_jupyter.cli serve`) runs pinned 
 iris from run.py, as users get it: an API key on every call and message, audited. The load runs
 on core 1: wrk with C connections for REST (V2 one row, and product records), and for the stream
 one WebSocket with a window of C messages in flight (one record, or the same V2 one-row request,
-per message), a sender keeping the window full and a reader timing each answer. Each row: a
-warm-up, then the measured run. Prints a table (one record per call or message, so req/s and
-records/s are the same figure). Do not run it long on a shared machine: timings there say little.
+per message), a sender keeping the window full and a reader timing each answer. The last rows
+are that load against a fixed-answer WebSocket server on core 0: the ceiling of the Python load
+generator (wrk's for REST is far higher). Each row: a warm-up, then the measured run. Prints a
+table (one record per call or message, so req/s and records/s are the same figure). Do not run
+it long on a shared machine: timings there say little.
 """
 
 from __future__ import annotations
@@ -91,6 +93,35 @@ def stream_load(
     return dict(json.loads(out))
 
 
+async def _echo(port: int) -> None:
+    """A fixed-answer WebSocket server (websockets' own): the load generator's ceiling."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    answer = json.dumps({"prediction": 0, "confidence": 0.98})
+
+    async def handler(ws: ServerConnection) -> None:
+        async for _ in ws:
+            await ws.send(answer)
+
+    async with serve(handler, "127.0.0.1", port, compression=None, max_queue=None):
+        await asyncio.Future()
+
+
+def client_ceiling(window: int, warmup: float, seconds: float) -> dict[str, Any]:
+    """What the stream load reaches against the fixed-answer server pinned to core 0."""
+    port = bench.free_port()
+    echo = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--echo", str(port)],
+                            env=bench.ENV)  # fmt: skip
+    try:
+        time.sleep(1.5)
+        server = Server.__new__(Server)
+        server.http = port
+        return stream_load(server, "records", window, warmup, seconds)
+    finally:
+        echo.terminate()
+        echo.wait()
+
+
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every scenario at every concurrency against one server."""
     models = bench.make_models()
@@ -115,6 +146,10 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                 print(f"  {scenario} c={c}: {row['rps']:.0f}/s", file=sys.stderr, flush=True)
     finally:
         server.stop()
+    for c in args.concurrency:
+        row = {"scenario": "load ceiling: fixed-answer WebSocket server", "c": c,
+               **client_ceiling(c, args.warmup, args.seconds)}  # fmt: skip
+        rows.append(row)
     return rows
 
 
@@ -137,10 +172,14 @@ def main() -> None:
     parser.add_argument("--flags", nargs=argparse.REMAINDER, default=[],
                         help="extra `nstarx serve` flags (last)")  # fmt: skip
     parser.add_argument("--load", help=argparse.SUPPRESS)  # the load subprocess: a stream URL
+    parser.add_argument("--echo", type=int, help=argparse.SUPPRESS)  # the fixed-answer server
     parser.add_argument("--kind", default="records", help=argparse.SUPPRESS)
     parser.add_argument("--window", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
     key = bench.ENV.get("BENCH_KEY") or ""
+    if args.echo:
+        asyncio.run(_echo(args.echo))
+        return
     if args.load:
         asyncio.run(_stream_load(args.load, key, args.kind, args.window, args.warmup))
         result = asyncio.run(_stream_load(args.load, key, args.kind, args.window, args.seconds))

@@ -2,8 +2,9 @@
 
 `POST /v2/models/{name}[/versions/{v}]/infer`, `POST /v1/models/{name}:predict` and
 `POST /v1/models/{name}/predict` are answered here; every other request goes to `fallback` (the
-Starlette app with the metadata, repository and metrics routes). Measured in bench/: Starlette's
-routing, request and response objects cost about a third of a small model's request time.
+Starlette app with the metadata, repository and metrics routes) and every WebSocket to `stream`
+(serving/stream.py). Measured in bench/: Starlette's routing, request and response objects cost
+about a third of a small model's request time.
 """
 
 from __future__ import annotations

@@ -301,21 +301,21 @@ def _raw_stream(served: Served) -> tuple[socket.socket, ClientProtocol]:
 
 def _send_until_stalled(
     sock: socket.socket, protocol: ClientProtocol, message: bytes, attempts: int
-) -> tuple[int, bool]:
-    """Send `message` up to `attempts` times; the bytes sent, and whether the server stalled."""
+) -> int:
+    """Send `message` up to `attempts` times, until the server stops reading for half a second.
+
+    Returns how many messages went out whole.
+    """
     sock.setblocking(False)
-    sent = 0
-    for _ in range(attempts):
+    for count in range(attempts):
         protocol.send_text(message)
         pending = memoryview(b"".join(protocol.data_to_send()))
         while pending:
             _, writable, _ = select.select([], [sock], [], 0.5)
-            if not writable:  # the server has not read for half a second
-                return sent, True
-            written = sock.send(pending)
-            sent += written
-            pending = pending[written:]
-    return sent, False
+            if not writable:
+                return count
+            pending = pending[sock.send(pending) :]
+    return attempts
 
 
 def _read_until_close(sock: socket.socket, protocol: ClientProtocol) -> tuple[int, Close | None]:
@@ -336,16 +336,17 @@ def _read_until_close(sock: socket.socket, protocol: ClientProtocol) -> tuple[in
 
 
 def test_a_client_that_does_not_read_is_bounded_then_closed_with_1013(served: Served) -> None:
-    """Send large requests and read nothing: the server stops reading, then closes the stream."""
+    """Send large requests and read nothing: the server stops reading, then closes the stream.
+
+    Its kernel buffers may take most of what is sent (up to 32 MB here) before the client's
+    sends block; past the deadline the server closes and drops the rest unread.
+    """
     sock, protocol = _raw_stream(served)
     record = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
     message = json.dumps([record] * 400).encode()  # ~36 kB in, ~60 kB of answers out
-    attempts = 1000
     rss_before = _rss_bytes(served.process.process.pid)
     try:
-        sent, stalled = _send_until_stalled(sock, protocol, message, attempts)
-        assert stalled, "the server read everything a client that does not read sent"
-        assert sent < attempts * len(message) / 3
+        sent = _send_until_stalled(sock, protocol, message, 1000)
         grown = _rss_bytes(served.process.process.pid) - rss_before
         assert grown < 64 * 1024 * 1024, f"the server grew by {grown} bytes"
         # Past the slow-consumer deadline, the answers end with a close frame: 1013.
@@ -356,7 +357,7 @@ def test_a_client_that_does_not_read_is_bounded_then_closed_with_1013(served: Se
     assert close is not None
     assert close.code == 1013
     assert "slow consumer" in close.reason
-    assert answers >= 1
+    assert 1 <= answers < sent  # the server answered what it had read, within its window
     # The server serves the next stream as before.
     with served.stream() as ws:
         ws.send(json.dumps(record))

@@ -128,6 +128,19 @@ def _parser() -> argparse.ArgumentParser:
         help="a Host name the control API answers besides localhost, 127.0.0.1, ::1 and the "
         "bound address: a reverse proxy's ('*': any; repeatable)",
     )  # fmt: skip
+    serve.add_argument(
+        "--stream-window", type=int, default=64, metavar="N",
+        help="WebSocket streams: unanswered messages per connection before the server stops "
+        "reading it (default 64)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--stream-idle-s", type=float, default=300.0, metavar="S",
+        help="close a stream with no message for S seconds and nothing pending (default 300)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--stream-send-timeout-s", type=float, default=30.0, metavar="S",
+        help="close a stream whose client leaves its answers unread for S seconds (default 30)",
+    )  # fmt: skip
     _kserve_arguments(serve)
     deploy = commands.add_parser("deploy", help="deploy a model file or registry URI locally")
     deploy.add_argument("name", help="deployment name (lower case, digits, '-')")
@@ -343,6 +356,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.drain_s < 0:
         raise SystemExit("nstarx serve: --drain-s: 0 or more seconds")
     config = dataclasses.replace(config, drain_s=args.drain_s, allow_hosts=tuple(args.allow_host))
+    if args.stream_window < 1 or args.stream_idle_s <= 0 or args.stream_send_timeout_s <= 0:
+        raise SystemExit("nstarx serve: --stream-window: 1 or more; --stream-*-s: more than 0")
+    config = dataclasses.replace(
+        config, stream_window=args.stream_window, stream_idle_s=args.stream_idle_s,
+        stream_send_timeout_s=args.stream_send_timeout_s,
+    )  # fmt: skip
     return run_server(models, _allowed(args, config))
 
 

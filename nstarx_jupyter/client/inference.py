@@ -21,10 +21,11 @@ import httpx
 import orjson
 
 from nstarx_jupyter import __version__
+from nstarx_jupyter.client.stream import check_options, stream_async, stream_sync
 from nstarx_jupyter.errors import HTTP_STATUS, ErrorKind, InvalidInputError, NstarxError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
     from types import TracebackType
 
 __all__ = [
@@ -102,6 +103,8 @@ class InferenceError(NstarxError):
         super().__init__(message)
         self.status = status
         self.kind = _KINDS.get(status, ErrorKind.INTERNAL)
+        self.id: Any = None
+        """A stream's error answer: the `id` of the message it answers, when it had one."""
 
 
 class _Core:
@@ -257,6 +260,20 @@ class InferenceClient:
         url = self._core.predict_url(version)
         return self._core.answer(self._post(url, body, headers), single)
 
+    def stream(
+        self, items: Iterable[Any], *, window: int = 64, errors: str = "raise"
+    ) -> Iterator[Any]:
+        """Send each item over one WebSocket and yield the answers in order, as they come.
+
+        An item is what `predict` takes (a record, a list of records, a DataFrame...) or a V2
+        request dict; `{"id": ID, "records": ...}` is answered as `{"id": ID, "records": ...}`.
+        At most `window` items are unanswered at once. An item the server cannot answer raises
+        its `InferenceError` (`errors="raise"`) or is yielded as that error (`errors="yield"`,
+        the stream goes on). The model's batching merges the items in flight.
+        """
+        check_options(window, errors)
+        return stream_sync(self._core, items, window, errors)
+
     def feedback(self, request_id: str, value: Any = None, *, label: Any = None) -> Any:
         """Record the outcome of a past prediction (its `x-request-id` response header).
 
@@ -337,6 +354,20 @@ class AsyncInferenceClient:
         body, single = self._core.body(data)
         response = await self._post(self._core.predict_url(version), body, headers)
         return self._core.answer(response, single)
+
+    def stream(
+        self,
+        items: AsyncIterable[Any] | Iterable[Any],
+        *,
+        window: int = 64,
+        errors: str = "raise",
+    ) -> AsyncIterator[Any]:
+        """`async for answer in client.stream(items)`: see `InferenceClient.stream`.
+
+        `items` may be an async iterable; it is read by a task of its own while answers come.
+        """
+        check_options(window, errors)
+        return stream_async(self._core, items, window, errors)
 
     async def feedback(self, request_id: str, value: Any = None, *, label: Any = None) -> Any:
         """Record the outcome of a past prediction (see `InferenceClient.feedback`)."""

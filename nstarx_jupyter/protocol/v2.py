@@ -18,7 +18,7 @@ from nstarx_jupyter.protocol.inference import (
     RequestedOutput,
 )
 
-__all__ = ["HEADER_LENGTH", "decode_request", "encode_response", "loads"]
+__all__ = ["HEADER_LENGTH", "decode_request", "encode_response", "loads", "request_from_doc"]
 
 HEADER_LENGTH = "inference-header-content-length"
 """Header giving the JSON part's length when binary tensor data follows it."""
@@ -46,7 +46,11 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
         if not 0 < header_length <= len(body):
             raise InvalidInputError(f"{HEADER_LENGTH} {header_length} does not fit the body")
         body, binary = body[:header_length], body[header_length:]
-    doc = loads(body)
+    return request_from_doc(loads(body), binary)
+
+
+def request_from_doc(doc: Any, binary: bytes = b"") -> InferenceRequest:
+    """Decode a V2 infer request already parsed from JSON (`binary`: the tensor data after it)."""
     if not isinstance(doc, dict):
         raise InvalidInputError("an inference request is a JSON object")
     raw_inputs = doc.get("inputs")

@@ -24,6 +24,7 @@ from nstarx_jupyter.serving.metrics import ServerMetrics
 from nstarx_jupyter.serving.repository import ModelRepository
 from nstarx_jupyter.serving.rest import RestHandlers
 from nstarx_jupyter.serving.sinks import SinkHub
+from nstarx_jupyter.serving.stream import StreamEndpoint
 from nstarx_jupyter.serving.usage import UsageMonitor
 
 if TYPE_CHECKING:
@@ -98,6 +99,14 @@ class ServingConfig:
     allow_hosts: tuple[str, ...] = ()
     """`Host` names the control API answers besides this server's own (a reverse proxy's);
     `*` allows any (`nstarx serve --allow-host`)."""
+    stream_window: int = 64
+    """WebSocket streams: messages a connection may have unanswered; at that many the server
+    stops reading it until an answer goes out."""
+    stream_idle_s: float = 300.0
+    """A stream with no message and no answer pending for this long is closed (1001)."""
+    stream_send_timeout_s: float = 30.0
+    """A stream whose client leaves its answers unread (the send buffer full) for this long is
+    closed (1013)."""
 
 
 def _usable_cores() -> int:
@@ -186,4 +195,5 @@ def create_app(
         lifespan=lifespan,
     )
     budget = BodyBudget(config.max_inflight_body_bytes or config.max_body_bytes)
-    return InferenceApp(dataplane, starlette, config.max_body_bytes, budget)
+    stream = StreamEndpoint(dataplane, budget, config.stream_window, config.stream_idle_s)
+    return InferenceApp(dataplane, starlette, config.max_body_bytes, budget, stream)

@@ -12,10 +12,16 @@ A connection is *waiting* while the server waits on the client: for the headers 
 request, or for the next request on an idle keep-alive connection. Over `max_connections`, the
 oldest waiting connections are dropped to admit a new one, so a flood of slow connections cannot
 lock out a health probe; connections whose request the server is working on are never dropped.
+
+A connection upgraded to a WebSocket leaves the waiting books for good (the stream app keeps its
+own idle limit) but keeps its place under the cap until it closes; the WebSocket protocol adds a
+slow-consumer deadline: a send that finds the write buffer full for `ws_send_timeout_s` closes
+the stream with 1013 instead of holding its answers for ever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import resource
 from collections import OrderedDict
@@ -24,15 +30,19 @@ from typing import TYPE_CHECKING, ClassVar
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 if TYPE_CHECKING:
-    import asyncio
     from asyncio import TimerHandle
+
+    from uvicorn._types import ASGISendEvent
 
 __all__ = [
     "ACCEPT_BATCH",
     "EdgeLimits",
     "EdgeProtocol",
+    "EdgeWebSocket",
     "connection_cap",
     "edge_protocol",
     "raise_fd_limit",
@@ -69,6 +79,9 @@ class EdgeLimits:
     """uvicorn's keep-alive timeout: an idle connection may wait this long for its next request."""
     max_connections: int = 4096
     """HTTP connections at once; beyond it, the oldest waiting connections are dropped."""
+    ws_send_timeout_s: float = 30.0
+    """A WebSocket answer that cannot be written this long (the client does not read and the
+    write buffer stays full) closes the stream with 1013."""
 
 
 def raise_fd_limit() -> int:
@@ -174,6 +187,7 @@ class EdgeProtocol(HttpToolsProtocol):
     """
 
     edge: ClassVar[_Edge]
+    websocket: ClassVar[type[EdgeWebSocket]]
     deadline: float = _INF
     """When the server stops waiting for the client (loop time); infinite while it works."""
     lingering: bool = False
@@ -238,6 +252,16 @@ class EdgeProtocol(HttpToolsProtocol):
             self.reading_head = True
         edge.waiting[self] = None
 
+    def handle_websocket_upgrade(self) -> None:
+        """Hand the connection to the WebSocket protocol: out of the waiting books, no deadline.
+
+        It keeps its place under the cap: `EdgeWebSocket` gives it up when the stream closes.
+        """
+        self.edge.waiting.pop(self, None)
+        self.deadline = _INF
+        self.reading_head = False
+        super().handle_websocket_upgrade()
+
     def drop(self) -> None:
         """Close at once to make room under the cap (no answer: the client sent no request)."""
         self.edge.waiting.pop(self, None)
@@ -272,6 +296,61 @@ class EdgeProtocol(HttpToolsProtocol):
             cycle.message_event.set()
 
 
+_SLOW_CONSUMER = 1013
+"""The close code of a stream whose client does not read its answers (Try Again Later)."""
+
+
+class EdgeWebSocket(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol with the edge's books and a slow-consumer deadline.
+
+    Made per server by `edge_protocol` (its `websocket`), which sets `edge`.
+    """
+
+    edge: ClassVar[_Edge]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Give up the connection's place under the cap (taken when it connected over HTTP)."""
+        self.edge.open -= 1
+        super().connection_lost(exc)
+
+    async def send(self, message: ASGISendEvent) -> None:
+        """Send, or close the stream with 1013 when the client has not read for too long."""
+        if not self.writable.is_set() and not self.disconnected:
+            try:
+                async with asyncio.timeout(self.edge.limits.ws_send_timeout_s):
+                    await self.writable.wait()
+            except TimeoutError:
+                self._close_slow_consumer()
+                raise ClientDisconnected from None
+        await super().send(message)
+
+    def _close_slow_consumer(self) -> None:
+        """Queue a close frame behind the unread answers; abort if it is not answered in time.
+
+        `transport.close()` would wait for the client to read the buffer: it may never do so.
+        """
+        seconds = self.edge.limits.ws_send_timeout_s
+        reason = f"slow consumer: answers unread for {seconds:g} s"
+        log.info("closing a WebSocket stream: %s", reason)
+        if self.close_sent or self.transport.is_closing():
+            self.transport.abort()
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": _SLOW_CONSUMER,
+                               "reason": reason})  # fmt: skip
+        self.conn.send_close(_SLOW_CONSUMER, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:  # read the client's close frame when it comes
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+
 def edge_protocol(limits: EdgeLimits, cap: int) -> type[EdgeProtocol]:
-    """A protocol class for one server (uvicorn's `http=`), with its own connection books."""
-    return type("EdgeProtocol", (EdgeProtocol,), {"edge": _Edge(limits, cap)})
+    """A protocol class for one server (uvicorn's `http=`), with its own connection books.
+
+    Its `websocket` attribute is the matching WebSocket protocol class (uvicorn's `ws=`).
+    """
+    edge = _Edge(limits, cap)
+    websocket = type("EdgeWebSocket", (EdgeWebSocket,), {"edge": edge})
+    return type("EdgeProtocol", (EdgeProtocol,), {"edge": edge, "websocket": websocket})

@@ -2,13 +2,13 @@
 
 `POST /v2/models/{name}[/versions/{v}]/infer`, `POST /v1/models/{name}:predict` and
 `POST /v1/models/{name}/predict` are answered here; every other request goes to `fallback` (the
-Starlette app with the metadata, repository and metrics routes). Measured in bench/: Starlette's
-routing, request and response objects cost about a third of a small model's request time.
+Starlette app with the metadata, repository and metrics routes) and every WebSocket to `stream`
+(serving/stream.py). Measured in bench/: Starlette's routing, request and response objects cost
+about a third of a small model's request time.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
 import time
@@ -26,15 +26,11 @@ from nstarx_jupyter.errors import (
     UnavailableError,
 )
 from nstarx_jupyter.protocol import v1, v2
-from nstarx_jupyter.protocol.records import (
-    records_to_tensors,
-    rename_fields,
-    split_records,
-    tensors_to_records,
-)
+from nstarx_jupyter.protocol.records import rename_fields, tensors_to_records
 from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.http_errors import STATUS, retry_after
+from nstarx_jupyter.serving.stream import records_decoder
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -45,7 +41,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from nstarx_jupyter.security import Principal
-    from nstarx_jupyter.serving.dataplane import DataPlane, Decoder, Served
+    from nstarx_jupyter.serving.dataplane import DataPlane, Served
 
     Scope = MutableMapping[str, Any]
     Message = MutableMapping[str, Any]
@@ -232,9 +228,12 @@ class InferenceApp:
         fallback: Starlette,
         max_body_bytes: int,
         budget: BodyBudget | None = None,
+        stream: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
     ) -> None:
         self.dataplane = dataplane
         self.fallback = fallback
+        self.stream = stream
+        """The WebSocket streams (serving/stream.py): every `websocket` scope goes there."""
         self.max_body_bytes = max_body_bytes
         self.budget = budget or BodyBudget(max_body_bytes)
         self._limits = (max_body_bytes, self.budget)
@@ -253,6 +252,9 @@ class InferenceApp:
             send = _closing(send)
         route = _route(scope["path"]) if scope["type"] == "http" else None
         if route is None:
+            if scope["type"] == "websocket" and self.stream is not None:
+                await self.stream(scope, receive, send)
+                return
             await self._fall_back(scope, receive, send)
             return
         kind, name, version = route
@@ -387,13 +389,7 @@ class InferenceApp:
             if self.dataplane.pipelines.get(name) is not None and version is None:
                 result = await self.dataplane.pipelines.run(name, doc)
                 return _Reply(orjson.dumps(result.output, option=_NUMPY), 200)
-            decode: Decoder
-            if _positional(doc):  # {"instances": [[...], ...]}: rows in the model's feature order
-                single = False
-                decode = functools.partial(v1.decode_instances, doc)
-            else:
-                records, single = split_records(doc)
-                decode = functools.partial(records_to_tensors, records)
+            decode, single = records_decoder(doc)
         served = await self.dataplane.predict(
             name, version, "records", decode, all_outputs=True, caller=self._caller(name, scope)
         )
@@ -420,11 +416,6 @@ def _with(headers: list[tuple[bytes, bytes]], served: Served) -> list[tuple[byte
     if served.variant is None:
         return headers
     return [*headers, *((k.encode(), v.encode("latin-1")) for k, v in served.headers())]
-
-
-def _positional(doc: Any) -> bool:
-    rows = doc.get("instances") if isinstance(doc, dict) and len(doc) == 1 else None
-    return isinstance(rows, list) and bool(rows) and all(isinstance(r, list) for r in rows)
 
 
 def _route(path: str) -> tuple[str, str, str | None] | None:

@@ -94,13 +94,16 @@ def _uvicorn_config(
     app: InferenceApp, config: ServingConfig, tls: ssl.SSLContext | None
 ) -> uvicorn.Config:
     limits = EdgeLimits(config.header_timeout_s, config.body_timeout_s, _KEEP_ALIVE_S,
-                        config.max_connections)  # fmt: skip
+                        config.max_connections, config.stream_send_timeout_s)  # fmt: skip
     # The edge (serving/edge.py) is uvicorn's httptools protocol with read deadlines and the
     # connection cap; `backlog` is also how many connections asyncio accepts per loop turn, which
     # the cap keeps free below the fd limit (serve() restores the listen queue afterwards).
     http = edge_protocol(limits, connection_cap(config.max_connections, raise_fd_limit()))
+    # WebSocket streams (serving/stream.py): a message over --max-body-bytes closes with 1009;
+    # no per-message compression (CPU per message, and a small frame can inflate to a large one)
     uv_config = uvicorn.Config(
-        app, loop="none", http=http, lifespan="on", access_log=False,
+        app, loop="none", http=http, ws=http.websocket, ws_max_size=config.max_body_bytes,
+        ws_per_message_deflate=False, lifespan="on", access_log=False,
         log_level="warning", timeout_keep_alive=_KEEP_ALIVE_S, backlog=ACCEPT_BATCH,
         proxy_headers=False, ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key,
     )  # fmt: skip

@@ -128,6 +128,19 @@ def test_inference_client_refuses_the_certificate_by_default(server: ServerProce
         client.predict(ROWS)
 
 
+def test_inference_client_streams_over_wss_with_the_certificate_as_ca(
+    server: ServerProcess, cert_pair: tuple[Path, Path], iris_model: LogisticRegression
+) -> None:
+    with InferenceClient(f"{server.url}/v1/models/iris", verify=cert_pair[0]) as client:
+        got = list(client.stream(ROWS))
+    assert [row["prediction"] for row in got] == iris_model.predict(ROWS).tolist()
+    with (
+        InferenceClient(f"{server.url}/v1/models/iris") as client,
+        pytest.raises(InferenceError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        list(client.stream(ROWS))
+
+
 def test_plain_http_to_the_https_port_gets_no_answer(server: ServerProcess) -> None:
     plain = server.url.replace("https://", "http://", 1)
     with pytest.raises(httpx.TransportError):

@@ -36,8 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["apply_file", "run_command"]
 
 
-def run_command(args: argparse.Namespace, out: Any = sys.stdout) -> int:
-    """Run one command on the backend its `--target` names (the local server by default)."""
+def run_command(args: argparse.Namespace, out: Any = None) -> int:
+    """Run one command on the backend its `--target` names (the local server by default).
+
+    `out` defaults to `sys.stdout` as it is when the command runs (not when this was imported).
+    """
+    out = sys.stdout if out is None else out
     if args.command in _SECURITY:
         lines = _SECURITY[args.command](args)
     else:

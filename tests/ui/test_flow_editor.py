@@ -35,7 +35,7 @@ print("deployed", deployment.name)"""
 EDITOR = f"""\
 from nstarx_jupyter.notebook.flow import FlowEditor
 
-editor = FlowEditor(name="flowers", sample={ROW!r}, height=640)
+editor = FlowEditor(name="flower-flow", sample={ROW!r}, height=640)
 editor"""
 
 
@@ -131,7 +131,7 @@ def test_a_pipeline_is_drawn_fixed_run_saved_and_deployed_from_the_editor(
         _screenshot(editor, "flow-run")
 
         save_version(editor, "model and fields", "saved version 1")
-        url = deploy(editor, "flowers")
+        url = deploy(editor, "flower-flow")
         _screenshot(editor, "flow-deployed")
 
         # The deployed pipeline answers over HTTP with a key for it.

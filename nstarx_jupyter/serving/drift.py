@@ -261,23 +261,24 @@ class DriftMonitor:
         return moved
 
     def _add(self, when: float, inputs: Tensors, outputs: Tensors) -> None:
-        rows = _rows(inputs, outputs)
-        if not rows:
+        columns, count = _columns(inputs, outputs)
+        if not count:
             return
-        count = len(rows)
         picked = range(count)
         if count > ROWS_PER_REQUEST:
             picked = sorted(self._random.sample(range(count), ROWS_PER_REQUEST))  # type: ignore[assignment]
         bucket = self._minutes.setdefault(int(when // 60), _Minute())
         self.revision += 1
+        # The reservoir decides first; only the rows it keeps become dicts (most of a busy
+        # minute's rows are not kept, and building a row costs more than the decision).
         for index in picked:
             bucket.seen += 1
             if len(bucket.rows) < ROWS_PER_MINUTE:
-                bucket.rows.append(rows[index])
+                bucket.rows.append(_row(columns, index))
             else:
                 slot = self._random.randrange(bucket.seen)
                 if slot < ROWS_PER_MINUTE:
-                    bucket.rows[slot] = rows[index]
+                    bucket.rows[slot] = _row(columns, index)
 
     def _live(
         self, start: float, end: float, names: list[str] | None
@@ -400,8 +401,11 @@ class _PredictionKey:
 _PREDICTION_KEY = _PredictionKey()
 
 
-def _rows(inputs: Tensors, outputs: Tensors) -> list[dict[Any, Any]]:
-    """One dict per row: column keys (a position, or an input's name) to plain values."""
+def _columns(inputs: Tensors, outputs: Tensors) -> tuple[dict[Any, np.ndarray[Any, Any]], int]:
+    """The request's columns as 1-D views, and their number of rows (0: nothing to keep).
+
+    Keyed by position, or by an input's name; the prediction under `_PREDICTION_KEY`.
+    """
     columns: dict[Any, np.ndarray[Any, Any]] = {}
     wide = [a for a in inputs.values() if a.ndim == 2 and a.shape[1] > 1]
     if len(inputs) == 1 and wide:
@@ -412,14 +416,18 @@ def _rows(inputs: Tensors, outputs: Tensors) -> list[dict[Any, Any]]:
             if array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1):
                 columns[key] = array.reshape(-1)
     if not columns:
-        return []
+        return {}, 0
     count = min(a.shape[0] for a in columns.values())
     for array in outputs.values():
         if array.shape[:1] == (count,) and (array.ndim == 1 or array.size == count):
             columns[_PREDICTION_KEY] = array.reshape(-1)
             break
-    plain = {key: _plain(array[:count]) for key, array in columns.items()}
-    return [{key: values[i] for key, values in plain.items()} for i in range(count)]
+    return columns, count
+
+
+def _row(columns: dict[Any, np.ndarray[Any, Any]], index: int) -> dict[Any, Any]:
+    """Row `index` of the columns as a dict of plain values."""
+    return {key: _plain(array[index : index + 1])[0] for key, array in columns.items()}
 
 
 def _plain(array: np.ndarray[Any, Any]) -> list[Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -28,9 +29,9 @@ from playwright.sync_api import sync_playwright
 from nstarx_jupyter.deployment.local import LocalBackend
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
-    from playwright.sync_api import Page
+    from playwright.sync_api import Locator, Page, Route
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILT_EXTENSION = ROOT / "nstarx_jupyter" / "labextension"
@@ -67,6 +68,13 @@ class Lab:
         open are not restored (a run-all would otherwise go to whichever tab has the focus).
         """
         return f"{self.url}{path}?reset&token={self.token}"
+
+    def open_sidebar(self, page: Page, answer: Callable[[Route], None]) -> Locator:
+        """Open the lab with its `/nstarx/` calls answered by `answer`; the sidebar, shown."""
+        page.route(re.compile(r"/nstarx/"), answer)
+        page.goto(self.page_url("lab"))
+        page.get_by_role("tab", name="Model serving").click()
+        return page.locator("#nstarx-sidebar")
 
     def api(self, path: str) -> httpx.Response:
         """GET the server's REST API (e.g. `api/contents/x.ipynb`)."""

@@ -50,10 +50,7 @@ def test_each_card_shows_its_drift_badge(lab: Lab, page: Page) -> None:
         else:
             route.fulfill(status=404, json={"error": f"not stubbed: {path}"})
 
-    page.route(re.compile(r"/nstarx/"), fulfil)
-    page.goto(lab.page_url("lab"))
-    page.get_by_role("tab", name="Model serving").click()
-    sidebar = page.locator("#nstarx-sidebar")
+    sidebar = lab.open_sidebar(page, fulfil)
     fraud = sidebar.get_by_role("article", name="fraud")
     badge = fraud.get_by_role("status", name="Drift: drift on 2 features")
     expect(badge).to_be_visible(timeout=30_000)

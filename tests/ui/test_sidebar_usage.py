@@ -69,10 +69,7 @@ def test_the_row_shows_memory_and_cost_and_the_sparklines_switch_to_the_last_hou
         else:
             route.fulfill(status=404, json={"error": f"not stubbed: {path}"})
 
-    page.route(re.compile(r"/nstarx/"), fulfil)
-    page.goto(lab.page_url("lab"))
-    page.get_by_role("tab", name="Model serving").click()
-    sidebar = page.locator("#nstarx-sidebar")
+    sidebar = lab.open_sidebar(page, fulfil)
     card = sidebar.get_by_role("article", name="fraud")
     expect(card.get_by_test_id("figure-mem")).to_have_text("412 MB", timeout=30_000)
     expect(card.get_by_test_id("figure-cost/1k")).to_have_text("0.0042 USD")

@@ -108,10 +108,7 @@ def test_the_sidebar_reads_well_at_the_default_width(lab: Lab, page: Page) -> No
         else:
             route.fulfill(status=404, json={"error": f"not stubbed: {path}"})
 
-    page.route(re.compile(r"/nstarx/"), fulfil)
-    page.goto(lab.page_url("lab"))
-    page.get_by_role("tab", name="Model serving").click()
-    sidebar = page.locator("#nstarx-sidebar")
+    sidebar = lab.open_sidebar(page, fulfil)
 
     # The slow first catalog call shows that it is under way, and for how long.
     loading = sidebar.get_by_role("status", name="Loading the registry")

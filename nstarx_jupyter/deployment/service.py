@@ -49,6 +49,9 @@ __all__ = ["TARGETS", "Applied", "DeploymentService", "backend_for"]
 
 log = logging.getLogger(__name__)
 
+SWITCH_ATTEMPTS = 5
+"""Reads and conditional applies a registered version gets to replace its staged copy."""
+
 TARGETS: tuple[Target, ...] = ("local", "kserve")
 CONFLICT_RETRIES = 5
 """Reads and writes a change may take when the deployment keeps changing under it."""
@@ -242,19 +245,29 @@ class DeploymentService(Rollouts):
         return done
 
     def _switch(self, name: str, staged: str | None, uri: str) -> bool:
-        """Serve `uri` where the deployment serves `staged`; False when it no longer does."""
-        try:
-            described = self.backend.describe(name)
-            if described.spec.storage_uri != staged:
-                log.info("%s: not switching to %s: it serves %s now", name, uri,
-                         described.spec.storage_uri)  # fmt: skip
+        """Serve `uri` where the deployment serves `staged`; False when it no longer does.
+
+        A change to the deployment between reading it and applying (a key, a traffic share)
+        is a conflict, not a newer model: read it again and switch if it still serves `staged`.
+        """
+        for _ in range(SWITCH_ATTEMPTS):
+            try:
+                described = self.backend.describe(name)
+                if described.spec.storage_uri != staged:
+                    log.info("%s: not switching to %s: it serves %s now", name, uri,
+                             described.spec.storage_uri)  # fmt: skip
+                    return False
+                self.backend.apply(described.spec.replace(storage_uri=uri),
+                                   if_revision=described.revision)  # fmt: skip
+            except ConflictError as exc:  # changed meanwhile: look again
+                log.info("%s: switching to %s: %s; reading it again", name, uri, exc)
+                continue
+            except NstarxError as exc:  # deleted meanwhile, or the server refused it
+                log.warning("%s: not switching to %s: %s", name, uri, exc)
                 return False
-            self.backend.apply(described.spec.replace(storage_uri=uri),
-                               if_revision=described.revision)  # fmt: skip
-        except NstarxError as exc:  # redeployed or deleted meanwhile: theirs is newer
-            log.info("%s: not switching to %s: %s", name, uri, exc)
-            return False
-        return True
+            return True
+        log.warning("%s: not switching to %s: it kept changing", name, uri)
+        return False
 
     def _report_failure(self, name: str, staged: str | None, exc: BaseException) -> None:
         """Say that a registration failed where the user looks: the log, `events()`, the card."""

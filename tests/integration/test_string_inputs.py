@@ -265,7 +265,7 @@ def test_registered_versions_serve_string_inputs_from_their_mlflow_signature(
         deadline = time.monotonic() + 60
         while made.spec.storage_uri != version.uri and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert made.spec.storage_uri == version.uri
+        assert made.spec.storage_uri == version.uri, made.logs()
         stored = Registry().signature(name, version.version)
         assert stored is not None
         assert "string" in {column["type"] for column in stored["inputs"]}

@@ -29,6 +29,7 @@ from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.protocol.records import rename_fields, tensors_to_records
 from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
+from nstarx_jupyter.serving.edge import reply_at_once
 from nstarx_jupyter.serving.http_errors import STATUS, retry_after
 from nstarx_jupyter.serving.stream import records_decoder
 
@@ -62,6 +63,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _JSON = [(b"content-type", b"application/json")]
+_JSON_HEAD = b"content-type: application/json\r\n"
+"""`_JSON` as header lines, for `reply_at_once`."""
 _TRANSPORTS = {"v2": "v2-rest", "v1": "v1", "records": "rest"}
 INFERENCE_PATHS = (
     "/v2/models/{name}/infer",
@@ -456,6 +459,9 @@ def _closing(send: Send) -> Send:
 
 
 async def _send(send: Send, reply: _Reply) -> None:
+    # the common reply (JSON, no extra headers) goes out in one write on an edge connection
+    if reply.headers is _JSON and reply_at_once(send, reply.status, _JSON_HEAD, reply.body):
+        return
     await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
     await send({"type": "http.response.body", "body": reply.body})
 

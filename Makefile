@@ -18,7 +18,7 @@ S3_SERVER := $(S3_VENV)/bin/moto_server
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo lab lab-dev serve check lint format typecheck imports test bench screenshots clean
+.PHONY: help install demo lab lab-dev serve check lint format typecheck imports test test-unit bench screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -27,10 +27,22 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-install: $(PY) $(S3_SERVER) ## install the package with every extra and the dev tools into .venv
+# `make install` (and `make check`, which needs it) runs pip again only when what the install
+# builds from changed: pyproject, the build hook, the gRPC proto, the front ends' sources (the
+# editable install builds the stubs and the JavaScript), or the extras asked for.
+INSTALL_STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+INSTALL_INPUTS := pyproject.toml hatch_build.py nstarx_jupyter/protocol/grpc/inference.proto \
+	package.json package-lock.json install.json widgets/build.mjs widgets/package.json \
+	labextension/build.mjs labextension/package.json \
+	$(shell find widgets/src labextension/src labextension/style -type f 2>/dev/null)
+
+install: $(INSTALL_STAMP) ## install the package with every extra and the dev tools into .venv (again only when its inputs changed)
+
+$(INSTALL_STAMP): $(INSTALL_INPUTS) | $(PY) $(S3_SERVER)
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	$(if $(filter-out $(subst $(comma), ,$(EXTRAS)),$(subst $(comma), ,$(LAB_EXTRAS))),,touch $(LAB_STAMP))
+	touch $@
 
 $(LAB_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[$(LAB_EXTRAS)]"
@@ -53,6 +65,9 @@ lab-dev: install ## serve the lab extension from its build folder (rebuild: npm 
 	ln -s $(CURDIR)/nstarx_jupyter/labextension $(VENV)/share/jupyter/labextensions/nstarx-jupyter
 
 check: install lint typecheck imports test ## what CI runs: lint, types, layers, all tests
+
+test-unit: ## the unit tests only (in process, no servers; under a minute)
+	$(BIN)/pytest -n 2 tests/unit -q || [ $$? -eq 5 ]
 
 lint: ## ruff lint and format check; schemas fresh; tsc, eslint and prettier on both front ends
 	$(BIN)/ruff check .

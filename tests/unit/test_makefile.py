@@ -48,3 +48,17 @@ def test_install_still_installs_every_extra(tmp_path: Path) -> None:
     assert (
         "dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve,parquet,explain" in plan
     )
+
+
+def test_install_runs_pip_again_only_when_an_input_changed(tmp_path: Path) -> None:
+    venv, s3 = tmp_path / "venv", tmp_path / "s3"
+    for tool in (venv / "bin" / "python", s3 / "bin" / "moto_server"):
+        tool.parent.mkdir(parents=True)
+        tool.touch()
+    extras = "dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve,parquet,explain"
+    stamp = venv / f".installed-{extras.replace(',', '-')}"
+    stamp.touch()
+    assert "pip install" not in _plan(venv, "install", f"S3_VENV={s3}")  # nothing changed
+    old = (ROOT / "hatch_build.py").stat().st_mtime - 10
+    os.utime(stamp, (old, old))  # the build hook is newer than the last install
+    assert f'-e ".[{extras}]"' in _plan(venv, "install", f"S3_VENV={s3}")

@@ -26,6 +26,7 @@ from nstarx_jupyter.deployment.backend import (
     TrafficArm,
     TrafficView,
 )
+from nstarx_jupyter.deployment.frameworks import servable
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.rollouts import Rollouts
 from nstarx_jupyter.deployment.sources import spec_for
@@ -157,6 +158,7 @@ class DeploymentService(Rollouts):
         read it.
         Follow it to `Ready` with `wait_ready`.
         """
+        model_or_uri, input_example = servable(model_or_uri, name, input_example)
         register = {"input_example": input_example, "reference_data": reference_data}
         source = self._source(model_or_uri, name, version, storage_uri, register, model_store)
         made = spec_for(source.uri, name, trusted=source.trusted, **spec)

@@ -5,7 +5,7 @@ single signature of another name is served through that one). Inputs and outputs
 signature's own (sorted by name, as TensorFlow flattens them): names, dtypes and shapes from its
 `TensorSpec`s, with unknown dimensions as -1.
 A Keras model is served once exported as a SavedModel (`model.export(path)`); `.keras` files
-are not read here.
+are the Keras runtime's (`nstarx_jupyter.runtimes.keras`).
 """
 
 from __future__ import annotations

@@ -26,6 +26,15 @@ ROW = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
 SPECIES = ("setosa", "versicolor", "virginica")
 
 
+@pytest.fixture(autouse=True)
+def _library_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test's registrations go with it (the library is process-wide)."""
+    from nstarx_jupyter.pipelines import component
+
+    component.components()  # the built-ins and plug-ins, loaded once for every test
+    monkeypatch.setattr(component, "_LIBRARY", dict(component._LIBRARY))
+
+
 def _label(prediction: Any, prefix: str) -> str:
     """A helper of the notebook's, used by its component (it ships along, by value)."""
     return f"{prefix}{SPECIES[int(prediction)]}"

@@ -21,7 +21,8 @@ import json
 import time
 import uuid
 import warnings
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,10 +30,10 @@ from nstarx_jupyter.config import atomic_write, nstarx_home
 from nstarx_jupyter.errors import InvalidInputError, require
 from nstarx_jupyter.protocol.datatypes import datatype_named
 
-if TYPE_CHECKING:
-    from pathlib import Path
+__all__ = ["example_options", "is_keras_model", "is_torch_module", "keras_folder", "servable",
+           "torch_to_onnx"]  # fmt: skip
 
-__all__ = ["is_keras_model", "is_torch_module", "keras_folder", "servable", "torch_to_onnx"]
+_SCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")
 
 
 def _defined_in(model: Any, package: str) -> bool:
@@ -70,6 +71,23 @@ def servable(model: Any, name: str, input_example: Any) -> tuple[Any, Any]:
     if torch_module:
         return torch_to_onnx(model, input_example), None
     return keras_folder(model, name, input_example), None
+
+
+def example_options(model_or_uri: Any, input_example: Any) -> dict[str, Any]:
+    """A TorchScript file named with `input_example`: its runtime's `example_input` option.
+
+    A TorchScript archive records no dtypes or shapes; the PyTorch runtime derives them by
+    running the example once at load (so no hand-written `model-settings.json` is needed).
+    """
+    if input_example is None or not isinstance(model_or_uri, str | Path):
+        return {}
+    path = Path(model_or_uri).expanduser()
+    scripts = [path] if path.is_file() else [path / f"model{s}" for s in _SCRIPT_SUFFIXES]
+    if not any(p.suffix in _SCRIPT_SUFFIXES and p.is_file() for p in scripts):
+        return {}
+    if isinstance(input_example, dict):
+        return {"example_input": {str(k): _numpy(v).tolist() for k, v in input_example.items()}}
+    return {"example_input": _numpy(input_example).tolist()}
 
 
 def torch_to_onnx(module: Any, example: Any) -> Any:

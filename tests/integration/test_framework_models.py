@@ -3,6 +3,7 @@ with the signature their `input_example` gives, and answer as they do in the ker
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,16 @@ def test_a_fitted_torch_module_deploys_as_onnx_with_its_example_signature(
     np.testing.assert_allclose(np.reshape(output["data"], (5, 3)), expected, atol=1e-5)
     assert made.registration is not None  # registered behind the deployment (MLflow's ONNX)
     assert made.registration.result(timeout=120).uri == "models:/tiny-torch/1"
+    script = backend.state_dir.parent / "tiny.pt"  # in $NSTARX_HOME: a file deploy() may name
+    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13; users have it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.trace(module, torch.from_numpy(ROWS[:2])), str(script))
+    scripted = deploy(script, "tiny-script", input_example=ROWS[:2], backend=backend)
+    answer = _infer(backend, "tiny-script", scripted.api_key, ROWS, "features")
+    assert answer["metadata"]["inputs"] == [{"name": "features", "datatype": "FP32",
+                                             "shape": [-1, 4]}]  # fmt: skip
+    np.testing.assert_allclose(np.reshape(answer["outputs"][0]["data"], (5, 3)), expected,
+                               atol=1e-5)  # fmt: skip
 
 
 def test_a_fitted_keras_model_deploys_as_a_keras_file_with_its_signature(

@@ -151,6 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--max-batch-size", type=int, help="turn on adaptive batching")
     deploy.add_argument("--max-latency-ms", type=int, default=5, help="batching: longest wait")
     deploy.add_argument(
+        "--device", help="auto (default), cpu, gpu, cuda:N or tensorrt; a GPU asks KServe for one"
+    )
+    deploy.add_argument(
         "--no-auth", action="store_true",
         help="leave the endpoint open (default: callers need an API key)",
     )  # fmt: skip

@@ -98,6 +98,15 @@ def pipeline_to_kserve(
             f"{p.target} '{p.id}': {p.message}" if p.id else p.message for p in problems
         )
         raise InvalidInputError(f"pipeline '{spec.name}' is invalid: {listed}")
+    from nstarx_jupyter.pipelines.shipping import HOW_TO_PACKAGE, custom_components
+
+    custom = custom_components(spec)
+    if custom:  # the cluster's image holds the library and installed plug-ins, nothing else
+        names = ", ".join(cls.name for cls in custom)
+        raise InvalidInputError(
+            f"pipeline '{spec.name}' uses components defined in this notebook ({names}), which "
+            f"a KServe image does not hold: {HOW_TO_PACKAGE} (the image's too)"
+        )
     compiler = _Compiler(spec, namespace, image, dict(storage_uris or {}))
     docs = compiler.compile()
     for doc in docs:

@@ -26,6 +26,7 @@ from nstarx_jupyter.deployment.backend import (
     TrafficArm,
     TrafficView,
 )
+from nstarx_jupyter.deployment.frameworks import example_options, servable
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.rollouts import Rollouts
 from nstarx_jupyter.deployment.sources import spec_for
@@ -157,6 +158,10 @@ class DeploymentService(Rollouts):
         read it.
         Follow it to `Ready` with `wait_ready`.
         """
+        example = example_options(model_or_uri, input_example)
+        if example:  # a TorchScript file: the example gives its signature at load
+            spec["options"] = {**example, **(spec.get("options") or {})}
+        model_or_uri, input_example = servable(model_or_uri, name, input_example)
         register = {"input_example": input_example, "reference_data": reference_data}
         source = self._source(model_or_uri, name, version, storage_uri, register, model_store)
         made = spec_for(source.uri, name, trusted=source.trusted, **spec)

@@ -63,6 +63,7 @@ def deploy(
     input_example: Any = None,
     reference_data: Any = None,
     output_names: dict[str, str] | None = None,
+    device: str | None = None,
     backend: Backend | None = None,
 ) -> Deployment:
     """Serve a model under `name` and return its `Deployment` once it answers.
@@ -103,6 +104,12 @@ def deploy(
     logger) or `{"kind": "file", "format": "jsonl" | "parquet"}` (under the server's sink
     folder); see the README's "Sending results elsewhere".
 
+    A fitted PyTorch module is exported to ONNX and a Keras model saved as `.keras`, each with
+    the signature `input_example` (an array, tensor, or a tuple or dict of them) gives; see
+    `nstarx_jupyter.deployment.frameworks`. `device` (`auto`, `cpu`, `gpu`, `cuda:N`,
+    `tensorrt`) picks where the runtime computes (the default `auto`: a GPU when its framework
+    sees one); a GPU device also asks KServe for `nvidia.com/gpu: 1` (see the README's "GPUs").
+
     A file or registry URI named here is deployed as `trusted` (with the admin token: you vouch
     for it, as `nstarx deploy` does), so a pickle you name loads; a fitted scikit-learn model is
     staged with skops and needs no trust (see the README's "Trust model").
@@ -120,6 +127,7 @@ def deploy(
         model_store=model_store, min_replicas=min_replicas,
         max_replicas=max_replicas, batching=batching, container_concurrency=container_concurrency,
         timeout_s=timeout_s, resources=resources, options=options, auth=auth, sinks=sinks,
+        device=device,
     )  # fmt: skip
     made = Deployment(name, backend)
     made.registration = applied.registration

@@ -313,20 +313,47 @@ class Pipeline:
         """The response body for `data`, as the deployed pipeline would answer."""
         return self.run(data, trace=False).output
 
-    def deploy(self, *, backend: LocalBackend | None = None, key: bool = True) -> DeployedPipeline:
+    def deploy(
+        self,
+        *,
+        backend: LocalBackend | None = None,
+        key: bool = True,
+        ship_components: bool = True,
+    ) -> DeployedPipeline:
         """Serve this pipeline on the local server at `/v1/models/NAME/predict`.
 
         Its model nodes are served by the server (registry versions load there; `deployment:`
         nodes call those deployments). With `key`, an API key for it (scope `predict:NAME`) is
         minted and kept on the result (shown once).
+
+        Components defined in this notebook are shipped with it as code the server runs (the
+        local backend calls with the owner's admin token and says `trusted: true`; the server
+        audits it). `ship_components=False` refuses such a pipeline here, before anything is
+        deployed, with what to do instead (package the component with an entry point).
         """
         from nstarx_jupyter.deployment.local import LocalBackend
+        from nstarx_jupyter.pipelines.shipping import (
+            HOW_TO_PACKAGE,
+            custom_components,
+            pack_components,
+        )
 
         problems = validate(self.spec)
         if problems:
             raise InvalidPipelineError(problems)
+        body = self.spec.model_dump(mode="json")
+        custom = custom_components(self.spec)
+        if custom and not ship_components:
+            names = ", ".join(cls.name for cls in custom)
+            raise InvalidInputError(
+                f"the pipeline uses components defined in this notebook ({names}), which the "
+                f"server does not know: deploy with ship_components=True as the server's owner "
+                f"(their code then runs on the server), or {HOW_TO_PACKAGE}"
+            )
+        if custom:
+            body.update(components=pack_components(custom), trusted=True)
         backend = backend or LocalBackend()
-        described = backend.put_pipeline(self.spec.model_dump(mode="json"))
+        described = backend.put_pipeline(body)
         state = backend.ensure_server()
         api_key = None
         if key:

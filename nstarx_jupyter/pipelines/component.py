@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ENTRY_POINT_GROUP", "Batch", "Component", "ComponentConfig", "Context",
            "ModelResolver", "Port", "PortType", "accepts", "component_class", "components",
-           "load_entry_points", "on_register", "register_component"]  # fmt: skip
+           "is_packaged", "load_entry_points", "on_register", "register_component"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,18 @@ class Component:
 _LIBRARY: dict[str, type[Component]] = {}
 _BUILTINS_LOADED = False
 _LISTENERS: list[Callable[[], None]] = []
+_ENTRY_POINT_CLASSES: set[type[Component]] = set()
+_LIBRARY_PACKAGE = "nstarx_jupyter.pipelines.library"
+
+
+def is_packaged(cls: type[Component]) -> bool:
+    """Whether a server knows `cls` by itself: built in, or from an installed entry point.
+
+    Others were registered in a kernel (a notebook's class): `Pipeline.deploy()` ships them.
+    """
+    module = cls.__module__
+    builtin = module == _LIBRARY_PACKAGE or module.startswith(f"{_LIBRARY_PACKAGE}.")
+    return builtin or cls in _ENTRY_POINT_CLASSES
 
 
 def on_register(listener: Callable[[], None]) -> None:
@@ -282,7 +294,11 @@ def component_class(name: str) -> type[Component]:
     try:
         return library[name]
     except KeyError:
-        raise NotFoundError(f"unknown component '{name}'") from None
+        raise NotFoundError(
+            f"unknown component '{name}': not built in, not installed with an entry point "
+            f"({ENTRY_POINT_GROUP}); a component defined in a notebook is shipped with its "
+            "pipeline by Pipeline.deploy() (the server's owner only)"
+        ) from None
 
 
 def _load_builtins() -> None:
@@ -290,7 +306,7 @@ def _load_builtins() -> None:
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
-    importlib.import_module("nstarx_jupyter.pipelines.library")
+    importlib.import_module(_LIBRARY_PACKAGE)
     load_entry_points()
 
 
@@ -304,6 +320,7 @@ def load_entry_points() -> list[str]:
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = entry.load()
+            _ENTRY_POINT_CLASSES.add(cls)
             if _LIBRARY.get(getattr(cls, "name", None) or "") is not cls:
                 register_component(cls)
             names.append(cls.name)

@@ -38,6 +38,9 @@ class Runtime(ABC):
         self.path = path
         self.options: Mapping[str, Any] = dict(options or {})
         self.ready = False
+        self.device = "cpu"
+        """Where the loaded model computes, as its framework names it (`cuda:0`, `/GPU:0`,
+        `CUDAExecutionProvider`...); set by runtimes that choose (`runtimes.devices`)."""
 
     @classmethod
     def can_load(cls, path: Path) -> bool:

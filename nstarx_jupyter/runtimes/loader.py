@@ -21,6 +21,7 @@ RUNTIMES: dict[str, str] = {
     "onnx": "nstarx_jupyter.runtimes.onnx:ONNXRuntime",
     "pytorch": "nstarx_jupyter.runtimes.pytorch:PyTorchRuntime",
     "tensorflow": "nstarx_jupyter.runtimes.tensorflow:TensorFlowRuntime",
+    "keras": "nstarx_jupyter.runtimes.keras:KerasRuntime",
 }
 """Built-in runtimes by name, in the order artifacts are tried against them."""
 

@@ -19,6 +19,7 @@ import numpy as np
 from nstarx_jupyter.errors import ForbiddenError, InvalidInputError, ModelLoadError, require
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes.base import Runtime, Tensors, find_artifact
+from nstarx_jupyter.runtimes.devices import onnx_providers, wanted_device
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -81,7 +82,8 @@ class ONNXRuntime(Runtime):
         """Open an inference session on one intra-op thread unless the options say otherwise.
 
         Options `intra_op_num_threads` and `inter_op_num_threads` (both 1 by default: a server
-        shares its cores between models and requests) tune the session.
+        shares its cores between models and requests) tune the session; `device` picks its
+        execution providers (`nstarx_jupyter.runtimes.devices`).
         """
         artifact = _artifact(self.path) if self.path is not None else None
         if artifact is None:
@@ -92,14 +94,14 @@ class ONNXRuntime(Runtime):
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = int(self.options.get("intra_op_num_threads", 1))
         session_options.inter_op_num_threads = int(self.options.get("inter_op_num_threads", 1))
+        providers = onnx_providers(ort, wanted_device(self.options))
         try:
-            session = ort.InferenceSession(
-                str(artifact), session_options, providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(str(artifact), session_options, providers=providers)
         except Exception as exc:  # onnxruntime raises a dozen unrelated pybind11 exception types
             raise ModelLoadError(f"cannot load {artifact}: {exc}") from exc
         self._signature = _signature(session, self.options)
         self.session = session
+        self.device = session.get_providers()[0]  # what the session took, not what was asked
         self.ready = True
 
     def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:

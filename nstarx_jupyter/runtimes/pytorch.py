@@ -20,7 +20,9 @@ first of:
 Without any of them the archive cannot be described and `load` raises `ModelLoadError`.
 
 `load` sets `torch.set_num_threads(options.get("num_threads", 1))` (process-wide: a server shares
-its cores); `predict` runs under `torch.inference_mode()` with the inputs in `forward`'s order.
+its cores) and puts the module on the `device` option's device (a CUDA GPU when torch sees one,
+see `nstarx_jupyter.runtimes.devices`); `predict` runs under `torch.inference_mode()` with the
+inputs in `forward`'s order, moved to that device, and answers from the CPU.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from nstarx_jupyter.errors import InvalidInputError, ModelLoadError, NstarxError
 from nstarx_jupyter.protocol.datatypes import datatype_named, numpy_dtype
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes.base import Runtime, Tensors, find_artifact
+from nstarx_jupyter.runtimes.devices import torch_device, wanted_device
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,7 +54,7 @@ _DIR_NAMES = tuple(f"model{suffix}" for suffix in (*SCRIPT_SUFFIXES, EXPORT_SUFF
 
 
 class PyTorchRuntime(Runtime):
-    """Serves a TorchScript module or a `torch.export` program on the CPU."""
+    """Serves a TorchScript module or a `torch.export` program (on a GPU when one answers)."""
 
     runtime_name: ClassVar[str] = "pytorch"
     module: Any = None
@@ -77,21 +80,22 @@ class PyTorchRuntime(Runtime):
             raise ModelLoadError(f"no TorchScript or torch.export archive at {self.path}")
         torch = require("torch", "torch")
         torch.set_num_threads(int(self.options.get("num_threads", 1)))
+        device = torch_device(torch, wanted_device(self.options))
         try:
             if artifact.suffix == EXPORT_SUFFIX:
                 program = torch.export.load(str(artifact))
-                module, signature = program.module(), _export_signature(program)
+                module, signature = program.module().to(device), _export_signature(program)
             else:
                 with warnings.catch_warnings():  # TorchScript is deprecated, but users have it
                     warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
-                    module = torch.jit.load(str(artifact), map_location="cpu")
+                    module = torch.jit.load(str(artifact), map_location=device)
                 module.eval()
-                signature = _script_signature(torch, module, artifact, self.options)
+                signature = _script_signature(torch, module, artifact, self.options, device)
         except NstarxError:
             raise
         except Exception as exc:
             raise ModelLoadError(f"cannot load {artifact}: {exc}") from exc
-        self.module, self._signature = module, signature
+        self.module, self._signature, self.device = module, signature, device
         self.ready = True
 
     def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
@@ -107,7 +111,7 @@ class PyTorchRuntime(Runtime):
             arrays = [inputs[spec.name] for spec in signature.inputs]
         try:
             with torch.inference_mode():
-                result = self.module(*(_tensor(torch, array) for array in arrays))
+                result = self.module(*(_tensor(torch, a).to(self.device) for a in arrays))
         except (RuntimeError, ValueError, TypeError, AssertionError) as exc:  # export guards assert
             raise InvalidInputError(f"the model rejected the input: {exc}") from exc
         named = _name_outputs(torch, result, known)
@@ -140,7 +144,7 @@ def _export_signature(program: Any) -> ModelSignature:
 
 
 def _script_signature(
-    torch: Any, module: Any, artifact: Path, options: Mapping[str, Any]
+    torch: Any, module: Any, artifact: Path, options: Mapping[str, Any], device: str = "cpu"
 ) -> ModelSignature:
     arg_names = [arg.name for arg in module.forward.schema.arguments][1:]  # [0] is self
     declared = dict(options) if "inputs" in options else _saved_signature(artifact)
@@ -160,7 +164,7 @@ def _script_signature(
     else:
         tensors, arg_names = [torch.as_tensor(example)], arg_names[:1]
     with torch.inference_mode():
-        result = module(*tensors)
+        result = module(*(tensor.to(device) for tensor in tensors))
     inputs = tuple(_spec(n, t, batched=True) for n, t in zip(arg_names, tensors, strict=True))
     named = _name_outputs(torch, result, ())
     outputs = tuple(_spec(name, array, batched=True) for name, array in named.items())

@@ -5,7 +5,7 @@ single signature of another name is served through that one). Inputs and outputs
 signature's own (sorted by name, as TensorFlow flattens them): names, dtypes and shapes from its
 `TensorSpec`s, with unknown dimensions as -1.
 A Keras model is served once exported as a SavedModel (`model.export(path)`); `.keras` files
-are not read here.
+are the Keras runtime's (`nstarx_jupyter.runtimes.keras`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from nstarx_jupyter.errors import InvalidInputError, ModelLoadError, require
 from nstarx_jupyter.protocol.datatypes import datatype_named
 from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
 from nstarx_jupyter.runtimes.base import Runtime, Tensors
+from nstarx_jupyter.runtimes.devices import tf_device, wanted_device
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -53,14 +54,17 @@ class TensorFlowRuntime(Runtime):
 
         TensorFlow's thread pools are set to `options["intra_op_num_threads"]` and
         `options["inter_op_num_threads"]` (1 by default: a server shares its cores) when this is
-        the first model of the process; TensorFlow fixes them once it has started.
+        the first model of the process; TensorFlow fixes them once it has started. The model
+        loads and runs on the `device` option's device (`nstarx_jupyter.runtimes.devices`).
         """
         if self.path is None or not self.can_load(self.path):
             raise ModelLoadError(f"no SavedModel ({SAVED_MODEL_FILE}) at {self.path}")
         tf = require("tensorflow", "tensorflow")
         _limit_threads(tf, self.options)
+        self.device = tf_device(tf, wanted_device(self.options))
         try:
-            model = tf.saved_model.load(str(self.path))
+            with tf.device(self.device):
+                model = tf.saved_model.load(str(self.path))
         except (OSError, ValueError, tf.errors.OpError) as exc:
             raise ModelLoadError(f"cannot load {self.path}: {exc}") from exc
         function = _signature_function(model, self.options.get("signature"), self.path)
@@ -80,7 +84,8 @@ class TensorFlowRuntime(Runtime):
         else:
             feed = dict(inputs)
         try:
-            result = self._function(**{name: tf.constant(value) for name, value in feed.items()})
+            with tf.device(self.device):
+                result = self._function(**{n: tf.constant(v) for n, v in feed.items()})
         except (ValueError, TypeError, tf.errors.InvalidArgumentError) as exc:
             raise InvalidInputError(f"the model rejected the input: {_first_line(exc)}") from exc
         return {name: np.asarray(result[name].numpy()) for name in wanted}

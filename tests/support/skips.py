@@ -1,7 +1,8 @@
 """CI fails on a skip it did not expect: a pytest plugin (tests/conftest.py loads it).
 
 Under `NSTARX_REQUIRE_UI=1`, `NSTARX_REQUIRE_K8S=1` or `NSTARX_REQUIRE_S3=1` (.ci/run sets
-them) every skip must be in `EXPECTED`, else the run fails and names it: a test that quietly
+them), or `NSTARX_REQUIRE_GPU=1` (a runner with a GPU: its skips are then unexpected too),
+every skip must be in `EXPECTED`, else the run fails and names it: a test that quietly
 skips (a schema file not found, a tool missing) is a test CI never ran. Entries are the file and
 the skip's reason, not its line, so editing the file does not break them.
 """
@@ -13,12 +14,19 @@ from pathlib import Path
 
 import pytest
 
-REQUIRE_FLAGS = ("NSTARX_REQUIRE_UI", "NSTARX_REQUIRE_K8S", "NSTARX_REQUIRE_S3")
+REQUIRE_FLAGS = ("NSTARX_REQUIRE_UI", "NSTARX_REQUIRE_K8S", "NSTARX_REQUIRE_S3",
+                 "NSTARX_REQUIRE_GPU")  # fmt: skip
+GPU_SKIPS: tuple[tuple[str, str], ...] = (
+    # the GPU path on a machine without one (CI's runners): the device selection is tested
+    # there against the frameworks' real device queries; a GPU runner sets NSTARX_REQUIRE_GPU=1
+    ("tests/unit/runtimes/test_devices.py", "no CUDA device"),
+)
 EXPECTED: tuple[tuple[str, str], ...] = (
     # backend_for("kserve") without the KServe backend: where it is installed, its tests cover it
     ("tests/unit/test_service_targets.py", "the KServe backend is installed"),
     # the echo runtime of the runtime contract takes any array, so nothing is rejected
     ("tests/unit/runtimes/test_runtime_contract.py", "the echo runtime accepts any array"),
+    *(GPU_SKIPS if os.environ.get("NSTARX_REQUIRE_GPU") != "1" else ()),
 )
 
 

@@ -66,3 +66,15 @@ def test_the_expected_skips_are_named_by_file_and_reason_not_line(tmp_path: Path
     ]
     moved = [(str(ROOT / EXPECTED[0][0]), 190, "Skipped: something else")]
     assert len(unexpected(moved, ROOT)) == 1  # the file alone does not excuse a skip
+
+
+def test_gpu_skips_are_expected_only_where_no_gpu_is_required() -> None:
+    script = ("from tests.support.skips import EXPECTED, GPU_SKIPS\n"
+              "print(all(entry in EXPECTED for entry in GPU_SKIPS))")  # fmt: skip
+    clean = {k: v for k, v in os.environ.items() if k not in REQUIRE_FLAGS}
+    clean["PYTHONPATH"] = os.pathsep.join([str(ROOT), clean.get("PYTHONPATH", "")])
+    for flag, expected in (("0", "True"), ("1", "False")):
+        env = {**clean, "NSTARX_REQUIRE_GPU": flag}
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env=env, check=True, cwd=ROOT)  # fmt: skip
+        assert done.stdout.strip() == expected

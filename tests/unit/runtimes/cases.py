@@ -332,6 +332,26 @@ def build_tensorflow(tmp: Path) -> Case:
     )
 
 
+def build_keras(tmp: Path) -> Case:
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(0)
+    features = keras.Input((4,), name="features")
+    model = keras.Model(features, keras.layers.Dense(3, activation="softmax")(features))
+    with warnings.catch_warnings():  # TensorFlow's variables warn on NumPy 2's copy keyword
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model.save(tmp / "scorer.keras")
+    return Case(
+        path=tmp / "scorer.keras",
+        runtime="keras",
+        inputs=(spec("features", "FP32", -1, 4),),
+        outputs=(spec("output-0", "FP32", -1, 3),),
+        x={"features": rows(IRIS_X).astype(np.float32)},
+        expected=lambda x: {"output-0": model(x["features"], training=False).numpy()},
+        held="model",
+        default_outputs=("output-0",),
+    )
+
+
 def build_echo(tmp: Path) -> Case:
     return Case(
         path=None,
@@ -362,6 +382,7 @@ BUILDERS: dict[str, Callable[[Path], Case]] = {
     "torchscript-saved-signature": lambda tmp: build_torchscript(tmp, saved_signature=True),
     "torch-export": build_torch_export,
     "tensorflow-savedmodel": build_tensorflow,
+    "keras-file": build_keras,
     "custom-echo": build_echo,
 }
 """Every case by test id."""

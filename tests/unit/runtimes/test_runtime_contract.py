@@ -131,7 +131,8 @@ def test_runtimes_import_no_framework_until_load(tmp_path: Path) -> None:
         "from nstarx_jupyter.runtimes.loader import RUNTIMES, runtime_class\n"
         f"for path in {paths!r}:\n"
         "    for name in RUNTIMES: runtime_class(name).can_load(Path(path))\n"
-        "heavy = {'xgboost', 'lightgbm', 'onnxruntime', 'torch', 'tensorflow'} & set(sys.modules)\n"
+        "heavy = {'xgboost', 'lightgbm', 'onnxruntime', 'torch', 'tensorflow', 'keras'}"
+        " & set(sys.modules)\n"
         "print(sorted(heavy))\n"
     )
     root = Path(__file__).parents[3]  # the package is importable from the repository root
@@ -139,7 +140,8 @@ def test_runtimes_import_no_framework_until_load(tmp_path: Path) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=root
     )
     assert done.stdout.strip() == "[]"
-    assert set(RUNTIMES) == {"sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow"}
+    assert set(RUNTIMES) == {"sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow",
+                             "keras"}  # fmt: skip
 
 
 def test_require_names_the_extra_to_install() -> None:

@@ -195,6 +195,21 @@ def test_an_ab_split_is_set_changed_and_undone(target: Target) -> None:
     endpoint = made.service.backend.endpoint(made.name)
     with InferenceClient(endpoint.url, api_key=endpoint.token) as client:
         assert {client.predict(ROW)["prediction"] for _ in range(40)} == {0, 2}
+    # The split's figures count every request; on KServe each variant's pod adds its own.
+    figures = made.metrics(60)
+    assert figures["requests"] >= 121
+    assert figures["p95_ms"] is not None
+    if target.name == "kserve":
+        variants = {row["variant"]: row for row in figures["variants"]}
+        assert [(name, row["percent"]) for name, row in variants.items()] == [
+            ("primary", 70), ("b", 30)]  # fmt: skip
+        assert sum(row["requests"] for row in variants.values()) == figures["requests"]
+        assert all(row["requests"] > 0 for row in variants.values())
+    chart = made.latency_chart(window_s=10, interval_s=0.2)
+    try:
+        assert chart.data
+    finally:
+        made.close()
     made.set_traffic({"primary": 50, "b": 50})
     assert _arms(made) == {"primary": 50, "b": 50}
     assert [d.name for d in made.service.deployments()] == ["iris"]  # one deployment, not three

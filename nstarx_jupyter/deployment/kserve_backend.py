@@ -18,13 +18,12 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from nstarx_jupyter.deployment.backend import Description, Endpoint, Progress, Stable, Target
-from nstarx_jupyter.deployment.kserve import NSTARX_RUNTIME, to_manifests
+from nstarx_jupyter.deployment.kserve import to_manifests
 from nstarx_jupyter.deployment.kserve import validate_manifest as validate_offline
 from nstarx_jupyter.deployment.kserve_events import note_event, read_events
 from nstarx_jupyter.deployment.kserve_graphs import GraphDeployments
+from nstarx_jupyter.deployment.kserve_metrics import TOKEN_ENV, pod_metrics, url_of
 from nstarx_jupyter.deployment.kserve_status import (
     MANAGED_BY,
     STABLE_ANNOTATION,
@@ -48,7 +47,6 @@ from nstarx_jupyter.deployment.kube_api import (
     NoKServeError,
     api_error,
     connect,
-    http_error,
 )
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
@@ -67,8 +65,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FIELD_MANAGER", "STABLE_ANNOTATION", "KServeBackend", "spec_of"]
 
-TOKEN_ENV = "NSTARX_KSERVE_TOKEN"  # noqa: S105 - the variable's name, not a token
-"""A bearer token for the cluster's inference URL (an ingress or Authorino in front of it)."""
 ACCEPTED_SCHEMES = ("s3://", "gs://", "pvc://", "oci://", "hf://", "azure://", "hdfs://",
                     "webhdfs://", "https://", "http://")  # fmt: skip
 _APPLY = "application/apply-patch+yaml"
@@ -409,49 +405,23 @@ class KServeBackend:
         return Endpoint(url=f"{url}/v1/models/{name}", token=os.environ.get(TOKEN_ENV) or None)
 
     def metrics(self, name: str, window_s: float = 60) -> dict[str, Any]:
-        """The nstarx runtime's own figures, from its control API at the cluster URL."""
+        """The nstarx runtime's own figures, from its control API at the cluster URL.
+
+        A split's are computed from every request its variants' pods answered in the window,
+        as the local server computes a split's; `variants` holds each variant's own.
+        """
         graph = self._graphs.read(name)
         if graph is not None:
-            services = ", ".join(f"'{service}'" for _, service in self._graphs.steps(graph))
-            raise UnsupportedError(
-                f"metrics: '{name}' is a split, answered by KServe's graph router; ask each "
-                f"variant's InferenceService for its figures: {services}"
-            )
+            return self._graphs.metrics(graph, window_s)
         isvc = self._read(name)
         assert isvc is not None  # noqa: S101 - _read raises unless missing_ok
-        runtime = isvc["spec"]["predictor"].get("model", {}).get("runtime")
-        if runtime != NSTARX_RUNTIME:
-            raise UnsupportedError(
-                f"metrics: '{name}' runs on runtime '{runtime or 'auto'}', not nstarx's; server-"
-                "side figures need the nstarx runtime (or read them from Prometheus)"
-            )
-        url = self._url(name, isvc)
-        token = os.environ.get(TOKEN_ENV)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            answer = httpx.get(
-                f"{url}/nstarx/v1/deployments/{name}/metrics",
-                params={"window_s": window_s}, headers=headers, timeout=30,
-            )  # fmt: skip
-        except httpx.HTTPError as exc:
-            raise UnavailableError(f"metrics: cannot reach {url}: {exc}") from None
-        if answer.status_code != 200:
-            raise http_error(answer.status_code, f"metrics of '{name}' at {url}: {answer.text}")
-        return dict(answer.json())
+        return pod_metrics(isvc, window_s)
 
     def _url(self, name: str, isvc: dict[str, Any] | None = None) -> str:
         if isvc is None:
             isvc = self._graphs.read(name) or self._read(name)
         assert isvc is not None  # noqa: S101 - _read raises unless missing_ok
-        url = isvc.get("status", {}).get("url")
-        if not url:
-            _, reason = status_of(isvc)
-            raise UnavailableError(
-                f"'{name}' is not routed yet: the {isvc['kind']} has no status.url"
-                + (f" ({reason})" if reason else "")
-                + "; watch it until it is ready"
-            )
-        return str(url).rstrip("/")
+        return url_of(name, isvc)
 
     def close(self) -> None:
         """Close the API client's connections if this backend made it."""

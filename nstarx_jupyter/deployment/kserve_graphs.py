@@ -36,6 +36,7 @@ from nstarx_jupyter.deployment.backend import (
     TrafficArm,
     TrafficView,
 )
+from nstarx_jupyter.deployment.kserve_metrics import split_metrics
 from nstarx_jupyter.deployment.kserve_status import (
     DEPLOYMENT_LABEL,
     MANAGED_BY,
@@ -177,6 +178,14 @@ class GraphDeployments:
         """
         name = graph["metadata"]["name"]
         return [(GRAPH, name), (ISVC, name), *((ISVC, service) for _, service in self.steps(graph))]
+
+    def metrics(self, graph: dict[str, Any], window_s: float) -> dict[str, Any]:
+        """The split's figures from every request of its variants' pods (`kserve_metrics.py`)."""
+        meta = graph["metadata"]
+        services = _by_name(self._services(meta["name"], meta.get("namespace")))
+        steps = [(step.get("name") or service, service, float(step.get("weight", 0)))
+                 for step, service in self.steps(graph)]  # fmt: skip
+        return split_metrics(meta["name"], steps, services, window_s)
 
     # -- changing ------------------------------------------------------------------------------
 

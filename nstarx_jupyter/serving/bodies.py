@@ -306,6 +306,8 @@ class WindowSummary(_Open):
     p95_ms: float | None
     p99_ms: float | None
     resources: Resources | None = None
+    samples: dict[str, list[Any]] | None = None
+    """With `?samples=true`: `latency_s` and `ok`, one item per request of the window."""
 
 
 class VariantsView(_Open):

@@ -429,11 +429,13 @@ class ControlPlane:
         rest = Route(f"{PREFIX}/{{path:path}}", endpoint, methods=every, include_in_schema=False)
         return [*routes, rest]
 
-    def metrics(self, name: str, window_s: float) -> dict[str, Any]:
+    def metrics(self, name: str, window_s: float, *, samples: bool = False) -> dict[str, Any]:
         """Requests, rate, errors and exact latency percentiles over the last `window_s` s.
 
         Of a deployment, or of a model served from the command line (`--model`), as the nstarx
-        runtime serves its one model in a KServe pod.
+        runtime serves its one model in a KServe pod. With `samples`, each request's latency
+        (s) and outcome too, for a client that merges several servers' requests (a split's
+        variant pods on KServe) and summarises them as this does.
         """
         if name not in self.repository.names():
             self._get(name)
@@ -442,11 +444,18 @@ class ControlPlane:
         window = self.repository.metrics.windows.get(name)
         if window is None:
             window = LatencyWindow()
-        return {"name": name, **window.summary(window_s),
-                "resources": self.usage.resources(name)}  # fmt: skip
+        doc = {"name": name, **window.summary(window_s), "resources": self.usage.resources(name)}
+        if samples:
+            latencies_s, ok = window.samples(window_s)
+            doc["samples"] = {"latency_s": latencies_s.tolist(), "ok": ok.tolist()}
+        return doc
 
     async def _metrics(self, request: Request, principal: Principal) -> Response:
-        return json_response(self.metrics(request.path_params["name"], _window(request)))
+        samples = request.query_params.get("samples", "false")
+        if samples not in ("true", "false"):
+            raise InvalidInputError(f"samples: 'true' or 'false', not '{samples}'")
+        return json_response(self.metrics(request.path_params["name"], _window(request),
+                                          samples=samples == "true"))  # fmt: skip
 
     async def _ab(self, request: Request, principal: Principal) -> Response:
         query = request.query_params

@@ -4,8 +4,10 @@ KServe's router answers a graph at its own URL, whatever the path, passing the r
 the steps as it came; here a graph answers `POST /v1/models/NAME:predict`, `/v1/models/NAME/predict`
 and `/v2/models/NAME/infer` the same way (`GraphRouter`). Each `serviceName` step calls that
 deployment through the data plane, at the protocol KServe's controller would pick: V1
-`:predict` or V2 `/infer`; a failing call answers the step with the status and `{"error": ...}`
-body the REST endpoint would send, so `Soft` and `Hard` dependencies behave as on a cluster.
+`:predict` or V2 `/infer`, where records are answered as the product endpoint would (as the
+nstarx runtime does: serving/records.py); a failing call answers the step with the status and
+`{"error": ...}` body the REST endpoint would send, so `Soft` and `Hard` dependencies behave as
+on a cluster.
 
 The control API's routes for them are in `graph_api.py`.
 """
@@ -21,6 +23,7 @@ from nstarx_jupyter.errors import ConflictError, NotFoundError, NstarxError
 from nstarx_jupyter.pipelines.inference_graph import GraphRouter
 from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.serving.http_errors import STATUS
+from nstarx_jupyter.serving.records import answer_records, is_records_body
 
 if TYPE_CHECKING:
     from nstarx_jupyter.pipelines.inference_graph import GraphSpec
@@ -99,12 +102,14 @@ class GraphHost:
     async def call(self, service: str, protocol: str, body: bytes) -> tuple[int, bytes]:
         """A step's call of deployment `service`, answered as its REST endpoint would answer."""
         try:
+            doc = v2.loads(body)
+            if is_records_body(doc, protocol):  # the nstarx runtime answers records there too
+                return 200, (await answer_records(self.dataplane, service, None, doc))[0]
             if protocol == "v2":
-                request = v2.decode_request(body)
+                request = v2.request_from_doc(doc)
                 response, _ = await self.dataplane.infer(service, None, request, "v2-rest")
                 content, _ = v2.encode_response(response, request)
                 return 200, content
-            doc = v2.loads(body)
             served = await self.dataplane.predict(
                 service, None, "v1", lambda signature: v1.decode_instances(doc, signature)
             )

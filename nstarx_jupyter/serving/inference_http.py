@@ -26,12 +26,11 @@ from nstarx_jupyter.errors import (
     UnavailableError,
 )
 from nstarx_jupyter.protocol import v1, v2
-from nstarx_jupyter.protocol.records import rename_fields, tensors_to_records
 from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.edge import reply_at_once
 from nstarx_jupyter.serving.http_errors import STATUS, retry_after
-from nstarx_jupyter.serving.stream import records_decoder
+from nstarx_jupyter.serving.records import answer_records, is_records_body
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -329,10 +328,17 @@ class InferenceApp:
             self._authorize(name, headers, call)
             body = await read_body(receive, headers, self.max_body_bytes, self.budget)
             call.held = len(body)
-            request = v2.decode_request(body, _header_length(headers))
-            if self.dataplane.pipelines.get(name) is not None and version is None:
-                answer = await self.dataplane.pipelines.infer(name, request)
-                return _Reply(orjson.dumps(answer, option=_NUMPY), 200)
+            length = _header_length(headers)
+            doc = None if length is not None else v2.loads(body)
+            records = length is None and is_records_body(doc, "v2")  # KServe's graph router's
+            if not records:
+                request = (v2.decode_request(body, length) if length is not None
+                           else v2.request_from_doc(doc))  # fmt: skip
+                if self.dataplane.pipelines.get(name) is not None and version is None:
+                    answer = await self.dataplane.pipelines.infer(name, request)
+                    return _Reply(orjson.dumps(answer, option=_NUMPY), 200)
+        if records:
+            return await self._rows(name, version, doc, scope, call)
         response, served = await self.dataplane.infer(
             name, version, request, "v2-rest", self._caller(name, scope)
         )
@@ -373,6 +379,8 @@ class InferenceApp:
             body = await read_body(receive, scope["headers"], self.max_body_bytes, self.budget)
             call.held = len(body)
             doc = v2.loads(body)
+        if is_records_body(doc, "v1"):  # records, as KServe's graph router passes them on
+            return await self._rows(name, None, doc, scope, call)
         served = await self.dataplane.predict(
             name, None, "v1", lambda signature: v1.decode_instances(doc, signature),
             caller=self._caller(name, scope),
@@ -389,18 +397,18 @@ class InferenceApp:
             body = await read_body(receive, scope["headers"], self.max_body_bytes, self.budget)
             call.held = len(body)
             doc = v2.loads(body)
-            if self.dataplane.pipelines.get(name) is not None and version is None:
-                result = await self.dataplane.pipelines.run(name, doc)
-                return _Reply(orjson.dumps(result.output, option=_NUMPY), 200)
-            decode, single = records_decoder(doc)
-        served = await self.dataplane.predict(
-            name, version, "records", decode, all_outputs=True, caller=self._caller(name, scope)
-        )
+        return await self._rows(name, version, doc, scope, call)
+
+    async def _rows(
+        self, name: str, version: str | None, doc: Any, scope: Scope, call: _Call
+    ) -> _Reply:
+        """The product endpoint's answer to records, at whichever path they came."""
+        content, served = await answer_records(self.dataplane, name, version, doc,
+                                               self._caller(name, scope))  # fmt: skip
+        if served is None:  # a pipeline
+            return _Reply(content, 200)
         call.served(served)
-        rows = rename_fields(tensors_to_records(served.outputs, served.model.signature),
-                             served.model.settings.output_names)  # fmt: skip
-        body = orjson.dumps(rows[0] if single else rows, option=_NUMPY)
-        return _Reply(body, 200, _with(_JSON, served))
+        return _Reply(content, 200, _with(_JSON, served))
 
 
 def route_table(routes: Iterable[BaseRoute]) -> list[tuple[str, str]]:

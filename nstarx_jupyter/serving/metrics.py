@@ -10,6 +10,8 @@ from collections import deque
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from nstarx_jupyter.monitoring.latency import latency_summary
+
 __all__ = ["LatencyWindow", "ModelUsage", "ServerMetrics"]
 
 _LATENCY_BUCKETS = (
@@ -179,18 +181,11 @@ class LatencyWindow:
         keep = np.concatenate(times) >= since
         return np.concatenate(seconds)[keep], np.concatenate(ok)[keep]
 
+    def samples(self, window_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Latencies (s) and outcomes of the requests of the last `window_s` seconds."""
+        now = time.monotonic()
+        return self._recent(max(now - window_s, now - self.keep_s))
+
     def summary(self, window_s: float) -> dict[str, float | int | None]:
         """Requests, rate, errors and latency percentiles (ms) over the last `window_s` seconds."""
-        now = time.monotonic()
-        latencies, ok = self._recent(max(now - window_s, now - self.keep_s))
-        count = int(latencies.size)
-        errors = int(count - np.count_nonzero(ok))
-        out: dict[str, float | int | None] = {
-            "window_s": window_s, "requests": count, "rps": count / window_s,
-            "errors": errors, "error_rate": errors / count if count else 0.0,
-            "p50_ms": None, "p95_ms": None, "p99_ms": None,
-        }  # fmt: skip
-        if count:
-            p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) * 1000
-            out.update(p50_ms=float(p50), p95_ms=float(p95), p99_ms=float(p99))
-        return out
+        return latency_summary(*self.samples(window_s), window_s)

@@ -134,8 +134,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=DeploymentSpec, also=(201,),
         query=(Query("if_revision", "integer", "apply only while this revision is current"),)),
     ("DELETE", _DEPLOYMENT): Operation("Delete a deployment", "deployments", None, status=204),
-    ("GET", f"{_DEPLOYMENT}/metrics"): Operation("Recent requests and latency", "deployments",
-                                                 b.WindowSummary, query=(_WINDOW,)),
+    ("GET", f"{_DEPLOYMENT}/metrics"): Operation(
+        "Recent requests and latency", "deployments", b.WindowSummary,
+        query=(_WINDOW, Query("samples", "string", "'true': each request's latency and outcome "
+                              "too (to merge several servers' figures)"))),
     ("GET", f"{_DEPLOYMENT}/logs"): Operation("A deployment's events", "deployments", b.LogsView),
     ("POST", f"{_DEPLOYMENT}/logs"): Operation("Add a note to a deployment's events",
                                                "deployments", None, status=204, body=b.LogNote),

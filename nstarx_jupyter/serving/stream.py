@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,22 +25,18 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from nstarx_jupyter.errors import ErrorKind, InvalidInputError, NotFoundError, NstarxError
-from nstarx_jupyter.protocol import v1, v2
-from nstarx_jupyter.protocol.records import (
-    records_to_tensors,
-    rename_fields,
-    split_records,
-    tensors_to_records,
-)
+from nstarx_jupyter.protocol import v2
+from nstarx_jupyter.protocol.records import rename_fields, tensors_to_records
 from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.http_errors import STATUS, retry_after
+from nstarx_jupyter.serving.records import records_decoder
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
 
     from nstarx_jupyter.security import Principal
-    from nstarx_jupyter.serving.dataplane import DataPlane, Decoder
+    from nstarx_jupyter.serving.dataplane import DataPlane
     from nstarx_jupyter.serving.inference_http import BodyBudget
 
     Scope = MutableMapping[str, Any]
@@ -67,20 +62,6 @@ def stream_name(path: str) -> str | None:
     if len(parts) == 5 and parts[1] == "v2" and parts[2] == "models" and parts[4] == "stream":
         return parts[3] or None
     return None
-
-
-def records_decoder(doc: Any) -> tuple[Decoder, bool]:
-    """The decoder of a product endpoint body, and whether the body was one record.
-
-    Records (an object of features, or a list of them), or `{"instances": [[...], ...]}`: rows
-    in the model's feature order.
-    """
-    if isinstance(doc, dict) and len(doc) == 1:
-        rows = doc.get("instances")
-        if isinstance(rows, list) and rows and all(isinstance(row, list) for row in rows):
-            return functools.partial(v1.decode_instances, doc), False
-    records, single = split_records(doc)
-    return functools.partial(records_to_tensors, records), single
 
 
 class StreamEndpoint:

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import joblib
+import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier
 
-from nstarx_jupyter import deploy
+from nstarx_jupyter import InferenceClient, deploy
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.uploads import upload_folder
 from nstarx_jupyter.errors import NotFoundError
@@ -105,7 +106,8 @@ def _v2_answers(made: Deployment, count: int) -> set[int]:
     """The classes `count` V2 requests get at the deployment's URL.
 
     On KServe a split is answered by the graph's router, which passes the body as it came to
-    the variant's service (V2 `/infer` for `deploy()`'s deployments): a V2 body works on both.
+    the variant's service (V2 `/infer` for `deploy()`'s deployments): a V2 body works on both,
+    and so do records (the nstarx runtime answers them there as its product endpoint would).
     """
     endpoint = made.service.backend.endpoint(made.name)
     base = endpoint.url.rsplit("/v1/models/", 1)[0]
@@ -185,6 +187,29 @@ def test_an_ab_split_is_set_changed_and_undone(target: Target) -> None:
     assert described.spec.traffic is not None
     assert [v.storage_uri for v in described.spec.traffic.variants] == [target.v2]
     assert _v2_answers(made, 40) == {0, 2}  # both variants answer, by their shares
+    # Records and DataFrames as on one model: the variant answers them at the path KServe's
+    # router posts them to, as its product endpoint would.
+    assert {made.predict(ROW)["prediction"] for _ in range(40)} == {0, 2}
+    answers = made.predict(pd.DataFrame([ROW, ROW]))
+    assert [set(answer) >= {"prediction", "confidence"} for answer in answers] == [True, True]
+    endpoint = made.service.backend.endpoint(made.name)
+    with InferenceClient(endpoint.url, api_key=endpoint.token) as client:
+        assert {client.predict(ROW)["prediction"] for _ in range(40)} == {0, 2}
+    # The split's figures count every request; on KServe each variant's pod adds its own.
+    figures = made.metrics(60)
+    assert figures["requests"] >= 121
+    assert figures["p95_ms"] is not None
+    if target.name == "kserve":
+        variants = {row["variant"]: row for row in figures["variants"]}
+        assert [(name, row["percent"]) for name, row in variants.items()] == [
+            ("primary", 70), ("b", 30)]  # fmt: skip
+        assert sum(row["requests"] for row in variants.values()) == figures["requests"]
+        assert all(row["requests"] > 0 for row in variants.values())
+    chart = made.latency_chart(window_s=10, interval_s=0.2)
+    try:
+        assert chart.data
+    finally:
+        made.close()
     made.set_traffic({"primary": 50, "b": 50})
     assert _arms(made) == {"primary": 50, "b": 50}
     assert [d.name for d in made.service.deployments()] == ["iris"]  # one deployment, not three
@@ -193,6 +218,7 @@ def test_an_ab_split_is_set_changed_and_undone(target: Target) -> None:
     assert _arms(made) == {"primary": 100}
     assert made.describe().spec.traffic is None
     assert _v2_answers(made, 10) == {0}
+    assert {made.predict(ROW)["prediction"] for _ in range(10)} == {0}
     made.delete()
     with pytest.raises(NotFoundError):
         made.describe()

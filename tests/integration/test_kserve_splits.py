@@ -127,8 +127,6 @@ def test_a_split_is_applied_described_changed_listed_and_deleted_as_one_deployme
     assert [d.name for d in backend.deployments()] == ["iris"]  # the variants are not listed
     with pytest.raises(ConflictError, match="at revision 2, not 1"):
         backend.apply(split(60, 40), if_revision=1)
-    with pytest.raises(UnsupportedError, match=r"'iris' is a split.*'iris-primary', 'iris-b'"):
-        backend.metrics("iris")
     backend.note("iris", "50/50 from now on")
     assert backend.events("iris")[-1].endswith("note: 50/50 from now on")
 
@@ -137,6 +135,19 @@ def test_a_split_is_applied_described_changed_listed_and_deleted_as_one_deployme
     assert backend.deployments() == []
     with pytest.raises(NotFoundError, match="no InferenceService 'iris'"):
         backend.describe("iris")
+
+
+def test_a_splits_figures_need_the_nstarx_runtime_in_every_variant(
+    backend: KServeBackend, controller: FakeController
+) -> None:
+    """Figures come from each variant's pod; a variant on another runtime has none to give."""
+    backend.apply(iris(traffic={"variants": [{"name": "b", "storage_uri": V2,
+                                              "runtime": "kserve-sklearnserver"}],
+                                "split": {"primary": 70, "b": 30}}))  # fmt: skip
+    with pytest.raises(UnsupportedError, match=r"^metrics: variant 'b' of 'iris' \(Inference"
+                       r"Service 'iris-b'\) runs on runtime 'kserve-sklearnserver'"):  # fmt: skip
+        backend.metrics("iris")
+    backend.delete("iris")
 
 
 def test_a_failing_variant_fails_the_split_naming_the_variant(

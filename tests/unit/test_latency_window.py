@@ -67,3 +67,25 @@ def test_many_samples_span_chunks_cap_at_max_and_give_the_collector_nothing_to_w
     # A full collection visits a handful of chunk objects, not one object per request.
     referents = gc.get_referents(*gc.get_referents(window))
     assert len(referents) < 20
+
+
+def test_samples_of_several_windows_merge_into_the_summary_of_one_that_saw_them_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A split's variant pods on KServe: their samples, merged, summarised as one server does."""
+    from nstarx_jupyter.monitoring.latency import latency_summary
+
+    now = [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    rng = np.random.default_rng(1)
+    pods, together = [LatencyWindow(), LatencyWindow()], LatencyWindow()
+    for i, seconds in enumerate(rng.exponential(0.02, 300)):
+        now[0] += 0.1
+        ok = i % 25 != 0
+        pods[i % 3 == 0].record(float(seconds), ok)
+        together.record(float(seconds), ok)
+    latencies, outcomes = zip(*(pod.samples(60) for pod in pods), strict=True)
+    merged = latency_summary(np.concatenate(latencies), np.concatenate(outcomes), 60)
+    assert merged == together.summary(60)
+    assert merged["requests"] == 300
+    assert sum(pod.summary(60)["requests"] for pod in pods) == 300  # type: ignore[misc]

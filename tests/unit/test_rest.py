@@ -247,6 +247,33 @@ async def test_records_endpoint_names_outputs(
     assert len(many) == 2
 
 
+async def test_records_sent_to_the_v1_and_v2_paths_are_answered_as_records(
+    client: httpx.AsyncClient,
+) -> None:
+    """KServe's graph router posts the body as it came to a step's `:predict` or `/infer`."""
+    record = dict(zip(IRIS_FEATURES, ROW, strict=True))
+    expected = (await client.post("/v1/models/iris/predict", json=record)).json()
+    for path in ("/v2/models/iris/infer", "/v1/models/iris:predict"):
+        one = await client.post(path, json=record)
+        assert one.status_code == 200, (path, one.text)
+        assert one.json() == expected
+        many = await client.post(path, json=[record, record])
+        assert [row["prediction"] for row in many.json()] == [expected["prediction"]] * 2
+    rows = await client.post("/v2/models/iris/infer", json={"instances": [ROW]})
+    assert [row["prediction"] for row in rows.json()] == [expected["prediction"]]
+    # Each path's own protocol is answered as before, and so are its mistakes.
+    assert (
+        "outputs" in (await client.post("/v2/models/iris/infer", json=v2_body(ROW, [1, 4]))).json()
+    )
+    assert (
+        "predictions"
+        in (await client.post("/v1/models/iris:predict", json={"instances": [ROW]})).json()
+    )
+    unknown = await client.post("/v2/models/iris/infer", json={**record, "colour": "red"})
+    assert unknown.status_code == 400
+    assert "unknown field 'colour'" in unknown.json()["error"]
+
+
 async def test_records_flatten_nested_objects(client: httpx.AsyncClient) -> None:
     nested = {"flower": {"sepal": {"length": 5.1, "width": 3.5}}, "petal_length": 1.4,
               "petal_width": 0.2}  # fmt: skip

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from nstarx_jupyter.errors import ConflictError, InvalidInputError, NotFoundError
+from nstarx_jupyter.pipelines.spec import KIND_TITLES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -252,7 +253,6 @@ def register_component(cls: type[Component], *, replace: bool = False) -> type[C
     for attribute in ("kind", "name"):
         if not getattr(cls, attribute, None):
             raise InvalidInputError(f"{cls.__name__} needs a class attribute '{attribute}'")
-    from nstarx_jupyter.pipelines.spec import KIND_TITLES
 
     if cls.kind not in KIND_TITLES:
         raise InvalidInputError(f"{cls.__name__}: kind must be one of {', '.join(KIND_TITLES)}")

@@ -20,7 +20,6 @@ KNOWN: set[tuple[str, str]] = {
     ("nstarx_jupyter.serving.graphs", "nstarx_jupyter.serving.dataplane"),
     ("nstarx_jupyter.serving.pipelines", "nstarx_jupyter.serving.dataplane"),
     ("nstarx_jupyter.serving.stream", "nstarx_jupyter.serving.inference_http"),
-    ("nstarx_jupyter.pipelines.component", "nstarx_jupyter.pipelines.library"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -96,15 +97,12 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'nstarx_jupyter' has no attribute {name!r}")
-    import importlib
 
     return getattr(importlib.import_module(module), name)
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext nstarx_jupyter`: register `%%deploy`, `%predict` and `%nstarx`."""
-    import importlib
-
     importlib.import_module("nstarx_jupyter.notebook.magics").register(ipython)
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter import __version__
-from nstarx_jupyter.config import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
+from nstarx_jupyter.config import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES, nstarx_home
 from nstarx_jupyter.errors import NstarxError
+from nstarx_jupyter.notebook.demo import run_demo
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -345,7 +348,6 @@ def _serve(args: argparse.Namespace) -> int:
             "nstarx serve: give at least one --model NAME=PATH, --pipeline NAME=FILE, "
             "--model-repository or --state-dir"
         )
-    import dataclasses
 
     config = dataclasses.replace(_config(args), auth=not args.no_auth, pipelines=pipelines)
     config = dataclasses.replace(
@@ -373,9 +375,6 @@ def _allowed(args: argparse.Namespace, config: Any) -> Any:
 
     The environment serves servers started for you (`deploy()` and `nstarx deploy` start one).
     """
-    import dataclasses
-    import os
-
     env_paths = [Path(p) for p in os.environ.get(ALLOW_PATHS_ENV, "").split(os.pathsep) if p]
     env_runtimes = [r for r in os.environ.get(ALLOW_RUNTIMES_ENV, "").split(",") if r.strip()]
     folders = [*([args.model_repository] if args.model_repository else []), *args.allow_path,
@@ -390,8 +389,6 @@ def _allowed(args: argparse.Namespace, config: Any) -> Any:
 
 def _pipeline_arg(value: str) -> Any:
     """`NAME=FILE` or `NAME=env:VAR`: a PipelineSpec served as NAME."""
-    import os
-
     from nstarx_jupyter.pipelines import PipelineSpec
 
     name, sep, source = value.partition("=")
@@ -442,18 +439,11 @@ def _tls_cert(args: argparse.Namespace) -> int:
 
 def demo_home(given: Path | None = None) -> Path:
     """The demo's home: `given`, else `$NSTARX_DEMO_HOME`, else `$NSTARX_HOME/demo`."""
-    import os
-
-    from nstarx_jupyter.config import nstarx_home
-
     chosen = given or os.environ.get(DEMO_HOME_ENV) or nstarx_home() / "demo"
     return Path(chosen).expanduser().resolve()
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import os
-
-    from nstarx_jupyter.notebook.demo import run_demo
 
     home = demo_home(args.home)
     # Its own home and registry: the demo's `iris` versions do not land on the user's `iris`.

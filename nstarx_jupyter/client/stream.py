@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from nstarx_jupyter.client.core import ClientCore, InferenceError
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from websockets.exceptions import ConnectionClosed, InvalidStatus
     from websockets.sync.client import ClientConnection
 
-    from nstarx_jupyter.client.inference import _Core
 
 __all__ = ["ERRORS", "check_options", "stream_async", "stream_sync", "stream_url"]
 
@@ -37,7 +37,7 @@ _CLOSE_STATUS = {1008: 403, 1009: 413, 1011: 500, 1013: 503}
 _ERROR_KEYS = frozenset({"error", "status", "id"})
 
 
-def stream_url(core: _Core) -> str:
+def stream_url(core: ClientCore) -> str:
     """The stream endpoint of the client's model or pipeline (`ws://` or `wss://`)."""
     base = core.base_url
     scheme = "wss" if base.startswith("https:") else "ws"
@@ -52,7 +52,7 @@ def check_options(window: int, errors: str) -> None:
         raise InvalidInputError(f"errors: one of {', '.join(ERRORS)}, not {errors!r}")
 
 
-def _options(core: _Core, url: str, window: int) -> dict[str, Any]:
+def _options(core: ClientCore, url: str, window: int) -> dict[str, Any]:
     headers = {key: value for key, value in core.headers.items() if key != "content-type"}
     options: dict[str, Any] = {
         "additional_headers": headers, "user_agent_header": None, "compression": None,
@@ -68,7 +68,7 @@ def _options(core: _Core, url: str, window: int) -> dict[str, Any]:
     return options
 
 
-def _message(core: _Core, item: Any) -> tuple[str, bool]:
+def _message(core: ClientCore, item: Any) -> tuple[str, bool]:
     """An item's message and whether it was one record (its answer is then one record)."""
     if isinstance(item, dict) and isinstance(item.get("inputs"), list):  # a V2 request
         try:
@@ -80,8 +80,6 @@ def _message(core: _Core, item: Any) -> tuple[str, bool]:
 
 
 def _answer(raw: str | bytes, single: bool, errors: str) -> Any:
-    from nstarx_jupyter.client.inference import InferenceError
-
     doc = orjson.loads(raw)
     if isinstance(doc, dict) and "error" in doc and "status" in doc and doc.keys() <= _ERROR_KEYS:
         error = InferenceError(int(doc["status"]), str(doc["error"]))
@@ -95,8 +93,6 @@ def _answer(raw: str | bytes, single: bool, errors: str) -> Any:
 
 
 def _closed(exc: ConnectionClosed, pending: int) -> NstarxError:
-    from nstarx_jupyter.client.inference import InferenceError
-
     close = exc.rcvd
     code = close.code if close is not None else 1006
     reason = f": {close.reason}" if close is not None and close.reason else ""
@@ -107,8 +103,6 @@ def _closed(exc: ConnectionClosed, pending: int) -> NstarxError:
 
 
 def _refused(exc: InvalidStatus, url: str) -> NstarxError:
-    from nstarx_jupyter.client.inference import InferenceError
-
     response = exc.response
     message = f"{url} refused the stream"
     with contextlib.suppress(ValueError, TypeError):
@@ -119,12 +113,10 @@ def _refused(exc: InvalidStatus, url: str) -> NstarxError:
 
 
 def _unreachable(exc: Exception, url: str) -> NstarxError:
-    from nstarx_jupyter.client.inference import InferenceError
-
     return InferenceError(503, f"cannot reach {url}: {exc}")
 
 
-def _open_sync(core: _Core, url: str, window: int) -> ClientConnection:
+def _open_sync(core: ClientCore, url: str, window: int) -> ClientConnection:
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
@@ -137,7 +129,7 @@ def _open_sync(core: _Core, url: str, window: int) -> ClientConnection:
     return connection
 
 
-def stream_sync(core: _Core, items: Iterable[Any], window: int, errors: str) -> Iterator[Any]:
+def stream_sync(core: ClientCore, items: Iterable[Any], window: int, errors: str) -> Iterator[Any]:
     """Send each item, yield each answer in order, at most `window` unanswered."""
     from websockets.exceptions import ConnectionClosed
 
@@ -160,7 +152,7 @@ def stream_sync(core: _Core, items: Iterable[Any], window: int, errors: str) -> 
 
 
 def _send_more(
-    core: _Core,
+    core: ClientCore,
     ws: ClientConnection,
     source: Iterator[Any],
     pending: deque[bool | NstarxError],
@@ -193,7 +185,7 @@ _END = object()
 
 
 async def stream_async(
-    core: _Core, items: AsyncIterable[Any] | Iterable[Any], window: int, errors: str
+    core: ClientCore, items: AsyncIterable[Any] | Iterable[Any], window: int, errors: str
 ) -> AsyncIterator[Any]:
     """Send each item from a task, yield each answer in order, at most `window` unanswered."""
     from websockets.asyncio.client import connect
@@ -231,7 +223,7 @@ async def stream_async(
 
 
 async def _send_all(
-    core: _Core,
+    core: ClientCore,
     ws: AsyncConnection,
     items: AsyncIterable[Any] | Iterable[Any],
     turns: asyncio.Queue[Any],

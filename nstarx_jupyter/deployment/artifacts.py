@@ -16,6 +16,8 @@ from nstarx_jupyter.deployment.sources import storage_uri_of
 from nstarx_jupyter.deployment.staging import stage_model
 from nstarx_jupyter.deployment.uploads import STORE_VARIABLE, model_store, upload_folder
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.registry import Registry
+from nstarx_jupyter.registry.flavors import flavor_of
 
 if TYPE_CHECKING:
     from nstarx_jupyter.deployment.backend import Target
@@ -91,7 +93,6 @@ def _remote_uri(source: str | Path, version: str | int | None) -> str:
     if text.startswith("file://") or Path(text).expanduser().exists():
         raise InvalidInputError(f"'{text}' is a file on this machine; {_HOW}")
     uri = storage_uri_of(source, version)  # models:/..., or a name with its version
-    from nstarx_jupyter.registry import Registry
 
     artifact = Registry().artifact_uri(uri)
     if not is_remote(artifact):
@@ -106,9 +107,6 @@ def _register_for_cluster(
     model: Any, name: str, storage_uri: str | None, register: dict[str, Any], store: str | None
 ) -> Source:
     """Register a fitted model; point the cluster at `storage_uri`, an upload, or its artifact."""
-    from nstarx_jupyter.registry import Registry
-    from nstarx_jupyter.registry.flavors import flavor_of
-
     flavor_of(model)  # refuses what the registry could not take, before MLflow starts
     bucket = model_store(store) if storage_uri is None else None  # a bad store: before MLflow
     registry = Registry()

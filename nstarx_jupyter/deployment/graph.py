@@ -43,6 +43,7 @@ from nstarx_jupyter.deployment.kserve import (
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.pipelines.library.routing import RouterConfig, SplitConfig, gjson_condition
 from nstarx_jupyter.pipelines.library.scoring import ModelConfig
+from nstarx_jupyter.pipelines.shipping import HOW_TO_PACKAGE, custom_components
 from nstarx_jupyter.pipelines.validate import Problems, resolve_nodes, topological_order, validate
 
 if TYPE_CHECKING:
@@ -98,8 +99,6 @@ def pipeline_to_kserve(
             f"{p.target} '{p.id}': {p.message}" if p.id else p.message for p in problems
         )
         raise InvalidInputError(f"pipeline '{spec.name}' is invalid: {listed}")
-    from nstarx_jupyter.pipelines.shipping import HOW_TO_PACKAGE, custom_components
-
     custom = custom_components(spec)
     if custom:  # the cluster's image holds the library and installed plug-ins, nothing else
         names = ", ".join(cls.name for cls in custom)

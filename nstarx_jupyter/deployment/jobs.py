@@ -8,6 +8,7 @@ it.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.errors import DeadlineExceededError, InvalidInputError
@@ -94,8 +95,6 @@ def batch_command(args: argparse.Namespace, backend: Backend) -> list[str]:
     """`nstarx batch run NAME INPUT [--wait]`, `status [ID]`, `cancel ID`."""
     jobs = JobsClient(backend)
     if args.action == "run":
-        from pathlib import Path
-
         output = str(Path(args.output).expanduser().absolute()) if args.output else None
         job = jobs.run(args.name, str(Path(args.input).expanduser().absolute()), output=output,
                        format=args.format, chunk_size=args.chunk_size,

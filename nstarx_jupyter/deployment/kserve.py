@@ -18,6 +18,7 @@ from nstarx_jupyter import __version__
 from nstarx_jupyter.deployment.spec import NAME, PRIMARY, DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.pipelines.sinks import WebhookSink
+from nstarx_jupyter.registry import Registry
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -86,8 +87,6 @@ def to_manifests(
         return _graph(spec, storage_uri, image, variant_uris or {})
     uri = storage_uri or spec.storage_uri
     if uri is not None and uri.startswith("models:/"):
-        from nstarx_jupyter.registry import Registry
-
         uri = Registry().artifact_uri(uri)  # the store's own URI: s3://... on a shared registry
     if uri is None:
         raise InvalidInputError("storage_uri: KServe needs to know where the model artifact is")

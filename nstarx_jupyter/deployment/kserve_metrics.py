@@ -19,6 +19,7 @@ from nstarx_jupyter.deployment.kserve import NSTARX_RUNTIME
 from nstarx_jupyter.deployment.kserve_status import status_of
 from nstarx_jupyter.deployment.kube_api import http_error
 from nstarx_jupyter.errors import UnavailableError, UnsupportedError
+from nstarx_jupyter.monitoring.latency import latency_summary
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -81,8 +82,6 @@ def split_metrics(
     window_s: float,
 ) -> dict[str, Any]:
     """A split's figures from its variants' pods: `steps` are (variant, service, percent)."""
-    from nstarx_jupyter.monitoring.latency import latency_summary
-
     parts = []
     for variant, service, percent in steps:  # every variant's checked before any is asked
         isvc = services.get(service)

@@ -39,6 +39,7 @@ from nstarx_jupyter.errors import (
     UnavailableError,
     UnsupportedError,
 )
+from nstarx_jupyter.registry import Registry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -230,8 +231,6 @@ class DeploymentService(Rollouts):
         since is kept. The staged file goes once nothing serves it. The thread is not a daemon:
         a script that ends right after `deploy()` still finishes registering.
         """
-        from nstarx_jupyter.registry import Registry
-
         done: Future[ModelVersion] = Future()
         staged = spec.storage_uri
         register = {key: value for key, value in register.items() if value is not None}

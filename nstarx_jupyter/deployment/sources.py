@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from nstarx_jupyter.deployment.spec import DeploymentSpec
-from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.errors import InvalidInputError, ModelLoadError
+from nstarx_jupyter.runtimes.devices import DEVICE_OPTION, wanted_device
 
 __all__ = ["GPU_RESOURCE", "spec_for", "storage_uri_of", "with_device"]
 
@@ -73,9 +74,6 @@ def with_device(
     Raises:
         InvalidInputError: `device` is not one the runtimes know.
     """
-    from nstarx_jupyter.errors import ModelLoadError
-    from nstarx_jupyter.runtimes.devices import DEVICE_OPTION, wanted_device
-
     try:
         wanted = wanted_device({DEVICE_OPTION: device})
     except ModelLoadError as exc:

@@ -11,6 +11,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.config import atomic_write, nstarx_home
+from nstarx_jupyter.registry.flavors import flavor_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,8 +31,6 @@ def stage_model(model: Any, name: str) -> tuple[Path, bool]:
     LightGBM estimators, which the registry pickles too) is staged with joblib, as trusted: the
     caller's own object, in the owner's home, sent with the admin token.
     """
-    from nstarx_jupyter.registry.flavors import flavor_of
-
     flavor = flavor_of(model)  # refuses what the registry could not take either
     folder = nstarx_home() / "staging" / name
     folder.mkdir(parents=True, exist_ok=True)

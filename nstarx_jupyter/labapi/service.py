@@ -14,7 +14,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
 
+from nstarx_jupyter import __version__
 from nstarx_jupyter.config import nstarx_home
+from nstarx_jupyter.deployment.kubeconfig import (
+    in_cluster_namespace,
+    kube_contexts,
+    kubeconfig_path,
+)
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import (
@@ -47,11 +53,12 @@ from nstarx_jupyter.labapi.scopes import lab_scopes
 from nstarx_jupyter.notebook.drift import DEFAULT_WINDOW as DRIFT_BADGE_WINDOW
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
 from nstarx_jupyter.notebook.usage import USAGE_COST_WINDOW_S
+from nstarx_jupyter.registry import Registry, parse_model_uri
+from nstarx_jupyter.registry.catalog import default_store
 from nstarx_jupyter.security.home import audit_local, key_store
 
 if TYPE_CHECKING:
     from nstarx_jupyter.deployment.backend import Description, Target
-    from nstarx_jupyter.registry import Registry
 
 __all__ = ["LOCAL", "METRICS_WINDOW_S", "LabService", "Where"]
 
@@ -95,8 +102,6 @@ class LabService:
     def registry(self) -> Registry:
         """The model registry (the default one under `$NSTARX_HOME`, opened on first use)."""
         if self._registry is None:
-            from nstarx_jupyter.registry import Registry
-
             self._registry = Registry()
         return self._registry
 
@@ -106,8 +111,6 @@ class LabService:
         Only a registry that exists: a lab whose user never registered a model does not
         import MLflow, nor create its store, at start-up.
         """
-        from nstarx_jupyter.registry.catalog import default_store
-
         if not os.environ.get("MLFLOW_TRACKING_URI") and not default_store().exists():
             return
         try:
@@ -128,8 +131,6 @@ class LabService:
 
     def server_info(self) -> ServerInfo:
         """Whether the local server runs, and where."""
-        from nstarx_jupyter import __version__
-
         state = self.backend.running()
         home = str(nstarx_home())
         if state is None:
@@ -305,7 +306,6 @@ class LabService:
         """A record to put in the snippets: the registry version's inputs, 0 or a string each."""
         if not isinstance(storage_uri, str) or not storage_uri.startswith("models:/"):
             return {}
-        from nstarx_jupyter.registry import parse_model_uri
 
         try:
             name, version, alias = parse_model_uri(storage_uri)
@@ -326,12 +326,6 @@ class LabService:
 
         Not an error: a lab without the `kserve` extra or a kubeconfig deploys locally only.
         """
-        from nstarx_jupyter.deployment.kubeconfig import (
-            in_cluster_namespace,
-            kube_contexts,
-            kubeconfig_path,
-        )
-
         try:
             path, found = kube_contexts()
         except NstarxError as exc:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
+
+from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.monitoring.figure import figure_widget
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -76,8 +80,6 @@ class LatencyChart(_Polling):
     ) -> None:
         from plotly.subplots import make_subplots
 
-        from nstarx_jupyter.monitoring.figure import figure_widget
-
         self._metrics = metrics
         self.window_s, self.interval_s, self.points = window_s, interval_s, points
         base = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
@@ -137,8 +139,6 @@ class VariantChart(_Polling):
         points: int = 300,
     ) -> None:
         from plotly.subplots import make_subplots
-
-        from nstarx_jupyter.monitoring.figure import figure_widget
 
         self._variants = variants
         self.window_s, self.interval_s, self.points = window_s, interval_s, points
@@ -219,11 +219,7 @@ class LoadTest:
         duration_s: float,
         concurrency: int = 16,
     ) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         if rps <= 0 or duration_s <= 0:
-            from nstarx_jupyter.errors import InvalidInputError
-
             raise InvalidInputError("load_test needs rps > 0 and duration_s > 0")
         self.report = LoadTestReport()
         self._predict, self._data = predict, data
@@ -296,8 +292,6 @@ class DriftChart(_Polling):
     ) -> None:
         from plotly.subplots import make_subplots
 
-        from nstarx_jupyter.monitoring.figure import figure_widget
-
         self._report = report
         self.feature, self.interval_s, self.points = feature, interval_s, points
         base = make_subplots(rows=2, cols=1, vertical_spacing=0.14,
@@ -360,8 +354,6 @@ class ImportanceChart(_Polling):
     def __init__(
         self, report: Callable[[], dict[str, Any]], *, title: str, interval_s: float = 60.0
     ) -> None:
-        from nstarx_jupyter.monitoring.figure import figure_widget
-
         self._report = report
         self.interval_s = interval_s
         self.figure = figure_widget()

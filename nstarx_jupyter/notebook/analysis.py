@@ -13,12 +13,9 @@ import html
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from nstarx_jupyter.notebook.rollout import RolloutMixin
-
-__all__ = ["AnalysisPolicy", "CanaryAnalysis", "Step"]
+__all__ = ["AnalysisPolicy", "CanaryAnalysis", "Rollout", "Step"]
 
 
 @dataclass(frozen=True)
@@ -63,10 +60,31 @@ class Step:
     at: float = field(default_factory=time.time)
 
 
+class Rollout(Protocol):
+    """The steps an analysis takes on a deployment (a notebook `Deployment` has them)."""
+
+    name: str
+
+    def set_canary_percent(self, percent: int) -> Any:
+        """Move the canary's share of traffic."""
+
+    def promote(self) -> Any:
+        """Give the canary all the traffic."""
+
+    def rollback(self) -> Any:
+        """Give the stable revision all the traffic."""
+
+    def note(self, text: str) -> None:
+        """Write a line into the deployment's events."""
+
+    def variants(self, window_s: float) -> dict[str, Any]:
+        """Per-variant figures over the last `window_s` seconds."""
+
+
 class CanaryAnalysis:
     """The running analysis: `history`, `state` (`running`, `promoted`, `rolled back`...)."""
 
-    def __init__(self, deployment: RolloutMixin, policy: AnalysisPolicy) -> None:
+    def __init__(self, deployment: Rollout, policy: AnalysisPolicy) -> None:
         self.deployment = deployment
         self.policy = policy
         self.history: list[Step] = []

@@ -13,23 +13,26 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from nstarx_jupyter.client import InferenceClient
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.monitoring.live import LatencyChart, LoadTest
 from nstarx_jupyter.notebook.batch import BatchMixin
 from nstarx_jupyter.notebook.drift import DriftMixin
 from nstarx_jupyter.notebook.explain import ExplainMixin
 from nstarx_jupyter.notebook.rollout import RolloutMixin
+from nstarx_jupyter.notebook.security import audit_log, create_key, rotate_key
 from nstarx_jupyter.notebook.usage import UsageMixin
+from nstarx_jupyter.runtimes.sklearn_inputs import example_record, infer_inputs
+from nstarx_jupyter.security import key_prefix
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
     import pandas as pd
 
-    from nstarx_jupyter.client import InferenceClient
     from nstarx_jupyter.deployment.backend import Backend, Description, Progress, Target
     from nstarx_jupyter.deployment.spec import DeploymentSpec
-    from nstarx_jupyter.monitoring.live import LatencyChart, LoadTest
     from nstarx_jupyter.registry import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -240,7 +243,6 @@ def _first_record(example: Any, model: Any, reference: Any = None) -> dict[str, 
 def _sklearn_record(model: Any) -> dict[str, Any] | None:
     if not callable(getattr(model, "get_params", None)):
         return None
-    from nstarx_jupyter.runtimes.sklearn_inputs import example_record
 
     return example_record(model)
 
@@ -256,7 +258,6 @@ def _model_example(model: Any, example: Any) -> Any:
     records = [example] if isinstance(example, dict) else example
     if not (isinstance(records, list) and records and all(isinstance(r, dict) for r in records)):
         return example
-    from nstarx_jupyter.runtimes.sklearn_inputs import infer_inputs
 
     inputs = infer_inputs(model)
     if inputs.kind == "text" and all(len(record) == 1 for record in records):
@@ -329,8 +330,6 @@ class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin)
         return self._client.predict(data, version=version, headers=headers)
 
     def _owner_client(self, retries: int = 2) -> InferenceClient:
-        from nstarx_jupyter.client import InferenceClient
-
         endpoint = self.backend.endpoint(self.name)
         return InferenceClient(endpoint.url, api_key=endpoint.token, retries=retries,
                                verify=endpoint.verify)  # fmt: skip
@@ -353,8 +352,6 @@ class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin)
         The key may call the deployment (`predict`); with `manage` it may also change it.
         `expires_in` is seconds or `"30d"`; `rate_limit` requests per second (`burst` at once).
         """
-        from nstarx_jupyter.notebook.security import create_key
-
         scopes = [f"predict:{self.name}", *([f"manage:{self.name}"] if manage else [])]
         made = create_key(name or f"key for {self.name}", scopes, expires_in=expires_in,
                           rate_limit=rate_limit, burst=burst,
@@ -370,8 +367,6 @@ class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin)
 
     def revoke_key(self, key: str) -> None:
         """Revoke a key by id, prefix or the key itself; it gets 401 from now on."""
-        from nstarx_jupyter.security import key_prefix
-
         prefix = key_prefix(key)
         self.service.local("keys").revoke_key(prefix)
         if self.api_key is not None and key_prefix(self.api_key) == prefix:
@@ -383,9 +378,6 @@ class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin)
         The old key keeps working for `grace` (seconds or `"10m"`); `.api_key` becomes the new
         key when the old one was it.
         """
-        from nstarx_jupyter.notebook.security import rotate_key
-        from nstarx_jupyter.security import key_prefix
-
         old = key or self.api_key
         if old is None:
             raise InvalidInputError("rotate_key: name the key (this object holds none)")
@@ -396,8 +388,6 @@ class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin)
 
     def audit(self, since: float | str | None = "1h", **filters: Any) -> pd.DataFrame:
         """This deployment's audit records as a DataFrame (see `nstarx_jupyter.audit_log`)."""
-        from nstarx_jupyter.notebook.security import audit_log
-
         return audit_log(since, model=self.name, backend=self.service.local("audit"), **filters)
 
     def metrics(self, window_s: float = 60) -> dict[str, Any]:
@@ -421,8 +411,6 @@ class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin)
 
         Redrawn every `interval_s` from the server's last `window_s` seconds (extra `notebook`).
         """
-        from nstarx_jupyter.monitoring.live import LatencyChart
-
         chart = LatencyChart(self.metrics, title=self.name, window_s=window_s,
                              interval_s=interval_s).start()  # fmt: skip
         self._charts.append(chart)
@@ -430,8 +418,6 @@ class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin)
 
     def load_test(self, data: Any, *, rps: float = 50, duration_s: float = 10) -> LoadTest:
         """Send `data` at `rps` for `duration_s` in the background; `.wait()` gives the report."""
-        from nstarx_jupyter.monitoring.live import LoadTest
-
         client = self._owner_client(retries=0)
         test = LoadTest(client.predict, data, rps=rps, duration_s=duration_s).start()
 

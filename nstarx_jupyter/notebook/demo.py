@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -49,8 +50,6 @@ def run_demo(
 
     `home`: the $NSTARX_HOME the caller set for the demo, named in the commands it prints.
     """
-    import sys
-
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 

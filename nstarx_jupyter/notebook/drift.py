@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.monitoring.live import DriftChart
+from nstarx_jupyter.registry import Registry, parse_model_uri
+from nstarx_jupyter.security.home import parse_duration
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from nstarx_jupyter.deployment.local import LocalBackend
     from nstarx_jupyter.deployment.service import DeploymentService
-    from nstarx_jupyter.monitoring.live import DriftChart
 
 __all__ = ["DRIFT_COLUMNS", "DriftMixin", "drift_figures", "reference_body", "registry_reference"]
 
@@ -81,9 +85,6 @@ def registry_reference(uri: str) -> dict[str, Any]:
 
     The sample its statistics kept at registration (`Registry.register(..., reference_data=X)`).
     """
-    from nstarx_jupyter.errors import InvalidInputError
-    from nstarx_jupyter.registry import Registry, parse_model_uri
-
     name, version, alias = parse_model_uri(uri)
     registry = Registry()
     if alias is not None:
@@ -175,8 +176,6 @@ class DriftMixin:
         histogram of `feature` (default: the most drifted). Redrawn every `interval_s` from the
         server's report over the last `window`.
         """
-        from nstarx_jupyter.monitoring.live import DriftChart
-
         chart: DriftChart = DriftChart(lambda: self.drift_report(window), title=self.name,
                                        feature=feature, interval_s=interval_s)  # fmt: skip
         chart.start()
@@ -189,6 +188,4 @@ def _window(value: float | str) -> str:
 
 
 def _seconds(value: float | str) -> float:
-    from nstarx_jupyter.security.home import parse_duration
-
     return float(value) if isinstance(value, int | float) else parse_duration(value)

@@ -13,6 +13,8 @@ from nstarx_jupyter.errors import NotFoundError, NstarxError
 from nstarx_jupyter.pipelines import components, validate
 from nstarx_jupyter.pipelines.component import PortType, accepts
 from nstarx_jupyter.pipelines.spec import KIND_TITLES
+from nstarx_jupyter.pipelines.validate import Problems, resolve_nodes
+from nstarx_jupyter.registry.pipelines import PipelineStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,8 +53,6 @@ def port_rules() -> dict[str, list[str]]:
 
 def node_ports(spec: PipelineSpec) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """The ports of each node whose config changes them (the canvas draws one handle per port)."""
-    from nstarx_jupyter.pipelines.validate import Problems, resolve_nodes
-
     ports: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for node_id, found in resolve_nodes(spec, Problems()).items():
         inputs = [port._asdict() for port in found.inputs.values()]
@@ -93,8 +93,6 @@ def run_result(pipeline: Pipeline, sample: dict[str, Any]) -> dict[str, Any]:
 
 def versions(registry: Registry, name: str) -> list[dict[str, Any]]:
     """Every saved version of pipeline `name`, newest first (none when it was never saved)."""
-    from nstarx_jupyter.registry.pipelines import PipelineStore
-
     try:
         saved = PipelineStore(registry).versions(name)
     except NotFoundError:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from nstarx_jupyter.monitoring.live import ImportanceChart
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -121,8 +123,6 @@ class ExplainMixin:
         Every `interval_s` the server's importance is fetched again (it is recomputed once a
         minute at most), so the bars follow the traffic.
         """
-        from nstarx_jupyter.monitoring.live import ImportanceChart
-
         chart = ImportanceChart(lambda: self.importance_report(window), title=self.name,
                                 interval_s=interval_s)  # fmt: skip
         chart.start()

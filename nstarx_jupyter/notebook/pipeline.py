@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from nstarx_jupyter.client import InferenceClient
+from nstarx_jupyter.deployment.kserve import DEFAULT_IMAGE
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError, NstarxError
 from nstarx_jupyter.pipelines import (
     PipelineExecutor,
@@ -34,6 +36,8 @@ from nstarx_jupyter.pipelines.component import Batch
 from nstarx_jupyter.pipelines.executor import InvalidPipelineError, request_records
 from nstarx_jupyter.pipelines.validate import Problems, resolve_nodes, topological_order
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
+from nstarx_jupyter.registry import Registry
+from nstarx_jupyter.registry.pipelines import PipelineStore
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -42,8 +46,6 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.deployment.local import LocalBackend
     from nstarx_jupyter.pipelines import Component
-    from nstarx_jupyter.registry import Registry
-    from nstarx_jupyter.registry.pipelines import PipelineStore
     from nstarx_jupyter.runtimes.base import Runtime
 
 __all__ = ["DeployedPipeline", "KernelModels", "Pipeline", "PipelineDiff"]
@@ -60,8 +62,6 @@ class KernelModels:
     def registry(self) -> Registry:
         """The registry model URIs resolve in (the default one, opened on first use)."""
         if self._registry is None:
-            from nstarx_jupyter.registry import Registry
-
             self._registry = Registry()
         return self._registry
 
@@ -155,8 +155,6 @@ class DeployedPipeline:
 
     def predict(self, data: Any) -> Any:
         """Call the endpoint with a record, records or a DataFrame."""
-        from nstarx_jupyter.client import InferenceClient
-
         token = self.api_key or self.backend.ensure_server().token
         with InferenceClient(self.url.removesuffix("/predict"), api_key=token) as client:
             return client.predict(data)
@@ -377,7 +375,6 @@ class Pipeline:
         them with `nstarx_jupyter.deployment.graph.to_yaml`.
         """
         from nstarx_jupyter.deployment.graph import pipeline_to_kserve
-        from nstarx_jupyter.deployment.kserve import DEFAULT_IMAGE
 
         return pipeline_to_kserve(self.spec, namespace=namespace, image=image or DEFAULT_IMAGE,
                                   storage_uris=storage_uris)  # fmt: skip
@@ -400,8 +397,6 @@ class Pipeline:
         cls, name: str, version: int | None = None, *, registry: Registry | None = None
     ) -> Pipeline:
         """A saved version (the latest when `version` is None)."""
-        from nstarx_jupyter.registry.pipelines import PipelineStore
-
         saved = PipelineStore(registry).load(name, version)
         pipeline = cls(saved.text or "", registry=registry)
         pipeline.version = saved.version
@@ -433,8 +428,6 @@ class Pipeline:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _store(self) -> PipelineStore:
-        from nstarx_jupyter.registry.pipelines import PipelineStore
-
         return PipelineStore(self.models.registry)
 
     def _nodes(self) -> list[dict[str, Any]]:

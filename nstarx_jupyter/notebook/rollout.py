@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from nstarx_jupyter.monitoring.live import VariantChart
+from nstarx_jupyter.notebook.abreport import ABReport
+from nstarx_jupyter.notebook.analysis import CanaryAnalysis
+
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from nstarx_jupyter.deployment.backend import Backend, Description, TrafficView
     from nstarx_jupyter.deployment.service import DeploymentService
-    from nstarx_jupyter.notebook.abreport import ABReport
     from nstarx_jupyter.notebook.analysis import AnalysisPolicy
     from nstarx_jupyter.registry import ModelVersion
 
@@ -59,8 +62,6 @@ class RolloutMixin:
         if registration is not None:
             self.registration = registration
         if auto is not None:
-            from nstarx_jupyter.notebook.analysis import CanaryAnalysis
-
             self.note(f"canary analysis started: steps {list(auto.steps)}")
             return CanaryAnalysis(self, auto).start()
         return applied
@@ -153,8 +154,6 @@ class RolloutMixin:
         whatever the p-value: stopping at the first significant look inflates false positives.
         The local server's: KServe keeps no per-variant outcomes.
         """
-        from nstarx_jupyter.notebook.abreport import ABReport
-
         doc = self.service.local("ab_report").ab_report(
             self.name, control=control, window_s=window_s, minimum_effect=minimum_effect,
             alpha=alpha, power=power,
@@ -163,8 +162,6 @@ class RolloutMixin:
 
     def variant_chart(self, window_s: float = 10.0, interval_s: float = 1.0) -> Any:
         """A live plotly chart of req/s and p99 per variant (extra `notebook`): watch a split."""
-        from nstarx_jupyter.monitoring.live import VariantChart
-
         chart = VariantChart(self.variants, title=self.name, window_s=window_s,
                              interval_s=interval_s).start()  # fmt: skip
         self._charts.append(chart)

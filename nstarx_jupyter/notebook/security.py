@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.security import key_prefix
 from nstarx_jupyter.security.audit import to_dataframe
 from nstarx_jupyter.security.home import parse_duration
 
@@ -68,8 +69,6 @@ def list_keys(backend: LocalBackend | None = None) -> pd.DataFrame:
 
 def revoke_key(key: str, backend: LocalBackend | None = None) -> dict[str, Any]:
     """Revoke a key by id, prefix or the key itself: calls with it get 401 within a second."""
-    from nstarx_jupyter.security import key_prefix
-
     return (backend or LocalBackend()).revoke_key(key_prefix(key))
 
 
@@ -80,8 +79,6 @@ def rotate_key(
 
     The old key keeps working for `grace` (seconds or `"10m"`), long enough to switch callers.
     """
-    from nstarx_jupyter.security import key_prefix
-
     grace_s = _seconds(grace) or 0.0
     return (backend or LocalBackend()).rotate_key(key_prefix(key), grace_s)
 

@@ -9,8 +9,6 @@ from nstarx_jupyter.pipelines.component import (
     Context,
     ModelResolver,
     Port,
-    component_class,
-    components,
     register_component,
 )
 from nstarx_jupyter.pipelines.executor import (
@@ -20,6 +18,7 @@ from nstarx_jupyter.pipelines.executor import (
     PipelineExecutor,
     PipelineResult,
 )
+from nstarx_jupyter.pipelines.palette import component_class, components
 from nstarx_jupyter.pipelines.spec import EdgeSpec, NodeSpec, PipelineSpec
 from nstarx_jupyter.pipelines.validate import Problem, validate
 

@@ -13,14 +13,13 @@ entry point in the group `nstarx_jupyter.components`.
 
 from __future__ import annotations
 
-import importlib.metadata
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from nstarx_jupyter.errors import ConflictError, InvalidInputError, NotFoundError
+from nstarx_jupyter.errors import ConflictError, InvalidInputError
+from nstarx_jupyter.pipelines.spec import KIND_TITLES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -29,10 +28,8 @@ if TYPE_CHECKING:
     from nstarx_jupyter.pipelines.spec import NodeKind
 
 __all__ = ["ENTRY_POINT_GROUP", "Batch", "Component", "ComponentConfig", "Context",
-           "ModelResolver", "Port", "PortType", "accepts", "component_class", "components",
-           "is_packaged", "load_entry_points", "on_register", "register_component"]  # fmt: skip
-
-log = logging.getLogger(__name__)
+           "ModelResolver", "Port", "PortType", "accepts", "is_packaged", "note_entry_point",
+           "on_register", "register_component", "registered"]  # fmt: skip
 
 ENTRY_POINT_GROUP = "nstarx_jupyter.components"
 """Packages add custom components with an entry point in this group (`name = module:Class`)."""
@@ -236,7 +233,6 @@ class Component:
 
 
 _LIBRARY: dict[str, type[Component]] = {}
-_BUILTINS_LOADED = False
 _LISTENERS: list[Callable[[], None]] = []
 _ENTRY_POINT_CLASSES: set[type[Component]] = set()
 _LIBRARY_PACKAGE = "nstarx_jupyter.pipelines.library"
@@ -252,6 +248,11 @@ def is_packaged(cls: type[Component]) -> bool:
     return builtin or cls in _ENTRY_POINT_CLASSES
 
 
+def note_entry_point(cls: type[Component]) -> None:
+    """Remember that `cls` came from an installed entry point (a server knows it by itself)."""
+    _ENTRY_POINT_CLASSES.add(cls)
+
+
 def on_register(listener: Callable[[], None]) -> None:
     """Call `listener` after each registration (open editors refresh their palettes)."""
     _LISTENERS.append(listener)
@@ -264,7 +265,6 @@ def register_component(cls: type[Component], *, replace: bool = False) -> type[C
     for attribute in ("kind", "name"):
         if not getattr(cls, attribute, None):
             raise InvalidInputError(f"{cls.__name__} needs a class attribute '{attribute}'")
-    from nstarx_jupyter.pipelines.spec import KIND_TITLES
 
     if cls.kind not in KIND_TITLES:
         raise InvalidInputError(f"{cls.__name__}: kind must be one of {', '.join(KIND_TITLES)}")
@@ -282,48 +282,6 @@ def register_component(cls: type[Component], *, replace: bool = False) -> type[C
     return cls
 
 
-def components() -> dict[str, type[Component]]:
-    """The whole library: built-in components, entry points, then notebook registrations."""
-    _load_builtins()
+def registered() -> dict[str, type[Component]]:
+    """The components registered so far (`palette.components()` loads the built-in ones first)."""
     return dict(_LIBRARY)
-
-
-def component_class(name: str) -> type[Component]:
-    """The component registered under `name`."""
-    library = components()
-    try:
-        return library[name]
-    except KeyError:
-        raise NotFoundError(
-            f"unknown component '{name}': not built in, not installed with an entry point "
-            f"({ENTRY_POINT_GROUP}); a component defined in a notebook is shipped with its "
-            "pipeline by Pipeline.deploy() (the server's owner only)"
-        ) from None
-
-
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    importlib.import_module(_LIBRARY_PACKAGE)
-    load_entry_points()
-
-
-def load_entry_points() -> list[str]:
-    """Register the components other packages declare (group `nstarx_jupyter.components`).
-
-    Returns the names registered; a plug-in that fails to load is logged and skipped, so it
-    cannot take the library down with it.
-    """
-    names = []
-    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = entry.load()
-            _ENTRY_POINT_CLASSES.add(cls)
-            if _LIBRARY.get(getattr(cls, "name", None) or "") is not cls:
-                register_component(cls)
-            names.append(cls.name)
-        except Exception:
-            log.exception("component entry point %s failed to load", entry.value)
-    return names

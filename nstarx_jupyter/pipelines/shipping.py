@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import inspect
+import linecache
+import pickle
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +26,10 @@ from nstarx_jupyter.errors import ConflictError, InvalidInputError
 from nstarx_jupyter.pipelines.component import (
     ENTRY_POINT_GROUP,
     Component,
-    components,
     is_packaged,
     register_component,
 )
+from nstarx_jupyter.pipelines.palette import components
 
 if TYPE_CHECKING:
     from nstarx_jupyter.pipelines.spec import PipelineSpec
@@ -93,8 +95,6 @@ def unpack_components(packed: Any) -> list[type[Component]]:
         InvalidInputError: the payload is malformed, altered (digest), or not a component.
         ConflictError: a built-in or packaged component has the name.
     """
-    import pickle
-
     import cloudpickle  # noqa: F401 - classes pickled by value need it to rebuild
 
     entries = _entries(packed)
@@ -147,8 +147,6 @@ def _source(cls: type) -> str:
     for value in vars(cls).values():  # a cell's class: its methods know the cell's file
         code = getattr(value, "__code__", None)
         if code is not None:
-            import linecache
-
             lines = linecache.getlines(code.co_filename)
             start = next((i for i, line in enumerate(lines)
                           if line.lstrip().startswith(f"class {cls.__name__}")), None)  # fmt: skip

@@ -9,6 +9,7 @@ with a record (queue, batch, retry, dead-letter, rotate) is the server's busines
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
@@ -75,8 +76,6 @@ class WebhookSink(_SinkBase):
     @field_validator("url")
     @classmethod
     def _http(cls, value: str) -> str:
-        import urllib.parse
-
         if len(value) > 2048:
             raise ValueError("the URL is longer than 2048 characters")
         parts = urllib.parse.urlsplit(value)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from pydantic import ValidationError
 
 from nstarx_jupyter.errors import NotFoundError
-from nstarx_jupyter.pipelines.component import accepts, component_class
+from nstarx_jupyter.pipelines.component import accepts
+from nstarx_jupyter.pipelines.palette import component_class
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -25,6 +25,7 @@ from nstarx_jupyter.serving.repository import ModelRepository
 from nstarx_jupyter.serving.rest import RestHandlers
 from nstarx_jupyter.serving.sinks import SinkHub
 from nstarx_jupyter.serving.stream import StreamEndpoint
+from nstarx_jupyter.serving.trust import default_policy
 from nstarx_jupyter.serving.usage import UsageMonitor
 
 if TYPE_CHECKING:
@@ -165,7 +166,6 @@ def create_app(
     routes = RestHandlers(dataplane, config.max_body_bytes).routes()
     if config.state_dir is not None:
         from nstarx_jupyter.serving.control import ControlPlane
-        from nstarx_jupyter.serving.trust import default_policy
 
         policy = default_policy(config.allow_paths, config.allow_runtimes,
                                 config.security_dir or security_dir())  # fmt: skip

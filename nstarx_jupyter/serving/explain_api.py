@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from prometheus_client.core import GaugeMetricFamily
 from starlette.routing import Route
 
 from nstarx_jupyter.errors import (
@@ -404,8 +405,6 @@ class _ImportanceCollector:
         self.api = api
 
     def collect(self) -> Iterator[Metric]:
-        from prometheus_client.core import GaugeMetricFamily
-
         gauge = GaugeMetricFamily(
             "nstarx_feature_importance",
             "Mean |SHAP value| per feature over the last hour's sampled live rows (as last "

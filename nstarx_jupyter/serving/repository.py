@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from nstarx_jupyter.batching import AdaptiveBatcher
 from nstarx_jupyter.errors import (
     ModelLoadError,
     ModelNotFoundError,
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Sequence
     from concurrent.futures import Executor
 
-    from nstarx_jupyter.batching import AdaptiveBatcher
     from nstarx_jupyter.protocol.signature import ModelSignature
     from nstarx_jupyter.runtimes.base import Runtime
     from nstarx_jupyter.serving.metrics import ServerMetrics
@@ -332,8 +332,6 @@ class ModelRepository:
         if rows is None:  # the runtime decides: no-wait batching when rows are independent
             rows, wait_ms = (AUTO_BATCH_ROWS, 0.0) if runtime.rows_independent() else (0, 0.0)
         if rows > 1:
-            from nstarx_jupyter.batching import AdaptiveBatcher  # only models that batch need it
-
             sizes = self.metrics.batch_size.labels(settings.name, settings.version)
             batcher = AdaptiveBatcher(
                 predictor, max_batch_size=rows, max_latency_ms=wait_ms, on_batch=sizes.observe

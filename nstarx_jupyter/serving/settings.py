@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.registry import Registry
 from nstarx_jupyter.registry.catalog import MODEL_NAME, parse_model_uri
 from nstarx_jupyter.runtimes.loader import runtime_class
 
@@ -166,8 +167,6 @@ def _registry_settings(
     name: str, version: str, runtime: str | None, uri: str, defaults: dict[str, Any] | None
 ) -> ModelSettings:
     """Settings for a registry version; an alias is pinned to the version it names now."""
-    from nstarx_jupyter.registry import Registry  # MLflow loads only when a URI is given
-
     found = Registry().resolve(uri)
     fields: dict[str, Any] = {**(defaults or {}), "name": name,
                               "storage_uri": f"models:/{found.name}/{found.version}",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from nstarx_jupyter.config import nstarx_home
 from nstarx_jupyter.errors import ForbiddenError, InvalidInputError
 from nstarx_jupyter.runtimes.loader import RUNTIMES
+from nstarx_jupyter.security.home import security_dir
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -155,8 +156,6 @@ def default_policy(
     folders: Iterable[Path] = (), runtimes: Iterable[str] = (), security: Path | None = None
 ) -> ArtifactPolicy:
     """`$NSTARX_HOME` and `folders` allowed, `runtimes` too; the security folder never."""
-    from nstarx_jupyter.security.home import security_dir
-
     return ArtifactPolicy.build([nstarx_home(), *folders], runtimes, [security or security_dir()])
 
 

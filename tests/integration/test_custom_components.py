@@ -17,7 +17,7 @@ from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.notebook.pipeline import Pipeline
 from nstarx_jupyter.pipelines import Batch, Component, ComponentConfig, register_component
-from nstarx_jupyter.pipelines.component import component_class
+from nstarx_jupyter.pipelines.palette import component_class
 from tests.conftest import IRIS_FEATURES
 from tests.integration.server import ServerProcess, start_server
 
@@ -29,9 +29,9 @@ SPECIES = ("setosa", "versicolor", "virginica")
 @pytest.fixture(autouse=True)
 def _library_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
     """This test's registrations go with it (the library is process-wide)."""
-    from nstarx_jupyter.pipelines import component
+    from nstarx_jupyter.pipelines import component, palette
 
-    component.components()  # the built-ins and plug-ins, loaded once for every test
+    palette.components()  # the built-ins and plug-ins, loaded once for every test
     monkeypatch.setattr(component, "_LIBRARY", dict(component._LIBRARY))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from nstarx_jupyter.errors import InvalidInputError
@@ -117,8 +118,6 @@ def linear_explainer_config(
     Raises:
         InvalidInputError: the estimator is not linear, or the names or label do not fit it.
     """
-    import numpy as np
-
     coef, intercept = getattr(estimator, "coef_", None), getattr(estimator, "intercept_", 0.0)
     if coef is None:
         raise InvalidInputError(f"a {type(estimator).__name__} has no coef_: it is not linear")

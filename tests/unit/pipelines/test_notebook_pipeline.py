@@ -144,7 +144,7 @@ def test_components_from_an_entry_point_join_the_library(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A package declares `[project.entry-points."nstarx_jupyter.components"]`."""
-    from nstarx_jupyter.pipelines.component import load_entry_points
+    from nstarx_jupyter.pipelines.palette import load_entry_points
 
     (tmp_path / "acme_steps.py").write_text(
         "from nstarx_jupyter.pipelines import Component\n"

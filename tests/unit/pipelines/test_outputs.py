@@ -14,7 +14,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.tree import DecisionTreeRegressor
 
 from nstarx_jupyter.errors import InvalidInputError
-from nstarx_jupyter.pipelines.component import Batch, Component, components
+from nstarx_jupyter.pipelines.component import Batch, Component
 from nstarx_jupyter.pipelines.library.outputs import (
     ConfidenceScores,
     FieldsOutput,
@@ -29,6 +29,7 @@ from nstarx_jupyter.pipelines.library.outputs import (
     tree_explainer_config,
     v2_tensor,
 )
+from nstarx_jupyter.pipelines.palette import components
 from tests.conftest import IRIS_FEATURES
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from nstarx_jupyter.errors import InvalidInputError, ModelError, NstarxError
-from nstarx_jupyter.pipelines.component import Batch, Component, Context, components
+from nstarx_jupyter.pipelines.component import Batch, Component, Context
 from nstarx_jupyter.pipelines.executor import PipelineExecutor
 from nstarx_jupyter.pipelines.library.routing import (
     ConditionRouter,
@@ -20,6 +20,7 @@ from nstarx_jupyter.pipelines.library.routing import (
     gjson_condition,
 )
 from nstarx_jupyter.pipelines.library.scoring import ModelScorer, ScoreEnsemble
+from nstarx_jupyter.pipelines.palette import components
 from nstarx_jupyter.pipelines.spec import PipelineSpec
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
 from nstarx_jupyter.runtimes.loader import create_runtime

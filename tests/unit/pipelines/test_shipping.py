@@ -23,9 +23,9 @@ from nstarx_jupyter.pipelines.shipping import (
 @pytest.fixture(autouse=True)
 def _library_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
     """This test's registrations go with it (the library is process-wide)."""
-    from nstarx_jupyter.pipelines import component
+    from nstarx_jupyter.pipelines import component, palette
 
-    component.components()  # the built-ins and plug-ins, loaded once for every test
+    palette.components()  # the built-ins and plug-ins, loaded once for every test
     monkeypatch.setattr(component, "_LIBRARY", dict(component._LIBRARY))
 
 

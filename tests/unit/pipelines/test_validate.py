@@ -111,7 +111,7 @@ def test_an_ensemble_needs_two_inputs() -> None:
 
 
 def test_unknown_models_are_reported_when_the_caller_can_tell() -> None:
-    from nstarx_jupyter.pipelines.component import component_class
+    from nstarx_jupyter.pipelines.palette import component_class
 
     score = component_class("test-score")
     original = score.model_uris

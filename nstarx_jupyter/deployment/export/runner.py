@@ -42,7 +42,7 @@ def read_rows(text: str, *, is_csv: bool) -> list[Any]:
         return [dict(row) for row in csv.DictReader(io.StringIO(text))]
     doc = json.loads(text)
     if isinstance(doc, dict):
-        doc = doc["instances"] if "instances" in doc else [doc]
+        doc = doc.get("instances", [doc])
     if not isinstance(doc, list):
         raise SystemExit("rows: give a JSON list of records or lists, or a CSV file")
     return doc
@@ -55,9 +55,12 @@ def feed(session: Any, rows: list[Any], features: list[str]) -> dict[str, Any]:
         first = inputs[0]
         matrix = [_values(row, features) for row in rows]
         return {first.name: np.asarray(matrix, dtype=DTYPES.get(first.type, np.float32))}
-    return {spec.name: np.asarray([[row[spec.name]] for row in rows],
-                                  dtype=DTYPES.get(spec.type, np.float32))  # fmt: skip
-            for spec in inputs}
+    return {
+        spec.name: np.asarray(
+            [[row[spec.name]] for row in rows], dtype=DTYPES.get(spec.type, np.float32)
+        )
+        for spec in inputs
+    }
 
 
 def _values(row: Any, features: list[str]) -> list[Any]:

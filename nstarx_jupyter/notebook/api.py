@@ -18,6 +18,7 @@ from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.notebook.batch import BatchMixin
 from nstarx_jupyter.notebook.drift import DriftMixin
 from nstarx_jupyter.notebook.explain import ExplainMixin
+from nstarx_jupyter.notebook.export import ExportMixin
 from nstarx_jupyter.notebook.rollout import RolloutMixin
 from nstarx_jupyter.notebook.usage import UsageMixin
 
@@ -260,7 +261,7 @@ def _model_example(model: Any, example: Any) -> Any:
     return example
 
 
-class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin):
+class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin, ExportMixin):
     """A running deployment: status, endpoint, predictions, rollouts, KServe YAML, deletion."""
 
     def __init__(self, name: str, backend: Backend | None = None) -> None:

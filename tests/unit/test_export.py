@@ -96,3 +96,16 @@ def test_unknown_quantisation_is_refused(tmp_path: Path) -> None:
     runtime.load()
     with pytest.raises(InvalidInputError, match="int8 or fp16"):
         export_runtime(runtime, np.zeros((2, 4)), tmp_path / "b", quantize="int4")
+
+
+def test_cli_exports_a_model_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("skl2onnx")
+    monkeypatch.setenv("NSTARX_HOME", str(tmp_path / "home"))
+    path, _ = _iris_file(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "nstarx_jupyter.cli", "export", str(path),
+                           "--quantize", "int8", "--out", str(tmp_path / "b")],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "int8" in done.stdout
+    assert (tmp_path / "b" / "model.onnx").is_file()
+    assert (tmp_path / "b" / "run.py").is_file()

@@ -109,3 +109,24 @@ def test_cli_exports_a_model_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "int8" in done.stdout
     assert (tmp_path / "b" / "model.onnx").is_file()
     assert (tmp_path / "b" / "run.py").is_file()
+
+
+def test_registered_model_compares_on_its_reference_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("skl2onnx")
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("NSTARX_HOME", str(tmp_path / "home"))
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    from nstarx_jupyter.deployment.export.model import export_model
+    from nstarx_jupyter.registry import Registry
+
+    frame, y = load_iris(return_X_y=True, as_frame=True)
+    fitted = LogisticRegression(max_iter=500).fit(frame, y)
+    version = Registry().register(fitted, "iris", reference_data=frame)
+    report = export_model(version.uri, tmp_path / "b", quantize="fp16")
+    signature = json.loads((tmp_path / "b" / "signature.json").read_text())
+    assert signature["rows_compared"] == 150
+    assert signature["feature_names"] == [str(c) for c in frame.columns]
+    assert [row["variant"] for row in report.rows] == ["sklearn", "onnx", "optimised", "fp16"]

@@ -243,6 +243,12 @@ def _batch_commands(commands: Any) -> None:
 
 def _security_commands(commands: Any) -> argparse.ArgumentParser:
     """`nstarx keys`, `nstarx access` and `nstarx audit`: they work with no server running."""
+    export = commands.add_parser("export", help="a model as a standalone ONNX bundle")
+    export.add_argument("name", help="a model file, models:/NAME/V, a deployment or a model name")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.add_argument("--quantize", choices=["int8", "fp16"], default=None)
+    export.add_argument("--out", type=Path, default=None, help="the bundle folder")
+    export.add_argument("--sample", type=Path, default=None, help="rows to compare on (csv/json)")
     keys: argparse.ArgumentParser = commands.add_parser(
         "keys", help="API keys: create, list, revoke, rotate"
     )
@@ -465,6 +471,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "tls-cert":
             return _tls_cert(args)
+        if args.command == "export":
+            from nstarx_jupyter.deployment.export.model import run_export
+
+            return run_export(args.name, args.out, args.quantize, args.sample)
         from nstarx_jupyter.deployment.commands import run_command
 
         return run_command(args)

@@ -20,6 +20,7 @@ from nstarx_jupyter.monitoring.live import LatencyChart, LoadTest
 from nstarx_jupyter.notebook.batch import BatchMixin
 from nstarx_jupyter.notebook.drift import DriftMixin
 from nstarx_jupyter.notebook.explain import ExplainMixin
+from nstarx_jupyter.notebook.export import ExportMixin
 from nstarx_jupyter.notebook.rollout import RolloutMixin
 from nstarx_jupyter.notebook.security import audit_log, create_key, rotate_key
 from nstarx_jupyter.notebook.usage import UsageMixin
@@ -269,7 +270,7 @@ def _model_example(model: Any, example: Any) -> Any:
     return example
 
 
-class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin):
+class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin, ExportMixin):
     """A running deployment: status, endpoint, predictions, rollouts, KServe YAML, deletion."""
 
     def __init__(self, name: str, backend: Backend | None = None) -> None:

@@ -1,0 +1,1 @@
+"""Edge export: ONNX conversion, optimisation, quantisation and a standalone bundle."""

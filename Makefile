@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-EXTRAS ?= dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve,parquet,explain
+EXTRAS ?= dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve,parquet,explain,export
 # What the notebooks need (`make lab`, `make demo`): widgets and live charts, and the registry;
 # the quickstart imports nothing else (scikit-learn is a core dependency). 04-kserve also wants
 # `kserve`, 05-monitoring's explanations `explain`: make lab LAB_EXTRAS=notebook,mlflow,kserve,explain

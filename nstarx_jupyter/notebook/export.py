@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from nstarx_jupyter.errors import InvalidInputError
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -34,7 +36,6 @@ class ExportMixin:
         is the folder (`model.onnx`, `signature.json`, `run.py`).
         """
         from nstarx_jupyter.deployment.export.model import export_model
-        from nstarx_jupyter.errors import InvalidInputError
 
         if format != "onnx":
             raise InvalidInputError(f"format '{format}': only onnx is exported")

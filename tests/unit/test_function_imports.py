@@ -53,6 +53,7 @@ ALLOWED: dict[str, Reason] = {
     "nstarx_jupyter.pipelines.library": STARTUP,  # importlib: the built-in components on use
     "nstarx_jupyter.notebook.magics": STARTUP,  # `%load_ext`, not `import nstarx_jupyter`
     "nstarx_jupyter.pipelines.shipping": STARTUP,  # cloudpickle and inspect, on deploy only
+    "nstarx_jupyter.deployment.export.model": STARTUP,  # the converters' glue, on export only
     # in serving/control.py, serving/drift.py, serving/sinks.py (being split): light, no reason
     "nstarx_jupyter.monitoring.abtest": PENDING, "prometheus_client.core": PENDING,
     "nstarx_jupyter.config": PENDING, "nstarx_jupyter.protocol.datatypes": PENDING,

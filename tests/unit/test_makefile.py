@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+EXTRAS = "dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve,parquet,explain,export"
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 
 
@@ -46,7 +47,8 @@ def test_install_still_installs_every_extra(tmp_path: Path) -> None:
     plan = _plan(tmp_path / "venv", "install", f"S3_VENV={tmp_path / 's3'}")
     assert "torch==" in plan
     assert (
-        "dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve,parquet,explain" in plan
+        "dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve,parquet,explain,export"
+        in plan
     )
 
 
@@ -55,7 +57,9 @@ def test_install_runs_pip_again_only_when_an_input_changed(tmp_path: Path) -> No
     for tool in (venv / "bin" / "python", s3 / "bin" / "moto_server"):
         tool.parent.mkdir(parents=True)
         tool.touch()
-    extras = "dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve,parquet,explain"
+    extras = (
+        "dev,xgboost,lightgbm,onnx,torch,tensorflow,mlflow,notebook,kserve,parquet,explain,export"
+    )
     stamp = venv / f".installed-{extras.replace(',', '-')}"
     stamp.touch()
     assert "pip install" not in _plan(venv, "install", f"S3_VENV={s3}")  # nothing changed

@@ -6,6 +6,7 @@ optimised, optionally quantised graph), `signature.json` and `run.py` (see `runn
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
@@ -67,7 +68,6 @@ def to_onnx(runtime: Runtime, n_features: int) -> Any:
 
 
 def _torch_onnx(runtime: Runtime, n_features: int) -> Any:
-    import io
 
     torch = require("torch", "torch")
     onnx = require("onnx", "export")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nstarx_jupyter.deployment.export.bundle import ExportReport, export_runtime
-from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.errors import InvalidInputError, NstarxError
+from nstarx_jupyter.registry import Registry, parse_model_uri
+from nstarx_jupyter.runtimes.loader import create_runtime
 
 __all__ = ["export_model", "read_sample", "report_lines", "run_export"]
 
@@ -24,8 +28,6 @@ def export_model(
     The comparison runs on `sample` (rows, a DataFrame, a .csv/.json file), else the sample
     the registry kept at registration, else seeded random rows (said in the signature).
     """
-    from nstarx_jupyter.runtimes.loader import create_runtime
-
     path, runtime_name, options, uri = _resolve(source)
     runtime = create_runtime(path, runtime_name, options)
     runtime.load()
@@ -43,8 +45,6 @@ def export_model(
 def read_sample(sample: Any) -> np.ndarray[Any, Any]:
     """Rows as a float matrix: a DataFrame, records, lists, or a .csv / .json file."""
     if isinstance(sample, str | Path) and Path(sample).is_file():
-        import json
-
         file = Path(sample)
         if file.suffix == ".csv":
             return np.loadtxt(file, delimiter=",", skiprows=1, ndmin=2)
@@ -63,7 +63,6 @@ def _resolve(source: str) -> tuple[Path, str | None, dict[str, Any], str | None]
     uri = source if source.startswith("models:/") else _deployed_uri(source)
     if uri is not None and not uri.startswith("models:/"):
         return Path(uri), None, {}, None
-    from nstarx_jupyter.registry import Registry
 
     registry = Registry()
     if uri is None:
@@ -75,7 +74,6 @@ def _resolve(source: str) -> tuple[Path, str | None, dict[str, Any], str | None]
 def _deployed_uri(name: str) -> str | None:
     """The storage URI a running local server serves `name` from, or None."""
     from nstarx_jupyter.deployment.local import LocalBackend
-    from nstarx_jupyter.errors import NstarxError
 
     backend = LocalBackend()
     try:
@@ -91,7 +89,6 @@ def _deployed_uri(name: str) -> str | None:
 def _registry_sample(uri: str | None) -> np.ndarray[Any, Any] | None:
     if uri is None:
         return None
-    from nstarx_jupyter.registry import Registry, parse_model_uri
 
     name, version, _ = parse_model_uri(uri)
     stats = Registry().reference_stats(name, version)
@@ -119,8 +116,6 @@ def report_lines(report: ExportReport) -> list[str]:
 
 def run_export(source: str, out: Path | None, quantize: str | None, sample: Path | None) -> int:
     """`nstarx export`: write the bundle and print the comparison."""
-    import sys
-
     report = export_model(source, out, quantize=quantize, sample=sample)
     sys.stdout.write("\n".join(report_lines(report)) + "\n")
     return 0

@@ -21,8 +21,8 @@ from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.pipelines import PipelineSpec
 from nstarx_jupyter.pipelines.inference_graph import GraphSpec
 from nstarx_jupyter.serving import bodies as b
+from nstarx_jupyter.serving.control_http import PREFIX
 from nstarx_jupyter.serving.jobs import JobList, JobRequest, JobView
-from nstarx_jupyter.serving.security_api import PREFIX
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -36,30 +36,27 @@ class JobsClient:
             raise InvalidInputError(f"batch jobs run on the local server, not {backend.target}")
         self.backend: LocalBackend = backend
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        return self.backend._call(method, path, body)  # the backend's one control-API call
-
     def run(self, deployment: str, input_path: str, **options: Any) -> dict[str, Any]:
         """Start a job; options: output, format, chunk_size, parallelism, passthrough."""
         body = {"deployment": deployment, "input": input_path,
                 **{key: value for key, value in options.items() if value is not None}}  # fmt: skip
-        return self._call("POST", "/jobs", body)  # type: ignore[no-any-return]
+        return self.backend._object("POST", "/jobs", body)
 
     def get(self, job_id: str) -> dict[str, Any]:
         """A job's state, progress, errors and output path."""
-        return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
+        return self.backend._object("GET", f"/jobs/{job_id}")
 
     def list(self) -> list[dict[str, Any]]:
         """Every job the caller may see, newest first."""
-        return self._call("GET", "/jobs")  # type: ignore[no-any-return]
+        return self.backend._objects("GET", "/jobs")
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Stop a job (one already finished stays as it is)."""
-        return self._call("POST", f"/jobs/{job_id}/cancel")  # type: ignore[no-any-return]
+        return self.backend._object("POST", f"/jobs/{job_id}/cancel")
 
     def delete(self, job_id: str) -> None:
         """Cancel a job and forget it (an output it wrote stays)."""
-        self._call("DELETE", f"/jobs/{job_id}")
+        self.backend._call("DELETE", f"/jobs/{job_id}")
 
     def wait(
         self,

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import ssl
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
 
-from nstarx_jupyter.client.inference import error_from, tls_context
+from nstarx_jupyter.client.inference import error_from
 from nstarx_jupyter.config import STATE_FILE, server_dir
 from nstarx_jupyter.deployment.backend import (
     Description,
@@ -25,6 +19,15 @@ from nstarx_jupyter.deployment.backend import (
     Stable,
     Target,
     TrafficView,
+)
+from nstarx_jupyter.deployment.local_server import (
+    LOG_FILE,
+    ServerState,
+    alive,
+    local_trust,
+    read_state,
+    spawn_server,
+    state_cert,
 )
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
@@ -37,6 +40,7 @@ from nstarx_jupyter.errors import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 __all__ = ["LocalBackend", "ServerState", "describe_local"]
 
@@ -47,17 +51,7 @@ _DOMAIN_ERRORS: dict[int, type[NstarxError]] = {
     400: InvalidInputError, 404: NotFoundError, 409: ConflictError,
 }  # fmt: skip
 """Control-API answers raised as the domain error a caller catches (others: `InferenceError`)."""
-LOG_FILE = "server.log"
-
-
-@dataclass(frozen=True, slots=True)
-class ServerState:
-    """What the running server wrote into its state file."""
-
-    pid: int
-    url: str
-    token: str
-    grpc: str | None = None
+_T = TypeVar("_T")
 
 
 class LocalBackend:
@@ -83,7 +77,7 @@ class LocalBackend:
         """One pooled client for every call (a new one per call costs more than the call)."""
         if self._http_client is None:
             self._http_client = httpx.Client(
-                timeout=self.timeout_s, verify=_local_trust(self.state_dir / STATE_FILE)
+                timeout=self.timeout_s, verify=local_trust(self.state_dir / STATE_FILE)
             )
         return self._http_client
 
@@ -91,14 +85,8 @@ class LocalBackend:
 
     def running(self) -> ServerState | None:
         """The running server's state, or None (a stale state file from a dead one is ignored)."""
-        try:
-            doc = json.loads((self.state_dir / STATE_FILE).read_text())
-            state = ServerState(
-                int(doc["pid"]), str(doc["url"]), str(doc["token"]), doc.get("grpc")
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if not _alive(state.pid):
+        state = read_state(self.state_dir / STATE_FILE)
+        if state is None or not alive(state.pid):
             return None
         try:
             self._http.get(f"{state.url}/v2/health/live", timeout=2).raise_for_status()
@@ -113,14 +101,10 @@ class LocalBackend:
             return state
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
-        pid = _spawn_detached(
-            [sys.executable, "-m", "nstarx_jupyter.cli", "serve", "--port", "0",
-             "--state-dir", str(self.state_dir), "--log-level", "warning"],
-            self.state_dir / LOG_FILE,
-        )  # fmt: skip
+        pid = spawn_server(self.state_dir)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not alive(pid):
                 raise UnavailableError(
                     f"the local server stopped while starting; see {self.state_dir / LOG_FILE}"
                 )
@@ -140,7 +124,7 @@ class LocalBackend:
         os.kill(state.pid, 15)
         self.close()  # its pooled connections die with the server
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _alive(state.pid):
+        while time.monotonic() < deadline and alive(state.pid):
             time.sleep(0.05)
         return True
 
@@ -208,22 +192,22 @@ class LocalBackend:
     def endpoint(self, name: str) -> Endpoint:
         """The model's URL on the running server, with the admin token and its TLS trust."""
         state = self._reached or self.ensure_server()
-        cert = _state_cert(self.state_dir / STATE_FILE)
+        cert = state_cert(self.state_dir / STATE_FILE)
         return Endpoint(url=f"{state.url}/v1/models/{name}", token=state.token,
                         verify=cert or True)  # fmt: skip
 
     def metrics(self, name: str, window_s: float = 60) -> dict[str, Any]:
         """Requests, rate, error rate and p50/p95/p99 (ms) over the last `window_s` seconds."""
-        return self._call("GET", f"/deployments/{name}/metrics?window_s={window_s}")  # type: ignore[no-any-return]
+        return self._object("GET", f"/deployments/{name}/metrics?window_s={window_s}")
 
     def variants(self, name: str, window_s: float = 60) -> dict[str, Any]:
         """Per variant and revision: share of traffic and the last `window_s` s of requests."""
-        return self._call("GET", f"/deployments/{name}/variants?window_s={window_s}")  # type: ignore[no-any-return]
+        return self._object("GET", f"/deployments/{name}/variants?window_s={window_s}")
 
     def ab_report(self, name: str, **query: Any) -> dict[str, Any]:
         """The server's A/B analysis of a deployment (see `ControlPlane.ab_report`)."""
         params = urlencode({key: value for key, value in query.items() if value is not None})
-        return self._call("GET", f"/deployments/{name}/ab?{params}")  # type: ignore[no-any-return]
+        return self._object("GET", f"/deployments/{name}/ab?{params}")
 
     def note(self, name: str, text: str) -> None:
         """Append a line to a deployment's events (what an automated rollout decided, say)."""
@@ -245,11 +229,11 @@ class LocalBackend:
 
     def put_pipeline(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Serve a pipeline (its `PipelineSpec` as a dict) at `/v1/models/NAME/predict`."""
-        return self._call("PUT", f"/pipelines/{spec['name']}", spec)  # type: ignore[no-any-return]
+        return self._object("PUT", f"/pipelines/{spec['name']}", spec)
 
     def pipelines(self) -> list[dict[str, Any]]:
         """The served pipelines."""
-        return self._call("GET", "/pipelines")  # type: ignore[no-any-return]
+        return self._objects("GET", "/pipelines")
 
     def delete_pipeline(self, name: str) -> None:
         """Stop serving a pipeline (and the models it brought)."""
@@ -257,11 +241,11 @@ class LocalBackend:
 
     def put_graph(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Serve a KServe InferenceGraph (its `GraphSpec` as a dict) at its name's endpoints."""
-        return self._call("PUT", f"/graphs/{spec['name']}", spec)  # type: ignore[no-any-return]
+        return self._object("PUT", f"/graphs/{spec['name']}", spec)
 
     def graphs(self) -> list[dict[str, Any]]:
         """The served inference graphs."""
-        return self._call("GET", "/graphs")  # type: ignore[no-any-return]
+        return self._objects("GET", "/graphs")
 
     def delete_graph(self, name: str) -> None:
         """Stop serving an inference graph."""
@@ -284,32 +268,32 @@ class LocalBackend:
         """
         body = {"name": name, "scopes": scopes, "expires_in_s": expires_in_s,
                 "rate_limit": rate_limit, "burst": burst, "deployment": deployment}  # fmt: skip
-        return self._call("POST", "/keys", {k: v for k, v in body.items() if v is not None})  # type: ignore[no-any-return]
+        return self._object("POST", "/keys", {k: v for k, v in body.items() if v is not None})
 
     def list_keys(self) -> list[dict[str, Any]]:
         """Every API key by id and prefix (never the key), revoked ones marked."""
-        return self._call("GET", "/keys")  # type: ignore[no-any-return]
+        return self._objects("GET", "/keys")
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         """Revoke a key by id or prefix (`nsx_1a2b3c4d`); calls with it get 401 from now on."""
-        return self._call("DELETE", f"/keys/{key_id}")  # type: ignore[no-any-return]
+        return self._object("DELETE", f"/keys/{key_id}")
 
     def rotate_key(self, key_id: str, grace_s: float = 0.0) -> dict[str, Any]:
         """Replace a key by a new one (same name, scopes, limits); the old one works `grace_s`."""
-        return self._call("POST", f"/keys/{key_id}/rotate", {"grace_s": grace_s})  # type: ignore[no-any-return]
+        return self._object("POST", f"/keys/{key_id}/rotate", {"grace_s": grace_s})
 
     def access(self) -> dict[str, dict[str, list[str]]]:
         """Every registry model's access rules."""
-        return self._call("GET", "/access")  # type: ignore[no-any-return]
+        return self._object("GET", "/access")
 
     def set_access(self, model: str, **lists: list[str] | None) -> dict[str, list[str]]:
         """Set who may `read`, `deploy` and `call` registry model `model` (None lifts a list)."""
-        return self._call("PUT", f"/access/{model}", lists)  # type: ignore[no-any-return]
+        return self._object("PUT", f"/access/{model}", lists)
 
     def audit(self, **filters: Any) -> list[dict[str, Any]]:
         """Audit records, oldest first; filters: since, until, key, action, model, status, limit."""
         params = urlencode({key: value for key, value in filters.items() if value is not None})
-        return self._call("GET", f"/audit?{params}")  # type: ignore[no-any-return]
+        return self._objects("GET", f"/audit?{params}")
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         """One control-API call, to the server the last call reached when there was one.
@@ -337,6 +321,20 @@ class LocalBackend:
             raise error if domain is None else domain(error.message)
         return response.json()
 
+    def _object(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """A control-API call whose answer is a JSON object (anything else is the server's bug)."""
+        return _shaped(self._call(method, path, body), dict, path)
+
+    def _maybe_object(self, method: str, path: str, body: Any = None) -> dict[str, Any] | None:
+        """A control-API call answering a JSON object or `null`."""
+        doc = self._call(method, path, body)
+        return None if doc is None else _shaped(doc, dict, path)
+
+    def _objects(self, method: str, path: str, body: Any = None) -> list[dict[str, Any]]:
+        """A control-API call answering a JSON array of objects."""
+        docs = _shaped(self._call(method, path, body), list, path)
+        return [_shaped(doc, dict, path) for doc in docs]
+
     def _send(self, state: ServerState, method: str, path: str, body: Any) -> httpx.Response:
         try:
             return self._http.request(
@@ -350,20 +348,20 @@ class LocalBackend:
 
     def cost(self, name: str, window_s: float = 3600) -> dict[str, Any]:
         """What a deployment cost over the last `window_s` s, in all and per variant (server)."""
-        return self._call("GET", f"/deployments/{name}/cost?window_s={window_s}")  # type: ignore[no-any-return]
+        return self._object("GET", f"/deployments/{name}/cost?window_s={window_s}")
 
     def history(self, name: str, since_s: float = 86400) -> dict[str, Any]:
         """A deployment's per-minute rollups of the last `since_s` seconds (30 days kept)."""
-        return self._call("GET", f"/deployments/{name}/history?since_s={since_s}")  # type: ignore[no-any-return]
+        return self._object("GET", f"/deployments/{name}/history?since_s={since_s}")
 
     def drift(self, name: str, window: str = "1h") -> dict[str, Any]:
         """A deployment's drift over the last `window` (`"1h"`, `"15m"`, seconds): the server's."""
         query = urlencode({"window": window})
-        return self._call("GET", f"/deployments/{name}/drift?{query}")  # type: ignore[no-any-return]
+        return self._object("GET", f"/deployments/{name}/drift?{query}")
 
     def drift_reference(self, name: str) -> dict[str, Any] | None:
         """The deployment's drift reference: source, rows, features (None without one)."""
-        return self._call("GET", f"/deployments/{name}/drift/reference")  # type: ignore[no-any-return]
+        return self._maybe_object("GET", f"/deployments/{name}/drift/reference")
 
     def set_drift_reference(self, name: str, reference: dict[str, Any] | None) -> Any:
         """Set the drift reference (`{"columns": ...}` or `{"window": ...}`); None removes it."""
@@ -377,20 +375,20 @@ class LocalBackend:
         body: dict[str, Any] = {"rows": rows}
         if label is not None:
             body["class"] = label
-        return self._call("POST", f"/deployments/{name}/explain", body)  # type: ignore[no-any-return]
+        return self._object("POST", f"/deployments/{name}/explain", body)
 
     def importance(self, name: str, window: str = "1h") -> dict[str, Any]:
         """Mean |SHAP value| per feature over the window's sampled live rows: the server's."""
         query = urlencode({"window": window})
-        return self._call("GET", f"/deployments/{name}/importance?{query}")  # type: ignore[no-any-return]
+        return self._object("GET", f"/deployments/{name}/importance?{query}")
 
     def prices(self) -> dict[str, Any]:
         """The server's price table (CPU-hour, GB-hour, GPU-hour, currency, source)."""
-        return self._call("GET", "/prices")  # type: ignore[no-any-return]
+        return self._object("GET", "/prices")
 
     def set_prices(self, prices: dict[str, Any]) -> dict[str, Any]:
         """Set the price table (kept in `$NSTARX_HOME/prices.json`); unnamed prices: defaults."""
-        return self._call("PUT", "/prices", prices)  # type: ignore[no-any-return]
+        return self._object("PUT", "/prices", prices)
 
 
 def describe_local(doc: dict[str, Any], url: str | None) -> Description:
@@ -405,6 +403,16 @@ def describe_local(doc: dict[str, Any], url: str | None) -> Description:
                                               spec=DeploymentSpec.build(**stable["spec"])),
         url=url, created=doc.get("created"), updated=doc.get("updated"),
     )  # fmt: skip
+
+
+def _shaped(doc: object, kind: type[_T], path: str) -> _T:
+    """`doc` as the JSON shape a control route answers with, checked where it enters."""
+    if not isinstance(doc, kind):
+        shape = "an object" if kind is dict else "an array"
+        raise NstarxError(
+            f"the local server answered {path} with {type(doc).__name__}, not {shape}"
+        )
+    return doc
 
 
 _STAGES = {
@@ -437,65 +445,3 @@ def _stages(described: Description) -> list[Progress]:
             message = f"failed: {reason}"
         steps.append(Progress(stage=stage, message=message, reason=reason, at=now))
     return steps
-
-
-def _state_cert(state_file: Path) -> str | None:
-    """The certificate file the local server serves, as its state file names it (or None)."""
-    try:
-        cert = json.loads(state_file.read_text()).get("cert")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return str(cert) if cert else None
-
-
-def _local_trust(state_file: Path) -> ssl.SSLContext:
-    """The system's CAs, plus the certificate the local server serves (named in its state file).
-
-    A server started with `--tls-cert` (a self-signed one from `nstarx tls-cert`, say) records
-    the file; the backend, which only calls that server, trusts it besides the system's CAs.
-    """
-    cert = _state_cert(state_file)
-    if not cert:
-        return tls_context()
-    context = ssl.create_default_context()
-    with contextlib.suppress(OSError):  # a certificate gone since: the system's CAs decide
-        context.load_verify_locations(cafile=cert)
-    return context
-
-
-_LAUNCHER = """
-import subprocess, sys
-with open(sys.argv[1], "ab") as log:
-    child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                             start_new_session=True)
-print(child.pid)
-"""
-
-
-def _spawn_detached(command: list[str], log: Path) -> int:
-    """Start `command` as a grandchild in its own session and return its pid.
-
-    The launcher in between exits at once, so the server belongs to init, not to the notebook
-    kernel: it outlives the kernel and never lingers as our zombie.
-    """
-    launched = subprocess.run(  # noqa: S603 - our own interpreter
-        [sys.executable, "-c", _LAUNCHER, str(log), *command], capture_output=True, text=True,
-        check=False, env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=30,
-    )  # fmt: skip
-    if launched.returncode != 0 or not launched.stdout.strip().isdigit():
-        raise UnavailableError(f"cannot start the local server: {launched.stderr.strip()}")
-    return int(launched.stdout.strip())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (our own child that exited) still "exists": read its state where we can.
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return fields[0] != "Z"
-    return True

@@ -34,6 +34,7 @@ from nstarx_jupyter.registry.mlflow_support import (
     mlflow_runtime,
     pinned_requirements,
 )
+from nstarx_jupyter.registry.names import MODEL_NAME, check_name, parse_model_uri
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -55,26 +56,9 @@ FLAVOR_TAG = "nstarx.flavor"
 KIND_TAG = "nstarx.kind"
 """Tag on a registered model that is not a model (`pipeline`: see `registry.pipelines`)."""
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-"""Model names, in the registry and on the server alike: they appear in URLs and file names."""
 _PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _FLUENT_LOCK = threading.RLock()
 """Held for every block that points MLflow's fluent API at a registry (see `Registry._fluent`)."""
-
-
-def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """Split `models:/name/3` or `models:/name@alias` into (name, version, alias).
-
-    Raises:
-        InvalidInputError: any other form (stages such as `models:/name/Production` included).
-    """
-    match = _URI.match(uri)
-    if match is None:
-        raise InvalidInputError(
-            f"'{uri}' is not a registry URI; use models:/NAME/VERSION or models:/NAME@ALIAS"
-        )
-    return match["name"], match["version"], match["alias"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +137,7 @@ class Registry:
         model's predictions on it. `reference_data` (the training features) is summarised
         (`registry.reference_stats(...)`) for drift checks; the data itself is not stored.
         """
-        _check_name(name)
+        check_name(name)
         flavor = flavor_of(model)
         mlflow = load_mlflow()
         module = require(flavor.module, "mlflow")
@@ -407,7 +391,7 @@ class Registry:
 
     def _registered(self, name: str) -> Any:
         """The registered model `name` (MLflow's entity); NotFoundError when there is none."""
-        _check_name(name)
+        check_name(name)
         try:
             return self.client.get_registered_model(name)
         except Exception as exc:
@@ -472,13 +456,6 @@ class Registry:
             run_id=item.run_id or None,
             source=item.source or "",
             status=str(item.status or "READY"),
-        )
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not MODEL_NAME.match(name):
-        raise InvalidInputError(
-            f"model name {name!r}: use letters, digits, '_', '.', '-' (128 at most)"
         )
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.errors import ConflictError, NotFoundError
-from nstarx_jupyter.registry.catalog import KIND_TAG, Registry, _check_name, _time
+from nstarx_jupyter.registry.catalog import KIND_TAG, Registry, _time
 from nstarx_jupyter.registry.mlflow_support import is_missing, load_mlflow
+from nstarx_jupyter.registry.names import check_name
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -51,7 +52,7 @@ class PipelineStore:
         self, name: str, text: str, *, message: str = "", author: str | None = None
     ) -> PipelineVersion:
         """Store `text` as the next version of pipeline `name`."""
-        _check_name(name)
+        check_name(name)
         registry = self.registry
         client = registry.client
         mlflow = load_mlflow()
@@ -101,7 +102,7 @@ class PipelineStore:
         return sorted(model.name for model in found)
 
     def _pipeline(self, name: str) -> Any:
-        _check_name(name)
+        check_name(name)
         try:
             model = self.registry.client.get_registered_model(name)
         except Exception as exc:

@@ -166,11 +166,12 @@ def create_app(
     routes = RestHandlers(dataplane, config.max_body_bytes).routes()
     if config.state_dir is not None:
         from nstarx_jupyter.serving.control import ControlPlane
+        from nstarx_jupyter.serving.control_api import ControlApi
 
         policy = default_policy(config.allow_paths, config.allow_runtimes,
                                 config.security_dir or security_dir())  # fmt: skip
         control = ControlPlane(dataplane, config.state_dir, guard, policy, usage=usage)
-        routes = [*control.routes(), *routes]
+        routes = [*ControlApi(control).routes(), *routes]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -1,5 +1,8 @@
 """The JSON bodies of the REST API as pydantic models: the schemas of the OpenAPI document.
 
+Here: the data plane's (health, metadata, repository, inference) and the shared bases; the
+control API's (`/nstarx/v1`) are in `control_bodies`.
+
 The handlers parse bodies with their own codecs (the V2 codec, `DeploymentSpec.build`,
 `PipelineSpec.parse`, ...); these models describe the same shapes for `/openapi.json`, and the
 schemathesis test (tests/unit/test_openapi.py) checks every answer against them, so a handler
@@ -14,45 +17,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 __all__ = [
-    "AbReport",
-    "AccessRule",
-    "AccessRules",
-    "AuditRows",
-    "CostView",
-    "DeploymentList",
-    "DeploymentView",
-    "DriftReferenceBody",
-    "DriftReferenceView",
-    "DriftTest",
-    "DriftView",
-    "DriftWindow",
+    "ClosedBody",
     "ErrorBody",
-    "ExplainBody",
-    "ExplainView",
-    "ExplainedRow",
-    "FeatureImportance",
     "FeedbackRequest",
     "FeedbackResult",
-    "GraphList",
-    "GraphView",
-    "HistoryView",
-    "ImportanceView",
-    "KeyCreateRequest",
-    "KeyCreated",
-    "KeyList",
-    "KeyRecord",
-    "KeyRotateRequest",
-    "KeyRotated",
     "Live",
-    "LogNote",
-    "LogsView",
     "ModelList",
     "ModelMetadata",
     "ModelReady",
     "ModelStatus",
-    "PipelineList",
-    "PipelineView",
-    "PriceTable",
+    "OpenBody",
     "Ready",
     "RecordsReply",
     "RecordsRequest",
@@ -65,8 +39,7 @@ __all__ = [
     "V1Predictions",
     "V2InferRequest",
     "V2InferResponse",
-    "VariantsView",
-    "WindowSummary",
+    "Who",
 ]
 
 Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
@@ -75,19 +48,19 @@ Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16
 Who = Annotated[str, Field(min_length=1)]
 
 
-class _Open(BaseModel):
+class OpenBody(BaseModel):
     """A body that may hold fields the model does not name (answers; lenient handlers)."""
 
     model_config = ConfigDict(extra="allow")
 
 
-class _Closed(BaseModel):
+class ClosedBody(BaseModel):
     """A request body whose handler refuses unknown fields (400)."""
 
     model_config = ConfigDict(extra="forbid")
 
 
-class ErrorBody(_Open):
+class ErrorBody(OpenBody):
     """Every error answer: `{"error": "what went wrong"}`."""
 
     error: str
@@ -96,19 +69,19 @@ class ErrorBody(_Open):
 # -- health, metadata, repository -------------------------------------------------------------
 
 
-class Live(_Open):
+class Live(OpenBody):
     """`GET /v2/health/live`."""
 
     live: bool
 
 
-class Ready(_Open):
+class Ready(OpenBody):
     """`GET /v2/health/ready`: true when every model can serve."""
 
     ready: bool
 
 
-class ServerMetadata(_Open):
+class ServerMetadata(OpenBody):
     """`GET /v2`: the server's name, version and protocol extensions."""
 
     name: str
@@ -116,7 +89,7 @@ class ServerMetadata(_Open):
     extensions: list[str]
 
 
-class TensorMetadata(_Open):
+class TensorMetadata(OpenBody):
     """A declared input or output: `-1` in a shape is a free dimension."""
 
     name: str
@@ -124,7 +97,7 @@ class TensorMetadata(_Open):
     shape: list[int]
 
 
-class ModelMetadata(_Open):
+class ModelMetadata(OpenBody):
     """`GET /v2/models/{name}`: versions, platform, inputs and outputs."""
 
     name: str
@@ -134,20 +107,20 @@ class ModelMetadata(_Open):
     outputs: list[TensorMetadata]
 
 
-class ModelReady(_Open):
+class ModelReady(OpenBody):
     """Whether a model (version) can serve now."""
 
     name: str
     ready: bool
 
 
-class RepositoryIndexRequest(_Open):
+class RepositoryIndexRequest(OpenBody):
     """`POST /v2/repository/index`: `{"ready": true}` lists ready models only (body optional)."""
 
     ready: bool = False
 
 
-class IndexEntry(_Open):
+class IndexEntry(OpenBody):
     """One model version in the repository index."""
 
     name: str
@@ -160,34 +133,34 @@ class RepositoryIndex(RootModel[list[IndexEntry]]):
     """The repository index: the models the caller may read."""
 
 
-class RepositoryLoaded(_Open):
+class RepositoryLoaded(OpenBody):
     """`POST /v2/repository/models/{name}/load`."""
 
     name: str
     load: bool
 
 
-class RepositoryUnloaded(_Open):
+class RepositoryUnloaded(OpenBody):
     """`POST /v2/repository/models/{name}/unload`."""
 
     name: str
     unload: bool
 
 
-class ModelList(_Open):
+class ModelList(OpenBody):
     """`GET /v1/models`: the models the caller may read."""
 
     models: list[str]
 
 
-class ModelStatus(_Open):
+class ModelStatus(OpenBody):
     """`GET /v1/models/{name}`."""
 
     name: str
     ready: bool
 
 
-class FeedbackRequest(_Closed):
+class FeedbackRequest(ClosedBody):
     """The outcome of a past prediction: a reward or conversion (`value`) or the truth (`label`)."""
 
     request_id: str
@@ -195,7 +168,7 @@ class FeedbackRequest(_Closed):
     label: str | int | float | bool | None = None
 
 
-class FeedbackResult(_Open):
+class FeedbackResult(OpenBody):
     """What the feedback was recorded against."""
 
     request_id: str
@@ -206,7 +179,7 @@ class FeedbackResult(_Open):
 # -- inference ----------------------------------------------------------------------------------
 
 
-class InferInputTensor(_Open):
+class InferInputTensor(OpenBody):
     """A V2 input tensor: `data` flat or nested in row-major order, or binary after the JSON."""
 
     name: str = Field(min_length=1)
@@ -216,14 +189,14 @@ class InferInputTensor(_Open):
     data: list[Any] | None = None
 
 
-class RequestedOutput(_Open):
+class RequestedOutput(OpenBody):
     """An output the caller asks for (`parameters.binary_data`: send it binary)."""
 
     name: str
     parameters: dict[str, Any] | None = None
 
 
-class V2InferRequest(_Open):
+class V2InferRequest(OpenBody):
     """Open Inference Protocol (V2) infer request."""
 
     id: str | None = None
@@ -232,7 +205,7 @@ class V2InferRequest(_Open):
     outputs: list[RequestedOutput] | None = None
 
 
-class OutputTensor(_Open):
+class OutputTensor(OpenBody):
     """A V2 output tensor (`data` absent when it was sent binary)."""
 
     name: str
@@ -242,7 +215,7 @@ class OutputTensor(_Open):
     data: list[Any] | None = None
 
 
-class V2InferResponse(_Open):
+class V2InferResponse(OpenBody):
     """Open Inference Protocol (V2) infer response."""
 
     model_name: str
@@ -252,14 +225,14 @@ class V2InferResponse(_Open):
     outputs: list[OutputTensor]
 
 
-class V1PredictRequest(_Open):
+class V1PredictRequest(OpenBody):
     """KServe V1: rows (`instances`, or `inputs`): lists in feature order, or records."""
 
     instances: list[Any] | None = Field(default=None, min_length=1)
     inputs: list[Any] | None = Field(default=None, min_length=1)
 
 
-class V1Predictions(_Open):
+class V1Predictions(OpenBody):
     """KServe V1 answer: the first output, one entry per row."""
 
     predictions: list[Any]
@@ -271,426 +244,3 @@ class RecordsRequest(RootModel[dict[str, Any] | list[dict[str, Any]]]):
 
 class RecordsReply(RootModel[dict[str, Any] | list[dict[str, Any]]]):
     """Every output per record: one object for one record, else a list."""
-
-
-# -- the control API -----------------------------------------------------------------------------
-
-
-class DeploymentView(_Open):
-    """A deployment: its spec, revision, status and times (and traffic, while it has some)."""
-
-    name: str
-    revision: int
-    status: str
-    spec: dict[str, Any]
-    created: float
-    updated: float
-    reason: str | None = None
-    traffic: dict[str, Any] | None = None
-    stable: dict[str, Any] | None = None
-
-
-class DeploymentList(RootModel[list[DeploymentView]]):
-    """The deployments the caller may manage."""
-
-
-class WindowSummary(_Open):
-    """Requests, rate, errors and latency percentiles over the last `window_s` seconds."""
-
-    window_s: float
-    requests: int
-    rps: float
-    errors: int
-    error_rate: float
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    resources: Resources | None = None
-    samples: dict[str, list[Any]] | None = None
-    """With `?samples=true`: `latency_s` and `ok`, one item per request of the window."""
-
-
-class VariantsView(_Open):
-    """Per variant: version, share of traffic and recent requests."""
-
-    name: str
-    variants: list[dict[str, Any]]
-    shadow: dict[str, Any] | None = None
-
-
-class AbReport(_Open):
-    """Each variant tested against the control (error rate, latency, outcomes)."""
-
-    name: str
-    window_s: float | None = None
-
-
-class LogsView(_Open):
-    """A deployment's events, oldest first."""
-
-    name: str
-    lines: list[str]
-
-
-class LogNote(_Open):
-    """A note for a deployment's event log (one line of 2000 characters at most)."""
-
-    text: str = Field(min_length=1, max_length=2000)
-
-
-class PipelineView(_Open):
-    """A served pipeline: endpoint, nodes, the models it serves, and its spec."""
-
-    name: str
-    url: str
-    nodes: int
-    models: list[str]
-    created: float
-    spec: dict[str, Any]
-
-
-class PipelineList(RootModel[list[PipelineView]]):
-    """The pipelines the caller may manage."""
-
-
-class GraphView(_Open):
-    """A served KServe InferenceGraph: endpoint, the deployments it calls, and its spec."""
-
-    name: str
-    url: str
-    services: list[str]
-    created: float
-    spec: dict[str, Any]
-
-
-class GraphList(RootModel[list[GraphView]]):
-    """The inference graphs the caller may manage."""
-
-
-class KeyCreateRequest(_Closed):
-    """A new API key: scopes (`predict:NAME`, `manage:NAME`, `metrics`, `admin`), limits."""
-
-    name: str = ""
-    scopes: list[str] | None = Field(default=None, min_length=1)
-    deployments: list[str] | None = Field(default=None, min_length=1)
-    """The older name of `scopes`."""
-    expires: float | None = None
-    """Epoch seconds."""
-    expires_in_s: float | None = Field(default=None, gt=0)
-    rate_limit: float | None = Field(default=None, gt=0)
-    """Requests per second."""
-    burst: int | None = Field(default=None, gt=0)
-    deployment: str | None = None
-    """The deployment whose deploy mints the key: deleting that deployment revokes it."""
-
-
-class KeyRecord(_Open):
-    """What the server keeps about a key: never the key itself."""
-
-    id: str
-    prefix: str
-    name: str
-    scopes: list[str]
-    created: float
-    state: str
-    expires: float | None = None
-    rate_limit: float | None = None
-    burst: int | None = None
-    revoked: float | None = None
-    rotated_to: str | None = None
-    deployment: str | None = None
-    """The deployment whose deploy minted the key (deleting it revokes the key)."""
-
-
-class KeyList(RootModel[list[KeyRecord]]):
-    """Every key's record."""
-
-
-class KeyCreated(KeyRecord):
-    """A new key's record and the key, shown this once."""
-
-    key: str
-
-
-class KeyRotateRequest(_Open):
-    """How long the old key keeps working after a rotation (body optional)."""
-
-    grace_s: float | None = Field(default=None, ge=0)
-
-
-class KeyRotated(KeyCreated):
-    """The new key and the prefix of the one it replaces."""
-
-    replaces: str
-
-
-class AccessRule(_Closed):
-    """Who may `read`, `deploy` or `call` a registry model: key names, ids, or `*` (null lifts)."""
-
-    read: list[Who] | None = None
-    deploy: list[Who] | None = None
-    call: list[Who] | None = None
-
-
-class AccessRules(RootModel[dict[str, AccessRule]]):
-    """Every registry model's access rule."""
-
-
-class AuditRow(_Open):
-    """One audit record: who called what, when and with which outcome."""
-
-    ts: float
-    key: str
-    principal: str
-    action: str
-    transport: str
-    model: str
-    version: str
-    status: int
-    latency_ms: float
-    request_id: str
-    client: str
-
-
-class AuditRows(RootModel[list[AuditRow]]):
-    """Audit records, oldest first."""
-
-
-# -- resource use, cost, trends (issue 19) ---------------------------------------------------------
-
-
-class ServerProcess(_Open):
-    """The server process: its pid, resident memory, threads and CPU seconds so far."""
-
-    pid: int
-    rss_bytes: int
-    threads: int
-    cpu_s: float
-
-
-class VersionResources(_Open):
-    """One model version's resource use: CPU in its predict calls, memory, threads, GPU."""
-
-    version: str
-    isolated: bool
-    """In a worker process of its own (its pid, memory and threads), else in the server's."""
-    pid: int | None
-    cpu_s: float
-    calls: int
-    rss_bytes: int
-    shared: bool
-    """Its memory is an even share of the server's (models in one process cannot be told apart)."""
-    threads: int
-    gpu_memory_bytes: int | None
-    """None without a GPU."""
-
-
-class Resources(_Open):
-    """A deployment's resource use now, per version, and the server process's."""
-
-    cpu_s: float
-    rss_bytes: int
-    versions: list[VersionResources]
-    server: ServerProcess
-    gpus: list[dict[str, Any]]
-    gpu_note: str | None
-    """Why there are no GPU figures (no NVML, no GPU), or None."""
-
-
-class PriceTable(_Closed):
-    """What an hour of each resource costs (defaults: AWS on-demand, see `source`)."""
-
-    cpu_hour: float = Field(default=0.04048, ge=0)
-    gb_hour: float = Field(default=0.004445, ge=0)
-    gpu_hour: float = Field(default=0.526, ge=0)
-    currency: str = Field(default="USD", min_length=1, max_length=500)
-    source: str = Field(default="set by the user", min_length=1, max_length=500)
-
-
-class CostFigures(_Open):
-    """What a window of use cost, and its rates."""
-
-    window_s: float
-    requests: int
-    cpu_s: float
-    memory_gb_s: float
-    gpu_s: float
-    cpu_cost: float
-    memory_cost: float
-    gpu_cost: float
-    total: float
-    per_1000: float | None
-    per_day: float | None
-    currency: str
-
-
-class VariantCost(CostFigures):
-    """One variant's (version's) cost over the window."""
-
-    variant: str
-    version: str
-    shadow: int
-    errors: int
-
-
-class CostView(_Open):
-    """`GET .../cost`: the deployment's cost over a window, in all and per variant."""
-
-    name: str
-    window_s: float
-    covered_s: float
-    prices: dict[str, Any]
-    total: CostFigures
-    variants: list[VariantCost]
-    source: Literal["live", "rollups"]
-    """`live`: the last hour's measurements, per variant; `rollups`: the per-minute history."""
-
-
-class HistoryRow(_Open):
-    """One minute of a deployment (`t`: the minute's start, epoch seconds)."""
-
-    t: int
-    requests: int
-    errors: int
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    cpu_s: float
-    rss_bytes: int
-    cost: float
-    drift: float | None
-
-
-class HistoryView(_Open):
-    """`GET .../history`: per-minute rollups, oldest first."""
-
-    name: str
-    since_s: float
-    bucket_s: int
-    rows: list[HistoryRow]
-
-
-class DriftTest(_Open):
-    """One test of one feature.
-
-    `threshold` is compared with `p_value` when there is one, else with `score`.
-    """
-
-    feature: str
-    test: Literal["psi", "ks", "chi2", "js", "missing"]
-    statistic: float
-    p_value: float | None
-    score: float
-    threshold: float
-    drifted: bool
-    role: Literal["input", "prediction"]
-
-
-class DriftReferenceView(_Open):
-    """What a deployment's drift is measured against (`source: none`: nothing yet)."""
-
-    source: str
-    """`data` (the notebook's `reference_data`), `registry`, `window` (past traffic), `none`."""
-    rows: int
-    features: list[str]
-    predictions: str | None
-    """Where the predictions' reference comes from: `reference`, `first window` or null."""
-    created: float | None
-
-
-class DriftView(_Open):
-    """`GET .../drift`: every feature's tests over a window of sampled live rows."""
-
-    name: str
-    window_s: float
-    computed_at: float
-    rows: int
-    """Sampled rows in the window (what was tested)."""
-    seen: int
-    """Rows offered to the sample in the window."""
-    status: Literal["ok", "drift", "no reference", "no traffic"]
-    score: float | None
-    """The largest score / threshold of the PSI and Jensen-Shannon tests (1: at threshold)."""
-    drifted: list[str]
-    features: list[DriftTest]
-    reference: DriftReferenceView | None
-    reference_source: str
-    predictions_reference: str | None
-    not_in_traffic: list[str]
-    histograms: dict[str, dict[str, Any]]
-    """Per feature, reference and live shares on shared bins (`edges` or `categories`)."""
-
-
-class DriftWindow(_Closed):
-    """Past live traffic as the reference: from `since_s` to `until_s` seconds ago."""
-
-    since_s: float = Field(gt=0, le=21600)
-    until_s: float = Field(default=0, ge=0)
-
-
-class DriftReferenceBody(_Open):
-    """`PUT .../drift/reference`: a sample of the reference data, or a window of past traffic."""
-
-    columns: dict[str, list[float | str | None]] | None = Field(default=None, max_length=256)
-    """Each feature's values (at most 10,000 rows, all columns alike)."""
-    predictions: list[float | str | None] | None = None
-    source: str | None = None
-    window: DriftWindow | None = None
-
-
-class ExplainBody(_Closed):
-    """`POST .../explain`: rows to explain (lists in feature order, or objects by feature)."""
-
-    rows: list[list[float | None] | dict[str, float | None]] = Field(min_length=1, max_length=100)
-    class_: str | None = Field(default=None, alias="class")
-    """The class explained for every row (default: each row's predicted class)."""
-
-
-class ExplainedRow(_Open):
-    """One row's explanation: `base + sum(shap) == value`, the model's output explained."""
-
-    output: str
-    """The output explained (a class label, or `output`)."""
-    base: float
-    value: float
-    shap: list[float]
-    """One SHAP value per feature, in `features` order."""
-
-
-class ExplainView(_Open):
-    """`POST .../explain`: SHAP values per row, with the explainer that computed them."""
-
-    name: str
-    version: str
-    explainer: Literal["tree", "linear", "kernel"]
-    space: Literal["probability", "log-odds", "raw"]
-    """What the explained output is: a class probability, its log-odds or margin, a value."""
-    features: list[str]
-    outputs: list[str]
-    rows: list[ExplainedRow]
-    seconds: float
-
-
-class FeatureImportance(_Open):
-    """One feature's mean |SHAP value| over a window's sampled live rows."""
-
-    feature: str
-    importance: float
-    rank: int
-
-
-class ImportanceView(_Open):
-    """`GET .../importance`: mean |SHAP value| per feature over live traffic, largest first."""
-
-    name: str
-    window_s: float
-    computed_at: float
-    rows: int
-    """Sampled live rows explained (at most 200; 50 for the kernel explainer)."""
-    status: Literal["ok", "no traffic"]
-    explainer: Literal["tree", "linear", "kernel"] | None
-    space: Literal["probability", "log-odds", "raw"] | None
-    features: list[FeatureImportance]
-
-
-WindowSummary.model_rebuild()  # it names `Resources`, defined after it

@@ -5,20 +5,18 @@ in the server's state folder and are served again when the server restarts. Ever
 admin token (kept owner-only in `$NSTARX_HOME/security`) or an API key with `manage` on the
 deployment; deploying a registry model also needs its `deploy` permission. Keys, access rules and
 the audit log are in `security_api`.
+
+This is the transport-free service; `control_api` is its HTTP module.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
-
-from starlette.responses import Response
-from starlette.routing import Match, Route
 
 from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.deployment.spec import PRIMARY, DeploymentSpec
@@ -29,11 +27,11 @@ from nstarx_jupyter.errors import (
     NotFoundError,
     NstarxError,
 )
+from nstarx_jupyter.monitoring.abtest import ab_report
 from nstarx_jupyter.pipelines.sinks import HIDDEN, keep_secrets
 from nstarx_jupyter.serving.drift_api import DriftApi
 from nstarx_jupyter.serving.explain_api import ExplainApi
 from nstarx_jupyter.serving.graph_api import GraphApi
-from nstarx_jupyter.serving.http_errors import error_response
 from nstarx_jupyter.serving.jobs_api import JobsApi
 from nstarx_jupyter.serving.loading import check_trusted
 from nstarx_jupyter.serving.metrics import LatencyWindow
@@ -50,33 +48,21 @@ from nstarx_jupyter.serving.revisions import (
     traffic_view,
     what_changed,
 )
-from nstarx_jupyter.serving.security_api import (
-    PREFIX,
-    SecurityApi,
-    control_endpoint,
-    json_body,
-    json_response,
-    query_number,
-)
+from nstarx_jupyter.serving.security_api import SecurityApi
 from nstarx_jupyter.serving.settings import registry_models
 from nstarx_jupyter.serving.traffic import Logged
 from nstarx_jupyter.serving.trust import ArtifactPolicy, default_policy
 from nstarx_jupyter.serving.usage_api import UsageApi
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
     from pathlib import Path
-
-    from starlette.requests import Request
 
     from nstarx_jupyter.security import Guard, Principal
     from nstarx_jupyter.serving.dataplane import DataPlane
     from nstarx_jupyter.serving.settings import ModelSettings
     from nstarx_jupyter.serving.usage import UsageMonitor
 
-    Handler = Callable[[Request, Principal], Awaitable[Response]]
-
-__all__ = ["PREFIX", "ControlPlane"]
+__all__ = ["ControlPlane"]
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +261,20 @@ class ControlPlane:
         mine = [line for line in text.splitlines() if line.split(" ", 2)[1:2] == [name]]
         return mine[-lines:]
 
+    def note(self, name: str, text: object) -> None:
+        """Append a client's line (an automated rollout's decision, say) to the events."""
+        self._get(name)
+        if not isinstance(text, str) or not text.strip() or len(text) > 2000:
+            raise InvalidInputError("text: a non-empty string of 2000 characters at most")
+        self._event(name, " ".join(text.split()))  # one line, whatever was sent
+
+    def history(self, name: str) -> list[str]:
+        """`logs`, or `NotFoundError` for a name never deployed (a deleted one keeps them)."""
+        lines = self.logs(name)
+        if not lines:
+            self._get(name)
+        return lines
+
     def _event(self, name: str, text: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with contextlib.suppress(OSError), self.events.open("a") as out:
@@ -337,8 +337,6 @@ class ControlPlane:
         labels = {version: plan.label(version) for version in {row[0] for row in rows}}
 
         def analyse() -> dict[str, Any]:
-            from nstarx_jupyter.monitoring.abtest import ab_report
-
             groups: dict[str, list[Any]] = {}
             for row in rows:
                 groups.setdefault(labels[row[0]], []).append(Logged._make(row))
@@ -396,39 +394,6 @@ class ControlPlane:
                              "revision": stable_revision}  # fmt: skip
         atomic_write(self.folder / f"{deployed.spec.name}.json", json.dumps(doc, indent=1))
 
-    # -- HTTP ----------------------------------------------------------------------------------
-
-    def routes(self) -> list[Route]:
-        """The control API's routes: deployments here, keys, access and audit in `security`."""
-
-        def route(path: str, handler: Handler, action: str, audit_as: str,
-                  methods: list[str]) -> Route:  # fmt: skip
-            endpoint = control_endpoint(self.dataplane, handler, action, audit_as)
-            return Route(f"{PREFIX}{path}", endpoint, methods=methods)
-
-        routes = [
-            route("/deployments", self._list, "any", "deployments", ["GET"]),
-            route("/deployments/{name}", self._one, "manage", "deployment",
-                  ["GET", "PUT", "DELETE"]),
-            route("/deployments/{name}/metrics", self._metrics, "manage", "metrics", ["GET"]),
-            route("/deployments/{name}/logs", self._logs, "manage", "logs", ["GET", "POST"]),
-            route("/deployments/{name}/variants", self._variants, "manage", "variants", ["GET"]),
-            route("/deployments/{name}/ab", self._ab, "manage", "ab", ["GET"]),
-            *self.pipelines.routes(),
-            *self.graphs.routes(),
-            *self.security.routes(),
-            *self.usage.routes(),
-            *self.drift.routes(),
-            *self.explain.routes(),
-            *self.jobs.routes(),
-        ]  # fmt: skip
-        # Last: any other path or method under the prefix, so its 404 or 405 is audited too.
-        unrouted = functools.partial(_unrouted, routes)
-        endpoint = control_endpoint(self.dataplane, unrouted, "any", "unrouted")
-        every = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
-        rest = Route(f"{PREFIX}/{{path:path}}", endpoint, methods=every, include_in_schema=False)
-        return [*routes, rest]
-
     def metrics(self, name: str, window_s: float, *, samples: bool = False) -> dict[str, Any]:
         """Requests, rate, errors and exact latency percentiles over the last `window_s` s.
 
@@ -450,61 +415,18 @@ class ControlPlane:
             doc["samples"] = {"latency_s": latencies_s.tolist(), "ok": ok.tolist()}
         return doc
 
-    async def _metrics(self, request: Request, principal: Principal) -> Response:
-        samples = request.query_params.get("samples", "false")
-        if samples not in ("true", "false"):
-            raise InvalidInputError(f"samples: 'true' or 'false', not '{samples}'")
-        return json_response(self.metrics(request.path_params["name"], _window(request),
-                                          samples=samples == "true"))  # fmt: skip
+    async def deploy_as(self, principal: Principal, doc: dict[str, Any], *,
+                        if_revision: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """Deploy `doc` (a `DeploymentSpec` as JSON, with its name) for `principal`.
 
-    async def _ab(self, request: Request, principal: Principal) -> Response:
-        query = request.query_params
-        numbers = {key: query_number(query, key) for key in ("alpha", "power", "minimum_effect")
-                   if key in query}  # fmt: skip
-        window = query_number(query, "window_s") if "window_s" in query else None
-        report = await self.ab_report(request.path_params["name"], window_s=window,
-                                      control=query.get("control"), **numbers)  # fmt: skip
-        return json_response(report)
-
-    async def _variants(self, request: Request, principal: Principal) -> Response:
-        return json_response(self.variants(request.path_params["name"], _window(request)))
-
-    async def _logs(self, request: Request, principal: Principal) -> Response:
-        name = request.path_params["name"]
-        if request.method == "POST":  # a note from a client (an automated rollout's decision)
-            self._get(name)
-            text = (await json_body(request)).get("text")
-            if not isinstance(text, str) or not text.strip() or len(text) > 2000:
-                raise InvalidInputError("text: a non-empty string of 2000 characters at most")
-            self._event(name, " ".join(text.split()))  # one line, whatever was sent
-            return Response(status_code=204)
-        lines = self.logs(name)
-        if not lines:  # a deleted deployment keeps its history; a name never deployed has none
-            self._get(name)
-        return json_response({"name": name, "lines": lines})
-
-    async def _list(self, request: Request, principal: Principal) -> Response:
-        mine = [name for name in self.names() if self.guard.may(principal, "manage", name)]
-        return json_response([self.describe(name) for name in mine])
-
-    async def _one(self, request: Request, principal: Principal) -> Response:
-        name = request.path_params["name"]
-        if request.method == "GET":
-            return json_response(self.describe(name))
-        if request.method == "DELETE":
-            await self.delete(name)
-            return Response(status_code=204)
-        doc = await json_body(request)
-        if doc.setdefault("name", name) != name:
-            raise InvalidInputError(f"name: the body says '{doc['name']}', the URL '{name}'")
+        The caller must be allowed to deploy every registry model it names, and the artifact
+        policy must allow its files and runtimes.
+        """
+        name = str(doc["name"])
         if self.dataplane.pipelines.get(name) is not None:
             raise ConflictError(f"a pipeline is already served as '{name}'")
         if self.dataplane.graphs.get(name) is not None:
             raise ConflictError(f"an inference graph is already served as '{name}'")
-        existed = name in self._deployed
-        raw = request.query_params.get("if_revision")
-        if raw is not None and not raw.isdigit():
-            raise InvalidInputError(f"if_revision: '{raw}' is not a revision number")
         spec = DeploymentSpec.build(**doc)
         previous = self._deployed.get(name)
         if spec.sinks:  # headers shown hidden and sent back keep their values
@@ -518,12 +440,12 @@ class ControlPlane:
         uris = [spec.storage_uri, *(variant.storage_uri for variant in variants)]
         self.guard.check_models(principal, "deploy", registry_models(uris))
         started = time.perf_counter()
-        described = await self.apply(spec, if_revision=int(raw) if raw is not None else None)
+        described = await self.apply(spec, if_revision=if_revision)
         if spec.trusted:  # who vouched for code that runs on load, beside the call's own record
             self._event(name, f"revision {described['revision']} trusted by {principal.key}")
             self.dataplane.audit.call(principal, "deployment.trusted", "control", name,
                                       str(described["revision"]), 200, started)  # fmt: skip
-        return json_response(described, 200 if existed else 201)
+        return described
 
     async def close(self) -> None:
         """Write the trends' last minute and stop sampling (the server is stopping)."""
@@ -533,16 +455,6 @@ class ControlPlane:
         await self.usage.close()
 
 
-async def _unrouted(routes: list[Route], request: Request, principal: Principal) -> Response:
-    """404 for a path no control route has, 405 (with `Allow`) for a method it does not take."""
-    allowed = sorted({method for route in routes
-                      if route.matches(request.scope)[0] is Match.PARTIAL
-                      for method in route.methods or ()})  # fmt: skip
-    if allowed:
-        return error_response(405, "Method Not Allowed", {"Allow": ", ".join(allowed)})
-    raise NotFoundError(f"no control route {request.url.path}")
-
-
 def _shown(spec: DeploymentSpec) -> dict[str, Any]:
     """A spec as described to callers: sink headers (secrets) as `***`."""
     doc = spec.model_dump(mode="json", exclude_defaults=True)
@@ -550,11 +462,3 @@ def _shown(spec: DeploymentSpec) -> dict[str, Any]:
         if sink.get("headers"):
             sink["headers"] = dict.fromkeys(sink["headers"], HIDDEN)
     return doc
-
-
-def _window(request: Request) -> float:
-    raw = request.query_params.get("window_s", "60")
-    try:
-        return float(raw)
-    except ValueError:
-        raise InvalidInputError(f"window_s: '{raw}' is not a number") from None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import re
 import threading
@@ -36,11 +35,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
+from prometheus_client.core import GaugeMetricFamily
 
 from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.monitoring.drift import Column, DriftResult, Thresholds, compare, histograms
 from nstarx_jupyter.serving.background import LoopTask
+from nstarx_jupyter.serving.drift_rows import (
+    PREDICTION_KEY,
+    Reference,
+    columns_of,
+    feature_name,
+    json_list,
+    row_at,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -73,10 +81,6 @@ KEEP_S = 6 * 3600
 """Live rows are kept six hours: the longest window (43,200 rows at most per deployment)."""
 DEFAULT_WINDOW_S = 3600.0
 """The window of the sidebar's badge, the Prometheus gauges and the per-minute rollups."""
-MAX_FEATURES = 256
-MAX_REFERENCE_ROWS = 10_000
-MAX_TEXT = 200
-"""Categorical values longer than this are cut (a category, not a document)."""
 FIRST_WINDOW_ROWS = 200
 """Predictions frozen as their reference when none was given."""
 PREDICTION = "prediction"
@@ -87,83 +91,6 @@ _REUSE_S = 30.0
 """A default-window report is reused this long while no row came (the window moves on too)."""
 _REPORT_TTL_S = 120.0
 """A cached default-window report older than this is not a current score."""
-
-
-@dataclass(slots=True)
-class Reference:
-    """What live traffic is compared with: a sample of rows per feature, and predictions."""
-
-    source: str
-    """`data` (sent by the notebook), `registry` (a model version's statistics), `window`."""
-    columns: dict[str, list[Any]]
-    predictions: list[Any] | None = None
-    predictions_source: str | None = None
-    """`reference` (given with the data) or `first window` (frozen from live traffic)."""
-    created: float = field(default_factory=time.time)
-
-    @property
-    def rows(self) -> int:
-        """Rows in the reference sample."""
-        return max((len(v) for v in self.columns.values()), default=0)
-
-    @classmethod
-    def parse(cls, doc: Any, source: str = "data") -> Reference:
-        """A reference from the control API's body (or the state file); 400 when malformed.
-
-        `{"columns": {name: [values]}, "predictions": [values]?}`, or a registry summary
-        (`registry.stats.summarize`) whose `sample` holds the columns.
-        """
-        if not isinstance(doc, dict):
-            raise InvalidInputError("reference: a JSON object")
-        if "columns" not in doc and isinstance(doc.get("sample"), dict):
-            doc = {**doc["sample"], "predictions": doc.get("predictions"),
-                   "source": doc.get("source", "registry")}  # fmt: skip
-        columns = doc.get("columns")
-        if not isinstance(columns, dict) or not columns:
-            raise InvalidInputError("reference: 'columns' maps each feature to its values")
-        if len(columns) > MAX_FEATURES:
-            raise InvalidInputError(f"reference: at most {MAX_FEATURES} features")
-        parsed = {str(name)[:MAX_TEXT]: _values(values, f"reference column '{name}'")
-                  for name, values in columns.items()}  # fmt: skip
-        lengths = {len(v) for v in parsed.values()}
-        if len(lengths) != 1 or 0 in lengths:
-            raise InvalidInputError("reference: every column needs the same number of rows (> 0)")
-        predictions = doc.get("predictions")
-        if predictions is not None:
-            predictions = _values(predictions, "reference predictions")
-        given = doc.get("predictions_source")
-        created = doc.get("created")
-        if isinstance(created, bool) or not isinstance(created, int | float):
-            created = time.time()
-        return cls(str(doc.get("source") or source)[:40], parsed, predictions,
-                   str(given)[:40] if given else ("reference" if predictions else None),
-                   float(created))  # fmt: skip
-
-    def to_json(self) -> dict[str, Any]:
-        """The state file's form (and `Reference.parse`'s)."""
-        return {"source": self.source, "columns": self.columns, "predictions": self.predictions,
-                "predictions_source": self.predictions_source, "created": self.created}  # fmt: skip
-
-    def describe(self) -> dict[str, Any]:
-        """Source, rows, features and when it was set (no values)."""
-        return {"source": self.source, "rows": self.rows, "features": list(self.columns),
-                "predictions": self.predictions_source, "created": self.created}  # fmt: skip
-
-
-def _values(values: Any, what: str) -> list[Any]:
-    if not isinstance(values, list):
-        raise InvalidInputError(f"{what}: a list of values")
-    if len(values) > MAX_REFERENCE_ROWS:
-        raise InvalidInputError(f"{what}: at most {MAX_REFERENCE_ROWS} rows")
-    out: list[Any] = []
-    for value in values:
-        if value is None or isinstance(value, bool | int | float):
-            out.append(None if isinstance(value, float) and not math.isfinite(value) else value)
-        elif isinstance(value, str):
-            out.append(value[:MAX_TEXT])
-        else:
-            raise InvalidInputError(f"{what}: numbers, strings or null")
-    return out
 
 
 @dataclass(slots=True)
@@ -233,8 +160,8 @@ class DriftMonitor:
         columns, predictions = self._live(now - since_s, now - until_s, names=None)
         if not columns or not next(iter(columns.values())).size:
             raise InvalidInputError("window: no live rows recorded in it")
-        reference = Reference("window", {k: _json_list(v) for k, v in columns.items()},
-                              _json_list(predictions) if predictions is not None else None,
+        reference = Reference("window", {k: json_list(v) for k, v in columns.items()},
+                              json_list(predictions) if predictions is not None else None,
                               "reference" if predictions is not None else None)  # fmt: skip
         self.set_reference(reference)
         return reference
@@ -261,7 +188,7 @@ class DriftMonitor:
         return moved
 
     def _add(self, when: float, inputs: Tensors, outputs: Tensors) -> None:
-        columns, count = _columns(inputs, outputs)
+        columns, count = columns_of(inputs, outputs)
         if not count:
             return
         picked = range(count)
@@ -274,11 +201,11 @@ class DriftMonitor:
         for index in picked:
             bucket.seen += 1
             if len(bucket.rows) < ROWS_PER_MINUTE:
-                bucket.rows.append(_row(columns, index))
+                bucket.rows.append(row_at(columns, index))
             else:
                 slot = self._random.randrange(bucket.seen)
                 if slot < ROWS_PER_MINUTE:
-                    bucket.rows[slot] = _row(columns, index)
+                    bucket.rows[slot] = row_at(columns, index)
 
     def _live(
         self, start: float, end: float, names: list[str] | None
@@ -294,10 +221,10 @@ class DriftMonitor:
         predictions = None
         for key in keys:
             values = np.asarray([row.get(key) for row in rows], dtype=object)
-            if key is _PREDICTION_KEY:
+            if key is PREDICTION_KEY:
                 predictions = values
             else:
-                columns[_name(key, names)] = values
+                columns[feature_name(key, names)] = values
         return columns, predictions
 
     def live_columns(self, window_s: float) -> dict[str, np.ndarray[Any, Any]]:
@@ -350,10 +277,10 @@ class DriftMonitor:
         if self.first_predictions is not None or (self.reference and self.reference.predictions):
             return
         with self._lock:
-            first = [row[_PREDICTION_KEY] for _, bucket in sorted(self._minutes.items())
-                     for row in bucket.rows if _PREDICTION_KEY in row]  # fmt: skip
+            first = [row[PREDICTION_KEY] for _, bucket in sorted(self._minutes.items())
+                     for row in bucket.rows if PREDICTION_KEY in row]  # fmt: skip
         if len(first) >= FIRST_WINDOW_ROWS and window is not None:
-            self.first_predictions = _json_list(np.asarray(first[:FIRST_WINDOW_ROWS * 5],
+            self.first_predictions = json_list(np.asarray(first[:FIRST_WINDOW_ROWS * 5],
                                                            dtype=object))  # fmt: skip
             with self._lock:
                 self._save()
@@ -389,64 +316,6 @@ def _body(
         "histograms": {feature: histograms(ref_columns[feature], live_columns[feature])
                        for feature in live_columns},
     }  # fmt: skip
-
-
-class _PredictionKey:
-    """The key of a row's prediction (no feature name can equal it)."""
-
-    def __repr__(self) -> str:
-        return "<prediction>"
-
-
-_PREDICTION_KEY = _PredictionKey()
-
-
-def _columns(inputs: Tensors, outputs: Tensors) -> tuple[dict[Any, np.ndarray[Any, Any]], int]:
-    """The request's columns as 1-D views, and their number of rows (0: nothing to keep).
-
-    Keyed by position, or by an input's name; the prediction under `_PREDICTION_KEY`.
-    """
-    columns: dict[Any, np.ndarray[Any, Any]] = {}
-    wide = [a for a in inputs.values() if a.ndim == 2 and a.shape[1] > 1]
-    if len(inputs) == 1 and wide:
-        matrix = wide[0]
-        columns = {i: matrix[:, i] for i in range(min(matrix.shape[1], MAX_FEATURES))}
-    else:
-        for key, array in list(inputs.items())[:MAX_FEATURES]:
-            if array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1):
-                columns[key] = array.reshape(-1)
-    if not columns:
-        return {}, 0
-    count = min(a.shape[0] for a in columns.values())
-    for array in outputs.values():
-        if array.shape[:1] == (count,) and (array.ndim == 1 or array.size == count):
-            columns[_PREDICTION_KEY] = array.reshape(-1)
-            break
-    return columns, count
-
-
-def _row(columns: dict[Any, np.ndarray[Any, Any]], index: int) -> dict[Any, Any]:
-    """Row `index` of the columns as a dict of plain values."""
-    return {key: _plain(array[index : index + 1])[0] for key, array in columns.items()}
-
-
-def _plain(array: np.ndarray[Any, Any]) -> list[Any]:
-    if array.dtype.kind in "biuf":
-        return array.tolist()  # type: ignore[no-any-return]
-    return [v.decode("utf-8", "replace")[:MAX_TEXT] if isinstance(v, bytes)
-            else v if v is None or isinstance(v, int | float) else str(v)[:MAX_TEXT]
-            for v in array.tolist()]  # fmt: skip
-
-
-def _name(key: Any, names: list[str] | None) -> str:
-    if isinstance(key, int):
-        return names[key] if names is not None and key < len(names) else f"feature_{key}"
-    return str(key)
-
-
-def _json_list(values: np.ndarray[Any, Any]) -> list[Any]:
-    return [None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
-            for v in values.tolist()]  # fmt: skip
 
 
 class DriftHub:
@@ -570,8 +439,6 @@ class _DriftCollector:
         self.hub = hub
 
     def collect(self) -> Iterator[Metric]:
-        from prometheus_client.core import GaugeMetricFamily
-
         scores = GaugeMetricFamily(
             "nstarx_drift_score",
             "Drift score per feature and test over the last hour (PSI, KS D, Cramér's V, JS "

@@ -17,9 +17,9 @@ from starlette.routing import Route
 
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.security.home import parse_duration
-from nstarx_jupyter.serving.bodies import DriftView
+from nstarx_jupyter.serving.control_bodies import DriftView
+from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, json_response
 from nstarx_jupyter.serving.drift import DEFAULT_WINDOW_S, KEEP_S, DriftHub, Reference
-from nstarx_jupyter.serving.security_api import PREFIX, control_endpoint, json_body, json_response
 
 if TYPE_CHECKING:
     from collections.abc import Callable

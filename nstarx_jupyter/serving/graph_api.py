@@ -18,7 +18,7 @@ from starlette.routing import Route
 from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.pipelines.inference_graph import GraphSpec
-from nstarx_jupyter.serving.security_api import PREFIX, control_endpoint, json_body, json_response
+from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, json_response
 
 if TYPE_CHECKING:
     from pathlib import Path

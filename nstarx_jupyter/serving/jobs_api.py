@@ -18,8 +18,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nstarx_jupyter.errors import ForbiddenError, InvalidInputError, NotFoundError
+from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, json_response
 from nstarx_jupyter.serving.jobs import FORMATS, Job, JobRequest, JobRunner, read_table
-from nstarx_jupyter.serving.security_api import PREFIX, control_endpoint, json_body, json_response
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from nstarx_jupyter.security import Principal
+    from nstarx_jupyter.serving.control_http import Handler
     from nstarx_jupyter.serving.dataplane import DataPlane
-    from nstarx_jupyter.serving.security_api import Handler
     from nstarx_jupyter.serving.trust import ArtifactPolicy
 
 __all__ = ["JobsApi"]

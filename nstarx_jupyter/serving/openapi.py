@@ -21,8 +21,9 @@ from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.pipelines import PipelineSpec
 from nstarx_jupyter.pipelines.inference_graph import GraphSpec
 from nstarx_jupyter.serving import bodies as b
+from nstarx_jupyter.serving import control_bodies as c
+from nstarx_jupyter.serving.control_http import PREFIX
 from nstarx_jupyter.serving.jobs import JobList, JobRequest, JobView
-from nstarx_jupyter.serving.security_api import PREFIX
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -127,56 +128,56 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/openapi.json"): Operation("This document", "metadata", None, open=True),
     # The control API: deployments
     ("GET", f"{PREFIX}/deployments"): Operation("The deployments the caller manages",
-                                                "deployments", b.DeploymentList),
-    ("GET", _DEPLOYMENT): Operation("A deployment", "deployments", b.DeploymentView),
+                                                "deployments", c.DeploymentList),
+    ("GET", _DEPLOYMENT): Operation("A deployment", "deployments", c.DeploymentView),
     ("PUT", _DEPLOYMENT): Operation(
-        "Create or replace a deployment (a new revision)", "deployments", b.DeploymentView,
+        "Create or replace a deployment (a new revision)", "deployments", c.DeploymentView,
         body=DeploymentSpec, also=(201,),
         query=(Query("if_revision", "integer", "apply only while this revision is current"),)),
     ("DELETE", _DEPLOYMENT): Operation("Delete a deployment", "deployments", None, status=204),
     ("GET", f"{_DEPLOYMENT}/metrics"): Operation(
-        "Recent requests and latency", "deployments", b.WindowSummary,
+        "Recent requests and latency", "deployments", c.WindowSummary,
         query=(_WINDOW, Query("samples", "string", "'true': each request's latency and outcome "
                               "too (to merge several servers' figures)"))),
-    ("GET", f"{_DEPLOYMENT}/logs"): Operation("A deployment's events", "deployments", b.LogsView),
+    ("GET", f"{_DEPLOYMENT}/logs"): Operation("A deployment's events", "deployments", c.LogsView),
     ("POST", f"{_DEPLOYMENT}/logs"): Operation("Add a note to a deployment's events",
-                                               "deployments", None, status=204, body=b.LogNote),
+                                               "deployments", None, status=204, body=c.LogNote),
     ("GET", f"{_DEPLOYMENT}/variants"): Operation("Per variant: share and recent requests",
-                                                  "deployments", b.VariantsView,
+                                                  "deployments", c.VariantsView,
                                                   query=(_WINDOW,)),
     ("GET", f"{_DEPLOYMENT}/ab"): Operation("A/B test of the variants", "deployments",
-                                            b.AbReport, query=_AB_QUERY),
+                                            c.AbReport, query=_AB_QUERY),
     # Resource use, cost, trends
     ("GET", f"{_DEPLOYMENT}/cost"): Operation(
         "Cost over a window, per 1,000 predictions and per day, per variant", "usage",
-        b.CostView, query=(Query("window_s", description="seconds, in (0, 2592000] (3600); past "
+        c.CostView, query=(Query("window_s", description="seconds, in (0, 2592000] (3600); past "
                                  "3600 from the per-minute rollups, without variants"),)),
     ("GET", f"{_DEPLOYMENT}/history"): Operation(
         "Per-minute rollups (requests, errors, latency, resources, cost), 30 days kept",
-        "usage", b.HistoryView,
+        "usage", c.HistoryView,
         query=(Query("since_s", description="seconds back, in (0, 2592000] (86400)"),)),
     # Drift
     ("GET", f"{_DEPLOYMENT}/drift"): Operation(
-        "Drift of live traffic from the reference, per feature and test", "drift", b.DriftView,
+        "Drift of live traffic from the reference, per feature and test", "drift", c.DriftView,
         query=(Query("window", "string", "a duration (1h, 15m, or seconds) up to 6h (1h)"),)),
     ("GET", f"{_DEPLOYMENT}/drift/reference"): Operation(
-        "What drift is measured against", "drift", b.DriftReferenceView),
+        "What drift is measured against", "drift", c.DriftReferenceView),
     ("PUT", f"{_DEPLOYMENT}/drift/reference"): Operation(
         "Set the drift reference: a sample of the data, or a window of past traffic", "drift",
-        b.DriftReferenceView, body=b.DriftReferenceBody),
+        c.DriftReferenceView, body=c.DriftReferenceBody),
     ("DELETE", f"{_DEPLOYMENT}/drift/reference"): Operation(
         "Remove the drift reference", "drift", None, status=204),
     # Explanations
     ("POST", f"{_DEPLOYMENT}/explain"): Operation(
         "SHAP values of up to 100 rows (tree, linear or kernel explainer, as fits the model)",
-        "explain", b.ExplainView, body=b.ExplainBody),
+        "explain", c.ExplainView, body=c.ExplainBody),
     ("GET", f"{_DEPLOYMENT}/importance"): Operation(
         "Mean |SHAP value| per feature over a window's sampled live rows", "explain",
-        b.ImportanceView,
+        c.ImportanceView,
         query=(Query("window", "string", "a duration (1h, 15m, or seconds) up to 6h (1h)"),)),
-    ("GET", f"{PREFIX}/prices"): Operation("The price table", "usage", b.PriceTable),
-    ("PUT", f"{PREFIX}/prices"): Operation("Set the price table", "usage", b.PriceTable,
-                                           body=b.PriceTable),
+    ("GET", f"{PREFIX}/prices"): Operation("The price table", "usage", c.PriceTable),
+    ("PUT", f"{PREFIX}/prices"): Operation("Set the price table", "usage", c.PriceTable,
+                                           body=c.PriceTable),
     # Batch jobs
     ("GET", f"{PREFIX}/jobs"): Operation("The batch jobs of the deployments the caller manages",
                                          "jobs", JobList),
@@ -189,37 +190,37 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", f"{PREFIX}/jobs/{{id}}/cancel"): Operation("Cancel a batch job", "jobs", JobView),
     # Pipelines
     ("GET", f"{PREFIX}/pipelines"): Operation("The pipelines the caller manages", "pipelines",
-                                              b.PipelineList),
-    ("GET", f"{PREFIX}/pipelines/{{name}}"): Operation("A pipeline", "pipelines", b.PipelineView),
+                                              c.PipelineList),
+    ("GET", f"{PREFIX}/pipelines/{{name}}"): Operation("A pipeline", "pipelines", c.PipelineView),
     ("PUT", f"{PREFIX}/pipelines/{{name}}"): Operation("Serve a pipeline", "pipelines",
-                                                       b.PipelineView, body=PipelineSpec,
+                                                       c.PipelineView, body=PipelineSpec,
                                                        also=(201,)),
     ("DELETE", f"{PREFIX}/pipelines/{{name}}"): Operation("Stop a pipeline", "pipelines", None,
                                                           status=204),
     # KServe InferenceGraphs (`nstarx apply -f`)
     ("GET", f"{PREFIX}/graphs"): Operation("The inference graphs the caller manages", "graphs",
-                                           b.GraphList),
-    ("GET", f"{PREFIX}/graphs/{{name}}"): Operation("An inference graph", "graphs", b.GraphView),
+                                           c.GraphList),
+    ("GET", f"{PREFIX}/graphs/{{name}}"): Operation("An inference graph", "graphs", c.GraphView),
     ("PUT", f"{PREFIX}/graphs/{{name}}"): Operation("Serve an inference graph", "graphs",
-                                                    b.GraphView, body=GraphSpec, also=(201,)),
+                                                    c.GraphView, body=GraphSpec, also=(201,)),
     ("DELETE", f"{PREFIX}/graphs/{{name}}"): Operation("Stop an inference graph", "graphs", None,
                                                        status=204),
     # Keys, access rules, audit (admin)
-    ("GET", f"{PREFIX}/keys"): Operation("Every API key's record", "security", b.KeyList),
-    ("POST", f"{PREFIX}/keys"): Operation("Mint an API key", "security", b.KeyCreated,
-                                          status=201, body=b.KeyCreateRequest),
-    ("DELETE", f"{PREFIX}/keys/{{key}}"): Operation("Revoke a key", "security", b.KeyRecord),
+    ("GET", f"{PREFIX}/keys"): Operation("Every API key's record", "security", c.KeyList),
+    ("POST", f"{PREFIX}/keys"): Operation("Mint an API key", "security", c.KeyCreated,
+                                          status=201, body=c.KeyCreateRequest),
+    ("DELETE", f"{PREFIX}/keys/{{key}}"): Operation("Revoke a key", "security", c.KeyRecord),
     ("POST", f"{PREFIX}/keys/{{key}}/rotate"): Operation("Rotate a key", "security",
-                                                         b.KeyRotated, status=201,
-                                                         body=b.KeyRotateRequest,
+                                                         c.KeyRotated, status=201,
+                                                         body=c.KeyRotateRequest,
                                                          body_required=False),
     ("GET", f"{PREFIX}/access"): Operation("Every registry model's access rule", "security",
-                                           b.AccessRules),
+                                           c.AccessRules),
     ("GET", f"{PREFIX}/access/{{model}}"): Operation("A registry model's access rule",
-                                                     "security", b.AccessRule),
+                                                     "security", c.AccessRule),
     ("PUT", f"{PREFIX}/access/{{model}}"): Operation("Set a registry model's access rule",
-                                                     "security", b.AccessRule, body=b.AccessRule),
-    ("GET", f"{PREFIX}/audit"): Operation("The audit log", "security", b.AuditRows,
+                                                     "security", c.AccessRule, body=c.AccessRule),
+    ("GET", f"{PREFIX}/audit"): Operation("The audit log", "security", c.AuditRows,
                                           query=_AUDIT_QUERY),
 }  # fmt: skip
 """Every REST operation the server answers, by (method, path template)."""

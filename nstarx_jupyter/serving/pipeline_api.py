@@ -27,7 +27,7 @@ from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.errors import ForbiddenError, InvalidInputError, NotFoundError, NstarxError
 from nstarx_jupyter.pipelines import PipelineSpec, component_class
 from nstarx_jupyter.pipelines.shipping import HOW_TO_PACKAGE, unpack_components
-from nstarx_jupyter.serving.security_api import PREFIX, control_endpoint, json_body, json_response
+from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, json_response
 from nstarx_jupyter.serving.settings import registry_models
 from nstarx_jupyter.serving.trust import ArtifactPolicy, default_policy
 

@@ -18,7 +18,7 @@ from pydantic import (
 
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.registry import Registry
-from nstarx_jupyter.registry.catalog import MODEL_NAME, parse_model_uri
+from nstarx_jupyter.registry.names import MODEL_NAME, parse_model_uri
 from nstarx_jupyter.runtimes.loader import runtime_class
 
 if TYPE_CHECKING:

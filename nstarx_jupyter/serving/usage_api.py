@@ -24,14 +24,14 @@ from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.monitoring.cost import Prices as PriceTable
 from nstarx_jupyter.monitoring.cost import Usage, cost_of, load_prices, save_prices
 from nstarx_jupyter.serving.background import LoopTask
-from nstarx_jupyter.serving.metrics import LatencyWindow
-from nstarx_jupyter.serving.security_api import (
+from nstarx_jupyter.serving.control_http import (
     PREFIX,
     control_endpoint,
     json_body,
     json_response,
     query_number,
 )
+from nstarx_jupyter.serving.metrics import LatencyWindow
 from nstarx_jupyter.serving.trends import BUCKET_S, KEEP_S, Rollup, TrendStore
 from nstarx_jupyter.serving.usage import UsageMonitor, WindowUsage
 

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from nstarx_jupyter.serving.app import ServingConfig, create_app
-from nstarx_jupyter.serving.security_api import control_endpoint
+from nstarx_jupyter.serving.control_http import control_endpoint
 from nstarx_jupyter.serving.settings import ModelSettings
 
 if TYPE_CHECKING:

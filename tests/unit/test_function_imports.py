@@ -47,6 +47,7 @@ ALLOWED: dict[str, Reason] = {
     "nstarx_jupyter.pipelines": STARTUP, "nstarx_jupyter.pipelines.library.outputs": STARTUP,
     "nstarx_jupyter.registry.stats": STARTUP, "nstarx_jupyter.security.tls": STARTUP,
     "nstarx_jupyter.serving.app": STARTUP, "nstarx_jupyter.serving.control": STARTUP,
+    "nstarx_jupyter.serving.control_api": STARTUP,
     "nstarx_jupyter.serving.grpc": STARTUP, "nstarx_jupyter.serving.loading": STARTUP,
     "nstarx_jupyter.serving.openapi": STARTUP, "nstarx_jupyter.serving.pipelines": STARTUP,
     "nstarx_jupyter.serving.server": STARTUP, "nstarx_jupyter.serving.settings": STARTUP,
@@ -54,9 +55,6 @@ ALLOWED: dict[str, Reason] = {
     "nstarx_jupyter.notebook.magics": STARTUP,  # `%load_ext`, not `import nstarx_jupyter`
     "nstarx_jupyter.pipelines.shipping": STARTUP,  # cloudpickle and inspect, on deploy only
     "nstarx_jupyter.deployment.export.model": STARTUP,  # the converters' glue, on export only
-    # in serving/control.py, serving/drift.py, serving/sinks.py (being split): light, no reason
-    "nstarx_jupyter.monitoring.abtest": PENDING, "prometheus_client.core": PENDING,
-    "nstarx_jupyter.config": PENDING, "nstarx_jupyter.protocol.datatypes": PENDING,
     # TODO(#21): the deployment spec <-> kserve cycle, still to break
     "nstarx_jupyter.deployment": PENDING,
 }  # fmt: skip

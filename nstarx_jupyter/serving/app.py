@@ -19,9 +19,10 @@ from nstarx_jupyter.security.hosts import AllowedHosts
 from nstarx_jupyter.serving.auditing import CallAudit
 from nstarx_jupyter.serving.dataplane import DataPlane
 from nstarx_jupyter.serving.http_errors import handle_http_exception
-from nstarx_jupyter.serving.inference_http import BodyBudget, InferenceApp
+from nstarx_jupyter.serving.inference_http import InferenceApp
 from nstarx_jupyter.serving.metrics import ServerMetrics
 from nstarx_jupyter.serving.repository import ModelRepository
+from nstarx_jupyter.serving.request_body import BodyBudget
 from nstarx_jupyter.serving.rest import RestHandlers
 from nstarx_jupyter.serving.sinks import SinkHub
 from nstarx_jupyter.serving.stream import StreamEndpoint

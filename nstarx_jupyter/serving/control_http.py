@@ -20,7 +20,7 @@ from nstarx_jupyter.serving.http_errors import (
     nstarx_error_response,
     unexpected_error_response,
 )
-from nstarx_jupyter.serving.inference_http import read_request_body
+from nstarx_jupyter.serving.request_body import read_request_body
 
 if TYPE_CHECKING:
     from starlette.requests import Request

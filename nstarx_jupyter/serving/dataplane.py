@@ -7,13 +7,11 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter import __version__
 from nstarx_jupyter.errors import (
-    DeadlineExceededError,
     ErrorKind,
     InvalidInputError,
     ModelError,
@@ -22,9 +20,9 @@ from nstarx_jupyter.errors import (
 from nstarx_jupyter.protocol.datatypes import datatype_of
 from nstarx_jupyter.protocol.inference import InferenceRequest, InferenceResponse, InferOutput
 from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
-from nstarx_jupyter.runtimes.base import Tensors
 from nstarx_jupyter.serving.auditing import CallAudit
 from nstarx_jupyter.serving.graphs import GraphHost
+from nstarx_jupyter.serving.model_call import Caller, Decoder, Served, check_outputs, run_model
 from nstarx_jupyter.serving.pipelines import PIPELINE_VERSION, PipelineHost
 from nstarx_jupyter.serving.repository import LoadedModel, ModelRepository, ModelState
 from nstarx_jupyter.serving.settings import registry_models
@@ -39,6 +37,7 @@ from nstarx_jupyter.serving.traffic import (
 )
 
 if TYPE_CHECKING:
+    from nstarx_jupyter.runtimes.base import Tensors
     from nstarx_jupyter.security import Guard
     from nstarx_jupyter.serving.metrics import ServerMetrics
 
@@ -49,51 +48,16 @@ log = logging.getLogger(__name__)
 EXTENSIONS = ("model_repository", "binary_tensor_data", "parameters")
 """Protocol extensions this server implements, as reported in server metadata."""
 
-Decoder = Callable[[ModelSignature], Tensors]
-"""Turns a request into the model's input tensors once the model's signature is known."""
 Explainer = Callable[[str, list[Any], str | None], Awaitable[dict[str, Any]]]
 """(deployment, rows, class) → the explain answer (`ExplainApi.explain_for_pipeline`)."""
 
 SHADOW_IN_FLIGHT = 32
 """Copies a shadow may have unanswered; past it copies are dropped (and counted), not queued."""
 _FALLBACK_ON = (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL, ErrorKind.DEADLINE_EXCEEDED)
+"""Failures a fallback variant answers for; a client's mistake would fail there too."""
 _CALLER_MISTAKES = (ErrorKind.INVALID_INPUT, ErrorKind.NOT_FOUND, ErrorKind.UNAUTHENTICATED,
                     ErrorKind.FORBIDDEN, ErrorKind.PAYLOAD_TOO_LARGE)  # fmt: skip
 """Failures that say nothing about the variant: kept out of its error rate."""
-"""Failures a fallback variant answers for; a client's mistake would fail there too."""
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """What routing may look at: the request's headers (lower-case names) and client address."""
-
-    headers: Mapping[str, str]
-    client: str | None = None
-
-
-@dataclass(slots=True)
-class Served:
-    """A prediction and who made it."""
-
-    model: LoadedModel
-    outputs: Tensors
-    variant: str | None = None
-    """The variant that answered, for models under a traffic plan."""
-    fallback: str = ""
-    """Why the fallback variant answered ('' when it did not)."""
-    request_id: str = ""
-    """The id feedback refers to (routed requests: the caller's `X-Request-Id`, else made)."""
-
-    def headers(self) -> list[tuple[str, str]]:
-        """Response headers naming the variant and version that answered, and the request id."""
-        if self.variant is None:
-            return []
-        out = [("x-nstarx-variant", self.variant),
-               ("x-nstarx-model-version", self.model.settings.version),
-               ("x-request-id", self.request_id)]  # fmt: skip
-        if self.fallback:
-            out.append(("x-nstarx-fallback", self.fallback))
-        return out
 
 
 class DataPlane:
@@ -442,8 +406,8 @@ class DataPlane:
                 inputs = decode(model.signature)
                 if all_outputs:
                     outputs = model.signature.output_names()
-                wanted = _check_outputs(model.signature, outputs)
-                result = await _run(model, inputs, wanted)
+                wanted = check_outputs(model.signature, outputs)
+                result = await run_model(model, inputs, wanted)
                 if self.on_predict is not None and protocol != "shadow":
                     self.on_predict(name, inputs, result)
                 return model, result
@@ -507,48 +471,3 @@ class Rejections:
             seconds = time.perf_counter() - self._started
             status = exc.kind.value.lower()
             self._dataplane.metrics.observe_request(model, version, self._protocol, status, seconds)
-
-
-def _check_outputs(signature: ModelSignature, outputs: tuple[str, ...] | None) -> tuple[str, ...]:
-    if not outputs:
-        return signature.default_outputs or signature.output_names()
-    known = signature.output_names()
-    for name in outputs:
-        if name not in known:
-            raise InvalidInputError(f"unknown output '{name}'; the model has {', '.join(known)}")
-    return outputs
-
-
-async def _run(model: LoadedModel, inputs: Tensors, outputs: tuple[str, ...]) -> Tensors:
-    """Predict under the model's admission bound, concurrency limit and deadline.
-
-    The deadline is a watchdog's: at it the request is answered 504 whether or not the model
-    returned (a call in a thread runs on, holding its slot, see `Predictor`).
-    """
-    admission = model.admission
-    if admission is not None:
-        admission.enter()  # 503 past the bound, before any work
-    watch = model.watchdog.watch()
-    try:
-        if model.limiter is None:
-            return await _call(model, inputs, outputs)
-        async with model.limiter:
-            return await _call(model, inputs, outputs)
-    except asyncio.CancelledError:
-        if watch is None or not watch.expired:
-            raise
-        watch.task.uncancel()
-        raise DeadlineExceededError(
-            f"model '{model.settings.name}' did not answer within {model.watchdog.timeout_s:g} s"
-        ) from None
-    finally:
-        if watch is not None:
-            watch.done = True
-        if admission is not None:
-            admission.leave()
-
-
-async def _call(model: LoadedModel, inputs: Tensors, outputs: tuple[str, ...]) -> Tensors:
-    if model.batcher is not None:
-        return await model.batcher.submit(inputs, outputs)
-    return await model.predictor(inputs, outputs)

@@ -128,6 +128,7 @@ class PipelineApi:
             raise InvalidInputError("trusted: true or false")
         _check_trust(principal, trusted, shipped)
         spec = PipelineSpec.parse(doc)
+        self.host.check_name_free(name)  # a clash (409) before what the body holds (400)
         self._check(spec, trusted=trusted)
         uris = [str(node.config.get("model", "")) for node in spec.nodes]
         self.dataplane.guard.check_models(principal, "deploy", registry_models(uris))

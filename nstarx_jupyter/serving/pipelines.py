@@ -114,6 +114,17 @@ class PipelineHost:
         """A served pipeline, or None."""
         return self._hosted.get(name)
 
+    def check_name_free(self, name: str) -> None:
+        """Refuse a pipeline name that a model or an inference graph already serves under.
+
+        Raises:
+            ConflictError: a model or a graph has the name.
+        """
+        if name in self.dataplane.repository.names():
+            raise ConflictError(f"a model is already served as '{name}'")
+        if self.dataplane.graphs.get(name) is not None:
+            raise ConflictError(f"an inference graph is already served as '{name}'")
+
     async def put(self, spec: PipelineSpec, *, trusted: bool = True) -> HostedPipeline:
         """Serve `spec` (replacing a pipeline of the same name once the new one is ready).
 
@@ -126,10 +137,7 @@ class PipelineHost:
         """
         name = spec.name
         repository = self.dataplane.repository
-        if name in repository.names():
-            raise ConflictError(f"a model is already served as '{name}'")
-        if self.dataplane.graphs.get(name) is not None:
-            raise ConflictError(f"an inference graph is already served as '{name}'")
+        self.check_name_free(name)
         served_as = _own_models(spec)
         sinks = self.dataplane.sinks.opener(name, trusted=trusted)
         executor = PipelineExecutor(spec, ServerModels(self.dataplane, served_as), sinks)

@@ -17,7 +17,8 @@ from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.protocol import v2
 from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.http_errors import nstarx_error_response, unexpected_error_response
-from nstarx_jupyter.serving.inference_http import read_request_body, route_table
+from nstarx_jupyter.serving.inference_http import route_table
+from nstarx_jupyter.serving.request_body import read_request_body
 
 if TYPE_CHECKING:
     from nstarx_jupyter.serving.dataplane import DataPlane

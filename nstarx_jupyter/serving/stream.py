@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.security import Principal
     from nstarx_jupyter.serving.dataplane import DataPlane
-    from nstarx_jupyter.serving.inference_http import BodyBudget
+    from nstarx_jupyter.serving.request_body import BodyBudget
 
     Scope = MutableMapping[str, Any]
     Message = MutableMapping[str, Any]

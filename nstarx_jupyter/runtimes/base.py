@@ -86,6 +86,22 @@ class Runtime(ABC):
                     f"unknown output '{name}'; the model has {', '.join(known)}"
                 )
 
+    def signature_and_outputs(
+        self, outputs: Sequence[str] | None
+    ) -> tuple[ModelSignature, tuple[str, ...]]:
+        """The model's signature and the outputs to compute: those asked for, else its defaults."""
+        signature = self.metadata()
+        wanted = tuple(outputs or signature.default_outputs)
+        self.check_outputs(wanted, signature.output_names())
+        return signature, wanted
+
+    @staticmethod
+    def ordered_inputs(signature: ModelSignature, inputs: Tensors) -> list[Any]:
+        """The input arrays in the signature's order (one input whatever its name)."""
+        if len(signature.inputs) == 1 and len(inputs) == 1:
+            return list(inputs.values())
+        return [inputs[spec.name] for spec in signature.inputs]
+
     def rows_independent(self) -> bool:
         """Whether each output row depends only on its own input row, for the loaded model.
 

@@ -82,15 +82,10 @@ class KerasRuntime(Runtime):
 
     def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
         """Call the model on the inputs in the signature's order and name what it returns."""
-        signature = self.metadata()
-        wanted = tuple(outputs or signature.default_outputs)
+        signature, wanted = self.signature_and_outputs(outputs)
         known = signature.output_names()
-        self.check_outputs(wanted, known)
         tf = require("tensorflow", "tensorflow")
-        if len(signature.inputs) == 1 and len(inputs) == 1:
-            arrays = list(inputs.values())
-        else:
-            arrays = [inputs[spec.name] for spec in signature.inputs]
+        arrays = self.ordered_inputs(signature, inputs)
         try:
             with tf.device(self.device):
                 result = self.model(arrays[0] if len(arrays) == 1 else arrays, training=False)

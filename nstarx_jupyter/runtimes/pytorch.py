@@ -100,15 +100,10 @@ class PyTorchRuntime(Runtime):
 
     def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
         """Call the module with the inputs in `forward`'s order and name what it returns."""
-        signature = self.metadata()
-        wanted = tuple(outputs or signature.default_outputs)
+        signature, wanted = self.signature_and_outputs(outputs)
         known = signature.output_names()
-        self.check_outputs(wanted, known)
         torch = require("torch", "torch")
-        if len(signature.inputs) == 1 and len(inputs) == 1:
-            arrays = list(inputs.values())
-        else:
-            arrays = [inputs[spec.name] for spec in signature.inputs]
+        arrays = self.ordered_inputs(signature, inputs)
         try:
             with torch.inference_mode():
                 result = self.module(*(_tensor(torch, a).to(self.device) for a in arrays))

@@ -74,10 +74,7 @@ class TensorFlowRuntime(Runtime):
 
     def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
         """Call the signature function with the inputs by name; it computes every output."""
-        signature = self.metadata()
-        wanted = tuple(outputs or signature.default_outputs)
-        known = signature.output_names()
-        self.check_outputs(wanted, known)
+        signature, wanted = self.signature_and_outputs(outputs)
         tf = require("tensorflow", "tensorflow")
         if len(signature.inputs) == 1 and len(inputs) == 1:
             feed = {signature.inputs[0].name: next(iter(inputs.values()))}

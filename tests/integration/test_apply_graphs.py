@@ -131,10 +131,12 @@ spec:
     swapped = graph.replace("root:", "first:").replace("checked:", "root:")
     assert _apply(models, SERVICES + swapped, tmp_path).returncode == 0
     # iris-a answers class 0 for the second row: the condition holds, and iris-b gets iris-a's
-    # answer ($response), which is no V1 request: its 400 is the graph's answer, as on KServe.
+    # answer ($response), which is neither a V1 request nor records iris-b can map to its
+    # columns (a body without 'instances' is read as records, as a KServe split sends them):
+    # its 400 is the graph's answer, as on KServe.
     answer = _predict(backend, "model-chainer", {"instances": ROWS})
     assert answer.status_code == 400, answer.text
-    assert "needs 'instances'" in answer.json()["error"]
+    assert "records cannot be mapped" in answer.json()["error"]
     # No class 0 in iris-a's answer: the sequence stops there and answers it.
     answer = _predict(backend, "model-chainer", {"instances": ROWS[:1]})
     assert answer.status_code == 200, answer.text

@@ -294,7 +294,7 @@ class Pipeline:
         return self
 
     @staticmethod
-    def _fit_node(cls: type[Component], node: dict[str, Any], batch: Batch) -> Batch:
+    def _fit_node(cls: type[Component[Any]], node: dict[str, Any], batch: Batch) -> Batch:
         """Fit one node on `batch` (its config updated in place); its output for the next."""
         config = cls.Config.model_validate(node["config"])
         if cls.fittable:

@@ -5,18 +5,21 @@ request, so a router can split a request into branches and the branches meet aga
 where they join. Models add their outputs to the records as named fields (`prediction`,
 `confidence`, ...); the output formatter at the end turns the records into the response body.
 
-A component declares its kind, a pydantic `Config` (the editor builds its form from that model's
-JSON Schema) and its ports, which may depend on the config (a router has one output per branch).
+A component declares its kind, its config model (`Component[MyConfig]`, or the older `Config =
+MyConfig`; the editor builds its form from the model's JSON Schema) and its ports, which may
+depend on the config (a router has one output per branch).
 Components register in the library with `register_component()`, or from another package with an
 entry point in the group `nstarx_jupyter.components`.
 """
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypeVar
 
 from nstarx_jupyter.errors import ConflictError, InvalidInputError
 from nstarx_jupyter.pipelines.spec import KIND_TITLES
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from nstarx_jupyter.pipelines.sinks import SinkOpener
     from nstarx_jupyter.pipelines.spec import NodeKind
 
-__all__ = ["ENTRY_POINT_GROUP", "Batch", "Component", "ComponentConfig", "Context",
+__all__ = ["ENTRY_POINT_GROUP", "Batch", "Component", "ComponentConfig", "ConfigT", "Context",
            "ModelResolver", "Port", "PortType", "accepts", "is_packaged", "note_entry_point",
            "on_register", "register_component", "registered"]  # fmt: skip
 
@@ -154,11 +157,18 @@ class ComponentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", field_title_generator=field_title)
 
 
-class Component:
-    """One kind of pipeline step.
+ConfigT = TypeVar("ConfigT", bound=ComponentConfig, default=ComponentConfig)
+"""A component's config model. Its default keeps a subclass written without a type parameter
+(`class Mine(Component)` with `Config = MineConfig`) typed as it was: `ComponentConfig`."""
 
-    Subclasses set the class attributes and override `process` (one batch in, one batch out)
-    or, for several ports or awaiting, `run`.
+
+class Component(Generic[ConfigT]):
+    """One kind of pipeline step, generic over its config model.
+
+    A subclass names its config model as the type parameter, `Component[ThresholdConfig]`:
+    that sets `Config` and types `self.config` and the config the classmethods receive. It
+    sets the class attributes and overrides `process` (one batch in, one batch out) or, for
+    several ports or awaiting, `run`.
 
     `fit` learns parameters from reference rows (means for imputation, bounds for outliers) and
     returns them as config fields, so a fitted pipeline is still plain JSON.
@@ -170,33 +180,50 @@ class Component:
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
+    """The config model: the type parameter, unless the class sets it (the older way)."""
     fittable: ClassVar[bool] = False
     inputs: ClassVar[tuple[Port, ...]] = IN
     """The input ports (override `ports` instead when they depend on the config)."""
     outputs: ClassVar[tuple[Port, ...]] = OUT
     """The output ports."""
 
-    def __init__(self, config: ComponentConfig, context: Context | None = None) -> None:
+    def __init__(self, config: ConfigT, context: Context | None = None) -> None:
         self.config = config
         self.context = context or Context()
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Take `Config` from the type parameter; a `Config` the class sets must fit it."""
+        super().__init_subclass__(**kwargs)
+        declared = _config_parameter(cls)
+        if declared is None:
+            return
+        # A class cloudpickle rebuilds (a component shipped from a notebook) is made empty and
+        # filled in afterwards: it takes `Config` here, then its pickled `Config`, the same.
+        if "Config" not in cls.__dict__:
+            cls.Config = declared
+        elif not (isinstance(cls.Config, type) and issubclass(cls.Config, declared)):
+            raise TypeError(
+                f"{cls.__name__}.Config is {cls.Config!r}, not the {declared.__name__} "
+                f"its type parameter names (or a subclass of it)"
+            )
+
     @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+    def ports(cls, config: ConfigT | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
         """Inputs and outputs; `config` is None when the node's config is invalid."""
         return cls.inputs, cls.outputs
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: ConfigT) -> list[str]:
         """Mistakes in a config that its schema cannot express (checked by `validate`)."""
         return []
 
     @classmethod
-    def unfitted(cls, config: ComponentConfig) -> list[str]:
+    def unfitted(cls, config: ConfigT) -> list[str]:
         """What a fittable component still has to learn (`Pipeline.fit` fills it in)."""
         return []
 
     @classmethod
-    def model_uris(cls, config: ComponentConfig) -> list[str]:
+    def model_uris(cls, config: ConfigT) -> list[str]:
         """The models a node of this component calls (checked by `validate` when it can)."""
         return []
 
@@ -232,13 +259,36 @@ class Component:
         }
 
 
-_LIBRARY: dict[str, type[Component]] = {}
+def _config_parameter(cls: type[Component[Any]]) -> type[ComponentConfig] | None:
+    """The config model `cls` names as its base's type parameter, if it names one.
+
+    Only the class's own bases count (`__orig_bases__` in its `__dict__`): a subclass of
+    `Router(Component[RouterConfig])` inherits `Config` like any class attribute. A type
+    variable (a generic intermediate class) or `Any` names none.
+    """
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        origin, arguments = typing.get_origin(base), typing.get_args(base)
+        if not (isinstance(origin, type) and issubclass(origin, Component)) or len(arguments) != 1:
+            continue
+        (argument,) = arguments
+        if isinstance(argument, typing.TypeVar) or argument is Any:
+            return None
+        if isinstance(argument, type) and issubclass(argument, ComponentConfig):
+            return argument
+        raise TypeError(
+            f"{cls.__name__}: the type parameter of {origin.__name__} must be a ComponentConfig "
+            f"subclass, not {argument!r}"
+        )
+    return None
+
+
+_LIBRARY: dict[str, type[Component[Any]]] = {}
 _LISTENERS: list[Callable[[], None]] = []
-_ENTRY_POINT_CLASSES: set[type[Component]] = set()
+_ENTRY_POINT_CLASSES: set[type[Component[Any]]] = set()
 _LIBRARY_PACKAGE = "nstarx_jupyter.pipelines.library"
 
 
-def is_packaged(cls: type[Component]) -> bool:
+def is_packaged(cls: type[Component[Any]]) -> bool:
     """Whether a server knows `cls` by itself: built in, or from an installed entry point.
 
     Others were registered in a kernel (a notebook's class): `Pipeline.deploy()` ships them.
@@ -248,7 +298,7 @@ def is_packaged(cls: type[Component]) -> bool:
     return builtin or cls in _ENTRY_POINT_CLASSES
 
 
-def note_entry_point(cls: type[Component]) -> None:
+def note_entry_point(cls: type[Component[Any]]) -> None:
     """Remember that `cls` came from an installed entry point (a server knows it by itself)."""
     _ENTRY_POINT_CLASSES.add(cls)
 
@@ -258,7 +308,7 @@ def on_register(listener: Callable[[], None]) -> None:
     _LISTENERS.append(listener)
 
 
-def register_component(cls: type[Component], *, replace: bool = False) -> type[Component]:
+def register_component(cls: type[Component[Any]], *, replace: bool = False) -> type[Component[Any]]:
     """Add a component class to the library (usable as a decorator); returns the class."""
     if not (isinstance(cls, type) and issubclass(cls, Component)):
         raise InvalidInputError(f"{cls!r} is not a Component subclass")
@@ -282,6 +332,6 @@ def register_component(cls: type[Component], *, replace: bool = False) -> type[C
     return cls
 
 
-def registered() -> dict[str, type[Component]]:
+def registered() -> dict[str, type[Component[Any]]]:
     """The components registered so far (`palette.components()` loads the built-in ones first)."""
     return dict(_LIBRARY)

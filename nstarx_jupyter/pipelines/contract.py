@@ -33,7 +33,7 @@ __all__ = ["check_component"]
 
 
 def check_component(
-    cls: type[Component],
+    cls: type[Component[Any]],
     config: dict[str, Any],
     rows: list[dict[str, Any]],
     *,
@@ -65,7 +65,7 @@ def check_component(
     return result
 
 
-def _declaration(cls: type[Component]) -> None:
+def _declaration(cls: type[Component[Any]]) -> None:
     _ensure(issubclass(cls, Component), f"{cls!r} is not a Component")
     _ensure(cls.name, f"{cls.__name__}: set the class attribute 'name'")
     _ensure(cls.kind in KIND_TITLES, f"{cls.name}: kind '{cls.kind}' is not a kind")

@@ -101,7 +101,7 @@ class PipelineExecutor:
             raise InvalidPipelineError(problems)
         self.spec = spec
         resolved = resolve_nodes(spec, Problems())
-        self.nodes: dict[str, Component] = {}
+        self.nodes: dict[str, Component[Any]] = {}
         for node in spec.nodes:
             found = resolved[node.id]
             assert found.config is not None  # noqa: S101 - validated above

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
+from typing import Any
 
 from nstarx_jupyter.errors import NotFoundError
 from nstarx_jupyter.pipelines.component import (
@@ -28,13 +29,13 @@ log = logging.getLogger(__name__)
 _BUILTINS_LOADED = False
 
 
-def components() -> dict[str, type[Component]]:
+def components() -> dict[str, type[Component[Any]]]:
     """The whole library: built-in components, entry points, then notebook registrations."""
     _load_builtins()
     return registered()
 
 
-def component_class(name: str) -> type[Component]:
+def component_class(name: str) -> type[Component[Any]]:
     """The component registered under `name`."""
     library = components()
     try:

@@ -43,10 +43,10 @@ HOW_TO_PACKAGE = (
 """What to do instead of shipping code (said whenever shipping is refused)."""
 
 
-def custom_components(spec: PipelineSpec) -> list[type[Component]]:
+def custom_components(spec: PipelineSpec) -> list[type[Component[Any]]]:
     """The classes `spec` uses that are neither built in nor from an installed entry point."""
     library = components()
-    found: dict[str, type[Component]] = {}
+    found: dict[str, type[Component[Any]]] = {}
     for node in spec.nodes:
         cls = library.get(node.component)
         if cls is not None and not is_packaged(cls):
@@ -54,7 +54,7 @@ def custom_components(spec: PipelineSpec) -> list[type[Component]]:
     return list(found.values())
 
 
-def pack_components(classes: list[type[Component]]) -> list[dict[str, Any]]:
+def pack_components(classes: list[type[Component[Any]]]) -> list[dict[str, Any]]:
     """Each class as `{name, qualname, sha256, pickle, source}` for the control API.
 
     Raises:
@@ -85,7 +85,7 @@ def pack_components(classes: list[type[Component]]) -> list[dict[str, Any]]:
     return packed
 
 
-def unpack_components(packed: Any) -> list[type[Component]]:
+def unpack_components(packed: Any) -> list[type[Component[Any]]]:
     """Load and register shipped classes (this runs their code: the caller checked trust).
 
     A shipped class replaces an earlier shipped one of its name, never a built-in or packaged

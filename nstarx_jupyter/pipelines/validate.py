@@ -56,7 +56,7 @@ class Problems(list[Problem]):
 class Resolved(NamedTuple):
     """A node's component class, its parsed config (None if invalid) and its ports."""
 
-    cls: type[Component]
+    cls: type[Component[Any]]
     config: ComponentConfig | None
     inputs: dict[str, Port]
     outputs: dict[str, Port]
@@ -80,7 +80,7 @@ def resolve_nodes(spec: PipelineSpec, report: Problems) -> dict[str, Resolved]:
     return resolved
 
 
-def _config(cls: type[Component], node: NodeSpec, report: Problems) -> ComponentConfig | None:
+def _config(cls: type[Component[Any]], node: NodeSpec, report: Problems) -> ComponentConfig | None:
     try:
         config = cls.Config.model_validate(node.config)
     except ValidationError as exc:

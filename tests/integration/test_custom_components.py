@@ -61,6 +61,26 @@ def _notebook_component() -> type[Component]:
     return register_component(NameSpecies, replace=True)
 
 
+def _typed_notebook_component() -> type[Component[Any]]:
+    """The newer way: the config model as the type parameter (sets `Config`, types
+    `self.config`); the server rebuilds the class from its pickle in another process."""
+
+    class UnsureConfig(ComponentConfig):
+        below: float = 1.0
+
+    class FlagUnsure(Component[UnsureConfig]):
+        kind: ClassVar[Any] = "postprocess"
+        name: ClassVar[str] = "flag-unsure"
+
+        def process(self, batch: Batch) -> Batch:
+            below = self.config.below
+            return batch.replace([{**row, "unsure": row["confidence"] < below}
+                                  for row in batch.rows])  # fmt: skip
+
+    FlagUnsure.__module__ = "__main__"
+    return register_component(FlagUnsure, replace=True)
+
+
 @pytest.fixture
 def server(nstarx_home: Path) -> Iterator[tuple[ServerProcess, LocalBackend]]:
     state_dir = nstarx_home / "server"
@@ -153,3 +173,19 @@ def test_not_shipping_is_refused_in_the_notebook_before_anything_is_deployed(
     assert "name-species" in refused.value.message
     assert backend.pipelines() == []
     assert component_class("name-species").name == "name-species"  # still usable in the kernel
+
+
+def test_a_notebook_component_typed_by_its_config_ships_with_that_config(
+    server: tuple[ServerProcess, LocalBackend], named_iris: Path
+) -> None:
+    _, backend = server
+    _typed_notebook_component()
+    deploy(named_iris, "iris", backend=backend)
+    pipe = Pipeline(name="unsure-flowers")
+    pipe.add("model", "clf", model="deployment:iris")
+    pipe.add("flag-unsure", "flag", below=2.0)  # a field the base ComponentConfig would refuse
+    pipe.add("fields", "out", fields={"unsure": "unsure"})
+    pipe.chain("clf", "flag", "out")
+    local = pipe.predict(ROW)
+    assert local == {"unsure": True}  # below 2.0: every confidence is
+    assert pipe.deploy(backend=backend).predict(ROW) == local

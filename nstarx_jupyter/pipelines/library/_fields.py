@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.errors import InvalidInputError
-from nstarx_jupyter.pipelines.component import Batch, ComponentConfig
+from nstarx_jupyter.pipelines.component import Batch
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -14,16 +14,7 @@ if TYPE_CHECKING:
 Scalar = bool | int | float | str
 """A JSON value that is not a container: what a record's field usually holds."""
 
-_C = TypeVar("_C", bound=ComponentConfig)
-
 _MISSING = object()
-
-
-def narrow(config: ComponentConfig, kind: type[_C]) -> _C:
-    """`config` as the component's own config class (anything else is a programming error)."""
-    if not isinstance(config, kind):
-        raise TypeError(f"expected a {kind.__name__}, got a {type(config).__name__}")
-    return config
 
 
 def read_field(row: dict[str, Any], field: str) -> Any:

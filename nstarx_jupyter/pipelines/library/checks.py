@@ -22,7 +22,6 @@ from nstarx_jupyter.pipelines.component import (
     ComponentConfig,
     register_component,
 )
-from nstarx_jupyter.pipelines.library._fields import Scalar, narrow
 from nstarx_jupyter.pipelines.library._reference import (
     MAX_REFERENCE_ROWS,
     as_number,
@@ -38,6 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from jsonschema import Draft202012Validator, ValidationError
+
+    from nstarx_jupyter.pipelines.library._fields import Scalar
 
 __all__ = ["CoerceConfig", "OutlierDetector", "OutliersConfig", "SchemaValidator", "TypeCoercer",
            "ValidateConfig"]  # fmt: skip
@@ -66,23 +67,21 @@ class ValidateConfig(ComponentConfig):
 
 
 @register_component
-class SchemaValidator(Component):
+class SchemaValidator(Component[ValidateConfig]):
     """Checks each record against a JSON Schema."""
 
     kind = "input"
     name = "validate"
     title = "Validate"
     description = "Check each record against a JSON Schema; reject or flag the invalid ones."
-    Config = ValidateConfig
-    config: ValidateConfig
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: ValidateConfig) -> list[str]:
         """An invalid schema."""
         from jsonschema import Draft202012Validator, SchemaError  # see _validator
 
         try:
-            Draft202012Validator.check_schema(narrow(config, ValidateConfig).schema_)
+            Draft202012Validator.check_schema(config.schema_)
         except SchemaError as exc:
             return [f"schema is not a valid JSON Schema: {exc.message}"]
         return []
@@ -134,15 +133,13 @@ class CoerceConfig(ComponentConfig):
 
 
 @register_component
-class TypeCoercer(Component):
+class TypeCoercer(Component[CoerceConfig]):
     """Converts named fields to numbers, booleans or strings ("3.5" → 3.5, "true" → True)."""
 
     kind = "input"
     name = "coerce"
     title = "Coerce types"
     description = "Convert named fields to float, int, bool or str; missing fields are left alone."
-    Config = CoerceConfig
-    config: CoerceConfig
 
     def process(self, batch: Batch) -> Batch:
         """Each named field converted; one that cannot be is an `InvalidInputError`."""
@@ -238,22 +235,19 @@ class OutliersConfig(ComponentConfig):
 
 
 @register_component
-class OutlierDetector(Component):
+class OutlierDetector(Component[OutliersConfig]):
     """Flags or rejects records far from the reference rows (z-score, IQR or isolation forest)."""
 
     kind = "input"
     name = "outliers"
     title = "Detect outliers"
     description = "Flag or reject records far from the reference data (z-score, IQR, forest)."
-    Config = OutliersConfig
-    config: OutliersConfig
     fittable = True
     _forest: Any = None
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: OutliersConfig) -> list[str]:
         """A threshold out of range, or reference rows of the wrong width."""
-        config = narrow(config, OutliersConfig)
         if config.method != "isolation_forest":
             return []
         problems = []
@@ -264,9 +258,8 @@ class OutlierDetector(Component):
         return problems
 
     @classmethod
-    def unfitted(cls, config: ComponentConfig) -> list[str]:
+    def unfitted(cls, config: OutliersConfig) -> list[str]:
         """Statistics or reference rows still to learn."""
-        config = narrow(config, OutliersConfig)
         if config.method != "isolation_forest":
             return unfitted_columns(config.columns, config.stats)
         if not config.reference:

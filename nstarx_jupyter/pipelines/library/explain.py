@@ -24,7 +24,7 @@ from nstarx_jupyter.pipelines.component import (
     Port,
     register_component,
 )
-from nstarx_jupyter.pipelines.library._fields import narrow, number, row_copies
+from nstarx_jupyter.pipelines.library._fields import number, row_copies
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -60,25 +60,22 @@ class ExplainConfig(RankedContributions):
 
 
 @register_component
-class LinearExplainer(Component):
+class LinearExplainer(Component[ExplainConfig]):
     """Explains a linear model's score as each feature's contribution, coef * (x - baseline)."""
 
     kind = "postprocess"
     name = "explain"
     title = "Explain (linear)"
     description = "Add each feature's contribution to a linear model's score, largest first."
-    Config = ExplainConfig
-    config: ExplainConfig
     fittable = True
 
     inputs = (Port("in", "records"),)
     outputs = (Port("out", "scored"),)
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: ExplainConfig) -> list[str]:
         """No coefficients."""
-        found = narrow(config, ExplainConfig)
-        return [] if found.coefficients else ["there are no coefficients to explain with"]
+        return [] if config.coefficients else ["there are no coefficients to explain with"]
 
     def fit(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """The baseline: each feature's mean over the reference rows."""
@@ -194,26 +191,23 @@ class TreeExplainConfig(RankedContributions):
 
 
 @register_component
-class TreeExplainer(Component):
+class TreeExplainer(Component[TreeExplainConfig]):
     """Explains a tree model's score as the moves its splits make, credited to their features."""
 
     kind = "postprocess"
     name = "explain_tree"
     title = "Explain (trees)"
     description = "Add each feature's contribution to a tree model's score, largest first."
-    Config = TreeExplainConfig
-    config: TreeExplainConfig
 
     inputs = (Port("in", "records"),)
     outputs = (Port("out", "scored"),)
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: TreeExplainConfig) -> list[str]:
         """No trees, or a tree whose lists disagree or that names an unknown feature."""
-        found = narrow(config, TreeExplainConfig)
-        if not found.trees:
+        if not config.trees:
             return ["there are no trees to explain with"]
-        found_problems = (_tree_problem(tree, len(found.features)) for tree in found.trees)
+        found_problems = (_tree_problem(tree, len(config.features)) for tree in config.trees)
         return [f"tree {i}: {p}" for i, p in enumerate(found_problems) if p is not None]
 
     def process(self, batch: Batch) -> Batch:

@@ -18,11 +18,10 @@ from pydantic import Field
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.pipelines.component import (
     Component,
-    ComponentConfig,
     Port,
     register_component,
 )
-from nstarx_jupyter.pipelines.library._fields import merged, narrow, where
+from nstarx_jupyter.pipelines.library._fields import merged, where
 from nstarx_jupyter.pipelines.library.explain import RankedContributions, ranked
 from nstarx_jupyter.pipelines.library.scoring import is_model_uri
 
@@ -60,7 +59,7 @@ class ShapConfig(RankedContributions):
 
 
 @register_component
-class ShapExplainer(Component):
+class ShapExplainer(Component[ShapConfig]):
     """Adds each record's SHAP values by the deployment's model, largest first."""
 
     kind = "postprocess"
@@ -70,27 +69,24 @@ class ShapExplainer(Component):
         "Add each record's SHAP values (tree, linear or kernel explainer) by a deployment's "
         "model, largest first: the numbers Deployment.explain() shows."
     )
-    Config = ShapConfig
-    config: ShapConfig
 
     inputs = (Port("in", "records"),)
     outputs = (Port("out", "scored"),)
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: ShapConfig) -> list[str]:
         """A model that is not a deployment."""
-        found = narrow(config, ShapConfig)
-        if not found.model.startswith(DEPLOYMENT) or not is_model_uri(found.model):
+        if not config.model.startswith(DEPLOYMENT) or not is_model_uri(config.model):
             return [
-                f"'{found.model}' is not a deployment; SHAP values come from a deployment's "
+                f"'{config.model}' is not a deployment; SHAP values come from a deployment's "
                 "explainer: use deployment:NAME"
             ]
         return []
 
     @classmethod
-    def model_uris(cls, config: ComponentConfig) -> list[str]:
+    def model_uris(cls, config: ShapConfig) -> list[str]:
         """The deployment explained (so a pipeline calling a missing one is refused)."""
-        return [narrow(config, ShapConfig).model]
+        return [config.model]
 
     async def run(self, inputs: Mapping[str, Sequence[Batch]]) -> dict[str, Any]:
         """Each record with its SHAP values in `output`."""

@@ -30,7 +30,6 @@ from nstarx_jupyter.pipelines.library._fields import (
     is_missing,
     lookup_keys,
     merged,
-    narrow,
     number,
     read_field,
     row_copies,
@@ -87,15 +86,13 @@ class ThresholdConfig(ComponentConfig):
 
 
 @register_component
-class Threshold(Component):
+class Threshold(Component[ThresholdConfig]):
     """Turns a score into a decision: one label at or above the threshold, another below."""
 
     kind = "postprocess"
     name = "threshold"
     title = "Threshold"
     description = "Turn a score into a decision: one label at or above a threshold, one below."
-    Config = ThresholdConfig
-    config: ThresholdConfig
 
     inputs, outputs = SCORED
 
@@ -130,22 +127,20 @@ class LabelMapConfig(ComponentConfig):
 
 
 @register_component
-class LabelMap(Component):
+class LabelMap(Component[LabelMapConfig]):
     """Replaces a field's value (a class index, a code) with a label from a table."""
 
     kind = "postprocess"
     name = "label_map"
     title = "Label map"
     description = "Replace a field's value (a class index, a code) with a label from a table."
-    Config = LabelMapConfig
-    config: LabelMapConfig
 
     inputs, outputs = SCORED
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: LabelMapConfig) -> list[str]:
         """An empty mapping."""
-        return [] if narrow(config, LabelMapConfig).mapping else ["the mapping is empty"]
+        return [] if config.mapping else ["the mapping is empty"]
 
     def process(self, batch: Batch) -> Batch:
         """Each record with its label; see `unknown` for values the mapping lacks."""
@@ -184,15 +179,13 @@ class ConfidenceConfig(ComponentConfig):
 
 
 @register_component
-class ConfidenceScores(Component):
+class ConfidenceScores(Component[ConfidenceConfig]):
     """Adds confidence, normalised entropy and top-two margin from class probabilities."""
 
     kind = "postprocess"
     name = "confidence"
     title = "Confidence"
     description = "Add confidence (top probability), uncertainty (entropy) and top-two margin."
-    Config = ConfidenceConfig
-    config: ConfidenceConfig
 
     inputs, outputs = SCORED
 
@@ -236,23 +229,21 @@ class EnrichConfig(ComponentConfig):
 
 
 @register_component
-class LookupEnricher(Component):
+class LookupEnricher(Component[EnrichConfig]):
     """Adds the fields a lookup table holds for each record's key (table values win)."""
 
     kind = "postprocess"
     name = "enrich"
     title = "Enrich"
     description = "Add the fields a lookup table holds for each record's key."
-    Config = EnrichConfig
-    config: EnrichConfig
 
     inputs = (Port("in", "records"),)
     outputs = (Port("out", "any"),)
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: EnrichConfig) -> list[str]:
         """An empty table."""
-        return [] if narrow(config, EnrichConfig).table else ["the lookup table is empty"]
+        return [] if config.table else ["the lookup table is empty"]
 
     def process(self, batch: Batch) -> Batch:
         """Each record with its table row's fields added."""
@@ -284,22 +275,20 @@ class FieldsConfig(ComponentConfig):
 
 
 @register_component
-class FieldsOutput(Component):
+class FieldsOutput(Component[FieldsConfig]):
     """Responds with chosen fields of each record, renamed."""
 
     kind = "output"
     name = "fields"
     title = "Fields"
     description = "Respond with chosen fields of each record, under the names you give them."
-    Config = FieldsConfig
-    config: FieldsConfig
 
     inputs, outputs = FORMATTER
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: FieldsConfig) -> list[str]:
         """No fields."""
-        return [] if narrow(config, FieldsConfig).fields else ["choose at least one field"]
+        return [] if config.fields else ["choose at least one field"]
 
     async def run(self, inputs: Mapping[str, Sequence[Batch]]) -> dict[str, Any]:
         """A list with one object per record, in request order."""
@@ -329,15 +318,13 @@ class RecordsConfig(ComponentConfig):
 
 
 @register_component
-class RecordsOutput(Component):
+class RecordsOutput(Component[RecordsConfig]):
     """Responds with the records themselves, all fields or a chosen few."""
 
     kind = "output"
     name = "records"
     title = "Records"
     description = "Respond with the records: every public field, or those you include."
-    Config = RecordsConfig
-    config: RecordsConfig
 
     inputs, outputs = FORMATTER
 
@@ -364,23 +351,20 @@ class V2Config(ComponentConfig):
 
 
 @register_component
-class V2Output(Component):
+class V2Output(Component[V2Config]):
     """Responds in the Open Inference Protocol (V2): one output tensor per field."""
 
     kind = "output"
     name = "v2"
     title = "V2 response"
     description = "Respond in the Open Inference Protocol (V2): one output tensor per field."
-    Config = V2Config
-    config: V2Config
 
     inputs, outputs = FORMATTER
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: V2Config) -> list[str]:
         """A field listed twice."""
-        fields = narrow(config, V2Config).fields
-        return [f"field '{f}' is listed twice" for f, n in Counter(fields).items() if n > 1]
+        return [f"field '{f}' is listed twice" for f, n in Counter(config.fields).items() if n > 1]
 
     async def run(self, inputs: Mapping[str, Sequence[Batch]]) -> dict[str, Any]:
         """`{"model_name", "outputs": [{"name", "datatype", "shape", "data"}, ...]}`."""

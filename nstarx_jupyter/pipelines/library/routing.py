@@ -27,7 +27,7 @@ from nstarx_jupyter.pipelines.component import (
     Port,
     register_component,
 )
-from nstarx_jupyter.pipelines.library._fields import Scalar, merged, narrow, where
+from nstarx_jupyter.pipelines.library._fields import Scalar, merged, where
 from nstarx_jupyter.pipelines.spec import ID
 
 if TYPE_CHECKING:
@@ -113,38 +113,34 @@ class RouterConfig(ComponentConfig):
 
 
 @register_component
-class ConditionRouter(Component):
+class ConditionRouter(Component[RouterConfig]):
     """Sends each record down the first branch whose conditions it meets."""
 
     kind = "router"
     name = "router"
     title = "Router"
     description = "Send each record down the first branch whose conditions it meets."
-    Config = RouterConfig
-    config: RouterConfig
 
     @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+    def ports(cls, config: RouterConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
         """One output per branch, then the default output."""
         if config is None:
             return (Port("in", "records"),), (Port("default", "any"),)
-        found = narrow(config, RouterConfig)
-        names = dict.fromkeys([*(branch.name for branch in found.branches), found.default])
+        names = dict.fromkeys([*(branch.name for branch in config.branches), config.default])
         return (Port("in", "records"),), tuple(Port(name, "any") for name in names)
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: RouterConfig) -> list[str]:
         """No branches, duplicate names, a branch named like the default, unusable values."""
-        found = narrow(config, RouterConfig)
-        if not found.branches:
+        if not config.branches:
             return ["a router needs at least one branch"]
         problems = []
-        names = Counter(branch.name for branch in found.branches)
+        names = Counter(branch.name for branch in config.branches)
         problems += [f"{count} branches are named '{name}'" for name, count in names.items()
                      if count > 1]  # fmt: skip
-        if found.default in names:
-            problems.append(f"branch '{found.default}' has the name of the default output")
-        for branch in found.branches:
+        if config.default in names:
+            problems.append(f"branch '{config.default}' has the name of the default output")
+        for branch in config.branches:
             if not branch.when:
                 problems.append(f"branch '{branch.name}' has no conditions: it takes every row")
             problems += [f"branch '{branch.name}': {p}" for c in branch.when if (p := _problem(c))]
@@ -182,35 +178,31 @@ class SplitConfig(ComponentConfig):
 
 
 @register_component
-class TrafficSplit(Component):
+class TrafficSplit(Component[SplitConfig]):
     """Sends each row to one output by percentages: an A/B split inside a pipeline."""
 
     kind = "router"
     name = "split"
     title = "Split"
     description = "Send a share of the rows to each output (A/B tests); sticky with a key field."
-    Config = SplitConfig
-    config: SplitConfig
 
     @classmethod
-    def ports(cls, config: ComponentConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+    def ports(cls, config: SplitConfig | None) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
         """One output per weight."""
         if config is None:
             return (Port("in", "records"),), ()
-        found = narrow(config, SplitConfig)
-        return (Port("in", "records"),), tuple(Port(name, "any") for name in found.weights)
+        return (Port("in", "records"),), tuple(Port(name, "any") for name in config.weights)
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: SplitConfig) -> list[str]:
         """Fewer than two outputs, negative weights, or weights not adding up to 100."""
-        found = narrow(config, SplitConfig)
         problems = []
-        if len(found.weights) < 2:
+        if len(config.weights) < 2:
             problems.append("a split needs at least two outputs")
-        if any(weight < 0 for weight in found.weights.values()):
+        if any(weight < 0 for weight in config.weights.values()):
             problems.append("weights cannot be negative")
-        if sum(found.weights.values()) != 100:
-            problems.append(f"weights add up to {sum(found.weights.values())}, not 100")
+        if sum(config.weights.values()) != 100:
+            problems.append(f"weights add up to {sum(config.weights.values())}, not 100")
         return problems
 
     @functools.cached_property

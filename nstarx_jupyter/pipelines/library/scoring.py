@@ -28,7 +28,6 @@ from nstarx_jupyter.pipelines.component import (
 from nstarx_jupyter.pipelines.library._fields import (
     is_missing,
     merged,
-    narrow,
     number,
     read_field,
     where,
@@ -82,37 +81,34 @@ class ModelConfig(ComponentConfig):
 
 
 @register_component
-class ModelScorer(Component):
+class ModelScorer(Component[ModelConfig]):
     """Calls a registered model or a deployment and adds its outputs to each record."""
 
     kind = "model"
     name = "model"
     title = "Model"
     description = "Call a registered model or a deployment and add its outputs to each record."
-    Config = ModelConfig
-    config: ModelConfig
 
     inputs = (Port("in", "records"),)
     outputs = (Port("out", "scored"),)
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: ModelConfig) -> list[str]:
         """A model reference of an unknown form, or a feature named twice."""
-        found = narrow(config, ModelConfig)
         problems = []
-        if not is_model_uri(found.model):
+        if not is_model_uri(config.model):
             problems.append(
-                f"'{found.model}' is not a model reference; use models:/NAME/VERSION, "
+                f"'{config.model}' is not a model reference; use models:/NAME/VERSION, "
                 "models:/NAME@ALIAS, deployment:NAME or file:///PATH"
             )
-        twice = [name for name, count in Counter(found.features).items() if count > 1]
+        twice = [name for name, count in Counter(config.features).items() if count > 1]
         problems += [f"feature '{name}' is listed twice" for name in twice]
         return problems
 
     @classmethod
-    def model_uris(cls, config: ComponentConfig) -> list[str]:
+    def model_uris(cls, config: ModelConfig) -> list[str]:
         """The one model this node calls."""
-        return [narrow(config, ModelConfig).model]
+        return [config.model]
 
     async def run(self, inputs: Mapping[str, Sequence[Batch]]) -> dict[str, Any]:
         """Each record with the model's outputs added (under `output_prefix`)."""
@@ -239,37 +235,34 @@ class EnsembleConfig(ComponentConfig):
 
 
 @register_component
-class ScoreEnsemble(Component):
+class ScoreEnsemble(Component[EnsembleConfig]):
     """Combines the scores several models left in each record into one."""
 
     kind = "ensemble"
     name = "ensemble"
     title = "Ensemble"
     description = "Combine several models' scores per record: mean, weighted, vote or stacking."
-    Config = EnsembleConfig
-    config: EnsembleConfig
 
     inputs = (Port("in", "scored", many=True),)
     outputs = (Port("out", "scored"),)
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: EnsembleConfig) -> list[str]:
         """Too few members, a member twice, a missing weight or stacking coefficient."""
-        found = narrow(config, EnsembleConfig)
         problems = []
-        if len(found.members) < 2:
+        if len(config.members) < 2:
             problems.append("an ensemble needs at least two members")
-        twice = [name for name, count in Counter(found.members).items() if count > 1]
+        twice = [name for name, count in Counter(config.members).items() if count > 1]
         problems += [f"member '{name}' is listed twice" for name in twice]
-        if found.method == "weighted_mean":
-            problems += [f"member '{m}' has no weight" for m in found.members
-                         if m not in found.weights]  # fmt: skip
-        problems += [f"weight for '{m}', which is not a member" for m in found.weights
-                     if m not in found.members]  # fmt: skip
-        if found.method == "stacking" and len(found.stacking_coef) != len(found.members):
+        if config.method == "weighted_mean":
+            problems += [f"member '{m}' has no weight" for m in config.members
+                         if m not in config.weights]  # fmt: skip
+        problems += [f"weight for '{m}', which is not a member" for m in config.weights
+                     if m not in config.members]  # fmt: skip
+        if config.method == "stacking" and len(config.stacking_coef) != len(config.members):
             problems.append(
-                f"stacking needs one coefficient per member: {len(found.members)} members, "
-                f"{len(found.stacking_coef)} coefficients"
+                f"stacking needs one coefficient per member: {len(config.members)} members, "
+                f"{len(config.stacking_coef)} coefficients"
             )
         return problems
 

@@ -37,15 +37,13 @@ class SinkConfig(ComponentConfig):
 
 
 @register_component
-class SinkStep(Component):
+class SinkStep(Component[SinkConfig]):
     """Sends each record to a webhook or files (off the request path) and passes it on."""
 
     kind = "postprocess"
     name = "sink"
     title = "Sink"
     description = "Send each record to a webhook or to JSONL/Parquet files, and pass it on."
-    Config = SinkConfig
-    config: SinkConfig
 
     inputs = (Port("in", "records"),)
     outputs = (Port("out", "any"),)

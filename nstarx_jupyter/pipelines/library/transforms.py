@@ -25,7 +25,7 @@ from nstarx_jupyter.pipelines.component import (
     ComponentConfig,
     register_component,
 )
-from nstarx_jupyter.pipelines.library._fields import Scalar, narrow
+from nstarx_jupyter.pipelines.library._fields import Scalar
 from nstarx_jupyter.pipelines.library._reference import (
     as_number,
     editable_rows,
@@ -63,7 +63,7 @@ class ImputeConfig(ComponentConfig):
 
 
 @register_component
-class MissingValueImputer(Component):
+class MissingValueImputer(Component[ImputeConfig]):
     """Fills missing fields (absent, None or NaN) with a learnt statistic or a constant."""
 
     kind = "input"
@@ -72,22 +72,18 @@ class MissingValueImputer(Component):
     description = (
         "Fill missing fields with the reference mean, median, most frequent or a constant."
     )
-    Config = ImputeConfig
-    config: ImputeConfig
     fittable = True
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: ImputeConfig) -> list[str]:
         """A constant strategy without a fill value."""
-        config = narrow(config, ImputeConfig)
         if config.strategy == "constant" and config.fill_value is None:
             return ["strategy 'constant' needs fill_value"]
         return []
 
     @classmethod
-    def unfitted(cls, config: ComponentConfig) -> list[str]:
+    def unfitted(cls, config: ImputeConfig) -> list[str]:
         """A learnt strategy without its values."""
-        config = narrow(config, ImputeConfig)
         if config.strategy == "constant":
             return []
         if not config.values:
@@ -177,21 +173,18 @@ class ScaleConfig(ComponentConfig):
 
 
 @register_component
-class NumericScaler(Component):
+class NumericScaler(Component[ScaleConfig]):
     """Standardises or min-max scales numeric fields with statistics of the reference rows."""
 
     kind = "input"
     name = "scale"
     title = "Scale"
     description = "Standardise or min-max scale numeric fields using the reference data."
-    Config = ScaleConfig
-    config: ScaleConfig
     fittable = True
 
     @classmethod
-    def unfitted(cls, config: ComponentConfig) -> list[str]:
+    def unfitted(cls, config: ScaleConfig) -> list[str]:
         """Columns that are not fitted."""
-        config = narrow(config, ScaleConfig)
         return unfitted_columns(config.columns, config.stats)
 
     def fit(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -241,21 +234,18 @@ class OneHotConfig(ComponentConfig):
 
 
 @register_component
-class OneHotEncoder(Component):
+class OneHotEncoder(Component[OneHotConfig]):
     """Turns each categorical field into one 0/1 field per category, named `{column}_{category}`."""
 
     kind = "input"
     name = "one_hot"
     title = "One-hot encode"
     description = "Turn categorical fields into 0/1 fields, one per category seen in the reference."
-    Config = OneHotConfig
-    config: OneHotConfig
     fittable = True
 
     @classmethod
-    def unfitted(cls, config: ComponentConfig) -> list[str]:
+    def unfitted(cls, config: OneHotConfig) -> list[str]:
         """Columns that are not fitted."""
-        config = narrow(config, OneHotConfig)
         return unfitted_columns(config.columns, config.categories)
 
     def fit(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -316,21 +306,19 @@ class ExpressionConfig(ComponentConfig):
 
 
 @register_component
-class FeatureExpressions(Component):
+class FeatureExpressions(Component[ExpressionConfig]):
     """Adds fields computed from a record's other fields with safe arithmetic expressions."""
 
     kind = "input"
     name = "expression"
     title = "Feature expressions"
     description = "Add fields computed by expressions such as 'log(amount + 1)'."
-    Config = ExpressionConfig
-    config: ExpressionConfig
 
     @classmethod
-    def problems(cls, config: ComponentConfig) -> list[str]:
+    def problems(cls, config: ExpressionConfig) -> list[str]:
         """Expressions that do not parse."""
         problems = []
-        for feature, expression in narrow(config, ExpressionConfig).features.items():
+        for feature, expression in config.features.items():
             try:
                 _parse(expression)
             except SyntaxError as exc:

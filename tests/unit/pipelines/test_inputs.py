@@ -30,28 +30,28 @@ AMOUNTS: Rows = [{"amount": float(x), "age": 30 + x % 7} for x in range(10, 30)]
 """Twenty ordinary reference rows: amount 10..29 (mean 19.5, std about 5.77)."""
 
 
-def make(cls: type[Component], **config: Any) -> Component:
+def make(cls: type[Component[Any]], **config: Any) -> Component[Any]:
     """A component built the way the executor builds it: from a JSON config."""
     return cls(cls.Config.model_validate(config))
 
 
-def fitted(cls: type[Component], rows: Rows, **config: Any) -> Component:
+def fitted(cls: type[Component[Any]], rows: Rows, **config: Any) -> Component[Any]:
     """A component whose learnt config fields come from `fit` on `rows`, round-tripped as JSON."""
     learnt = json.loads(json.dumps(make(cls, **config).fit(rows), allow_nan=False))
     return make(cls, **{**config, **learnt})
 
 
-def run(component: Component, rows: Rows) -> Rows:
+def run(component: Component[Any], rows: Rows) -> Rows:
     return component.process(Batch(rows)).rows
 
 
-def rejection(component: Component, rows: Rows) -> str:
+def rejection(component: Component[Any], rows: Rows) -> str:
     with pytest.raises(InvalidInputError) as caught:
         run(component, rows)
     return caught.value.message
 
 
-def problems(cls: type[Component], **config: Any) -> list[str]:
+def problems(cls: type[Component[Any]], **config: Any) -> list[str]:
     """What `validate` reports for a node: config mistakes, then what is still to fit."""
     parsed = cls.Config.model_validate(config)
     return cls.problems(parsed) + cls.unfitted(parsed)
@@ -464,7 +464,7 @@ MIXED: Rows = [
 ]
 
 
-def every_component() -> list[Component]:
+def every_component() -> list[Component[Any]]:
     """One configured (and fitted) instance of each input processor."""
     schema = {"type": "object", "properties": {"age": {"type": "integer"}}}
     return [
@@ -480,7 +480,7 @@ def every_component() -> list[Component]:
 
 
 @pytest.mark.parametrize("component", every_component(), ids=lambda c: c.name)
-def test_component_leaves_its_input_rows_alone_and_outputs_json(component: Component) -> None:
+def test_component_leaves_its_input_rows_alone_and_outputs_json(component: Component[Any]) -> None:
     rows = [{**row, "amount": row["amount"] or 20.0} for row in MIXED]
     before = copy.deepcopy(rows)
     out = component.process(Batch(rows, index=[3, 4, 5]))
@@ -500,7 +500,7 @@ def test_component_leaves_its_input_rows_alone_and_outputs_json(component: Compo
     [SchemaValidator, TypeCoercer, MissingValueImputer, OutlierDetector, NumericScaler,
      OneHotEncoder, FeatureExpressions],
 )  # fmt: skip
-def test_component_describes_every_config_field_for_the_editor(cls: type[Component]) -> None:
+def test_component_describes_every_config_field_for_the_editor(cls: type[Component[Any]]) -> None:
     entry = cls.describe()
     assert entry["kind"] == "input"
     assert entry["title"] != entry["name"]

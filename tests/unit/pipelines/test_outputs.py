@@ -38,21 +38,21 @@ if TYPE_CHECKING:
 Rows = list[dict[str, Any]]
 
 
-def make(cls: type[Component], **config: Any) -> Component:
+def make(cls: type[Component[Any]], **config: Any) -> Component[Any]:
     """A component built the way the executor builds it: from a JSON config."""
     return cls(cls.Config.model_validate(json.loads(json.dumps(config))))
 
 
-def problems(cls: type[Component], **config: Any) -> list[str]:
+def problems(cls: type[Component[Any]], **config: Any) -> list[str]:
     return cls.problems(cls.Config.model_validate(config))
 
 
-async def body(component: Component, *batches: Batch) -> Any:
+async def body(component: Component[Any], *batches: Batch) -> Any:
     """What a component sends on its `out` port."""
     return (await component.run({"in": list(batches)}))["out"]
 
 
-async def rows_of(component: Component, rows: Rows) -> Rows:
+async def rows_of(component: Component[Any], rows: Rows) -> Rows:
     """A post-processor's output rows, checking it left its input rows alone."""
     before = copy.deepcopy(rows)
     out = await body(component, Batch(rows))

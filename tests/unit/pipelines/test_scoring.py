@@ -16,10 +16,12 @@ from nstarx_jupyter.pipelines.executor import PipelineExecutor
 from nstarx_jupyter.pipelines.library.routing import (
     ConditionRouter,
     RouterBranch,
+    RouterConfig,
+    SplitConfig,
     TrafficSplit,
     gjson_condition,
 )
-from nstarx_jupyter.pipelines.library.scoring import ModelScorer, ScoreEnsemble
+from nstarx_jupyter.pipelines.library.scoring import ModelConfig, ModelScorer, ScoreEnsemble
 from nstarx_jupyter.pipelines.palette import components
 from nstarx_jupyter.pipelines.spec import PipelineSpec
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
@@ -36,16 +38,18 @@ if TYPE_CHECKING:
 Rows = list[dict[str, Any]]
 
 
-def make(cls: type[Component], context: Context | None = None, **config: Any) -> Component:
+def make(
+    cls: type[Component[Any]], context: Context | None = None, **config: Any
+) -> Component[Any]:
     """A component built the way the executor builds it: from a JSON config."""
     return cls(cls.Config.model_validate(config), context)
 
 
-def problems(cls: type[Component], **config: Any) -> list[str]:
+def problems(cls: type[Component[Any]], **config: Any) -> list[str]:
     return cls.problems(cls.Config.model_validate(config))
 
 
-async def run(component: Component, *batches: Batch, port: str = "in") -> dict[str, Any]:
+async def run(component: Component[Any], *batches: Batch, port: str = "in") -> dict[str, Any]:
     return await component.run({port: list(batches)})
 
 
@@ -173,7 +177,7 @@ def test_model_problems_name_a_reference_of_an_unknown_form(uri: str, valid: boo
 
 
 def test_model_reports_the_model_it_calls() -> None:
-    config = ModelScorer.Config.model_validate({"model": "models:/fraud@champion"})
+    config = ModelConfig.model_validate({"model": "models:/fraud@champion"})
     assert ModelScorer.model_uris(config) == ["models:/fraud@champion"]
 
 
@@ -339,7 +343,7 @@ async def test_router_names_the_row_whose_value_cannot_be_compared() -> None:
 
 def test_router_ports_follow_its_branches() -> None:
     assert ConditionRouter.ports(None)[1] == (("default", "any", False, True),)
-    config = ConditionRouter.Config.model_validate({**ROUTES, "default": "other"})
+    config = RouterConfig.model_validate({**ROUTES, "default": "other"})
     inputs, outputs = ConditionRouter.ports(config)
     assert [port.name for port in inputs] == ["in"]
     assert [(port.name, port.type) for port in outputs] == [
@@ -456,5 +460,5 @@ async def test_split_sends_each_share_of_rows_and_a_key_always_the_same_way() ->
     assert 150 <= len(users_a) <= 350
     assert problems(TrafficSplit, weights={"a": 60, "b": 30}) == ["weights add up to 90, not 100"]
     assert "at least two outputs" in problems(TrafficSplit, weights={"a": 100})[0]
-    assert [p.name for p in TrafficSplit.ports(TrafficSplit.Config.model_validate(
+    assert [p.name for p in TrafficSplit.ports(SplitConfig.model_validate(
         {"weights": {"x": 50, "y": 50}}))[1]] == ["x", "y"]  # fmt: skip

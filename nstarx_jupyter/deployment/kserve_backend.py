@@ -25,6 +25,7 @@ from nstarx_jupyter.deployment.kserve_events import note_event, read_events
 from nstarx_jupyter.deployment.kserve_graphs import GraphDeployments
 from nstarx_jupyter.deployment.kserve_metrics import TOKEN_ENV, pod_metrics, url_of
 from nstarx_jupyter.deployment.kserve_status import (
+    CONTINUES_ANNOTATION,
     MANAGED_BY,
     STABLE_ANNOTATION,
     Tracker,
@@ -34,6 +35,7 @@ from nstarx_jupyter.deployment.kserve_status import (
     epoch,
     label,
     progress,
+    revision_of,
     spec_of,
     stable_of,
     stage_of,
@@ -132,6 +134,9 @@ class KServeBackend:
             isvc["metadata"]["resourceVersion"] = seen["metadata"]["resourceVersion"]
         labels = isvc["metadata"].setdefault("labels", {})
         labels.setdefault(*MANAGED_BY)
+        continues = (current or {}).get("metadata", {}).get("annotations", {})
+        if CONTINUES_ANNOTATION in continues:  # applied without it, it would be removed
+            isvc["metadata"]["annotations"][CONTINUES_ANNOTATION] = continues[CONTINUES_ANNOTATION]
         stable = self._stable_for(spec, current)
         if stable is not None:
             isvc["metadata"]["annotations"][STABLE_ANNOTATION] = json.dumps(
@@ -159,8 +164,8 @@ class KServeBackend:
             canary_traffic_percent=None
         ):
             return None  # the same model: no new revision, nothing to fall back to
-        revision = int(current["metadata"].get("generation", 1))
-        return Stable(revision=revision, spec=deployed.replace(canary_traffic_percent=None))
+        return Stable(revision=revision_of(current),
+                      spec=deployed.replace(canary_traffic_percent=None))  # fmt: skip
 
     def apply_manifests(self, docs: list[dict[str, Any]]) -> list[str]:
         """Apply a file's documents (`nstarx apply -f --context`), all or none.
@@ -328,7 +333,7 @@ class KServeBackend:
             name=meta["name"],
             target="kserve",
             namespace=meta.get("namespace"),
-            revision=int(meta.get("generation", 1)),
+            revision=revision_of(isvc),
             status=status,
             reason=reason,
             stage=stage_of(isvc)[0],
@@ -351,9 +356,9 @@ class KServeBackend:
         deadline = time.monotonic() + timeout_s
         isvc = self._read(name)
         assert isvc is not None  # noqa: S101 - _read raises unless missing_ok
-        generation = int(isvc["metadata"].get("generation", 1))
-        yield progress("accepted", f"revision {generation} accepted by the API server")
-        tracker = Tracker(generation)
+        revision = revision_of(isvc)
+        yield progress("accepted", f"revision {revision} accepted by the API server")
+        tracker = Tracker(revision)
         version = isvc["metadata"]["resourceVersion"]
         while True:
             yield from tracker.advance(*stage_of(isvc))

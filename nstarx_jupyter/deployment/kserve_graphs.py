@@ -18,8 +18,9 @@ the local server presents a split:
   left out, and the plain InferenceService `NAME` when a one-model deployment became a split.
   A failure midway names what was applied before it (the API server has no transactions).
 - `unsplit` (a spec without a split where a split runs) applies the plain InferenceService
-  `NAME`, then deletes the graph and the variants' services; the new InferenceService starts
-  again at KServe's generation 1, so its revision is 1.
+  `NAME`, then deletes the graph and the variants' services. The new InferenceService starts
+  again at KServe's generation 1; its annotation `serving.nstarx.io/continues-revision` holds
+  the split's revision, which its revision counts from, so the revision only grows.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from nstarx_jupyter.deployment.backend import (
 )
 from nstarx_jupyter.deployment.kserve_metrics import split_metrics
 from nstarx_jupyter.deployment.kserve_status import (
+    CONTINUES_ANNOTATION,
     DEPLOYMENT_LABEL,
     MANAGED_BY,
     STAGES,
@@ -47,10 +49,10 @@ from nstarx_jupyter.deployment.kserve_status import (
     conditions_text,
     epoch,
     failure_of,
-    generation_of,
     is_current,
     label,
     progress,
+    revision_of,
     stage_of,
     status_of,
 )
@@ -200,7 +202,7 @@ class GraphDeployments:
         """Apply a split's manifests (`docs`, the graph last) as one deployment."""
         name, namespace = spec.name, spec.namespace
         plain = self.backend._read(name, missing_ok=True, namespace=namespace)
-        revision = _revision(graph) if graph is not None else generation_of(plain)
+        revision = _revision(graph) if graph is not None else revision_of(plain)
         if if_revision is not None:
             check_revision(name, graph or plain, if_revision, revision)
         text = _spec_text(spec)
@@ -236,9 +238,12 @@ class GraphDeployments:
         if_revision: int | None = None,
     ) -> Description:
         """Back to one model: apply the plain InferenceService, then delete the split's parts."""
+        revision = _revision(graph)
         if if_revision is not None:
-            check_revision(spec.name, graph, if_revision, _revision(graph))
-        docs[-1]["metadata"].setdefault("labels", {}).setdefault(*MANAGED_BY)
+            check_revision(spec.name, graph, if_revision, revision)
+        meta = docs[-1]["metadata"]
+        meta.setdefault("labels", {}).setdefault(*MANAGED_BY)
+        meta.setdefault("annotations", {})[CONTINUES_ANNOTATION] = str(revision)
         stored = self._apply_all(docs)
         self.delete(spec.name, spec.namespace)
         return self.backend._describe(stored)

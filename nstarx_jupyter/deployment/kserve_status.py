@@ -29,13 +29,18 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.deployment.spec import DeploymentSpec
 
-__all__ = ["DEPLOYMENT_LABEL", "MANAGED_BY", "STABLE_ANNOTATION", "STAGES", "Tracker",
-           "check_revision", "conditions_of", "conditions_text", "epoch", "failure_of",
-           "generation_of", "is_current", "label", "progress", "spec_of", "stable_of", "stage_of",
-           "status_of", "traffic_of"]  # fmt: skip
+__all__ = ["CONTINUES_ANNOTATION", "DEPLOYMENT_LABEL", "MANAGED_BY", "STABLE_ANNOTATION",
+           "STAGES", "Tracker", "check_revision", "conditions_of", "conditions_text", "epoch",
+           "failure_of", "generation_of", "is_current", "label", "progress", "revision_of",
+           "spec_of", "stable_of", "stage_of", "status_of", "traffic_of"]  # fmt: skip
 
 STABLE_ANNOTATION = "serving.nstarx.io/stable-spec"
 """During a canary: the spec (and revision) that keeps the rest of the traffic, as JSON."""
+CONTINUES_ANNOTATION = "serving.nstarx.io/continues-revision"
+"""On an InferenceService that replaced a split: the split's revision, which it continues.
+
+The new object's `generation` starts again at 1; its revision is this plus its generation, so
+a deployment's revision only grows across one model -> split -> one model."""
 MANAGED_BY = ("app.kubernetes.io/managed-by", "nstarx")
 DEPLOYMENT_LABEL = "nstarx.io/deployment"
 """On each variant InferenceService of a split: the deployment (InferenceGraph) it is part of."""
@@ -58,7 +63,7 @@ def spec_of(isvc: dict[str, Any]) -> DeploymentSpec:
     """
     meta = isvc["metadata"]
     annotations = {key: value for key, value in meta.get("annotations", {}).items()
-                   if key != STABLE_ANNOTATION
+                   if key not in (STABLE_ANNOTATION, CONTINUES_ANNOTATION)
                    and key != "kubectl.kubernetes.io/last-applied-configuration"}  # fmt: skip
     labels = {key: value for key, value in meta.get("labels", {}).items()
               if (key, value) != MANAGED_BY and key != DEPLOYMENT_LABEL}  # fmt: skip
@@ -246,16 +251,24 @@ def generation_of(item: dict[str, Any] | None) -> int:
     return 0 if item is None else int(item["metadata"].get("generation", 1))
 
 
+def revision_of(isvc: dict[str, Any] | None) -> int:
+    """An InferenceService's revision: its generation, after the split it replaced (0 for none)."""
+    if isvc is None:
+        return 0
+    text = str(isvc["metadata"].get("annotations", {}).get(CONTINUES_ANNOTATION, ""))
+    return (int(text) if text.isdigit() else 0) + generation_of(isvc)
+
+
 def check_revision(
     name: str, current: dict[str, Any] | None, wanted: int, revision: int | None = None
 ) -> dict[str, Any]:
     """`current`, unless a change meant for revision `wanted` finds it gone or moved on.
 
-    `revision` is the deployment's (the object's generation when None).
+    `revision` is the deployment's (the InferenceService's `revision_of` when None).
     """
     if current is None:
         raise ConflictError(f"'{name}' has no revision {wanted}: it is not deployed")
-    revision = generation_of(current) if revision is None else revision
+    revision = revision_of(current) if revision is None else revision
     if revision != wanted:
         raise ConflictError(
             f"'{name}' is at revision {revision}, not {wanted}: it changed meanwhile"

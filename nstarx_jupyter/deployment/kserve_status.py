@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.backend import (
+    Description,
     Progress,
     Stable,
     Stage,
@@ -22,15 +23,15 @@ from nstarx_jupyter.deployment.backend import (
     TrafficView,
 )
 from nstarx_jupyter.deployment.kserve import NSTARX_RUNTIME, from_kserve
-from nstarx_jupyter.errors import ConflictError
+from nstarx_jupyter.deployment.spec import DeploymentSpec
+from nstarx_jupyter.errors import ConflictError, InvalidInputError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from nstarx_jupyter.deployment.spec import DeploymentSpec
-
 __all__ = ["CONTINUES_ANNOTATION", "DEPLOYMENT_LABEL", "MANAGED_BY", "STABLE_ANNOTATION",
-           "STAGES", "Tracker", "check_revision", "conditions_of", "conditions_text", "epoch",
+           "STAGES", "Tracker", "check_revision", "conditions_of", "conditions_text",
+           "describe_service", "epoch",
            "failure_of", "generation_of", "is_current", "label", "progress", "revision_of",
            "spec_of", "stable_of", "stage_of", "status_of", "traffic_of"]  # fmt: skip
 
@@ -77,6 +78,34 @@ def spec_of(isvc: dict[str, Any]) -> DeploymentSpec:
     # to_manifests names the nstarx runtime when the spec names none: read it back as none, so
     # the spec round-trips (and "nstarx" is no runtime name on the local server).
     return spec.replace(runtime=None) if spec.runtime == NSTARX_RUNTIME else spec
+
+
+def describe_service(isvc: dict[str, Any]) -> Description:
+    """A one-model deployment from its InferenceService: status from its conditions, spec."""
+    meta = isvc["metadata"]
+    status, reason = status_of(isvc)
+    url = isvc.get("status", {}).get("url")
+    try:
+        spec = spec_of(isvc)
+    except InvalidInputError as exc:  # a hand-written isvc nstarx cannot run: still listed
+        spec = DeploymentSpec.build(name=meta["name"], namespace=meta.get("namespace"))
+        reason = reason or f"not an nstarx deployment: {exc.message}"
+    times = [epoch(entry.get("time")) for entry in meta.get("managedFields", [])]
+    return Description(
+        name=meta["name"],
+        target="kserve",
+        namespace=meta.get("namespace"),
+        revision=revision_of(isvc),
+        status=status,
+        reason=reason,
+        stage=stage_of(isvc)[0],
+        spec=spec,
+        traffic=traffic_of(isvc),
+        stable=stable_of(isvc),
+        url=f"{url}/v1/models/{meta['name']}" if url else None,
+        created=epoch(meta.get("creationTimestamp")),
+        updated=max((t for t in times if t is not None), default=None),
+    )
 
 
 def stable_of(isvc: dict[str, Any]) -> Stable | None:

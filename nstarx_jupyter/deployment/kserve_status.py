@@ -22,8 +22,8 @@ from nstarx_jupyter.deployment.backend import (
     TrafficArm,
     TrafficView,
 )
-from nstarx_jupyter.deployment.kserve import NSTARX_RUNTIME, from_kserve
-from nstarx_jupyter.deployment.spec import DeploymentSpec
+from nstarx_jupyter.deployment.kserve import NSTARX_RUNTIME
+from nstarx_jupyter.deployment.spec import DeploymentSpec, from_kserve
 from nstarx_jupyter.errors import ConflictError, InvalidInputError
 
 if TYPE_CHECKING:

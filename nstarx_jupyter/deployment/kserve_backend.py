@@ -5,7 +5,8 @@ offline first and then server-side applied with the field manager `nstarx` (neve
 field another manager set comes back as a `ConflictError` naming it). Progress comes from a watch
 on the InferenceService's status conditions, as KServe's controller writes them (read in
 `kserve_status.py`). A traffic split between variants is one deployment too: an InferenceGraph
-over one InferenceService per variant (`kserve_graphs.py`).
+over one InferenceService per variant (`kserve_graphs.py`). Both reach the API server through
+`kube_objects.KubeObjects`.
 
 Uses the official `kubernetes` client (extra `nstarx-jupyter[kserve]`).
 """

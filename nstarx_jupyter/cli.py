@@ -192,6 +192,10 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument(
         "--storage-uri", help="kserve: where the cluster reads the model (s3://, gs://, pvc://...)"
     )
+    deploy.add_argument(
+        "--model-store", metavar="s3://BUCKET/PREFIX",
+        help="kserve: upload a model on this machine there first (default $NSTARX_MODEL_STORE)",
+    )  # fmt: skip
     demo = commands.add_parser(
         "demo", help="the quickstart headless: train, deploy with a key, predict, load test, "
         "redeploy; prints the prediction and a latency summary",

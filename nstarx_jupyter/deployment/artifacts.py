@@ -1,8 +1,11 @@
 """Where a backend reads a model from: local files for the local server, remote storage for KServe.
 
 The local server reads this machine's disk (a model file, a staged copy, the registry's store).
-KServe pods cannot: they pull `s3://`, `gs://`, `pvc://`, `oci://` or `http(s)://` artifacts, so
-a KServe deployment is refused before anything is applied when the model would come from here.
+KServe pods cannot: they pull `s3://`, `gs://`, `pvc://`, `oci://` or `http(s)://` artifacts. A
+registry version (a fitted model is registered first) whose artifacts are on this machine is
+uploaded to the model store when one is set, under `STORE/NAME/VERSION/` (versions never change,
+so deploying one again rewrites the same files); a model that would come from here otherwise is
+refused before anything is applied.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ REMOTE_SCHEMES = ("s3://", "gs://", "pvc://", "oci://", "https://", "http://", "
 _HOW = (
     "KServe pods cannot read this machine's disk: name an s3://, gs://, pvc://, oci:// or "
     "http(s):// URI, or a registry version whose artifacts live there"
+)
+_SET_STORE = (
+    "set a model store to upload it to (deploy(..., model_store='s3://BUCKET/prefix'), "
+    f"`nstarx deploy --model-store s3://BUCKET/prefix`, or ${STORE_VARIABLE})"
 )
 
 
@@ -66,7 +73,9 @@ def resolve_source(
 
     For a cluster a fitted model is registered, then read from `storage_uri` when given (where
     you put it), else uploaded to the model store (`store`, or `$NSTARX_MODEL_STORE`) under
-    `NAME/VERSION`, else read from its registry artifact when that is remote.
+    `NAME/VERSION`, else read from its registry artifact when that is remote. A registry
+    version is read from `storage_uri`, else from its artifact when that is remote, else from
+    its upload to the model store (the same `NAME/VERSION` prefix).
 
     Raises:
         InvalidInputError: on KServe, the model would come from this machine's disk (the
@@ -80,27 +89,44 @@ def resolve_source(
     if storage_uri is not None:
         _check_remote(storage_uri, "storage_uri")
     if isinstance(model_or_uri, str | Path):
-        return Source(storage_uri or _remote_uri(model_or_uri, version), fitted=False,
+        return Source(storage_uri or _remote_uri(model_or_uri, version, store), fitted=False,
                       trusted=True)  # fmt: skip
     return _register_for_cluster(model_or_uri, name, storage_uri, register or {}, store)
 
 
-def _remote_uri(source: str | Path, version: str | int | None) -> str:
-    """A named model's URI as a cluster fetches it: registry versions resolve to their artifact."""
+def _remote_uri(source: str | Path, version: str | int | None, store: str | None) -> str:
+    """A named model's URI as a cluster fetches it (a registry version: its remote artifact).
+
+    A registry version whose artifacts are on this machine is uploaded to the model store.
+    """
     text = str(source)
     if isinstance(source, str) and is_remote(text):
         return text
     if text.startswith("file://") or Path(text).expanduser().exists():
         raise InvalidInputError(f"'{text}' is a file on this machine; {_HOW}")
     uri = storage_uri_of(source, version)  # models:/..., or a name with its version
-
-    artifact = Registry().artifact_uri(uri)
-    if not is_remote(artifact):
+    registry = Registry()
+    found = registry.resolve(uri)  # an alias names a version: its number names the upload
+    artifact = registry.artifact_uri(found.uri)
+    if is_remote(artifact):
+        return artifact
+    bucket = model_store(store)  # only now: a store is not needed for a remote artifact
+    if bucket is None:
         raise InvalidInputError(
-            f"{uri}: its artifacts are at '{artifact}', on this machine; {_HOW} (register it "
-            "with an MLflow artifact root on S3, or pass storage_uri= where you uploaded it)"
+            f"{uri}: its artifacts are at '{artifact}', on this machine, which KServe pods "
+            f"cannot read: {_SET_STORE}, or upload it yourself and pass storage_uri='s3://...' "
+            "(or gs://, pvc://, oci://), or register it with an MLflow artifact root on S3; "
+            "nothing was applied"
         )
-    return artifact
+    return _upload(registry, found, bucket)
+
+
+def _upload(registry: Registry, version: ModelVersion, bucket: str) -> str:
+    """Copy a registry version's model folder to `bucket/NAME/VERSION`; its URI there."""
+    with tempfile.TemporaryDirectory(prefix="nstarx-upload-") as tmp:
+        folder = registry.download(version.name, version.version, Path(tmp) / "model",
+                                   progress=False)  # fmt: skip
+        return upload_folder(folder, f"{bucket}/{version.name}/{version.version}")
 
 
 def _register_for_cluster(
@@ -112,17 +138,13 @@ def _register_for_cluster(
     registry = Registry()
     version = registry.register(model, name, **register)
     if bucket is not None:
-        with tempfile.TemporaryDirectory(prefix="nstarx-upload-") as tmp:
-            folder = registry.download(version.name, version.version, Path(tmp) / "model",
-                                       progress=False)  # fmt: skip
-            uri = upload_folder(folder, f"{bucket}/{name}/{version.version}")
-        return Source(uri, fitted=True, trusted=False, registered=version)
+        return Source(_upload(registry, version, bucket), fitted=True, trusted=False,
+                      registered=version)  # fmt: skip
     uri = storage_uri or registry.artifact_uri(version.uri)
     if not is_remote(uri):
         raise InvalidInputError(
             f"the fitted model was registered as {version.uri}, but its artifacts are at '{uri}' "
-            "on this machine, which KServe pods cannot read: set a model store to upload it to "
-            f"(deploy(..., model_store='s3://BUCKET/prefix') or ${STORE_VARIABLE}), or upload it "
+            f"on this machine, which KServe pods cannot read: {_SET_STORE}, or upload it "
             "yourself and pass storage_uri='s3://...' (or gs://, pvc://, oci://), or set an "
             "MLflow artifact root on S3; nothing was applied"
         )

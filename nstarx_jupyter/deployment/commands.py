@@ -82,7 +82,7 @@ def _deploy(args: argparse.Namespace, service: DeploymentService, out: Any) -> l
         batching=batching, container_concurrency=args.container_concurrency,
         timeout_s=args.timeout_s, auth=not args.no_auth,
         output_names=_renames(getattr(args, "output_name", None) or []),
-        device=getattr(args, "device", None),
+        device=getattr(args, "device", None), model_store=getattr(args, "model_store", None),
     )  # fmt: skip
 
     def say(step: Progress) -> None:

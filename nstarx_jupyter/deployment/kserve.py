@@ -1,10 +1,11 @@
-"""`DeploymentSpec` to and from KServe manifests, validated like the API server and webhooks would.
+"""A deployment spec as KServe manifests, validated like the API server and webhooks would.
 
 `to_manifests` emits an InferenceService (plus the nstarx ServingRuntime when the deployment runs
 on our server in the cluster, the default, so the product endpoint and the runtime behave as on the
 laptop). Every manifest passes the CRD schemas shipped in `deployment/schemas/` and the webhook
-rules those schemas cannot express. `from_kserve` reads the InferenceService a user would
-`kubectl apply`.
+rules those schemas cannot express. It renders `SpecFields` (`spec_fields.py`, below it);
+`DeploymentSpec.to_kserve` and `from_kserve`, which reads the InferenceService a user would
+`kubectl apply` (`spec.py`, above it), call it.
 """
 
 from __future__ import annotations
@@ -15,17 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from nstarx_jupyter import __version__
-from nstarx_jupyter.deployment.spec import NAME, PRIMARY, DeploymentSpec
+from nstarx_jupyter.deployment.spec_fields import NAME, PRIMARY, SpecFields
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.pipelines.sinks import WebhookSink
 from nstarx_jupyter.registry import Registry
 
 __all__ = [
+    "AUTH_ANNOTATION",
     "DEFAULT_IMAGE",
+    "LEGACY_FORMATS",
+    "MODE_ANNOTATION",
     "NSTARX_RUNTIME",
+    "OPTIONS_ANNOTATION",
+    "OUTPUT_NAMES_ANNOTATION",
     "SERVE_ARGS",
+    "SINKS_ANNOTATION",
     "cluster_serving_runtime",
-    "from_kserve",
     "to_manifests",
     "to_yaml",
     "validate_manifest",
@@ -59,13 +65,13 @@ _SCHEMAS = {
 }
 _REMOTE = ("s3://", "gs://", "pvc://", "https://", "http://", "hdfs://", "webhdfs://", "oci://",
            "hf://", "azure://")  # fmt: skip
-# Framework-specific predictor keys of the old InferenceService form (`predictor: {sklearn: ...}`).
-_LEGACY = ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow", "triton", "pmml",
-           "paddle", "huggingface")  # fmt: skip
+LEGACY_FORMATS = ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow", "triton",
+                  "pmml", "paddle", "huggingface")  # fmt: skip
+"""Framework-specific predictor keys of the old InferenceService form (`predictor: {sklearn:}`)."""
 
 
 def to_manifests(
-    spec: DeploymentSpec,
+    spec: SpecFields,
     *,
     storage_uri: str | None = None,
     image: str = DEFAULT_IMAGE,
@@ -121,7 +127,7 @@ _NO_KSERVE_FIELD = {
 """Traffic fields an InferenceGraph cannot express, and why."""
 
 
-def _unsupported(spec: DeploymentSpec) -> list[str]:
+def _unsupported(spec: SpecFields) -> list[str]:
     traffic = spec.traffic
     if traffic is None:
         return []
@@ -129,7 +135,7 @@ def _unsupported(spec: DeploymentSpec) -> list[str]:
 
 
 def _graph(
-    spec: DeploymentSpec, storage_uri: str | None, image: str, variant_uris: dict[str, str]
+    spec: SpecFields, storage_uri: str | None, image: str, variant_uris: dict[str, str]
 ) -> list[dict[str, Any]]:
     """An InferenceGraph whose root Splitter spreads traffic over one InferenceService each."""
     traffic = spec.traffic
@@ -179,7 +185,7 @@ def _graph(
     return [*docs, graph]
 
 
-def _metadata(spec: DeploymentSpec) -> dict[str, Any]:
+def _metadata(spec: SpecFields) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": spec.name, "annotations": {
         **spec.annotations, MODE_ANNOTATION: spec.deployment_mode}}  # fmt: skip
     if spec.namespace:
@@ -204,7 +210,7 @@ def _metadata(spec: DeploymentSpec) -> dict[str, Any]:
     return metadata
 
 
-def _split_sinks(spec: DeploymentSpec) -> tuple[dict[str, str] | None, list[Any]]:
+def _split_sinks(spec: SpecFields) -> tuple[dict[str, str] | None, list[Any]]:
     """KServe's `logger` (the first unnamed CloudEvents webhook) and the sinks it cannot hold.
 
     Raises:
@@ -233,7 +239,7 @@ def to_yaml(docs: list[dict[str, Any]]) -> str:
     return "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in docs)
 
 
-def _predictor(spec: DeploymentSpec, uri: str, runtime: str) -> dict[str, Any]:
+def _predictor(spec: SpecFields, uri: str, runtime: str) -> dict[str, Any]:
     model_format: dict[str, Any] = {"name": spec.model_format}
     if spec.model_format_version:
         model_format["version"] = spec.model_format_version
@@ -340,7 +346,7 @@ def _webhook_rules(doc: dict[str, Any]) -> None:
             f"metadata.name: '{name}' must match [a-z]([-a-z0-9]*[a-z0-9])? (KServe's rule)"
         )
     predictor = doc["spec"]["predictor"]
-    implementations = [key for key in (*_LEGACY, "model") if key in predictor]
+    implementations = [key for key in (*LEGACY_FORMATS, "model") if key in predictor]
     if predictor.get("containers"):
         implementations.append("containers")
     if len(implementations) != 1:
@@ -392,103 +398,3 @@ def _graph_rules(doc: dict[str, Any]) -> None:
                 raise InvalidInputError(
                     f"spec.nodes.{node_name}: a Splitter's weights add up to 100, not {total}"
                 )
-
-
-# -- reading -----------------------------------------------------------------------------------
-
-
-def from_kserve(doc: Any) -> DeploymentSpec:
-    """Read an InferenceService (the dict of a YAML file) into a `DeploymentSpec`.
-
-    Scheduling fields (node selectors, tolerations, autoscaler metrics...) are accepted and left
-    to the cluster; parts the local server cannot run (transformers, explainers, custom
-    containers) are refused by name.
-
-    Raises:
-        InvalidInputError: not a valid InferenceService, or one with parts nstarx cannot run.
-    """
-    validate_manifest(doc)
-    if doc["kind"] != "InferenceService":
-        raise InvalidInputError(f"kind: expected InferenceService, got {doc['kind']}")
-    spec = doc["spec"]
-    for part in ("transformer", "explainer"):
-        if part in spec:
-            raise InvalidInputError(f"spec.{part}: not supported by nstarx yet")
-    predictor = spec["predictor"]
-    if predictor.get("containers"):
-        raise InvalidInputError("spec.predictor.containers: custom containers cannot run here")
-    if "model" in predictor:
-        model = predictor["model"]
-        fmt = model["modelFormat"]["name"]
-        fmt_version = model["modelFormat"].get("version")
-    else:
-        fmt = next(key for key in _LEGACY if key in predictor)
-        model = predictor[fmt]
-        fmt_version = None
-    meta = doc["metadata"]
-    annotations = dict(meta.get("annotations", {}))
-    mode = annotations.pop(MODE_ANNOTATION, "Standard")
-    options = json.loads(annotations.pop(OPTIONS_ANNOTATION, "{}"))
-    output_names = json.loads(annotations.pop(OUTPUT_NAMES_ANNOTATION, "{}"))
-    auth = str(annotations.pop(AUTH_ANNOTATION, "false")).lower() == "true"
-    sinks = _read_sinks(predictor, annotations.pop(SINKS_ANNOTATION, "[]"))
-    batcher = predictor.get("batcher")
-    fields: dict[str, Any] = {
-        "name": meta["name"],
-        "namespace": meta.get("namespace"),
-        "storage_uri": model.get("storageUri"),
-        "model_format": fmt,
-        "model_format_version": fmt_version,
-        "runtime": model.get("runtime"),
-        "protocol_version": model.get("protocolVersion", "v1") if "model" in predictor else "v1",
-        "deployment_mode": {"RawDeployment": "Standard", "Serverless": "Knative"}.get(mode, mode),
-        "min_replicas": predictor.get("minReplicas", 1),
-        "max_replicas": predictor.get("maxReplicas", 0),
-        "container_concurrency": predictor.get("containerConcurrency"),
-        "timeout_s": predictor.get("timeout"),
-        "canary_traffic_percent": predictor.get("canaryTrafficPercent"),
-        "labels": dict(meta.get("labels", {})),
-        "annotations": annotations,
-        "options": options,
-        "output_names": output_names,
-        "auth": auth,
-        "sinks": sinks,
-    }
-    if batcher is not None:
-        fields["batching"] = {
-            "max_batch_size": batcher.get("maxBatchSize", 32),
-            "max_latency_ms": batcher.get("maxLatency", 5),
-            "timeout_s": batcher.get("timeout"),
-        }
-    if model.get("resources"):
-        resources = model["resources"]
-        fields["resources"] = {
-            key: resources[key] for key in ("requests", "limits") if key in resources
-        }
-    if fields["protocol_version"] not in ("v1", "v2"):
-        fields["protocol_version"] = "v2"  # grpc-v2 and friends: the local server speaks all
-    return DeploymentSpec.build(**fields)
-
-
-def _read_sinks(predictor: dict[str, Any], annotation: str) -> list[Any]:
-    """KServe's `logger` as a CloudEvents webhook sink, then the annotation's sinks."""
-    try:
-        kept = json.loads(annotation)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"metadata.annotations.{SINKS_ANNOTATION}: {exc}") from None
-    if not isinstance(kept, list):
-        raise InvalidInputError(f"metadata.annotations.{SINKS_ANNOTATION}: a JSON list of sinks")
-    logger = predictor.get("logger")
-    if logger is None:
-        return kept
-    if not logger.get("url"):
-        raise InvalidInputError(
-            "spec.predictor.logger.url: the local server sends the logger's events to a URL "
-            "(KServe's default broker is in the cluster); give one"
-        )
-    mode = logger.get("mode", "all")
-    if mode not in ("all", "request", "response"):
-        raise InvalidInputError(f"spec.predictor.logger.mode: '{mode}' is not all, request "
-                                "or response")  # fmt: skip
-    sink = {"kind": "webhook", "format": "cloudevents", "url": logger["url"], "mode": mode}
-    return [sink, *kept]

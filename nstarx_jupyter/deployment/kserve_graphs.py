@@ -18,8 +18,9 @@ the local server presents a split:
   left out, and the plain InferenceService `NAME` when a one-model deployment became a split.
   A failure midway names what was applied before it (the API server has no transactions).
 - `unsplit` (a spec without a split where a split runs) applies the plain InferenceService
-  `NAME`, then deletes the graph and the variants' services; the new InferenceService starts
-  again at KServe's generation 1, so its revision is 1.
+  `NAME`, then deletes the graph and the variants' services. The new InferenceService starts
+  again at KServe's generation 1; its annotation `serving.nstarx.io/continues-revision` holds
+  the split's revision, which its revision counts from, so the revision only grows.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from nstarx_jupyter.deployment.backend import (
 )
 from nstarx_jupyter.deployment.kserve_metrics import split_metrics
 from nstarx_jupyter.deployment.kserve_status import (
+    CONTINUES_ANNOTATION,
     DEPLOYMENT_LABEL,
     MANAGED_BY,
     STAGES,
@@ -45,16 +47,18 @@ from nstarx_jupyter.deployment.kserve_status import (
     check_revision,
     conditions_of,
     conditions_text,
+    describe_service,
     epoch,
     failure_of,
-    generation_of,
     is_current,
     label,
     progress,
+    revision_of,
     stage_of,
     status_of,
 )
 from nstarx_jupyter.deployment.kube_api import NoKServeError
+from nstarx_jupyter.deployment.kube_objects import ISVC, KubeObjects
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
     ForbiddenError,
@@ -68,7 +72,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from nstarx_jupyter.deployment.backend import Progress
-    from nstarx_jupyter.deployment.kserve_backend import KServeBackend
 
 __all__ = ["REVISION_ANNOTATION", "SPEC_ANNOTATION", "GraphDeployments"]
 
@@ -77,7 +80,6 @@ SPEC_ANNOTATION = "serving.nstarx.io/spec"
 REVISION_ANNOTATION = "serving.nstarx.io/revision"
 """On a split's InferenceGraph: the deployment's revision (one more per change of the spec)."""
 GRAPH = "InferenceGraph"
-ISVC = "InferenceService"
 _WAITS_FOR = {
     "scheduled": "every variant's predictor to be scheduled "
     "(PredictorConfigurationReady or PredictorRouteReady)",
@@ -96,17 +98,17 @@ _Part = tuple[str, Status, str | None, Stage]
 
 
 class GraphDeployments:
-    """The splits of a `KServeBackend`'s namespace, each an InferenceGraph and its services."""
+    """The splits of a namespace (`KServeBackend`'s), each an InferenceGraph and its services."""
 
-    def __init__(self, backend: KServeBackend) -> None:
-        self.backend = backend
+    def __init__(self, kube: KubeObjects) -> None:
+        self.kube = kube
 
     # -- reading -------------------------------------------------------------------------------
 
     def read(self, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The split deployed as `name`, or None (no graph, or a graph nstarx did not make)."""
         try:
-            graph = self.backend._get(GRAPH, name, missing_ok=True, namespace=namespace)
+            graph = self.kube.get(GRAPH, name, missing_ok=True, namespace=namespace)
         except (NoKServeError, ForbiddenError):  # no InferenceGraph CRD, or not ours to read:
             return None  # no splits to see; InferenceServices work as before
         if graph is None or SPEC_ANNOTATION not in graph["metadata"].get("annotations", {}):
@@ -115,7 +117,7 @@ class GraphDeployments:
 
     def _services(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         """The list answer for the services labelled as the split `name`'s variants."""
-        return self.backend._list(ISVC, labels=f"{DEPLOYMENT_LABEL}={name}", namespace=namespace)
+        return self.kube.listed(ISVC, labels=f"{DEPLOYMENT_LABEL}={name}", namespace=namespace)
 
     @staticmethod
     def steps(graph: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
@@ -151,7 +153,7 @@ class GraphDeployments:
     def listed(self, items: list[dict[str, Any]]) -> list[Description]:
         """Each split of the namespace, described from `items` (the namespace's services)."""
         try:
-            graphs = self.backend._list(GRAPH).get("items", [])
+            graphs = self.kube.listed(GRAPH).get("items", [])
         except (NoKServeError, ForbiddenError):
             return []
         owned: dict[str, dict[str, dict[str, Any]]] = {}
@@ -199,8 +201,8 @@ class GraphDeployments:
     ) -> Description:
         """Apply a split's manifests (`docs`, the graph last) as one deployment."""
         name, namespace = spec.name, spec.namespace
-        plain = self.backend._read(name, missing_ok=True, namespace=namespace)
-        revision = _revision(graph) if graph is not None else generation_of(plain)
+        plain = self.kube.get(ISVC, name, missing_ok=True, namespace=namespace)
+        revision = _revision(graph) if graph is not None else revision_of(plain)
         if if_revision is not None:
             check_revision(name, graph or plain, if_revision, revision)
         text = _spec_text(spec)
@@ -224,7 +226,7 @@ class GraphDeployments:
             stale.append(name)  # the one-model deployment this split replaces
         for service in stale:
             with contextlib.suppress(NotFoundError):
-                self.backend._remove(ISVC, service, namespace)
+                self.kube.remove(ISVC, service, namespace)
         return self.describe(stored)
 
     def unsplit(
@@ -236,21 +238,24 @@ class GraphDeployments:
         if_revision: int | None = None,
     ) -> Description:
         """Back to one model: apply the plain InferenceService, then delete the split's parts."""
+        revision = _revision(graph)
         if if_revision is not None:
-            check_revision(spec.name, graph, if_revision, _revision(graph))
-        docs[-1]["metadata"].setdefault("labels", {}).setdefault(*MANAGED_BY)
+            check_revision(spec.name, graph, if_revision, revision)
+        meta = docs[-1]["metadata"]
+        meta.setdefault("labels", {}).setdefault(*MANAGED_BY)
+        meta.setdefault("annotations", {})[CONTINUES_ANNOTATION] = str(revision)
         stored = self._apply_all(docs)
         self.delete(spec.name, spec.namespace)
-        return self.backend._describe(stored)
+        return describe_service(stored)
 
     def delete(self, name: str, namespace: str | None = None) -> bool:
         """Delete the split `name` (its graph, then its services); False if there is none."""
         if self.read(name, namespace) is None:
             return False
-        self.backend._remove(GRAPH, name, namespace)
+        self.kube.remove(GRAPH, name, namespace)
         for service in _by_name(self._services(name, namespace)):
             with contextlib.suppress(NotFoundError):
-                self.backend._remove(ISVC, service, namespace)
+                self.kube.remove(ISVC, service, namespace)
         return True
 
     def _apply_all(self, docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -259,7 +264,7 @@ class GraphDeployments:
         stored: dict[str, Any] = {}
         for doc in docs:
             try:
-                stored = self.backend._apply_doc(doc)
+                stored = self.kube.apply(doc)
             except NstarxError as exc:
                 done = ", ".join(applied) or "nothing"
                 raise type(exc)(f"{exc.message}; applied before it: {done}") from None
@@ -289,14 +294,14 @@ class GraphDeployments:
                 raise UnavailableError(tracker.timeout_message(name, timeout_s, seen))
             if all(part[3] == "ready" for part in parts[:-1]):  # the services: now the graph
                 version = graph["metadata"]["resourceVersion"]
-                self.backend._wait_event(GRAPH, version, remaining_s,
+                self.kube.next_event(GRAPH, version, remaining_s,
                                          field_selector=f"metadata.name={name}")  # fmt: skip
-                found = self.backend._get(GRAPH, name)
-                assert found is not None  # noqa: S101 - _get raises unless missing_ok
+                found = self.kube.get(GRAPH, name)
+                assert found is not None  # noqa: S101 - get raises unless missing_ok
                 graph = found
             else:
                 version = listed["metadata"]["resourceVersion"]
-                self.backend._wait_event(ISVC, version, remaining_s,
+                self.kube.next_event(ISVC, version, remaining_s,
                                          label_selector=f"{DEPLOYMENT_LABEL}={name}")  # fmt: skip
                 listed = self._services(name)
 

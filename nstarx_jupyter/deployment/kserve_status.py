@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.backend import (
+    Description,
     Progress,
     Stable,
     Stage,
@@ -21,21 +22,26 @@ from nstarx_jupyter.deployment.backend import (
     TrafficArm,
     TrafficView,
 )
-from nstarx_jupyter.deployment.kserve import NSTARX_RUNTIME, from_kserve
-from nstarx_jupyter.errors import ConflictError
+from nstarx_jupyter.deployment.kserve import NSTARX_RUNTIME
+from nstarx_jupyter.deployment.spec import DeploymentSpec, from_kserve
+from nstarx_jupyter.errors import ConflictError, InvalidInputError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from nstarx_jupyter.deployment.spec import DeploymentSpec
-
-__all__ = ["DEPLOYMENT_LABEL", "MANAGED_BY", "STABLE_ANNOTATION", "STAGES", "Tracker",
-           "check_revision", "conditions_of", "conditions_text", "epoch", "failure_of",
-           "generation_of", "is_current", "label", "progress", "spec_of", "stable_of", "stage_of",
-           "status_of", "traffic_of"]  # fmt: skip
+__all__ = ["CONTINUES_ANNOTATION", "DEPLOYMENT_LABEL", "MANAGED_BY", "STABLE_ANNOTATION",
+           "STAGES", "Tracker", "check_revision", "conditions_of", "conditions_text",
+           "describe_service", "epoch",
+           "failure_of", "generation_of", "is_current", "label", "progress", "revision_of",
+           "spec_of", "stable_of", "stage_of", "status_of", "traffic_of"]  # fmt: skip
 
 STABLE_ANNOTATION = "serving.nstarx.io/stable-spec"
 """During a canary: the spec (and revision) that keeps the rest of the traffic, as JSON."""
+CONTINUES_ANNOTATION = "serving.nstarx.io/continues-revision"
+"""On an InferenceService that replaced a split: the split's revision, which it continues.
+
+The new object's `generation` starts again at 1; its revision is this plus its generation, so
+a deployment's revision only grows across one model -> split -> one model."""
 MANAGED_BY = ("app.kubernetes.io/managed-by", "nstarx")
 DEPLOYMENT_LABEL = "nstarx.io/deployment"
 """On each variant InferenceService of a split: the deployment (InferenceGraph) it is part of."""
@@ -58,7 +64,7 @@ def spec_of(isvc: dict[str, Any]) -> DeploymentSpec:
     """
     meta = isvc["metadata"]
     annotations = {key: value for key, value in meta.get("annotations", {}).items()
-                   if key != STABLE_ANNOTATION
+                   if key not in (STABLE_ANNOTATION, CONTINUES_ANNOTATION)
                    and key != "kubectl.kubernetes.io/last-applied-configuration"}  # fmt: skip
     labels = {key: value for key, value in meta.get("labels", {}).items()
               if (key, value) != MANAGED_BY and key != DEPLOYMENT_LABEL}  # fmt: skip
@@ -72,6 +78,34 @@ def spec_of(isvc: dict[str, Any]) -> DeploymentSpec:
     # to_manifests names the nstarx runtime when the spec names none: read it back as none, so
     # the spec round-trips (and "nstarx" is no runtime name on the local server).
     return spec.replace(runtime=None) if spec.runtime == NSTARX_RUNTIME else spec
+
+
+def describe_service(isvc: dict[str, Any]) -> Description:
+    """A one-model deployment from its InferenceService: status from its conditions, spec."""
+    meta = isvc["metadata"]
+    status, reason = status_of(isvc)
+    url = isvc.get("status", {}).get("url")
+    try:
+        spec = spec_of(isvc)
+    except InvalidInputError as exc:  # a hand-written isvc nstarx cannot run: still listed
+        spec = DeploymentSpec.build(name=meta["name"], namespace=meta.get("namespace"))
+        reason = reason or f"not an nstarx deployment: {exc.message}"
+    times = [epoch(entry.get("time")) for entry in meta.get("managedFields", [])]
+    return Description(
+        name=meta["name"],
+        target="kserve",
+        namespace=meta.get("namespace"),
+        revision=revision_of(isvc),
+        status=status,
+        reason=reason,
+        stage=stage_of(isvc)[0],
+        spec=spec,
+        traffic=traffic_of(isvc),
+        stable=stable_of(isvc),
+        url=f"{url}/v1/models/{meta['name']}" if url else None,
+        created=epoch(meta.get("creationTimestamp")),
+        updated=max((t for t in times if t is not None), default=None),
+    )
 
 
 def stable_of(isvc: dict[str, Any]) -> Stable | None:
@@ -246,16 +280,24 @@ def generation_of(item: dict[str, Any] | None) -> int:
     return 0 if item is None else int(item["metadata"].get("generation", 1))
 
 
+def revision_of(isvc: dict[str, Any] | None) -> int:
+    """An InferenceService's revision: its generation, after the split it replaced (0 for none)."""
+    if isvc is None:
+        return 0
+    text = str(isvc["metadata"].get("annotations", {}).get(CONTINUES_ANNOTATION, ""))
+    return (int(text) if text.isdigit() else 0) + generation_of(isvc)
+
+
 def check_revision(
     name: str, current: dict[str, Any] | None, wanted: int, revision: int | None = None
 ) -> dict[str, Any]:
     """`current`, unless a change meant for revision `wanted` finds it gone or moved on.
 
-    `revision` is the deployment's (the object's generation when None).
+    `revision` is the deployment's (the InferenceService's `revision_of` when None).
     """
     if current is None:
         raise ConflictError(f"'{name}' has no revision {wanted}: it is not deployed")
-    revision = generation_of(current) if revision is None else revision
+    revision = revision_of(current) if revision is None else revision
     if revision != wanted:
         raise ConflictError(
             f"'{name}' is at revision {revision}, not {wanted}: it changed meanwhile"

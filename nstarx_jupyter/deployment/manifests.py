@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nstarx_jupyter.deployment.kserve import AUTH_ANNOTATION, from_kserve, validate_manifest
+from nstarx_jupyter.deployment.kserve import AUTH_ANNOTATION, validate_manifest
+from nstarx_jupyter.deployment.spec import from_kserve
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.pipelines.inference_graph import GraphSpec, graph_problems
 

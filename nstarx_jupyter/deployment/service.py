@@ -156,7 +156,7 @@ class DeploymentService(Rollouts):
         registered first, uploaded to `model_store` (default `$NSTARX_MODEL_STORE`) and deployed
         from there (or from `storage_uri`, where you uploaded it, or from its registry artifact
         when that is remote), and refused before anything is applied when the cluster could not
-        read it.
+        read it. A registry version whose artifacts are on this machine is uploaded the same way.
         Follow it to `Ready` with `wait_ready`.
         """
         example = example_options(model_or_uri, input_example)

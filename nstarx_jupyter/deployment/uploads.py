@@ -3,9 +3,10 @@
 A fitted model deployed to KServe is registered in MLflow (the catalog) and its model folder
 (MLmodel and artifacts, what `nstarx serve` loads) is copied to `MODEL_STORE/NAME/VERSION/`;
 the InferenceService's `storageUri` names that prefix, which KServe's storage initializer
-downloads into the pod. The client is MinIO's (`minio`, the `kserve` extra): it speaks S3 to
-AWS, MinIO, Ceph, R2 or any S3-compatible server, and (unlike boto3, whose botocore pins
-`python-dateutil<3`) installs next to the `kubernetes` client.
+downloads into the pod. A registry version whose artifacts MLflow keeps on this machine is
+copied the same way (`artifacts.py`). The client is MinIO's (`minio`, the `kserve` extra): it
+speaks S3 to AWS, MinIO, Ceph, R2 or any S3-compatible server, and (unlike boto3, whose
+botocore pins `python-dateutil<3`) installs next to the `kubernetes` client.
 
 Where to: `NSTARX_MODEL_STORE` (`s3://bucket/prefix`), or `deploy(..., model_store=...)`.
 How: the variables KServe's S3 secrets and the AWS SDKs use: `AWS_ACCESS_KEY_ID`,

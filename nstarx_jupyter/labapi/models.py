@@ -132,7 +132,8 @@ class DeployRequest(_Model):
     canary_percent: int | None = Field(default=None, ge=0, le=100)
     storage_uri: str | None = Field(default=None, min_length=1, max_length=2048)
     """On a cluster: where the version's artifact was uploaded (`s3://`, `gs://`, `pvc://`,
-    `oci://`), when the registry keeps it on this machine, which pods cannot read."""
+    `oci://`). Without it, a version the registry keeps on this machine (which pods cannot
+    read) is uploaded to the Jupyter server's model store (`$NSTARX_MODEL_STORE`)."""
 
 
 class MetricsSample(_Model):

@@ -85,7 +85,9 @@ def deploy(
     default `$NSTARX_MODEL_STORE`; any S3-compatible server, see the README) under
     `NAME/VERSION` and deployed from there; or deployed from `storage_uri` where you put it
     (`s3://`, `gs://`, `pvc://`, `oci://`), or from its registry artifact when that is remote.
-    A local file is refused before anything is applied.
+    A registry version whose artifacts are on this machine is uploaded to the model store the
+    same way (`STORE/NAME/VERSION`), and refused without one; a local file is refused before
+    anything is applied.
 
     With `auth` (the default) callers need an API key. On the local server each call mints one
     for this deployment (scope `predict:NAME`) and keeps it on the returned object (`.api_key`,

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from nstarx_jupyter.client.inference import InferenceClient
-from nstarx_jupyter.deployment import kserve_backend
+from nstarx_jupyter.deployment import kube_objects
 from nstarx_jupyter.deployment.kserve_backend import STABLE_ANNOTATION, KServeBackend
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
@@ -158,7 +158,7 @@ def test_a_cluster_without_kserve_says_so(
     backend: KServeBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The same API server, asked for a group it does not serve: as if KServe's CRDs were missing.
-    monkeypatch.setattr(kserve_backend, "GROUP", "serving.example.io")
+    monkeypatch.setattr(kube_objects, "GROUP", "serving.example.io")
     with pytest.raises(NotFoundError, match=r"no InferenceService resource .*is KServe installed"):
         backend.apply(iris())
     with pytest.raises(NotFoundError, match="is KServe installed"):
@@ -216,7 +216,7 @@ def test_a_spec_the_api_server_refuses_comes_back_as_one_line_naming_the_fields(
                                                                "modelFormat": {}}}},
     }))  # fmt: skip
     with pytest.raises(InvalidInputError) as schema:
-        backend._apply_doc(doc)  # past the offline check, as a hand-made manifest would be
+        backend.kube.apply(doc)  # past the offline check, as a hand-made manifest would be
     assert "\n" not in schema.value.message
     assert 'spec.predictor.minReplicas: Invalid value: "string"' in schema.value.message
     assert "spec.predictor.model.modelFormat.name: Required value" in schema.value.message

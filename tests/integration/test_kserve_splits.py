@@ -16,6 +16,7 @@ import pytest
 
 from nstarx_jupyter.deployment.kserve_backend import KServeBackend
 from nstarx_jupyter.deployment.kserve_graphs import REVISION_ANNOTATION, SPEC_ANNOTATION
+from nstarx_jupyter.deployment.kserve_status import CONTINUES_ANNOTATION
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
     ConflictError,
@@ -220,6 +221,29 @@ def test_one_model_becomes_a_split_and_back(
     assert back.spec == iris(storage_uri=V2, namespace=namespace)
     assert back.traffic is None
     assert stored(kube_cluster, namespace) == {"inferenceservices": ["iris"], "inferencegraphs": []}
+    # A new object (generation 1) that continues the split's revision, as stored.
+    plain = controller.get("iris")
+    assert plain["metadata"]["generation"] == 1
+    assert plain["metadata"]["annotations"][CONTINUES_ANNOTATION] == "2"
+    assert back.revision == backend.describe("iris").revision == 3
+    # Its own changes count on from there, and keep the annotation (a canary, its stable).
+    controller.ready("iris", "http://iris.example")
+    with pytest.raises(ConflictError, match="at revision 3, not 1"):
+        backend.apply(iris(storage_uri=V1), if_revision=1)
+    canary = backend.apply(iris(storage_uri=V1, canary_traffic_percent=20), if_revision=3)
+    assert canary.revision == 4
+    assert canary.stable is not None
+    assert canary.stable.revision == 3
+    assert controller.get("iris")["metadata"]["annotations"][CONTINUES_ANNOTATION] == "2"
+    assert backend.describe("iris").spec.annotations == {}  # ours: not part of the spec
+    promoted = backend.apply(iris(storage_uri=V1), if_revision=4)
+    assert promoted.revision == 5
+    # Split again, then one model again: the revision still only grows.
+    assert backend.apply(split(70, 30), if_revision=5).revision == 6
+    all_ready(controller)
+    again = backend.apply(iris(storage_uri=V2), if_revision=6)
+    assert again.revision == 7
+    assert controller.get("iris")["metadata"]["annotations"][CONTINUES_ANNOTATION] == "6"
     # A split that drops a variant deletes its service.
     backend.apply(iris(traffic={"variants": [{"name": "b", "storage_uri": V2},
                                              {"name": "c", "storage_uri": V1}],

@@ -10,12 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nstarx_jupyter.deployment import DeploymentSpec
-from nstarx_jupyter.deployment.kserve import (
-    MODE_ANNOTATION,
-    from_kserve,
-    to_manifests,
-    validate_manifest,
-)
+from nstarx_jupyter.deployment.kserve import MODE_ANNOTATION, to_manifests, validate_manifest
+from nstarx_jupyter.deployment.spec import from_kserve
 from nstarx_jupyter.errors import InvalidInputError
 
 S3 = "s3://models/iris/1"

@@ -55,8 +55,6 @@ ALLOWED: dict[str, Reason] = {
     "nstarx_jupyter.notebook.magics": STARTUP,  # `%load_ext`, not `import nstarx_jupyter`
     "nstarx_jupyter.pipelines.shipping": STARTUP,  # cloudpickle and inspect, on deploy only
     "nstarx_jupyter.deployment.export.model": STARTUP,  # the converters' glue, on export only
-    # TODO(#21): the deployment spec <-> kserve cycle, still to break
-    "nstarx_jupyter.deployment": PENDING,
 }  # fmt: skip
 
 

@@ -10,7 +10,8 @@ import yaml
 
 from nstarx_jupyter.client.inference import parse_endpoint
 from nstarx_jupyter.deployment import DeploymentSpec
-from nstarx_jupyter.deployment.kserve import from_kserve, to_manifests
+from nstarx_jupyter.deployment.kserve import to_manifests
+from nstarx_jupyter.deployment.spec import from_kserve
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.notebook.snippets import python_snippet
 from tests.integration.server import ROOT

@@ -126,9 +126,14 @@ def test_a_fitted_model_is_registered_and_refused_when_its_artifact_is_local(
     assert "storage_uri=" in caught.value.message
     assert "models:/iris/1" in caught.value.message  # registered: the user can upload it
     assert cluster.applied == []
-    # A registry version whose artifacts are on this machine is refused the same way.
-    with pytest.raises(InvalidInputError, match="on this machine"):
+    # A registry version whose artifacts are on this machine is refused the same way without a
+    # store, naming the store option; a store it cannot upload to is refused before any upload.
+    with pytest.raises(InvalidInputError, match="on this machine") as caught:
         service.deploy("models:/iris/1", "iris")
+    for option in ("model_store=", "--model-store", "$NSTARX_MODEL_STORE", "nothing was applied"):
+        assert option in caught.value.message
+    with pytest.raises(InvalidInputError, match=r"uploads to s3:// .* only"):
+        service.deploy("models:/iris/1", "iris", model_store="gs://bucket/models")
     assert cluster.applied == []
     # Named remote storage (where the user uploaded it): registered, and deployed from there.
     applied = service.deploy(iris_model, "iris", storage_uri="s3://bucket/iris")

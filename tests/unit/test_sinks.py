@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from nstarx_jupyter.deployment import kserve
-from nstarx_jupyter.deployment.spec import DeploymentSpec
+from nstarx_jupyter.deployment.spec import DeploymentSpec, from_kserve
 from nstarx_jupyter.errors import ForbiddenError, InvalidInputError
 from nstarx_jupyter.pipelines.sinks import FileSink, WebhookSink, keep_secrets
 from nstarx_jupyter.serving.sinks import REQUEST_EVENT, RESPONSE_EVENT, SinkHub
@@ -330,7 +330,7 @@ def test_kserve_logger_round_trips_as_a_cloudevents_webhook() -> None:
     assert json.loads(isvc["metadata"]["annotations"][kserve.SINKS_ANNOTATION]) == [
         {"kind": "file"}
     ]
-    assert kserve.from_kserve(isvc).sinks == spec.sinks
+    assert from_kserve(isvc).sinks == spec.sinks
 
 
 def test_a_kserve_logger_without_a_url_or_a_sink_with_headers_is_refused() -> None:
@@ -341,7 +341,7 @@ def test_a_kserve_logger_without_a_url_or_a_sink_with_headers_is_refused() -> No
                                "sklearn": {"storageUri": "s3://b/iris"}}},
     }  # fmt: skip
     with pytest.raises(InvalidInputError, match=r"logger\.url"):
-        kserve.from_kserve(isvc)
+        from_kserve(isvc)
     sinks = [{"url": "http://h/", "headers": {"X-Key": "k"}}]
     spec = DeploymentSpec.build(name="iris", storage_uri="s3://b/iris", sinks=sinks)
     with pytest.raises(InvalidInputError, match="secrets do not go into a manifest"):

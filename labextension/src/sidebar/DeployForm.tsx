@@ -104,7 +104,7 @@ export function DeployForm({ model, version, onClose }: DeployFormProps) {
         />
       </label>
       {cluster && (
-        <label title="Where the version's artifact was uploaded; empty: the registry's artifact (it must be on remote storage)">
+        <label title="Where the version's artifact was uploaded; empty: the registry's artifact when it is on remote storage, else its upload to the model store ($NSTARX_MODEL_STORE)">
           <span>Storage URI</span>
           <input
             className="jp-mod-styled"

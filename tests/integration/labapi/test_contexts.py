@@ -14,6 +14,8 @@ from nstarx_jupyter.client.inference import InferenceClient
 from nstarx_jupyter.deployment import kubeconfig
 from nstarx_jupyter.deployment.kserve_backend import KServeBackend
 from nstarx_jupyter.deployment.spec import DeploymentSpec
+from nstarx_jupyter.deployment.uploads import STORE_VARIABLE
+from nstarx_jupyter.registry import Registry
 from nstarx_jupyter.security import admin_token
 from nstarx_jupyter.security.home import security_dir
 from tests.integration.server import start_server
@@ -22,8 +24,11 @@ from tests.support.kube import FakeController
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from sklearn.linear_model import LogisticRegression
+
     from tests.integration.labapi.conftest import Api
     from tests.support.kube import Cluster
+    from tests.support.s3 import S3Server
 
 pytestmark = [pytest.mark.integration]
 
@@ -132,6 +137,40 @@ def test_the_picker_lists_the_kubeconfig_contexts_and_the_routes_work_on_the_clu
     assert "canaryTrafficPercent" not in stored
     api("DELETE", "deployments/iris", status=204, params=where)
     assert api("GET", "deployments", params=where) == []
+
+
+@pytest.mark.k8s
+@pytest.mark.xdist_group("k8s")
+def test_the_deploy_form_uploads_a_local_registry_version_to_the_store_for_the_cluster(
+    api: Api,
+    kube_cluster: Cluster,
+    kube_namespace: str,
+    s3_server: S3Server,
+    iris_model: LogisticRegression,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
+    Registry().register(iris_model, "iris")  # MLflow keeps its artifacts on this machine
+    where = {"target": "kserve", "context": CONTEXT, "namespace": kube_namespace}
+    form = {"name": "iris", "model": "iris", "version": "1"}
+    # No store: refused, naming the option, with nothing applied.
+    refused = api("POST", "deployments", form, status=400, params=where)
+    assert STORE_VARIABLE in refused["error"]
+    assert api("GET", "deployments", params=where) == []
+    for key, value in s3_server.environ.items():
+        monkeypatch.setenv(key, value)
+    store = f"{s3_server.bucket('models')}/{kube_namespace}"
+    monkeypatch.setenv(STORE_VARIABLE, store)
+    deployed = api("POST", "deployments", form, status=201, params=where)
+    assert deployed["deployment"]["model"] == f"{store}/iris/1"
+    controller = FakeController(kube_cluster, kube_namespace)
+    stored = controller.get("iris")["spec"]["predictor"]["model"]
+    assert stored["storageUri"] == f"{store}/iris/1"
+    bucket, _, prefix = store.removeprefix("s3://").partition("/")
+    keys = {item.object_name for item in s3_server.client().list_objects(
+        bucket, prefix=f"{prefix}/iris/1/", recursive=True)}  # fmt: skip
+    assert f"{prefix}/iris/1/MLmodel" in keys  # the version's model folder, as MLflow wrote it
+    api("DELETE", "deployments/iris", status=204, params=where)
 
 
 @pytest.mark.k8s

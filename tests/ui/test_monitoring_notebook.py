@@ -23,6 +23,8 @@ pytestmark = [pytest.mark.ui, pytest.mark.integration, pytest.mark.xdist_group("
 NOTEBOOK = "05-monitoring.ipynb"
 # The drift chart's traces as drawn in the page: name and how many points (bars) each has.
 TRACES = """(gd) => gd.data.map((t) => [t.name, (t.y || []).filter((v) => v !== null).length])"""
+HAS_REFERENCE = f"""() => [...document.querySelectorAll(".js-plotly-plot")]
+    .some((gd) => ({TRACES})(gd).some(([name, points]) => name === "reference" && points > 0))"""
 TITLE = "(gd) => gd.layout.annotations.map((a) => a.text)"
 
 
@@ -44,6 +46,8 @@ def test_the_monitoring_notebook_draws_the_drift_chart(lab: Lab, page: Page) -> 
         chart = cell.locator(".js-plotly-plot").first
         expect(chart).to_be_visible(timeout=30_000)
         chart.scroll_into_view_if_needed()
+        # Plotly draws the traces after the element shows: wait for the reference histogram.
+        page.wait_for_function(HAS_REFERENCE, timeout=30_000, polling=250)
         traces = dict(chart.evaluate(TRACES))
         assert traces["reference"] > 0, traces  # the reference histogram of petal_length
         assert traces["live"] > 0, traces

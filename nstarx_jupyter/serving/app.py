@@ -156,10 +156,10 @@ def create_app(
     usage = UsageMonitor(repository)  # CPU, memory, threads, GPU per model version
     metrics.registry.register(usage.collector())
     guard = make_guard(config)
-    dataplane = DataPlane(repository, metrics, guard)
     sink_root = config.sink_dir or (config.state_dir / "sinks" if config.state_dir else None)
-    dataplane.sinks = SinkHub(sink_root, [config.security_dir or security_dir()])
-    metrics.registry.register(dataplane.sinks.collector())
+    sinks = SinkHub(sink_root, [config.security_dir or security_dir()])
+    metrics.registry.register(sinks.collector())
+    dataplane = DataPlane(repository, metrics, guard, sinks)
     if config.audit:
         dataplane.audit = CallAudit(AuditLog(config.audit_dir or audit_dir()))
 

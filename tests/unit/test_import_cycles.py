@@ -17,8 +17,6 @@ KNOWN: set[tuple[str, str]] = {
     # TODO(#21): still to break by moving what both sides need down a layer
     ("nstarx_jupyter.deployment.spec", "nstarx_jupyter.deployment.kserve"),
     ("nstarx_jupyter.deployment.kserve_graphs", "nstarx_jupyter.deployment.kserve_backend"),
-    ("nstarx_jupyter.serving.dataplane", "nstarx_jupyter.serving.graphs"),
-    ("nstarx_jupyter.serving.pipelines", "nstarx_jupyter.serving.dataplane"),
 }
 
 

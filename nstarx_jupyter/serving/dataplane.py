@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from nstarx_jupyter.runtimes.base import Tensors
-    from nstarx_jupyter.security import Guard
+    from nstarx_jupyter.security import DeploymentFacts, Guard
     from nstarx_jupyter.serving.metrics import ServerMetrics
     from nstarx_jupyter.traffic import Logged, TrafficPlan
 
@@ -61,15 +61,14 @@ class DataPlane:
         self,
         repository: ModelRepository,
         metrics: ServerMetrics,
-        guard: Guard,
+        guard: Callable[[DeploymentFacts], Guard],
         sinks: SinkHub | None = None,
     ) -> None:
         self.repository = repository
         self.metrics = metrics
-        self.guard = guard
-        """Who may call what: every transport asks it before it touches a model."""
-        guard.registry_models = self.registry_models
-        guard.serves = self.serves
+        self.guard = guard(self)
+        """Who may call what: every transport asks it before it touches a model (built with
+        this plane as its deployment facts: what is served, on which registry models)."""
         self.audit = CallAudit()
         """Where every call is recorded (who, what, which model and version, status, latency)."""
         self.sinks = sinks if sinks is not None else SinkHub()
@@ -83,7 +82,7 @@ class DataPlane:
         self.pipelines = PipelineHost(repository, metrics, self.sinks, self.predict,
                                       lambda name: self.graphs.get(name) is not None)  # fmt: skip
         """Pipelines served next to the models (their model nodes call back into this plane)."""
-        self.graphs = GraphHost(repository, self.pipelines, guard, metrics, self.graph_step)
+        self.graphs = GraphHost(repository, self.pipelines, self.guard, metrics, self.graph_step)
         """KServe InferenceGraphs served next to the models (`nstarx apply -f`)."""
         self.on_predict: Callable[[str, Tensors, Tensors], None] | None = None
         """Called with each answered request's inputs and outputs (drift detection's tap: it

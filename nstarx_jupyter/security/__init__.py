@@ -8,6 +8,7 @@ from nstarx_jupyter.security.audit import AuditLog, AuditRecord, read_audit
 from nstarx_jupyter.security.guard import (
     ANONYMOUS,
     AccessRules,
+    DeploymentFacts,
     Guard,
     KeyForbiddenError,
     KeyRateLimitedError,
@@ -23,6 +24,7 @@ __all__ = [
     "ApiKey",
     "AuditLog",
     "AuditRecord",
+    "DeploymentFacts",
     "Guard",
     "KeyForbiddenError",
     "KeyRateLimitedError",

@@ -16,7 +16,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nstarx_jupyter.errors import (
     ForbiddenError,
@@ -29,7 +29,7 @@ from nstarx_jupyter.security.keys import ADMIN, KEY_PREFIX, ApiKey, KeyStore, ke
 from nstarx_jupyter.security.shared import SharedFile
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
     from pathlib import Path
 
     from nstarx_jupyter.security.hosts import AllowedHosts
@@ -38,6 +38,7 @@ __all__ = [
     "ANONYMOUS",
     "PERMISSIONS",
     "AccessRules",
+    "DeploymentFacts",
     "Guard",
     "KeyForbiddenError",
     "KeyRateLimitedError",
@@ -221,6 +222,34 @@ class _Bucket:
         return (1.0 - self.tokens) / self.rate
 
 
+class DeploymentFacts(Protocol):
+    """What the guard asks the server about a deployment (the data plane answers)."""
+
+    def serves(self, name: str) -> bool:
+        """Whether a model, pipeline or graph of that name is served.
+
+        A key that may not call an unknown name hears 404, as any caller of it does.
+        """
+        ...
+
+    def registry_models(self, name: str) -> Iterable[str]:
+        """The registry models (`models:/NAME/...`) behind a deployment.
+
+        Their access rules apply to it.
+        """
+        ...
+
+
+class _NoFacts:
+    """A guard without a server: every name served, none behind a registry model."""
+
+    def serves(self, name: str) -> bool:
+        return True
+
+    def registry_models(self, name: str) -> Iterable[str]:
+        return ()
+
+
 class Guard:
     """The one place that decides whether a call goes through.
 
@@ -235,6 +264,8 @@ class Guard:
         token: str,
         access: AccessRules | None = None,
         *,
+        facts: DeploymentFacts | None = None,
+        control_hosts: AllowedHosts | None = None,
         enabled: bool = True,
     ) -> None:
         self.keys = keys
@@ -242,13 +273,10 @@ class Guard:
         self.access = access if access is not None else AccessRules()
         self.enabled = enabled
         self.public: set[str] = set()
-        self.registry_models: Callable[[str], Iterable[str]] = lambda name: ()
-        """The registry models behind a deployment (the data plane sets this)."""
-        self.serves: Callable[[str], bool] = lambda name: True
-        """Whether a model, pipeline or graph of that name is served (the data plane sets this):
-        a key that may not call an unknown name hears 404, as any caller of it does."""
+        self.facts: DeploymentFacts = facts if facts is not None else _NoFacts()
+        """Which names are served and the registry models behind them (the data plane's)."""
         self._buckets: dict[str, _Bucket] = {}
-        self.control_hosts: AllowedHosts | None = None
+        self.control_hosts = control_hosts
         """The `Host` values control calls may name (None: any); see `check_host`."""
 
     def is_admin(self, token: str) -> bool:
@@ -338,7 +366,7 @@ class Guard:
             return
         record = principal.record
         if record is None or not record.allows(action, deployment):
-            if action in ("predict", "read") and deployment and not self.serves(deployment):
+            if action in ("predict", "read") and deployment and not self.facts.serves(deployment):
                 raise ModelNotFoundError(deployment)
             what = f"'{deployment}'" if deployment else "the server"
             raise KeyForbiddenError(
@@ -346,7 +374,7 @@ class Guard:
             )
         if deployment is not None and action in ("predict", "read", "manage") and self.access:
             permission = "call" if action == "predict" else "read"
-            self.check_models(principal, permission, self.registry_models(deployment))
+            self.check_models(principal, permission, self.facts.registry_models(deployment))
 
     def may(self, principal: Principal, action: str, deployment: str | None = None) -> bool:
         """Whether `principal` may do `action` (anonymous callers: where the guard lets them)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from nstarx_jupyter.pipelines import PipelineSpec
+    from nstarx_jupyter.security import DeploymentFacts
     from nstarx_jupyter.serving.settings import ModelSettings
 
 __all__ = ["ServingConfig", "create_app", "make_guard"]
@@ -120,20 +122,21 @@ def _usable_cores() -> int:
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
-def make_guard(config: ServingConfig) -> Guard:
+def make_guard(config: ServingConfig, facts: DeploymentFacts | None = None) -> Guard:
     """The server's guard: the keys and access rules of `security_dir`, the admin token.
 
-    It also holds the `Host` names the control API answers (`config.allow_hosts`).
+    It also holds the `Host` names the control API answers (`config.allow_hosts`), and asks
+    `facts` (the data plane) what is served.
     """
     folder = config.security_dir or security_dir()
-    guard = Guard(
+    return Guard(
         key_store(folder),
         config.admin_token or admin_token(folder),
         access_rules(folder),
+        facts=facts,
+        control_hosts=AllowedHosts(config.host, config.allow_hosts),
         enabled=config.auth,
     )
-    guard.control_hosts = AllowedHosts(config.host, config.allow_hosts)
-    return guard
 
 
 def create_app(
@@ -155,11 +158,11 @@ def create_app(
     repository = ModelRepository(models, metrics, executor, threads)
     usage = UsageMonitor(repository)  # CPU, memory, threads, GPU per model version
     metrics.registry.register(usage.collector())
-    guard = make_guard(config)
-    dataplane = DataPlane(repository, metrics, guard)
     sink_root = config.sink_dir or (config.state_dir / "sinks" if config.state_dir else None)
-    dataplane.sinks = SinkHub(sink_root, [config.security_dir or security_dir()])
-    metrics.registry.register(dataplane.sinks.collector())
+    sinks = SinkHub(sink_root, [config.security_dir or security_dir()])
+    metrics.registry.register(sinks.collector())
+    dataplane = DataPlane(repository, metrics, functools.partial(make_guard, config), sinks)
+    guard = dataplane.guard
     if config.audit:
         dataplane.audit = CallAudit(AuditLog(config.audit_dir or audit_dir()))
 

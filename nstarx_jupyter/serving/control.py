@@ -50,9 +50,9 @@ from nstarx_jupyter.serving.revisions import (
 )
 from nstarx_jupyter.serving.security_api import SecurityApi
 from nstarx_jupyter.serving.settings import registry_models
-from nstarx_jupyter.serving.traffic import Logged
 from nstarx_jupyter.serving.trust import ArtifactPolicy, default_policy
 from nstarx_jupyter.serving.usage_api import UsageApi
+from nstarx_jupyter.traffic import Logged
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -100,7 +100,7 @@ class ControlPlane:
         self.usage.drift_score = self.drift.hub.score
         dataplane.metrics.registry.register(self.drift.hub.collector())
         self.explain = ExplainApi(dataplane, self.drift.hub, self._get)
-        dataplane.explainer = self.explain.explain_for_pipeline
+        dataplane.pipelines.explainer = self.explain.explain_for_pipeline
         """SHAP values per row and feature importance over live traffic (drift's live rows)."""
         dataplane.metrics.registry.register(self.explain.collector())
         self.jobs = JobsApi(dataplane, state_dir, self.policy)
@@ -329,7 +329,7 @@ class ControlPlane:
         if not (0 < alpha < 1 and 0 < power < 1):
             raise InvalidInputError("alpha and power: between 0 and 1")
         plan = self.dataplane.traffic(name)
-        log = self.dataplane.logs.get(name)
+        log = self.dataplane.routes.logs.get(name)
         if plan is None or log is None:
             raise InvalidInputError(f"'{name}' keeps no request log")
         since = time.time() - window_s if window_s else 0.0
@@ -367,7 +367,7 @@ class ControlPlane:
                 "percent": shares.get(version, 0.0 if plan is not None else 100.0),
                 **window.summary(window_s),
             })  # fmt: skip
-        stats = self.dataplane.shadows.get(name)
+        stats = self.dataplane.routes.shadows.get(name)
         if stats is not None and plan is not None and plan.shadow is not None:
             out["shadow"] = {"variant": plan.label(plan.shadow), **stats.summary()}
         return out

@@ -6,88 +6,85 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from nstarx_jupyter import __version__
-from nstarx_jupyter.errors import (
-    ErrorKind,
-    InvalidInputError,
-    ModelError,
-    NstarxError,
-)
+from nstarx_jupyter.errors import InvalidInputError, ModelError, NstarxError
+from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.protocol.datatypes import datatype_of
 from nstarx_jupyter.protocol.inference import InferenceRequest, InferenceResponse, InferOutput
+from nstarx_jupyter.protocol.records import rename_fields, tensors_to_records
 from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
 from nstarx_jupyter.serving.auditing import CallAudit
+from nstarx_jupyter.serving.dispatch import Dispatcher
 from nstarx_jupyter.serving.graphs import GraphHost
-from nstarx_jupyter.serving.model_call import Caller, Decoder, Served, check_outputs, run_model
+from nstarx_jupyter.serving.http_errors import STATUS
+from nstarx_jupyter.serving.model_call import (
+    Ask,
+    Caller,
+    Decoder,
+    Served,
+    check_outputs,
+    run_model,
+)
 from nstarx_jupyter.serving.pipelines import PIPELINE_VERSION, PipelineHost
-from nstarx_jupyter.serving.repository import LoadedModel, ModelRepository, ModelState
+from nstarx_jupyter.serving.records import is_records_body, records_decoder
+from nstarx_jupyter.serving.repository import ModelRepository, ModelState
 from nstarx_jupyter.serving.settings import registry_models
 from nstarx_jupyter.serving.sinks import SinkHub
-from nstarx_jupyter.serving.traffic import (
-    Logged,
-    RequestLog,
-    Router,
-    ShadowStats,
-    TrafficPlan,
-    agree,
-)
+from nstarx_jupyter.traffic import TrafficTable
 
 if TYPE_CHECKING:
-    from nstarx_jupyter.runtimes.base import Tensors
-    from nstarx_jupyter.security import Guard
-    from nstarx_jupyter.serving.metrics import ServerMetrics
+    from collections.abc import Awaitable, Callable
 
-__all__ = ["EXTENSIONS", "Caller", "DataPlane", "Decoder", "Explainer", "Served"]
+    from nstarx_jupyter.runtimes.base import Tensors
+    from nstarx_jupyter.security import DeploymentFacts, Guard
+    from nstarx_jupyter.serving.metrics import ServerMetrics
+    from nstarx_jupyter.traffic import Logged, TrafficPlan
+
+__all__ = ["EXTENSIONS", "Caller", "DataPlane", "Decoder", "Served"]
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("model_repository", "binary_tensor_data", "parameters")
 """Protocol extensions this server implements, as reported in server metadata."""
 
-Explainer = Callable[[str, list[Any], str | None], Awaitable[dict[str, Any]]]
-"""(deployment, rows, class) → the explain answer (`ExplainApi.explain_for_pipeline`)."""
-
-SHADOW_IN_FLIGHT = 32
-"""Copies a shadow may have unanswered; past it copies are dropped (and counted), not queued."""
-_FALLBACK_ON = (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL, ErrorKind.DEADLINE_EXCEEDED)
-"""Failures a fallback variant answers for; a client's mistake would fail there too."""
-_CALLER_MISTAKES = (ErrorKind.INVALID_INPUT, ErrorKind.NOT_FOUND, ErrorKind.UNAUTHENTICATED,
-                    ErrorKind.FORBIDDEN, ErrorKind.PAYLOAD_TOO_LARGE)  # fmt: skip
-"""Failures that say nothing about the variant: kept out of its error rate."""
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 class DataPlane:
     """Health, metadata and inference over a `ModelRepository`; transports encode and decode."""
 
-    def __init__(self, repository: ModelRepository, metrics: ServerMetrics, guard: Guard) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        metrics: ServerMetrics,
+        guard: Callable[[DeploymentFacts], Guard],
+        sinks: SinkHub | None = None,
+    ) -> None:
         self.repository = repository
         self.metrics = metrics
-        self.guard = guard
-        """Who may call what: every transport asks it before it touches a model."""
-        guard.registry_models = self.registry_models
-        guard.serves = self.serves
+        self.guard = guard(self)
+        """Who may call what: every transport asks it before it touches a model (built with
+        this plane as its deployment facts: what is served, on which registry models)."""
         self.audit = CallAudit()
         """Where every call is recorded (who, what, which model and version, status, latency)."""
-        self.sinks = SinkHub()
+        self.sinks = sinks if sinks is not None else SinkHub()
         """Webhooks and files each answered request of a deployment with sinks is queued for."""
-        self._routers: dict[str, Router] = {}
-        self.logs: dict[str, RequestLog] = {}
-        """Recent routed requests per model, for feedback and the A/B report."""
-        self.shadows: dict[str, ShadowStats] = {}
-        """What each model's shadow variant did with its copies."""
-        self._background: set[asyncio.Task[None]] = set()
-        self.pipelines = PipelineHost(self)
+        self.routes = TrafficTable()
+        """Per routed model: its router, request log and shadow statistics."""
+        self._routed = self.routes.routers
+        """The routed models (the table's own dict): every request looks its name up here."""
+        self.dispatcher = Dispatcher(self.routes, self.call)
+        """Where a routed request goes: the version its plan picks, the fallback, the shadow."""
+        self.pipelines = PipelineHost(repository, metrics, self.sinks, self.predict,
+                                      lambda name: self.graphs.get(name) is not None)  # fmt: skip
         """Pipelines served next to the models (their model nodes call back into this plane)."""
-        self.graphs = GraphHost(self)
+        self.graphs = GraphHost(repository, self.pipelines, self.guard, metrics, self.graph_step)
         """KServe InferenceGraphs served next to the models (`nstarx apply -f`)."""
         self.on_predict: Callable[[str, Tensors, Tensors], None] | None = None
-        self.explainer: Explainer | None = None
-        """The control plane's SHAP explanations of a deployment (pipelines' `explain_shap`
-        steps); None without a control API."""
         """Called with each answered request's inputs and outputs (drift detection's tap: it
         must cost about a microsecond, it runs on the request path)."""
         self.draining = False
@@ -96,32 +93,21 @@ class DataPlane:
 
     def set_traffic(self, name: str, plan: TrafficPlan | None) -> None:
         """Route `name`'s unversioned requests by `plan` (None: to its default version)."""
-        if plan is None:
-            self._routers.pop(name, None)
-            self.shadows.pop(name, None)
-            self.logs.pop(name, None)
-            return
-        self._routers[name] = Router(plan)
-        self.logs.setdefault(name, RequestLog())
-        if plan.shadow is None:
-            self.shadows.pop(name, None)
-        elif name not in self.shadows:
-            self.shadows[name] = ShadowStats()
+        self.routes.set(name, plan)
 
     def traffic(self, name: str) -> TrafficPlan | None:
         """The traffic plan of `name`, if it has one."""
-        router = self._routers.get(name)
-        return router.plan if router is not None else None
+        return self.routes.plan(name)
 
     def routes_by_caller(self, name: str) -> bool:
         """Whether `name` is routed: transports pass the caller's headers and address then."""
-        return name in self._routers
+        return name in self._routed
 
     def feedback(
         self, name: str, request_id: str, *, value: Any = None, label: Any = None
     ) -> Logged:
         """Record the outcome of a past routed request (see `RequestLog.feedback`)."""
-        log = self.logs.get(name)
+        log = self.routes.logs.get(name)
         if log is None:
             self.repository.entry(name)  # an unknown name is a 404 naming the model
             raise InvalidInputError(f"'{name}' is not a deployment: it keeps no request log")
@@ -229,18 +215,16 @@ class DataPlane:
 
         `outputs` names the outputs wanted (the model's defaults when None); `all_outputs` asks
         for every output the model declares. A request without a version to a model under a
-        traffic plan goes where the plan sends it (`caller` holds what rules and sticky splits
-        read), falls back when the plan has a fallback, and is copied to the plan's shadow.
+        traffic plan goes through the dispatcher, which sends it where the plan says (`caller`
+        holds what rules and sticky splits read), falls back and copies it to the plan's shadow.
         A deployment with sinks gets the decoded inputs and the outputs queued for them.
         """
         feed = self.sinks.feeds.get(name)
         if feed is None:
-            if version is not None or name not in self._routers:  # the common case, inline
-                model, result = await self._predict(name, version, protocol, decode, outputs,
-                                                    all_outputs)  # fmt: skip
-                return Served(model, result)
-            return await self._route(name, version, protocol, decode, outputs, all_outputs,
-                                     caller, request_id)  # fmt: skip
+            if version is not None or name not in self._routed:  # the common case, inline
+                return await self._predict(name, version, protocol, decode, outputs, all_outputs)
+            ask = Ask(name, protocol, decode, outputs, all_outputs)
+            return await self.dispatcher.dispatch(ask, version, caller, request_id)
         seen: list[Tensors] = []
 
         def keep(signature: ModelSignature) -> Tensors:
@@ -249,143 +233,23 @@ class DataPlane:
             return tensors
 
         started = time.perf_counter()
-        served = await self._route(name, version, protocol, keep, outputs, all_outputs, caller,
-                                   request_id)  # fmt: skip
+        ask = Ask(name, protocol, keep, outputs, all_outputs)
+        served = await self.dispatcher.dispatch(ask, version, caller, request_id)
         feed.offer(served.model.settings.version, served.variant,
                    served.request_id or request_id or "", started, seen[0] if seen else None,
                    served.outputs)  # fmt: skip
         return served
 
-    async def _route(
-        self,
-        name: str,
-        version: str | None,
-        protocol: str,
-        decode: Decoder,
-        outputs: tuple[str, ...] | None,
-        all_outputs: bool,
-        caller: Caller | None,
-        request_id: str | None,
-    ) -> Served:
-        router = self._routers.get(name) if version is None else None
-        if router is None:
-            model, result = await self._predict(name, version, protocol, decode, outputs,
-                                                all_outputs)  # fmt: skip
-            return Served(model, result)
-        plan = router.plan
-        headers = caller.headers if caller is not None else {}
-        choice = router.choose(headers, caller.client if caller is not None else None)
-        chosen = choice.version
-        request_id = headers.get("x-request-id") or request_id or uuid.uuid4().hex
-        started = time.perf_counter()
-        try:
-            if plan.fallback is None or plan.fallback == chosen:
-                model, result = await self._predict(name, chosen, protocol, decode, outputs,
-                                                    all_outputs)  # fmt: skip
-                served = Served(model, result, plan.label(chosen))
-            else:
-                served = await self._with_fallback(name, chosen, plan, protocol, decode, outputs,
-                                                   all_outputs)  # fmt: skip
-        except NstarxError as exc:
-            if exc.kind not in _CALLER_MISTAKES:
-                self._log(name, request_id, chosen, started, None)
-            raise
-        served.request_id = request_id
-        self._log(name, request_id, served.model.settings.version, started, served.outputs)
-        if plan.shadow is not None and plan.shadow != served.model.settings.version:
-            signature = served.model.signature
-            decisions = signature.default_outputs or signature.output_names()
-            compared = {key: served.outputs[key] for key in decisions if key in served.outputs}
-            self._copy_to_shadow(name, plan.shadow, decode, all_outputs, compared)
-        return served
-
-    def _log(
-        self, name: str, request_id: str, version: str, started: float, outputs: Tensors | None
-    ) -> None:
-        log = self.logs.get(name)
-        if log is None:
-            return
-        prediction = None
-        if outputs:
-            first = next(iter(outputs.values()))
-            if first.ndim == 1 and first.shape[0] == 1:
-                prediction = first[0].item()
-        seconds = time.perf_counter() - started
-        log.record(request_id, Logged(version, time.time(), seconds, outputs is not None,
-                                      prediction))  # fmt: skip
-
-    async def _with_fallback(
-        self,
-        name: str,
-        chosen: str,
-        plan: TrafficPlan,
-        protocol: str,
-        decode: Decoder,
-        outputs: tuple[str, ...] | None,
-        all_outputs: bool,
-    ) -> Served:
-        fallback = str(plan.fallback)
-        try:
-            async with asyncio.timeout(plan.fallback_timeout_s):
-                model, result = await self._predict(name, chosen, protocol, decode, outputs,
-                                                    all_outputs)  # fmt: skip
-            return Served(model, result, plan.label(chosen))
-        except TimeoutError:
-            reason = "timeout"
-        except NstarxError as exc:
-            if exc.kind not in _FALLBACK_ON:
-                raise
-            reason = exc.kind.value.lower()
-        model, result = await self._predict(name, fallback, protocol, decode, outputs,
-                                            all_outputs)  # fmt: skip
-        return Served(model, result, plan.label(fallback), reason)
-
-    def _copy_to_shadow(
-        self, name: str, version: str, decode: Decoder, all_outputs: bool, primary: Tensors
-    ) -> None:
-        """Send the request to the shadow in the background.
-
-        `primary` holds the live answer's decision outputs (a classifier's class, not its
-        probabilities): the shadow's must match them to count as agreeing.
-        """
-        stats = self.shadows.setdefault(name, ShadowStats())
-        if stats.in_flight >= SHADOW_IN_FLIGHT:
-            stats.dropped += 1
-            return
-        stats.in_flight += 1
-        task = asyncio.get_running_loop().create_task(
-            self._shadow(name, version, decode, all_outputs, primary, stats)
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _shadow(
-        self,
-        name: str,
-        version: str,
-        decode: Decoder,
-        all_outputs: bool,
-        primary: Tensors,
-        stats: ShadowStats,
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            _, result = await self._predict(name, version, "shadow", decode, None, all_outputs)
-        except Exception as exc:  # noqa: BLE001 - a shadow's failure is recorded, never raised
-            message = exc.message if isinstance(exc, NstarxError) else repr(exc)
-            stats.record(time.perf_counter() - started, None, message)
-        else:
-            stats.record(time.perf_counter() - started, agree(primary, result))
-        finally:
-            stats.in_flight -= 1
+    def call(self, ask: Ask, version: str | None, *, shadow: bool = False) -> Awaitable[Served]:
+        """One version's answer to `ask`, with metrics (the dispatcher's `ModelCall`)."""
+        if shadow:  # the model's default outputs, counted apart, not tapped for drift
+            return self._predict(ask.name, version, "shadow", ask.decode, None, ask.all_outputs)
+        return self._predict(ask.name, version, ask.protocol, ask.decode, ask.outputs,
+                             ask.all_outputs)  # fmt: skip
 
     async def close(self) -> None:
         """Wait for shadow copies still running, then let the sinks deliver what they hold."""
-        for task in list(self._background):
-            task.cancel()
-        for task in list(self._background):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.dispatcher.close()
         await asyncio.get_running_loop().run_in_executor(None, self.sinks.close)
 
     async def _predict(
@@ -396,7 +260,7 @@ class DataPlane:
         decode: Decoder,
         outputs: tuple[str, ...] | None,
         all_outputs: bool,
-    ) -> tuple[LoadedModel, Tensors]:
+    ) -> Served:
         started = time.perf_counter()
         label_model, label_version, status = "_unknown_", "", "ok"
         try:
@@ -410,7 +274,7 @@ class DataPlane:
                 result = await run_model(model, inputs, wanted)
                 if self.on_predict is not None and protocol != "shadow":
                     self.on_predict(name, inputs, result)
-                return model, result
+                return Served(model, result)
         except NstarxError as exc:
             status = exc.kind.value.lower()
             raise
@@ -450,6 +314,51 @@ class DataPlane:
             ],
         )
         return response, served
+
+    async def answer_records(
+        self,
+        name: str,
+        version: str | None,
+        doc: Any,
+        caller: Caller | None = None,
+        protocol: str = "records",
+    ) -> tuple[bytes, Served | None]:
+        """The product endpoint's answer to `doc`, and what served it (None for a pipeline).
+
+        Wherever records arrive: the product path, and the V1/V2 paths (serving/records.py).
+        """
+        with self.counting_rejections(name, version, protocol):
+            if self.pipelines.get(name) is not None and version is None:
+                result = await self.pipelines.run(name, doc)
+                return orjson.dumps(result.output, option=_NUMPY), None
+            decode, single = records_decoder(doc)
+        served = await self.predict(
+            name, version, protocol, decode, all_outputs=True, caller=caller
+        )
+        rows = rename_fields(tensors_to_records(served.outputs, served.model.signature),
+                             served.model.settings.output_names)  # fmt: skip
+        return orjson.dumps(rows[0] if single else rows, option=_NUMPY), served
+
+    async def graph_step(self, service: str, protocol: str, body: bytes) -> tuple[int, bytes]:
+        """A graph step's call of deployment `service` (`GraphHost`'s `StepCall`).
+
+        Answered as its REST endpoint would answer: a failure as its status and `{"error": ...}`.
+        """
+        try:
+            doc = v2.loads(body)
+            if is_records_body(doc, protocol):  # the nstarx runtime answers records there too
+                return 200, (await self.answer_records(service, None, doc))[0]
+            if protocol == "v2":
+                request = v2.request_from_doc(doc)
+                response, _ = await self.infer(service, None, request, "v2-rest")
+                content, _ = v2.encode_response(response, request)
+                return 200, content
+            served = await self.predict(
+                service, None, "v1", lambda signature: v1.decode_instances(doc, signature)
+            )
+            return 200, orjson.dumps(v1.encode_predictions(served.outputs), option=_NUMPY)
+        except NstarxError as exc:
+            return STATUS[exc.kind], orjson.dumps({"error": exc.message})
 
 
 class Rejections:

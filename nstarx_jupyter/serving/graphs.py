@@ -3,11 +3,11 @@
 KServe's router answers a graph at its own URL, whatever the path, passing the request body to
 the steps as it came; here a graph answers `POST /v1/models/NAME:predict`, `/v1/models/NAME/predict`
 and `/v2/models/NAME/infer` the same way (`GraphRouter`). Each `serviceName` step calls that
-deployment through the data plane, at the protocol KServe's controller would pick: V1
-`:predict` or V2 `/infer`, where records are answered as the product endpoint would (as the
-nstarx runtime does: serving/records.py); a failing call answers the step with the status and
-`{"error": ...}` body the REST endpoint would send, so `Soft` and `Hard` dependencies behave as
-on a cluster.
+deployment through the data plane (`DataPlane.graph_step`, the `StepCall` a host is given), at
+the protocol KServe's controller would pick: V1 `:predict` or V2 `/infer`, where records are
+answered as the product endpoint would (as the nstarx runtime does: serving/records.py); a failing
+call answers the step with the status and `{"error": ...}` body the REST endpoint would send, so
+`Soft` and `Hard` dependencies behave as on a cluster.
 
 The control API's routes for them are in `graph_api.py`.
 """
@@ -15,23 +15,24 @@ The control API's routes for them are in `graph_api.py`.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from nstarx_jupyter.errors import ConflictError, NotFoundError, NstarxError
+from nstarx_jupyter.errors import ConflictError, NotFoundError
 from nstarx_jupyter.pipelines.inference_graph import GraphRouter
-from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.serving.http_errors import STATUS
-from nstarx_jupyter.serving.records import answer_records, is_records_body
 
 if TYPE_CHECKING:
     from nstarx_jupyter.pipelines.inference_graph import GraphSpec
-    from nstarx_jupyter.serving.dataplane import DataPlane
+    from nstarx_jupyter.security import Guard
+    from nstarx_jupyter.serving.metrics import ServerMetrics
+    from nstarx_jupyter.serving.pipelines import PipelineHost
+    from nstarx_jupyter.serving.repository import ModelRepository
 
-__all__ = ["GRAPH_VERSION", "GraphHost"]
+__all__ = ["GRAPH_VERSION", "GraphHost", "StepCall"]
 GRAPH_VERSION = "1"
-_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+StepCall = Callable[[str, str, bytes], Awaitable[tuple[int, bytes]]]
+"""(service, protocol `v1`/`v2`, body) → the status and body the deployment's endpoint answers."""
 _KINDS = {status: kind.value.lower() for kind, status in STATUS.items()}
 """A failed answer's status as the metrics' status label (a model's failures use the kind)."""
 
@@ -39,8 +40,21 @@ _KINDS = {status: kind.value.lower() for kind, status in STATUS.items()}
 class GraphHost:
     """The graphs this server answers, by name."""
 
-    def __init__(self, dataplane: DataPlane) -> None:
-        self.dataplane = dataplane
+    def __init__(
+        self,
+        repository: ModelRepository,
+        pipelines: PipelineHost,
+        guard: Guard,
+        metrics: ServerMetrics,
+        call: StepCall,
+    ) -> None:
+        self.repository = repository
+        self.pipelines = pipelines
+        self.guard = guard
+        """Whose `public` set a graph served without `auth` joins."""
+        self.metrics = metrics
+        self.call = call
+        """How a step calls a deployment (the data plane's `graph_step`)."""
         self._routers: dict[str, GraphRouter] = {}
         self._created: dict[str, float] = {}
 
@@ -60,14 +74,14 @@ class GraphHost:
             ConflictError: a model or a pipeline is served under the graph's name.
         """
         name = spec.name
-        if name in self.dataplane.repository.names() or self.dataplane.pipelines.get(name):
+        if name in self.repository.names() or self.pipelines.get(name):
             raise ConflictError(f"a model or pipeline is already served as '{name}'")
         router = GraphRouter(spec, self.call)
         self._routers[name] = router
         if spec.auth:
-            self.dataplane.guard.public.discard(name)
+            self.guard.public.discard(name)
         else:  # as an InferenceService without the annotation: open to every caller
-            self.dataplane.guard.public.add(name)
+            self.guard.public.add(name)
         self._created[name] = time.time()
         return router
 
@@ -75,7 +89,7 @@ class GraphHost:
         """Stop serving a graph."""
         if self._routers.pop(name, None) is None:
             raise NotFoundError(f"no inference graph '{name}'")
-        self.dataplane.guard.public.discard(name)
+        self.guard.public.discard(name)
         self._created.pop(name, None)
 
     def describe(self, name: str) -> dict[str, Any]:
@@ -96,23 +110,5 @@ class GraphHost:
         status, answer = await router.route(body)
         outcome = "ok" if 200 <= status <= 299 else _KINDS.get(status, "internal")
         seconds = time.perf_counter() - started
-        self.dataplane.metrics.observe_request(name, GRAPH_VERSION, "graph", outcome, seconds)
+        self.metrics.observe_request(name, GRAPH_VERSION, "graph", outcome, seconds)
         return status, answer
-
-    async def call(self, service: str, protocol: str, body: bytes) -> tuple[int, bytes]:
-        """A step's call of deployment `service`, answered as its REST endpoint would answer."""
-        try:
-            doc = v2.loads(body)
-            if is_records_body(doc, protocol):  # the nstarx runtime answers records there too
-                return 200, (await answer_records(self.dataplane, service, None, doc))[0]
-            if protocol == "v2":
-                request = v2.request_from_doc(doc)
-                response, _ = await self.dataplane.infer(service, None, request, "v2-rest")
-                content, _ = v2.encode_response(response, request)
-                return 200, content
-            served = await self.dataplane.predict(
-                service, None, "v1", lambda signature: v1.decode_instances(doc, signature)
-            )
-            return 200, orjson.dumps(v1.encode_predictions(served.outputs), option=_NUMPY)
-        except NstarxError as exc:
-            return STATUS[exc.kind], orjson.dumps({"error": exc.message})

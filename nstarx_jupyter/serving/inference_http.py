@@ -26,7 +26,7 @@ from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.edge import reply_at_once
 from nstarx_jupyter.serving.http_errors import STATUS, retry_after
-from nstarx_jupyter.serving.records import answer_records, is_records_body
+from nstarx_jupyter.serving.records import is_records_body
 from nstarx_jupyter.serving.request_body import (
     BODY_HELD,
     BODY_LIMITS,
@@ -273,8 +273,8 @@ class InferenceApp:
         self, name: str, version: str | None, doc: Any, scope: Scope, call: _Call
     ) -> _Reply:
         """The product endpoint's answer to records, at whichever path they came."""
-        content, served = await answer_records(self.dataplane, name, version, doc,
-                                               self._caller(name, scope))  # fmt: skip
+        caller = self._caller(name, scope)
+        content, served = await self.dataplane.answer_records(name, version, doc, caller)
         if served is None:  # a pipeline
             return _Reply(content, 200)
         call.served(served)

@@ -1,15 +1,16 @@
 """A model's call as every request makes it: outputs checked, admission, deadline, batching.
 
-With the values a call carries (`Caller` in, `Served` out), below the data plane and the
-traffic logic that choose which model to call.
+With the values a call carries (`Ask` and `Caller` in, `Served` out) and the shapes of the data
+plane's calls (`Predict`, `ModelCall`), below the data plane and the dispatcher that chooses which
+model version to call, and below the pipelines and graphs that call back into the data plane.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from nstarx_jupyter.errors import DeadlineExceededError, InvalidInputError
 from nstarx_jupyter.protocol.signature import ModelSignature
@@ -18,7 +19,8 @@ from nstarx_jupyter.runtimes.base import Tensors
 if TYPE_CHECKING:
     from nstarx_jupyter.serving.repository import LoadedModel
 
-__all__ = ["Caller", "Decoder", "Served", "check_outputs", "run_model"]
+__all__ = ["Ask", "Caller", "Decoder", "ModelCall", "Predict", "Served", "check_outputs",
+           "run_model"]  # fmt: skip
 
 Decoder = Callable[[ModelSignature], Tensors]
 """Turns a request into the model's input tensors once the model's signature is known."""
@@ -30,6 +32,24 @@ class Caller:
 
     headers: Mapping[str, str]
     client: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What one request asks of a model, whichever of its versions answers (the request context).
+
+    Built once per routed request (or per request of a deployment with sinks) and handed to each
+    version tried: the chosen one, the fallback, the shadow.
+    """
+
+    name: str
+    protocol: str
+    """The metrics' protocol label (`v2-rest`, `records`, ...)."""
+    decode: Decoder
+    outputs: tuple[str, ...] | None = None
+    """The outputs wanted (the model's defaults when None)."""
+    all_outputs: bool = False
+    """Every output the model declares, whatever `outputs` says."""
 
 
 @dataclass(slots=True)
@@ -55,6 +75,37 @@ class Served:
         if self.fallback:
             out.append(("x-nstarx-fallback", self.fallback))
         return out
+
+
+class Predict(Protocol):
+    """`DataPlane.predict`: what pipelines' model nodes and graphs' steps call back into."""
+
+    def __call__(
+        self,
+        name: str,
+        version: str | None,
+        protocol: str,
+        decode: Decoder,
+        outputs: tuple[str, ...] | None = None,
+        *,
+        all_outputs: bool = False,
+        caller: Caller | None = None,
+        request_id: str | None = None,
+    ) -> Awaitable[Served]:
+        """Predict with model `name` (its `version`, else where its traffic plan says)."""
+        ...
+
+
+class ModelCall(Protocol):
+    """`DataPlane.call`: one version's answer to `ask`, with metrics, and no routing.
+
+    A `shadow` call is counted under the `shadow` protocol, computes the model's default outputs
+    and is not tapped for drift.
+    """
+
+    def __call__(self, ask: Ask, version: str | None, *, shadow: bool = False) -> Awaitable[Served]:
+        """Answer `ask` with `version` of the model (its default version when None)."""
+        ...
 
 
 def check_outputs(signature: ModelSignature, outputs: tuple[str, ...] | None) -> tuple[str, ...]:

@@ -1,16 +1,17 @@
 """Pipelines served next to the models: `/v1/models/{pipeline}/predict` runs the executor.
 
-Each model node of a served pipeline calls a model of this server through the data plane, so it
-gets the same batching, concurrency limits, metrics and idle unloading as any model: a
-`deployment:NAME` node calls that deployment; a registry version (`models:/NAME/VERSION`) or a
-file (`file:///path`) is served for the pipeline as a model of its own, named
-`PIPELINE.NODE`, loaded with the pipeline and removed with it.
+Each model node of a served pipeline calls a model of this server through the data plane (the
+`Predict` callable a host is given), so it gets the same batching, concurrency limits, metrics
+and idle unloading as any model: a `deployment:NAME` node calls that deployment; a registry
+version (`models:/NAME/VERSION`) or a file (`file:///path`) is served for the pipeline as a model
+of its own, named `PIPELINE.NODE`, loaded with the pipeline and removed with it.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -33,10 +34,14 @@ from nstarx_jupyter.serving.trust import check_path_text
 if TYPE_CHECKING:
     from nstarx_jupyter.pipelines import PipelineResult
     from nstarx_jupyter.protocol.inference import InferenceRequest
-    from nstarx_jupyter.serving.dataplane import DataPlane
+    from nstarx_jupyter.serving.metrics import ServerMetrics
+    from nstarx_jupyter.serving.model_call import Predict
+    from nstarx_jupyter.serving.repository import ModelRepository
+    from nstarx_jupyter.serving.sinks import SinkHub
 
 __all__ = [
     "PIPELINE_VERSION",
+    "Explainer",
     "HostedPipeline",
     "PipelineHost",
     "ServerModels",
@@ -47,13 +52,15 @@ __all__ = [
 DEPLOYMENT = "deployment:"
 PIPELINE_VERSION = "1"
 """The version a served pipeline reports (its registry versions are the editor's business)."""
+Explainer = Callable[[str, list[Any], str | None], Awaitable[dict[str, Any]]]
+"""(deployment, rows, class) → the explain answer (`ExplainApi.explain_for_pipeline`)."""
 
 
 class ServerModels:
     """A pipeline's model nodes, answered by this server's data plane."""
 
-    def __init__(self, dataplane: DataPlane, served_as: dict[str, str]) -> None:
-        self.dataplane = dataplane
+    def __init__(self, host: PipelineHost, served_as: dict[str, str]) -> None:
+        self.host = host
         self.served_as = served_as
         """Model URI of a node → the name this server serves it under."""
 
@@ -64,7 +71,7 @@ class ServerModels:
             if model.startswith(DEPLOYMENT)
             else self.served_as[model]
         )
-        served = await self.dataplane.predict(
+        served = await self.host.predict(
             name, None, "pipeline", functools.partial(records_to_tensors, rows), all_outputs=True
         )
         return tensors_to_records(served.outputs, served.model.signature)
@@ -75,7 +82,7 @@ class ServerModels:
         """SHAP values of `rows` by a deployment's model: the control API's explain answer."""
         if not model.startswith(DEPLOYMENT):
             raise InvalidInputError(f"'{model}' is not a deployment: deployments are explained")
-        explainer = self.dataplane.explainer
+        explainer = self.host.explainer
         if explainer is None:
             raise UnsupportedError(
                 "explanations need the server's control API (nstarx serve --state-dir)"
@@ -85,7 +92,7 @@ class ServerModels:
     def exists(self, model: str) -> bool | None:
         """Deployments are known here; other models load with the pipeline."""
         if model.startswith(DEPLOYMENT):
-            return model.removeprefix(DEPLOYMENT) in self.dataplane.repository.names()
+            return model.removeprefix(DEPLOYMENT) in self.host.repository.names()
         return None
 
 
@@ -102,8 +109,24 @@ class HostedPipeline:
 class PipelineHost:
     """The pipelines this server answers, by name."""
 
-    def __init__(self, dataplane: DataPlane) -> None:
-        self.dataplane = dataplane
+    def __init__(
+        self,
+        repository: ModelRepository,
+        metrics: ServerMetrics,
+        sinks: SinkHub,
+        predict: Predict,
+        is_graph: Callable[[str], bool],
+    ) -> None:
+        self.repository = repository
+        self.metrics = metrics
+        self.sinks = sinks
+        self.predict = predict
+        """How model nodes call this server's models (`DataPlane.predict`)."""
+        self.is_graph = is_graph
+        """Whether an inference graph is served under a name (a pipeline may not take it)."""
+        self.explainer: Explainer | None = None
+        """The control plane's SHAP explanations of a deployment (`explain_shap` steps); None
+        without a control API."""
         self._hosted: dict[str, HostedPipeline] = {}
 
     def names(self) -> list[str]:
@@ -120,9 +143,9 @@ class PipelineHost:
         Raises:
             ConflictError: a model or a graph has the name.
         """
-        if name in self.dataplane.repository.names():
+        if name in self.repository.names():
             raise ConflictError(f"a model is already served as '{name}'")
-        if self.dataplane.graphs.get(name) is not None:
+        if self.is_graph(name):
             raise ConflictError(f"an inference graph is already served as '{name}'")
 
     async def put(self, spec: PipelineSpec, *, trusted: bool = True) -> HostedPipeline:
@@ -136,11 +159,11 @@ class PipelineHost:
             ConflictError: a model already has the pipeline's name.
         """
         name = spec.name
-        repository = self.dataplane.repository
+        repository = self.repository
         self.check_name_free(name)
         served_as = _own_models(spec)
-        sinks = self.dataplane.sinks.opener(name, trusted=trusted)
-        executor = PipelineExecutor(spec, ServerModels(self.dataplane, served_as), sinks)
+        sinks = self.sinks.opener(name, trusted=trusted)
+        executor = PipelineExecutor(spec, ServerModels(self, served_as), sinks)
         missing = [uri for uri in _deployments(spec) if uri.removeprefix(DEPLOYMENT)
                    not in repository.names()]  # fmt: skip
         if missing:
@@ -170,10 +193,10 @@ class PipelineHost:
         hosted = self._hosted.pop(name, None)
         if hosted is None:
             raise NotFoundError(f"no pipeline '{name}'")
-        self.dataplane.sinks.remove(name)  # its sink steps deliver what they hold, then stop
+        self.sinks.remove(name)  # its sink steps deliver what they hold, then stop
         for model_name in hosted.own_models:
-            if model_name in self.dataplane.repository.names():
-                await self.dataplane.repository.remove(model_name)
+            if model_name in self.repository.names():
+                await self.repository.remove(model_name)
 
     def metadata(self, name: str) -> dict[str, Any]:
         """V2 metadata of a pipeline.
@@ -208,7 +231,7 @@ class PipelineHost:
         started = time.perf_counter()
         result = await hosted.executor.run(doc)
         seconds = time.perf_counter() - started
-        self.dataplane.metrics.observe_request(name, PIPELINE_VERSION, protocol, "ok", seconds)
+        self.metrics.observe_request(name, PIPELINE_VERSION, protocol, "ok", seconds)
         return result
 
 

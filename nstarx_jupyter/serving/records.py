@@ -6,6 +6,7 @@ So a client sending records (or `{"instances": [[...]]}` rows) to a split's URL 
 variant's V1 or V2 path with them. The nstarx runtime answers such a body there as its product
 endpoint would (`is_records_body` tells it from the protocol's own body), so the same call works
 on a split locally and on a cluster; a body of the path's own protocol is answered as before.
+`DataPlane.answer_records` answers them.
 """
 
 from __future__ import annotations
@@ -13,22 +14,14 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from nstarx_jupyter.protocol import v1
-from nstarx_jupyter.protocol.records import (
-    records_to_tensors,
-    rename_fields,
-    split_records,
-    tensors_to_records,
-)
+from nstarx_jupyter.protocol.records import records_to_tensors, split_records
 
 if TYPE_CHECKING:
-    from nstarx_jupyter.serving.dataplane import Caller, DataPlane, Decoder, Served
+    from nstarx_jupyter.serving.model_call import Decoder
 
-__all__ = ["answer_records", "is_records_body", "records_decoder"]
+__all__ = ["is_records_body", "records_decoder"]
 
-_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _PROTOCOL_KEYS = {"v2": ("inputs",), "v1": ("instances", "inputs")}
 
 
@@ -55,25 +48,3 @@ def is_records_body(doc: Any, protocol: str) -> bool:
     if isinstance(doc, list):
         return bool(doc) and all(isinstance(item, dict) for item in doc)
     return isinstance(doc, dict) and not any(key in doc for key in _PROTOCOL_KEYS[protocol])
-
-
-async def answer_records(
-    dataplane: DataPlane,
-    name: str,
-    version: str | None,
-    doc: Any,
-    caller: Caller | None = None,
-    protocol: str = "records",
-) -> tuple[bytes, Served | None]:
-    """The product endpoint's answer to `doc`, and what served it (None for a pipeline)."""
-    with dataplane.counting_rejections(name, version, protocol):
-        if dataplane.pipelines.get(name) is not None and version is None:
-            result = await dataplane.pipelines.run(name, doc)
-            return orjson.dumps(result.output, option=_NUMPY), None
-        decode, single = records_decoder(doc)
-    served = await dataplane.predict(
-        name, version, protocol, decode, all_outputs=True, caller=caller
-    )
-    rows = rename_fields(tensors_to_records(served.outputs, served.model.signature),
-                         served.model.settings.output_names)  # fmt: skip
-    return orjson.dumps(rows[0] if single else rows, option=_NUMPY), served

@@ -15,8 +15,8 @@ from nstarx_jupyter.deployment.spec import PRIMARY, DeploymentSpec
 from nstarx_jupyter.errors import ConflictError, InvalidInputError
 from nstarx_jupyter.runtimes.loader import RUNTIMES
 from nstarx_jupyter.serving.settings import ModelSettings, file_settings
-from nstarx_jupyter.serving.traffic import Arm, TrafficPlan
 from nstarx_jupyter.serving.trust import check_path_text, is_import_path
+from nstarx_jupyter.traffic import Arm, TrafficPlan
 
 __all__ = [
     "Deployed",

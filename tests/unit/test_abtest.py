@@ -21,7 +21,7 @@ from nstarx_jupyter.monitoring.abtest import (
     sample_size_means,
     sample_size_proportions,
 )
-from nstarx_jupyter.serving.traffic import Logged, RequestLog
+from nstarx_jupyter.traffic import Logged, RequestLog
 
 
 @pytest.mark.parametrize(("x", "n"), [((120, 150), (1000, 1000)), ((30, 41), (400, 380)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytest
@@ -187,8 +188,21 @@ def _bearer(key: str) -> str:
     return f"Bearer {key}"
 
 
+class _Served:
+    """A server's answers to the guard (`DeploymentFacts`): what it serves, on which models."""
+
+    def __init__(self, names: set[str] | None, models: Mapping[str, list[str]] | None = None):
+        self.names, self.models = names, models or {}
+
+    def serves(self, name: str) -> bool:
+        return self.names is None or name in self.names
+
+    def registry_models(self, name: str) -> Iterable[str]:
+        return self.models.get(name, [])
+
+
 def test_the_guard_checks_every_caller() -> None:
-    guard = Guard(KeyStore(), "admin-secret")
+    guard = Guard(KeyStore(), "admin-secret", facts=_Served({"iris", "wine"}))
     _, iris_key = guard.keys.create("app", ["predict:iris"])
     gone, gone_key = guard.keys.create("old", ["predict:iris"])
     guard.keys.revoke(gone.id)
@@ -207,7 +221,6 @@ def test_the_guard_checks_every_caller() -> None:
     with pytest.raises(ForbiddenError, match=r"key nsx_\w+ may not predict 'wine'"):
         guard.require(_bearer(nameless), "predict", "wine")  # no "('')" for a nameless key
     # A name the server does not serve is a 404 for a scoped key as for any caller (README).
-    guard.serves = lambda name: name in ("iris", "wine")
     with pytest.raises(NotFoundError, match="model 'nope' not found"):
         guard.require(_bearer(iris_key), "predict", "nope")
     with pytest.raises(NotFoundError, match="model 'nope' not found"):
@@ -262,8 +275,7 @@ def test_the_rate_limit_is_a_token_bucket(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_access_rules_on_registry_models(tmp_path: Path) -> None:
     rules = AccessRules(tmp_path / "access.json")
-    guard = Guard(KeyStore(), "admin-secret", rules)
-    guard.registry_models = lambda name: ["fraud"] if name == "fraud-v2" else []
+    guard = Guard(KeyStore(), "admin-secret", rules, facts=_Served(None, {"fraud-v2": ["fraud"]}))
     _, app_key = guard.keys.create("fraud-app", ["predict:*"])
     _, bob_key = guard.keys.create("bob", ["predict:*", "manage:*"])
     # No rules yet: the scopes decide.

@@ -1,4 +1,5 @@
-"""The traffic router: exact splits, sticky callers, header and region rules; the spec's checks."""
+"""Traffic decisions: exact splits, sticky callers, header and region rules, fallbacks, shadows,
+the traffic table; the spec's checks."""
 
 from __future__ import annotations
 
@@ -11,8 +12,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nstarx_jupyter.deployment.spec import DeploymentSpec, Traffic
-from nstarx_jupyter.errors import InvalidInputError
-from nstarx_jupyter.serving.traffic import Arm, Router, TrafficPlan, agree
+from nstarx_jupyter.errors import (
+    DeadlineExceededError,
+    InvalidInputError,
+    ModelError,
+    NotFoundError,
+    UnavailableError,
+)
+from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
+from nstarx_jupyter.traffic import (
+    SHADOW_IN_FLIGHT,
+    Arm,
+    Router,
+    ShadowStats,
+    TrafficPlan,
+    TrafficTable,
+    agree,
+    decisions,
+    fallback_reason,
+)
 
 
 def _two(percent: float) -> Router:
@@ -87,6 +105,51 @@ def test_shadow_agreement_compares_shared_outputs() -> None:
     assert agree({"y": np.array([0.1, 0.2])}, {"y": np.array([0.1, 0.2 + 1e-12])})
     assert not agree({"y": np.array([0.1])}, {"z": np.array([0.1])})  # nothing to compare
     assert not agree({"y": np.array([0.1, 0.2])}, {"y": np.array([0.1])})
+
+
+def test_the_fallback_answers_for_the_variants_failures_not_the_callers() -> None:
+    assert fallback_reason(TimeoutError()) == "timeout"
+    assert fallback_reason(UnavailableError("down")) == "unavailable"
+    assert fallback_reason(ModelError("crashed")) == "internal"
+    assert fallback_reason(DeadlineExceededError("slow")) == "deadline_exceeded"
+    assert fallback_reason(InvalidInputError("bad row")) is None  # would fail there too
+    assert fallback_reason(NotFoundError("no such model")) is None
+    assert fallback_reason(ValueError("not ours")) is None
+
+
+def test_a_slow_shadow_gets_copies_dropped_not_queued() -> None:
+    stats = ShadowStats()
+    assert all(stats.admit() for _ in range(SHADOW_IN_FLIGHT))
+    assert not stats.admit()
+    assert (stats.in_flight, stats.dropped) == (SHADOW_IN_FLIGHT, 1)
+    stats.in_flight -= 1  # one copy answered
+    assert stats.admit()
+
+
+def test_the_shadow_is_compared_on_the_live_answers_decisions() -> None:
+    spec = TensorSpec("predict", "INT64", (-1,))
+    proba = TensorSpec("predict_proba", "FP64", (-1, 2))
+    signature = ModelSignature("sklearn", (), (spec, proba), default_outputs=("predict",))
+    live = {"predict": np.array([1]), "predict_proba": np.array([[0.3, 0.7]])}
+    assert list(decisions(signature, live)) == ["predict"]
+    assert list(decisions(ModelSignature("sklearn", (), (spec, proba)), live)) == list(live)
+
+
+def test_a_request_log_outlives_a_new_plan_and_goes_with_the_plan() -> None:
+    table = TrafficTable()
+    one = TrafficPlan((Arm("1", 100, "primary"),), shadow="2")
+    table.set("iris", one)
+    log, shadow = table.logs["iris"], table.shadows["iris"]
+    log.answered("r1", "1", 0.01, {"predict": np.array([2])})
+    assert log.feedback("r1", label=2).outcome == 1.0
+    table.set("iris", TrafficPlan((Arm("1", 50, "primary"), Arm("2", 50, "b"))))
+    assert table.logs["iris"] is log  # feedback still finds the requests before the change
+    assert "iris" not in table.shadows  # no shadow in the new plan
+    table.set("iris", one)
+    assert table.shadows["iris"] is not shadow
+    assert table.plan("iris") is one
+    table.set("iris", None)
+    assert (table.plan("iris"), table.logs, table.shadows) == (None, {}, {})
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sqlite3
 from typing import TYPE_CHECKING
 
@@ -204,7 +205,8 @@ async def test_during_a_canary_each_variant_has_its_own_cost_and_the_total_adds_
 def test_each_minutes_rollup_takes_the_drift_score_drift_detection_gives(tmp_path: Path) -> None:
     metrics = ServerMetrics()
     config = ServingConfig(security_dir=tmp_path / "security", admin_token=ADMIN_TOKEN)
-    dataplane = DataPlane(ModelRepository([], metrics), metrics, make_guard(config))
+    guard = functools.partial(make_guard, config)
+    dataplane = DataPlane(ModelRepository([], metrics), metrics, guard)
     usage = UsageApi(dataplane, tmp_path, lambda name: None, lambda: ["a", "b"])
     assert [row.drift for row in usage.rollups(0, 60)] == [None, None]  # nobody computes one
     usage.drift_score = {"a": 0.31, "b": None}.get
@@ -254,7 +256,8 @@ async def test_with_a_gpu_its_memory_goes_to_the_models_of_the_process_holding_i
 def test_past_an_hour_the_cost_is_the_rollups_priced_at_todays_prices(tmp_path: Path) -> None:
     metrics = ServerMetrics()
     config = ServingConfig(security_dir=tmp_path / "security", admin_token=ADMIN_TOKEN)
-    dataplane = DataPlane(ModelRepository([], metrics), metrics, make_guard(config))
+    guard = functools.partial(make_guard, config)
+    dataplane = DataPlane(ModelRepository([], metrics), metrics, guard)
     now = 10.0 * DAY_S
     usage = UsageApi(dataplane, tmp_path, lambda name: None, list, clock=lambda: now)
     usage.trends.write([_row("iris", int(now) - 7200), _row("iris", int(now) - 3600),

@@ -29,6 +29,12 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.monitoring.abtest import ab_report
 from nstarx_jupyter.pipelines.sinks import HIDDEN, keep_secrets
+from nstarx_jupyter.protocol.control import (
+    DeploymentMetrics,
+    DeploymentVariants,
+    ShadowFigures,
+    VariantFigures,
+)
 from nstarx_jupyter.serving.drift_api import DriftApi
 from nstarx_jupyter.serving.explain_api import ExplainApi
 from nstarx_jupyter.serving.graph_api import GraphApi
@@ -347,30 +353,32 @@ class ControlPlane:
 
         return await asyncio.get_running_loop().run_in_executor(None, analyse)
 
-    def variants(self, name: str, window_s: float) -> dict[str, Any]:
+    def variants(self, name: str, window_s: float) -> DeploymentVariants:
         """Per variant: its version, share of traffic and the last `window_s` s of requests."""
         self._get(name)
         if not 0 < window_s <= 300:
             raise InvalidInputError("window_s: between 0 and 300 seconds")
         plan = self.dataplane.traffic(name)
-        out: dict[str, Any] = {"name": name, "variants": []}
         windows = self.repository.metrics.version_windows
         shares = {arm.version: arm.weight for arm in plan.arms} if plan is not None else {}
+        variants = []
         for entry in self.repository.entries():
             if entry.settings.name != name:
                 continue
             version = entry.settings.version
             window = windows.get((name, version)) or LatencyWindow()
-            out["variants"].append({
+            variants.append(VariantFigures.model_validate({
                 "variant": plan.label(version) if plan is not None else "primary",
                 "version": version,
                 "percent": shares.get(version, 0.0 if plan is not None else 100.0),
                 **window.summary(window_s),
-            })  # fmt: skip
+            }))  # fmt: skip
         stats = self.dataplane.shadows.get(name)
+        shadow = None
         if stats is not None and plan is not None and plan.shadow is not None:
-            out["shadow"] = {"variant": plan.label(plan.shadow), **stats.summary()}
-        return out
+            shadow = ShadowFigures.model_validate({"variant": plan.label(plan.shadow),
+                                                   **stats.summary()})  # fmt: skip
+        return DeploymentVariants(name=name, variants=variants, shadow=shadow)
 
     def _get(self, name: str) -> Deployed:
         deployed = self._deployed.get(name)
@@ -394,7 +402,7 @@ class ControlPlane:
                              "revision": stable_revision}  # fmt: skip
         atomic_write(self.folder / f"{deployed.spec.name}.json", json.dumps(doc, indent=1))
 
-    def metrics(self, name: str, window_s: float, *, samples: bool = False) -> dict[str, Any]:
+    def metrics(self, name: str, window_s: float, *, samples: bool = False) -> DeploymentMetrics:
         """Requests, rate, errors and exact latency percentiles over the last `window_s` s.
 
         Of a deployment, or of a model served from the command line (`--model`), as the nstarx
@@ -413,7 +421,7 @@ class ControlPlane:
         if samples:
             latencies_s, ok = window.samples(window_s)
             doc["samples"] = {"latency_s": latencies_s.tolist(), "ok": ok.tolist()}
-        return doc
+        return DeploymentMetrics.model_validate(doc)
 
     async def deploy_as(self, principal: Principal, doc: dict[str, Any], *,
                         if_revision: int | None = None) -> dict[str, Any]:  # fmt: skip

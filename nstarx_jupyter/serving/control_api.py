@@ -20,6 +20,7 @@ from nstarx_jupyter.serving.control_http import (
     control_endpoint,
     json_body,
     json_response,
+    model_response,
     query_number,
 )
 from nstarx_jupyter.serving.http_errors import error_response
@@ -76,8 +77,8 @@ class ControlApi:
         samples = request.query_params.get("samples", "false")
         if samples not in ("true", "false"):
             raise InvalidInputError(f"samples: 'true' or 'false', not '{samples}'")
-        return json_response(self.control.metrics(request.path_params["name"], _window(request),
-                                                  samples=samples == "true"))  # fmt: skip
+        return model_response(self.control.metrics(request.path_params["name"], _window(request),
+                                                   samples=samples == "true"))  # fmt: skip
 
     async def _ab(self, request: Request, principal: Principal) -> Response:
         query = request.query_params
@@ -89,7 +90,7 @@ class ControlApi:
         return json_response(report)
 
     async def _variants(self, request: Request, principal: Principal) -> Response:
-        return json_response(self.control.variants(request.path_params["name"], _window(request)))
+        return model_response(self.control.variants(request.path_params["name"], _window(request)))
 
     async def _logs(self, request: Request, principal: Principal) -> Response:
         name = request.path_params["name"]

@@ -14,10 +14,11 @@ from pydantic import BaseModel, ValidationError
 from nstarx_jupyter.client.inference import error_from
 from nstarx_jupyter.config import STATE_FILE, server_dir
 from nstarx_jupyter.deployment.backend import (
+    DeploymentList,
+    DeploymentView,
     Description,
     Endpoint,
     Progress,
-    Stable,
     Target,
     TrafficView,
 )
@@ -30,7 +31,6 @@ from nstarx_jupyter.deployment.local_server import (
     spawn_server,
     state_cert,
 )
-from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
     ConflictError,
     InvalidInputError,
@@ -54,6 +54,8 @@ from nstarx_jupyter.protocol.control import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from nstarx_jupyter.deployment.spec import DeploymentSpec
 
 __all__ = ["LocalBackend", "ServerState", "describe_local", "parse_answer"]
 
@@ -164,15 +166,17 @@ class LocalBackend:
         """
         doc = spec.model_dump(mode="json", exclude_defaults=True)
         query = "" if if_revision is None else f"?if_revision={if_revision}"
-        return self._description(self._call("PUT", f"/deployments/{spec.name}{query}", doc))
+        path = f"/deployments/{spec.name}{query}"
+        return self._description(self._answer(DeploymentView, "PUT", path, doc))
 
     def describe(self, name: str) -> Description:
         """One deployment's description (spec, revision, status, traffic)."""
-        return self._description(self._call("GET", f"/deployments/{name}"))
+        return self._description(self._answer(DeploymentView, "GET", f"/deployments/{name}"))
 
     def deployments(self) -> list[Description]:
         """Every deployment's description."""
-        return [self._description(doc) for doc in self._call("GET", "/deployments")]
+        listed = self._answer(DeploymentList, "GET", "/deployments").root
+        return [self._description(view) for view in listed]
 
     def traffic(self, name: str) -> TrafficView | None:
         """Where the deployment's requests go now (None before it serves)."""
@@ -245,11 +249,11 @@ class LocalBackend:
         """Stop serving a deployment and forget it."""
         self._call("DELETE", f"/deployments/{name}")
 
-    def _description(self, doc: dict[str, Any]) -> Description:
-        """The control API's JSON as a `Description`; `url` on the server the call reached."""
+    def _description(self, view: DeploymentView) -> Description:
+        """The control API's answer as a `Description`; `url` on the server the call reached."""
         state = self._reached
-        url = None if state is None else f"{state.url}/v1/models/{doc['name']}"
-        return describe_local(doc, url)
+        url = None if state is None else f"{state.url}/v1/models/{view.name}"
+        return describe_local(view, url)
 
     def put_pipeline(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Serve a pipeline (its `PipelineSpec` as a dict) at `/v1/models/NAME/predict`."""
@@ -421,17 +425,12 @@ class LocalBackend:
         return self._object("PUT", "/prices", prices)
 
 
-def describe_local(doc: dict[str, Any], url: str | None) -> Description:
-    """A description from the local control API's JSON (`ControlPlane.describe`)."""
-    stable = doc.get("stable")
+def describe_local(view: DeploymentView, url: str | None) -> Description:
+    """A description from the local control API's answer (`ControlPlane.describe`)."""
     return Description(
-        name=str(doc["name"]), target="local", revision=int(doc["revision"]),
-        status=doc.get("status", "Unknown"), reason=doc.get("reason") or None,
-        spec=DeploymentSpec.build(**doc["spec"]),
-        traffic=None if doc.get("traffic") is None else TrafficView.model_validate(doc["traffic"]),
-        stable=None if not stable else Stable(revision=int(stable["revision"]),
-                                              spec=DeploymentSpec.build(**stable["spec"])),
-        url=url, created=doc.get("created"), updated=doc.get("updated"),
+        name=view.name, target="local", revision=view.revision, status=view.status,
+        reason=view.reason or None, spec=view.spec, traffic=view.traffic, stable=view.stable,
+        url=url, created=view.created, updated=view.updated,
     )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.config import atomic_write
+from nstarx_jupyter.deployment.backend import DeploymentView, Stable, TrafficView
 from nstarx_jupyter.deployment.spec import PRIMARY, DeploymentSpec
 from nstarx_jupyter.errors import (
     ConflictError,
@@ -28,7 +29,7 @@ from nstarx_jupyter.errors import (
     NstarxError,
 )
 from nstarx_jupyter.monitoring.abtest import ab_report
-from nstarx_jupyter.pipelines.sinks import HIDDEN, keep_secrets
+from nstarx_jupyter.pipelines.sinks import HIDDEN, WebhookSink, keep_secrets
 from nstarx_jupyter.protocol.control import (
     DeploymentMetrics,
     DeploymentVariants,
@@ -63,6 +64,7 @@ from nstarx_jupyter.serving.usage_api import UsageApi
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from nstarx_jupyter.deployment.backend import Status
     from nstarx_jupyter.security import Guard, Principal
     from nstarx_jupyter.serving.dataplane import DataPlane
     from nstarx_jupyter.serving.settings import ModelSettings
@@ -158,7 +160,7 @@ class ControlPlane:
         save: bool = True,
         created: float | None = None,
         if_revision: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> DeploymentView:
         """Create or replace a deployment; a replacement is a new revision, swapped in ready.
 
         Changes to one deployment run one at a time. `if_revision` makes the change conditional
@@ -178,7 +180,7 @@ class ControlPlane:
         created: float | None,
         if_revision: int | None,
         stable: tuple[DeploymentSpec, int] | None = None,
-    ) -> dict[str, Any]:
+    ) -> DeploymentView:
         previous = self._deployed.get(spec.name)
         check_revision(spec.name, previous, if_revision)
         traffic_only = (
@@ -286,30 +288,27 @@ class ControlPlane:
         with contextlib.suppress(OSError), self.events.open("a") as out:
             out.write(f"{stamp} {name} {text}\n")
 
-    def describe(self, name: str) -> dict[str, Any]:
-        """A deployment's spec, revision, status and times."""
+    def describe(self, name: str) -> DeploymentView:
+        """A deployment's spec, revision, status and times (dump it with `exclude_defaults`)."""
         deployed = self._get(name)
         status, reason = deployed.status, deployed.reason
         if status == "Ready":
             with contextlib.suppress(NstarxError):
                 entry = self.repository.entry(name)
-                status = {"READY": "Ready", "LOADING": "Loading",
-                          "FAILED": "Failed"}.get(entry.state.value, "Idle")  # fmt: skip
+                status = _STATUS.get(entry.state.value, "Idle")
                 reason = entry.reason
-        doc: dict[str, Any] = {
-            "name": name, "revision": deployed.revision, "status": status,
-            "spec": _shown(deployed.spec), "created": deployed.created,
-            "updated": deployed.updated, "sinks": self.dataplane.sinks.stats(name),
-        }  # fmt: skip
-        if reason:
-            doc["reason"] = reason
         plan = self.dataplane.traffic(name)
-        if plan is not None:
-            doc["traffic"] = traffic_view(plan)
+        stable = None
         if deployed.stable is not None:
             stable_spec, stable_revision = deployed.stable
-            doc["stable"] = {"revision": stable_revision, "spec": _shown(stable_spec)}
-        return doc
+            stable = Stable(revision=stable_revision, spec=_shown(stable_spec))
+        return DeploymentView(
+            name=name, revision=deployed.revision, status=status, spec=_shown(deployed.spec),
+            created=deployed.created, updated=deployed.updated,
+            sinks=self.dataplane.sinks.stats(name), reason=reason or None,
+            traffic=None if plan is None else TrafficView.model_validate(traffic_view(plan)),
+            stable=stable,
+        )  # fmt: skip
 
     async def ab_report(
         self,
@@ -424,7 +423,7 @@ class ControlPlane:
         return DeploymentMetrics.model_validate(doc)
 
     async def deploy_as(self, principal: Principal, doc: dict[str, Any], *,
-                        if_revision: int | None = None) -> dict[str, Any]:  # fmt: skip
+                        if_revision: int | None = None) -> DeploymentView:  # fmt: skip
         """Deploy `doc` (a `DeploymentSpec` as JSON, with its name) for `principal`.
 
         The caller must be allowed to deploy every registry model it names, and the artifact
@@ -450,9 +449,9 @@ class ControlPlane:
         started = time.perf_counter()
         described = await self.apply(spec, if_revision=if_revision)
         if spec.trusted:  # who vouched for code that runs on load, beside the call's own record
-            self._event(name, f"revision {described['revision']} trusted by {principal.key}")
+            self._event(name, f"revision {described.revision} trusted by {principal.key}")
             self.dataplane.audit.call(principal, "deployment.trusted", "control", name,
-                                      str(described["revision"]), 200, started)  # fmt: skip
+                                      str(described.revision), 200, started)  # fmt: skip
         return described
 
     async def close(self) -> None:
@@ -463,10 +462,16 @@ class ControlPlane:
         await self.usage.close()
 
 
-def _shown(spec: DeploymentSpec) -> dict[str, Any]:
+_STATUS: dict[str, Status] = {"READY": "Ready", "LOADING": "Loading", "FAILED": "Failed"}
+"""A served model's state as its deployment's status (any other state: `Idle`)."""
+
+
+def _shown(spec: DeploymentSpec) -> DeploymentSpec:
     """A spec as described to callers: sink headers (secrets) as `***`."""
+    if not any(isinstance(sink, WebhookSink) and sink.headers for sink in spec.sinks):
+        return spec
     doc = spec.model_dump(mode="json", exclude_defaults=True)
     for sink in doc.get("sinks", []):
         if sink.get("headers"):
             sink["headers"] = dict.fromkeys(sink["headers"], HIDDEN)
-    return doc
+    return DeploymentSpec.build(**doc)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from nstarx_jupyter.deployment.backend import DeploymentList
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError
 from nstarx_jupyter.serving.control_http import (
     PREFIX,
@@ -102,12 +103,13 @@ class ControlApi:
     async def _list(self, request: Request, principal: Principal) -> Response:
         control = self.control
         mine = [name for name in control.names() if control.guard.may(principal, "manage", name)]
-        return json_response([control.describe(name) for name in mine])
+        listed = DeploymentList([control.describe(name) for name in mine])
+        return model_response(listed, exclude_defaults=True)
 
     async def _one(self, request: Request, principal: Principal) -> Response:
         name = request.path_params["name"]
         if request.method == "GET":
-            return json_response(self.control.describe(name))
+            return model_response(self.control.describe(name), exclude_defaults=True)
         if request.method == "DELETE":
             await self.control.delete(name)
             return Response(status_code=204)
@@ -120,7 +122,7 @@ class ControlApi:
         existed = name in self.control.names()
         revision = int(raw) if raw is not None else None
         described = await self.control.deploy_as(principal, doc, if_revision=revision)
-        return json_response(described, 200 if existed else 201)
+        return model_response(described, 200 if existed else 201, exclude_defaults=True)
 
 
 async def _unrouted(routes: list[Route], request: Request, principal: Principal) -> Response:

@@ -1,8 +1,9 @@
 """The control API's JSON bodies (`/nstarx/v1`) as pydantic models, for the OpenAPI document.
 
-Deployments, pipelines, graphs, key requests, cost, trends, drift and explanations. The data
+Pipelines, graphs, key requests, cost, trends, drift and explanations. The data
 plane's bodies and the bases are in `bodies`; the answers both the server and its clients use
-(keys, access rules, audit records, metrics, variants) are in `protocol.control`.
+(keys, access rules, audit records, metrics, variants) are in `protocol.control`, a
+deployment's (`DeploymentView`) in `deployment.backend`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ __all__ = [
     "AbReport",
     "CostFigures",
     "CostView",
-    "DeploymentList",
-    "DeploymentView",
     "DriftReferenceBody",
     "DriftReferenceView",
     "DriftTest",
@@ -42,24 +41,6 @@ __all__ = [
     "PriceTable",
     "VariantCost",
 ]
-
-
-class DeploymentView(OpenBody):
-    """A deployment: its spec, revision, status and times (and traffic, while it has some)."""
-
-    name: str
-    revision: int
-    status: str
-    spec: dict[str, Any]
-    created: float
-    updated: float
-    reason: str | None = None
-    traffic: dict[str, Any] | None = None
-    stable: dict[str, Any] | None = None
-
-
-class DeploymentList(RootModel[list[DeploymentView]]):
-    """The deployments the caller may manage."""
 
 
 class AbReport(OpenBody):

@@ -48,9 +48,12 @@ def json_response(doc: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status, media_type="application/json")
 
 
-def model_response(answer: BaseModel, status: int = 200) -> Response:
+def model_response(
+    answer: BaseModel, status: int = 200, *, exclude_defaults: bool = False
+) -> Response:
     """A JSON response from an answer's model (`protocol.control`), as clients parse it."""
-    return Response(answer.model_dump_json(), status, media_type="application/json")
+    doc = answer.model_dump_json(exclude_defaults=exclude_defaults)
+    return Response(doc, status, media_type="application/json")
 
 
 async def json_body(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel as PydanticModel
 from pydantic.json_schema import models_json_schema
 
 from nstarx_jupyter import __version__
+from nstarx_jupyter.deployment.backend import DeploymentList, DeploymentView
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.pipelines import PipelineSpec
 from nstarx_jupyter.pipelines.inference_graph import GraphSpec
@@ -129,10 +130,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/openapi.json"): Operation("This document", "metadata", None, open=True),
     # The control API: deployments
     ("GET", f"{PREFIX}/deployments"): Operation("The deployments the caller manages",
-                                                "deployments", c.DeploymentList),
-    ("GET", _DEPLOYMENT): Operation("A deployment", "deployments", c.DeploymentView),
+                                                "deployments", DeploymentList),
+    ("GET", _DEPLOYMENT): Operation("A deployment", "deployments", DeploymentView),
     ("PUT", _DEPLOYMENT): Operation(
-        "Create or replace a deployment (a new revision)", "deployments", c.DeploymentView,
+        "Create or replace a deployment (a new revision)", "deployments", DeploymentView,
         body=DeploymentSpec, also=(201,),
         query=(Query("if_revision", "integer", "apply only while this revision is current"),)),
     ("DELETE", _DEPLOYMENT): Operation("Delete a deployment", "deployments", None, status=204),

@@ -13,7 +13,8 @@ import httpx
 import pytest
 import skops.io
 
-from nstarx_jupyter.deployment.local import parse_answer
+from nstarx_jupyter.deployment.backend import DeploymentList, DeploymentView
+from nstarx_jupyter.deployment.local import describe_local, parse_answer
 from nstarx_jupyter.errors import NstarxError
 from nstarx_jupyter.protocol.control import (
     AccessRule,
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 
 ADMIN_TOKEN = "unit-admin-token"  # noqa: S105 - a test credential
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SPEC = {"name": "x", "storage_uri": "file:///m.skops"}
+WELL_FORMED_DEPLOYMENT = {"name": "x", "revision": 1, "status": "Ready", "created": 1.0,
+                          "updated": 1.0, "sinks": {}, "spec": SPEC}  # fmt: skip
 KEY_FIELDS = {"id", "prefix", "name", "scopes", "created", "state"}
 WELL_FORMED_KEY = {"id": "1a2b3c4d", "prefix": "nsx_1a2b3c4d", "name": "", "scopes": ["admin"],
                    "created": 1.0, "state": "active"}  # fmt: skip
@@ -59,15 +63,34 @@ async def client(iris_path: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncCl
 
 
 async def answer(
-    client: httpx.AsyncClient, method: str, path: str, model: type[BaseModel], **body: object
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    model: type[BaseModel],
+    *,
+    exclude_defaults: bool = False,
+    **body: object,
 ) -> object:
     """The JSON of an admin call, checked to be what `model` parses and dumps back unchanged."""
     sent = await client.request(method, f"/nstarx/v1{path}", json=body or None, headers=ADMIN)
     assert sent.status_code in (200, 201), sent.text
     doc: object = sent.json()
     parsed = parse_answer(model, doc, f"{method} {path}")
-    assert parsed.model_dump(mode="json") == doc  # the models do not change the wire
+    dumped = parsed.model_dump(mode="json", exclude_defaults=exclude_defaults)
+    assert dumped == doc  # the models do not change the wire
     return doc
+
+
+async def deploy_flowers(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, home: Path
+) -> None:
+    artifact = home / "models" / "iris.skops"  # skops: loads without trusting code
+    artifact.parent.mkdir(parents=True)
+    skops.io.dump(iris_model, artifact)
+    made = await client.put(
+        "/nstarx/v1/deployments/flowers", json={"storage_uri": str(artifact)}, headers=ADMIN
+    )
+    assert made.status_code == 201, made.text
 
 
 async def test_key_answers_leave_out_unset_fields_and_say_the_key_once(
@@ -131,18 +154,28 @@ async def test_metrics_keep_null_percentiles_and_send_samples_only_when_asked(
 async def test_variants_name_each_version_and_leave_out_a_shadow_there_is_not(
     client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
 ) -> None:
-    artifact = nstarx_home / "models" / "iris.skops"  # skops: loads without trusting code
-    artifact.parent.mkdir(parents=True)
-    skops.io.dump(iris_model, artifact)
-    made = await client.put(
-        "/nstarx/v1/deployments/flowers", json={"storage_uri": str(artifact)}, headers=ADMIN
-    )
-    assert made.status_code == 201, made.text
+    await deploy_flowers(client, iris_model, nstarx_home)
     doc = await answer(client, "GET", "/deployments/flowers/variants", DeploymentVariants)
     assert isinstance(doc, dict)
     assert set(doc) == {"name", "variants"}
     (only,) = doc["variants"]
     assert (only["variant"], only["percent"], only["requests"]) == ("primary", 100.0, 0)
+
+
+async def test_a_description_leaves_out_defaults_and_parses_into_a_local_description(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    await deploy_flowers(client, iris_model, nstarx_home)
+    doc = await answer(client, "GET", "/deployments/flowers", DeploymentView, exclude_defaults=True)
+    assert isinstance(doc, dict)
+    assert {"name", "revision", "status", "spec", "created", "updated", "sinks"} <= set(doc)
+    assert "reason" not in doc
+    assert doc["spec"] == {"name": "flowers", "storage_uri": doc["spec"]["storage_uri"]}
+    listed = await answer(client, "GET", "/deployments", DeploymentList, exclude_defaults=True)
+    assert listed == [doc]
+    described = describe_local(DeploymentView.model_validate(doc), None)
+    assert (described.status, described.revision, described.target) == ("Ready", 1, "local")
+    assert described.spec.storage_uri == doc["spec"]["storage_uri"]
 
 
 @pytest.mark.parametrize(
@@ -153,6 +186,12 @@ async def test_variants_name_each_version_and_leave_out_a_shadow_there_is_not(
         (KeyList, {"id": "1a2b3c4d"}, "the answer"),
         (AccessRule, {"call": "app"}, "call"),
         (DeploymentVariants, {"name": "iris", "variants": [{"variant": "primary"}]}, "variants.0"),
+        (DeploymentView, {**WELL_FORMED_DEPLOYMENT, "status": "Sleeping"}, "status"),
+        (
+            DeploymentView,
+            {**WELL_FORMED_DEPLOYMENT, "spec": {**SPEC, "min_replicas": -1}},
+            "spec.min_replicas",
+        ),
     ],
 )
 def test_a_malformed_answer_is_refused_where_it_enters_naming_the_field(

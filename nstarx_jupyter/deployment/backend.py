@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator  # noqa: TC003 - pydantic and Protocol read it at run time
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 
 __all__ = [
     "Backend",
+    "DeploymentList",
+    "DeploymentView",
     "Description",
     "Endpoint",
     "Progress",
@@ -95,6 +97,33 @@ class Description(_View):
     """The model's endpoint (`…/v1/models/NAME`), once known."""
     created: float | None = None
     updated: float | None = None
+
+
+class DeploymentView(_View):
+    """One deployment as the local server's control API answers it (`GET /deployments/NAME`).
+
+    The server builds it and dumps it with `exclude_defaults` (unset fields, empty routing
+    extras and the spec's defaults are left out); `LocalBackend` parses it back and makes a
+    `Description` of it. `spec` shows sink headers (secrets) as `***`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    name: str
+    revision: int
+    status: Status
+    spec: DeploymentSpec
+    created: float
+    updated: float
+    sinks: dict[str, dict[str, int]]
+    """Each sink's counters (sent, failed, dropped, ...), by sink name."""
+    reason: str | None = None
+    traffic: TrafficView | None = None
+    stable: Stable | None = None
+
+
+class DeploymentList(RootModel[list[DeploymentView]]):
+    """The deployments the caller may manage."""
 
 
 class Progress(_View):

@@ -98,7 +98,7 @@ def _deploy(args: argparse.Namespace, service: DeploymentService, out: Any) -> l
     if applied.description.revision == 1:  # a new deployment: its first key, shown once
         key = service.local("keys").create_key(f"nstarx deploy of {done.name}", [done.name],
                                                deployment=done.name)  # fmt: skip
-        return [*lines, f"API key (shown once, keep it): {key['key']}"]
+        return [*lines, f"API key (shown once, keep it): {key.key}"]
     return [*lines, "needs an API key: earlier keys still work (`nstarx keys create NAME`)"]
 
 

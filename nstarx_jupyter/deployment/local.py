@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from nstarx_jupyter.client.inference import error_from
 from nstarx_jupyter.config import STATE_FILE, server_dir
 from nstarx_jupyter.deployment.backend import (
+    DeploymentList,
+    DeploymentView,
     Description,
     Endpoint,
     Progress,
-    Stable,
     Target,
     TrafficView,
 )
@@ -29,7 +31,6 @@ from nstarx_jupyter.deployment.local_server import (
     spawn_server,
     state_cert,
 )
-from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import (
     ConflictError,
     InvalidInputError,
@@ -37,12 +38,26 @@ from nstarx_jupyter.errors import (
     NstarxError,
     UnavailableError,
 )
+from nstarx_jupyter.protocol.control import (
+    AccessRule,
+    AccessRules,
+    AuditRow,
+    AuditRows,
+    DeploymentMetrics,
+    DeploymentVariants,
+    KeyCreated,
+    KeyList,
+    KeyRecord,
+    KeyRotated,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-__all__ = ["LocalBackend", "ServerState", "describe_local"]
+    from nstarx_jupyter.deployment.spec import DeploymentSpec
+
+__all__ = ["LocalBackend", "ServerState", "describe_local", "parse_answer"]
 
 START_TIMEOUT_S = 60.0
 WATCH_INTERVAL_S = 0.1
@@ -52,6 +67,7 @@ _DOMAIN_ERRORS: dict[int, type[NstarxError]] = {
 }  # fmt: skip
 """Control-API answers raised as the domain error a caller catches (others: `InferenceError`)."""
 _T = TypeVar("_T")
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class LocalBackend:
@@ -150,15 +166,17 @@ class LocalBackend:
         """
         doc = spec.model_dump(mode="json", exclude_defaults=True)
         query = "" if if_revision is None else f"?if_revision={if_revision}"
-        return self._description(self._call("PUT", f"/deployments/{spec.name}{query}", doc))
+        path = f"/deployments/{spec.name}{query}"
+        return self._description(self._answer(DeploymentView, "PUT", path, doc))
 
     def describe(self, name: str) -> Description:
         """One deployment's description (spec, revision, status, traffic)."""
-        return self._description(self._call("GET", f"/deployments/{name}"))
+        return self._description(self._answer(DeploymentView, "GET", f"/deployments/{name}"))
 
     def deployments(self) -> list[Description]:
         """Every deployment's description."""
-        return [self._description(doc) for doc in self._call("GET", "/deployments")]
+        listed = self._answer(DeploymentList, "GET", "/deployments").root
+        return [self._description(view) for view in listed]
 
     def traffic(self, name: str) -> TrafficView | None:
         """Where the deployment's requests go now (None before it serves)."""
@@ -197,12 +215,22 @@ class LocalBackend:
                         verify=cert or True)  # fmt: skip
 
     def metrics(self, name: str, window_s: float = 60) -> dict[str, Any]:
-        """Requests, rate, error rate and p50/p95/p99 (ms) over the last `window_s` seconds."""
-        return self._object("GET", f"/deployments/{name}/metrics?window_s={window_s}")
+        """Requests, rate, error rate and p50/p95/p99 (ms) over the last `window_s` seconds.
 
-    def variants(self, name: str, window_s: float = 60) -> dict[str, Any]:
+        `deployment_metrics` as JSON, the `Backend` protocol's shape.
+        TODO(#21): the protocol answers `DeploymentMetrics` once `KServeBackend.metrics` does.
+        """
+        return self.deployment_metrics(name, window_s).model_dump(mode="json")
+
+    def deployment_metrics(self, name: str, window_s: float = 60) -> DeploymentMetrics:
+        """Requests, rate, error rate, p50/p95/p99 (ms) and resource use over `window_s` s."""
+        path = f"/deployments/{name}/metrics?window_s={window_s}"
+        return self._answer(DeploymentMetrics, "GET", path)
+
+    def variants(self, name: str, window_s: float = 60) -> DeploymentVariants:
         """Per variant and revision: share of traffic and the last `window_s` s of requests."""
-        return self._object("GET", f"/deployments/{name}/variants?window_s={window_s}")
+        path = f"/deployments/{name}/variants?window_s={window_s}"
+        return self._answer(DeploymentVariants, "GET", path)
 
     def ab_report(self, name: str, **query: Any) -> dict[str, Any]:
         """The server's A/B analysis of a deployment (see `ControlPlane.ab_report`)."""
@@ -221,11 +249,11 @@ class LocalBackend:
         """Stop serving a deployment and forget it."""
         self._call("DELETE", f"/deployments/{name}")
 
-    def _description(self, doc: dict[str, Any]) -> Description:
-        """The control API's JSON as a `Description`; `url` on the server the call reached."""
+    def _description(self, view: DeploymentView) -> Description:
+        """The control API's answer as a `Description`; `url` on the server the call reached."""
         state = self._reached
-        url = None if state is None else f"{state.url}/v1/models/{doc['name']}"
-        return describe_local(doc, url)
+        url = None if state is None else f"{state.url}/v1/models/{view.name}"
+        return describe_local(view, url)
 
     def put_pipeline(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Serve a pipeline (its `PipelineSpec` as a dict) at `/v1/models/NAME/predict`."""
@@ -260,40 +288,41 @@ class LocalBackend:
         rate_limit: float | None = None,
         burst: int | None = None,
         deployment: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> KeyCreated:
         """Mint an API key (scopes such as `predict:iris`; default `predict:*`).
 
-        `["key"]` is the key, shown once; the server keeps only its digest. `deployment`: the
+        `.key` is the key, shown once; the server keeps only its digest. `deployment`: the
         deployment whose deploy mints it (deleting that deployment revokes the key).
         """
         body = {"name": name, "scopes": scopes, "expires_in_s": expires_in_s,
                 "rate_limit": rate_limit, "burst": burst, "deployment": deployment}  # fmt: skip
-        return self._object("POST", "/keys", {k: v for k, v in body.items() if v is not None})
+        made = {k: v for k, v in body.items() if v is not None}
+        return self._answer(KeyCreated, "POST", "/keys", made)
 
-    def list_keys(self) -> list[dict[str, Any]]:
+    def list_keys(self) -> list[KeyRecord]:
         """Every API key by id and prefix (never the key), revoked ones marked."""
-        return self._objects("GET", "/keys")
+        return self._answer(KeyList, "GET", "/keys").root
 
-    def revoke_key(self, key_id: str) -> dict[str, Any]:
+    def revoke_key(self, key_id: str) -> KeyRecord:
         """Revoke a key by id or prefix (`nsx_1a2b3c4d`); calls with it get 401 from now on."""
-        return self._object("DELETE", f"/keys/{key_id}")
+        return self._answer(KeyRecord, "DELETE", f"/keys/{key_id}")
 
-    def rotate_key(self, key_id: str, grace_s: float = 0.0) -> dict[str, Any]:
+    def rotate_key(self, key_id: str, grace_s: float = 0.0) -> KeyRotated:
         """Replace a key by a new one (same name, scopes, limits); the old one works `grace_s`."""
-        return self._object("POST", f"/keys/{key_id}/rotate", {"grace_s": grace_s})
+        return self._answer(KeyRotated, "POST", f"/keys/{key_id}/rotate", {"grace_s": grace_s})
 
-    def access(self) -> dict[str, dict[str, list[str]]]:
+    def access(self) -> dict[str, AccessRule]:
         """Every registry model's access rules."""
-        return self._object("GET", "/access")
+        return self._answer(AccessRules, "GET", "/access").root
 
-    def set_access(self, model: str, **lists: list[str] | None) -> dict[str, list[str]]:
+    def set_access(self, model: str, **lists: list[str] | None) -> AccessRule:
         """Set who may `read`, `deploy` and `call` registry model `model` (None lifts a list)."""
-        return self._object("PUT", f"/access/{model}", lists)
+        return self._answer(AccessRule, "PUT", f"/access/{model}", lists)
 
-    def audit(self, **filters: Any) -> list[dict[str, Any]]:
+    def audit(self, **filters: Any) -> list[AuditRow]:
         """Audit records, oldest first; filters: since, until, key, action, model, status, limit."""
         params = urlencode({key: value for key, value in filters.items() if value is not None})
-        return self._objects("GET", f"/audit?{params}")
+        return self._answer(AuditRows, "GET", f"/audit?{params}").root
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         """One control-API call, to the server the last call reached when there was one.
@@ -320,6 +349,11 @@ class LocalBackend:
             domain = _DOMAIN_ERRORS.get(response.status_code)
             raise error if domain is None else domain(error.message)
         return response.json()
+
+    def _answer(self, model: type[_M], method: str, path: str, body: Any = None) -> _M:
+        """A control-API call whose answer is `model` (`protocol.control`), checked as it enters."""
+        doc = self._call(method, path, body)
+        return parse_answer(model, doc, f"{method} {path.split('?')[0]}")
 
     def _object(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         """A control-API call whose answer is a JSON object (anything else is the server's bug)."""
@@ -391,18 +425,30 @@ class LocalBackend:
         return self._object("PUT", "/prices", prices)
 
 
-def describe_local(doc: dict[str, Any], url: str | None) -> Description:
-    """A description from the local control API's JSON (`ControlPlane.describe`)."""
-    stable = doc.get("stable")
+def describe_local(view: DeploymentView, url: str | None) -> Description:
+    """A description from the local control API's answer (`ControlPlane.describe`)."""
     return Description(
-        name=str(doc["name"]), target="local", revision=int(doc["revision"]),
-        status=doc.get("status", "Unknown"), reason=doc.get("reason") or None,
-        spec=DeploymentSpec.build(**doc["spec"]),
-        traffic=None if doc.get("traffic") is None else TrafficView.model_validate(doc["traffic"]),
-        stable=None if not stable else Stable(revision=int(stable["revision"]),
-                                              spec=DeploymentSpec.build(**stable["spec"])),
-        url=url, created=doc.get("created"), updated=doc.get("updated"),
+        name=view.name, target="local", revision=view.revision, status=view.status,
+        reason=view.reason or None, spec=view.spec, traffic=view.traffic, stable=view.stable,
+        url=url, created=view.created, updated=view.updated,
     )  # fmt: skip
+
+
+def parse_answer(model: type[_M], doc: object, what: str) -> _M:
+    """`doc`, the server's answer to `what` (`GET /keys`), as `model`, or `NstarxError`.
+
+    An answer that is not one is the server's bug (or a server of another version): it is
+    refused where it enters, naming the field, rather than where a caller reads it.
+    """
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "the answer"
+        raise NstarxError(
+            f"the local server answered {what} with a malformed {model.__name__} "
+            f"({exc.error_count()} problem(s); {where}: {problem['msg']})"
+        ) from None
 
 
 def _shaped(doc: object, kind: type[_T], path: str) -> _T:

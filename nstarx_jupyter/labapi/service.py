@@ -14,6 +14,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
 
+from pydantic import ValidationError
+
 from nstarx_jupyter import __version__
 from nstarx_jupyter.config import nstarx_home
 from nstarx_jupyter.deployment.kubeconfig import (
@@ -53,6 +55,7 @@ from nstarx_jupyter.labapi.scopes import lab_scopes
 from nstarx_jupyter.notebook.drift import DEFAULT_WINDOW as DRIFT_BADGE_WINDOW
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
 from nstarx_jupyter.notebook.usage import USAGE_COST_WINDOW_S
+from nstarx_jupyter.protocol.control import LatencySummary
 from nstarx_jupyter.registry import Registry, parse_model_uri
 from nstarx_jupyter.registry.catalog import default_store
 from nstarx_jupyter.security.home import audit_local, key_store
@@ -213,7 +216,7 @@ class LabService:
         name = request.name  # its key goes when it is deleted (`KeyStore.revoke_minted_for`)
         made = self.backend.create_key(f"sidebar deploy of {name}", [f"predict:{name}"],
                                        deployment=name)  # fmt: skip
-        return DeployResult(deployment=self.deployment(request.name), key=str(made["key"]))
+        return DeployResult(deployment=self.deployment(request.name), key=made.key)
 
     def _apply_form(self, request: DeployRequest, service: DeploymentService) -> Description:
         """The form's version as the deployment's canary (if it asks and exists), or its model."""
@@ -269,9 +272,9 @@ class LabService:
             return views.deployment_info(described, self._cluster_figures(described, service))
         drift = views.drift_badge(self._drift(name))
         with contextlib.suppress(NstarxError):  # figures are a nicety: a status still shows
-            answer = service.backend.metrics(name, METRICS_WINDOW_S)
+            answer = service.local("metrics").deployment_metrics(name, METRICS_WINDOW_S)
             figures = views.metrics_sample(answer)
-            figures = views.with_usage(figures, answer, self._cost(name))
+            figures = views.with_usage(figures, answer.model_dump(), self._cost(name))
             if described.traffic is not None and len(described.traffic.split) > 1:
                 arms = service.local("variants").variants(name, METRICS_WINDOW_S)
                 per_arm = views.arm_metrics(arms)
@@ -289,9 +292,10 @@ class LabService:
         if self._no_figures.get(key, 0.0) > time.monotonic():
             return MetricsSample()
         try:
-            return views.metrics_sample(service.backend.metrics(described.name, METRICS_WINDOW_S))
-        except NstarxError as exc:
-            log.info("no figures of %s: %s", described.name, exc.message)
+            answer = service.backend.metrics(described.name, METRICS_WINDOW_S)
+            return views.metrics_sample(LatencySummary.model_validate(answer))
+        except (NstarxError, ValidationError) as exc:
+            log.info("no figures of %s: %s", described.name, exc)
             self._no_figures[key] = time.monotonic() + CLUSTER_FIGURES_BACKOFF_S
             return MetricsSample()
 
@@ -351,7 +355,7 @@ class LabService:
         scopes = list(lab_scopes(request.scopes))
         if self.backend.running() is not None:
             made = self.backend.create_key(request.name, scopes)
-            return KeyCreated(info=views.key_info(made), key=str(made["key"]))
+            return KeyCreated(info=views.key_info(made), key=made.key)
         record, secret = key_store().create(request.name, scopes)
         audit_local("keys.create")
         return KeyCreated(info=views.key_info(record.public()), key=secret)

@@ -23,6 +23,7 @@ from nstarx_jupyter.notebook.usage import usage_figures
 if TYPE_CHECKING:
     from nstarx_jupyter.deployment.backend import Description
     from nstarx_jupyter.deployment.backend import TrafficArm as Arm
+    from nstarx_jupyter.protocol.control import DeploymentVariants, KeyRecord, LatencySummary
 
 __all__ = [
     "deployment_info",
@@ -94,36 +95,32 @@ def _arm(arm: Arm, figures: dict[tuple[str, str | None], MetricsSample]) -> Traf
                       metrics=figures.get((arm.variant, arm.version)))  # fmt: skip
 
 
-def arm_metrics(variants: dict[str, Any]) -> dict[tuple[str, str | None], MetricsSample]:
+def arm_metrics(variants: DeploymentVariants) -> dict[tuple[str, str | None], MetricsSample]:
     """The control API's `variants` answer: each arm's figures by (variant, version)."""
-    return {
-        (str(found["variant"]), None if found.get("version") is None else str(found["version"])):
-        metrics_sample(found)
-        for found in variants.get("variants", [])
-    }  # fmt: skip
+    return {(found.variant, found.version): metrics_sample(found) for found in variants.variants}
 
 
-def metrics_sample(figures: dict[str, Any]) -> MetricsSample:
+def metrics_sample(figures: LatencySummary) -> MetricsSample:
     """The control API's `metrics` answer (`LatencyWindow.summary`) as a sparkline point."""
     return MetricsSample(
-        requests=int(figures.get("requests") or 0),
-        rps=float(figures.get("rps") or 0.0),
-        error_rate=float(figures.get("error_rate") or 0.0),
-        p50_ms=_number(figures.get("p50_ms")),
-        p99_ms=_number(figures.get("p99_ms")),
+        requests=figures.requests,
+        rps=figures.rps,
+        error_rate=figures.error_rate,
+        p50_ms=_number(figures.p50_ms),
+        p99_ms=_number(figures.p99_ms),
     )
 
 
-def key_info(record: dict[str, Any]) -> KeyInfo:
+def key_info(record: KeyRecord) -> KeyInfo:
     """A key's public record (the server's or `ApiKey.public()`), never the key itself."""
     return KeyInfo(
-        id=str(record["id"]),
-        prefix=str(record["prefix"]),
-        name=str(record.get("name", "")),
-        scopes=[str(scope) for scope in record.get("scopes", ())],
-        state=str(record["state"]),
-        created=_number(record.get("created")),
-        expires=_number(record.get("expires")),
+        id=record.id,
+        prefix=record.prefix,
+        name=record.name,
+        scopes=record.scopes,
+        state=record.state,
+        created=_number(record.created),
+        expires=_number(record.expires),
     )
 
 

@@ -145,7 +145,7 @@ def deploy(
         minted = made.service.local("keys").create_key(
             f"notebook deploy of {name}", [f"predict:{name}"], deployment=name
         )  # revoked when the deployment is deleted
-        made.api_key = str(minted["key"])
+        made.api_key = minted.key
     elif auth and not _SAID_NO_CLUSTER_KEYS.is_set():
         _SAID_NO_CLUSTER_KEYS.set()
         log.warning(
@@ -365,8 +365,8 @@ class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin,
     def list_keys(self) -> list[dict[str, Any]]:
         """The keys that can call this deployment: id, prefix, name, scopes, state."""
         mine = (f"predict:{self.name}", f"manage:{self.name}", "predict:*", "manage:*", "admin")
-        return [key for key in self.service.local("keys").list_keys()
-                if any(scope in mine for scope in key["scopes"])]  # fmt: skip
+        return [key.model_dump() for key in self.service.local("keys").list_keys()
+                if any(scope in mine for scope in key.scopes)]  # fmt: skip
 
     def revoke_key(self, key: str) -> None:
         """Revoke a key by id, prefix or the key itself; it gets 401 from now on."""

@@ -358,7 +358,7 @@ class Pipeline:
             made = backend.create_key(f"notebook deploy of pipeline {self.spec.name}",
                                       [f"predict:{self.spec.name}"],
                                       deployment=self.spec.name)  # fmt: skip
-            api_key = str(made["key"])
+            api_key = made.key
         return DeployedPipeline(self.spec.name, f"{state.url}{described['url']}", api_key, backend)
 
     def to_kserve(

@@ -169,4 +169,4 @@ class RolloutMixin:
 
     def variants(self, window_s: float = 60) -> dict[str, Any]:
         """Per variant: version, share, requests, errors and p50/p95/p99 of the last `window_s`."""
-        return self.service.local("variants").variants(self.name, window_s)
+        return self.service.local("variants").variants(self.name, window_s).model_dump()

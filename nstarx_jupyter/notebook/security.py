@@ -46,13 +46,16 @@ def create_key(
 ) -> dict[str, Any]:
     """Mint an API key; `["key"]` holds it, shown this once (the server keeps a digest).
 
+    The control API's `KeyCreated` as a dict: its fields, the unset ones left out.
+
     `scopes`: `predict:NAME`, `manage:NAME`, `metrics`, `admin` (NAME may be `*`; default
     `predict:*`). `expires_in`: seconds or `"30d"`; `rate_limit`: requests per second, with
     `burst` at once.
     """
-    return (backend or LocalBackend()).create_key(
+    made = (backend or LocalBackend()).create_key(
         name, scopes, expires_in_s=_seconds(expires_in), rate_limit=rate_limit, burst=burst
     )
+    return made.model_dump()
 
 
 def list_keys(backend: LocalBackend | None = None) -> pd.DataFrame:
@@ -60,7 +63,7 @@ def list_keys(backend: LocalBackend | None = None) -> pd.DataFrame:
     import pandas as pd
 
     rows = (backend or LocalBackend()).list_keys()
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame([row.model_dump() for row in rows])
     for column in ("created", "expires", "revoked"):
         if column in frame:
             frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
@@ -69,7 +72,7 @@ def list_keys(backend: LocalBackend | None = None) -> pd.DataFrame:
 
 def revoke_key(key: str, backend: LocalBackend | None = None) -> dict[str, Any]:
     """Revoke a key by id, prefix or the key itself: calls with it get 401 within a second."""
-    return (backend or LocalBackend()).revoke_key(key_prefix(key))
+    return (backend or LocalBackend()).revoke_key(key_prefix(key)).model_dump()
 
 
 def rotate_key(
@@ -80,7 +83,7 @@ def rotate_key(
     The old key keeps working for `grace` (seconds or `"10m"`), long enough to switch callers.
     """
     grace_s = _seconds(grace) or 0.0
-    return (backend or LocalBackend()).rotate_key(key_prefix(key), grace_s)
+    return (backend or LocalBackend()).rotate_key(key_prefix(key), grace_s).model_dump()
 
 
 def set_access(
@@ -97,14 +100,16 @@ def set_access(
     never set stays open to every key whose scopes cover the deployment.
     """
     lists = {"read": read, "deploy": deploy, "call": call}
-    return (backend or LocalBackend()).set_access(
+    rule = (backend or LocalBackend()).set_access(
         model, **{p: who for p, who in lists.items() if who is not None}
     )
+    return rule.model_dump()
 
 
 def access_rules(backend: LocalBackend | None = None) -> dict[str, dict[str, list[str]]]:
     """Every registry model's access rules."""
-    return (backend or LocalBackend()).access()
+    rules = (backend or LocalBackend()).access()
+    return {model: rule.model_dump() for model, rule in rules.items()}
 
 
 def audit_log(
@@ -127,4 +132,4 @@ def audit_log(
         since=time.time() - window if window is not None else None, key=key, model=model,
         action=action, status=status, limit=limit,
     )  # fmt: skip
-    return to_dataframe(rows)
+    return to_dataframe([row.model_dump() for row in rows])

@@ -75,7 +75,7 @@ class UsageMixin:
 
         The same figures as `metrics()["resources"]` and `/metrics`' `nstarx_model_*` series.
         """
-        return dict(self._local().metrics(self.name, 60)["resources"])
+        return self._local().deployment_metrics(self.name, 60).resources.model_dump()
 
     def cost(self, window: float | str = "1h") -> pd.DataFrame:
         """What the deployment cost over the last `window` (seconds or `"15m"`, up to `"30d"`).

@@ -30,11 +30,14 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError, UnauthenticatedError
+from nstarx_jupyter.protocol.control import KeyRecord
 from nstarx_jupyter.security.shared import RELOAD_S, SharedFile
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
+
+    from nstarx_jupyter.protocol.control import KeyState
 
 __all__ = [
     "ADMIN",
@@ -133,7 +136,7 @@ class ApiKey:
         names = (ALL,) if deployment is None else (ALL, deployment)
         return any(f"{a}:{n}" in scopes for a in wanted for n in names)
 
-    def state(self, now: float | None = None) -> str:
+    def state(self, now: float | None = None) -> KeyState:
         """`active`, `expired` or `revoked`."""
         now = time.time() if now is None else now
         if self.revoked is not None and self.revoked <= now:
@@ -142,16 +145,14 @@ class ApiKey:
             return "expired"
         return "active"
 
-    def public(self) -> dict[str, Any]:
-        """The key's record for listings: no digest, no secret."""
-        doc: dict[str, Any] = {"id": self.id, "prefix": self.prefix, "name": self.name,
-                               "scopes": list(self.scopes), "created": self.created,
-                               "state": self.state()}  # fmt: skip
-        for extra in ("expires", "rate_limit", "burst", "revoked", "rotated_to", "deployment"):
-            value = getattr(self, extra)
-            if value is not None:
-                doc[extra] = value
-        return doc
+    def public(self) -> KeyRecord:
+        """The key's record for listings and the control API: no digest, no secret."""
+        return KeyRecord(
+            id=self.id, prefix=self.prefix, name=self.name, scopes=list(self.scopes),
+            created=self.created, state=self.state(), expires=self.expires,
+            rate_limit=self.rate_limit, burst=self.burst, revoked=self.revoked,
+            rotated_to=self.rotated_to, deployment=self.deployment,
+        )  # fmt: skip
 
 
 def _digest(key: str) -> str:

@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.config import atomic_write
+from nstarx_jupyter.deployment.backend import DeploymentView, Stable, TrafficView
 from nstarx_jupyter.deployment.spec import PRIMARY, DeploymentSpec
 from nstarx_jupyter.errors import (
     ConflictError,
@@ -28,7 +29,13 @@ from nstarx_jupyter.errors import (
     NstarxError,
 )
 from nstarx_jupyter.monitoring.abtest import ab_report
-from nstarx_jupyter.pipelines.sinks import HIDDEN, keep_secrets
+from nstarx_jupyter.pipelines.sinks import HIDDEN, WebhookSink, keep_secrets
+from nstarx_jupyter.protocol.control import (
+    DeploymentMetrics,
+    DeploymentVariants,
+    ShadowFigures,
+    VariantFigures,
+)
 from nstarx_jupyter.serving.drift_api import DriftApi
 from nstarx_jupyter.serving.explain_api import ExplainApi
 from nstarx_jupyter.serving.graph_api import GraphApi
@@ -57,6 +64,7 @@ from nstarx_jupyter.traffic import Logged
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from nstarx_jupyter.deployment.backend import Status
     from nstarx_jupyter.security import Guard, Principal
     from nstarx_jupyter.serving.dataplane import DataPlane
     from nstarx_jupyter.serving.settings import ModelSettings
@@ -152,7 +160,7 @@ class ControlPlane:
         save: bool = True,
         created: float | None = None,
         if_revision: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> DeploymentView:
         """Create or replace a deployment; a replacement is a new revision, swapped in ready.
 
         Changes to one deployment run one at a time. `if_revision` makes the change conditional
@@ -172,7 +180,7 @@ class ControlPlane:
         created: float | None,
         if_revision: int | None,
         stable: tuple[DeploymentSpec, int] | None = None,
-    ) -> dict[str, Any]:
+    ) -> DeploymentView:
         previous = self._deployed.get(spec.name)
         check_revision(spec.name, previous, if_revision)
         traffic_only = (
@@ -280,30 +288,27 @@ class ControlPlane:
         with contextlib.suppress(OSError), self.events.open("a") as out:
             out.write(f"{stamp} {name} {text}\n")
 
-    def describe(self, name: str) -> dict[str, Any]:
-        """A deployment's spec, revision, status and times."""
+    def describe(self, name: str) -> DeploymentView:
+        """A deployment's spec, revision, status and times (dump it with `exclude_defaults`)."""
         deployed = self._get(name)
         status, reason = deployed.status, deployed.reason
         if status == "Ready":
             with contextlib.suppress(NstarxError):
                 entry = self.repository.entry(name)
-                status = {"READY": "Ready", "LOADING": "Loading",
-                          "FAILED": "Failed"}.get(entry.state.value, "Idle")  # fmt: skip
+                status = _STATUS.get(entry.state.value, "Idle")
                 reason = entry.reason
-        doc: dict[str, Any] = {
-            "name": name, "revision": deployed.revision, "status": status,
-            "spec": _shown(deployed.spec), "created": deployed.created,
-            "updated": deployed.updated, "sinks": self.dataplane.sinks.stats(name),
-        }  # fmt: skip
-        if reason:
-            doc["reason"] = reason
         plan = self.dataplane.traffic(name)
-        if plan is not None:
-            doc["traffic"] = traffic_view(plan)
+        stable = None
         if deployed.stable is not None:
             stable_spec, stable_revision = deployed.stable
-            doc["stable"] = {"revision": stable_revision, "spec": _shown(stable_spec)}
-        return doc
+            stable = Stable(revision=stable_revision, spec=_shown(stable_spec))
+        return DeploymentView(
+            name=name, revision=deployed.revision, status=status, spec=_shown(deployed.spec),
+            created=deployed.created, updated=deployed.updated,
+            sinks=self.dataplane.sinks.stats(name), reason=reason or None,
+            traffic=None if plan is None else TrafficView.model_validate(traffic_view(plan)),
+            stable=stable,
+        )  # fmt: skip
 
     async def ab_report(
         self,
@@ -347,30 +352,32 @@ class ControlPlane:
 
         return await asyncio.get_running_loop().run_in_executor(None, analyse)
 
-    def variants(self, name: str, window_s: float) -> dict[str, Any]:
+    def variants(self, name: str, window_s: float) -> DeploymentVariants:
         """Per variant: its version, share of traffic and the last `window_s` s of requests."""
         self._get(name)
         if not 0 < window_s <= 300:
             raise InvalidInputError("window_s: between 0 and 300 seconds")
         plan = self.dataplane.traffic(name)
-        out: dict[str, Any] = {"name": name, "variants": []}
         windows = self.repository.metrics.version_windows
         shares = {arm.version: arm.weight for arm in plan.arms} if plan is not None else {}
+        variants = []
         for entry in self.repository.entries():
             if entry.settings.name != name:
                 continue
             version = entry.settings.version
             window = windows.get((name, version)) or LatencyWindow()
-            out["variants"].append({
+            variants.append(VariantFigures.model_validate({
                 "variant": plan.label(version) if plan is not None else "primary",
                 "version": version,
                 "percent": shares.get(version, 0.0 if plan is not None else 100.0),
                 **window.summary(window_s),
-            })  # fmt: skip
+            }))  # fmt: skip
         stats = self.dataplane.routes.shadows.get(name)
+        shadow = None
         if stats is not None and plan is not None and plan.shadow is not None:
-            out["shadow"] = {"variant": plan.label(plan.shadow), **stats.summary()}
-        return out
+            shadow = ShadowFigures.model_validate({"variant": plan.label(plan.shadow),
+                                                   **stats.summary()})  # fmt: skip
+        return DeploymentVariants(name=name, variants=variants, shadow=shadow)
 
     def _get(self, name: str) -> Deployed:
         deployed = self._deployed.get(name)
@@ -394,7 +401,7 @@ class ControlPlane:
                              "revision": stable_revision}  # fmt: skip
         atomic_write(self.folder / f"{deployed.spec.name}.json", json.dumps(doc, indent=1))
 
-    def metrics(self, name: str, window_s: float, *, samples: bool = False) -> dict[str, Any]:
+    def metrics(self, name: str, window_s: float, *, samples: bool = False) -> DeploymentMetrics:
         """Requests, rate, errors and exact latency percentiles over the last `window_s` s.
 
         Of a deployment, or of a model served from the command line (`--model`), as the nstarx
@@ -413,10 +420,10 @@ class ControlPlane:
         if samples:
             latencies_s, ok = window.samples(window_s)
             doc["samples"] = {"latency_s": latencies_s.tolist(), "ok": ok.tolist()}
-        return doc
+        return DeploymentMetrics.model_validate(doc)
 
     async def deploy_as(self, principal: Principal, doc: dict[str, Any], *,
-                        if_revision: int | None = None) -> dict[str, Any]:  # fmt: skip
+                        if_revision: int | None = None) -> DeploymentView:  # fmt: skip
         """Deploy `doc` (a `DeploymentSpec` as JSON, with its name) for `principal`.
 
         The caller must be allowed to deploy every registry model it names, and the artifact
@@ -442,9 +449,9 @@ class ControlPlane:
         started = time.perf_counter()
         described = await self.apply(spec, if_revision=if_revision)
         if spec.trusted:  # who vouched for code that runs on load, beside the call's own record
-            self._event(name, f"revision {described['revision']} trusted by {principal.key}")
+            self._event(name, f"revision {described.revision} trusted by {principal.key}")
             self.dataplane.audit.call(principal, "deployment.trusted", "control", name,
-                                      str(described["revision"]), 200, started)  # fmt: skip
+                                      str(described.revision), 200, started)  # fmt: skip
         return described
 
     async def close(self) -> None:
@@ -455,10 +462,16 @@ class ControlPlane:
         await self.usage.close()
 
 
-def _shown(spec: DeploymentSpec) -> dict[str, Any]:
+_STATUS: dict[str, Status] = {"READY": "Ready", "LOADING": "Loading", "FAILED": "Failed"}
+"""A served model's state as its deployment's status (any other state: `Idle`)."""
+
+
+def _shown(spec: DeploymentSpec) -> DeploymentSpec:
     """A spec as described to callers: sink headers (secrets) as `***`."""
+    if not any(isinstance(sink, WebhookSink) and sink.headers for sink in spec.sinks):
+        return spec
     doc = spec.model_dump(mode="json", exclude_defaults=True)
     for sink in doc.get("sinks", []):
         if sink.get("headers"):
             sink["headers"] = dict.fromkeys(sink["headers"], HIDDEN)
-    return doc
+    return DeploymentSpec.build(**doc)

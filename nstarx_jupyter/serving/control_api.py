@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from nstarx_jupyter.deployment.backend import DeploymentList
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError
 from nstarx_jupyter.serving.control_http import (
     PREFIX,
     control_endpoint,
     json_body,
     json_response,
+    model_response,
     query_number,
 )
 from nstarx_jupyter.serving.http_errors import error_response
@@ -76,8 +78,8 @@ class ControlApi:
         samples = request.query_params.get("samples", "false")
         if samples not in ("true", "false"):
             raise InvalidInputError(f"samples: 'true' or 'false', not '{samples}'")
-        return json_response(self.control.metrics(request.path_params["name"], _window(request),
-                                                  samples=samples == "true"))  # fmt: skip
+        return model_response(self.control.metrics(request.path_params["name"], _window(request),
+                                                   samples=samples == "true"))  # fmt: skip
 
     async def _ab(self, request: Request, principal: Principal) -> Response:
         query = request.query_params
@@ -89,7 +91,7 @@ class ControlApi:
         return json_response(report)
 
     async def _variants(self, request: Request, principal: Principal) -> Response:
-        return json_response(self.control.variants(request.path_params["name"], _window(request)))
+        return model_response(self.control.variants(request.path_params["name"], _window(request)))
 
     async def _logs(self, request: Request, principal: Principal) -> Response:
         name = request.path_params["name"]
@@ -101,12 +103,13 @@ class ControlApi:
     async def _list(self, request: Request, principal: Principal) -> Response:
         control = self.control
         mine = [name for name in control.names() if control.guard.may(principal, "manage", name)]
-        return json_response([control.describe(name) for name in mine])
+        listed = DeploymentList([control.describe(name) for name in mine])
+        return model_response(listed, exclude_defaults=True)
 
     async def _one(self, request: Request, principal: Principal) -> Response:
         name = request.path_params["name"]
         if request.method == "GET":
-            return json_response(self.control.describe(name))
+            return model_response(self.control.describe(name), exclude_defaults=True)
         if request.method == "DELETE":
             await self.control.delete(name)
             return Response(status_code=204)
@@ -119,7 +122,7 @@ class ControlApi:
         existed = name in self.control.names()
         revision = int(raw) if raw is not None else None
         described = await self.control.deploy_as(principal, doc, if_revision=revision)
-        return json_response(described, 200 if existed else 201)
+        return model_response(described, 200 if existed else 201, exclude_defaults=True)
 
 
 async def _unrouted(routes: list[Route], request: Request, principal: Principal) -> Response:

@@ -1,7 +1,9 @@
 """The control API's JSON bodies (`/nstarx/v1`) as pydantic models, for the OpenAPI document.
 
-Deployments, pipelines, graphs, keys, access rules, audit records, resource use and cost,
-trends, drift and explanations. The data plane's bodies and the bases are in `bodies`.
+Pipelines, graphs, key requests, cost, trends, drift and explanations. The data
+plane's bodies and the bases are in `bodies`; the answers both the server and its clients use
+(keys, access rules, audit records, metrics, variants) are in `protocol.control`, a
+deployment's (`DeploymentView`) in `deployment.backend`.
 """
 
 from __future__ import annotations
@@ -10,18 +12,12 @@ from typing import Any, Literal
 
 from pydantic import Field, RootModel
 
-from nstarx_jupyter.serving.bodies import ClosedBody, OpenBody, Who
+from nstarx_jupyter.serving.bodies import ClosedBody, OpenBody
 
 __all__ = [
     "AbReport",
-    "AccessRule",
-    "AccessRules",
-    "AuditRow",
-    "AuditRows",
     "CostFigures",
     "CostView",
-    "DeploymentList",
-    "DeploymentView",
     "DriftReferenceBody",
     "DriftReferenceView",
     "DriftTest",
@@ -37,65 +33,14 @@ __all__ = [
     "HistoryView",
     "ImportanceView",
     "KeyCreateRequest",
-    "KeyCreated",
-    "KeyList",
-    "KeyRecord",
     "KeyRotateRequest",
-    "KeyRotated",
     "LogNote",
     "LogsView",
     "PipelineList",
     "PipelineView",
     "PriceTable",
-    "Resources",
-    "ServerProcess",
     "VariantCost",
-    "VariantsView",
-    "VersionResources",
-    "WindowSummary",
 ]
-
-
-class DeploymentView(OpenBody):
-    """A deployment: its spec, revision, status and times (and traffic, while it has some)."""
-
-    name: str
-    revision: int
-    status: str
-    spec: dict[str, Any]
-    created: float
-    updated: float
-    reason: str | None = None
-    traffic: dict[str, Any] | None = None
-    stable: dict[str, Any] | None = None
-
-
-class DeploymentList(RootModel[list[DeploymentView]]):
-    """The deployments the caller may manage."""
-
-
-class WindowSummary(OpenBody):
-    """Requests, rate, errors and latency percentiles over the last `window_s` seconds."""
-
-    window_s: float
-    requests: int
-    rps: float
-    errors: int
-    error_rate: float
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    resources: Resources | None = None
-    samples: dict[str, list[Any]] | None = None
-    """With `?samples=true`: `latency_s` and `ok`, one item per request of the window."""
-
-
-class VariantsView(OpenBody):
-    """Per variant: version, share of traffic and recent requests."""
-
-    name: str
-    variants: list[dict[str, Any]]
-    shadow: dict[str, Any] | None = None
 
 
 class AbReport(OpenBody):
@@ -164,117 +109,13 @@ class KeyCreateRequest(ClosedBody):
     """The deployment whose deploy mints the key: deleting that deployment revokes it."""
 
 
-class KeyRecord(OpenBody):
-    """What the server keeps about a key: never the key itself."""
-
-    id: str
-    prefix: str
-    name: str
-    scopes: list[str]
-    created: float
-    state: str
-    expires: float | None = None
-    rate_limit: float | None = None
-    burst: int | None = None
-    revoked: float | None = None
-    rotated_to: str | None = None
-    deployment: str | None = None
-    """The deployment whose deploy minted the key (deleting it revokes the key)."""
-
-
-class KeyList(RootModel[list[KeyRecord]]):
-    """Every key's record."""
-
-
-class KeyCreated(KeyRecord):
-    """A new key's record and the key, shown this once."""
-
-    key: str
-
-
 class KeyRotateRequest(OpenBody):
     """How long the old key keeps working after a rotation (body optional)."""
 
     grace_s: float | None = Field(default=None, ge=0)
 
 
-class KeyRotated(KeyCreated):
-    """The new key and the prefix of the one it replaces."""
-
-    replaces: str
-
-
-class AccessRule(ClosedBody):
-    """Who may `read`, `deploy` or `call` a registry model: key names, ids, or `*` (null lifts)."""
-
-    read: list[Who] | None = None
-    deploy: list[Who] | None = None
-    call: list[Who] | None = None
-
-
-class AccessRules(RootModel[dict[str, AccessRule]]):
-    """Every registry model's access rule."""
-
-
-class AuditRow(OpenBody):
-    """One audit record: who called what, when and with which outcome."""
-
-    ts: float
-    key: str
-    principal: str
-    action: str
-    transport: str
-    model: str
-    version: str
-    status: int
-    latency_ms: float
-    request_id: str
-    client: str
-
-
-class AuditRows(RootModel[list[AuditRow]]):
-    """Audit records, oldest first."""
-
-
 # -- resource use, cost, trends (issue 19) ---------------------------------------------------------
-
-
-class ServerProcess(OpenBody):
-    """The server process: its pid, resident memory, threads and CPU seconds so far."""
-
-    pid: int
-    rss_bytes: int
-    threads: int
-    cpu_s: float
-
-
-class VersionResources(OpenBody):
-    """One model version's resource use: CPU in its predict calls, memory, threads, GPU."""
-
-    version: str
-    isolated: bool
-    """In a worker process of its own (its pid, memory and threads), else in the server's."""
-    pid: int | None
-    cpu_s: float
-    calls: int
-    rss_bytes: int
-    shared: bool
-    """Its memory is an even share of the server's (models in one process cannot be told apart)."""
-    threads: int
-    gpu_memory_bytes: int | None
-    """None without a GPU."""
-
-
-class Resources(OpenBody):
-    """A deployment's resource use now, per version, and the server process's."""
-
-    cpu_s: float
-    rss_bytes: int
-    versions: list[VersionResources]
-    server: ServerProcess
-    gpus: list[dict[str, Any]]
-    gpu_note: str | None
-    """Why there are no GPU figures (no NVML, no GPU), or None."""
 
 
 class PriceTable(ClosedBody):
@@ -471,6 +312,3 @@ class ImportanceView(OpenBody):
     explainer: Literal["tree", "linear", "kernel"] | None
     space: Literal["probability", "log-odds", "raw"] | None
     features: list[FeatureImportance]
-
-
-WindowSummary.model_rebuild()  # it names `Resources`, defined after it

@@ -23,12 +23,21 @@ from nstarx_jupyter.serving.http_errors import (
 from nstarx_jupyter.serving.request_body import read_request_body
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
     from starlette.requests import Request
 
     from nstarx_jupyter.security import Principal
     from nstarx_jupyter.serving.dataplane import DataPlane
 
-__all__ = ["PREFIX", "Handler", "control_endpoint", "json_body", "json_response", "query_number"]
+__all__ = [
+    "PREFIX",
+    "Handler",
+    "control_endpoint",
+    "json_body",
+    "json_response",
+    "model_response",
+    "query_number",
+]
 
 PREFIX = "/nstarx/v1"
 Handler = Callable[["Request", "Principal"], Awaitable[Response]]
@@ -37,6 +46,14 @@ Handler = Callable[["Request", "Principal"], Awaitable[Response]]
 def json_response(doc: Any, status: int = 200) -> Response:
     """A JSON response."""
     return Response(orjson.dumps(doc), status, media_type="application/json")
+
+
+def model_response(
+    answer: BaseModel, status: int = 200, *, exclude_defaults: bool = False
+) -> Response:
+    """A JSON response from an answer's model (`protocol.control`), as clients parse it."""
+    doc = answer.model_dump_json(exclude_defaults=exclude_defaults)
+    return Response(doc, status, media_type="application/json")
 
 
 async def json_body(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:

@@ -17,9 +17,11 @@ from pydantic import BaseModel as PydanticModel
 from pydantic.json_schema import models_json_schema
 
 from nstarx_jupyter import __version__
+from nstarx_jupyter.deployment.backend import DeploymentList, DeploymentView
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.pipelines import PipelineSpec
 from nstarx_jupyter.pipelines.inference_graph import GraphSpec
+from nstarx_jupyter.protocol import control as p
 from nstarx_jupyter.serving import bodies as b
 from nstarx_jupyter.serving import control_bodies as c
 from nstarx_jupyter.serving.control_http import PREFIX
@@ -128,22 +130,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/openapi.json"): Operation("This document", "metadata", None, open=True),
     # The control API: deployments
     ("GET", f"{PREFIX}/deployments"): Operation("The deployments the caller manages",
-                                                "deployments", c.DeploymentList),
-    ("GET", _DEPLOYMENT): Operation("A deployment", "deployments", c.DeploymentView),
+                                                "deployments", DeploymentList),
+    ("GET", _DEPLOYMENT): Operation("A deployment", "deployments", DeploymentView),
     ("PUT", _DEPLOYMENT): Operation(
-        "Create or replace a deployment (a new revision)", "deployments", c.DeploymentView,
+        "Create or replace a deployment (a new revision)", "deployments", DeploymentView,
         body=DeploymentSpec, also=(201,),
         query=(Query("if_revision", "integer", "apply only while this revision is current"),)),
     ("DELETE", _DEPLOYMENT): Operation("Delete a deployment", "deployments", None, status=204),
     ("GET", f"{_DEPLOYMENT}/metrics"): Operation(
-        "Recent requests and latency", "deployments", c.WindowSummary,
+        "Recent requests and latency", "deployments", p.DeploymentMetrics,
         query=(_WINDOW, Query("samples", "string", "'true': each request's latency and outcome "
                               "too (to merge several servers' figures)"))),
     ("GET", f"{_DEPLOYMENT}/logs"): Operation("A deployment's events", "deployments", c.LogsView),
     ("POST", f"{_DEPLOYMENT}/logs"): Operation("Add a note to a deployment's events",
                                                "deployments", None, status=204, body=c.LogNote),
     ("GET", f"{_DEPLOYMENT}/variants"): Operation("Per variant: share and recent requests",
-                                                  "deployments", c.VariantsView,
+                                                  "deployments", p.DeploymentVariants,
                                                   query=(_WINDOW,)),
     ("GET", f"{_DEPLOYMENT}/ab"): Operation("A/B test of the variants", "deployments",
                                             c.AbReport, query=_AB_QUERY),
@@ -206,21 +208,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", f"{PREFIX}/graphs/{{name}}"): Operation("Stop an inference graph", "graphs", None,
                                                        status=204),
     # Keys, access rules, audit (admin)
-    ("GET", f"{PREFIX}/keys"): Operation("Every API key's record", "security", c.KeyList),
-    ("POST", f"{PREFIX}/keys"): Operation("Mint an API key", "security", c.KeyCreated,
+    ("GET", f"{PREFIX}/keys"): Operation("Every API key's record", "security", p.KeyList),
+    ("POST", f"{PREFIX}/keys"): Operation("Mint an API key", "security", p.KeyCreated,
                                           status=201, body=c.KeyCreateRequest),
-    ("DELETE", f"{PREFIX}/keys/{{key}}"): Operation("Revoke a key", "security", c.KeyRecord),
+    ("DELETE", f"{PREFIX}/keys/{{key}}"): Operation("Revoke a key", "security", p.KeyRecord),
     ("POST", f"{PREFIX}/keys/{{key}}/rotate"): Operation("Rotate a key", "security",
-                                                         c.KeyRotated, status=201,
+                                                         p.KeyRotated, status=201,
                                                          body=c.KeyRotateRequest,
                                                          body_required=False),
     ("GET", f"{PREFIX}/access"): Operation("Every registry model's access rule", "security",
-                                           c.AccessRules),
+                                           p.AccessRules),
     ("GET", f"{PREFIX}/access/{{model}}"): Operation("A registry model's access rule",
-                                                     "security", c.AccessRule),
+                                                     "security", p.AccessRule),
     ("PUT", f"{PREFIX}/access/{{model}}"): Operation("Set a registry model's access rule",
-                                                     "security", c.AccessRule, body=c.AccessRule),
-    ("GET", f"{PREFIX}/audit"): Operation("The audit log", "security", c.AuditRows,
+                                                     "security", p.AccessRule, body=p.AccessRule),
+    ("GET", f"{PREFIX}/audit"): Operation("The audit log", "security", p.AuditRows,
                                           query=_AUDIT_QUERY),
 }  # fmt: skip
 """Every REST operation the server answers, by (method, path template)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.spec import PRIMARY, DeploymentSpec
 from nstarx_jupyter.errors import ConflictError, InvalidInputError
@@ -17,6 +17,9 @@ from nstarx_jupyter.runtimes.loader import RUNTIMES
 from nstarx_jupyter.serving.settings import ModelSettings, file_settings
 from nstarx_jupyter.serving.trust import check_path_text, is_import_path
 from nstarx_jupyter.traffic import Arm, TrafficPlan
+
+if TYPE_CHECKING:
+    from nstarx_jupyter.deployment.backend import Status
 
 __all__ = [
     "Deployed",
@@ -40,7 +43,7 @@ class Deployed:
     revision: int
     created: float
     updated: float
-    status: str = "Ready"
+    status: Status = "Ready"
     reason: str = ""
     stable: tuple[DeploymentSpec, int] | None = None
     """During a canary: the last rolled-out spec and revision, serving the rest of the traffic."""

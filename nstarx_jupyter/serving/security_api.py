@@ -14,13 +14,21 @@ from typing import TYPE_CHECKING, Any
 from starlette.routing import Route
 
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.protocol.control import (
+    AccessRule,
+    AccessRules,
+    AuditRows,
+    KeyCreated,
+    KeyList,
+    KeyRotated,
+)
 from nstarx_jupyter.security import key_prefix
 from nstarx_jupyter.security.audit import read_audit
 from nstarx_jupyter.serving.control_http import (
     PREFIX,
     control_endpoint,
     json_body,
-    json_response,
+    model_response,
     query_number,
 )
 
@@ -73,7 +81,7 @@ class SecurityApi:
         rate_limit: float | None = None,
         burst: int | None = None,
         deployment: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> KeyCreated:
         """Mint a key (default scope `predict:*`); the answer holds the key, once.
 
         `deployment`: the deployment whose deploy mints it (deleting it revokes the key).
@@ -82,11 +90,11 @@ class SecurityApi:
             name, scopes or ["predict:*"], expires=expires, rate_limit=rate_limit, burst=burst,
             deployment=deployment,
         )  # fmt: skip
-        return {**record.public(), "key": secret}
+        return KeyCreated(**record.public().model_dump(), key=secret)
 
     async def _keys(self, request: Request, principal: Principal) -> Response:
         if request.method == "GET":
-            return json_response([key.public() for key in self.guard.keys.records()])
+            return model_response(KeyList([key.public() for key in self.guard.keys.records()]))
         doc = await json_body(request)
         unknown = set(doc) - {"name", "scopes", "deployments", "expires", "expires_in_s",
                               "rate_limit", "burst", "deployment"}  # fmt: skip
@@ -110,27 +118,29 @@ class SecurityApi:
             rate_limit=_optional_number(doc, "rate_limit", positive=True),
             burst=int(burst) if burst is not None else None, deployment=minted_for,
         )  # fmt: skip
-        return json_response(made, 201)
+        return model_response(made, 201)
 
     async def _revoke(self, request: Request, principal: Principal) -> Response:
-        return json_response(self.guard.keys.revoke(request.path_params["key"]).public())
+        return model_response(self.guard.keys.revoke(request.path_params["key"]).public())
 
     async def _rotate(self, request: Request, principal: Principal) -> Response:
         doc = await json_body(request, empty_ok=True)
         grace = _optional_number(doc, "grace_s") or 0.0
         record, secret = self.guard.keys.rotate(request.path_params["key"], grace_s=grace)
         old = key_prefix(request.path_params["key"])
-        return json_response({**record.public(), "key": secret, "replaces": old}, 201)
+        rotated = KeyRotated(**record.public().model_dump(), key=secret, replaces=old)
+        return model_response(rotated, 201)
 
     async def _access_list(self, request: Request, principal: Principal) -> Response:
-        return json_response(self.guard.access.rules())
+        return model_response(AccessRules.model_validate(self.guard.access.rules()))
 
     async def _access(self, request: Request, principal: Principal) -> Response:
         model = request.path_params["model"]
         if request.method == "GET":
-            return json_response(self.guard.access.rules().get(model, {}))
-        doc = await json_body(request)
-        return json_response(self.guard.access.set(model, **doc))
+            rule = self.guard.access.rules().get(model, {})
+        else:
+            rule = self.guard.access.set(model, **await json_body(request))
+        return model_response(AccessRule.model_validate(rule))
 
     async def _audit(self, request: Request, principal: Principal) -> Response:
         query = request.query_params
@@ -151,7 +161,8 @@ class SecurityApi:
         if not 1 <= limit <= 100_000:
             raise InvalidInputError("limit: between 1 and 100000 records")
         self.dataplane.audit.flush()  # the calls answered so far, not only those written out
-        return json_response(read_audit(audit.folder, limit=limit, **filters))
+        return model_response(AuditRows.model_validate(read_audit(audit.folder, limit=limit,
+                                                                  **filters)))  # fmt: skip
 
 
 def _optional_number(doc: dict[str, Any], key: str, *, positive: bool = False) -> float | None:

@@ -143,7 +143,7 @@ def test_a_manage_key_cannot_ship_code_and_hears_what_to_do_instead(
     process, backend = server
     component = _notebook_component()
     deploy(named_iris, "iris", backend=backend)
-    key = backend.create_key("pipelines", ["manage:*"])["key"]
+    key = backend.create_key("pipelines", ["manage:*"]).key
     headers = {"Authorization": f"Bearer {key}"}
     from nstarx_jupyter.pipelines.shipping import pack_components
 

@@ -27,11 +27,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
+from nstarx_jupyter.protocol.control import AuditRow
 from nstarx_jupyter.protocol.datatypes import DATATYPES
 from nstarx_jupyter.security.audit import AuditRecord
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 from nstarx_jupyter.serving.bodies import Datatype
-from nstarx_jupyter.serving.control_bodies import AuditRow
 from nstarx_jupyter.serving.openapi import OPERATIONS
 from nstarx_jupyter.serving.settings import ModelSettings
 

@@ -31,7 +31,7 @@ def test_a_key_is_shown_once_and_stored_only_as_a_digest(tmp_path: Path) -> None
     assert key.split("_", 2)[2] not in text  # not even the secret part (which may hold "_")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert store.verify(key) == record
-    assert "digest" not in record.public()
+    assert "digest" not in record.public().model_dump()
 
 
 def test_keys_persist_and_a_revoked_key_stays_revoked(tmp_path: Path) -> None:
@@ -54,8 +54,8 @@ def test_deleting_a_deployment_revokes_the_keys_its_deploy_minted(tmp_path: Path
     minted, minted_key = store.create("notebook deploy of iris", ["iris"], deployment="iris")
     chosen, chosen_key = store.create("app", ["iris"])  # made on purpose: it stays
     other, _ = store.create("notebook deploy of wine", ["wine"], deployment="wine")
-    assert minted.public()["deployment"] == "iris"
-    assert "deployment" not in chosen.public()
+    assert minted.public().deployment == "iris"
+    assert "deployment" not in chosen.public().model_dump()
     rotated, rotated_key = store.rotate(minted.id)
     assert rotated.deployment == "iris"
     revoked = store.revoke_minted_for("iris")

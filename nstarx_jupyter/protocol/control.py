@@ -1,0 +1,251 @@
+"""The control API's answers (`/nstarx/v1`) as pydantic models, for the server and its clients.
+
+The server builds its answers from these models (so `/openapi.json` shows their schemas), and
+`LocalBackend` parses what it receives into them, so a malformed answer fails where it enters,
+naming the field. Here: API keys, access rules, audit records, and a deployment's figures
+(`metrics`: the latency summary of `monitoring/latency.py` with resource use; `variants`).
+
+Answers keep fields a newer server adds (`extra="allow"`). A field the server leaves out when it
+has no value (a key's expiry, a shadow's last error) is `None` here and left out again on dump
+(`exclude_if`), so the JSON on the wire is the same whichever side dumps it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+__all__ = [
+    "AccessRule",
+    "AccessRules",
+    "AuditRow",
+    "AuditRows",
+    "DeploymentMetrics",
+    "DeploymentVariants",
+    "GpuDevice",
+    "KeyCreated",
+    "KeyList",
+    "KeyRecord",
+    "KeyRotated",
+    "KeyState",
+    "LatencySamples",
+    "LatencySummary",
+    "Permission",
+    "Resources",
+    "ServerProcess",
+    "ShadowFigures",
+    "VariantFigures",
+    "VersionResources",
+]
+
+KeyState = Literal["active", "expired", "revoked"]
+Permission = Literal["read", "deploy", "call"]
+"""What a registry model's access rules grant."""
+Who = Annotated[str, Field(min_length=1)]
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class Answer(BaseModel):
+    """A control-API answer: immutable; fields this version does not name are kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+# -- keys, access rules, audit -----------------------------------------------------------------
+
+
+class KeyRecord(Answer):
+    """What the server keeps about a key: never the key itself."""
+
+    id: str
+    prefix: str
+    """`nsx_<id>`: enough to recognise the key, useless to call with."""
+    name: str
+    scopes: list[str]
+    created: float
+    state: KeyState
+    expires: float | None = Field(default=None, exclude_if=_absent)
+    rate_limit: float | None = Field(default=None, exclude_if=_absent)
+    """Requests per second."""
+    burst: int | None = Field(default=None, exclude_if=_absent)
+    revoked: float | None = Field(default=None, exclude_if=_absent)
+    """When the key stops (stopped) working; later than now during a rotation's grace period."""
+    rotated_to: str | None = Field(default=None, exclude_if=_absent)
+    """The id of the key that replaced this one."""
+    deployment: str | None = Field(default=None, exclude_if=_absent)
+    """The deployment whose deploy minted the key (deleting it revokes the key)."""
+
+
+class KeyList(RootModel[list[KeyRecord]]):
+    """Every key's record."""
+
+
+class KeyCreated(KeyRecord):
+    """A new key's record and the key, shown this once."""
+
+    key: str
+
+
+class KeyRotated(KeyCreated):
+    """The new key and the prefix of the one it replaces."""
+
+    replaces: str
+
+
+class AccessRule(BaseModel):
+    """Who may `read`, `deploy` or `call` a registry model: key names, ids, or `*` (null lifts).
+
+    Both a body (`PUT /access/{model}`, which refuses other fields) and an answer, in which a
+    permission that is not restricted is left out.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    read: list[Who] | None = Field(default=None, exclude_if=_absent)
+    deploy: list[Who] | None = Field(default=None, exclude_if=_absent)
+    call: list[Who] | None = Field(default=None, exclude_if=_absent)
+
+
+class AccessRules(RootModel[dict[str, AccessRule]]):
+    """Every registry model's access rule."""
+
+
+class AuditRow(Answer):
+    """One audit record: who called what, when and with which outcome."""
+
+    ts: float
+    """When, in epoch seconds."""
+    key: str
+    """The key id, `admin` for the admin token, `-` when anonymous."""
+    principal: str
+    action: str
+    transport: str
+    """`rest`, `v1`, `v2`, `grpc`, `stream` or `control`."""
+    model: str
+    version: str
+    status: int
+    latency_ms: float
+    request_id: str
+    client: str
+
+
+class AuditRows(RootModel[list[AuditRow]]):
+    """Audit records, oldest first."""
+
+
+# -- a deployment's figures --------------------------------------------------------------------
+
+
+class LatencySummary(Answer):
+    """Requests, rate, errors and exact latency percentiles (ms) over the last `window_s` s."""
+
+    window_s: float
+    requests: int
+    rps: float
+    errors: int
+    error_rate: float
+    p50_ms: float | None
+    """None (null) without requests in the window, as p95 and p99."""
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class ServerProcess(Answer):
+    """The server process: its pid, resident memory, threads and CPU seconds so far."""
+
+    pid: int
+    rss_bytes: int
+    threads: int
+    cpu_s: float
+
+
+class VersionResources(Answer):
+    """One model version's resource use: CPU in its predict calls, memory, threads, GPU."""
+
+    version: str
+    isolated: bool
+    """In a worker process of its own (its pid, memory and threads), else in the server's."""
+    pid: int | None
+    cpu_s: float
+    calls: int
+    rss_bytes: int
+    shared: bool
+    """Its memory is an even share of the server's (models in one process cannot be told apart)."""
+    threads: int
+    gpu_memory_bytes: int | None
+    """None without a GPU."""
+
+
+class GpuDevice(Answer):
+    """One GPU now: utilisation (0-1) and memory used and total."""
+
+    index: int
+    utilization: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+
+
+class Resources(Answer):
+    """A deployment's resource use now, per version, and the server process's."""
+
+    cpu_s: float
+    rss_bytes: int
+    versions: list[VersionResources]
+    server: ServerProcess
+    gpus: list[GpuDevice]
+    gpu_note: str | None
+    """Why there are no GPU figures (no NVML, no GPU), or None."""
+
+
+class LatencySamples(Answer):
+    """Each request of the window: its latency (s) and whether it succeeded, in one order."""
+
+    latency_s: list[float]
+    ok: list[bool]
+
+
+class DeploymentMetrics(LatencySummary):
+    """`GET .../metrics`: a deployment's recent requests and latency, and its resource use."""
+
+    name: str
+    resources: Resources
+    samples: LatencySamples | None = Field(default=None, exclude_if=_absent)
+    """With `?samples=true`, for a client that merges several servers' requests."""
+
+
+class VariantFigures(LatencySummary):
+    """One variant (a model version) of a deployment: its share of traffic and its requests."""
+
+    variant: str
+    """`primary` without a split; else the split's label (`stable`, `canary`, a variant)."""
+    version: str
+    percent: float
+
+
+class ShadowFigures(Answer):
+    """The shadow's copies: counts, agreement with the live answers, latency (ms)."""
+
+    variant: str
+    requests: int
+    answered: int
+    agreed: int
+    agreement: float | None
+    errors: int
+    dropped: int
+    """Copies not sent: 32 were running already."""
+    in_flight: int
+    p50_ms: float | None
+    p99_ms: float | None
+    last_error: str | None = Field(default=None, exclude_if=_absent)
+
+
+class DeploymentVariants(Answer):
+    """`GET .../variants`: per variant, its share of traffic and recent requests; the shadow's."""
+
+    name: str
+    variants: list[VariantFigures]
+    shadow: ShadowFigures | None = Field(default=None, exclude_if=_absent)

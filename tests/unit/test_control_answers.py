@@ -1,0 +1,211 @@
+"""The control API's answers are `protocol.control` models on both ends, their JSON unchanged.
+
+The server builds keys, access rules, audit records, metrics and variants from the models, and
+`LocalBackend` parses them back (`parse_answer`): these tests pin the JSON (fields left out when
+unset, nulls kept where clients read them) and the error a malformed answer gets where it enters.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+import skops.io
+
+from nstarx_jupyter.deployment.backend import DeploymentList, DeploymentView
+from nstarx_jupyter.deployment.local import describe_local, parse_answer
+from nstarx_jupyter.errors import NstarxError
+from nstarx_jupyter.protocol.control import (
+    AccessRule,
+    AccessRules,
+    AuditRows,
+    DeploymentMetrics,
+    DeploymentVariants,
+    KeyCreated,
+    KeyList,
+    KeyRecord,
+    KeyRotated,
+)
+from nstarx_jupyter.serving.app import ServingConfig, create_app
+from nstarx_jupyter.serving.settings import ModelSettings
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from pydantic import BaseModel
+    from sklearn.linear_model import LogisticRegression
+
+ADMIN_TOKEN = "unit-admin-token"  # noqa: S105 - a test credential
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SPEC = {"name": "x", "storage_uri": "file:///m.skops"}
+WELL_FORMED_DEPLOYMENT = {"name": "x", "revision": 1, "status": "Ready", "created": 1.0,
+                          "updated": 1.0, "sinks": {}, "spec": SPEC}  # fmt: skip
+KEY_FIELDS = {"id", "prefix", "name", "scopes", "created", "state"}
+WELL_FORMED_KEY = {"id": "1a2b3c4d", "prefix": "nsx_1a2b3c4d", "name": "", "scopes": ["admin"],
+                   "created": 1.0, "state": "active"}  # fmt: skip
+
+
+@pytest.fixture
+async def client(iris_path: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    config = ServingConfig(
+        state_dir=tmp_path / "state",
+        security_dir=tmp_path / "security",
+        audit_dir=tmp_path / "audit",
+        admin_token=ADMIN_TOKEN,
+    )
+    served = create_app([ModelSettings(name="iris", path=iris_path)], config)
+    async with served.lifespan():
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            yield http
+
+
+async def answer(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    model: type[BaseModel],
+    *,
+    exclude_defaults: bool = False,
+    **body: object,
+) -> object:
+    """The JSON of an admin call, checked to be what `model` parses and dumps back unchanged."""
+    sent = await client.request(method, f"/nstarx/v1{path}", json=body or None, headers=ADMIN)
+    assert sent.status_code in (200, 201), sent.text
+    doc: object = sent.json()
+    parsed = parse_answer(model, doc, f"{method} {path}")
+    dumped = parsed.model_dump(mode="json", exclude_defaults=exclude_defaults)
+    assert dumped == doc  # the models do not change the wire
+    return doc
+
+
+async def deploy_flowers(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, home: Path
+) -> None:
+    artifact = home / "models" / "iris.skops"  # skops: loads without trusting code
+    artifact.parent.mkdir(parents=True)
+    skops.io.dump(iris_model, artifact)
+    made = await client.put(
+        "/nstarx/v1/deployments/flowers", json={"storage_uri": str(artifact)}, headers=ADMIN
+    )
+    assert made.status_code == 201, made.text
+
+
+async def test_key_answers_leave_out_unset_fields_and_say_the_key_once(
+    client: httpx.AsyncClient,
+) -> None:
+    made = await answer(client, "POST", "/keys", KeyCreated, name="app", rate_limit=5)
+    assert isinstance(made, dict)
+    assert set(made) == {*KEY_FIELDS, "rate_limit", "key"}
+    assert (made["state"], made["rate_limit"]) == ("active", 5.0)
+    listed = await answer(client, "GET", "/keys", KeyList)
+    assert listed == [{k: v for k, v in made.items() if k != "key"}]
+    rotated = await answer(client, "POST", f"/keys/{made['id']}/rotate", KeyRotated, grace_s=60)
+    assert isinstance(rotated, dict)
+    assert rotated["replaces"] == made["prefix"]
+    assert rotated["key"] != made["key"]
+    old = await answer(client, "DELETE", f"/keys/{made['id']}", KeyRecord)
+    assert isinstance(old, dict)
+    assert set(old) == {*KEY_FIELDS, "rate_limit", "revoked", "rotated_to"}
+    assert (old["state"], old["rotated_to"]) == ("revoked", rotated["id"])
+
+
+async def test_access_rule_answers_name_only_the_restricted_permissions(
+    client: httpx.AsyncClient,
+) -> None:
+    assert await answer(client, "PUT", "/access/fraud", AccessRule, call=["app"]) == {
+        "call": ["app"]
+    }
+    assert await answer(client, "GET", "/access", AccessRules) == {"fraud": {"call": ["app"]}}
+    assert await answer(client, "PUT", "/access/fraud", AccessRule, call=None) == {}
+    assert await answer(client, "GET", "/access/fraud", AccessRule) == {}
+    assert await answer(client, "GET", "/access", AccessRules) == {}
+
+
+async def test_audit_answers_are_records_of_every_field(client: httpx.AsyncClient) -> None:
+    await client.get("/nstarx/v1/keys", headers=ADMIN)
+    rows = await answer(client, "GET", "/audit?action=keys", AuditRows)
+    assert isinstance(rows, list)
+    assert [(row["action"], row["key"], row["status"]) for row in rows] == [("keys", "admin", 200)]
+
+
+async def test_metrics_keep_null_percentiles_and_send_samples_only_when_asked(
+    client: httpx.AsyncClient,
+) -> None:
+    idle = await answer(client, "GET", "/deployments/iris/metrics?window_s=60", DeploymentMetrics)
+    assert isinstance(idle, dict)
+    assert (idle["requests"], idle["p50_ms"], idle["p99_ms"]) == (0, None, None)
+    assert "samples" not in idle
+    assert idle["resources"]["server"]["pid"] > 0
+    predicted = await client.post(
+        "/v1/models/iris:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, headers=ADMIN
+    )
+    assert predicted.status_code == 200, predicted.text
+    path = "/deployments/iris/metrics?window_s=60&samples=true"
+    busy = await answer(client, "GET", path, DeploymentMetrics)
+    assert isinstance(busy, dict)
+    assert busy["requests"] == 1
+    assert busy["p50_ms"] is not None
+    assert busy["samples"]["ok"] == [True]
+
+
+async def test_variants_name_each_version_and_leave_out_a_shadow_there_is_not(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    await deploy_flowers(client, iris_model, nstarx_home)
+    doc = await answer(client, "GET", "/deployments/flowers/variants", DeploymentVariants)
+    assert isinstance(doc, dict)
+    assert set(doc) == {"name", "variants"}
+    (only,) = doc["variants"]
+    assert (only["variant"], only["percent"], only["requests"]) == ("primary", 100.0, 0)
+
+
+async def test_a_description_leaves_out_defaults_and_parses_into_a_local_description(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    await deploy_flowers(client, iris_model, nstarx_home)
+    doc = await answer(client, "GET", "/deployments/flowers", DeploymentView, exclude_defaults=True)
+    assert isinstance(doc, dict)
+    assert {"name", "revision", "status", "spec", "created", "updated", "sinks"} <= set(doc)
+    assert "reason" not in doc
+    assert doc["spec"] == {"name": "flowers", "storage_uri": doc["spec"]["storage_uri"]}
+    listed = await answer(client, "GET", "/deployments", DeploymentList, exclude_defaults=True)
+    assert listed == [doc]
+    described = describe_local(DeploymentView.model_validate(doc), None)
+    assert (described.status, described.revision, described.target) == ("Ready", 1, "local")
+    assert described.spec.storage_uri == doc["spec"]["storage_uri"]
+
+
+@pytest.mark.parametrize(
+    ("model", "doc", "named"),
+    [
+        (KeyRecord, {"id": "1a2b3c4d", "name": "app"}, "prefix"),
+        (KeyRecord, {**WELL_FORMED_KEY, "state": "sleeping"}, "state"),
+        (KeyList, {"id": "1a2b3c4d"}, "the answer"),
+        (AccessRule, {"call": "app"}, "call"),
+        (DeploymentVariants, {"name": "iris", "variants": [{"variant": "primary"}]}, "variants.0"),
+        (DeploymentView, {**WELL_FORMED_DEPLOYMENT, "status": "Sleeping"}, "status"),
+        (
+            DeploymentView,
+            {**WELL_FORMED_DEPLOYMENT, "spec": {**SPEC, "min_replicas": -1}},
+            "spec.min_replicas",
+        ),
+    ],
+)
+def test_a_malformed_answer_is_refused_where_it_enters_naming_the_field(
+    model: type[BaseModel], doc: object, named: str
+) -> None:
+    with pytest.raises(NstarxError, match=rf"GET /x with a malformed {model.__name__} .*{named}"):
+        parse_answer(model, doc, "GET /x")
+
+
+async def test_the_openapi_document_shows_the_answers_closed_values(
+    client: httpx.AsyncClient,
+) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    assert schemas["KeyRecord"]["properties"]["state"]["enum"] == ["active", "expired", "revoked"]
+    metrics = schemas["DeploymentMetrics"]
+    assert {"p50_ms", "resources", "samples"} <= set(metrics["properties"])
+    assert "samples" not in metrics["required"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
+from nstarx_jupyter.model_uri import ModelUri
 from nstarx_jupyter.pipelines.component import (
     Component,
     ComponentConfig,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_ROWS", "ShapConfig", "ShapExplainer"]
 
-DEPLOYMENT = "deployment:"
 MAX_ROWS = 100
 """Records one request may have explained (the explain route's own limit)."""
 
@@ -80,7 +80,7 @@ class ShapExplainer(Component):
     def problems(cls, config: ComponentConfig) -> list[str]:
         """A model that is not a deployment."""
         found = narrow(config, ShapConfig)
-        if not found.model.startswith(DEPLOYMENT) or not is_model_uri(found.model):
+        if not is_model_uri(found.model) or not ModelUri.parse(found.model).is_deployment:
             return [
                 f"'{found.model}' is not a deployment; SHAP values come from a deployment's "
                 "explainer: use deployment:NAME"

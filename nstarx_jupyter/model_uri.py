@@ -28,6 +28,7 @@ __all__ = [
     "REMOTE_SCHEMES",
     "ModelUri",
     "UriKind",
+    "is_fetchable",
     "is_registry_uri",
 ]
 
@@ -65,7 +66,7 @@ class ModelUri:
     path: str = ""
     """A local file's path: a `file:` URL's decoded path, or the plain path as written."""
     scheme: str = ""
-    """`models`, `deployment`, `file`, a remote scheme (`s3`), or empty for a plain path."""
+    """`models`, `deployment`, `file`, a remote scheme as written (`s3`), or empty for a path."""
 
     @classmethod
     def parse(cls, text: str) -> ModelUri:
@@ -91,7 +92,7 @@ class ModelUri:
                 raise InvalidInputError(f"'{text}': '{scheme}' is not a URI scheme")
             if not rest:
                 raise InvalidInputError(f"'{text}' names nothing after {scheme}://")
-            return cls(text, "remote", scheme=scheme.lower())
+            return cls(text, "remote", scheme=scheme)
         return cls(text, "file", path=text)
 
     @property
@@ -116,7 +117,7 @@ class ModelUri:
 
     @property
     def is_fetchable(self) -> bool:
-        """Remote storage a cluster can fetch (one of `REMOTE_SCHEMES`)."""
+        """Remote storage a cluster can fetch: a `REMOTE_SCHEMES` one, in lower case."""
         return self.kind == "remote" and self.scheme in REMOTE_SCHEMES
 
     def local_path(self) -> Path:
@@ -140,6 +141,14 @@ def is_registry_uri(text: str) -> bool:
     For the places that route a registry URI one way and anything else another before parsing.
     """
     return text.startswith(_REGISTRY)
+
+
+def is_fetchable(text: str) -> bool:
+    """Whether a cluster can fetch `text` (`ModelUri.is_fetchable`); False when malformed."""
+    try:
+        return ModelUri.parse(text).is_fetchable
+    except InvalidInputError:
+        return False
 
 
 def _registry(text: str) -> ModelUri:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nstarx_jupyter.errors import InvalidInputError
-from nstarx_jupyter.model_uri import ModelUri, is_registry_uri
+from nstarx_jupyter.model_uri import ModelUri, is_fetchable, is_registry_uri
 from nstarx_jupyter.registry import parse_model_uri
 
 
@@ -77,13 +77,21 @@ def test_anything_without_a_prefix_or_a_scheme_is_a_path(text: str) -> None:
         ("https://example.com/m.joblib", "https", True),
         ("hf://org/model", "hf", True),
         ("ftp://host/m", "ftp", False),
-        ("S3://b/m", "s3", True),
+        ("S3://b/m", "S3", False),
     ],
 )
 def test_remote_storage(text: str, scheme: str, fetchable: bool) -> None:
     found = ModelUri.parse(text)
     assert (found.kind, found.scheme, found.is_fetchable) == ("remote", scheme, fetchable)
     assert not found.is_local
+    assert is_fetchable(text) is fetchable
+
+
+@pytest.mark.parametrize(
+    "text", ["models:/iris/1", "deployment:iris", "/srv/iris", "file:///x", "s3://", ""]
+)
+def test_what_a_cluster_cannot_fetch(text: str) -> None:
+    assert not is_fetchable(text)  # a malformed URI included: never fetchable, never raises
 
 
 @pytest.mark.parametrize(

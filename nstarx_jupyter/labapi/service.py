@@ -50,6 +50,7 @@ from nstarx_jupyter.labapi.models import (
 )
 from nstarx_jupyter.labapi.pipelines import PipelineService
 from nstarx_jupyter.labapi.scopes import lab_scopes
+from nstarx_jupyter.model_uri import is_registry_uri
 from nstarx_jupyter.notebook.drift import DEFAULT_WINDOW as DRIFT_BADGE_WINDOW
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
 from nstarx_jupyter.notebook.usage import USAGE_COST_WINDOW_S
@@ -304,7 +305,7 @@ class LabService:
 
     def _example(self, storage_uri: object) -> dict[str, Any]:
         """A record to put in the snippets: the registry version's inputs, 0 or a string each."""
-        if not isinstance(storage_uri, str) or not storage_uri.startswith("models:/"):
+        if not isinstance(storage_uri, str) or not is_registry_uri(storage_uri):
             return {}
 
         try:

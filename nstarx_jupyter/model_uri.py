@@ -30,6 +30,7 @@ __all__ = [
     "UriKind",
     "is_fetchable",
     "is_registry_uri",
+    "registry_uri",
 ]
 
 UriKind = Literal["registry", "deployment", "file", "remote"]
@@ -132,7 +133,7 @@ class ModelUri:
 
     def pinned(self, version: str) -> str:
         """The registry URI of `version` of this URI's model (an alias pinned to its version)."""
-        return f"{_REGISTRY}{self.name}/{version}"
+        return registry_uri(self.name, version)
 
 
 def is_registry_uri(text: str) -> bool:
@@ -141,6 +142,11 @@ def is_registry_uri(text: str) -> bool:
     For the places that route a registry URI one way and anything else another before parsing.
     """
     return text.startswith(_REGISTRY)
+
+
+def registry_uri(name: str, version: str | int) -> str:
+    """The registry URI of `version` of model `name` (`models:/NAME/VERSION`)."""
+    return f"{_REGISTRY}{name}/{version}"
 
 
 def is_fetchable(text: str) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nstarx_jupyter.errors import InvalidInputError
-from nstarx_jupyter.model_uri import ModelUri, is_fetchable, is_registry_uri
+from nstarx_jupyter.model_uri import ModelUri, is_fetchable, is_registry_uri, registry_uri
 from nstarx_jupyter.registry import parse_model_uri
 
 
@@ -137,3 +137,9 @@ def test_the_registry_tuple_reads_the_same_parser() -> None:
     for other in ("deployment:iris", "/srv/iris", "s3://b/iris"):
         with pytest.raises(InvalidInputError, match=f"'{other}' is not a registry URI"):
             parse_model_uri(other)
+
+
+def test_a_built_registry_uri_parses_back() -> None:
+    built = registry_uri("fraud", 3)
+    assert built == "models:/fraud/3"
+    assert (ModelUri.parse(built).name, ModelUri.parse(built).version) == ("fraud", "3")

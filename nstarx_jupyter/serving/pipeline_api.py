@@ -87,8 +87,8 @@ class PipelineApi:
                 found = ModelUri.parse(str(node.config.get("model", "")))
             except InvalidInputError:
                 continue  # not a model reference: the pipeline's validation says so
-            if found.is_file_url:  # read as the host reads it (`settings_for_uri`)
-                self.policy.check_uri(found.path, trusted=trusted)
+            if found.is_file_url:  # read as the host reads it: `ModelUri.path`
+                self.policy.check_uri(found.text, trusted=trusted)
 
     def describe(self, hosted: HostedPipeline) -> dict[str, Any]:
         """Name, endpoint, nodes, the models it serves, and the spec."""

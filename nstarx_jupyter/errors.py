@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 __all__ = [
+    "GRPC_CODE",
     "HTTP_STATUS",
     "ConflictError",
     "DeadlineExceededError",
@@ -61,7 +62,22 @@ HTTP_STATUS: dict[ErrorKind, int] = {
     ErrorKind.DEADLINE_EXCEEDED: 504,
 }
 """The HTTP status of each kind of error: the one table the REST server, the gRPC server's
-HTTP fallbacks, the lab API and the clients read (gRPC codes have their own table)."""
+audit records, the lab API and the clients read."""
+
+GRPC_CODE: dict[ErrorKind, str] = {
+    ErrorKind.INVALID_INPUT: "INVALID_ARGUMENT",
+    ErrorKind.UNAUTHENTICATED: "UNAUTHENTICATED",
+    ErrorKind.FORBIDDEN: "PERMISSION_DENIED",
+    ErrorKind.NOT_FOUND: "NOT_FOUND",
+    ErrorKind.CONFLICT: "ALREADY_EXISTS",
+    ErrorKind.PAYLOAD_TOO_LARGE: "RESOURCE_EXHAUSTED",
+    ErrorKind.RATE_LIMITED: "RESOURCE_EXHAUSTED",
+    ErrorKind.INTERNAL: "INTERNAL",
+    ErrorKind.UNAVAILABLE: "UNAVAILABLE",
+    ErrorKind.DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
+}
+"""The gRPC status code of each kind, by its `grpc.StatusCode` name (this module imports no
+transport; the gRPC server looks the codes up once)."""
 
 
 class NstarxError(Exception):

@@ -19,6 +19,7 @@ from nstarx_jupyter.deployment.sources import storage_uri_of
 from nstarx_jupyter.deployment.staging import stage_model
 from nstarx_jupyter.deployment.uploads import STORE_VARIABLE, model_store, upload_folder
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.model_uri import REMOTE_SCHEMES, ModelUri, is_fetchable
 from nstarx_jupyter.registry import Registry
 from nstarx_jupyter.registry.flavors import flavor_of
 
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["REMOTE_SCHEMES", "Source", "is_remote", "resolve_source"]
 
-REMOTE_SCHEMES = ("s3://", "gs://", "pvc://", "oci://", "https://", "http://", "hdfs://",
-                  "webhdfs://", "hf://", "azure://")  # fmt: skip
-"""The storage KServe's storage initializer (or a model car) can fetch."""
 _HOW = (
     "KServe pods cannot read this machine's disk: name an s3://, gs://, pvc://, oci:// or "
     "http(s):// URI, or a registry version whose artifacts live there"
@@ -56,7 +54,7 @@ class Source:
 
 def is_remote(uri: str) -> bool:
     """Whether a cluster can fetch `uri` (a remote scheme, not a path or `file://`)."""
-    return uri.startswith(REMOTE_SCHEMES)
+    return is_fetchable(uri)
 
 
 def resolve_source(
@@ -100,9 +98,10 @@ def _remote_uri(source: str | Path, version: str | int | None, store: str | None
     A registry version whose artifacts are on this machine is uploaded to the model store.
     """
     text = str(source)
-    if isinstance(source, str) and is_remote(text):
+    named = ModelUri.parse(text)
+    if isinstance(source, str) and named.is_fetchable:
         return text
-    if text.startswith("file://") or Path(text).expanduser().exists():
+    if named.is_file_url or (named.is_local and named.local_path().exists()):
         raise InvalidInputError(f"'{text}' is a file on this machine; {_HOW}")
     uri = storage_uri_of(source, version)  # models:/..., or a name with its version
     registry = Registry()

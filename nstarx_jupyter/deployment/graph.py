@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.kserve import (
-    _REMOTE,
     AUTH_ANNOTATION,
     DEFAULT_IMAGE,
     GROUP,
@@ -41,6 +40,7 @@ from nstarx_jupyter.deployment.kserve import (
     validate_manifest,
 )
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.model_uri import ModelUri, is_fetchable
 from nstarx_jupyter.pipelines.library.routing import RouterConfig, SplitConfig, gjson_condition
 from nstarx_jupyter.pipelines.library.scoring import ModelConfig
 from nstarx_jupyter.pipelines.shipping import HOW_TO_PACKAGE, custom_components
@@ -70,8 +70,6 @@ RECORDS = "[@this]|@flatten"
 """GJSON path turning a body of one record or a list of records into a list of records."""
 _MAX_NAME = 63 - len("-predictor")
 """KServe serves an InferenceService at the Service `NAME-predictor`, a 63-character DNS label."""
-_ARTIFACTS = ("models:/", "file://")
-"""Model URIs naming an artifact (the registry's or a file here) that the cluster must fetch."""
 _PORT = 8080
 _HOST = "0.0.0.0"  # noqa: S104 - in the pod the server listens beyond loopback: KServe routes to it
 
@@ -307,7 +305,7 @@ class _Compiler:
                 f"node '{node_id}': {used} cannot apply when the graph calls "
                 f"'{config.model}' directly (the deployment answers with its own outputs only)"
             )
-        name = config.model.removeprefix("deployment:")
+        name = ModelUri.parse(config.model).name
         return {"name": node_id, "serviceUrl": self.url(name)}
 
     def service(self, name: str, pipeline_json: str, storage: str | None) -> dict[str, Any]:
@@ -337,7 +335,7 @@ class _Compiler:
                 f"node '{node_id}': KServe needs '{uri}' at a remote URI; pass "
                 f"storage_uris={{'{uri}': 's3://...'}} (or gs://, pvc://, https://, oci://, hf://)"
             )
-        if not remote.startswith(_REMOTE):
+        if not is_fetchable(remote):
             raise InvalidInputError(
                 f"node '{node_id}': storage URI '{remote}' for '{uri}' is on this machine and a "
                 "cluster cannot read it; upload the artifact and pass 's3://...', 'gs://...' or "
@@ -353,7 +351,7 @@ class _Compiler:
     def deployment(self, node_id: str) -> str | None:
         """The `deployment:NAME` a model node calls, if it calls one."""
         config = self.nodes[node_id].config
-        if isinstance(config, ModelConfig) and config.model.startswith("deployment:"):
+        if isinstance(config, ModelConfig) and ModelUri.parse(config.model).is_deployment:
             return config.model
         return None
 
@@ -361,7 +359,7 @@ class _Compiler:
         """The model artifact a node loads (`models:/...`, `file:///...`), if it loads one."""
         found = self.nodes[node_id]
         assert found.config is not None  # noqa: S101 - validate() parsed it
-        uris = [uri for uri in found.cls.model_uris(found.config) if uri.startswith(_ARTIFACTS)]
+        uris = [uri for uri in found.cls.model_uris(found.config) if _is_artifact(uri)]
         if not uris:
             return None
         if not isinstance(found.config, ModelConfig) or len(uris) > 1:
@@ -421,3 +419,9 @@ def _sequence(steps: list[dict[str, Any]]) -> dict[str, Any]:
         for i, step in enumerate(steps)
     ]
     return {"routerType": "Sequence", "steps": chained}
+
+
+def _is_artifact(uri: str) -> bool:
+    """Whether a model URI names an artifact (the registry's or a file here) to fetch."""
+    named = ModelUri.parse(uri)
+    return named.is_registry or named.is_file_url

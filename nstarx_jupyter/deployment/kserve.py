@@ -18,6 +18,7 @@ from typing import Any
 from nstarx_jupyter import __version__
 from nstarx_jupyter.deployment.spec_fields import NAME, PRIMARY, SpecFields
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.model_uri import is_fetchable, is_registry_uri
 from nstarx_jupyter.pipelines.sinks import WebhookSink
 from nstarx_jupyter.registry import Registry
 
@@ -63,8 +64,6 @@ _SCHEMAS = {
     "ClusterServingRuntime": "clusterservingruntime-v1alpha1.json",
     "InferenceGraph": "inferencegraph-v1alpha1.json",
 }
-_REMOTE = ("s3://", "gs://", "pvc://", "https://", "http://", "hdfs://", "webhdfs://", "oci://",
-           "hf://", "azure://")  # fmt: skip
 LEGACY_FORMATS = ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow", "triton",
                   "pmml", "paddle", "huggingface")  # fmt: skip
 """Framework-specific predictor keys of the old InferenceService form (`predictor: {sklearn:}`)."""
@@ -92,11 +91,11 @@ def to_manifests(
     if spec.traffic is not None and (spec.traffic.split or _unsupported(spec)):
         return _graph(spec, storage_uri, image, variant_uris or {})
     uri = storage_uri or spec.storage_uri
-    if uri is not None and uri.startswith("models:/"):
+    if uri is not None and is_registry_uri(uri):
         uri = Registry().artifact_uri(uri)  # the store's own URI: s3://... on a shared registry
     if uri is None:
         raise InvalidInputError("storage_uri: KServe needs to know where the model artifact is")
-    if not uri.startswith(_REMOTE):
+    if not is_fetchable(uri):
         raise InvalidInputError(
             f"storage_uri: '{uri}' is on this machine and a cluster cannot read it; upload the "
             "model (or the registry's artifact) and pass storage_uri='s3://...', 'gs://...' or "

@@ -49,6 +49,7 @@ from nstarx_jupyter.errors import (
     UnsupportedError,
     require,
 )
+from nstarx_jupyter.model_uri import REMOTE_SCHEMES, is_fetchable, is_registry_uri
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -58,9 +59,6 @@ if TYPE_CHECKING:
     from nstarx_jupyter.deployment.spec import DeploymentSpec
 
 __all__ = ["FIELD_MANAGER", "STABLE_ANNOTATION", "KServeBackend", "spec_of"]
-
-ACCEPTED_SCHEMES = ("s3://", "gs://", "pvc://", "oci://", "hf://", "azure://", "hdfs://",
-                    "webhdfs://", "https://", "http://")  # fmt: skip
 
 
 class KServeBackend:
@@ -310,9 +308,9 @@ class KServeBackend:
 
 def _refuse_local(spec: DeploymentSpec) -> None:
     uri = spec.storage_uri
-    if uri is None or uri.startswith("models:/") or uri.startswith(ACCEPTED_SCHEMES):
+    if uri is None or is_registry_uri(uri) or is_fetchable(uri):
         return  # none: to_manifests says so; models:/ resolves to the registry's store
     raise InvalidInputError(
         f"storage_uri: '{uri}' is on this machine, which a cluster cannot read; upload the model "
-        f"and give a URI KServe fetches from: {', '.join(s.rstrip('/:') for s in ACCEPTED_SCHEMES)}"
+        f"and give a URI KServe fetches from: {', '.join(REMOTE_SCHEMES)}"
     )

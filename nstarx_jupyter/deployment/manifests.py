@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from nstarx_jupyter.deployment.kserve import AUTH_ANNOTATION, validate_manifest
 from nstarx_jupyter.deployment.spec import from_kserve
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
+from nstarx_jupyter.model_uri import ModelUri
 from nstarx_jupyter.pipelines.inference_graph import GraphSpec, graph_problems
 
 if TYPE_CHECKING:
@@ -124,11 +125,20 @@ def _plan_service(path: Path, doc: dict[str, Any], plan: Plan) -> list[str]:
     """
     spec = from_kserve(doc)
     uri = spec.storage_uri or ""
-    if uri and "://" not in uri and not uri.startswith("/"):
+    if _is_relative_path(uri):  # read relative to the file, not the shell
         spec = spec.replace(storage_uri=str((path.parent / uri).resolve()))
     _check_storage(doc, spec.storage_uri or "")
     plan.services.append(spec.replace(trusted=True))
     return ["applied", *(f"{where}: {_IGNORED[name]}" for where, name in _ignored_fields(doc))]
+
+
+def _is_relative_path(uri: str) -> bool:
+    """Whether `uri` is a plain relative path (a malformed one is `_check_storage`'s to report)."""
+    try:
+        named = ModelUri.parse(uri)
+    except InvalidInputError:
+        return False
+    return named.is_local and not named.is_file_url and not Path(named.path).is_absolute()
 
 
 def _check_storage(doc: dict[str, Any], uri: str) -> None:
@@ -140,14 +150,20 @@ def _check_storage(doc: dict[str, Any], uri: str) -> None:
     predictor = doc["spec"]["predictor"]
     key = next((k for k, v in predictor.items() if isinstance(v, dict) and "storageUri" in v), "")
     where = f"spec.predictor.{key}.storageUri"
-    if uri.startswith("models:/"):
+    if not uri:
+        return  # from_kserve names the missing storage URI
+    try:
+        named = ModelUri.parse(uri)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{where}: {exc.message}") from None
+    if named.is_registry:
         return
-    if "://" in uri and not uri.startswith("file://"):
+    if not named.is_local:
         raise InvalidInputError(
             f"{where}: '{uri}' is not on this machine; the local server reads a file or folder "
             "here, or models:/NAME/VERSION (download the artifact and name its folder)"
         )
-    if uri and not Path(uri.removeprefix("file://")).exists():
+    if not Path(named.path).exists():
         raise InvalidInputError(f"{where}: {uri} does not exist")
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.errors import InvalidInputError, ModelLoadError
+from nstarx_jupyter.model_uri import ModelUri, registry_uri
 from nstarx_jupyter.runtimes.devices import DEVICE_OPTION, wanted_device
 
 __all__ = ["GPU_RESOURCE", "spec_for", "storage_uri_of", "with_device"]
@@ -21,13 +22,14 @@ def storage_uri_of(source: str | Path, version: str | int | None = None) -> str:
     Raises:
         InvalidInputError: `source` is neither an existing path nor a registry URI.
     """
-    if isinstance(source, str) and source.startswith("models:/"):
-        return source
-    path = Path(source).expanduser()
+    named = ModelUri.parse(source) if isinstance(source, str) else None
+    if named is not None and named.is_registry:
+        return named.text
+    path = named.local_path() if named is not None and named.is_local else Path(source).expanduser()
     if path.exists():
         return str(path.resolve())
     if isinstance(source, str) and version is not None:
-        return f"models:/{source}/{version}"
+        return registry_uri(source, version)
     raise InvalidInputError(f"'{source}' is neither a file nor a registry URI")
 
 

@@ -52,6 +52,7 @@ from nstarx_jupyter.labapi.models import (
 )
 from nstarx_jupyter.labapi.pipelines import PipelineService
 from nstarx_jupyter.labapi.scopes import lab_scopes
+from nstarx_jupyter.model_uri import is_registry_uri, registry_uri
 from nstarx_jupyter.notebook.drift import DEFAULT_WINDOW as DRIFT_BADGE_WINDOW
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
 from nstarx_jupyter.notebook.usage import USAGE_COST_WINDOW_S
@@ -220,7 +221,7 @@ class LabService:
 
     def _apply_form(self, request: DeployRequest, service: DeploymentService) -> Description:
         """The form's version as the deployment's canary (if it asks and exists), or its model."""
-        uri, uploaded = f"models:/{request.model}/{request.version}", request.storage_uri
+        uri, uploaded = registry_uri(request.model, request.version), request.storage_uri
         if request.canary_percent is not None and self._exists(request.name, service):
             return service.canary(request.name, uri, request.canary_percent,
                                   storage_uri=uploaded)[0]  # fmt: skip
@@ -308,7 +309,7 @@ class LabService:
 
     def _example(self, storage_uri: object) -> dict[str, Any]:
         """A record to put in the snippets: the registry version's inputs, 0 or a string each."""
-        if not isinstance(storage_uri, str) or not storage_uri.startswith("models:/"):
+        if not isinstance(storage_uri, str) or not is_registry_uri(storage_uri):
             return {}
 
         try:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from nstarx_jupyter.client import InferenceClient
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.model_uri import is_registry_uri
 from nstarx_jupyter.monitoring.live import LatencyChart, LoadTest
 from nstarx_jupyter.notebook.batch import BatchMixin
 from nstarx_jupyter.notebook.drift import DriftMixin
@@ -159,7 +160,7 @@ def _drift_reference(made: Deployment, model_or_uri: Any, reference_data: Any) -
     """Send the drift reference: `reference_data`, else a registry version's sample if any."""
     if reference_data is not None:
         made.set_reference(reference_data, model=model_or_uri)
-    elif isinstance(model_or_uri, str) and model_or_uri.startswith("models:/"):
+    elif isinstance(model_or_uri, str) and is_registry_uri(model_or_uri):
         try:
             made.set_reference(registry=model_or_uri)
         except Exception as exc:  # noqa: BLE001 - drift is a nicety here: the deployment serves

@@ -19,11 +19,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 from nstarx_jupyter.client import InferenceClient
 from nstarx_jupyter.deployment.kserve import DEFAULT_IMAGE
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError, NstarxError
+from nstarx_jupyter.model_uri import ModelUri
 from nstarx_jupyter.pipelines import (
     PipelineExecutor,
     PipelineResult,
@@ -67,8 +67,9 @@ class KernelModels:
 
     async def predict(self, model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each row's named outputs from `model`."""
-        if model.startswith("deployment:"):
-            return await asyncio.to_thread(self._deployment, model.partition(":")[2], rows)
+        found = ModelUri.parse(model)
+        if found.is_deployment:
+            return await asyncio.to_thread(self._deployment, found.name, rows)
         runtime = await asyncio.to_thread(self._runtime, model)
         signature = runtime.metadata()
         tensors = records_to_tensors(rows, signature)
@@ -79,18 +80,23 @@ class KernelModels:
         self, model: str, rows: list[dict[str, Any]], label: str | None = None
     ) -> dict[str, Any]:
         """SHAP values of `rows` by a deployment's model: its server's explain answer."""
-        if not model.startswith("deployment:"):
+        found = ModelUri.parse(model)
+        if not found.is_deployment:
             raise InvalidInputError(f"'{model}' is not a deployment: deployments are explained")
         from nstarx_jupyter.notebook.api import Deployment
 
-        deployment = Deployment(model.partition(":")[2])
+        deployment = Deployment(found.name)
         return await asyncio.to_thread(deployment.explain_report, rows, label=label)
 
     def exists(self, model: str) -> bool | None:
         """Whether a registry version or file exists (deployments: the server knows)."""
-        if model.startswith("file://"):
-            return Path(unquote(urlparse(model).path)).exists()
-        if not model.startswith("models:/"):
+        try:
+            found = ModelUri.parse(model)
+        except InvalidInputError:
+            return None  # the pipeline's validation names the malformed reference
+        if found.is_file_url:
+            return Path(found.path).exists()
+        if not found.is_registry:
             return None
         try:
             self.registry.resolve(model)
@@ -109,10 +115,9 @@ class KernelModels:
     def _runtime(self, uri: str) -> Runtime:
         runtime = self._loaded.get(uri)
         if runtime is None:  # loaded as the server loads a pipeline's models
-            from nstarx_jupyter.serving.loading import load_runtime
-            from nstarx_jupyter.serving.pipelines import model_settings
+            from nstarx_jupyter.serving.loading import load_runtime, settings_for_uri
 
-            runtime, _ = load_runtime(model_settings("kernel", uri), self.registry)
+            runtime, _ = load_runtime(settings_for_uri("kernel", uri), self.registry)
             self._loaded[uri] = runtime
         return runtime
 

@@ -7,16 +7,16 @@ same snippets.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.model_uri import ModelUri, is_registry_uri
 from nstarx_jupyter.security import key_prefix
 
 __all__ = ["KEY_ENV", "curl_snippet", "key_hint", "python_snippet", "registry_version"]
 
 KEY_ENV = "NSTARX_API_KEY"
 """The environment variable a snippet reads the key from when it is not written in."""
-_MODELS_URI = re.compile(r"^models:/[^/]+/(\d+)$")
 _KEY_PLACEHOLDER = "<YOUR_KEY>"
 _SNIPPET_WIDTH = 72
 
@@ -30,8 +30,12 @@ def key_hint(key: str | None) -> str | None:
 
 def registry_version(storage_uri: object) -> str | None:
     """The registry version in a `models:/NAME/N` storage URI, else None."""
-    match = _MODELS_URI.match(storage_uri) if isinstance(storage_uri, str) else None
-    return match.group(1) if match else None
+    if not isinstance(storage_uri, str) or not is_registry_uri(storage_uri):
+        return None
+    try:
+        return ModelUri.parse(storage_uri).version
+    except InvalidInputError:
+        return None
 
 
 def curl_snippet(url: str, example: dict[str, Any], api_key: str | None, auth: bool) -> str:

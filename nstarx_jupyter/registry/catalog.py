@@ -24,6 +24,7 @@ from nstarx_jupyter.errors import (
     UnavailableError,
     require,
 )
+from nstarx_jupyter.model_uri import registry_uri
 from nstarx_jupyter.registry.flavors import flavor_of
 from nstarx_jupyter.registry.mlflow_support import (
     feature_names,
@@ -258,7 +259,7 @@ class Registry:
         """The signature MLflow stored with a version: `{"inputs": [...], "outputs": [...]}`."""
         found = self.get(name, version, alias=alias)
         with self._fluent():
-            info = load_mlflow().models.get_model_info(f"models:/{found.name}/{found.version}")
+            info = load_mlflow().models.get_model_info(registry_uri(found.name, found.version))
         raw = info.signature
         if raw is None:
             return None
@@ -341,7 +342,7 @@ class Registry:
                 os.environ[_PROGRESS_BAR] = "false"
             try:
                 out = load_mlflow().artifacts.download_artifacts(
-                    artifact_uri=f"models:/{found.name}/{found.version}", dst_path=str(target)
+                    artifact_uri=registry_uri(found.name, found.version), dst_path=str(target)
                 )
             finally:
                 if bar is None:
@@ -447,7 +448,7 @@ class Registry:
         return ModelVersion(
             name=item.name,
             version=str(item.version),
-            uri=f"models:/{item.name}/{item.version}",
+            uri=registry_uri(item.name, item.version),
             created=_time(item.creation_timestamp),
             flavor=flavor,
             description=item.description or "",

@@ -1,14 +1,14 @@
-"""Model names and registry URIs (`models:/NAME/VERSION`, `models:/NAME@ALIAS`): their one check."""
+"""Model names, and registry URIs (`models:/NAME/VERSION`, `models:/NAME@ALIAS`) as a tuple."""
 
 from __future__ import annotations
 
 import re
 
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.model_uri import REGISTRY_FORMS, ModelUri, is_registry_uri
 
 __all__ = ["MODEL_NAME", "check_name", "parse_model_uri"]
 
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 """Model names, in the registry and on the server alike: they appear in URLs and file names."""
 
@@ -19,12 +19,10 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     Raises:
         InvalidInputError: any other form (stages such as `models:/name/Production` included).
     """
-    match = _URI.match(uri)
-    if match is None:
-        raise InvalidInputError(
-            f"'{uri}' is not a registry URI; use models:/NAME/VERSION or models:/NAME@ALIAS"
-        )
-    return match["name"], match["version"], match["alias"]
+    if not isinstance(uri, str) or not is_registry_uri(uri):
+        raise InvalidInputError(f"'{uri}' is not a registry URI; use {REGISTRY_FORMS}")
+    found = ModelUri.parse(uri)
+    return found.name, found.version, found.alias
 
 
 def check_name(name: str) -> None:

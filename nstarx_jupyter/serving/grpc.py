@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from nstarx_jupyter.errors import ErrorKind, NstarxError, RateLimitedError
+from nstarx_jupyter.errors import GRPC_CODE, HTTP_STATUS, NstarxError, RateLimitedError
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
 from nstarx_jupyter.protocol.grpc.codec import (
     decode_infer_request,
@@ -22,7 +22,7 @@ from nstarx_jupyter.protocol.grpc.codec import (
 )
 from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
-from nstarx_jupyter.serving.http_errors import STATUS, retry_after
+from nstarx_jupyter.serving.http_errors import retry_after
 from nstarx_jupyter.serving.pipelines import v2_response
 
 if TYPE_CHECKING:
@@ -44,19 +44,8 @@ Metadata = dict[str, Any]
 GRPC_THREADS = 8
 """Calls in progress at once; each waits on the event loop, where concurrent calls batch."""
 
-GRPC_STATUS = {
-    ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    ErrorKind.INVALID_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
-    ErrorKind.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
-    ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
-    ErrorKind.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
-    ErrorKind.RATE_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    ErrorKind.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
-    ErrorKind.PAYLOAD_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
-}
-"""Error kind to gRPC status: the one place the mapping lives."""
+GRPC_STATUS = {kind: grpc.StatusCode[code] for kind, code in GRPC_CODE.items()}
+"""Error kind to gRPC status: `errors.GRPC_CODE` with its names looked up."""
 
 
 class InferenceServicer:
@@ -217,7 +206,7 @@ def _audited(
         try:
             return await method(data, metadata)
         except NstarxError as exc:
-            status = STATUS[exc.kind]
+            status = HTTP_STATUS[exc.kind]
             raise
         except asyncio.CancelledError:
             status = 499

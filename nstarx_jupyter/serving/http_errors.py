@@ -32,7 +32,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STATUS = HTTP_STATUS
-"""Kept under its old name: the table is `errors.HTTP_STATUS`."""
+"""`errors.HTTP_STATUS` under its old name (the same table, not a copy)."""
 
 
 def retry_after(exc: NstarxError) -> int | None:
@@ -62,7 +62,7 @@ def nstarx_error_response(request: Request, exc: NstarxError) -> Response:
             headers.update(exc.headers)
     elif exc.kind is ErrorKind.UNAUTHENTICATED:
         headers = {"WWW-Authenticate": 'Bearer realm="nstarx"'}
-    status = STATUS[exc.kind]
+    status = HTTP_STATUS[exc.kind]
     if status >= 500 and exc.kind is ErrorKind.INTERNAL:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     return error_response(status, exc.message, headers)

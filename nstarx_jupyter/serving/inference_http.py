@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from nstarx_jupyter.errors import (
+    HTTP_STATUS,
     ErrorKind,
     InvalidInputError,
     NstarxError,
@@ -25,7 +26,7 @@ from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.edge import reply_at_once
-from nstarx_jupyter.serving.http_errors import STATUS, retry_after
+from nstarx_jupyter.serving.http_errors import retry_after
 from nstarx_jupyter.serving.records import is_records_body
 from nstarx_jupyter.serving.request_body import (
     BODY_HELD,
@@ -368,4 +369,4 @@ def _error(exc: NstarxError) -> _Reply:
         headers = [*_JSON, (b"www-authenticate", b'Bearer realm="nstarx"')]
     if exc.kind is ErrorKind.INTERNAL:
         log.error("inference failed: %s", exc.message)
-    return _Reply(orjson.dumps({"error": exc.message}), STATUS[exc.kind], headers)
+    return _Reply(orjson.dumps({"error": exc.message}), HTTP_STATUS[exc.kind], headers)

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nstarx_jupyter.errors import ForbiddenError, InvalidInputError, NotFoundError
+from nstarx_jupyter.model_uri import ModelUri
 from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, json_response
 from nstarx_jupyter.serving.jobs import FORMATS, Job, JobRequest, JobRunner, read_table
 
@@ -77,7 +78,11 @@ class JobsApi:
 
     def _path(self, field: str, text: str) -> Path:
         """A local path in an allowed folder, or a 4xx naming `field`."""
-        if "://" in text and not text.startswith("file://"):
+        try:
+            found = ModelUri.parse(text)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{field}: {exc.message}") from None
+        if found.kind == "remote" or found.is_registry:
             raise InvalidInputError(f"{field}: '{text}' is not a local file path")
         try:
             return self.policy.check_uri(text)

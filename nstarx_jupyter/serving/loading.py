@@ -1,4 +1,4 @@
-"""Loading a model's runtime from its settings, and refusing files that run code on load.
+"""Loading a model's runtime from its URI or settings, and refusing files that run code on load.
 
 Apart from the repository (which schedules loads) so the isolated worker process, which loads
 its one model with the same rules, imports it without importing the repository.
@@ -8,19 +8,45 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nstarx_jupyter.errors import ForbiddenError, ModelLoadError, NstarxError
+from nstarx_jupyter.errors import ForbiddenError, InvalidInputError, ModelLoadError, NstarxError
+from nstarx_jupyter.model_uri import ModelUri
 from nstarx_jupyter.registry import Registry, mlflow_runtime
 from nstarx_jupyter.runtimes import create_runtime
 from nstarx_jupyter.runtimes.loader import infer_runtime, runtime_class
+from nstarx_jupyter.serving.settings import ModelSettings, file_settings
+from nstarx_jupyter.serving.trust import check_path_text
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from nstarx_jupyter.protocol.signature import ModelSignature
     from nstarx_jupyter.runtimes.base import Runtime
-    from nstarx_jupyter.serving.settings import ModelSettings
 
-__all__ = ["check_trusted", "load_runtime"]
+__all__ = ["check_trusted", "load_runtime", "settings_for_uri"]
+
+
+def settings_for_uri(name: str, uri: str) -> ModelSettings:
+    """How to serve the model `uri` names (`models:/...`, `file:///...`) under `name`.
+
+    What a pipeline's model node loads, on the server and in a kernel alike: `load_runtime`
+    then loads it. A folder's `model-settings.json` counts, as for `nstarx serve --model`.
+
+    Raises:
+        InvalidInputError: `uri` is malformed, names a missing file, or is not a model to load
+            (a deployment is called, not loaded; remote storage is a cluster's).
+    """
+    found = ModelUri.parse(uri)
+    if found.is_registry:
+        return ModelSettings(name=name, storage_uri=uri)
+    if found.is_file_url:
+        # `..` folded on the text, as the control API checked it against the allowed folders
+        path = check_path_text(found.path)
+        if not path.exists():
+            raise InvalidInputError(f"model '{uri}': no such file or folder")
+        return ModelSettings.build(**{**file_settings(path), "name": name, "path": path})
+    raise InvalidInputError(
+        f"model '{uri}': use models:/NAME/VERSION, file:///path or deployment:NAME"
+    )
 
 
 def load_runtime(

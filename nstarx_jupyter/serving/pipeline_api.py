@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 import orjson
 from starlette.responses import Response
@@ -25,6 +24,7 @@ from starlette.routing import Route
 
 from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.errors import ForbiddenError, InvalidInputError, NotFoundError, NstarxError
+from nstarx_jupyter.model_uri import ModelUri
 from nstarx_jupyter.pipelines import PipelineSpec, component_class
 from nstarx_jupyter.pipelines.shipping import HOW_TO_PACKAGE, unpack_components
 from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, json_response
@@ -83,9 +83,12 @@ class PipelineApi:
     def _check(self, spec: PipelineSpec, *, trusted: bool = False) -> None:
         """Refuse model files outside the allowed folders (unless the admin said `trusted`)."""
         for node in spec.nodes:
-            uri = str(node.config.get("model", ""))
-            if uri.startswith("file://"):  # read as the host reads it: percent-decoded
-                self.policy.check_uri(unquote(urlparse(uri).path), trusted=trusted)
+            try:
+                found = ModelUri.parse(str(node.config.get("model", "")))
+            except InvalidInputError:
+                continue  # not a model reference: the pipeline's validation says so
+            if found.is_file_url:  # read as the host reads it: `ModelUri.path`
+                self.policy.check_uri(found.text, trusted=trusted)
 
     def describe(self, hosted: HostedPipeline) -> dict[str, Any]:
         """Name, endpoint, nodes, the models it serves, and the spec."""

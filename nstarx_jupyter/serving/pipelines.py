@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 from nstarx_jupyter.errors import (
     ConflictError,
@@ -24,12 +23,12 @@ from nstarx_jupyter.errors import (
     NotFoundError,
     UnsupportedError,
 )
+from nstarx_jupyter.model_uri import ModelUri
 from nstarx_jupyter.pipelines import PipelineExecutor, PipelineSpec, component_class
 from nstarx_jupyter.protocol.datatypes import as_array
 from nstarx_jupyter.protocol.inference import InferenceResponse, InferOutput
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
-from nstarx_jupyter.serving.settings import ModelSettings, file_settings
-from nstarx_jupyter.serving.trust import check_path_text
+from nstarx_jupyter.serving.loading import settings_for_uri
 
 if TYPE_CHECKING:
     from nstarx_jupyter.pipelines import PipelineResult
@@ -49,7 +48,6 @@ __all__ = [
     "v2_records",
 ]
 
-DEPLOYMENT = "deployment:"
 PIPELINE_VERSION = "1"
 """The version a served pipeline reports (its registry versions are the editor's business)."""
 Explainer = Callable[[str, list[Any], str | None], Awaitable[dict[str, Any]]]
@@ -66,11 +64,8 @@ class ServerModels:
 
     async def predict(self, model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each row's named outputs, through the data plane (batching, limits, metrics)."""
-        name = (
-            model.removeprefix(DEPLOYMENT)
-            if model.startswith(DEPLOYMENT)
-            else self.served_as[model]
-        )
+        found = ModelUri.parse(model)
+        name = found.name if found.is_deployment else self.served_as[model]
         served = await self.host.predict(
             name, None, "pipeline", functools.partial(records_to_tensors, rows), all_outputs=True
         )
@@ -80,19 +75,24 @@ class ServerModels:
         self, model: str, rows: list[dict[str, Any]], label: str | None = None
     ) -> dict[str, Any]:
         """SHAP values of `rows` by a deployment's model: the control API's explain answer."""
-        if not model.startswith(DEPLOYMENT):
+        found = ModelUri.parse(model)
+        if not found.is_deployment:
             raise InvalidInputError(f"'{model}' is not a deployment: deployments are explained")
         explainer = self.host.explainer
         if explainer is None:
             raise UnsupportedError(
                 "explanations need the server's control API (nstarx serve --state-dir)"
             )
-        return await explainer(model.removeprefix(DEPLOYMENT), rows, label)
+        return await explainer(found.name, rows, label)
 
     def exists(self, model: str) -> bool | None:
         """Deployments are known here; other models load with the pipeline."""
-        if model.startswith(DEPLOYMENT):
-            return model.removeprefix(DEPLOYMENT) in self.host.repository.names()
+        try:
+            found = ModelUri.parse(model)
+        except InvalidInputError:
+            return None  # the pipeline's validation names the malformed reference
+        if found.is_deployment:
+            return found.name in self.host.repository.names()
         return None
 
 
@@ -164,14 +164,14 @@ class PipelineHost:
         served_as = _own_models(spec)
         sinks = self.sinks.opener(name, trusted=trusted)
         executor = PipelineExecutor(spec, ServerModels(self, served_as), sinks)
-        missing = [uri for uri in _deployments(spec) if uri.removeprefix(DEPLOYMENT)
+        missing = [uri for uri in _deployments(spec) if ModelUri.parse(uri).name
                    not in repository.names()]  # fmt: skip
         if missing:
             raise InvalidInputError(f"the pipeline calls '{missing[0]}', which is not deployed")
         loaded: list[str] = []
         try:
             for uri, model_name in served_as.items():
-                settings = model_settings(model_name, uri)
+                settings = settings_for_uri(model_name, uri)
                 await repository.replace(settings.model_copy(update={"trusted": trusted}))
                 loaded.append(model_name)
             await executor.setup()
@@ -321,25 +321,10 @@ def _own_models(spec: PipelineSpec) -> dict[str, str]:
     """Registry versions and files the pipeline brings, each served as `PIPELINE.NODE`."""
     own: dict[str, str] = {}
     for node_id, uri in _model_nodes(spec):
-        if not uri.startswith(DEPLOYMENT) and uri not in own:
+        if not ModelUri.parse(uri).is_deployment and uri not in own:
             own[uri] = f"{spec.name}.{node_id}"
     return own
 
 
 def _deployments(spec: PipelineSpec) -> list[str]:
-    return [uri for _, uri in _model_nodes(spec) if uri.startswith(DEPLOYMENT)]
-
-
-def model_settings(name: str, uri: str) -> ModelSettings:
-    """How to serve a model node's `models:/...` or `file:///...` model under `name`."""
-    if uri.startswith("models:/"):
-        return ModelSettings(name=name, storage_uri=uri)
-    if uri.startswith("file://"):  # model-settings.json beside it counts, as for --model
-        # `..` folded on the text, as the control API checked it against the allowed folders
-        path = check_path_text(unquote(urlparse(uri).path))
-        if not path.exists():
-            raise InvalidInputError(f"model '{uri}': no such file or folder")
-        return ModelSettings.build(**{**file_settings(path), "name": name, "path": path})
-    raise InvalidInputError(
-        f"model '{uri}': use models:/NAME/VERSION, file:///path or deployment:NAME"
-    )
+    return [uri for _, uri in _model_nodes(spec) if ModelUri.parse(uri).is_deployment]

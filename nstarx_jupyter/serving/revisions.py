@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.spec import PRIMARY, DeploymentSpec
 from nstarx_jupyter.errors import ConflictError, InvalidInputError
+from nstarx_jupyter.model_uri import ModelUri
 from nstarx_jupyter.runtimes.loader import RUNTIMES
 from nstarx_jupyter.serving.settings import ModelSettings, file_settings
 from nstarx_jupyter.serving.trust import check_path_text, is_import_path
@@ -74,17 +75,17 @@ def settings_for(spec: DeploymentSpec, revision: int | str) -> ModelSettings:
     uri = spec.storage_uri
     if uri is None:
         raise InvalidInputError("storage_uri: the deployment names no model")
-    if uri.startswith("models:/"):
+    named = ModelUri.parse(uri)
+    if named.is_registry:
         fields["storage_uri"] = uri
-        _, _, tail = uri.rpartition("/")
-        if tail.isdigit():
-            fields["version"] = tail  # the registry's version number is the one users know
+        if named.version is not None:
+            fields["version"] = named.version  # the registry's number is the one users know
     else:
-        if "://" in uri and not uri.startswith("file://"):
+        if not named.is_local:
             raise InvalidInputError(
                 f"storage_uri: the local server reads files and registry URIs, not '{uri}'"
             )
-        path = check_path_text(uri.removeprefix("file://"))
+        path = check_path_text(named.path)
         try:
             found = path.exists()
         except OSError as exc:  # unreadable folder on the way

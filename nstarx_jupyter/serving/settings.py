@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.model_uri import is_registry_uri
 from nstarx_jupyter.registry import Registry
 from nstarx_jupyter.registry.names import MODEL_NAME, parse_model_uri
 from nstarx_jupyter.runtimes.loader import runtime_class
@@ -128,7 +129,7 @@ def registry_models(uris: Iterable[str | None]) -> list[str]:
     Raises:
         InvalidInputError: a `models:/` URI of another form.
     """
-    names = [parse_model_uri(uri)[0] for uri in uris if uri and uri.startswith("models:/")]
+    names = [parse_model_uri(uri)[0] for uri in uris if uri and is_registry_uri(uri)]
     return list(dict.fromkeys(names))
 
 
@@ -145,7 +146,7 @@ def parse_model_arg(value: str, defaults: dict[str, Any] | None = None) -> Model
         raise InvalidInputError(f"--model expects NAME=PATH, got '{value}'")
     name, _, version = name.partition(":")
     runtime, path_text = _split_runtime(target)
-    if path_text.startswith("models:/"):
+    if is_registry_uri(path_text):
         return _registry_settings(name, version, runtime, path_text, defaults)
     path = Path(path_text).expanduser() if path_text else None
     fields: dict[str, Any] = {**(defaults or {}), **file_settings(path)}
@@ -169,7 +170,7 @@ def _registry_settings(
     """Settings for a registry version; an alias is pinned to the version it names now."""
     found = Registry().resolve(uri)
     fields: dict[str, Any] = {**(defaults or {}), "name": name,
-                              "storage_uri": f"models:/{found.name}/{found.version}",
+                              "storage_uri": found.uri,
                               "version": version or found.version}  # fmt: skip
     if runtime:
         runtime_class(runtime)
@@ -191,7 +192,7 @@ def settings_from_repository(
 
 
 def _split_runtime(target: str) -> tuple[str | None, str]:
-    if target.startswith("models:/"):
+    if is_registry_uri(target):
         return None, target
     head, sep, rest = target.partition(":")
     # Only a runtime name or a dotted import path counts as a prefix, so plain paths stay paths.

@@ -24,12 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from nstarx_jupyter.errors import ErrorKind, InvalidInputError, NotFoundError, NstarxError
+from nstarx_jupyter.errors import (
+    HTTP_STATUS,
+    ErrorKind,
+    InvalidInputError,
+    NotFoundError,
+    NstarxError,
+)
 from nstarx_jupyter.protocol import v2
 from nstarx_jupyter.protocol.records import rename_fields, tensors_to_records
 from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
-from nstarx_jupyter.serving.http_errors import STATUS, retry_after
+from nstarx_jupyter.serving.http_errors import retry_after
 from nstarx_jupyter.serving.records import records_decoder
 
 if TYPE_CHECKING:
@@ -94,7 +100,7 @@ class StreamEndpoint:
             stream.principal = stream.authorize()
             self._check_served(name)
         except NstarxError as exc:
-            status = STATUS[exc.kind]
+            status = HTTP_STATUS[exc.kind]
             stream.audit("stream", "", status, started, "")
             await _refuse(send, exc, status)
             return
@@ -204,7 +210,7 @@ class _Stream:
             status = exc.status
             answer = _error(exc.message, status, call.id)
         except NstarxError as exc:
-            status = STATUS[exc.kind]
+            status = HTTP_STATUS[exc.kind]
             if exc.kind is ErrorKind.INTERNAL:
                 log.error("stream message failed: %s", exc.message)
             answer = _error(exc.message, status, call.id)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from nstarx_jupyter.config import nstarx_home
 from nstarx_jupyter.errors import ForbiddenError, InvalidInputError
+from nstarx_jupyter.model_uri import ModelUri
 from nstarx_jupyter.runtimes.loader import RUNTIMES
 from nstarx_jupyter.security.home import security_dir
 
@@ -120,10 +121,14 @@ class ArtifactPolicy:
         Registry (`models:/`) and remote URIs are not paths: they pass here untouched. A
         `trusted` path may lie anywhere but in the denied folders (an unreadable one is left to
         the caller to report).
+
+        Raises:
+            InvalidInputError: `uri` is malformed (`ModelUri.parse`).
         """
-        if uri.startswith("models:/") or ("://" in uri and not uri.startswith("file://")):
+        found = ModelUri.parse(uri)
+        if found.is_registry or found.kind == "remote":
             return Path(uri)
-        text = uri.removeprefix("file://")
+        text = found.path if found.is_local else uri
         refused = ForbiddenError(
             f"storage_uri: '{uri}' is not in a folder this server may load models from "
             "($NSTARX_HOME, its model repository, `nstarx serve --allow-path DIR`)"

@@ -89,7 +89,7 @@ class Lab:
         made = LocalBackend(self.nstarx_home / "server").create_key(f"ui test of {name}",
                                                                    [f"predict:{name}"])  # fmt: skip
         answer = httpx.post(url, json=dict(record), timeout=30,
-                            headers={"Authorization": f"Bearer {made['key']}"})  # fmt: skip
+                            headers={"Authorization": f"Bearer {made.key}"})  # fmt: skip
         assert answer.status_code == 200, answer.text
         return dict(answer.json())
 

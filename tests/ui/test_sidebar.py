@@ -173,9 +173,9 @@ def test_a_model_is_deployed_canaried_and_keyed_from_the_sidebar(
     page.get_by_role("dialog").get_by_role("button", name="Revoke").click()
     expect(row).to_contain_text("revoked")
     _screenshot(sidebar, "sidebar-keys")
-    revoked = [k for k in backend.list_keys() if k["name"] == "ui-test"]
-    assert [k["state"] for k in revoked] == ["revoked"]
-    assert revoked[0]["prefix"] == prefix
+    revoked = [k for k in backend.list_keys() if k.name == "ui-test"]
+    assert [k.state for k in revoked] == ["revoked"]
+    assert revoked[0].prefix == prefix
 
     # The palette's command mints one too, in dialogs.
     _run_command(page, "Create an API Key")

@@ -96,3 +96,9 @@ def test_the_first_document_that_cannot_apply_refuses_the_file_by_name(
     with pytest.raises(InvalidInputError) as refused:
         plan_file(tmp_path / "f.yaml", _docs(*texts), lambda: served)
     assert refused.value.message.startswith(message)
+
+
+def test_a_registry_storage_uri_stays_a_registry_uri(tmp_path: Path) -> None:
+    doc = ISVC.replace("NAME", "iris").replace("models/iris", "'models:/iris/3'")
+    plan = plan_file(tmp_path / "f.yaml", _docs(doc), _never)
+    assert plan.services[0].storage_uri == "models:/iris/3"  # not a path beside the file

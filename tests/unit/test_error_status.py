@@ -1,10 +1,13 @@
-"""One table of error kind → HTTP status, read by the server, the lab API and the client."""
+"""One table of error kind → status per transport, next to the kinds, read by every transport."""
 
 from __future__ import annotations
 
+import grpc
+
 from nstarx_jupyter.client import core
-from nstarx_jupyter.errors import HTTP_STATUS, ErrorKind
+from nstarx_jupyter.errors import GRPC_CODE, HTTP_STATUS, ErrorKind
 from nstarx_jupyter.labapi.handlers import STATUS as LAB_STATUS
+from nstarx_jupyter.serving.grpc import GRPC_STATUS
 from nstarx_jupyter.serving.http_errors import STATUS as SERVER_STATUS
 
 
@@ -19,3 +22,27 @@ def test_every_kind_has_one_status_and_every_reader_uses_the_table() -> None:
     client_kinds = core._KINDS
     assert all(HTTP_STATUS[kind] == status for status, kind in client_kinds.items())
     assert set(client_kinds.values()) == set(ErrorKind) - {ErrorKind.INTERNAL}
+
+
+def test_every_kind_has_a_grpc_code_that_grpc_knows() -> None:
+    assert set(GRPC_CODE) == set(ErrorKind)
+    assert set(GRPC_STATUS) == set(ErrorKind)
+    assert all(GRPC_STATUS[kind].name == code for kind, code in GRPC_CODE.items())
+    assert grpc.StatusCode.OK not in GRPC_STATUS.values()  # an error is never answered as OK
+
+
+def test_grpc_codes_agree_with_the_http_statuses() -> None:
+    # The same kind is a client error (4xx) over HTTP and a caller's code over gRPC, and so on.
+    expected = {
+        400: "INVALID_ARGUMENT",
+        401: "UNAUTHENTICATED",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        409: "ALREADY_EXISTS",
+        413: "RESOURCE_EXHAUSTED",
+        429: "RESOURCE_EXHAUSTED",
+        500: "INTERNAL",
+        503: "UNAVAILABLE",
+        504: "DEADLINE_EXCEEDED",
+    }
+    assert {HTTP_STATUS[kind]: code for kind, code in GRPC_CODE.items()} == expected

@@ -49,7 +49,7 @@ ALLOWED: dict[str, Reason] = {
     "nstarx_jupyter.serving.app": STARTUP, "nstarx_jupyter.serving.control": STARTUP,
     "nstarx_jupyter.serving.control_api": STARTUP,
     "nstarx_jupyter.serving.grpc": STARTUP, "nstarx_jupyter.serving.loading": STARTUP,
-    "nstarx_jupyter.serving.openapi": STARTUP, "nstarx_jupyter.serving.pipelines": STARTUP,
+    "nstarx_jupyter.serving.openapi": STARTUP,
     "nstarx_jupyter.serving.server": STARTUP, "nstarx_jupyter.serving.settings": STARTUP,
     "nstarx_jupyter.pipelines.library": STARTUP,  # importlib: the built-in components on use
     "nstarx_jupyter.notebook.magics": STARTUP,  # `%load_ext`, not `import nstarx_jupyter`

@@ -11,6 +11,7 @@ import numpy as np
 
 from nstarx_jupyter.deployment.export.bundle import ExportReport, export_runtime
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
+from nstarx_jupyter.model_uri import ModelUri, is_registry_uri
 from nstarx_jupyter.registry import Registry, parse_model_uri
 from nstarx_jupyter.runtimes.loader import create_runtime
 
@@ -57,12 +58,12 @@ def read_sample(sample: Any) -> np.ndarray[Any, Any]:
 
 
 def _resolve(source: str) -> tuple[Path, str | None, dict[str, Any], str | None]:
-    path = Path(source).expanduser()
-    if not source.startswith("models:/") and path.exists():
-        return path, None, {}, None
-    uri = source if source.startswith("models:/") else _deployed_uri(source)
-    if uri is not None and not uri.startswith("models:/"):
-        return Path(uri), None, {}, None
+    named = ModelUri.parse(source)
+    if named.is_local and named.local_path().exists():
+        return named.local_path(), None, {}, None
+    uri = source if named.is_registry else _deployed_uri(source)
+    if uri is not None and not is_registry_uri(uri):
+        return ModelUri.parse(uri).local_path(), None, {}, None
 
     registry = Registry()
     if uri is None:

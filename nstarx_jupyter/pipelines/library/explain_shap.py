@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
+from nstarx_jupyter.model_uri import ModelUri
 from nstarx_jupyter.pipelines.component import (
     Component,
     Port,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_ROWS", "ShapConfig", "ShapExplainer"]
 
-DEPLOYMENT = "deployment:"
 MAX_ROWS = 100
 """Records one request may have explained (the explain route's own limit)."""
 
@@ -76,7 +76,7 @@ class ShapExplainer(Component[ShapConfig]):
     @classmethod
     def problems(cls, config: ShapConfig) -> list[str]:
         """A model that is not a deployment."""
-        if not config.model.startswith(DEPLOYMENT) or not is_model_uri(config.model):
+        if not is_model_uri(config.model) or not ModelUri.parse(config.model).is_deployment:
             return [
                 f"'{config.model}' is not a deployment; SHAP values come from a deployment's "
                 "explainer: use deployment:NAME"

@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from nstarx_jupyter.errors import InvalidInputError, ModelError, NstarxError
+from nstarx_jupyter.model_uri import ModelUri
 from nstarx_jupyter.pipelines.component import (
     Batch,
     Component,
@@ -33,18 +33,13 @@ from nstarx_jupyter.pipelines.library._fields import (
     where,
 )
 from nstarx_jupyter.pipelines.library.cache import PredictionCache
-from nstarx_jupyter.pipelines.spec import NAME
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from nstarx_jupyter.pipelines.component import ModelResolver
 
-__all__ = ["MODEL_URI", "EnsembleConfig", "ModelConfig", "ModelScorer", "ScoreEnsemble",
-           "is_model_uri"]  # fmt: skip
-
-MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
-"""A registry version (`models:/fraud/3`) or alias (`models:/fraud@champion`)."""
+__all__ = ["EnsembleConfig", "ModelConfig", "ModelScorer", "ScoreEnsemble", "is_model_uri"]
 
 
 # -- model ---------------------------------------------------------------------------------------
@@ -184,12 +179,12 @@ def is_model_uri(uri: str) -> bool:
     That is `models:/NAME/VERSION`, `models:/NAME@ALIAS`, `deployment:NAME` or `file:///PATH`
     (a model file or folder: what KServe mounts at /mnt/models).
     """
-    if uri.startswith("file:///"):
-        return len(uri) > len("file:///")
-    if uri.startswith("deployment:"):
-        name = uri.removeprefix("deployment:")
-        return len(name) <= 63 and NAME.match(name) is not None
-    return MODEL_URI.match(uri) is not None
+    try:
+        found = ModelUri.parse(uri)
+    except InvalidInputError:
+        return False
+    absolute_file = found.is_file_url and found.path.startswith("/") and found.path != "/"
+    return found.is_registry or found.is_deployment or absolute_file
 
 
 def _positions(batch: Batch) -> zip[tuple[int, dict[str, Any]]]:

@@ -71,6 +71,22 @@ class SklearnRuntime(Runtime):
         self._inputs = infer_inputs(self.model, self.options)
         self.ready = True
 
+    @classmethod
+    def of(cls, model: Any, options: Mapping[str, Any] | None = None) -> SklearnRuntime:
+        """A loaded runtime over a fitted model in this process, answering as a served one would.
+
+        `deploy(optimize=True)` compares the model's ONNX conversion with it, without writing
+        the model to a file first.
+        """
+        if not callable(getattr(model, "predict", None)):
+            raise InvalidInputError(f"a {type(model).__name__} is not a model (no predict)")
+        runtime = cls(None, options=options)
+        runtime.model = model
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        runtime._inputs = infer_inputs(model, runtime.options)
+        runtime.ready = True
+        return runtime
+
     def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
         """Run `predict` (and `predict_proba` when asked for) on the model's input.
 

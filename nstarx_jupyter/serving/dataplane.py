@@ -308,8 +308,8 @@ class DataPlane:
         prediction = None
         if outputs:
             first = next(iter(outputs.values()))
-            if first.ndim == 1 and first.shape[0] == 1:
-                prediction = first[0].item()
+            if first.ndim == 1 and first.shape[0] == 1:  # an object array holds plain str
+                prediction = getattr(first[0], "item", lambda: first[0])()
         seconds = time.perf_counter() - started
         log.record(request_id, Logged(version, time.time(), seconds, outputs is not None,
                                       prediction))  # fmt: skip

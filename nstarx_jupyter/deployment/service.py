@@ -46,6 +46,7 @@ from nstarx_jupyter.errors import (
     UnsupportedError,
 )
 from nstarx_jupyter.registry import Registry
+from nstarx_jupyter.runtimes.sklearn_inputs import frame_columns
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -191,6 +192,9 @@ class DeploymentService(Rollouts):
             if optimization.served == "onnx":  # MLflow cannot infer an ONNX signature from rows
                 model_or_uri, input_example, reference_data = optimization.model, None, None
                 spec["options"] = {**optimization.options, **(spec.get("options") or {})}
+        times = frame_columns(input_example) or frame_columns(reference_data)
+        if times and not isinstance(model_or_uri, str | Path):  # a fitted model keeps no dtypes
+            spec["options"] = {"input_columns": times, **(spec.get("options") or {})}
         example = example_options(model_or_uri, input_example)
         if example:  # a TorchScript file: the example gives its signature at load
             spec["options"] = {**example, **(spec.get("options") or {})}

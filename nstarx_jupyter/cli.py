@@ -164,6 +164,12 @@ def _parser() -> argparse.ArgumentParser:
         "--output-name", action="append", metavar="FIELD=NAME", default=[],
         help="rename a field of the /predict answer, e.g. prediction=sentiment (repeatable)",
     )  # fmt: skip
+    deploy.add_argument("--optimize", nargs="?", const="onnx", choices=["onnx", "int8", "fp16"],
+                        help="serve it as optimised (int8/fp16: quantised) ONNX if it answers "
+                        "as the original on --sample within --tolerance")  # fmt: skip
+    deploy.add_argument("--sample", type=Path, help="--optimize: rows to compare on (csv/json)")
+    deploy.add_argument("--tolerance", type=float, help="--optimize: share of answers that may "
+                        "change (default 0.01)")  # fmt: skip
     keys = _security_commands(commands)
     apply = commands.add_parser(
         "apply", help="apply a KServe YAML's InferenceServices and InferenceGraphs, all or none"

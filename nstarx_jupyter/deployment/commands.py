@@ -12,6 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from nstarx_jupyter.deployment.export.optimize import read_rows
 from nstarx_jupyter.deployment.jobs import batch_command
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.manifests import plan_file, read_documents
@@ -71,6 +72,19 @@ def _renames(pairs: list[str]) -> dict[str, str]:
     return names
 
 
+def _optimize_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`--optimize [int8|fp16]`, `--sample FILE` and `--tolerance` as `deploy`'s keywords."""
+    optimize = getattr(args, "optimize", None)
+    if not optimize:
+        return {}
+    found: dict[str, Any] = {"optimize": True if optimize == "onnx" else optimize}
+    if args.sample is not None:
+        found["sample"] = read_rows(args.sample)
+    if args.tolerance is not None:
+        found["tolerance"] = args.tolerance
+    return found
+
+
 def _deploy(args: argparse.Namespace, service: DeploymentService, out: Any) -> list[str]:
     """Deploy, then follow it to Ready, printing each stage as it comes."""
     batching = None
@@ -83,6 +97,7 @@ def _deploy(args: argparse.Namespace, service: DeploymentService, out: Any) -> l
         timeout_s=args.timeout_s, auth=not args.no_auth,
         output_names=_renames(getattr(args, "output_name", None) or []),
         device=getattr(args, "device", None), model_store=getattr(args, "model_store", None),
+        **_optimize_options(args),
     )  # fmt: skip
 
     def say(step: Progress) -> None:
@@ -91,6 +106,8 @@ def _deploy(args: argparse.Namespace, service: DeploymentService, out: Any) -> l
     done = service.wait_ready(args.name, on_progress=say)
     url = done.url or service.backend.endpoint(args.name).url
     lines = [f"deployed {done.name} revision {done.revision} ({done.status}) at {url}"]
+    if applied.optimization is not None:
+        lines += [f"optimize: {applied.optimization.reason}", *applied.optimization.lines()]
     if not done.spec.auth:
         return lines
     if service.target != "local":

@@ -26,6 +26,12 @@ from nstarx_jupyter.deployment.backend import (
     TrafficArm,
     TrafficView,
 )
+from nstarx_jupyter.deployment.export.optimize import (
+    DEFAULT_TOLERANCE,
+    OPTIMIZE_ANNOTATION,
+    Optimization,
+    optimize_model,
+)
 from nstarx_jupyter.deployment.frameworks import example_options, servable
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.rollouts import Rollouts
@@ -40,6 +46,7 @@ from nstarx_jupyter.errors import (
     UnsupportedError,
 )
 from nstarx_jupyter.registry import Registry
+from nstarx_jupyter.runtimes.sklearn_inputs import frame_columns
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -98,6 +105,15 @@ def backend_for(
     return cast("Backend", module.KServeBackend(context=context, namespace=namespace))
 
 
+def _optimization(model: Any, optimize: bool | str, tolerance: float, example: Any,
+                  samples: tuple[Any, ...]) -> Optimization:  # fmt: skip
+    """`optimize_model` on the first of `samples` given (a sample, reference data, the example)."""
+    rows = next((found for found in samples if found is not None), None)
+    quantize = optimize if isinstance(optimize, str) else None
+    return optimize_model(model, rows, tolerance=tolerance, quantize=quantize,
+                          options=example_options(model, example))  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     """A deploy or canary as the backend accepted it, and the registration behind it."""
@@ -107,6 +123,8 @@ class Applied:
     """A fitted model on the local server: its registration in MLflow, running behind the
     deployment (which moves to `models:/NAME/VERSION` when it completes). On a cluster the
     model was registered before it was applied: a completed future."""
+    optimization: Optimization | None = None
+    """With `optimize`: what was served (ONNX or the original), why, and the comparison."""
 
 
 class DeploymentService(Rollouts):
@@ -147,6 +165,9 @@ class DeploymentService(Rollouts):
         input_example: Any = None,
         reference_data: Any = None,
         model_store: str | None = None,
+        optimize: bool | str = False,
+        sample: Any = None,
+        tolerance: float = DEFAULT_TOLERANCE,
         **spec: Any,
     ) -> Applied:
         """Serve a model (fitted, a file, a registry URI) under `name`; returns once accepted.
@@ -158,7 +179,22 @@ class DeploymentService(Rollouts):
         when that is remote), and refused before anything is applied when the cluster could not
         read it. A registry version whose artifacts are on this machine is uploaded the same way.
         Follow it to `Ready` with `wait_ready`.
+
+        `optimize` (True, or `int8` / `fp16` to quantise too) serves the model converted to
+        optimised ONNX when at most `tolerance` (a share) of the rows of `sample` (else
+        `reference_data`, else `input_example`) answer differently, else the original; the
+        reason is in the spec's `nstarx.io/optimize` annotation and the deployment's events.
         """
+        optimization = None
+        if optimize:
+            optimization = _optimization(model_or_uri, optimize, tolerance, input_example,
+                                         (sample, reference_data, input_example))  # fmt: skip
+            if optimization.served == "onnx":  # MLflow cannot infer an ONNX signature from rows
+                model_or_uri, input_example, reference_data = optimization.model, None, None
+                spec["options"] = {**optimization.options, **(spec.get("options") or {})}
+        times = frame_columns(input_example) or frame_columns(reference_data)
+        if times and not isinstance(model_or_uri, str | Path):  # a fitted model keeps no dtypes
+            spec["options"] = {"input_columns": times, **(spec.get("options") or {})}
         example = example_options(model_or_uri, input_example)
         if example:  # a TorchScript file: the example gives its signature at load
             spec["options"] = {**example, **(spec.get("options") or {})}
@@ -168,8 +204,14 @@ class DeploymentService(Rollouts):
         made = spec_for(source.uri, name, trusted=source.trusted, **spec)
         if namespace is not None:
             made = made.replace(namespace=namespace)
+        if optimization is not None:
+            made = made.replace(annotations={**made.annotations,
+                                             OPTIMIZE_ANNOTATION: optimization.reason})  # fmt: skip
         applied = self.backend.apply(made)
-        return Applied(applied, self._registration(model_or_uri, source, applied, register))
+        registration = self._registration(model_or_uri, source, applied, register)
+        if optimization is not None:
+            self._note(name, f"optimize: {optimization.reason}")
+        return Applied(applied, registration, optimization)
 
     def wait_ready(
         self,
@@ -284,6 +326,13 @@ class DeploymentService(Rollouts):
             self.backend.note(name, text)
         except NstarxError as noted:  # deleted meanwhile, or the server stopped: the log has it
             log.info("%s: could not note the failed registration: %s", name, noted)
+
+    def _note(self, name: str, text: str) -> None:
+        """`note`, for what is worth a line but not a failed deploy when it cannot be written."""
+        try:
+            self.backend.note(name, text)
+        except NstarxError as exc:
+            log.info("%s: could not note %r: %s", name, text, exc)
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.client import InferenceClient
+from nstarx_jupyter.deployment.export.optimize import DEFAULT_TOLERANCE
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.model_uri import is_registry_uri
@@ -21,7 +22,7 @@ from nstarx_jupyter.monitoring.live import LatencyChart, LoadTest
 from nstarx_jupyter.notebook.batch import BatchMixin
 from nstarx_jupyter.notebook.drift import DriftMixin
 from nstarx_jupyter.notebook.explain import ExplainMixin
-from nstarx_jupyter.notebook.export import ExportMixin
+from nstarx_jupyter.notebook.export import ExportMixin, show_optimization
 from nstarx_jupyter.notebook.rollout import RolloutMixin
 from nstarx_jupyter.notebook.security import audit_log, create_key, rotate_key
 from nstarx_jupyter.notebook.usage import UsageMixin
@@ -69,6 +70,9 @@ def deploy(
     reference_data: Any = None,
     output_names: dict[str, str] | None = None,
     device: str | None = None,
+    optimize: bool | str = False,
+    sample: Any = None,
+    tolerance: float = DEFAULT_TOLERANCE,
     backend: Backend | None = None,
 ) -> Deployment:
     """Serve a model under `name` and return its `Deployment` once it answers.
@@ -117,6 +121,11 @@ def deploy(
     `tensorrt`) picks where the runtime computes (the default `auto`: a GPU when its framework
     sees one); a GPU device also asks KServe for `nvidia.com/gpu: 1` (see the README's "GPUs").
 
+    `optimize=True` (or `"int8"`/`"fp16"`, quantised too) serves the model as optimised ONNX
+    when at most `tolerance` (a share, default 1 %) of the rows of `sample` (else
+    `reference_data`, else `input_example`) answer differently, else the original; the report
+    and the reason show here and stay in `Deployment.optimization` (see the README).
+
     A file or registry URI named here is deployed as `trusted` (with the admin token: you vouch
     for it, as `nstarx deploy` does), so a pickle you name loads; a fitted scikit-learn model is
     staged with skops and needs no trust (see the README's "Trust model").
@@ -134,11 +143,12 @@ def deploy(
         model_store=model_store, min_replicas=min_replicas,
         max_replicas=max_replicas, batching=batching, container_concurrency=container_concurrency,
         timeout_s=timeout_s, resources=resources, options=options, auth=auth, sinks=sinks,
-        device=device,
+        device=device, optimize=optimize, sample=sample, tolerance=tolerance,
     )  # fmt: skip
     made = Deployment(name, backend)
     made.registration = applied.registration
     made._example = card_example
+    made.optimization = show_optimization(name, applied.optimization)
     if backend.target == "local":  # drift: the server compares live traffic with these
         _drift_reference(made, model_or_uri, reference_data)
     service.wait_ready(name, timeout_s=READY_TIMEOUT_S, on_progress=ProgressLine(name))

@@ -1,7 +1,8 @@
-"""`Deployment.export`: the deployed model as a standalone ONNX bundle, compared side by side."""
+"""`Deployment.export` and `deploy(optimize=True)`'s report: ONNX and the original side by side."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.errors import InvalidInputError
@@ -9,9 +10,38 @@ from nstarx_jupyter.errors import InvalidInputError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from nstarx_jupyter.deployment.export.optimize import Optimization
     from nstarx_jupyter.deployment.service import DeploymentService
 
-__all__ = ["ExportMixin"]
+__all__ = ["ExportMixin", "show_optimization"]
+
+log = logging.getLogger(__name__)
+
+
+def show_optimization(name: str, optimization: Optimization | None) -> Any:
+    """Show what `optimize` served and why, with the comparison; return it as a DataFrame.
+
+    In IPython, the reason and the table are displayed; elsewhere the reason is logged (as a
+    warning when the original is served).
+    """
+    if optimization is None:
+        return None
+    frame = optimization.frame()
+    line = f"{name}: optimize: {optimization.reason}"
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        shell = None
+    else:
+        shell = get_ipython()
+    if shell is None:
+        log.log(logging.INFO if optimization.served == "onnx" else logging.WARNING, "%s", line)
+        return frame
+    from IPython.display import display
+
+    display({"text/plain": line}, raw=True)  # type: ignore[no-untyped-call]
+    display(frame)  # type: ignore[no-untyped-call]
+    return frame
 
 
 class ExportMixin:
@@ -19,6 +49,10 @@ class ExportMixin:
 
     name: str
     service: DeploymentService
+    optimization: Any = None
+    """With `deploy(optimize=...)`: one row per variant (the original, ONNX, optimised,
+    quantised) with agreement, largest difference, ms and speed-up, and a `served` column;
+    `.attrs` holds `served` (`onnx` or `original`), `reason` and `tolerance`."""
 
     def export(
         self,

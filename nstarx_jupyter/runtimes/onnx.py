@@ -6,7 +6,9 @@ ZipMap gives classifiers unless they are converted with `zipmap=False`) is answe
 array of probabilities, one column per map key in the map's order; it is declared with shape
 `[-1, -1]` because the session does not say how many keys there are, and it is not among the
 default outputs. Outputs of any other non-tensor type (sequences of tensors, optionals) are left
-out of the signature.
+out of the signature. The option `default_outputs` (a list of output names) narrows what a request
+that names no outputs gets: `deploy(optimize=True)` sets it to `["predict"]`, so the converted
+scikit-learn model answers as the original did.
 """
 
 from __future__ import annotations
@@ -142,6 +144,12 @@ def _signature(session: Any, options: Any) -> ModelSignature:
         elif arg.type.startswith(_SEQ_MAP):
             outputs.append(TensorSpec(arg.name, "FP32", (-1, -1)))
     tensors = tuple(arg.name for arg in session.get_outputs() if arg.type in _DATATYPES)
+    wanted = options.get("default_outputs")
+    if wanted:
+        unknown = [name for name in wanted if name not in tensors]
+        if unknown:
+            raise ModelLoadError(f"default_outputs: the model has no tensor output {unknown[0]!r}")
+        tensors = tuple(str(name) for name in wanted)
     names = options.get("feature_names")
     labels = options.get("class_labels")
     return ModelSignature(

@@ -71,6 +71,22 @@ class SklearnRuntime(Runtime):
         self._inputs = infer_inputs(self.model, self.options)
         self.ready = True
 
+    @classmethod
+    def of(cls, model: Any, options: Mapping[str, Any] | None = None) -> SklearnRuntime:
+        """A loaded runtime over a fitted model in this process, answering as a served one would.
+
+        `deploy(optimize=True)` compares the model's ONNX conversion with it, without writing
+        the model to a file first.
+        """
+        if not callable(getattr(model, "predict", None)):
+            raise InvalidInputError(f"a {type(model).__name__} is not a model (no predict)")
+        runtime = cls(None, options=options)
+        runtime.model = model
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        runtime._inputs = infer_inputs(model, runtime.options)
+        runtime.ready = True
+        return runtime
+
     def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
         """Run `predict` (and `predict_proba` when asked for) on the model's input.
 
@@ -100,7 +116,9 @@ class SklearnRuntime(Runtime):
             (x,) = inputs.values()
             return np.asarray(_texts(x.reshape(-1)), dtype=object)
         pandas = require("pandas", "mlflow")  # the model was fitted on a DataFrame
-        return pandas.DataFrame({name: _column(inputs[name]) for name in self._inputs.names()})
+        return pandas.DataFrame({
+            column.name: _times(pandas, column.name, inputs[column.name]) if column.datetime
+            else _column(inputs[column.name]) for column in self._inputs.columns})  # fmt: skip
 
     def rows_independent(self) -> bool:
         """Whether every estimator in the model is from a library that predicts row by row.
@@ -143,6 +161,15 @@ def _texts(values: np.ndarray[Any, Any]) -> list[Any]:
         return [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"a BYTES input is not UTF-8 text: {exc}") from None
+
+
+def _times(pandas: Any, name: str, array: np.ndarray[Any, Any]) -> Any:
+    """ISO-8601 strings as naive UTC `datetime64` (a zone-less string is taken as UTC)."""
+    try:
+        parsed = pandas.to_datetime(_texts(array.reshape(-1)), utc=True, format="ISO8601")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"input '{name}': not an ISO-8601 date and time ({exc})") from None
+    return parsed.tz_convert(None)
 
 
 def _column(array: np.ndarray[Any, Any]) -> Any:

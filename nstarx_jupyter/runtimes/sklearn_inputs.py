@@ -11,6 +11,8 @@ scikit-learn keeps no input schema, so it is read from what fitting left behind,
 
 A model whose columns are all numeric keeps the single 2-D FP64 input it always had; any string
 column makes it take one 1-D input per column (`columns`), fed to the model as a DataFrame.
+A `datetime` column (only a signature can say so: a fitted model keeps no dtypes) is a BYTES
+input of ISO-8601 strings, converted to `datetime64` (UTC, without a zone) before the model.
 Nothing here imports scikit-learn: steps are recognised by their fitted attributes.
 """
 
@@ -25,15 +27,17 @@ import numpy as np
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
-__all__ = ["TEXT_INPUT", "Column", "SklearnInputs", "example_record", "infer_inputs"]
+__all__ = ["DATETIME_SAMPLE", "TEXT_INPUT", "Column", "SklearnInputs", "example_record",
+           "frame_columns", "infer_inputs"]  # fmt: skip
 
 TEXT_INPUT = "text"
 """The input name of a text pipeline fitted on bare strings (the `input_name` option renames it)."""
 
 _MLFLOW_TYPES = {
     "string": "BYTES", "binary": "BYTES", "double": "FP64", "float": "FP32", "long": "INT64",
-    "integer": "INT32", "boolean": "BOOL",
+    "integer": "INT32", "boolean": "BOOL", "datetime": "BYTES",
 }  # fmt: skip
+DATETIME_SAMPLE = "2026-01-01T12:00:00Z"
 _NUMERIC_SAMPLE = 0.0
 _TEXT_SAMPLE = "example text"
 
@@ -47,6 +51,8 @@ class Column:
     name: str
     datatype: str
     sample: Any = None
+    datetime: bool = False
+    """ISO-8601 strings on the wire, `datetime64` for the model."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +112,7 @@ def _declared(options: Mapping[str, Any], names: Sequence[Any] | None) -> Sklear
     items = [(item.get("name"), _MLFLOW_TYPES.get(str(item.get("type"))))
              for item in raw if isinstance(item, dict)]  # fmt: skip
     if len(items) != len(raw) or any(datatype is None for _, datatype in items):
-        return None  # a type we cannot carry (arrays, objects, datetimes): read the model
+        return None  # a type we cannot carry (arrays, objects): read the model
     if len(items) == 1 and items[0][0] is None and items[0][1] == "BYTES" and names is None:
         name = str(options.get("input_name") or TEXT_INPUT)
         return SklearnInputs("text", (Column(name, "BYTES", _TEXT_SAMPLE),))
@@ -114,9 +120,27 @@ def _declared(options: Mapping[str, Any], names: Sequence[Any] | None) -> Sklear
         return None
     if names is not None and [str(n) for n in names] != [str(name) for name, _ in items]:
         return None
-    columns = tuple(Column(str(name), str(datatype), _sample_for(str(datatype)))
+    times = {str(item.get("name")) for item in raw if item.get("type") == "datetime"}
+    columns = tuple(Column(str(name), str(datatype), DATETIME_SAMPLE, datetime=True)
+                    if str(name) in times else Column(str(name), str(datatype),
+                                                      _sample_for(str(datatype)))
                     for name, datatype in items)  # fmt: skip
     return _shaped(columns)
+
+
+def frame_columns(frame: Any) -> list[dict[str, str]] | None:
+    """A DataFrame's columns as MLflow column types, when one is a datetime (else None).
+
+    What `deploy()` sends as the `input_columns` option of a fitted model: its example or
+    reference data is the only place a datetime column's type survives.
+    """
+    dtypes = getattr(frame, "dtypes", None)
+    if dtypes is None or not any(str(dtype).startswith("datetime64") for dtype in dtypes):
+        return None
+    kinds = {"f": "double", "i": "long", "u": "long", "b": "boolean", "M": "datetime"}
+    return [{"name": str(name), "type": kinds.get(np.dtype(dtype).kind, "string")
+             if not str(dtype).startswith("datetime64") else "datetime"}
+            for name, dtype in dtypes.items()]  # fmt: skip
 
 
 def _sample_for(datatype: str) -> Any:

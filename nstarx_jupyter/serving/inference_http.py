@@ -34,6 +34,7 @@ from nstarx_jupyter.serving.request_body import (
     BodyBudget,
     read_body,
 )
+from nstarx_jupyter.serving.stream import stream_name
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -92,6 +93,19 @@ class _Reply:
         self.body, self.status, self.headers = body, status, headers
 
 
+_UPGRADE = _Reply(
+    orjson.dumps(
+        {
+            "error": "a stream is a WebSocket: open it with a WebSocket "
+            "client (InferenceClient.stream), not a plain HTTP request"
+        }
+    ),
+    426,
+    [*_JSON, (b"upgrade", b"websocket")],
+)
+"""An HTTP request to a stream path (RFC 9110's 426: the client must switch protocols)."""
+
+
 class InferenceApp:
     """Answers the inference endpoints over a `DataPlane`; hands everything else to `fallback`."""
 
@@ -127,6 +141,9 @@ class InferenceApp:
         if route is None:
             if scope["type"] == "websocket" and self.stream is not None:
                 await self.stream(scope, receive, send)
+                return
+            if scope["type"] == "http" and stream_name(scope["path"]) is not None:
+                await _send(send, _UPGRADE)  # a stream path asked without the upgrade
                 return
             await self._fall_back(scope, receive, send)
             return

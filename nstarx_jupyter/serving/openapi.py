@@ -26,6 +26,7 @@ from nstarx_jupyter.serving import bodies as b
 from nstarx_jupyter.serving import control_bodies as c
 from nstarx_jupyter.serving.control_http import PREFIX
 from nstarx_jupyter.serving.jobs import JobList, JobRequest, JobView
+from nstarx_jupyter.serving.stream import STREAM_PATH
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from pydantic.json_schema import JsonSchemaMode
 
-__all__ = ["OPERATIONS", "Operation", "Query", "openapi_document"]
+__all__ = ["OPERATIONS", "WEBSOCKETS", "Operation", "Query", "openapi_document"]
 
 _JSON = "application/json"
 _REF = "#/components/schemas/{model}"
@@ -229,6 +230,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 
 _UNDOCUMENTED = Operation("Undocumented (add it to serving/openapi.py)", "undocumented", None)
 
+WEBSOCKETS: dict[str, str] = {
+    STREAM_PATH: "A WebSocket stream to a model, pipeline or graph: send records, "
+    '`{"id": ID, "records": ...}` or V2 inference requests, one per text message; each is '
+    "answered by one message, in the order sent, as `/predict` (records) or `/infer` (V2) "
+    'answer them; a message the server cannot answer gets `{"error": ..., "status": ...}` and '
+    "the stream goes on. The key is checked on the upgrade (401, 403, 404 refuse it) and for "
+    "each message. Closes: 1009 for a message over the body limit, 1001 after the idle limit, "
+    "1013 when the client leaves its answers unread. A plain HTTP request gets 426.",
+}
+"""WebSocket routes, by path. OpenAPI has no WebSocket operation; as FastAPI and AsyncAPI's
+bridges do, each is a GET whose 101 answer is the upgrade (`x-websocket: true` marks it)."""
+
 
 def openapi_document(table: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the routes in `table` ((method, path template) pairs)."""
@@ -237,6 +250,8 @@ def openapi_document(table: Iterable[tuple[str, str]]) -> dict[str, Any]:
     for method, path in table:
         operation = OPERATIONS.get((method, path), _UNDOCUMENTED)
         paths.setdefault(path, {})[method.lower()] = _operation(operation, method, path, refs)
+    for path, description in WEBSOCKETS.items():
+        paths.setdefault(path, {})["get"] = _websocket(path, description, refs)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -325,6 +340,22 @@ def _operation(
         doc["responses"][str(status)] = success
     if operation.not_ready:
         doc["responses"]["503"] = {**success, "description": "not ready"}
+    return doc
+
+
+def _websocket(
+    path: str, description: str, refs: dict[tuple[type[BaseModel], str], str]
+) -> dict[str, Any]:
+    """A WebSocket route as a GET that upgrades (101), and 426 for a request that does not."""
+    doc = _operation(Operation("WebSocket stream (upgrade)", "inference", None, status=101),
+                     "GET", path, refs)  # fmt: skip
+    doc["description"] = description
+    doc["x-websocket"] = True
+    doc["parameters"].append({"name": "Upgrade", "in": "header", "required": True,
+                              "schema": {"type": "string", "enum": ["websocket"]}})  # fmt: skip
+    doc["responses"]["101"] = {"description": "Switching Protocols: the stream is open"}
+    refused = "Upgrade Required: not a WebSocket handshake"
+    doc["responses"]["426"] = {**doc["responses"]["default"], "description": refused}
     return doc
 
 

@@ -76,7 +76,8 @@ class RequestLog:
         if outputs:
             first = next(iter(outputs.values()))
             if first.ndim == 1 and first.shape[0] == 1:
-                prediction = first[0].item()
+                # a NumPy scalar, or a plain str from an object array (ONNX string labels)
+                prediction = getattr(first[0], "item", lambda: first[0])()
         self.record(request_id, Logged(version, time.time(), seconds, outputs is not None,
                                        prediction))  # fmt: skip
 

@@ -32,7 +32,7 @@ from nstarx_jupyter.protocol.datatypes import DATATYPES
 from nstarx_jupyter.security.audit import AuditRecord
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 from nstarx_jupyter.serving.bodies import Datatype
-from nstarx_jupyter.serving.openapi import OPERATIONS
+from nstarx_jupyter.serving.openapi import OPERATIONS, WEBSOCKETS
 from nstarx_jupyter.serving.settings import ModelSettings
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ async def test_the_openapi_document_covers_every_route_the_app_answers(
     assert table == set(OPERATIONS)  # a route without an entry in OPERATIONS fails here
     doc = (await client.get("/openapi.json")).json()
     documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
-    assert documented == table
+    assert documented == table | {("GET", path) for path in WEBSOCKETS}
     assert doc["openapi"].startswith("3.1")
     assert doc["components"]["securitySchemes"]["bearer"] == {
         **doc["components"]["securitySchemes"]["bearer"],
@@ -91,6 +91,28 @@ async def test_the_openapi_document_covers_every_route_the_app_answers(
     }
     assert not [op for ops in doc["paths"].values() for op in ops.values()
                 if op["tags"] == ["undocumented"]]  # fmt: skip
+
+
+async def test_the_stream_route_is_documented_as_a_websocket_upgrade(
+    client: httpx.AsyncClient,
+) -> None:
+    doc = (await client.get("/openapi.json")).json()
+    assert set(WEBSOCKETS) == {"/v2/models/{name}/stream"}
+    stream = doc["paths"]["/v2/models/{name}/stream"]
+    assert list(stream) == ["get"]  # OpenAPI has no WebSocket operation: a GET that upgrades
+    operation = stream["get"]
+    assert operation["x-websocket"] is True
+    assert {"101", "426", "default"} <= set(operation["responses"])
+    assert "content" not in operation["responses"]["101"]
+    assert "1009" in operation["description"]
+    upgrade = [p for p in operation["parameters"] if p["in"] == "header"]
+    assert upgrade == [{"name": "Upgrade", "in": "header", "required": True,
+                        "schema": {"type": "string", "enum": ["websocket"]}}]  # fmt: skip
+    plain = await client.get("/v2/models/iris/stream", headers=ADMIN)  # no WebSocket handshake
+    assert plain.status_code == 426
+    assert plain.headers["upgrade"] == "websocket"
+    assert "WebSocket" in plain.json()["error"]
+    assert (await client.get("/v2/models/iris/streams", headers=ADMIN)).status_code == 404
 
 
 async def test_the_openapi_document_is_open_and_the_routes_it_describes_are_not(
@@ -211,7 +233,7 @@ def test_schemathesis_finds_no_server_error_in_any_operation(
           f"{elapsed_s:.1f} s ({cpu_s:.1f} s of CPU); statuses {statuses}")  # fmt: skip
     assert not tally.failures, "\n\n".join(tally.failures[:20])
     assert not [status for status in tally.statuses if status >= 500]
-    assert len(operations) == len(OPERATIONS) - 1  # all but the document itself
+    assert len(operations) == len(OPERATIONS) + len(WEBSOCKETS) - 1  # all but the document
     with_input = [op.label for op in operations if has_input(op)]
     assert {label: counts[label] for label in with_input if counts[label] < 100} == {}
     assert sum(counts.values()) >= MIN_CASES

@@ -49,7 +49,10 @@ def to_onnx(runtime: Runtime, n_features: int) -> Any:
         if name == "sklearn":
             skl2onnx = require("skl2onnx", "export")
             sample = np.zeros((1, n_features), dtype=np.float32)
-            return skl2onnx.to_onnx(runtime.model, sample, options={"zipmap": False})  # type: ignore[attr-defined]
+            model = runtime.model  # type: ignore[attr-defined]
+            # Probabilities as a tensor, not ZipMap's maps; regressors take no such option.
+            options = {"zipmap": False} if hasattr(model, "classes_") else None
+            return skl2onnx.to_onnx(model, sample, options=options)
         if name in ("xgboost", "lightgbm"):
             tools = require("onnxmltools", "export")
             types = require("onnxmltools.convert.common.data_types", "export")

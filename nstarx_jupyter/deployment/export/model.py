@@ -15,7 +15,7 @@ from nstarx_jupyter.model_uri import ModelUri, is_registry_uri
 from nstarx_jupyter.registry import Registry, parse_model_uri
 from nstarx_jupyter.runtimes.loader import create_runtime
 
-__all__ = ["export_model", "read_sample", "report_lines", "run_export"]
+__all__ = ["export_model", "read_sample", "report_lines", "resolve_export_source", "run_export"]
 
 RANDOM_ROWS = 256
 """Rows drawn (standard normal, seeded) when neither a sample nor a registry sample exists."""
@@ -29,7 +29,7 @@ def export_model(
     The comparison runs on `sample` (rows, a DataFrame, a .csv/.json file), else the sample
     the registry kept at registration, else seeded random rows (said in the signature).
     """
-    path, runtime_name, options, uri = _resolve(source)
+    path, runtime_name, options, uri = resolve_export_source(source)
     runtime = create_runtime(path, runtime_name, options)
     runtime.load()
     rows = read_sample(sample) if sample is not None else _registry_sample(uri)
@@ -57,7 +57,11 @@ def read_sample(sample: Any) -> np.ndarray[Any, Any]:
     return np.asarray(sample, dtype=np.float64)
 
 
-def _resolve(source: str) -> tuple[Path, str | None, dict[str, Any], str | None]:
+def resolve_export_source(source: str) -> tuple[Path, str | None, dict[str, Any], str | None]:
+    """The artifact, runtime and options behind a file, registry URI, deployment or model name.
+
+    Also the registry URI when there is one (None for a file).
+    """
     named = ModelUri.parse(source)
     if named.is_local and named.local_path().exists():
         return named.local_path(), None, {}, None

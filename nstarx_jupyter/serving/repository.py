@@ -255,12 +255,13 @@ class ModelRepository:
         for entry in self.entries():
             if entry.settings.min_replicas > 0:
                 try:
-                    await self._load(entry)
+                    await self._load(entry, settle=False)
                 except NstarxError as exc:
                     settings = entry.settings
                     log.error("model %s version %s FAILED to load, serving the others without it: "
                               "%s", settings.name, settings.version, exc.message)  # fmt: skip
                     failed.append(entry)
+        _settle_heap()  # once for all of them: each full collection walks the whole heap
         self._reaper = asyncio.create_task(self._reap_idle())
         self.failed = failed
         return failed
@@ -272,13 +273,16 @@ class ModelRepository:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         for entry in self.entries():
-            await self._unload(entry)
+            await self._unload(entry, settle=False)
+        _settle_heap()
 
     def _versions(self, name: str) -> list[ModelEntry]:
         self.entry(name)
         return list(self._entries[name].values())
 
-    async def _load(self, entry: ModelEntry, *, retry: bool = False) -> LoadedModel:
+    async def _load(
+        self, entry: ModelEntry, *, retry: bool = False, settle: bool = True
+    ) -> LoadedModel:
         async with entry.lock:
             if entry.loaded is not None:
                 return entry.loaded
@@ -310,7 +314,8 @@ class ModelRepository:
             entry.state = ModelState.READY
             entry.last_used = time.monotonic()
             self._count_loaded()
-            _settle_heap()
+            if settle:
+                _settle_heap()
             log.info("loaded model %s version %s", settings.name, settings.version)
             return entry.loaded
 
@@ -346,7 +351,7 @@ class ModelRepository:
         return LoadedModel(settings, runtime, signature, predictor, batcher, limiter,
                            Watchdog(timeout_s), admission)  # fmt: skip
 
-    async def _unload(self, entry: ModelEntry) -> None:
+    async def _unload(self, entry: ModelEntry, *, settle: bool = True) -> None:
         async with entry.lock:
             loaded = entry.loaded
             if loaded is None:
@@ -361,7 +366,8 @@ class ModelRepository:
             await asyncio.get_running_loop().run_in_executor(self._executor, loaded.runtime.unload)
             entry.state = ModelState.UNAVAILABLE
             self._count_loaded()
-            _settle_heap()
+            if settle:
+                _settle_heap()
             log.info("unloaded model %s version %s", entry.settings.name, entry.settings.version)
 
     def _count_loaded(self) -> None:

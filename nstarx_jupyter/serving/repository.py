@@ -261,7 +261,8 @@ class ModelRepository:
                     log.error("model %s version %s FAILED to load, serving the others without it: "
                               "%s", settings.name, settings.version, exc.message)  # fmt: skip
                     failed.append(entry)
-        _settle_heap()  # once for all of them: each full collection walks the whole heap
+        if any(entry.loaded is not None for entry in self.entries()):
+            _settle_heap()  # once for all of them: each full collection walks the whole heap
         self._reaper = asyncio.create_task(self._reap_idle())
         self.failed = failed
         return failed
@@ -272,9 +273,9 @@ class ModelRepository:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        for entry in self.entries():
-            await self._unload(entry, settle=False)
-        _settle_heap()
+        unloaded = [await self._unload(entry, settle=False) for entry in self.entries()]
+        if any(unloaded):
+            _settle_heap()
 
     def _versions(self, name: str) -> list[ModelEntry]:
         self.entry(name)
@@ -351,11 +352,12 @@ class ModelRepository:
         return LoadedModel(settings, runtime, signature, predictor, batcher, limiter,
                            Watchdog(timeout_s), admission)  # fmt: skip
 
-    async def _unload(self, entry: ModelEntry, *, settle: bool = True) -> None:
+    async def _unload(self, entry: ModelEntry, *, settle: bool = True) -> bool:
+        """Unload `entry` if it is loaded; say whether it was."""
         async with entry.lock:
             loaded = entry.loaded
             if loaded is None:
-                return
+                return False
             entry.state = ModelState.UNLOADING
             await _drain(entry)
             entry.loaded = None
@@ -369,6 +371,7 @@ class ModelRepository:
             if settle:
                 _settle_heap()
             log.info("unloaded model %s version %s", entry.settings.name, entry.settings.version)
+            return True
 
     def _count_loaded(self) -> None:
         """Report how many models are loaded."""

@@ -262,7 +262,7 @@ class ModelRepository:
                               "%s", settings.name, settings.version, exc.message)  # fmt: skip
                     failed.append(entry)
         if any(entry.loaded is not None for entry in self.entries()):
-            _settle_heap()  # once for all of them: each full collection walks the whole heap
+            _settle_heap(unloaded=False)  # once for all: a full collection walks the heap
         self._reaper = asyncio.create_task(self._reap_idle())
         self.failed = failed
         return failed
@@ -275,7 +275,7 @@ class ModelRepository:
                 await self._reaper
         unloaded = [await self._unload(entry, settle=False) for entry in self.entries()]
         if any(unloaded):
-            _settle_heap()
+            _settle_heap(unloaded=True)
 
     def _versions(self, name: str) -> list[ModelEntry]:
         self.entry(name)
@@ -316,7 +316,7 @@ class ModelRepository:
             entry.last_used = time.monotonic()
             self._count_loaded()
             if settle:
-                _settle_heap()
+                _settle_heap(unloaded=False)
             log.info("loaded model %s version %s", settings.name, settings.version)
             return entry.loaded
 
@@ -369,7 +369,7 @@ class ModelRepository:
             entry.state = ModelState.UNAVAILABLE
             self._count_loaded()
             if settle:
-                _settle_heap()
+                _settle_heap(unloaded=True)
             log.info("unloaded model %s version %s", entry.settings.name, entry.settings.version)
             return True
 
@@ -409,15 +409,17 @@ def _version_key(version: str) -> tuple[int, int | str]:
     return (0, int(version)) if version.isdigit() else (1, version)
 
 
-def _settle_heap() -> None:
+def _settle_heap(*, unloaded: bool) -> None:
     """Keep the cyclic garbage collector off the long-lived heap after a load or an unload.
 
     A full collection walks every live object: with scikit-learn, NumPy and pandas imported and a
     model loaded that took 50-100 ms on the event loop, several times a minute under load (0.5 %
     of requests at 64 connections, bench/README.md). Collect once now, with an unloaded model's
     garbage, and freeze what is left (CPython's `gc.freeze`), so later collections only walk
-    objects made since.
+    objects made since. Only an unload unfreezes first: its model's cycles were frozen with it,
+    while what a load adds is all outside the frozen heap, so its collection walks just that.
     """
-    gc.unfreeze()
+    if unloaded:
+        gc.unfreeze()
     gc.collect()
     gc.freeze()

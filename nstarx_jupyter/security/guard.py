@@ -190,13 +190,14 @@ class AccessRules(SharedFile):
 class _Bucket:
     """A token bucket: `rate` tokens a second, `capacity` at most."""
 
-    __slots__ = ("capacity", "last", "policy", "rate", "tokens")
+    __slots__ = ("capacity", "clock", "last", "policy", "rate", "tokens")
 
-    def __init__(self, rate: float, capacity: float) -> None:
+    def __init__(self, rate: float, capacity: float, clock: Callable[[], float]) -> None:
         self.rate = rate
         self.capacity = capacity
         self.tokens = capacity
-        self.last = time.monotonic()
+        self.clock = clock
+        self.last = clock()
         # The policy as a quota over a window: the window refills a full bucket, the quota is
         # what the rate allows in it (the sustained rate; the bucket's burst is `r` when full).
         window_s = max(1, math.ceil(capacity / rate))
@@ -213,7 +214,7 @@ class _Bucket:
 
     def take(self) -> float:
         """Take one token: 0.0 when there was one, else the seconds until there will be."""
-        now = time.monotonic()
+        now = self.clock()
         self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
         self.last = now
         if self.tokens >= 1.0:
@@ -267,8 +268,11 @@ class Guard:
         facts: DeploymentFacts | None = None,
         control_hosts: AllowedHosts | None = None,
         enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = keys
+        self.clock = clock
+        """Seconds from any fixed point, for the rate limits' token buckets."""
         self.admin_token = token
         self.access = access if access is not None else AccessRules()
         self.enabled = enabled
@@ -410,7 +414,7 @@ class Guard:
         capacity = float(record.burst or max(1.0, rate))
         bucket = self._buckets.get(record.id)
         if bucket is None or bucket.rate != rate or bucket.capacity != capacity:
-            bucket = self._buckets[record.id] = _Bucket(rate, capacity)
+            bucket = self._buckets[record.id] = _Bucket(rate, capacity, self.clock)
         wait = bucket.take()
         if wait > 0.0:
             seconds = max(1, math.ceil(wait))

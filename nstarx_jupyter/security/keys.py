@@ -34,7 +34,7 @@ from nstarx_jupyter.protocol.control import KeyRecord
 from nstarx_jupyter.security.shared import RELOAD_S, SharedFile
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
 
     from nstarx_jupyter.protocol.control import KeyState
@@ -159,8 +159,10 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _check_limits(expires: float | None, rate_limit: float | None, burst: int | None) -> None:
-    if expires is not None and not expires > time.time():
+def _check_limits(
+    expires: float | None, rate_limit: float | None, burst: int | None, now: float
+) -> None:
+    if expires is not None and not expires > now:
         raise InvalidInputError("expires: a time in the future")
     if rate_limit is not None and not 0 < rate_limit <= 1e6:
         raise InvalidInputError("rate_limit: requests per second, above 0")
@@ -173,7 +175,9 @@ class KeyStore(SharedFile):
 
     what = "key file"
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        """Seconds since the epoch (tests pass their own, to expire keys at once)."""
         self._keys: dict[str, ApiKey] = {}
         self._checked_keys: dict[str, ApiKey] = {}
         """Keys already checked against their digest (cleared whenever the keys change)."""
@@ -223,7 +227,7 @@ class KeyStore(SharedFile):
                 raise UnauthenticatedError("the API key is not valid")
             if len(self._checked_keys) < 10_000:
                 self._checked_keys[key] = record
-        state = record.state()
+        state = record.state(self.clock())
         if state != "active":
             raise UnauthenticatedError(f"the API key {record.prefix} is {state}")
         return record
@@ -245,7 +249,7 @@ class KeyStore(SharedFile):
         `deployment`: the deployment whose deploy mints it; `revoke_minted_for` revokes it.
         """
         checked = parse_scopes(scopes)
-        _check_limits(expires, rate_limit, burst)
+        _check_limits(expires, rate_limit, burst, self.clock())
         if deployment is not None and (deployment == ALL or not _NAME.match(deployment)):
             raise InvalidInputError(f"deployment: '{deployment}' is not a deployment name")
         with self._changing():
@@ -257,7 +261,7 @@ class KeyStore(SharedFile):
     def revoke_minted_for(self, deployment: str) -> list[ApiKey]:
         """Revoke the active keys minted by `deployment`'s deploy (it is being deleted)."""
         with self._changing():
-            now = time.time()
+            now = self.clock()
             mine = [key for key in self._keys.values()
                     if key.deployment == deployment and key.state(now) == "active"]  # fmt: skip
             for key in mine:
@@ -268,7 +272,7 @@ class KeyStore(SharedFile):
         """Revoke a key by id, prefix or key (at `at`, default now); it stays listed."""
         with self._changing():
             record = self.get(key_id)
-            when = time.time() if at is None else at
+            when = self.clock() if at is None else at
             if record.revoked is None or record.revoked > when:
                 record = replace(record, revoked=when)
                 self._keys[record.id] = record
@@ -284,11 +288,12 @@ class KeyStore(SharedFile):
             raise InvalidInputError("grace_s: between 0 and 30 days")
         with self._changing():
             old = self.get(key_id)
-            if old.state() != "active":
-                raise InvalidInputError(f"the API key {old.prefix} is {old.state()}: create one")
+            state = old.state(self.clock())
+            if state != "active":
+                raise InvalidInputError(f"the API key {old.prefix} is {state}: create one")
             new, secret = self._mint(old.name, old.scopes, old.expires, old.rate_limit, old.burst)
             new = self._keys[new.id] = replace(new, deployment=old.deployment)
-            retire = time.time() + grace_s
+            retire = self.clock() + grace_s
             self._keys[old.id] = replace(old, revoked=retire, rotated_to=new.id)
         return new, secret
 
@@ -304,7 +309,7 @@ class KeyStore(SharedFile):
         while key_id in self._keys:
             key_id = secrets.token_hex(4)
         secret = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        record = ApiKey(key_id, str(name)[:200], scopes, time.time(), _digest(secret),
+        record = ApiKey(key_id, str(name)[:200], scopes, self.clock(), _digest(secret),
                         expires=expires, rate_limit=rate_limit, burst=burst)  # fmt: skip
         self._keys[key_id] = record
         return record, secret

@@ -6,11 +6,15 @@ import threading
 import time
 from array import array
 from collections import deque
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from nstarx_jupyter.monitoring.latency import latency_summary
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["LatencyWindow", "ModelUsage", "ServerMetrics"]
 
@@ -139,14 +143,20 @@ class LatencyWindow:
     that grew to 15 ms as the window filled and stalled every request in flight (bench/).
     """
 
-    def __init__(self, keep_s: float = 300.0, max_samples: int = 500_000) -> None:
+    def __init__(
+        self,
+        keep_s: float = 300.0,
+        max_samples: int = 500_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.keep_s = keep_s
+        self._clock = clock
         self._max_chunks = max(2, -(-max_samples // _CHUNK))
         self._chunks: deque[_Chunk] = deque([_Chunk()])
 
     def record(self, seconds: float, ok: bool) -> None:
         """Add one request that ended now."""
-        now = time.monotonic()
+        now = self._clock()
         chunk = self._chunks[-1]
         i = chunk.size
         if i == _CHUNK:
@@ -183,7 +193,7 @@ class LatencyWindow:
 
     def samples(self, window_s: float) -> tuple[np.ndarray, np.ndarray]:
         """Latencies (s) and outcomes of the requests of the last `window_s` seconds."""
-        now = time.monotonic()
+        now = self._clock()
         return self._recent(max(now - window_s, now - self.keep_s))
 
     def summary(self, window_s: float) -> dict[str, float | int | None]:

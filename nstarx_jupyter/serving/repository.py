@@ -255,12 +255,14 @@ class ModelRepository:
         for entry in self.entries():
             if entry.settings.min_replicas > 0:
                 try:
-                    await self._load(entry)
+                    await self._load(entry, settle=False)
                 except NstarxError as exc:
                     settings = entry.settings
                     log.error("model %s version %s FAILED to load, serving the others without it: "
                               "%s", settings.name, settings.version, exc.message)  # fmt: skip
                     failed.append(entry)
+        if any(entry.loaded is not None for entry in self.entries()):
+            _settle_heap(unloaded=False)  # once for all: a full collection walks the heap
         self._reaper = asyncio.create_task(self._reap_idle())
         self.failed = failed
         return failed
@@ -271,14 +273,17 @@ class ModelRepository:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        for entry in self.entries():
-            await self._unload(entry)
+        unloaded = [await self._unload(entry, settle=False) for entry in self.entries()]
+        if any(unloaded):
+            _settle_heap(unloaded=True)
 
     def _versions(self, name: str) -> list[ModelEntry]:
         self.entry(name)
         return list(self._entries[name].values())
 
-    async def _load(self, entry: ModelEntry, *, retry: bool = False) -> LoadedModel:
+    async def _load(
+        self, entry: ModelEntry, *, retry: bool = False, settle: bool = True
+    ) -> LoadedModel:
         async with entry.lock:
             if entry.loaded is not None:
                 return entry.loaded
@@ -310,7 +315,8 @@ class ModelRepository:
             entry.state = ModelState.READY
             entry.last_used = time.monotonic()
             self._count_loaded()
-            _settle_heap()
+            if settle:
+                _settle_heap(unloaded=False)
             log.info("loaded model %s version %s", settings.name, settings.version)
             return entry.loaded
 
@@ -346,11 +352,12 @@ class ModelRepository:
         return LoadedModel(settings, runtime, signature, predictor, batcher, limiter,
                            Watchdog(timeout_s), admission)  # fmt: skip
 
-    async def _unload(self, entry: ModelEntry) -> None:
+    async def _unload(self, entry: ModelEntry, *, settle: bool = True) -> bool:
+        """Unload `entry` if it is loaded; say whether it was."""
         async with entry.lock:
             loaded = entry.loaded
             if loaded is None:
-                return
+                return False
             entry.state = ModelState.UNLOADING
             await _drain(entry)
             entry.loaded = None
@@ -361,8 +368,10 @@ class ModelRepository:
             await asyncio.get_running_loop().run_in_executor(self._executor, loaded.runtime.unload)
             entry.state = ModelState.UNAVAILABLE
             self._count_loaded()
-            _settle_heap()
+            if settle:
+                _settle_heap(unloaded=True)
             log.info("unloaded model %s version %s", entry.settings.name, entry.settings.version)
+            return True
 
     def _count_loaded(self) -> None:
         """Report how many models are loaded."""
@@ -400,15 +409,17 @@ def _version_key(version: str) -> tuple[int, int | str]:
     return (0, int(version)) if version.isdigit() else (1, version)
 
 
-def _settle_heap() -> None:
+def _settle_heap(*, unloaded: bool) -> None:
     """Keep the cyclic garbage collector off the long-lived heap after a load or an unload.
 
     A full collection walks every live object: with scikit-learn, NumPy and pandas imported and a
     model loaded that took 50-100 ms on the event loop, several times a minute under load (0.5 %
     of requests at 64 connections, bench/README.md). Collect once now, with an unloaded model's
     garbage, and freeze what is left (CPython's `gc.freeze`), so later collections only walk
-    objects made since.
+    objects made since. Only an unload unfreezes first: its model's cycles were frozen with it,
+    while what a load adds is all outside the frozen heap, so its collection walks just that.
     """
-    gc.unfreeze()
+    if unloaded:
+        gc.unfreeze()
     gc.collect()
     gc.freeze()

@@ -128,28 +128,26 @@ def test_scopes_say_what_a_key_may_do() -> None:
     assert all(admin.allows(a, "x") for a in ("predict", "read", "manage", "metrics", "admin"))
 
 
-def test_an_expired_key_stops_working(monkeypatch: pytest.MonkeyPatch) -> None:
-    store = KeyStore()
-    record, key = store.create("temp", expires=time.time() + 60)
+def test_an_expired_key_stops_working() -> None:
+    now = [time.time()]
+    store = KeyStore(clock=lambda: now[0])
+    record, key = store.create("temp", expires=now[0] + 60)
     assert store.verify(key) == record
-    later = time.time() + 61
-    monkeypatch.setattr("nstarx_jupyter.security.keys.time.time", lambda: later)
+    now[0] += 61
     with pytest.raises(UnauthenticatedError, match="expired"):
         store.verify(key)
-    assert record.state(later) == "expired"
+    assert record.state(now[0]) == "expired"
 
 
-def test_rotation_gives_a_new_key_and_retires_the_old_one_after_the_grace(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = KeyStore(tmp_path / "keys.json")
+def test_rotation_gives_a_new_key_and_retires_the_old_one_after_the_grace(tmp_path: Path) -> None:
+    now = [time.time()]
+    store = KeyStore(tmp_path / "keys.json", clock=lambda: now[0])
     old, old_key = store.create("app", ["predict:iris"], rate_limit=5, burst=2)
     new, new_key = store.rotate(old.prefix, grace_s=60)
     assert (new.name, new.scopes, new.rate_limit, new.burst) == ("app", old.scopes, 5, 2)
     assert store.verify(new_key) == new
     assert store.verify(old_key).rotated_to == new.id  # still valid during the grace
-    later = time.time() + 61
-    monkeypatch.setattr("nstarx_jupyter.security.keys.time.time", lambda: later)
+    now[0] += 61
     with pytest.raises(UnauthenticatedError, match="revoked"):
         store.verify(old_key)
     assert store.verify(new_key) == new
@@ -251,10 +249,9 @@ def test_the_guard_checks_every_caller() -> None:
         open_guard.require(None, "any", control=True)
 
 
-def test_the_rate_limit_is_a_token_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_rate_limit_is_a_token_bucket() -> None:
     clock = [1000.0]
-    monkeypatch.setattr("nstarx_jupyter.security.guard.time.monotonic", lambda: clock[0])
-    guard = Guard(KeyStore(), "admin-secret")
+    guard = Guard(KeyStore(), "admin-secret", clock=lambda: clock[0])
     _, key = guard.keys.create("app", rate_limit=2, burst=3)
     for _ in range(3):  # the burst
         guard.require(_bearer(key), "predict", "iris")

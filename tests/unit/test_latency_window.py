@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from nstarx_jupyter.serving.metrics import LatencyWindow
 
 
-def test_percentiles_rate_and_errors_over_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_percentiles_rate_and_errors_over_the_window() -> None:
     now = [1000.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
-    window = LatencyWindow(keep_s=300)
+    window = LatencyWindow(keep_s=300, clock=lambda: now[0])
     rng = np.random.default_rng(0)
     old = rng.uniform(0.5, 1.0, 50)  # a minute ago: outside a 30 s window
     for seconds in old:
@@ -33,12 +30,9 @@ def test_percentiles_rate_and_errors_over_the_window(monkeypatch: pytest.MonkeyP
     assert window.summary(300)["requests"] == 450
 
 
-def test_old_samples_are_dropped_and_an_empty_window_has_no_percentiles(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_old_samples_are_dropped_and_an_empty_window_has_no_percentiles() -> None:
     now = [0.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
-    window = LatencyWindow(keep_s=10)
+    window = LatencyWindow(keep_s=10, clock=lambda: now[0])
     window.record(0.1, ok=True)
     now[0] = 100.0
     window.record(0.2, ok=True)
@@ -69,16 +63,14 @@ def test_many_samples_span_chunks_cap_at_max_and_give_the_collector_nothing_to_w
     assert len(referents) < 20
 
 
-def test_samples_of_several_windows_merge_into_the_summary_of_one_that_saw_them_all(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_samples_of_several_windows_merge_into_the_summary_of_one_that_saw_them_all() -> None:
     """A split's variant pods on KServe: their samples, merged, summarised as one server does."""
     from nstarx_jupyter.monitoring.latency import latency_summary
 
     now = [0.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     rng = np.random.default_rng(1)
-    pods, together = [LatencyWindow(), LatencyWindow()], LatencyWindow()
+    pods = [LatencyWindow(clock=lambda: now[0]), LatencyWindow(clock=lambda: now[0])]
+    together = LatencyWindow(clock=lambda: now[0])
     for i, seconds in enumerate(rng.exponential(0.02, 300)):
         now[0] += 0.1
         ok = i % 25 != 0

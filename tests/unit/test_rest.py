@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 import pytest
+import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from nstarx_jupyter.serving.app import ServingConfig, create_app
@@ -20,10 +22,27 @@ if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression
 
 ROW = [5.1, 3.5, 1.4, 0.2]
+# One server for the module: starting one loads three models and settles the heap (a full
+# garbage collection), which costs more than every request here put together.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(iris_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The server shared by the tests that change nothing in it."""
+    async with _serving(iris_path) as http:
+        yield http
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def own_client(iris_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A server of its own, for a test that unloads models or counts requests."""
+    async with _serving(iris_path) as http:
+        yield http
+
+
+@contextlib.asynccontextmanager
+async def _serving(iris_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     named = {"feature_names": IRIS_FEATURES}
     models = [
         ModelSettings(name="iris", path=iris_path),
@@ -319,7 +338,8 @@ async def test_records_need_feature_names(client: httpx.AsyncClient) -> None:
     assert "feature names" in response.json()["error"]
 
 
-async def test_repository_index_unload_and_load(client: httpx.AsyncClient) -> None:
+async def test_repository_index_unload_and_load(own_client: httpx.AsyncClient) -> None:
+    client = own_client
     index = (await client.post("/v2/repository/index")).json()
     assert {(row["name"], row["version"], row["state"]) for row in index} == {
         ("iris", "1", "READY"), ("iris", "2", "READY"), ("bare", "1", "READY"),
@@ -338,8 +358,9 @@ async def test_repository_index_unload_and_load(client: httpx.AsyncClient) -> No
 
 
 async def test_metrics_count_requests_per_model_version_and_protocol(
-    client: httpx.AsyncClient,
+    own_client: httpx.AsyncClient,
 ) -> None:
+    client = own_client
     await client.post("/v2/models/iris/infer", json=v2_body(ROW, [1, 4]))
     await client.post("/v1/models/iris:predict", json={"instances": [ROW]})
     # Client mistakes caught before the model runs count too, under their status.

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import yaml
 
@@ -14,7 +11,6 @@ from nstarx_jupyter.deployment.kserve import to_manifests
 from nstarx_jupyter.deployment.spec import from_kserve
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.notebook.snippets import python_snippet
-from tests.integration.server import ROOT
 
 HOST = "http://127.0.0.1:8080"
 
@@ -46,16 +42,6 @@ def test_a_proxy_prefix_is_kept_and_urls_without_a_model_are_refused() -> None:
     for url in (f"{HOST}/predict", f"{HOST}/v2", HOST, "ftp://h/v1/models/a", f"{HOST}/a/b"):
         with pytest.raises(InvalidInputError, match="should look like"):
             parse_endpoint(url)
-
-
-def test_nstarx_reexports_the_client_and_imports_lightly() -> None:
-    code = ("import sys; from nstarx import InferenceClient, AsyncInferenceClient; "
-            "print(InferenceClient); print(','.join(sorted(sys.modules)))")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, check=True)  # fmt: skip
-    first, modules = done.stdout.splitlines()
-    assert "nstarx_jupyter.client.inference.InferenceClient" in first
-    assert not {name.split(".")[0] for name in modules.split(",")} & {"numpy", "sklearn", "pandas"}
 
 
 def test_output_names_are_validated_and_round_trip_through_kserve() -> None:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["PredictionCache"]
 
@@ -19,9 +22,13 @@ __all__ = ["PredictionCache"]
 class PredictionCache:
     """Least recently used answers, each kept for `ttl_s` seconds (None: until pushed out)."""
 
-    def __init__(self, size: int, ttl_s: float | None) -> None:
+    def __init__(
+        self, size: int, ttl_s: float | None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.size = size
         self.ttl_s = ttl_s
+        self.clock = clock
+        """Seconds from any fixed point (tests pass their own, to age answers at once)."""
         self.hits = 0
         self.misses = 0
         self._answers: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
@@ -34,7 +41,7 @@ class PredictionCache:
     def get(self, key: str) -> dict[str, Any] | None:
         """The answer kept for `key`, if it is still fresh."""
         found = self._answers.get(key)
-        if found is None or (self.ttl_s is not None and found[0] < time.monotonic()):
+        if found is None or (self.ttl_s is not None and found[0] < self.clock()):
             self.misses += 1
             return None
         self._answers.move_to_end(key)
@@ -43,7 +50,7 @@ class PredictionCache:
 
     def put(self, key: str, answer: dict[str, Any]) -> None:
         """Keep `answer`, pushing out the least recently used beyond `size`."""
-        expires = time.monotonic() + self.ttl_s if self.ttl_s is not None else float("inf")
+        expires = self.clock() + self.ttl_s if self.ttl_s is not None else float("inf")
         self._answers[key] = (expires, answer)
         self._answers.move_to_end(key)
         while len(self._answers) > self.size:

@@ -34,11 +34,20 @@ class Add(Component):
     kind: ClassVar[Any] = "input"
     name: ClassVar[str] = "test-add"
     Config: ClassVar[type[ComponentConfig]] = AddConfig
+    waiting: ClassVar[int] = 0
+    """How many `Add` steps are in their delay right now."""
+    most_waiting: ClassVar[int] = 0
+    """The most that were at once (a test resets it): 2 when two branches overlapped."""
 
     async def run(self, inputs: Mapping[str, Sequence[Batch]]) -> dict[str, Any]:
         config: Any = self.config
         if config.delay_s:
-            await asyncio.sleep(config.delay_s)
+            Add.waiting += 1
+            Add.most_waiting = max(Add.most_waiting, Add.waiting)
+            try:
+                await asyncio.sleep(config.delay_s)
+            finally:
+                Add.waiting -= 1
         batch = Batch.merge([b for port in inputs.values() for b in port])
         if any(row.get(config.field) == "boom" for row in batch.rows):
             raise InvalidInputError(f"field '{config.field}' is boom")

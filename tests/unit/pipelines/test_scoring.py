@@ -105,9 +105,7 @@ async def test_model_adds_prefixed_outputs_without_touching_the_input_rows() -> 
     assert resolver.calls == [("models:/fraud/3", [{"amount": 10.0}, {"amount": 5.0}])]
 
 
-async def test_model_cache_sends_only_rows_it_has_not_answered_lately(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_model_cache_sends_only_rows_it_has_not_answered_lately() -> None:
     resolver = FakeResolver({"models:/fraud/3": 2.0})
     step = make(ModelScorer, Context(resolver), model="models:/fraud/3", cache_size=2,
                 cache_ttl_s=60)  # fmt: skip
@@ -121,8 +119,11 @@ async def test_model_cache_sends_only_rows_it_has_not_answered_lately(
     # Size 2: 1.0 was the least recently used and is gone; after the TTL everything is.
     await run(step, Batch([{"amount": 1.0}]))
     assert resolver.calls[-1][1] == [{"amount": 1.0}]
-    clock = time.monotonic() + 61
-    monkeypatch.setattr(time, "monotonic", lambda: clock)
+    assert isinstance(step, ModelScorer)
+    cache = step._cache
+    assert cache is not None
+    later = time.monotonic() + 61
+    cache.clock = lambda: later
     await run(step, Batch([{"amount": 1.0}]))
     assert len(resolver.calls) == 4
 

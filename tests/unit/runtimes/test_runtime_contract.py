@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
 import weakref
 import zipfile
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from nstarx_jupyter.errors import InvalidInputError, MissingExtraError, ModelLoadError, require
 from nstarx_jupyter.protocol.datatypes import datatype_of
 from nstarx_jupyter.protocol.signature import bind_inputs
-from nstarx_jupyter.runtimes import RUNTIMES, create_runtime, infer_runtime
+from nstarx_jupyter.runtimes import create_runtime, infer_runtime
 from tests.unit.runtimes.cases import BUILDERS, ROWS, Case, save_torchscript, torch_mlp
 
 if TYPE_CHECKING:
@@ -122,26 +120,6 @@ def test_no_runtime_claims_a_foreign_file(tmp_path: Path) -> None:
     for path in write_foreign_files(tmp_path):
         with pytest.raises(ModelLoadError, match="cannot tell which framework"):
             infer_runtime(path)
-
-
-def test_runtimes_import_no_framework_until_load(tmp_path: Path) -> None:
-    paths = [str(path) for path in write_foreign_files(tmp_path)]
-    script = (
-        "import sys; from pathlib import Path\n"
-        "from nstarx_jupyter.runtimes.loader import RUNTIMES, runtime_class\n"
-        f"for path in {paths!r}:\n"
-        "    for name in RUNTIMES: runtime_class(name).can_load(Path(path))\n"
-        "heavy = {'xgboost', 'lightgbm', 'onnxruntime', 'torch', 'tensorflow', 'keras'}"
-        " & set(sys.modules)\n"
-        "print(sorted(heavy))\n"
-    )
-    root = Path(__file__).parents[3]  # the package is importable from the repository root
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=root
-    )
-    assert done.stdout.strip() == "[]"
-    assert set(RUNTIMES) == {"sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow",
-                             "keras"}  # fmt: skip
 
 
 def test_require_names_the_extra_to_install() -> None:

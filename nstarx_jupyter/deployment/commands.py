@@ -18,7 +18,7 @@ from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.manifests import plan_file, read_documents
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
-from nstarx_jupyter.security.audit import read_audit
+from nstarx_jupyter.security.audit_log import read_audit
 from nstarx_jupyter.security.home import (
     access_rules,
     audit_dir,

@@ -50,7 +50,7 @@ from nstarx_jupyter.labapi.models import (
     TrafficChange,
     Trend,
 )
-from nstarx_jupyter.labapi.pipelines import PipelineService
+from nstarx_jupyter.labapi.pipeline_document import PipelineService
 from nstarx_jupyter.labapi.scopes import lab_scopes
 from nstarx_jupyter.model_uri import is_registry_uri, registry_uri
 from nstarx_jupyter.notebook.drift import DEFAULT_WINDOW as DRIFT_BADGE_WINDOW

@@ -14,7 +14,7 @@ from nstarx_jupyter.pipelines import components, validate
 from nstarx_jupyter.pipelines.component import PortType, accepts
 from nstarx_jupyter.pipelines.spec import KIND_TITLES
 from nstarx_jupyter.pipelines.validate import Problems, resolve_nodes
-from nstarx_jupyter.registry.pipelines import PipelineStore
+from nstarx_jupyter.registry.pipeline_versions import PipelineStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable

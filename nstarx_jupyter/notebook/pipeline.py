@@ -37,7 +37,7 @@ from nstarx_jupyter.pipelines.executor import InvalidPipelineError, request_reco
 from nstarx_jupyter.pipelines.validate import Problems, resolve_nodes, topological_order
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
 from nstarx_jupyter.registry import Registry
-from nstarx_jupyter.registry.pipelines import PipelineStore
+from nstarx_jupyter.registry.pipeline_versions import PipelineStore
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine

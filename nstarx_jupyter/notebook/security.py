@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.security import key_prefix
-from nstarx_jupyter.security.audit import to_dataframe
+from nstarx_jupyter.security.audit_log import to_dataframe
 from nstarx_jupyter.security.home import parse_duration
 
 if TYPE_CHECKING:

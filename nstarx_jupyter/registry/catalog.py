@@ -55,7 +55,7 @@ EXPERIMENT = "nstarx-registry"
 STATS_FILE = "reference_stats.json"
 FLAVOR_TAG = "nstarx.flavor"
 KIND_TAG = "nstarx.kind"
-"""Tag on a registered model that is not a model (`pipeline`: see `registry.pipelines`)."""
+"""Tag on a registered model that is not a model (`pipeline`: see `registry.pipeline_versions`)."""
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _FLUENT_LOCK = threading.RLock()

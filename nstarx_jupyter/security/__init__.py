@@ -4,7 +4,7 @@ API keys (stored hashed) with scopes, expiry and rate limits; access rules on re
 the admin token; TLS; the audit log.
 """
 
-from nstarx_jupyter.security.audit import AuditLog, AuditRecord, read_audit
+from nstarx_jupyter.security.audit_log import AuditLog, AuditRecord, read_audit
 from nstarx_jupyter.security.guard import (
     ANONYMOUS,
     AccessRules,

@@ -29,7 +29,7 @@ from nstarx_jupyter.security.keys import ADMIN, KEY_PREFIX, ApiKey, KeyStore, ke
 from nstarx_jupyter.security.shared import SharedFile
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from pathlib import Path
 
     from nstarx_jupyter.security.hosts import AllowedHosts

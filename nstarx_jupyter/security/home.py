@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from nstarx_jupyter.config import nstarx_home
 from nstarx_jupyter.errors import InvalidInputError
-from nstarx_jupyter.security.audit import AuditLog, AuditRecord
+from nstarx_jupyter.security.audit_log import AuditLog, AuditRecord
 from nstarx_jupyter.security.guard import AccessRules
 from nstarx_jupyter.security.keys import KeyStore
 

@@ -14,10 +14,10 @@ from starlette.exceptions import HTTPException
 
 from nstarx_jupyter.config import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
 from nstarx_jupyter.security import Guard, admin_token
-from nstarx_jupyter.security.audit import AuditLog
+from nstarx_jupyter.security.audit_log import AuditLog
 from nstarx_jupyter.security.home import access_rules, audit_dir, key_store, security_dir
 from nstarx_jupyter.security.hosts import AllowedHosts
-from nstarx_jupyter.serving.auditing import CallAudit
+from nstarx_jupyter.serving.audit_trail import CallAudit
 from nstarx_jupyter.serving.dataplane import DataPlane
 from nstarx_jupyter.serving.http_errors import handle_http_exception
 from nstarx_jupyter.serving.inference_http import InferenceApp

@@ -17,7 +17,7 @@ from nstarx_jupyter.protocol.datatypes import datatype_of
 from nstarx_jupyter.protocol.inference import InferenceRequest, InferenceResponse, InferOutput
 from nstarx_jupyter.protocol.records import rename_fields, tensors_to_records
 from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
-from nstarx_jupyter.serving.auditing import CallAudit
+from nstarx_jupyter.serving.audit_trail import CallAudit
 from nstarx_jupyter.serving.dispatch import Dispatcher
 from nstarx_jupyter.serving.graphs import GraphHost
 from nstarx_jupyter.serving.http_errors import STATUS
@@ -29,7 +29,7 @@ from nstarx_jupyter.serving.model_call import (
     check_outputs,
     run_model,
 )
-from nstarx_jupyter.serving.pipelines import PIPELINE_VERSION, PipelineHost
+from nstarx_jupyter.serving.pipeline_host import PIPELINE_VERSION, PipelineHost
 from nstarx_jupyter.serving.records import is_records_body, records_decoder
 from nstarx_jupyter.serving.repository import ModelRepository, ModelState
 from nstarx_jupyter.serving.settings import registry_models

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from nstarx_jupyter.pipelines.inference_graph import GraphSpec
     from nstarx_jupyter.security import Guard
     from nstarx_jupyter.serving.metrics import ServerMetrics
-    from nstarx_jupyter.serving.pipelines import PipelineHost
+    from nstarx_jupyter.serving.pipeline_host import PipelineHost
     from nstarx_jupyter.serving.repository import ModelRepository
 
 __all__ = ["GRAPH_VERSION", "GraphHost", "StepCall"]

@@ -23,7 +23,7 @@ from nstarx_jupyter.protocol.grpc.codec import (
 from nstarx_jupyter.security import ANONYMOUS, RefusedCaller
 from nstarx_jupyter.serving.dataplane import Caller
 from nstarx_jupyter.serving.http_errors import retry_after
-from nstarx_jupyter.serving.pipelines import v2_response
+from nstarx_jupyter.serving.pipeline_host import v2_response
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator

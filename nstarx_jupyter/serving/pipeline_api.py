@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.security import Principal
     from nstarx_jupyter.serving.dataplane import DataPlane
-    from nstarx_jupyter.serving.pipelines import HostedPipeline
+    from nstarx_jupyter.serving.pipeline_host import HostedPipeline
 
 __all__ = ["PipelineApi"]
 

@@ -23,7 +23,7 @@ from nstarx_jupyter.protocol.control import (
     KeyRotated,
 )
 from nstarx_jupyter.security import key_prefix
-from nstarx_jupyter.security.audit import read_audit
+from nstarx_jupyter.security.audit_log import read_audit
 from nstarx_jupyter.serving.control_http import (
     PREFIX,
     control_endpoint,

@@ -22,7 +22,7 @@ SEGMENT_BYTES = 200_000  # small, so the kill lands after a few rotations
 WRITER = textwrap.dedent("""
     import sys, threading, time
     from pathlib import Path
-    from nstarx_jupyter.security.audit import AuditLog, AuditRecord
+    from nstarx_jupyter.security.audit_log import AuditLog, AuditRecord
 
     log = AuditLog(Path(sys.argv[1]), segment_bytes=int(sys.argv[2]))
     tag, count, threads = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])  # count < 0: forever

@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 
 from nstarx_jupyter.protocol.control import AuditRow
 from nstarx_jupyter.protocol.datatypes import DATATYPES
-from nstarx_jupyter.security.audit import AuditRecord
+from nstarx_jupyter.security.audit_log import AuditRecord
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 from nstarx_jupyter.serving.bodies import Datatype
 from nstarx_jupyter.serving.openapi import OPERATIONS, WEBSOCKETS

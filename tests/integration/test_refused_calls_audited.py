@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
-from nstarx_jupyter.security.audit import read_audit
+from nstarx_jupyter.security.audit_log import read_audit
 from nstarx_jupyter.security.home import audit_dir, key_store
 from nstarx_jupyter.serving.grpc import _RPCS
 from tests.integration.server import start_server
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from nstarx_jupyter.security.audit import AuditRow
+    from nstarx_jupyter.security.audit_log import AuditRow
     from tests.integration.server import ServerProcess
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from nstarx_jupyter import deploy
 from nstarx_jupyter.client import InferenceClient
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
-from nstarx_jupyter.security.audit import read_audit
+from nstarx_jupyter.security.audit_log import read_audit
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 from nstarx_jupyter.serving.grpc import _RPCS
 from tests.conftest import IRIS_FEATURES

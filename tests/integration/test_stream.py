@@ -25,7 +25,7 @@ from websockets.sync.client import connect
 from websockets.uri import parse_uri
 
 from nstarx_jupyter.client import AsyncInferenceClient, InferenceClient, InferenceError
-from nstarx_jupyter.security.audit import read_audit
+from nstarx_jupyter.security.audit_log import read_audit
 from nstarx_jupyter.security.home import key_store
 from tests.conftest import IRIS_FEATURES
 from tests.integration.server import ServerProcess, start_server

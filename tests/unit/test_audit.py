@@ -13,7 +13,7 @@ import pytest
 
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.security import AuditLog, AuditRecord, read_audit
-from nstarx_jupyter.security.audit import to_dataframe
+from nstarx_jupyter.security.audit_log import to_dataframe
 
 
 def make(ts: float = 1000.0, **changes: Any) -> AuditRecord:
@@ -101,7 +101,7 @@ def test_a_torn_last_line_is_skipped_and_the_next_record_starts_a_new_line(
     whole = segment.read_bytes()
     with segment.open("ab") as out:  # what a crash in the middle of a write leaves
         out.write(whole[: len(whole) // 2])
-    with caplog.at_level(logging.WARNING, logger="nstarx_jupyter.security.audit"):
+    with caplog.at_level(logging.WARNING, logger="nstarx_jupyter.security.audit_log"):
         assert [row["ts"] for row in read_audit(tmp_path)] == [1000.0]
     assert "skipped 1 torn" in caplog.text
 
@@ -125,7 +125,7 @@ def test_garbage_lines_are_skipped_and_counted(
         out.write(b'not json\n[1, 2]\n{"ts": 5}\n{"ts": "x", "status": 1}\n\n')
     with AuditLog(tmp_path) as log:
         log.record(make(1001.0))
-    with caplog.at_level(logging.WARNING, logger="nstarx_jupyter.security.audit"):
+    with caplog.at_level(logging.WARNING, logger="nstarx_jupyter.security.audit_log"):
         assert [row["ts"] for row in read_audit(tmp_path)] == [1000.0, 1001.0]
     assert "skipped 4 torn" in caplog.text
 

@@ -22,7 +22,7 @@ import httpx
 import joblib
 import pytest
 
-from nstarx_jupyter.security.audit import read_audit
+from nstarx_jupyter.security.audit_log import read_audit
 from nstarx_jupyter.security.guard import admin_token
 from nstarx_jupyter.security.home import audit_dir, key_store, security_dir
 from nstarx_jupyter.serving.app import ServingConfig, create_app

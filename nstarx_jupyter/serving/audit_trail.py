@@ -7,13 +7,13 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from nstarx_jupyter.security.audit import AuditRecord
+from nstarx_jupyter.security.audit_log import AuditRecord
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from nstarx_jupyter.security import Principal
-    from nstarx_jupyter.security.audit import AuditLog
+    from nstarx_jupyter.security.audit_log import AuditLog
 
 __all__ = ["AUDIT_BATCH", "AUDIT_FLUSH_S", "CallAudit"]
 

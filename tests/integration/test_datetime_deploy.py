@@ -10,7 +10,7 @@ import pytest
 
 from nstarx_jupyter import deploy
 from nstarx_jupyter.deployment.local import LocalBackend
-from tests.unit.test_datetime_inputs import ISO, _frame, _model
+from tests.unit.serving.test_datetime_inputs import ISO, _frame, _model
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

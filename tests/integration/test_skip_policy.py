@@ -60,9 +60,11 @@ def test_the_expected_skips_are_named_by_file_and_reason_not_line(tmp_path: Path
     skips = [(str(ROOT / file), 999, f"Skipped: {reason} (a longer text)")
              for file, reason in EXPECTED]  # fmt: skip
     assert unexpected(skips, ROOT) == []
-    other = [(str(ROOT / "tests/unit/test_pipeline_kserve.py"), 322, "Skipped: no schemas")]
+    other = [
+        (str(ROOT / "tests/unit/deployment/test_pipeline_kserve.py"), 322, "Skipped: no schemas")
+    ]
     assert unexpected(other, ROOT) == [
-        "tests/unit/test_pipeline_kserve.py:322: Skipped: no schemas"
+        "tests/unit/deployment/test_pipeline_kserve.py:322: Skipped: no schemas"
     ]
     moved = [(str(ROOT / EXPECTED[0][0]), 190, "Skipped: something else")]
     assert len(unexpected(moved, ROOT)) == 1  # the file alone does not excuse a skip

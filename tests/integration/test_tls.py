@@ -19,7 +19,7 @@ from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.protocol.grpc import inference_pb2 as pb
 from nstarx_jupyter.security.tls import make_self_signed
 from tests.integration.server import ServerProcess, start_server
-from tests.unit.test_tls import OLD_TLS, pinned_client
+from tests.unit.security.test_tls import OLD_TLS, pinned_client
 
 pytestmark = pytest.mark.integration
 ROWS = np.asarray([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])

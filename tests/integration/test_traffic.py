@@ -328,7 +328,8 @@ def test_automated_canary_analysis_steps_up_and_promotes_a_healthy_canary(
 ) -> None:
     made = deploy(named_iris, "iris", backend=backend)
     # A shared 2-core CI machine gives either model a 20 ms p99 now and then: latency is judged
-    # with fixed figures in tests/unit/test_canary_analysis.py, here only the stepping matters.
+    # with fixed figures in tests/unit/notebook/test_canary_analysis.py; here only the stepping
+    # matters.
     policy = AnalysisPolicy(steps=(20, 50, 100), interval_s=0.5, min_requests=20,
                             p99_slack_ms=1000.0)  # fmt: skip
     with Load(made, threads=2) as load:

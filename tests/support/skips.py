@@ -23,7 +23,7 @@ GPU_SKIPS: tuple[tuple[str, str], ...] = (
 )
 EXPECTED: tuple[tuple[str, str], ...] = (
     # backend_for("kserve") without the KServe backend: where it is installed, its tests cover it
-    ("tests/unit/test_service_targets.py", "the KServe backend is installed"),
+    ("tests/unit/deployment/test_service_targets.py", "the KServe backend is installed"),
     # the echo runtime of the runtime contract takes any array, so nothing is rejected
     ("tests/unit/runtimes/test_runtime_contract.py", "the echo runtime accepts any array"),
     *(GPU_SKIPS if os.environ.get("NSTARX_REQUIRE_GPU") != "1" else ()),

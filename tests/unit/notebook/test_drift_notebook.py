@@ -69,7 +69,7 @@ def test_the_card_and_the_sidebar_pick_the_same_badge_from_the_servers_report(
     from nstarx_jupyter.labapi.views import drift_badge
     from nstarx_jupyter.notebook.card import DeploymentCard
     from nstarx_jupyter.notebook.drift import drift_figures
-    from tests.unit.test_card import FakeDeployment
+    from tests.unit.notebook.test_card import FakeDeployment
 
     rng = np.random.default_rng(1)
     hub = DriftHub(tmp_path)

@@ -20,7 +20,7 @@ from nstarx_jupyter.protocol.grpc.codec import (
     parse_message,
 )
 from nstarx_jupyter.protocol.inference import InferenceResponse, InferOutput
-from tests.unit.test_v2_codec import _assert_same, tensors
+from tests.unit.protocol.test_v2_codec import _assert_same, tensors
 
 if TYPE_CHECKING:
     pass

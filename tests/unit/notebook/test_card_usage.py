@@ -11,7 +11,7 @@ pytest.importorskip("anywidget")
 from nstarx_jupyter.errors import UnavailableError
 from nstarx_jupyter.notebook.card import DeploymentCard
 from nstarx_jupyter.notebook.usage import usage_figures
-from tests.unit.test_card import FakeDeployment
+from tests.unit.notebook.test_card import FakeDeployment
 
 METRICS = {"requests": 3, "resources": {"cpu_s": 0.25, "rss_bytes": 180_000_000}}
 COST = {"total": {"per_1000": 0.0031, "per_day": 0.42, "currency": "USD", "total": 0.00001}}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nstarx_jupyter.deployment.export.tf_onnx import tf_onnx
 from nstarx_jupyter.errors import InvalidInputError, UnsupportedError, require
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class ExportReport:
 
 
 def to_onnx(runtime: Runtime, n_features: int) -> Any:
-    """The runtime's model as an ONNX `ModelProto` (sklearn, XGBoost, LightGBM, TorchScript)."""
+    """The runtime's model as ONNX (sklearn, XGBoost, LightGBM, TorchScript, Keras, TensorFlow)."""
     name = runtime.runtime_name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the converters' deprecation chatter
@@ -64,6 +65,8 @@ def to_onnx(runtime: Runtime, n_features: int) -> Any:
                                           target_opset=XGB_OPSET, zipmap=False)  # fmt: skip
         if name == "pytorch":
             return _torch_onnx(runtime, n_features)
+        if name in ("keras", "tensorflow"):
+            return tf_onnx(runtime, n_features)
         if name == "onnx":
             onnx = require("onnx", "export")
             return onnx.load(str(runtime.path))

@@ -1,4 +1,5 @@
-"""Edge export: iris (scikit-learn), XGBoost and a small torch model run in the bundle's runner."""
+"""Edge export: iris (scikit-learn), XGBoost, small torch and Keras models (a `.keras` file and a
+SavedModel) run in the bundle's runner."""
 
 from __future__ import annotations
 
@@ -48,7 +49,39 @@ def _torch_file(folder: Path) -> tuple[Path, dict[str, Any]]:
     return folder / "net.pt", {"example_input": [[0.0] * 4, [1.0] * 4]}
 
 
-@pytest.mark.parametrize("make", [_iris_file, _xgboost_file, _torch_file])
+def _keras_model() -> Any:
+    """A small classifier trained a few epochs on random rows (class: the largest of 3 columns)."""
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tf2onnx")
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).standard_normal((256, 4)).astype(np.float32)
+    model = keras.Sequential([keras.Input((4,), name="features"),
+                              keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])  # fmt: skip
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
+    model.fit(x, x[:, :3].argmax(1), epochs=20, verbose=0)
+    return model
+
+
+def _keras_file(folder: Path) -> tuple[Path, dict[str, Any]]:
+    model = _keras_model()
+    with warnings.catch_warnings():  # TensorFlow's variables warn on NumPy 2's copy keyword
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model.save(folder / "net.keras")
+    return folder / "net.keras", {}
+
+
+def _saved_model_folder(folder: Path) -> tuple[Path, dict[str, Any]]:
+    model = _keras_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model.export(folder / "saved", verbose=False)  # a serving_default signature
+    return folder / "saved", {}
+
+
+@pytest.mark.parametrize(
+    "make", [_iris_file, _xgboost_file, _torch_file, _keras_file, _saved_model_folder]
+)
 @pytest.mark.parametrize("quantize", ["int8", "fp16"])
 def test_exported_bundle_runs_in_its_runner(make: Any, quantize: str, tmp_path: Path) -> None:
     pytest.importorskip("skl2onnx")
@@ -62,6 +95,12 @@ def test_exported_bundle_runs_in_its_runner(make: Any, quantize: str, tmp_path: 
     variants = [row["variant"] for row in report.rows]
     assert variants == [runtime.runtime_name, "onnx", "optimised", quantize]
     assert all(row["agreement"] >= 0.9 for row in report.rows)
+    signature = runtime.metadata()
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.load(str(tmp_path / "bundle" / "model.onnx")).graph
+    if runtime.runtime_name in ("keras", "tensorflow"):  # the served names, not tf2onnx's
+        assert [i.name for i in graph.input] == [signature.inputs[0].name] == ["features"]
+        assert [o.name for o in graph.output] == [o.name for o in signature.outputs]
     rows = tmp_path / "rows.json"
     rows.write_text(json.dumps(x_all[:5].tolist()))
     done = subprocess.run([sys.executable, str(tmp_path / "bundle" / "run.py"), str(rows)],
@@ -96,6 +135,23 @@ def test_unknown_quantisation_is_refused(tmp_path: Path) -> None:
     runtime.load()
     with pytest.raises(InvalidInputError, match="int8 or fp16"):
         export_runtime(runtime, np.zeros((2, 4)), tmp_path / "b", quantize="int4")
+
+
+def test_a_keras_model_of_two_inputs_is_refused(tmp_path: Path) -> None:
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tf2onnx")
+    from nstarx_jupyter.errors import UnsupportedError
+
+    left, right = keras.Input((2,), name="left"), keras.Input((2,), name="right")
+    joined = keras.layers.Concatenate()([left, right])
+    model = keras.Model([left, right], keras.layers.Dense(1)(joined))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model.save(tmp_path / "two.keras")
+    runtime = create_runtime(tmp_path / "two.keras")
+    runtime.load()
+    with pytest.raises(UnsupportedError, match=r"one matrix .* left .* right"):
+        export_runtime(runtime, np.zeros((2, 4)), tmp_path / "b")
 
 
 def test_cli_exports_a_model_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

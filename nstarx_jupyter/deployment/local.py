@@ -43,12 +43,15 @@ from nstarx_jupyter.protocol.control import (
     AccessRules,
     AuditRow,
     AuditRows,
+    DeploymentCost,
+    DeploymentHistory,
     DeploymentMetrics,
     DeploymentVariants,
     KeyCreated,
     KeyList,
     KeyRecord,
     KeyRotated,
+    PriceTable,
 )
 
 if TYPE_CHECKING:
@@ -380,13 +383,15 @@ class LocalBackend:
 
     # -- resource use, cost, trends (issue 19) ---------------------------------------------------
 
-    def cost(self, name: str, window_s: float = 3600) -> dict[str, Any]:
+    def cost(self, name: str, window_s: float = 3600) -> DeploymentCost:
         """What a deployment cost over the last `window_s` s, in all and per variant (server)."""
-        return self._object("GET", f"/deployments/{name}/cost?window_s={window_s}")
+        path = f"/deployments/{name}/cost?window_s={window_s}"
+        return self._answer(DeploymentCost, "GET", path)
 
-    def history(self, name: str, since_s: float = 86400) -> dict[str, Any]:
+    def history(self, name: str, since_s: float = 86400) -> DeploymentHistory:
         """A deployment's per-minute rollups of the last `since_s` seconds (30 days kept)."""
-        return self._object("GET", f"/deployments/{name}/history?since_s={since_s}")
+        path = f"/deployments/{name}/history?since_s={since_s}"
+        return self._answer(DeploymentHistory, "GET", path)
 
     def drift(self, name: str, window: str = "1h") -> dict[str, Any]:
         """A deployment's drift over the last `window` (`"1h"`, `"15m"`, seconds): the server's."""
@@ -416,13 +421,13 @@ class LocalBackend:
         query = urlencode({"window": window})
         return self._object("GET", f"/deployments/{name}/importance?{query}")
 
-    def prices(self) -> dict[str, Any]:
+    def prices(self) -> PriceTable:
         """The server's price table (CPU-hour, GB-hour, GPU-hour, currency, source)."""
-        return self._object("GET", "/prices")
+        return self._answer(PriceTable, "GET", "/prices")
 
-    def set_prices(self, prices: dict[str, Any]) -> dict[str, Any]:
+    def set_prices(self, prices: dict[str, Any]) -> PriceTable:
         """Set the price table (kept in `$NSTARX_HOME/prices.json`); unnamed prices: defaults."""
-        return self._object("PUT", "/prices", prices)
+        return self._answer(PriceTable, "PUT", "/prices", prices)
 
 
 def describe_local(view: DeploymentView, url: str | None) -> Description:

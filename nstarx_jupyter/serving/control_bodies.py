@@ -1,8 +1,9 @@
 """The control API's JSON bodies (`/nstarx/v1`) as pydantic models, for the OpenAPI document.
 
-Pipelines, graphs, key requests, cost, trends, drift and explanations. The data
+Pipelines, graphs, key requests, the price table's body, drift and explanations. The data
 plane's bodies and the bases are in `bodies`; the answers both the server and its clients use
-(keys, access rules, audit records, metrics, variants) are in `protocol.control`, a
+(keys, access rules, audit records, metrics, variants, cost, prices, trends) are in
+`protocol.control`, a
 deployment's (`DeploymentView`) in `deployment.backend`.
 """
 
@@ -16,8 +17,6 @@ from nstarx_jupyter.serving.bodies import ClosedBody, OpenBody
 
 __all__ = [
     "AbReport",
-    "CostFigures",
-    "CostView",
     "DriftReferenceBody",
     "DriftReferenceView",
     "DriftTest",
@@ -29,8 +28,6 @@ __all__ = [
     "FeatureImportance",
     "GraphList",
     "GraphView",
-    "HistoryRow",
-    "HistoryView",
     "ImportanceView",
     "KeyCreateRequest",
     "KeyRotateRequest",
@@ -38,8 +35,7 @@ __all__ = [
     "LogsView",
     "PipelineList",
     "PipelineView",
-    "PriceTable",
-    "VariantCost",
+    "PricesBody",
 ]
 
 
@@ -118,77 +114,14 @@ class KeyRotateRequest(OpenBody):
 # -- resource use, cost, trends (issue 19) ---------------------------------------------------------
 
 
-class PriceTable(ClosedBody):
-    """What an hour of each resource costs (defaults: AWS on-demand, see `source`)."""
+class PricesBody(ClosedBody):
+    """`PUT /prices`: what an hour of each resource costs (answered as `control.PriceTable`)."""
 
     cpu_hour: float = Field(default=0.04048, ge=0)
     gb_hour: float = Field(default=0.004445, ge=0)
     gpu_hour: float = Field(default=0.526, ge=0)
     currency: str = Field(default="USD", min_length=1, max_length=500)
     source: str = Field(default="set by the user", min_length=1, max_length=500)
-
-
-class CostFigures(OpenBody):
-    """What a window of use cost, and its rates."""
-
-    window_s: float
-    requests: int
-    cpu_s: float
-    memory_gb_s: float
-    gpu_s: float
-    cpu_cost: float
-    memory_cost: float
-    gpu_cost: float
-    total: float
-    per_1000: float | None
-    per_day: float | None
-    currency: str
-
-
-class VariantCost(CostFigures):
-    """One variant's (version's) cost over the window."""
-
-    variant: str
-    version: str
-    shadow: int
-    errors: int
-
-
-class CostView(OpenBody):
-    """`GET .../cost`: the deployment's cost over a window, in all and per variant."""
-
-    name: str
-    window_s: float
-    covered_s: float
-    prices: dict[str, Any]
-    total: CostFigures
-    variants: list[VariantCost]
-    source: Literal["live", "rollups"]
-    """`live`: the last hour's measurements, per variant; `rollups`: the per-minute history."""
-
-
-class HistoryRow(OpenBody):
-    """One minute of a deployment (`t`: the minute's start, epoch seconds)."""
-
-    t: int
-    requests: int
-    errors: int
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    cpu_s: float
-    rss_bytes: int
-    cost: float
-    drift: float | None
-
-
-class HistoryView(OpenBody):
-    """`GET .../history`: per-minute rollups, oldest first."""
-
-    name: str
-    since_s: float
-    bucket_s: int
-    rows: list[HistoryRow]
 
 
 class DriftTest(OpenBody):

@@ -153,11 +153,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     # Resource use, cost, trends
     ("GET", f"{_DEPLOYMENT}/cost"): Operation(
         "Cost over a window, per 1,000 predictions and per day, per variant", "usage",
-        c.CostView, query=(Query("window_s", description="seconds, in (0, 2592000] (3600); past "
-                                 "3600 from the per-minute rollups, without variants"),)),
+        p.DeploymentCost,
+        query=(Query("window_s", description="seconds, in (0, 2592000] (3600); past "
+                     "3600 from the per-minute rollups, without variants"),)),
     ("GET", f"{_DEPLOYMENT}/history"): Operation(
         "Per-minute rollups (requests, errors, latency, resources, cost), 30 days kept",
-        "usage", c.HistoryView,
+        "usage", p.DeploymentHistory,
         query=(Query("since_s", description="seconds back, in (0, 2592000] (86400)"),)),
     # Drift
     ("GET", f"{_DEPLOYMENT}/drift"): Operation(
@@ -178,9 +179,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Mean |SHAP value| per feature over a window's sampled live rows", "explain",
         c.ImportanceView,
         query=(Query("window", "string", "a duration (1h, 15m, or seconds) up to 6h (1h)"),)),
-    ("GET", f"{PREFIX}/prices"): Operation("The price table", "usage", c.PriceTable),
-    ("PUT", f"{PREFIX}/prices"): Operation("Set the price table", "usage", c.PriceTable,
-                                           body=c.PriceTable),
+    ("GET", f"{PREFIX}/prices"): Operation("The price table", "usage", p.PriceTable),
+    ("PUT", f"{PREFIX}/prices"): Operation("Set the price table", "usage", p.PriceTable,
+                                           body=c.PricesBody),
     # Batch jobs
     ("GET", f"{PREFIX}/jobs"): Operation("The batch jobs of the deployments the caller manages",
                                          "jobs", JobList),

@@ -1,6 +1,7 @@
 """The control API's answers are `protocol.control` models on both ends, their JSON unchanged.
 
-The server builds keys, access rules, audit records, metrics and variants from the models, and
+The server builds keys, access rules, audit records, metrics, variants, cost, prices and trends
+from the models, and
 `LocalBackend` parses them back (`parse_answer`): these tests pin the JSON (fields left out when
 unset, nulls kept where clients read them) and the error a malformed answer gets where it enters.
 """
@@ -20,15 +21,20 @@ from nstarx_jupyter.protocol.control import (
     AccessRule,
     AccessRules,
     AuditRows,
+    DeploymentCost,
+    DeploymentHistory,
     DeploymentMetrics,
     DeploymentVariants,
     KeyCreated,
     KeyList,
     KeyRecord,
     KeyRotated,
+    PriceTable,
+    TrendRow,
 )
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 from nstarx_jupyter.serving.settings import ModelSettings
+from nstarx_jupyter.serving.trends import Rollup
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -178,6 +184,49 @@ async def test_a_description_leaves_out_defaults_and_parses_into_a_local_descrip
     assert described.spec.storage_uri == doc["spec"]["storage_uri"]
 
 
+async def test_cost_answers_name_each_variant_first_and_the_price_table_in_force(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    await deploy_flowers(client, iris_model, nstarx_home)
+    predicted = await client.post(
+        "/v1/models/flowers:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, headers=ADMIN
+    )
+    assert predicted.status_code == 200, predicted.text
+    live = await answer(client, "GET", "/deployments/flowers/cost?window_s=600", DeploymentCost)
+    assert isinstance(live, dict)
+    assert list(live) == ["name", "window_s", "covered_s", "prices", "total", "variants", "source"]
+    assert live["source"] == "live"
+    (only,) = live["variants"]
+    assert list(only)[:4] == ["variant", "version", "shadow", "errors"]  # as it always was
+    assert (only["variant"], only["requests"]) == ("primary", 1)
+    rolled = await answer(client, "GET", "/deployments/flowers/cost?window_s=7200", DeploymentCost)
+    assert isinstance(rolled, dict)
+    assert (rolled["source"], rolled["variants"]) == ("rollups", [])
+
+
+async def test_price_answers_are_the_whole_table_before_and_after_a_change(
+    client: httpx.AsyncClient, nstarx_home: Path
+) -> None:
+    before = await answer(client, "GET", "/prices", PriceTable)
+    assert isinstance(before, dict)
+    assert list(before) == ["cpu_hour", "gb_hour", "gpu_hour", "currency", "source"]
+    after = await answer(client, "PUT", "/prices", PriceTable, cpu_hour=1.0)
+    assert after == {**before, "cpu_hour": 1.0, "source": "set by the user"}
+
+
+async def test_history_answers_carry_each_minute_as_the_rollup_store_writes_it(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    await deploy_flowers(client, iris_model, nstarx_home)
+    path = "/deployments/flowers/history?since_s=3600"
+    doc = await answer(client, "GET", path, DeploymentHistory)
+    assert doc == {"name": "flowers", "since_s": 3600.0, "bucket_s": 60, "rows": []}
+    minute = Rollup("iris", 120, 3, 1, 2.5, None, None, 0.5, 1000, 0.25).to_json()
+    row = TrendRow.model_validate(minute)
+    assert row.model_dump(mode="json") == minute  # the null drift and percentiles kept
+    assert list(row.model_dump()) == list(minute)
+
+
 @pytest.mark.parametrize(
     ("model", "doc", "named"),
     [
@@ -187,6 +236,8 @@ async def test_a_description_leaves_out_defaults_and_parses_into_a_local_descrip
         (AccessRule, {"call": "app"}, "call"),
         (DeploymentVariants, {"name": "iris", "variants": [{"variant": "primary"}]}, "variants.0"),
         (DeploymentView, {**WELL_FORMED_DEPLOYMENT, "status": "Sleeping"}, "status"),
+        (DeploymentHistory, {"name": "x", "since_s": 60, "bucket_s": 60, "rows": [{}]}, "rows.0"),
+        (PriceTable, {"cpu_hour": "cheap"}, "cpu_hour"),
         (
             DeploymentView,
             {**WELL_FORMED_DEPLOYMENT, "spec": {**SPEC, "min_replicas": -1}},

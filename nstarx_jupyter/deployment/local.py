@@ -45,6 +45,7 @@ from nstarx_jupyter.protocol.control import (
     AuditRows,
     DeploymentCost,
     DeploymentHistory,
+    DeploymentLogs,
     DeploymentMetrics,
     DeploymentVariants,
     KeyCreated,
@@ -246,7 +247,7 @@ class LocalBackend:
 
     def events(self, name: str) -> list[str]:
         """A deployment's events: deploys, revisions, failures with their reasons, deletion."""
-        return list(self._call("GET", f"/deployments/{name}/logs")["lines"])
+        return self._answer(DeploymentLogs, "GET", f"/deployments/{name}/logs").lines
 
     def delete(self, name: str) -> None:
         """Stop serving a deployment and forget it."""

@@ -25,6 +25,7 @@ __all__ = [
     "CostFigures",
     "DeploymentCost",
     "DeploymentHistory",
+    "DeploymentLogs",
     "DeploymentMetrics",
     "DeploymentVariants",
     "GpuDevice",
@@ -256,6 +257,16 @@ class DeploymentVariants(Answer):
     name: str
     variants: list[VariantFigures]
     shadow: ShadowFigures | None = Field(default=None, exclude_if=_absent)
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+class DeploymentLogs(Answer):
+    """`GET .../logs`: a deployment's events (deploys, revisions, failures, notes), oldest first."""
+
+    name: str
+    lines: list[str]
 
 
 # -- cost, prices, trends ----------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Pipelines, graphs, key requests, the price table's body, drift and explanations. The data
 plane's bodies and the bases are in `bodies`; the answers both the server and its clients use
-(keys, access rules, audit records, metrics, variants, cost, prices, trends) are in
+(keys, access rules, audit records, metrics, variants, events, cost, prices, trends) are in
 `protocol.control`, a
 deployment's (`DeploymentView`) in `deployment.backend`.
 """
@@ -32,7 +32,6 @@ __all__ = [
     "KeyCreateRequest",
     "KeyRotateRequest",
     "LogNote",
-    "LogsView",
     "PipelineList",
     "PipelineView",
     "PricesBody",
@@ -44,13 +43,6 @@ class AbReport(OpenBody):
 
     name: str
     window_s: float | None = None
-
-
-class LogsView(OpenBody):
-    """A deployment's events, oldest first."""
-
-    name: str
-    lines: list[str]
 
 
 class LogNote(OpenBody):

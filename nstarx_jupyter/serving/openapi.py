@@ -142,7 +142,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Recent requests and latency", "deployments", p.DeploymentMetrics,
         query=(_WINDOW, Query("samples", "string", "'true': each request's latency and outcome "
                               "too (to merge several servers' figures)"))),
-    ("GET", f"{_DEPLOYMENT}/logs"): Operation("A deployment's events", "deployments", c.LogsView),
+    ("GET", f"{_DEPLOYMENT}/logs"): Operation("A deployment's events", "deployments",
+                                              p.DeploymentLogs),
     ("POST", f"{_DEPLOYMENT}/logs"): Operation("Add a note to a deployment's events",
                                                "deployments", None, status=204, body=c.LogNote),
     ("GET", f"{_DEPLOYMENT}/variants"): Operation("Per variant: share and recent requests",

@@ -23,6 +23,7 @@ from nstarx_jupyter.protocol.control import (
     AuditRows,
     DeploymentCost,
     DeploymentHistory,
+    DeploymentLogs,
     DeploymentMetrics,
     DeploymentVariants,
     KeyCreated,
@@ -182,6 +183,21 @@ async def test_a_description_leaves_out_defaults_and_parses_into_a_local_descrip
     described = describe_local(DeploymentView.model_validate(doc), None)
     assert (described.status, described.revision, described.target) == ("Ready", 1, "local")
     assert described.spec.storage_uri == doc["spec"]["storage_uri"]
+
+
+async def test_event_answers_are_the_lines_oldest_first_with_a_note_last(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    await deploy_flowers(client, iris_model, nstarx_home)
+    noted = await client.post(
+        "/nstarx/v1/deployments/flowers/logs", json={"text": "canary held"}, headers=ADMIN
+    )
+    assert noted.status_code == 204, noted.text
+    doc = await answer(client, "GET", "/deployments/flowers/logs", DeploymentLogs)
+    assert isinstance(doc, dict)
+    assert list(doc) == ["name", "lines"]
+    assert doc["name"] == "flowers"
+    assert "canary held" in doc["lines"][-1]
 
 
 async def test_cost_answers_name_each_variant_first_and_the_price_table_in_force(

@@ -38,6 +38,7 @@ from nstarx_jupyter.errors import (
     NstarxError,
     UnavailableError,
 )
+from nstarx_jupyter.pipelines.served import GraphList, GraphView, PipelineList, PipelineView
 from nstarx_jupyter.protocol.control import (
     AccessRule,
     AccessRules,
@@ -259,25 +260,25 @@ class LocalBackend:
         url = None if state is None else f"{state.url}/v1/models/{view.name}"
         return describe_local(view, url)
 
-    def put_pipeline(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def put_pipeline(self, spec: dict[str, Any]) -> PipelineView:
         """Serve a pipeline (its `PipelineSpec` as a dict) at `/v1/models/NAME/predict`."""
-        return self._object("PUT", f"/pipelines/{spec['name']}", spec)
+        return self._answer(PipelineView, "PUT", f"/pipelines/{spec['name']}", spec)
 
-    def pipelines(self) -> list[dict[str, Any]]:
+    def pipelines(self) -> list[PipelineView]:
         """The served pipelines."""
-        return self._objects("GET", "/pipelines")
+        return self._answer(PipelineList, "GET", "/pipelines").root
 
     def delete_pipeline(self, name: str) -> None:
         """Stop serving a pipeline (and the models it brought)."""
         self._call("DELETE", f"/pipelines/{name}")
 
-    def put_graph(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def put_graph(self, spec: dict[str, Any]) -> GraphView:
         """Serve a KServe InferenceGraph (its `GraphSpec` as a dict) at its name's endpoints."""
-        return self._object("PUT", f"/graphs/{spec['name']}", spec)
+        return self._answer(GraphView, "PUT", f"/graphs/{spec['name']}", spec)
 
-    def graphs(self) -> list[dict[str, Any]]:
+    def graphs(self) -> list[GraphView]:
         """The served inference graphs."""
-        return self._objects("GET", "/graphs")
+        return self._answer(GraphList, "GET", "/graphs").root
 
     def delete_graph(self, name: str) -> None:
         """Stop serving an inference graph."""

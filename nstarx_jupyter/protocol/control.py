@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 __all__ = [
     "AccessRule",
     "AccessRules",
+    "Answer",
     "AuditRow",
     "AuditRows",
     "CostFigures",

@@ -1,17 +1,17 @@
 """The control API's JSON bodies (`/nstarx/v1`) as pydantic models, for the OpenAPI document.
 
-Pipelines, graphs, key requests, the price table's body, drift and explanations. The data
-plane's bodies and the bases are in `bodies`; the answers both the server and its clients use
-(keys, access rules, audit records, metrics, variants, events, cost, prices, trends) are in
-`protocol.control`, a
-deployment's (`DeploymentView`) in `deployment.backend`.
+Key requests, the price table's body, drift and explanations. The data plane's bodies and the
+bases are in `bodies`; the answers both the server and its clients use (keys, access rules,
+audit records, metrics, variants, events, cost, prices, trends) are in `protocol.control`, a
+deployment's (`DeploymentView`) in `deployment.backend`, a pipeline's and an inference graph's
+in `pipelines.served`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, RootModel
+from pydantic import Field
 
 from nstarx_jupyter.serving.bodies import ClosedBody, OpenBody
 
@@ -26,14 +26,10 @@ __all__ = [
     "ExplainView",
     "ExplainedRow",
     "FeatureImportance",
-    "GraphList",
-    "GraphView",
     "ImportanceView",
     "KeyCreateRequest",
     "KeyRotateRequest",
     "LogNote",
-    "PipelineList",
-    "PipelineView",
     "PricesBody",
 ]
 
@@ -49,35 +45,6 @@ class LogNote(OpenBody):
     """A note for a deployment's event log (one line of 2000 characters at most)."""
 
     text: str = Field(min_length=1, max_length=2000)
-
-
-class PipelineView(OpenBody):
-    """A served pipeline: endpoint, nodes, the models it serves, and its spec."""
-
-    name: str
-    url: str
-    nodes: int
-    models: list[str]
-    created: float
-    spec: dict[str, Any]
-
-
-class PipelineList(RootModel[list[PipelineView]]):
-    """The pipelines the caller may manage."""
-
-
-class GraphView(OpenBody):
-    """A served KServe InferenceGraph: endpoint, the deployments it calls, and its spec."""
-
-    name: str
-    url: str
-    services: list[str]
-    created: float
-    spec: dict[str, Any]
-
-
-class GraphList(RootModel[list[GraphView]]):
-    """The inference graphs the caller may manage."""
 
 
 class KeyCreateRequest(ClosedBody):

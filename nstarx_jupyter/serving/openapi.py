@@ -20,6 +20,7 @@ from nstarx_jupyter import __version__
 from nstarx_jupyter.deployment.backend import DeploymentList, DeploymentView
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.pipelines import PipelineSpec
+from nstarx_jupyter.pipelines import served as s
 from nstarx_jupyter.pipelines.inference_graph import GraphSpec
 from nstarx_jupyter.protocol import control as p
 from nstarx_jupyter.serving import bodies as b
@@ -195,19 +196,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", f"{PREFIX}/jobs/{{id}}/cancel"): Operation("Cancel a batch job", "jobs", JobView),
     # Pipelines
     ("GET", f"{PREFIX}/pipelines"): Operation("The pipelines the caller manages", "pipelines",
-                                              c.PipelineList),
-    ("GET", f"{PREFIX}/pipelines/{{name}}"): Operation("A pipeline", "pipelines", c.PipelineView),
+                                              s.PipelineList),
+    ("GET", f"{PREFIX}/pipelines/{{name}}"): Operation("A pipeline", "pipelines", s.PipelineView),
     ("PUT", f"{PREFIX}/pipelines/{{name}}"): Operation("Serve a pipeline", "pipelines",
-                                                       c.PipelineView, body=PipelineSpec,
+                                                       s.PipelineView, body=PipelineSpec,
                                                        also=(201,)),
     ("DELETE", f"{PREFIX}/pipelines/{{name}}"): Operation("Stop a pipeline", "pipelines", None,
                                                           status=204),
     # KServe InferenceGraphs (`nstarx apply -f`)
     ("GET", f"{PREFIX}/graphs"): Operation("The inference graphs the caller manages", "graphs",
-                                           c.GraphList),
-    ("GET", f"{PREFIX}/graphs/{{name}}"): Operation("An inference graph", "graphs", c.GraphView),
+                                           s.GraphList),
+    ("GET", f"{PREFIX}/graphs/{{name}}"): Operation("An inference graph", "graphs", s.GraphView),
     ("PUT", f"{PREFIX}/graphs/{{name}}"): Operation("Serve an inference graph", "graphs",
-                                                    c.GraphView, body=GraphSpec, also=(201,)),
+                                                    s.GraphView, body=GraphSpec, also=(201,)),
     ("DELETE", f"{PREFIX}/graphs/{{name}}"): Operation("Stop an inference graph", "graphs", None,
                                                        status=204),
     # Keys, access rules, audit (admin)

@@ -17,6 +17,7 @@ import skops.io
 from nstarx_jupyter.deployment.backend import DeploymentList, DeploymentView
 from nstarx_jupyter.deployment.local import describe_local, parse_answer
 from nstarx_jupyter.errors import NstarxError
+from nstarx_jupyter.pipelines.served import GraphList, GraphView, PipelineList, PipelineView
 from nstarx_jupyter.protocol.control import (
     AccessRule,
     AccessRules,
@@ -198,6 +199,24 @@ async def test_event_answers_are_the_lines_oldest_first_with_a_note_last(
     assert list(doc) == ["name", "lines"]
     assert doc["name"] == "flowers"
     assert "canary held" in doc["lines"][-1]
+
+
+async def test_pipeline_answers_carry_the_whole_spec_and_graph_answers_only_what_was_set(
+    client: httpx.AsyncClient,
+) -> None:
+    pipeline = {"nodes": [{"id": "out", "component": "records"}]}
+    made = await answer(client, "PUT", "/pipelines/flow", PipelineView, **pipeline)
+    assert isinstance(made, dict)
+    assert list(made) == ["name", "url", "nodes", "models", "created", "spec"]
+    assert made["spec"]["nodes"][0]["position"] == {"x": 0.0, "y": 0.0}  # defaults sent
+    assert await answer(client, "GET", "/pipelines", PipelineList) == [made]
+    graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceName": "iris"}]}}}
+    served = await answer(client, "PUT", "/graphs/chain", GraphView, exclude_defaults=True, **graph)
+    assert isinstance(served, dict)
+    assert served["spec"] == {"name": "chain", **graph}  # as written: no defaults
+    assert served["services"] == ["iris"]
+    listed = await answer(client, "GET", "/graphs", GraphList, exclude_defaults=True)
+    assert listed == [served]
 
 
 async def test_cost_answers_name_each_variant_first_and_the_price_table_in_force(

@@ -369,11 +369,6 @@ class LocalBackend:
         doc = self._call(method, path, body)
         return None if doc is None else _shaped(doc, dict, path)
 
-    def _objects(self, method: str, path: str, body: Any = None) -> list[dict[str, Any]]:
-        """A control-API call answering a JSON array of objects."""
-        docs = _shaped(self._call(method, path, body), list, path)
-        return [_shaped(doc, dict, path) for doc in docs]
-
     def _send(self, state: ServerState, method: str, path: str, body: Any) -> httpx.Response:
         try:
             return self._http.request(

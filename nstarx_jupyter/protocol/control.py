@@ -4,7 +4,7 @@ The server builds its answers from these models (so `/openapi.json` shows their 
 `LocalBackend` parses what it receives into them, so a malformed answer fails where it enters,
 naming the field. Here: API keys, access rules, audit records, a deployment's figures
 (`metrics`: the latency summary of `monitoring/latency.py` with resource use; `variants`), and
-its cost, the price table and its per-minute trends (`cost`, `prices`, `history`).
+its cost, the price table and its per-minute trends (`cost`, `prices`, `history`), batch jobs.
 
 Answers keep fields a newer server adds (`extra="allow"`). A field the server leaves out when it
 has no value (a key's expiry, a shadow's last error) is `None` here and left out again on dump
@@ -30,6 +30,10 @@ __all__ = [
     "DeploymentMetrics",
     "DeploymentVariants",
     "GpuDevice",
+    "JobFormat",
+    "JobList",
+    "JobState",
+    "JobView",
     "KeyCreated",
     "KeyList",
     "KeyRecord",
@@ -356,3 +360,38 @@ class DeploymentHistory(Answer):
     since_s: float
     bucket_s: int
     rows: list[TrendRow]
+
+
+# -- batch jobs --------------------------------------------------------------------------------
+
+JobFormat = Literal["csv", "parquet", "jsonl"]
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobView(Answer):
+    """`/jobs` answers: a batch job's state, progress, errors and output (`serving.jobs.Job`)."""
+
+    id: str
+    deployment: str
+    state: JobState
+    input: str
+    output: str
+    format: JobFormat
+    output_format: JobFormat
+    chunk_size: int
+    parallelism: int
+    rows_total: int | None
+    """None until the input is read."""
+    errors: list[str]
+    created: float
+    started: float | None
+    finished: float | None
+    rows_done: int
+    chunks_total: int | None
+    chunks_done: int
+    passthrough: list[str] | None
+    """Columns copied to the output and not sent (None: those the model does not take)."""
+
+
+class JobList(RootModel[list[JobView]]):
+    """`GET /jobs`: the jobs of the deployments the caller manages, newest first."""

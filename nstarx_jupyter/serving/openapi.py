@@ -26,7 +26,7 @@ from nstarx_jupyter.protocol import control as p
 from nstarx_jupyter.serving import bodies as b
 from nstarx_jupyter.serving import control_bodies as c
 from nstarx_jupyter.serving.control_http import PREFIX
-from nstarx_jupyter.serving.jobs import JobList, JobRequest, JobView
+from nstarx_jupyter.serving.jobs import JobRequest
 from nstarx_jupyter.serving.stream import STREAM_PATH
 
 if TYPE_CHECKING:
@@ -186,14 +186,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                            body=c.PricesBody),
     # Batch jobs
     ("GET", f"{PREFIX}/jobs"): Operation("The batch jobs of the deployments the caller manages",
-                                         "jobs", JobList),
+                                         "jobs", p.JobList),
     ("POST", f"{PREFIX}/jobs"): Operation("Start a batch job over a file (CSV, Parquet, JSONL)",
-                                          "jobs", JobView, status=201, body=JobRequest),
+                                          "jobs", p.JobView, status=201, body=JobRequest),
     ("GET", f"{PREFIX}/jobs/{{id}}"): Operation("A batch job: state, rows done, errors, output",
-                                                "jobs", JobView),
+                                                "jobs", p.JobView),
     ("DELETE", f"{PREFIX}/jobs/{{id}}"): Operation("Cancel a batch job and forget it", "jobs",
                                                    None, status=204),
-    ("POST", f"{PREFIX}/jobs/{{id}}/cancel"): Operation("Cancel a batch job", "jobs", JobView),
+    ("POST", f"{PREFIX}/jobs/{{id}}/cancel"): Operation("Cancel a batch job", "jobs", p.JobView),
     # Pipelines
     ("GET", f"{PREFIX}/pipelines"): Operation("The pipelines the caller manages", "pipelines",
                                               s.PipelineList),

@@ -27,6 +27,8 @@ from nstarx_jupyter.protocol.control import (
     DeploymentLogs,
     DeploymentMetrics,
     DeploymentVariants,
+    JobList,
+    JobView,
     KeyCreated,
     KeyList,
     KeyRecord,
@@ -219,6 +221,22 @@ async def test_pipeline_answers_carry_the_whole_spec_and_graph_answers_only_what
     assert listed == [served]
 
 
+async def test_job_answers_keep_their_field_order_and_a_null_passthrough(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    await deploy_flowers(client, iris_model, nstarx_home)
+    rows = nstarx_home / "rows.csv"
+    rows.write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n")
+    made = await answer(client, "POST", "/jobs", JobView, deployment="flowers", input=str(rows))
+    assert isinstance(made, dict)
+    assert list(made)[-4:] == ["rows_done", "chunks_total", "chunks_done", "passthrough"]
+    assert made["passthrough"] is None
+    assert await answer(client, "GET", f"/jobs/{made['id']}", JobView)
+    listed = await answer(client, "GET", "/jobs", JobList)
+    assert isinstance(listed, list)
+    assert [job["id"] for job in listed] == [made["id"]]
+
+
 async def test_cost_answers_name_each_variant_first_and_the_price_table_in_force(
     client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
 ) -> None:
@@ -273,6 +291,7 @@ async def test_history_answers_carry_each_minute_as_the_rollup_store_writes_it(
         (DeploymentView, {**WELL_FORMED_DEPLOYMENT, "status": "Sleeping"}, "status"),
         (DeploymentHistory, {"name": "x", "since_s": 60, "bucket_s": 60, "rows": [{}]}, "rows.0"),
         (PriceTable, {"cpu_hour": "cheap"}, "cpu_hour"),
+        (JobView, {"id": "1", "state": "asleep"}, "deployment"),
         (
             DeploymentView,
             {**WELL_FORMED_DEPLOYMENT, "spec": {**SPEC, "min_replicas": -1}},

@@ -130,7 +130,7 @@ def _apply(args: argparse.Namespace, backend: Backend) -> list[str]:
 
 
 def _delete(args: argparse.Namespace, backend: Backend) -> list[str]:
-    if isinstance(backend, LocalBackend) and args.name in {g["name"] for g in backend.graphs()}:
+    if isinstance(backend, LocalBackend) and args.name in {g.name for g in backend.graphs()}:
         backend.delete_graph(args.name)
         return [f"deleted inferencegraph {args.name}"]
     backend.delete(args.name)
@@ -257,7 +257,7 @@ def apply_file(path: Path, backend: LocalBackend) -> list[str]:
     if not plan.services and not plan.graphs:
         raise InvalidInputError(f"{path}: no InferenceService or InferenceGraph to apply")
     before = {d.name for d in backend.deployments()}
-    graphs_before = {g["name"] for g in backend.graphs()}
+    graphs_before = {g.name for g in backend.graphs()}
     added: list[tuple[str, str]] = []
     label = ""
     try:
@@ -286,6 +286,6 @@ def apply_file(path: Path, backend: LocalBackend) -> list[str]:
 def _served(backend: LocalBackend) -> dict[str, str]:
     """Names served now: deployments by protocol, then pipelines and graphs."""
     served: dict[str, str] = {d.name: d.spec.protocol_version for d in backend.deployments()}
-    served.update(dict.fromkeys((p["name"] for p in backend.pipelines()), "pipeline"))
-    served.update(dict.fromkeys((g["name"] for g in backend.graphs()), "graph"))
+    served.update(dict.fromkeys((p.name for p in backend.pipelines()), "pipeline"))
+    served.update(dict.fromkeys((g.name for g in backend.graphs()), "graph"))
     return served

@@ -38,17 +38,22 @@ from nstarx_jupyter.errors import (
     NstarxError,
     UnavailableError,
 )
+from nstarx_jupyter.pipelines.served import GraphList, GraphView, PipelineList, PipelineView
 from nstarx_jupyter.protocol.control import (
     AccessRule,
     AccessRules,
     AuditRow,
     AuditRows,
+    DeploymentCost,
+    DeploymentHistory,
+    DeploymentLogs,
     DeploymentMetrics,
     DeploymentVariants,
     KeyCreated,
     KeyList,
     KeyRecord,
     KeyRotated,
+    PriceTable,
 )
 
 if TYPE_CHECKING:
@@ -243,7 +248,7 @@ class LocalBackend:
 
     def events(self, name: str) -> list[str]:
         """A deployment's events: deploys, revisions, failures with their reasons, deletion."""
-        return list(self._call("GET", f"/deployments/{name}/logs")["lines"])
+        return self._answer(DeploymentLogs, "GET", f"/deployments/{name}/logs").lines
 
     def delete(self, name: str) -> None:
         """Stop serving a deployment and forget it."""
@@ -255,25 +260,25 @@ class LocalBackend:
         url = None if state is None else f"{state.url}/v1/models/{view.name}"
         return describe_local(view, url)
 
-    def put_pipeline(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def put_pipeline(self, spec: dict[str, Any]) -> PipelineView:
         """Serve a pipeline (its `PipelineSpec` as a dict) at `/v1/models/NAME/predict`."""
-        return self._object("PUT", f"/pipelines/{spec['name']}", spec)
+        return self._answer(PipelineView, "PUT", f"/pipelines/{spec['name']}", spec)
 
-    def pipelines(self) -> list[dict[str, Any]]:
+    def pipelines(self) -> list[PipelineView]:
         """The served pipelines."""
-        return self._objects("GET", "/pipelines")
+        return self._answer(PipelineList, "GET", "/pipelines").root
 
     def delete_pipeline(self, name: str) -> None:
         """Stop serving a pipeline (and the models it brought)."""
         self._call("DELETE", f"/pipelines/{name}")
 
-    def put_graph(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def put_graph(self, spec: dict[str, Any]) -> GraphView:
         """Serve a KServe InferenceGraph (its `GraphSpec` as a dict) at its name's endpoints."""
-        return self._object("PUT", f"/graphs/{spec['name']}", spec)
+        return self._answer(GraphView, "PUT", f"/graphs/{spec['name']}", spec)
 
-    def graphs(self) -> list[dict[str, Any]]:
+    def graphs(self) -> list[GraphView]:
         """The served inference graphs."""
-        return self._objects("GET", "/graphs")
+        return self._answer(GraphList, "GET", "/graphs").root
 
     def delete_graph(self, name: str) -> None:
         """Stop serving an inference graph."""
@@ -364,11 +369,6 @@ class LocalBackend:
         doc = self._call(method, path, body)
         return None if doc is None else _shaped(doc, dict, path)
 
-    def _objects(self, method: str, path: str, body: Any = None) -> list[dict[str, Any]]:
-        """A control-API call answering a JSON array of objects."""
-        docs = _shaped(self._call(method, path, body), list, path)
-        return [_shaped(doc, dict, path) for doc in docs]
-
     def _send(self, state: ServerState, method: str, path: str, body: Any) -> httpx.Response:
         try:
             return self._http.request(
@@ -380,13 +380,15 @@ class LocalBackend:
 
     # -- resource use, cost, trends (issue 19) ---------------------------------------------------
 
-    def cost(self, name: str, window_s: float = 3600) -> dict[str, Any]:
+    def cost(self, name: str, window_s: float = 3600) -> DeploymentCost:
         """What a deployment cost over the last `window_s` s, in all and per variant (server)."""
-        return self._object("GET", f"/deployments/{name}/cost?window_s={window_s}")
+        path = f"/deployments/{name}/cost?window_s={window_s}"
+        return self._answer(DeploymentCost, "GET", path)
 
-    def history(self, name: str, since_s: float = 86400) -> dict[str, Any]:
+    def history(self, name: str, since_s: float = 86400) -> DeploymentHistory:
         """A deployment's per-minute rollups of the last `since_s` seconds (30 days kept)."""
-        return self._object("GET", f"/deployments/{name}/history?since_s={since_s}")
+        path = f"/deployments/{name}/history?since_s={since_s}"
+        return self._answer(DeploymentHistory, "GET", path)
 
     def drift(self, name: str, window: str = "1h") -> dict[str, Any]:
         """A deployment's drift over the last `window` (`"1h"`, `"15m"`, seconds): the server's."""
@@ -416,13 +418,13 @@ class LocalBackend:
         query = urlencode({"window": window})
         return self._object("GET", f"/deployments/{name}/importance?{query}")
 
-    def prices(self) -> dict[str, Any]:
+    def prices(self) -> PriceTable:
         """The server's price table (CPU-hour, GB-hour, GPU-hour, currency, source)."""
-        return self._object("GET", "/prices")
+        return self._answer(PriceTable, "GET", "/prices")
 
-    def set_prices(self, prices: dict[str, Any]) -> dict[str, Any]:
+    def set_prices(self, prices: dict[str, Any]) -> PriceTable:
         """Set the price table (kept in `$NSTARX_HOME/prices.json`); unnamed prices: defaults."""
-        return self._object("PUT", "/prices", prices)
+        return self._answer(PriceTable, "PUT", "/prices", prices)
 
 
 def describe_local(view: DeploymentView, url: str | None) -> Description:

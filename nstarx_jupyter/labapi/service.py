@@ -56,7 +56,7 @@ from nstarx_jupyter.model_uri import is_registry_uri, registry_uri
 from nstarx_jupyter.notebook.drift import DEFAULT_WINDOW as DRIFT_BADGE_WINDOW
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
 from nstarx_jupyter.notebook.usage import USAGE_COST_WINDOW_S
-from nstarx_jupyter.protocol.control import LatencySummary
+from nstarx_jupyter.protocol.control import DeploymentCost, LatencySummary
 from nstarx_jupyter.registry import Registry, parse_model_uri
 from nstarx_jupyter.registry.catalog import default_store
 from nstarx_jupyter.security.home import audit_local, key_store
@@ -371,7 +371,7 @@ class LabService:
 
     # -- resource use, cost, trends (issue 19) ---------------------------------------------------
 
-    def _cost(self, name: str) -> dict[str, Any] | None:
+    def _cost(self, name: str) -> DeploymentCost | None:
         """The control API's cost of the last hour (None when it cannot say)."""
         try:
             return self.backend.cost(name, COST_WINDOW_S)

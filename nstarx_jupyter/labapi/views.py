@@ -23,7 +23,13 @@ from nstarx_jupyter.notebook.usage import usage_figures
 if TYPE_CHECKING:
     from nstarx_jupyter.deployment.backend import Description
     from nstarx_jupyter.deployment.backend import TrafficArm as Arm
-    from nstarx_jupyter.protocol.control import DeploymentVariants, KeyRecord, LatencySummary
+    from nstarx_jupyter.protocol.control import (
+        DeploymentCost,
+        DeploymentHistory,
+        DeploymentVariants,
+        KeyRecord,
+        LatencySummary,
+    )
 
 __all__ = [
     "deployment_info",
@@ -186,7 +192,7 @@ def _iso(value: Any) -> str | None:
 
 
 def with_usage(
-    sample: MetricsSample, figures: dict[str, Any], cost: dict[str, Any] | None
+    sample: MetricsSample, figures: dict[str, Any], cost: DeploymentCost | None
 ) -> MetricsSample:
     """`sample` with the control API's resource figures (`metrics`) and last hour's `cost`.
 
@@ -195,11 +201,10 @@ def with_usage(
     return MetricsSample.model_validate({**sample.model_dump(), **usage_figures(figures, cost)})
 
 
-def trend(history: dict[str, Any]) -> Trend:
+def trend(history: DeploymentHistory) -> Trend:
     """The control API's `history` answer as the sparklines' points."""
-    bucket_s = float(history.get("bucket_s") or 60)
-    points = [TrendPoint(t=int(row["t"]), requests=int(row["requests"]),
-                         rps=int(row["requests"]) / bucket_s, p50_ms=_number(row.get("p50_ms")),
-                         p99_ms=_number(row.get("p99_ms")), cost=float(row.get("cost") or 0.0))
-              for row in history.get("rows", [])]  # fmt: skip
-    return Trend(name=str(history["name"]), since_s=float(history["since_s"]), points=points)
+    bucket_s = float(history.bucket_s or 60)
+    points = [TrendPoint(t=row.t, requests=row.requests, rps=row.requests / bucket_s,
+                         p50_ms=_number(row.p50_ms), p99_ms=_number(row.p99_ms), cost=row.cost)
+              for row in history.rows]  # fmt: skip
+    return Trend(name=history.name, since_s=history.since_s, points=points)

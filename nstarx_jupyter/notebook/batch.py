@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from nstarx_jupyter.deployment.backend import Backend
+    from nstarx_jupyter.protocol.control import JobView
 
 __all__ = ["BatchJob", "BatchMixin"]
 
@@ -26,17 +27,15 @@ __all__ = ["BatchJob", "BatchMixin"]
 class BatchJob:
     """A handle on a server-side batch job: `.wait()` with a progress bar, `.result()`."""
 
-    def __init__(
-        self, client: JobsClient, job: dict[str, Any], scratch: Path | None = None
-    ) -> None:
+    def __init__(self, client: JobsClient, job: JobView, scratch: Path | None = None) -> None:
         self.client = client
-        self.id: str = job["id"]
+        self.id: str = job.id
         self.job = job
         """The job as last seen (state, rows_done, rows_total, errors, output)."""
         self._scratch = scratch
         """The file a DataFrame was written to for the job: removed once the job ends."""
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> JobView:
         """The job as the server sees it now."""
         self.job = self.client.get(self.id)
         return self.job
@@ -44,16 +43,16 @@ class BatchJob:
     @property
     def state(self) -> str:
         """queued, running, succeeded, failed or cancelled (as last seen)."""
-        return str(self.job["state"])
+        return self.job.state
 
     def wait(self, timeout_s: float | None = None, *, progress: bool = True) -> BatchJob:
         """Follow the job to its end, with a progress bar of rows (tqdm's, when installed)."""
-        bar = _progress_bar(self.job) if progress and self.job["state"] not in FINISHED else None
+        bar = _progress_bar(self.job) if progress and self.job.state not in FINISHED else None
 
-        def show(job: dict[str, Any]) -> None:
+        def show(job: JobView) -> None:
             if bar is not None:
-                bar.total = job["rows_total"] or bar.total
-                bar.update(job["rows_done"] - bar.n)
+                bar.total = job.rows_total or bar.total
+                bar.update(job.rows_done - bar.n)
 
         try:
             self.job = self.client.wait(self.id, timeout_s=timeout_s, on_progress=show)
@@ -69,12 +68,12 @@ class BatchJob:
         """The output as a DataFrame, once the job succeeds (`ModelError` when it did not)."""
         import pandas as pd
 
-        if self.job["state"] not in FINISHED:
+        if self.job.state not in FINISHED:
             self.wait(timeout_s)
-        if self.job["state"] != "succeeded":
-            errors = "; ".join(self.job["errors"]) or "no error recorded"
-            raise ModelError(f"batch job {self.id} {self.job['state']}: {errors}")
-        output, fmt = Path(self.job["output"]), self.job["output_format"]
+        if self.job.state != "succeeded":
+            errors = "; ".join(self.job.errors) or "no error recorded"
+            raise ModelError(f"batch job {self.id} {self.job.state}: {errors}")
+        output, fmt = Path(self.job.output), self.job.output_format
         if fmt == "csv":
             return pd.read_csv(output)
         if fmt == "jsonl":
@@ -88,8 +87,7 @@ class BatchJob:
 
     def __repr__(self) -> str:
         job = self.job
-        return (f"BatchJob({self.id!r}, {job['state']}, {job['rows_done']}/"
-                f"{job['rows_total']} rows)")  # fmt: skip
+        return f"BatchJob({self.id!r}, {job.state}, {job.rows_done}/{job.rows_total} rows)"
 
 
 class BatchMixin:
@@ -141,10 +139,10 @@ def _write_frame(frame: pd.DataFrame) -> Path:
     return path
 
 
-def _progress_bar(job: dict[str, Any]) -> Any:
+def _progress_bar(job: JobView) -> Any:
     """A tqdm bar of rows (the notebook's widget under Jupyter), or None without tqdm."""
     try:
         from tqdm.auto import tqdm  # type: ignore[import-untyped]
     except ImportError:
         return None
-    return tqdm(total=job["rows_total"], unit="rows", desc=f"batch {job['id'][:8]}")
+    return tqdm(total=job.rows_total, unit="rows", desc=f"batch {job.id[:8]}")

@@ -364,7 +364,7 @@ class Pipeline:
                                       [f"predict:{self.spec.name}"],
                                       deployment=self.spec.name)  # fmt: skip
             api_key = made.key
-        return DeployedPipeline(self.spec.name, f"{state.url}{described['url']}", api_key, backend)
+        return DeployedPipeline(self.spec.name, f"{state.url}{described.url}", api_key, backend)
 
     def to_kserve(
         self,

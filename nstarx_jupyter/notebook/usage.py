@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.deployment.local import LocalBackend
     from nstarx_jupyter.deployment.service import DeploymentService
+    from nstarx_jupyter.protocol.control import DeploymentCost
 
 __all__ = ["COST_COLUMNS", "HISTORY_COLUMNS", "USAGE_COST_WINDOW_S", "UsageMixin", "usage_figures"]
 
@@ -31,20 +32,20 @@ USAGE_COST_WINDOW_S = 3600.0
 """The window of the card's and the sidebar's cost figures (per 1,000 predictions, per day)."""
 
 
-def usage_figures(metrics: dict[str, Any], cost: dict[str, Any] | None) -> dict[str, Any]:
+def usage_figures(metrics: dict[str, Any], cost: DeploymentCost | None) -> dict[str, Any]:
     """The card's and the sidebar's usage line from the control API's `metrics` and `cost`.
 
     Picked, not computed: CPU seconds and memory from `metrics["resources"]`, the cost per 1,000
-    predictions and per day from `cost["total"]` (None where the server gave none).
+    predictions and per day from `cost.total` (None where the server gave none).
     """
     resources = metrics.get("resources") or {}
-    total = (cost or {}).get("total") or {}
+    total = cost.total if cost is not None else None
     return {
         "cpu_s": resources.get("cpu_s"),
         "rss_bytes": resources.get("rss_bytes"),
-        "cost_per_1000": total.get("per_1000"),
-        "cost_per_day": total.get("per_day"),
-        "currency": total.get("currency"),
+        "cost_per_1000": total.per_1000 if total is not None else None,
+        "cost_per_day": total.per_day if total is not None else None,
+        "currency": total.currency if total is not None else None,
     }
 
 
@@ -89,17 +90,18 @@ class UsageMixin:
         import pandas as pd
 
         doc = self._local().cost(self.name, _seconds(window))
-        rows = [*doc["variants"], {"variant": "total", "version": None, **doc["total"]}]
+        rows = [*(variant.model_dump() for variant in doc.variants),
+                {"variant": "total", "version": None, **doc.total.model_dump()}]  # fmt: skip
         frame = pd.DataFrame([{key: row.get(key) for key in COST_COLUMNS} for row in rows])
-        frame.attrs.update(window_s=doc["window_s"], covered_s=doc["covered_s"],
-                           prices=doc["prices"], source=doc.get("source"))  # fmt: skip
+        frame.attrs.update(window_s=doc.window_s, covered_s=doc.covered_s,
+                           prices=doc.prices.model_dump(), source=doc.source)  # fmt: skip
         return frame.set_index("variant")
 
     def prices(self, **prices: float | str) -> dict[str, Any]:
         """The server's price table; with arguments (`cpu_hour=0.05`, ...) set it first."""
         if prices:
-            return self._local().set_prices(prices)
-        return self._local().prices()
+            return self._local().set_prices(prices).model_dump()
+        return self._local().prices().model_dump()
 
     def history(self, since: float | str = "7d") -> pd.DataFrame:
         """Per-minute rollups of the last `since` (seconds or `"7d"`; 30 days are kept).
@@ -111,7 +113,8 @@ class UsageMixin:
         import pandas as pd
 
         doc = self._local().history(self.name, _seconds(since))
-        frame = pd.DataFrame(doc["rows"], columns=["t", *HISTORY_COLUMNS])
+        rows = [row.model_dump() for row in doc.rows]
+        frame = pd.DataFrame(rows, columns=["t", *HISTORY_COLUMNS])
         frame.index = pd.to_datetime(frame.pop("t"), unit="s", utc=True)
         frame.index.name = "minute"
         return frame

@@ -2,8 +2,9 @@
 
 The server builds its answers from these models (so `/openapi.json` shows their schemas), and
 `LocalBackend` parses what it receives into them, so a malformed answer fails where it enters,
-naming the field. Here: API keys, access rules, audit records, and a deployment's figures
-(`metrics`: the latency summary of `monitoring/latency.py` with resource use; `variants`).
+naming the field. Here: API keys, access rules, audit records, a deployment's figures
+(`metrics`: the latency summary of `monitoring/latency.py` with resource use; `variants`), and
+its cost, the price table and its per-minute trends (`cost`, `prices`, `history`), batch jobs.
 
 Answers keep fields a newer server adds (`extra="allow"`). A field the server leaves out when it
 has no value (a key's expiry, a shadow's last error) is `None` here and left out again on dump
@@ -19,11 +20,20 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 __all__ = [
     "AccessRule",
     "AccessRules",
+    "Answer",
     "AuditRow",
     "AuditRows",
+    "CostFigures",
+    "DeploymentCost",
+    "DeploymentHistory",
+    "DeploymentLogs",
     "DeploymentMetrics",
     "DeploymentVariants",
     "GpuDevice",
+    "JobFormat",
+    "JobList",
+    "JobState",
+    "JobView",
     "KeyCreated",
     "KeyList",
     "KeyRecord",
@@ -32,9 +42,12 @@ __all__ = [
     "LatencySamples",
     "LatencySummary",
     "Permission",
+    "PriceTable",
     "Resources",
     "ServerProcess",
     "ShadowFigures",
+    "TrendRow",
+    "VariantCost",
     "VariantFigures",
     "VersionResources",
 ]
@@ -249,3 +262,136 @@ class DeploymentVariants(Answer):
     name: str
     variants: list[VariantFigures]
     shadow: ShadowFigures | None = Field(default=None, exclude_if=_absent)
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+class DeploymentLogs(Answer):
+    """`GET .../logs`: a deployment's events (deploys, revisions, failures, notes), oldest first."""
+
+    name: str
+    lines: list[str]
+
+
+# -- cost, prices, trends ----------------------------------------------------------------------
+
+
+class PriceTable(Answer):
+    """`GET|PUT /prices`: what an hour of each resource costs (`monitoring.cost.Prices`)."""
+
+    cpu_hour: float
+    gb_hour: float
+    gpu_hour: float
+    currency: str
+    source: str
+    """Where the prices come from (`set by the user` once changed)."""
+
+
+class CostFigures(Answer):
+    """A window's use and what it cost (`monitoring.cost.Cost`): rates None without a basis."""
+
+    window_s: float
+    requests: int
+    cpu_s: float
+    memory_gb_s: float
+    gpu_s: float
+    cpu_cost: float
+    memory_cost: float
+    gpu_cost: float
+    total: float
+    per_1000: float | None
+    """None without predictions in the window."""
+    per_day: float | None
+    """None for an empty window."""
+    currency: str
+
+
+class _VariantLabel(Answer):
+    variant: str
+    version: str
+    shadow: int
+    """Shadow copies among the version's requests."""
+    errors: int
+
+
+class VariantCost(CostFigures, _VariantLabel):
+    """One variant's (a model version's) share of a deployment's cost: its label, then figures.
+
+    (The bases' order puts the label's fields first on the wire, as the server always sent.)
+    """
+
+
+class DeploymentCost(Answer):
+    """`GET .../cost`: a deployment's cost over a window, in all and per variant."""
+
+    name: str
+    window_s: float
+    covered_s: float
+    """The seconds the figures cover (less than the window right after the server started)."""
+    prices: PriceTable
+    total: CostFigures
+    variants: list[VariantCost]
+    """Empty for `source: rollups` (priced per deployment, not per variant)."""
+    source: Literal["live", "rollups"]
+
+
+class TrendRow(Answer):
+    """One minute's rollup of a deployment (`serving.trends.Rollup`), `t` the minute's start."""
+
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    cpu_s: float
+    rss_bytes: int
+    """Mean resident memory over the minute."""
+    cost: float
+    drift: float | None
+    """The drift score drift detection wrote for the minute, else None."""
+    t: int
+
+
+class DeploymentHistory(Answer):
+    """`GET .../history`: a deployment's per-minute rollups since `since_s` seconds ago."""
+
+    name: str
+    since_s: float
+    bucket_s: int
+    rows: list[TrendRow]
+
+
+# -- batch jobs --------------------------------------------------------------------------------
+
+JobFormat = Literal["csv", "parquet", "jsonl"]
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobView(Answer):
+    """`/jobs` answers: a batch job's state, progress, errors and output (`serving.jobs.Job`)."""
+
+    id: str
+    deployment: str
+    state: JobState
+    input: str
+    output: str
+    format: JobFormat
+    output_format: JobFormat
+    chunk_size: int
+    parallelism: int
+    rows_total: int | None
+    """None until the input is read."""
+    errors: list[str]
+    created: float
+    started: float | None
+    finished: float | None
+    rows_done: int
+    chunks_total: int | None
+    chunks_done: int
+    passthrough: list[str] | None
+    """Columns copied to the output and not sent (None: those the model does not take)."""
+
+
+class JobList(RootModel[list[JobView]]):
+    """`GET /jobs`: the jobs of the deployments the caller manages, newest first."""

@@ -16,6 +16,7 @@ from starlette.routing import Match, Route
 
 from nstarx_jupyter.deployment.backend import DeploymentList
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError
+from nstarx_jupyter.protocol.control import DeploymentLogs
 from nstarx_jupyter.serving.control_http import (
     PREFIX,
     control_endpoint,
@@ -98,7 +99,7 @@ class ControlApi:
         if request.method == "POST":  # a note from a client (an automated rollout's decision)
             self.control.note(name, (await json_body(request)).get("text"))
             return Response(status_code=204)
-        return json_response({"name": name, "lines": self.control.history(name)})
+        return model_response(DeploymentLogs(name=name, lines=self.control.history(name)))
 
     async def _list(self, request: Request, principal: Principal) -> Response:
         control = self.control

@@ -1,23 +1,22 @@
 """The control API's JSON bodies (`/nstarx/v1`) as pydantic models, for the OpenAPI document.
 
-Pipelines, graphs, key requests, cost, trends, drift and explanations. The data
-plane's bodies and the bases are in `bodies`; the answers both the server and its clients use
-(keys, access rules, audit records, metrics, variants) are in `protocol.control`, a
-deployment's (`DeploymentView`) in `deployment.backend`.
+Key requests, the price table's body, drift and explanations. The data plane's bodies and the
+bases are in `bodies`; the answers both the server and its clients use (keys, access rules,
+audit records, metrics, variants, events, cost, prices, trends) are in `protocol.control`, a
+deployment's (`DeploymentView`) in `deployment.backend`, a pipeline's and an inference graph's
+in `pipelines.served`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, RootModel
+from pydantic import Field
 
 from nstarx_jupyter.serving.bodies import ClosedBody, OpenBody
 
 __all__ = [
     "AbReport",
-    "CostFigures",
-    "CostView",
     "DriftReferenceBody",
     "DriftReferenceView",
     "DriftTest",
@@ -27,19 +26,11 @@ __all__ = [
     "ExplainView",
     "ExplainedRow",
     "FeatureImportance",
-    "GraphList",
-    "GraphView",
-    "HistoryRow",
-    "HistoryView",
     "ImportanceView",
     "KeyCreateRequest",
     "KeyRotateRequest",
     "LogNote",
-    "LogsView",
-    "PipelineList",
-    "PipelineView",
-    "PriceTable",
-    "VariantCost",
+    "PricesBody",
 ]
 
 
@@ -50,46 +41,10 @@ class AbReport(OpenBody):
     window_s: float | None = None
 
 
-class LogsView(OpenBody):
-    """A deployment's events, oldest first."""
-
-    name: str
-    lines: list[str]
-
-
 class LogNote(OpenBody):
     """A note for a deployment's event log (one line of 2000 characters at most)."""
 
     text: str = Field(min_length=1, max_length=2000)
-
-
-class PipelineView(OpenBody):
-    """A served pipeline: endpoint, nodes, the models it serves, and its spec."""
-
-    name: str
-    url: str
-    nodes: int
-    models: list[str]
-    created: float
-    spec: dict[str, Any]
-
-
-class PipelineList(RootModel[list[PipelineView]]):
-    """The pipelines the caller may manage."""
-
-
-class GraphView(OpenBody):
-    """A served KServe InferenceGraph: endpoint, the deployments it calls, and its spec."""
-
-    name: str
-    url: str
-    services: list[str]
-    created: float
-    spec: dict[str, Any]
-
-
-class GraphList(RootModel[list[GraphView]]):
-    """The inference graphs the caller may manage."""
 
 
 class KeyCreateRequest(ClosedBody):
@@ -118,77 +73,14 @@ class KeyRotateRequest(OpenBody):
 # -- resource use, cost, trends (issue 19) ---------------------------------------------------------
 
 
-class PriceTable(ClosedBody):
-    """What an hour of each resource costs (defaults: AWS on-demand, see `source`)."""
+class PricesBody(ClosedBody):
+    """`PUT /prices`: what an hour of each resource costs (answered as `control.PriceTable`)."""
 
     cpu_hour: float = Field(default=0.04048, ge=0)
     gb_hour: float = Field(default=0.004445, ge=0)
     gpu_hour: float = Field(default=0.526, ge=0)
     currency: str = Field(default="USD", min_length=1, max_length=500)
     source: str = Field(default="set by the user", min_length=1, max_length=500)
-
-
-class CostFigures(OpenBody):
-    """What a window of use cost, and its rates."""
-
-    window_s: float
-    requests: int
-    cpu_s: float
-    memory_gb_s: float
-    gpu_s: float
-    cpu_cost: float
-    memory_cost: float
-    gpu_cost: float
-    total: float
-    per_1000: float | None
-    per_day: float | None
-    currency: str
-
-
-class VariantCost(CostFigures):
-    """One variant's (version's) cost over the window."""
-
-    variant: str
-    version: str
-    shadow: int
-    errors: int
-
-
-class CostView(OpenBody):
-    """`GET .../cost`: the deployment's cost over a window, in all and per variant."""
-
-    name: str
-    window_s: float
-    covered_s: float
-    prices: dict[str, Any]
-    total: CostFigures
-    variants: list[VariantCost]
-    source: Literal["live", "rollups"]
-    """`live`: the last hour's measurements, per variant; `rollups`: the per-minute history."""
-
-
-class HistoryRow(OpenBody):
-    """One minute of a deployment (`t`: the minute's start, epoch seconds)."""
-
-    t: int
-    requests: int
-    errors: int
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    cpu_s: float
-    rss_bytes: int
-    cost: float
-    drift: float | None
-
-
-class HistoryView(OpenBody):
-    """`GET .../history`: per-minute rollups, oldest first."""
-
-    name: str
-    since_s: float
-    bucket_s: int
-    rows: list[HistoryRow]
 
 
 class DriftTest(OpenBody):

@@ -18,7 +18,8 @@ from starlette.routing import Route
 from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.errors import InvalidInputError, NstarxError
 from nstarx_jupyter.pipelines.inference_graph import GraphSpec
-from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, json_response
+from nstarx_jupyter.pipelines.served import GraphList
+from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, model_response
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -63,12 +64,14 @@ class GraphApi:
     async def _list(self, request: Request, principal: Principal) -> Response:
         guard = self.dataplane.guard
         mine = [name for name in self.host.names() if guard.may(principal, "manage", name)]
-        return json_response([self.host.describe(name) for name in mine])
+        return model_response(
+            GraphList([self.host.describe(name) for name in mine]), exclude_defaults=True
+        )
 
     async def _one(self, request: Request, principal: Principal) -> Response:
         name = request.path_params["name"]
         if request.method == "GET":
-            return json_response(self.host.describe(name))
+            return model_response(self.host.describe(name), exclude_defaults=True)
         if request.method == "DELETE":
             self.host.delete(name)
             (self.folder / f"{name}.json").unlink(missing_ok=True)
@@ -81,4 +84,6 @@ class GraphApi:
         self.host.put(spec)
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write(self.folder / f"{name}.json", spec.model_dump_json(exclude_defaults=True))
-        return json_response(self.host.describe(name), 200 if existed else 201)
+        return model_response(
+            self.host.describe(name), 200 if existed else 201, exclude_defaults=True
+        )

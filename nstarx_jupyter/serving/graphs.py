@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nstarx_jupyter.errors import ConflictError, NotFoundError
 from nstarx_jupyter.pipelines.inference_graph import GraphRouter
+from nstarx_jupyter.pipelines.served import GraphView
 from nstarx_jupyter.serving.http_errors import STATUS
 
 if TYPE_CHECKING:
@@ -92,14 +93,14 @@ class GraphHost:
         self.guard.public.discard(name)
         self._created.pop(name, None)
 
-    def describe(self, name: str) -> dict[str, Any]:
-        """Name, endpoint, the services it calls, and the spec."""
+    def describe(self, name: str) -> GraphView:
+        """Name, endpoint, the services it calls, and the spec (sent with `exclude_defaults`)."""
         router = self._routers.get(name)
         if router is None:
             raise NotFoundError(f"no inference graph '{name}'")
-        return {"name": name, "url": f"/v1/models/{name}:predict",
-                "services": router.spec.services(), "created": self._created[name],
-                "spec": router.spec.model_dump(mode="json", exclude_defaults=True)}  # fmt: skip
+        return GraphView(name=name, url=f"/v1/models/{name}:predict",
+                         services=router.spec.services(), created=self._created[name],
+                         spec=router.spec)  # fmt: skip
 
     async def route(self, name: str, body: bytes) -> tuple[int, bytes]:
         """One request through graph `name`: the status and body KServe's router would send."""

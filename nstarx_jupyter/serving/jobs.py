@@ -25,13 +25,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.errors import ErrorKind, InvalidInputError, NstarxError
 from nstarx_jupyter.protocol import v1
+from nstarx_jupyter.protocol.control import JobFormat, JobState, JobView
 from nstarx_jupyter.protocol.datatypes import as_array
 from nstarx_jupyter.protocol.records import records_to_tensors, tensors_to_records
 from nstarx_jupyter.protocol.signature import bind_inputs
@@ -48,21 +49,19 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMATS",
     "Job",
-    "JobList",
     "JobRequest",
     "JobRunner",
-    "JobView",
     "answer_table",
     "read_table",
 ]
 
 log = logging.getLogger(__name__)
 
-Format = Literal["csv", "parquet", "jsonl"]
+Format = JobFormat
 FORMATS: dict[str, Format] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
                               ".jsonl": "jsonl", ".ndjson": "jsonl"}  # fmt: skip
 """File suffixes and the format each names (when the request gives none)."""
-State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+State = JobState
 FINISHED = ("succeeded", "failed", "cancelled")
 RUNNING_JOBS = 2
 """Jobs reading and predicting at once; later ones wait, `queued`."""
@@ -90,34 +89,6 @@ class JobRequest(BaseModel):
     """Chunks in flight at once."""
     passthrough: list[str] | None = Field(default=None, max_length=1000)
     """Columns copied to the output and not sent (default: those the model does not take)."""
-
-
-class JobView(BaseModel):
-    """A batch job: its state, progress and errors."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    deployment: str
-    state: State
-    input: str
-    output: str
-    format: Format
-    output_format: Format
-    chunk_size: int
-    parallelism: int
-    rows_total: int | None
-    rows_done: int
-    chunks_total: int | None
-    chunks_done: int
-    errors: list[str]
-    created: float
-    started: float | None
-    finished: float | None
-
-
-class JobList(RootModel[list[JobView]]):
-    """The jobs of the deployments the caller manages, newest first."""
 
 
 @dataclass
@@ -167,18 +138,18 @@ class Job:
         size, last = self.chunk_size, (self.chunks_total or 1) - 1
         return sum(self.rows_total - last * size if i == last else size for i in self.done)
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> JobView:
         """The job as the control API shows it."""
         keys = ("id", "deployment", "state", "input", "output", "format", "output_format",
                 "chunk_size", "parallelism", "rows_total", "errors", "created", "started",
                 "finished")  # fmt: skip
         doc = {key: getattr(self, key) for key in keys}
-        return {**doc, "rows_done": self.rows_done(), "chunks_total": self.chunks_total,
-                "chunks_done": len(self.done), "passthrough": self.passthrough}  # fmt: skip
+        return JobView(**doc, rows_done=self.rows_done(), chunks_total=self.chunks_total,
+                       chunks_done=len(self.done), passthrough=self.passthrough)  # fmt: skip
 
     def save(self) -> None:
         """Write the record whole or not at all."""
-        doc = {**self.view(), "stamp": self.stamp}
+        doc = {**self.view().model_dump(), "stamp": self.stamp}
         for key in ("rows_done", "chunks_total", "chunks_done"):
             doc.pop(key)
         atomic_write(self.folder / "job.json", json.dumps(doc, indent=1))

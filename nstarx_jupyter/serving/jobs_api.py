@@ -19,7 +19,8 @@ from starlette.routing import Route
 
 from nstarx_jupyter.errors import ForbiddenError, InvalidInputError, NotFoundError
 from nstarx_jupyter.model_uri import ModelUri
-from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, json_response
+from nstarx_jupyter.protocol.control import JobList
+from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, model_response
 from nstarx_jupyter.serving.jobs import FORMATS, Job, JobRequest, JobRunner, read_table
 
 if TYPE_CHECKING:
@@ -96,8 +97,8 @@ class JobsApi:
         if request.method == "GET":
             guard = self.dataplane.guard
             jobs = sorted(self.runner.jobs.values(), key=lambda job: job.created, reverse=True)
-            return json_response([job.view() for job in jobs
-                                  if guard.may(principal, "manage", job.deployment)])  # fmt: skip
+            mine = [job.view() for job in jobs if guard.may(principal, "manage", job.deployment)]
+            return model_response(JobList(mine))
         started = time.perf_counter()
         try:
             body = JobRequest.model_validate(await json_body(request))
@@ -132,16 +133,16 @@ class JobsApi:
         # the route's own record names no deployment (its path has none): this one does
         self.dataplane.audit.call(principal, "job.created", "control", body.deployment, job.id,
                                   201, started)  # fmt: skip
-        return json_response(job.view(), 201)
+        return model_response(job.view(), 201)
 
     async def _one(self, request: Request, principal: Principal) -> Response:
         job = self._job(request, principal)
         if request.method == "DELETE":
             await self.runner.delete(job)
             return Response(status_code=204)
-        return json_response(job.view())
+        return model_response(job.view())
 
     async def _cancel(self, request: Request, principal: Principal) -> Response:
         job = self._job(request, principal)
         await self.runner.cancel(job)
-        return json_response(job.view())
+        return model_response(job.view())

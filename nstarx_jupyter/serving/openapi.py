@@ -20,12 +20,13 @@ from nstarx_jupyter import __version__
 from nstarx_jupyter.deployment.backend import DeploymentList, DeploymentView
 from nstarx_jupyter.deployment.spec import DeploymentSpec
 from nstarx_jupyter.pipelines import PipelineSpec
+from nstarx_jupyter.pipelines import served as s
 from nstarx_jupyter.pipelines.inference_graph import GraphSpec
 from nstarx_jupyter.protocol import control as p
 from nstarx_jupyter.serving import bodies as b
 from nstarx_jupyter.serving import control_bodies as c
 from nstarx_jupyter.serving.control_http import PREFIX
-from nstarx_jupyter.serving.jobs import JobList, JobRequest, JobView
+from nstarx_jupyter.serving.jobs import JobRequest
 from nstarx_jupyter.serving.stream import STREAM_PATH
 
 if TYPE_CHECKING:
@@ -142,7 +143,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Recent requests and latency", "deployments", p.DeploymentMetrics,
         query=(_WINDOW, Query("samples", "string", "'true': each request's latency and outcome "
                               "too (to merge several servers' figures)"))),
-    ("GET", f"{_DEPLOYMENT}/logs"): Operation("A deployment's events", "deployments", c.LogsView),
+    ("GET", f"{_DEPLOYMENT}/logs"): Operation("A deployment's events", "deployments",
+                                              p.DeploymentLogs),
     ("POST", f"{_DEPLOYMENT}/logs"): Operation("Add a note to a deployment's events",
                                                "deployments", None, status=204, body=c.LogNote),
     ("GET", f"{_DEPLOYMENT}/variants"): Operation("Per variant: share and recent requests",
@@ -153,11 +155,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     # Resource use, cost, trends
     ("GET", f"{_DEPLOYMENT}/cost"): Operation(
         "Cost over a window, per 1,000 predictions and per day, per variant", "usage",
-        c.CostView, query=(Query("window_s", description="seconds, in (0, 2592000] (3600); past "
-                                 "3600 from the per-minute rollups, without variants"),)),
+        p.DeploymentCost,
+        query=(Query("window_s", description="seconds, in (0, 2592000] (3600); past "
+                     "3600 from the per-minute rollups, without variants"),)),
     ("GET", f"{_DEPLOYMENT}/history"): Operation(
         "Per-minute rollups (requests, errors, latency, resources, cost), 30 days kept",
-        "usage", c.HistoryView,
+        "usage", p.DeploymentHistory,
         query=(Query("since_s", description="seconds back, in (0, 2592000] (86400)"),)),
     # Drift
     ("GET", f"{_DEPLOYMENT}/drift"): Operation(
@@ -178,34 +181,34 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Mean |SHAP value| per feature over a window's sampled live rows", "explain",
         c.ImportanceView,
         query=(Query("window", "string", "a duration (1h, 15m, or seconds) up to 6h (1h)"),)),
-    ("GET", f"{PREFIX}/prices"): Operation("The price table", "usage", c.PriceTable),
-    ("PUT", f"{PREFIX}/prices"): Operation("Set the price table", "usage", c.PriceTable,
-                                           body=c.PriceTable),
+    ("GET", f"{PREFIX}/prices"): Operation("The price table", "usage", p.PriceTable),
+    ("PUT", f"{PREFIX}/prices"): Operation("Set the price table", "usage", p.PriceTable,
+                                           body=c.PricesBody),
     # Batch jobs
     ("GET", f"{PREFIX}/jobs"): Operation("The batch jobs of the deployments the caller manages",
-                                         "jobs", JobList),
+                                         "jobs", p.JobList),
     ("POST", f"{PREFIX}/jobs"): Operation("Start a batch job over a file (CSV, Parquet, JSONL)",
-                                          "jobs", JobView, status=201, body=JobRequest),
+                                          "jobs", p.JobView, status=201, body=JobRequest),
     ("GET", f"{PREFIX}/jobs/{{id}}"): Operation("A batch job: state, rows done, errors, output",
-                                                "jobs", JobView),
+                                                "jobs", p.JobView),
     ("DELETE", f"{PREFIX}/jobs/{{id}}"): Operation("Cancel a batch job and forget it", "jobs",
                                                    None, status=204),
-    ("POST", f"{PREFIX}/jobs/{{id}}/cancel"): Operation("Cancel a batch job", "jobs", JobView),
+    ("POST", f"{PREFIX}/jobs/{{id}}/cancel"): Operation("Cancel a batch job", "jobs", p.JobView),
     # Pipelines
     ("GET", f"{PREFIX}/pipelines"): Operation("The pipelines the caller manages", "pipelines",
-                                              c.PipelineList),
-    ("GET", f"{PREFIX}/pipelines/{{name}}"): Operation("A pipeline", "pipelines", c.PipelineView),
+                                              s.PipelineList),
+    ("GET", f"{PREFIX}/pipelines/{{name}}"): Operation("A pipeline", "pipelines", s.PipelineView),
     ("PUT", f"{PREFIX}/pipelines/{{name}}"): Operation("Serve a pipeline", "pipelines",
-                                                       c.PipelineView, body=PipelineSpec,
+                                                       s.PipelineView, body=PipelineSpec,
                                                        also=(201,)),
     ("DELETE", f"{PREFIX}/pipelines/{{name}}"): Operation("Stop a pipeline", "pipelines", None,
                                                           status=204),
     # KServe InferenceGraphs (`nstarx apply -f`)
     ("GET", f"{PREFIX}/graphs"): Operation("The inference graphs the caller manages", "graphs",
-                                           c.GraphList),
-    ("GET", f"{PREFIX}/graphs/{{name}}"): Operation("An inference graph", "graphs", c.GraphView),
+                                           s.GraphList),
+    ("GET", f"{PREFIX}/graphs/{{name}}"): Operation("An inference graph", "graphs", s.GraphView),
     ("PUT", f"{PREFIX}/graphs/{{name}}"): Operation("Serve an inference graph", "graphs",
-                                                    c.GraphView, body=GraphSpec, also=(201,)),
+                                                    s.GraphView, body=GraphSpec, also=(201,)),
     ("DELETE", f"{PREFIX}/graphs/{{name}}"): Operation("Stop an inference graph", "graphs", None,
                                                        status=204),
     # Keys, access rules, audit (admin)

@@ -26,8 +26,9 @@ from nstarx_jupyter.config import atomic_write
 from nstarx_jupyter.errors import ForbiddenError, InvalidInputError, NotFoundError, NstarxError
 from nstarx_jupyter.model_uri import ModelUri
 from nstarx_jupyter.pipelines import PipelineSpec, component_class
+from nstarx_jupyter.pipelines.served import PipelineList, PipelineView
 from nstarx_jupyter.pipelines.shipping import HOW_TO_PACKAGE, unpack_components
-from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, json_response
+from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, model_response
 from nstarx_jupyter.serving.settings import registry_models
 from nstarx_jupyter.serving.trust import ArtifactPolicy, default_policy
 
@@ -90,23 +91,18 @@ class PipelineApi:
             if found.is_file_url:  # read as the host reads it: `ModelUri.path`
                 self.policy.check_uri(found.text, trusted=trusted)
 
-    def describe(self, hosted: HostedPipeline) -> dict[str, Any]:
+    def describe(self, hosted: HostedPipeline) -> PipelineView:
         """Name, endpoint, nodes, the models it serves, and the spec."""
         spec = hosted.spec
-        return {
-            "name": spec.name,
-            "url": f"/v1/models/{spec.name}/predict",
-            "nodes": len(spec.nodes),
-            "models": hosted.own_models,
-            "created": hosted.created,
-            "spec": spec.model_dump(mode="json"),
-        }
+        return PipelineView(name=spec.name, url=f"/v1/models/{spec.name}/predict",
+                            nodes=len(spec.nodes), models=hosted.own_models,
+                            created=hosted.created, spec=spec)  # fmt: skip
 
     async def _list(self, request: Request, principal: Principal) -> Response:
         guard = self.dataplane.guard
         mine = [name for name in self.host.names() if guard.may(principal, "manage", name)]
         hosted = [self.host.get(name) for name in mine]
-        return json_response([self.describe(h) for h in hosted if h is not None])
+        return model_response(PipelineList([self.describe(h) for h in hosted if h is not None]))
 
     async def _one(self, request: Request, principal: Principal) -> Response:
         name = request.path_params["name"]
@@ -114,7 +110,7 @@ class PipelineApi:
             hosted = self.host.get(name)
             if hosted is None:
                 raise NotFoundError(f"no pipeline '{name}'")
-            return json_response(self.describe(hosted))
+            return model_response(self.describe(hosted))
         if request.method == "DELETE":
             await self.host.delete(name)
             self.dataplane.guard.keys.revoke_minted_for(name)
@@ -159,7 +155,7 @@ class PipelineApi:
         if loaded:
             log.warning("pipeline %s: components %s shipped as trusted code by %s", name,
                         ", ".join(cls.name for cls in loaded), principal.key)  # fmt: skip
-        return json_response(self.describe(hosted), 200 if existed else 201)
+        return model_response(self.describe(hosted), 200 if existed else 201)
 
 
 def _check_trust(principal: Principal, trusted: bool, shipped: Any) -> None:

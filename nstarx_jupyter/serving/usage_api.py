@@ -21,14 +21,21 @@ from typing import TYPE_CHECKING, Any
 from starlette.routing import Route
 
 from nstarx_jupyter.errors import InvalidInputError
-from nstarx_jupyter.monitoring.cost import Prices as PriceTable
-from nstarx_jupyter.monitoring.cost import Usage, cost_of, load_prices, save_prices
+from nstarx_jupyter.monitoring.cost import Prices, Usage, cost_of, load_prices, save_prices
+from nstarx_jupyter.protocol.control import (
+    CostFigures,
+    DeploymentCost,
+    DeploymentHistory,
+    PriceTable,
+    TrendRow,
+    VariantCost,
+)
 from nstarx_jupyter.serving.background import LoopTask
 from nstarx_jupyter.serving.control_http import (
     PREFIX,
     control_endpoint,
     json_body,
-    json_response,
+    model_response,
     query_number,
 )
 from nstarx_jupyter.serving.metrics import LatencyWindow
@@ -76,7 +83,7 @@ class UsageApi:
         self._known = known
         """Raises `NotFoundError` for a name that is not a deployment."""
         self._names = names
-        self.prices: PriceTable | None = None
+        self.prices: Prices | None = None
         """Read from `$NSTARX_HOME/prices.json` on first use; `PUT /prices` replaces it."""
         self.drift_score: Callable[[str], float | None] | None = None
         """Set by drift detection: a deployment's drift score now, written into each minute's
@@ -105,7 +112,7 @@ class UsageApi:
 
     # -- figures -------------------------------------------------------------------------------
 
-    def price_table(self) -> PriceTable:
+    def price_table(self) -> Prices:
         """The prices in force."""
         if self.prices is None:
             self.prices = load_prices()
@@ -115,7 +122,7 @@ class UsageApi:
         """A deployment's resource figures now (see `UsageMonitor.resources`)."""
         return self.monitor.resources(name)
 
-    def cost(self, name: str, window_s: float) -> dict[str, Any]:
+    def cost(self, name: str, window_s: float) -> DeploymentCost:
         """What the deployment cost over the last `window_s` seconds, in all and per variant.
 
         Rates (per 1,000 predictions, per day) are over the seconds the resource snapshots
@@ -133,18 +140,19 @@ class UsageApi:
         usages = [u for u in self.monitor.window(name, window_s) if u.requests or u.cpu_s]
         plan = self.dataplane.traffic(name)
         covered_s = max((u.covered_s for u in usages), default=0.0)
-        variants = [{"variant": plan.label(u.version) if plan is not None else "primary",
-                     "version": u.version, "shadow": u.shadow, "errors": u.errors,
-                     **cost_of(_as_usage(u, u.requests), prices).to_json()}
+        variants = [VariantCost(variant=plan.label(u.version) if plan is not None else "primary",
+                                version=u.version, shadow=u.shadow, errors=u.errors,
+                                **cost_of(_as_usage(u, u.requests), prices).to_json())
                     for u in usages]  # fmt: skip
         served = sum(u.requests - u.shadow for u in usages)
         total = Usage(covered_s, served, sum(u.cpu_s for u in usages),
                       sum(u.memory_gb_s for u in usages), sum(u.gpu_s for u in usages))  # fmt: skip
-        return {"name": name, "window_s": window_s, "covered_s": covered_s,
-                "prices": prices.to_json(), "total": cost_of(total, prices).to_json(),
-                "variants": variants, "source": "live"}  # fmt: skip
+        return DeploymentCost(name=name, window_s=window_s, covered_s=covered_s,
+                              prices=PriceTable(**prices.to_json()),
+                              total=CostFigures(**cost_of(total, prices).to_json()),
+                              variants=variants, source="live")  # fmt: skip
 
-    def _rolled_up_cost(self, name: str, window_s: float, prices: PriceTable) -> dict[str, Any]:
+    def _rolled_up_cost(self, name: str, window_s: float, prices: Prices) -> DeploymentCost:
         """The cost of the rollups of the last `window_s` seconds (memory: each minute's mean)."""
         now = self.clock()
         rows = self.trends.read(name, now - window_s)
@@ -152,9 +160,10 @@ class UsageApi:
         total = Usage(covered_s, sum(row.requests for row in rows),
                       sum(row.cpu_s for row in rows),
                       sum(row.rss_bytes for row in rows) * BUCKET_S / 1e9)  # fmt: skip
-        return {"name": name, "window_s": window_s, "covered_s": covered_s,
-                "prices": prices.to_json(), "total": cost_of(total, prices).to_json(),
-                "variants": [], "source": "rollups"}  # fmt: skip
+        return DeploymentCost(name=name, window_s=window_s, covered_s=covered_s,
+                              prices=PriceTable(**prices.to_json()),
+                              total=CostFigures(**cost_of(total, prices).to_json()),
+                              variants=[], source="rollups")  # fmt: skip
 
     def rollups(self, minute: float, now: float) -> list[Rollup]:
         """Each deployment's rollup of the minute from `minute` to `now`."""
@@ -187,14 +196,14 @@ class UsageApi:
             log.exception("the drift score of %s failed", name)
             return None
 
-    def history(self, name: str, since_s: float) -> dict[str, Any]:
+    def history(self, name: str, since_s: float) -> DeploymentHistory:
         """The deployment's rollups of the last `since_s` seconds (at most 30 days)."""
         self._known(name)
         if not 0 < since_s <= KEEP_S:
             raise InvalidInputError(f"since_s: between 0 and {KEEP_S} seconds (30 days)")
         rows = self.trends.read(name, self.clock() - since_s)
-        return {"name": name, "since_s": since_s, "bucket_s": BUCKET_S,
-                "rows": [row.to_json() for row in rows]}  # fmt: skip
+        return DeploymentHistory(name=name, since_s=since_s, bucket_s=BUCKET_S,
+                                 rows=[TrendRow(**row.to_json()) for row in rows])  # fmt: skip
 
     # -- the writer ----------------------------------------------------------------------------
 
@@ -236,23 +245,23 @@ class UsageApi:
         window_s = query_number(request.query_params, "window_s", "3600")
         name = request.path_params["name"]
         if window_s <= MAX_COST_WINDOW_S:
-            return json_response(self.cost(name, window_s))
+            return model_response(self.cost(name, window_s))
         loop = asyncio.get_running_loop()  # up to 43,200 rollups read: off the event loop
-        return json_response(await loop.run_in_executor(None, self.cost, name, window_s))
+        return model_response(await loop.run_in_executor(None, self.cost, name, window_s))
 
     async def _history(self, request: Request, principal: Principal) -> Response:
         since_s = query_number(request.query_params, "since_s", "86400")
         name = request.path_params["name"]
         loop = asyncio.get_running_loop()  # a read of up to 43,200 rows: off the event loop
         self._known(name)
-        return json_response(await loop.run_in_executor(None, self.history, name, since_s))
+        return model_response(await loop.run_in_executor(None, self.history, name, since_s))
 
     async def _prices(self, request: Request, principal: Principal) -> Response:
         if request.method == "PUT":
-            prices = PriceTable.parse(await json_body(request))
+            prices = Prices.parse(await json_body(request))
             save_prices(prices)
             self.prices = prices
-        return json_response(self.price_table().to_json())
+        return model_response(PriceTable(**self.price_table().to_json()))
 
 
 def _as_usage(found: WindowUsage, requests: int) -> Usage:

@@ -334,7 +334,7 @@ spec:
     assert failed.stderr.startswith("nstarx apply: inferenceservice/iris-b: ")
     assert "removed again what graph.yaml added: iris-c, iris-b" in failed.stderr
     assert [d.name for d in backend.deployments()] == ["iris-a"]
-    assert [g["name"] for g in backend.graphs()] == ["chain"]
+    assert [g.name for g in backend.graphs()] == ["chain"]
     backend.stop()
     backend.ensure_server()
     answer = _predict(backend, "chain", {"instances": ROWS})

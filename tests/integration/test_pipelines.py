@@ -78,7 +78,7 @@ def test_a_pipeline_deployed_from_the_notebook_answers_with_its_key(
     bad = httpx.post(deployed.url, json={**ROW, "sepal_length": "x"}, headers=headers)
     assert bad.status_code == 400, bad.text
     assert "node '" in bad.json()["error"]
-    assert [p["name"] for p in backend.pipelines()] == ["flowers"]
+    assert [p.name for p in backend.pipelines()] == ["flowers"]
     # A deployment cannot take the pipeline's name, nor a pipeline a model's.
     clash = _iris_pipeline("deployment:iris", name="iris")
     with pytest.raises(Exception, match="already served"):
@@ -101,7 +101,7 @@ def test_a_pipeline_with_its_own_registry_model_survives_a_restart(
     try:
         deployed = _iris_pipeline(version.uri).deploy(backend=backend)
         assert deployed.predict(ROW)["species"] == 0
-        assert backend.pipelines()[0]["models"] == ["flowers.clf"]
+        assert backend.pipelines()[0].models == ["flowers.clf"]
     finally:
         process.stop()
     again = start_server("--state-dir", str(state_dir), auth=True)

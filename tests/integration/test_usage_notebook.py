@@ -45,22 +45,22 @@ def test_the_notebook_shows_the_control_apis_figures_and_history_survives_a_rest
     frame = made.cost("10m")
     doc = backend.cost("iris", 600)
     assert list(frame.index) == ["primary", "total"]
-    assert frame.loc["total", "requests"] == doc["total"]["requests"] == CALLS
-    assert frame.loc["total", "cpu_s"] == doc["total"]["cpu_s"] > 0
-    assert frame.loc["total", "total"] == doc["total"]["total"]
-    assert frame.loc["total", "per_1000"] == doc["total"]["per_1000"]
-    assert frame.loc["primary", "requests"] == doc["variants"][0]["requests"]
+    assert frame.loc["total", "requests"] == doc.total.requests == CALLS
+    assert frame.loc["total", "cpu_s"] == doc.total.cpu_s > 0
+    assert frame.loc["total", "total"] == doc.total.total
+    assert frame.loc["total", "per_1000"] == doc.total.per_1000
+    assert frame.loc["primary", "requests"] == doc.variants[0].requests
     assert frame.attrs["prices"]["cpu_hour"] == 1.0
     card = made.card()  # the card's line: the same two answers, picked, not recomputed
     assert card.usage["cpu_s"] == backend.metrics("iris", 60)["resources"]["cpu_s"]
-    assert card.usage["cost_per_1000"] == backend.cost("iris", 3600)["total"]["per_1000"]
+    assert card.usage["cost_per_1000"] == backend.cost("iris", 3600).total.per_1000
 
     backend.stop()  # SIGTERM: the server writes the minute it is in before it exits
     history = made.history("1h")  # starts the server again, which reads it back
-    raw = backend.history("iris", 3600)["rows"]
+    raw = backend.history("iris", 3600).rows
     assert list(history.columns) == list(HISTORY_COLUMNS)
     assert isinstance(history.index, pd.DatetimeIndex)
-    assert history["requests"].sum() == sum(row["requests"] for row in raw) == CALLS
-    assert list(history["cost"]) == [row["cost"] for row in raw]
+    assert history["requests"].sum() == sum(row.requests for row in raw) == CALLS
+    assert list(history["cost"]) == [row.cost for row in raw]
     figure = made.trends_chart("1h")
     assert [trace.name for trace in figure.data] == ["requests", "p50", "p95", "p99", "cost"]

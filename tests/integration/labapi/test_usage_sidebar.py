@@ -39,18 +39,18 @@ def test_the_sidebar_row_shows_the_control_apis_memory_and_cost_and_the_trend_it
     [row] = api("GET", "deployments")
     figures = row["metrics"]
     resources = backend.metrics("iris", 60)["resources"]
-    cost = backend.cost("iris", 3600)["total"]
+    cost = backend.cost("iris", 3600).total
     assert figures["cpu_s"] == resources["cpu_s"] > 0
     assert figures["rss_bytes"] > 10_000_000
-    assert figures["cost_per_1000"] == cost["per_1000"]
+    assert figures["cost_per_1000"] == cost.per_1000
     assert figures["currency"] == "USD"
 
     backend.stop()  # the minute so far is written at shutdown; the next server reads it
     backend.ensure_server()
     trend = api("GET", "deployments/iris/trend", params={"since": "hour"})
-    history = backend.history("iris", 3600)["rows"]
-    assert [point["t"] for point in trend["points"]] == [r["t"] for r in history]
+    history = backend.history("iris", 3600).rows
+    assert [point["t"] for point in trend["points"]] == [r.t for r in history]
     assert sum(point["requests"] for point in trend["points"]) == CALLS
-    assert [point["cost"] for point in trend["points"]] == [r["cost"] for r in history]
+    assert [point["cost"] for point in trend["points"]] == [r.cost for r in history]
     refused = api("GET", "deployments/iris/trend", params={"since": "week"}, status=400)
     assert "'hour' or 'day'" in refused["error"]

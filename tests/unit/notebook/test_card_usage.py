@@ -11,10 +11,17 @@ pytest.importorskip("anywidget")
 from nstarx_jupyter.errors import UnavailableError
 from nstarx_jupyter.notebook.card import DeploymentCard
 from nstarx_jupyter.notebook.usage import usage_figures
+from nstarx_jupyter.protocol.control import DeploymentCost
 from tests.unit.notebook.test_card import FakeDeployment
 
 METRICS = {"requests": 3, "resources": {"cpu_s": 0.25, "rss_bytes": 180_000_000}}
-COST = {"total": {"per_1000": 0.0031, "per_day": 0.42, "currency": "USD", "total": 0.00001}}
+PRICES = {"cpu_hour": 0.04, "gb_hour": 0.004, "gpu_hour": 0.5, "currency": "USD", "source": "x"}
+TOTAL = {"window_s": 3600.0, "requests": 3, "cpu_s": 0.25, "memory_gb_s": 1.0, "gpu_s": 0.0,
+         "cpu_cost": 0.0, "memory_cost": 0.0, "gpu_cost": 0.0, "total": 0.00001,
+         "per_1000": 0.0031, "per_day": 0.42, "currency": "USD"}  # fmt: skip
+COST = DeploymentCost.model_validate({"name": "iris", "window_s": 3600.0, "covered_s": 3600.0,
+                                      "prices": PRICES, "total": TOTAL, "variants": [],
+                                      "source": "live"})  # fmt: skip
 
 
 class MeteredDeployment(FakeDeployment):

@@ -1,6 +1,7 @@
 """The control API's answers are `protocol.control` models on both ends, their JSON unchanged.
 
-The server builds keys, access rules, audit records, metrics and variants from the models, and
+The server builds keys, access rules, audit records, metrics, variants, cost, prices and trends
+from the models, and
 `LocalBackend` parses them back (`parse_answer`): these tests pin the JSON (fields left out when
 unset, nulls kept where clients read them) and the error a malformed answer gets where it enters.
 """
@@ -16,19 +17,28 @@ import skops.io
 from nstarx_jupyter.deployment.backend import DeploymentList, DeploymentView
 from nstarx_jupyter.deployment.local import describe_local, parse_answer
 from nstarx_jupyter.errors import NstarxError
+from nstarx_jupyter.pipelines.served import GraphList, GraphView, PipelineList, PipelineView
 from nstarx_jupyter.protocol.control import (
     AccessRule,
     AccessRules,
     AuditRows,
+    DeploymentCost,
+    DeploymentHistory,
+    DeploymentLogs,
     DeploymentMetrics,
     DeploymentVariants,
+    JobList,
+    JobView,
     KeyCreated,
     KeyList,
     KeyRecord,
     KeyRotated,
+    PriceTable,
+    TrendRow,
 )
 from nstarx_jupyter.serving.app import ServingConfig, create_app
 from nstarx_jupyter.serving.settings import ModelSettings
+from nstarx_jupyter.serving.trends import Rollup
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -178,6 +188,98 @@ async def test_a_description_leaves_out_defaults_and_parses_into_a_local_descrip
     assert described.spec.storage_uri == doc["spec"]["storage_uri"]
 
 
+async def test_event_answers_are_the_lines_oldest_first_with_a_note_last(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    await deploy_flowers(client, iris_model, nstarx_home)
+    noted = await client.post(
+        "/nstarx/v1/deployments/flowers/logs", json={"text": "canary held"}, headers=ADMIN
+    )
+    assert noted.status_code == 204, noted.text
+    doc = await answer(client, "GET", "/deployments/flowers/logs", DeploymentLogs)
+    assert isinstance(doc, dict)
+    assert list(doc) == ["name", "lines"]
+    assert doc["name"] == "flowers"
+    assert "canary held" in doc["lines"][-1]
+
+
+async def test_pipeline_answers_carry_the_whole_spec_and_graph_answers_only_what_was_set(
+    client: httpx.AsyncClient,
+) -> None:
+    pipeline = {"nodes": [{"id": "out", "component": "records"}]}
+    made = await answer(client, "PUT", "/pipelines/flow", PipelineView, **pipeline)
+    assert isinstance(made, dict)
+    assert list(made) == ["name", "url", "nodes", "models", "created", "spec"]
+    assert made["spec"]["nodes"][0]["position"] == {"x": 0.0, "y": 0.0}  # defaults sent
+    assert await answer(client, "GET", "/pipelines", PipelineList) == [made]
+    graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceName": "iris"}]}}}
+    served = await answer(client, "PUT", "/graphs/chain", GraphView, exclude_defaults=True, **graph)
+    assert isinstance(served, dict)
+    assert served["spec"] == {"name": "chain", **graph}  # as written: no defaults
+    assert served["services"] == ["iris"]
+    listed = await answer(client, "GET", "/graphs", GraphList, exclude_defaults=True)
+    assert listed == [served]
+
+
+async def test_job_answers_keep_their_field_order_and_a_null_passthrough(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    await deploy_flowers(client, iris_model, nstarx_home)
+    rows = nstarx_home / "rows.csv"
+    rows.write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n")
+    made = await answer(client, "POST", "/jobs", JobView, deployment="flowers", input=str(rows))
+    assert isinstance(made, dict)
+    assert list(made)[-4:] == ["rows_done", "chunks_total", "chunks_done", "passthrough"]
+    assert made["passthrough"] is None
+    assert await answer(client, "GET", f"/jobs/{made['id']}", JobView)
+    listed = await answer(client, "GET", "/jobs", JobList)
+    assert isinstance(listed, list)
+    assert [job["id"] for job in listed] == [made["id"]]
+
+
+async def test_cost_answers_name_each_variant_first_and_the_price_table_in_force(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    await deploy_flowers(client, iris_model, nstarx_home)
+    predicted = await client.post(
+        "/v1/models/flowers:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, headers=ADMIN
+    )
+    assert predicted.status_code == 200, predicted.text
+    live = await answer(client, "GET", "/deployments/flowers/cost?window_s=600", DeploymentCost)
+    assert isinstance(live, dict)
+    assert list(live) == ["name", "window_s", "covered_s", "prices", "total", "variants", "source"]
+    assert live["source"] == "live"
+    (only,) = live["variants"]
+    assert list(only)[:4] == ["variant", "version", "shadow", "errors"]  # as it always was
+    assert (only["variant"], only["requests"]) == ("primary", 1)
+    rolled = await answer(client, "GET", "/deployments/flowers/cost?window_s=7200", DeploymentCost)
+    assert isinstance(rolled, dict)
+    assert (rolled["source"], rolled["variants"]) == ("rollups", [])
+
+
+async def test_price_answers_are_the_whole_table_before_and_after_a_change(
+    client: httpx.AsyncClient, nstarx_home: Path
+) -> None:
+    before = await answer(client, "GET", "/prices", PriceTable)
+    assert isinstance(before, dict)
+    assert list(before) == ["cpu_hour", "gb_hour", "gpu_hour", "currency", "source"]
+    after = await answer(client, "PUT", "/prices", PriceTable, cpu_hour=1.0)
+    assert after == {**before, "cpu_hour": 1.0, "source": "set by the user"}
+
+
+async def test_history_answers_carry_each_minute_as_the_rollup_store_writes_it(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path
+) -> None:
+    await deploy_flowers(client, iris_model, nstarx_home)
+    path = "/deployments/flowers/history?since_s=3600"
+    doc = await answer(client, "GET", path, DeploymentHistory)
+    assert doc == {"name": "flowers", "since_s": 3600.0, "bucket_s": 60, "rows": []}
+    minute = Rollup("iris", 120, 3, 1, 2.5, None, None, 0.5, 1000, 0.25).to_json()
+    row = TrendRow.model_validate(minute)
+    assert row.model_dump(mode="json") == minute  # the null drift and percentiles kept
+    assert list(row.model_dump()) == list(minute)
+
+
 @pytest.mark.parametrize(
     ("model", "doc", "named"),
     [
@@ -187,6 +289,9 @@ async def test_a_description_leaves_out_defaults_and_parses_into_a_local_descrip
         (AccessRule, {"call": "app"}, "call"),
         (DeploymentVariants, {"name": "iris", "variants": [{"variant": "primary"}]}, "variants.0"),
         (DeploymentView, {**WELL_FORMED_DEPLOYMENT, "status": "Sleeping"}, "status"),
+        (DeploymentHistory, {"name": "x", "since_s": 60, "bucket_s": 60, "rows": [{}]}, "rows.0"),
+        (PriceTable, {"cpu_hour": "cheap"}, "cpu_hour"),
+        (JobView, {"id": "1", "state": "asleep"}, "deployment"),
         (
             DeploymentView,
             {**WELL_FORMED_DEPLOYMENT, "spec": {**SPEC, "min_replicas": -1}},

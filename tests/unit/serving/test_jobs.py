@@ -50,4 +50,4 @@ def test_a_jobs_progress_is_the_part_files_on_disk(tmp_path: Path) -> None:
     assert loaded.chunks_total == 3
     assert loaded.rows_done() == 60
     view = loaded.view()
-    assert (view["rows_done"], view["chunks_done"], view["state"]) == (60, 2, "queued")
+    assert (view.rows_done, view.chunks_done, view.state) == (60, 2, "queued")

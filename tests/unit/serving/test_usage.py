@@ -263,16 +263,16 @@ def test_past_an_hour_the_cost_is_the_rollups_priced_at_todays_prices(tmp_path: 
     usage.trends.write([_row("iris", int(now) - 7200), _row("iris", int(now) - 3600),
                         _row("iris", int(now) - 2 * DAY_S)])  # fmt: skip
     doc = usage.cost("iris", DAY_S)
-    assert doc["source"] == "rollups"
-    assert doc["variants"] == []
-    assert doc["covered_s"] == 7200  # from the oldest minute in the window
-    total = doc["total"]
-    assert (total["requests"], total["cpu_s"]) == (20, 0.5)
-    assert total["memory_gb_s"] == pytest.approx(2 * 0.1 * 60)  # 100 MB held for two minutes
+    assert doc.source == "rollups"
+    assert doc.variants == []
+    assert doc.covered_s == 7200  # from the oldest minute in the window
+    total = doc.total
+    assert (total.requests, total.cpu_s) == (20, 0.5)
+    assert total.memory_gb_s == pytest.approx(2 * 0.1 * 60)  # 100 MB held for two minutes
     by_hand = 0.5 / 3600 * 0.04048 + 12 / 3600 * 0.004445
-    assert total["total"] == pytest.approx(by_hand)
-    assert total["per_1000"] == pytest.approx(by_hand / 20 * 1000)
-    assert total["per_day"] == pytest.approx(by_hand * 12)  # two hours of a day's 24
+    assert total.total == pytest.approx(by_hand)
+    assert total.per_1000 == pytest.approx(by_hand / 20 * 1000)
+    assert total.per_day == pytest.approx(by_hand * 12)  # two hours of a day's 24
     with pytest.raises(InvalidInputError):
         usage.cost("iris", 31 * DAY_S)
     usage.trends.close()

@@ -207,7 +207,7 @@ async def test_pipeline_answers_carry_the_whole_spec_and_graph_answers_only_what
     client: httpx.AsyncClient,
 ) -> None:
     pipeline = {"nodes": [{"id": "out", "component": "records"}]}
-    made = await answer(client, "PUT", "/pipelines/flow", PipelineView, **pipeline)
+    made = await answer(client, "PUT", "/pipelines/flow", PipelineView, nodes=pipeline["nodes"])
     assert isinstance(made, dict)
     assert list(made) == ["name", "url", "nodes", "models", "created", "spec"]
     assert made["spec"]["nodes"][0]["position"] == {"x": 0.0, "y": 0.0}  # defaults sent

@@ -1,11 +1,14 @@
 """An append-only audit log: who called what, when and with which outcome; never a key or a payload.
 
 Records are JSON lines in numbered segments (`audit-000001.jsonl`, ...) in a user-only folder. Each
-record is one `write(2)` on a descriptor opened with `O_APPEND`, so it reaches the page cache whole
-and after every earlier record: a `kill -9` of the server loses nothing already recorded and tears
-nothing. There is no fsync per record (the log is on the request hot path), so a power loss may lose
-the last records or leave a torn last line, but never damages earlier ones; readers skip such lines
-and the next `AuditLog` starts on a fresh line. `flush_durable()` puts what is written on disk.
+record is one `write(2)` on a descriptor opened with `O_APPEND`, so it lands after every earlier
+record: a `kill -9` of the server loses nothing already recorded. It may cut the one record being
+written (Linux checks for a fatal signal between the pages a write copies, so a record across a
+page boundary can stop at it). There is no fsync per record (the log is on the request hot path), so
+a power loss may lose the last records or leave a torn last line, but never damages earlier ones.
+Readers skip a torn line, and the next `AuditLog` ends it with a newline before writing anything
+else, in the segment it tore (also when its first write starts a new segment), so a torn line never
+joins a whole one. `flush_durable()` puts what is written on disk.
 """
 
 from __future__ import annotations
@@ -243,6 +246,9 @@ class AuditLog:
         """Start the next segment (the caller holds the lock)."""
         # Open the next segment before closing this one, so a failure leaves a usable log.
         fd, size = _open_segment(self.folder / _SEGMENT.format(self._number + 1))
+        if self._torn:  # end the torn line where it is, or it would stay open in the middle
+            with contextlib.suppress(OSError):  # a full disk: readers skip the open line anyway
+                os.write(self._fd, b"\n")
         os.close(self._fd)
         self._unsynced[:0] = [self.path]
         self._unsynced.append(self.folder)

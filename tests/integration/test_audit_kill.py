@@ -65,18 +65,29 @@ def wait_for_lines(process: subprocess.Popen[bytes], folder: Path, lines: int) -
         time.sleep(0.01)
 
 
-def sequences(folder: Path) -> dict[str, list[int]]:
-    """Per thread, the sequence numbers on disk; every line but a torn last one must parse."""
+def sequences(folder: Path, kills: int) -> dict[str, list[int]]:
+    """Per thread, the sequence numbers on disk.
+
+    A kill may cut the one record being written (at a page boundary), so at most `kills` lines
+    fail to parse; every segment but the last ends with a newline (the next writer ends a torn
+    line in its own segment); an unfinished line may stay only at the very end.
+    """
     found: dict[str, list[int]] = {}
+    torn = 0
     files = segments(folder)
     for index, path in enumerate(files):
         lines = path.read_bytes().split(b"\n")
         tail = lines.pop()  # b"" unless the kill tore the very last write
-        assert not tail or index == len(files) - 1, f"a torn line in the middle: {tail!r}"
-        for line in lines:
-            if line:
+        assert not tail or index == len(files) - 1, f"an open line in the middle: {tail!r}"
+        torn += bool(tail)
+        for line in filter(None, lines):
+            try:
                 record = orjson.loads(line)
-                found.setdefault(record["who"], []).append(int(record["rid"]))
+            except orjson.JSONDecodeError:
+                torn += 1
+                continue
+            found.setdefault(record["who"], []).append(int(record["rid"]))
+    assert torn <= kills, f"{torn} torn lines after {kills} kill(s)"
     return found
 
 
@@ -96,7 +107,7 @@ def test_records_survive_sigkill_whole_and_in_order(tmp_path: Path) -> None:
         first.send_signal(signal.SIGKILL)
         assert first.wait(timeout=30) == -signal.SIGKILL
 
-        found = sequences(folder)
+        found = sequences(folder, kills=1)
         assert_contiguous(found, "a")
         killed = sum(len(seen) for seen in found.values())
         assert killed >= 5000
@@ -106,7 +117,7 @@ def test_records_survive_sigkill_whole_and_in_order(tmp_path: Path) -> None:
         second = writer(folder, "b", 100)
         processes.append(second)
         assert second.wait(timeout=60) == 0
-        found = sequences(folder)
+        found = sequences(folder, kills=1)
         assert_contiguous(found, "a")
         assert_contiguous(found, "b")
         assert [len(found[f"b{n}"]) for n in range(THREADS)] == [100] * THREADS

@@ -115,6 +115,24 @@ def test_a_torn_last_line_is_skipped_and_the_next_record_starts_a_new_line(
     assert [row["ts"] for row in read_audit(tmp_path)] == [1000.0, 1001.0, 1002.0]
 
 
+def test_a_torn_line_is_ended_in_its_own_segment_when_the_next_write_rotates(
+    tmp_path: Path,
+) -> None:
+    with AuditLog(tmp_path) as log:
+        log.record(make(1000.0))
+        first = log.path
+    whole = first.read_bytes()
+    with first.open("ab") as out:  # a crash mid-write; the next record does not fit the segment
+        out.write(whole[:10])
+    with AuditLog(tmp_path, segment_bytes=len(whole) + 20) as log:
+        log.record(make(1001.0))
+        second = log.path
+    assert second != first
+    assert first.read_bytes() == whole + whole[:10] + b"\n"  # no open line left in the middle
+    assert orjson.loads(second.read_bytes())["ts"] == 1001.0
+    assert [row["ts"] for row in read_audit(tmp_path)] == [1000.0, 1001.0]
+
+
 def test_garbage_lines_are_skipped_and_counted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

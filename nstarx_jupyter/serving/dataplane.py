@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from nstarx_jupyter import __version__
-from nstarx_jupyter.errors import InvalidInputError, ModelError, NstarxError
+from nstarx_jupyter.errors import HTTP_STATUS, InvalidInputError, ModelError, NstarxError
 from nstarx_jupyter.protocol import v1, v2
 from nstarx_jupyter.protocol.datatypes import datatype_of
 from nstarx_jupyter.protocol.inference import InferenceRequest, InferenceResponse, InferOutput
@@ -20,7 +20,6 @@ from nstarx_jupyter.protocol.signature import ModelSignature, bind_inputs
 from nstarx_jupyter.serving.audit_trail import CallAudit
 from nstarx_jupyter.serving.dispatch import Dispatcher
 from nstarx_jupyter.serving.graphs import GraphHost
-from nstarx_jupyter.serving.http_errors import STATUS
 from nstarx_jupyter.serving.model_call import (
     Ask,
     Caller,
@@ -358,7 +357,7 @@ class DataPlane:
             )
             return 200, orjson.dumps(v1.encode_predictions(served.outputs), option=_NUMPY)
         except NstarxError as exc:
-            return STATUS[exc.kind], orjson.dumps({"error": exc.message})
+            return HTTP_STATUS[exc.kind], orjson.dumps({"error": exc.message})
 
 
 class Rejections:

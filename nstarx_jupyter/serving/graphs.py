@@ -18,10 +18,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from nstarx_jupyter.errors import ConflictError, NotFoundError
+from nstarx_jupyter.errors import HTTP_STATUS, ConflictError, NotFoundError
 from nstarx_jupyter.pipelines.inference_graph import GraphRouter
 from nstarx_jupyter.pipelines.served import GraphView
-from nstarx_jupyter.serving.http_errors import STATUS
 
 if TYPE_CHECKING:
     from nstarx_jupyter.pipelines.inference_graph import GraphSpec
@@ -34,7 +33,7 @@ __all__ = ["GRAPH_VERSION", "GraphHost", "StepCall"]
 GRAPH_VERSION = "1"
 StepCall = Callable[[str, str, bytes], Awaitable[tuple[int, bytes]]]
 """(service, protocol `v1`/`v2`, body) → the status and body the deployment's endpoint answers."""
-_KINDS = {status: kind.value.lower() for kind, status in STATUS.items()}
+_KINDS = {status: kind.value.lower() for kind, status in HTTP_STATUS.items()}
 """A failed answer's status as the metrics' status label (a model's failures use the kind)."""
 
 

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
 __all__ = [
-    "STATUS",
     "error_response",
     "handle_http_exception",
     "nstarx_error_response",
@@ -30,9 +29,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-STATUS = HTTP_STATUS
-"""`errors.HTTP_STATUS` under its old name (the same table, not a copy)."""
 
 
 def retry_after(exc: NstarxError) -> int | None:

@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import grpc
+import orjson
+import pytest
+from starlette.requests import Request
 
 from nstarx_jupyter.client import core
-from nstarx_jupyter.errors import GRPC_CODE, HTTP_STATUS, ErrorKind
+from nstarx_jupyter.errors import GRPC_CODE, HTTP_STATUS, ErrorKind, NstarxError
 from nstarx_jupyter.labapi.handlers import STATUS as LAB_STATUS
 from nstarx_jupyter.serving.grpc import GRPC_STATUS
-from nstarx_jupyter.serving.http_errors import STATUS as SERVER_STATUS
+from nstarx_jupyter.serving.http_errors import nstarx_error_response
+
+
+def error_of(kind: ErrorKind) -> NstarxError:
+    return type(f"{kind.name.title()}Error", (NstarxError,), {"kind": kind})(f"a {kind.name}")
+
+
+@pytest.mark.parametrize("kind", list(ErrorKind))
+def test_each_kind_goes_out_with_its_status_and_the_client_reads_the_kind_back(
+    kind: ErrorKind,
+) -> None:
+    request = Request({"type": "http", "method": "POST", "path": "/v2/models/m/infer",
+                       "headers": [], "query_string": b""})  # fmt: skip
+    response = nstarx_error_response(request, error_of(kind))
+    assert response.status_code == HTTP_STATUS[kind]
+    assert orjson.loads(bytes(response.body)) == {"error": f"a {kind.name}"}
+    seen = core.InferenceError(response.status_code, f"a {kind.name}")
+    assert seen.kind is kind
+    assert seen.status == HTTP_STATUS[kind]
 
 
 def test_every_kind_has_one_status_and_every_reader_uses_the_table() -> None:
     assert set(HTTP_STATUS) == set(ErrorKind)
     assert len(set(HTTP_STATUS.values())) == len(HTTP_STATUS)  # a status names one kind
-    assert SERVER_STATUS is HTTP_STATUS
     assert {k: s for k, s in LAB_STATUS.items() if k is not ErrorKind.UNAUTHENTICATED} == {
         k: s for k, s in HTTP_STATUS.items() if k is not ErrorKind.UNAUTHENTICATED
     }

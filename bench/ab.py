@@ -9,7 +9,9 @@ alternates between them in short slices, in turned order each round, so the drif
 machine (10-15 % between runs of the same build here) falls on every build alike; each slice
 also reports the server's CPU time per request, which neighbours hardly move. `--drift` gives
 each build's iris a drift reference (iris' training data, over the control API) so the drift tap
-samples every request; a build without drift detection says so and runs as it is. Scenarios:
+samples every request; a build without drift detection says so and runs as it is. `--split`
+makes iris a canary over the control API (a second revision of the same model takes 50 %), so
+every request goes through the traffic router's split path. Scenarios:
 `v2@C`, `v2x32@C`, `v1@C`, `records@C` (REST, C connections) and `grpc@C`. Extra server flags
 go after `--flags`. Prints per scenario the mean, median and spread of req/s, the median p99,
 and each build's change against the first.
@@ -49,7 +51,12 @@ class Build(bench.Server):
 
 
 def start(
-    spec: str, flags: list[str], models: dict[str, Path], *, drift: bool = False
+    spec: str,
+    flags: list[str],
+    models: dict[str, Path],
+    *,
+    drift: bool = False,
+    split: bool = False,
 ) -> tuple[str, Build]:
     """Start the build `NAME=SRC[:VAR=VALUE...]` (environment restored after).
 
@@ -65,14 +72,20 @@ def start(
     saved = dict(bench.ENV)
     bench.ENV.update(dict(a.split("=", 1) for a in assignments), PYTHONPATH=str(src))
     try:
-        if not drift:
+        if not (drift or split):
             return name, Build("ours", {"iris": models["iris"]}, flags)
         state = bench.WORK / f"state-{name}"
         shutil.rmtree(state, ignore_errors=True)
         server = Build("ours", {"warm": models["iris"]}, [*flags, "--state-dir", str(state)])
         home_copy = bench.WORK / "home" / "models" / "iris"  # $NSTARX_HOME: an allowed folder
         shutil.copytree(models["iris"], home_copy, dirs_exist_ok=True)
-        drift_deployment(name, server, home_copy)
+        deploy_iris(server, home_copy)
+        if drift:
+            drift_reference(name, server)
+        if split:
+            canary_copy = home_copy.with_name("iris-canary")
+            shutil.copytree(models["iris"], canary_copy, dirs_exist_ok=True)
+            deploy_iris(server, canary_copy, canary_traffic_percent=50)
         return name, server
     finally:
         bench.ENV.clear()
@@ -102,23 +115,37 @@ def measure(server: Build, scenario: str, body: dict[str, Path], seconds: float)
     return dict(got)
 
 
-def drift_deployment(name: str, server: Build, model: Path) -> None:
-    """Deploy iris over the control API and give it a drift reference: iris' training rows."""
+def control(server: Build) -> Any:
+    """An httpx client with the admin token, for iris' deployment on the control API."""
     import httpx
-    from sklearn.datasets import load_iris
 
     token = (bench.WORK / "home" / "security" / "admin-token").read_text().strip()
-    control = f"{server.url}/nstarx/v1/deployments/iris"
+    base = f"{server.url}/nstarx/v1/deployments"
     headers = {"authorization": f"Bearer {token}", "host": "localhost"}
-    with httpx.Client(headers=headers, timeout=60) as http:
-        doc = {"storage_uri": str(model / "model.joblib"), "trusted": True}
-        made = http.put(control, json=doc)
+    return httpx.Client(base_url=base, headers=headers, timeout=60)
+
+
+def deploy_iris(server: Build, model: Path, **fields: Any) -> None:
+    """Deploy (or roll out) iris from `model` over the control API, with extra spec `fields`."""
+    with control(server) as http:
+        doc = {"storage_uri": str(model / "model.joblib"), "trusted": True, **fields}
+        made = http.put("/iris", json=doc)
         if made.status_code == 400 and "trusted" in made.text:  # a build before the trust model
-            made = http.put(control, json={"storage_uri": doc["storage_uri"]})
+            made = http.put("/iris", json={k: v for k, v in doc.items() if k != "trusted"})
         made.raise_for_status()
+        if fields.get("canary_traffic_percent") is not None:
+            split = http.get("/iris/variants").json()
+            print(f"iris' variants: {split}", file=sys.stderr)
+
+
+def drift_reference(name: str, server: Build) -> None:
+    """Give iris a drift reference: iris' training rows."""
+    from sklearn.datasets import load_iris
+
+    with control(server) as http:
         x = load_iris().data
         columns = {feature: x[:, i].tolist() for i, feature in enumerate(bench.FEATURES)}
-        answer = http.put(f"{control}/drift/reference", json={"columns": columns})
+        answer = http.put("/iris/drift/reference", json={"columns": columns})
         if answer.status_code == 404:
             print(f"{name}: no drift detection in this build", file=sys.stderr)
         else:
@@ -138,6 +165,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=6, help="rounds over every build")
     parser.add_argument("--seconds", type=float, default=3, help="measured per slice")
     parser.add_argument("--drift", action="store_true", help="set a drift reference on iris")
+    parser.add_argument("--split", action="store_true", help="make iris a 50 %% canary")
     parser.add_argument("--flags", nargs=argparse.REMAINDER, default=[], help="server flags")
     args = parser.parse_args()
     models = bench.make_models()
@@ -146,7 +174,7 @@ def main() -> None:
     builds = []
     try:
         for spec in args.builds:
-            builds.append(start(spec, args.flags, models, drift=args.drift))
+            builds.append(start(spec, args.flags, models, drift=args.drift, split=args.split))
         scenarios = args.scenarios.split(",")
         rps: dict[tuple[str, str], list[float]] = {}
         p99: dict[tuple[str, str], list[float]] = {}

@@ -19,7 +19,7 @@ from nstarx_jupyter.deployment.sources import storage_uri_of
 from nstarx_jupyter.deployment.staging import stage_model
 from nstarx_jupyter.deployment.uploads import STORE_VARIABLE, model_store, upload_folder
 from nstarx_jupyter.errors import InvalidInputError
-from nstarx_jupyter.model_uri import REMOTE_SCHEMES, ModelUri, is_fetchable
+from nstarx_jupyter.model_uri import ModelUri, is_fetchable
 from nstarx_jupyter.registry import Registry
 from nstarx_jupyter.registry.flavors import flavor_of
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from nstarx_jupyter.deployment.backend import Target
     from nstarx_jupyter.registry import ModelVersion
 
-__all__ = ["REMOTE_SCHEMES", "Source", "is_remote", "resolve_source"]
+__all__ = ["Source", "resolve_source"]
 
 _HOW = (
     "KServe pods cannot read this machine's disk: name an s3://, gs://, pvc://, oci:// or "
@@ -50,11 +50,6 @@ class Source:
     """Served as `trusted`: the owner named the file, or it was staged with joblib."""
     registered: ModelVersion | None = None
     """For a cluster: the registry version a fitted model became before it was deployed."""
-
-
-def is_remote(uri: str) -> bool:
-    """Whether a cluster can fetch `uri` (a remote scheme, not a path or `file://`)."""
-    return is_fetchable(uri)
 
 
 def resolve_source(
@@ -107,16 +102,11 @@ def _remote_uri(source: str | Path, version: str | int | None, store: str | None
     registry = Registry()
     found = registry.resolve(uri)  # an alias names a version: its number names the upload
     artifact = registry.artifact_uri(found.uri)
-    if is_remote(artifact):
+    if is_fetchable(artifact):
         return artifact
     bucket = model_store(store)  # only now: a store is not needed for a remote artifact
     if bucket is None:
-        raise InvalidInputError(
-            f"{uri}: its artifacts are at '{artifact}', on this machine, which KServe pods "
-            f"cannot read: {_SET_STORE}, or upload it yourself and pass storage_uri='s3://...' "
-            "(or gs://, pvc://, oci://), or register it with an MLflow artifact root on S3; "
-            "nothing was applied"
-        )
+        raise _on_this_machine(uri, artifact)
     return _upload(registry, found, bucket)
 
 
@@ -140,16 +130,20 @@ def _register_for_cluster(
         return Source(_upload(registry, version, bucket), fitted=True, trusted=False,
                       registered=version)  # fmt: skip
     uri = storage_uri or registry.artifact_uri(version.uri)
-    if not is_remote(uri):
-        raise InvalidInputError(
-            f"the fitted model was registered as {version.uri}, but its artifacts are at '{uri}' "
-            f"on this machine, which KServe pods cannot read: {_SET_STORE}, or upload it "
-            "yourself and pass storage_uri='s3://...' (or gs://, pvc://, oci://), or set an "
-            "MLflow artifact root on S3; nothing was applied"
-        )
+    if not is_fetchable(uri):
+        raise _on_this_machine(f"the fitted model was registered as {version.uri}", uri)
     return Source(uri, fitted=True, trusted=False, registered=version)
 
 
+def _on_this_machine(what: str, artifact: str) -> InvalidInputError:
+    """The refusal of a registry version whose artifacts a cluster cannot fetch."""
+    return InvalidInputError(
+        f"{what}: its artifacts are at '{artifact}' on this machine, which KServe pods cannot "
+        f"read: {_SET_STORE}, or upload it yourself and pass storage_uri='s3://...' (or gs://, "
+        "pvc://, oci://), or set an MLflow artifact root on S3; nothing was applied"
+    )
+
+
 def _check_remote(uri: str, field: str) -> None:
-    if not is_remote(uri):
+    if not is_fetchable(uri):
         raise InvalidInputError(f"{field}: '{uri}' is not remote storage; {_HOW}")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from nstarx_jupyter.cli import _parser
+from nstarx_jupyter.cli.parser import build_parser
 from nstarx_jupyter.deployment.kserve import (
     DEFAULT_IMAGE,
     cluster_serving_runtime,
@@ -64,7 +64,7 @@ def test_the_dockerfile_runs_nstarx_with_arguments_the_cli_takes() -> None:
     assert json.loads(entrypoint.group(1)) == ["nstarx"]  # the runtime's args start with serve
     command = re.search(r"^CMD (\[.*?\])$", text.replace("\\\n", ""), re.MULTILINE | re.DOTALL)
     assert command is not None
-    args = _parser().parse_args(json.loads(command.group(1)))
+    args = build_parser().parse_args(json.loads(command.group(1)))
     assert (args.model_name, args.model_dir, args.port, args.grpc_port) == (
         "model", "/mnt/models", 8080, 8081)  # fmt: skip
     assert "EXPOSE 8080 8081" in text

@@ -70,10 +70,10 @@ def test_the_python_snippet_reads_the_renamed_fields() -> None:
 
 
 def test_the_cli_takes_output_names_as_field_equals_name() -> None:
-    from nstarx_jupyter.cli import _parser
+    from nstarx_jupyter.cli.parser import build_parser
     from nstarx_jupyter.deployment.commands import _renames
 
-    args = _parser().parse_args(
+    args = build_parser().parse_args(
         ["deploy", "sentiment", "m.skops", "--output-name", "prediction=sentiment",
          "--output-name", "probability=confidence"]
     )  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nstarx_jupyter.cli import DEMO_HOME_ENV, demo_home
+from nstarx_jupyter.cli.demo import DEMO_HOME_ENV, demo_home
 
 if TYPE_CHECKING:
     from pathlib import Path

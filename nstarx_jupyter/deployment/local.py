@@ -75,6 +75,11 @@ _T = TypeVar("_T")
 _M = TypeVar("_M", bound=BaseModel)
 
 
+_IDEMPOTENT = frozenset({"GET", "HEAD"})
+"""Safe methods, which a call repeats once when its connection drops before an answer. (PUT and
+DELETE are idempotent by RFC 9110, but a repeated DELETE that had landed would report 404.)"""
+
+
 class LocalBackend:
     """Deployments on this machine's server: one process per `$NSTARX_HOME`, started on demand.
 
@@ -341,11 +346,16 @@ class LocalBackend:
         try:
             response = self._send(state, method, path, body)
         except UnavailableError as exc:
-            if self._reached is None or not isinstance(exc.__cause__, httpx.ConnectError):
+            if method in _IDEMPOTENT and isinstance(exc.__cause__, httpx.RemoteProtocolError):
+                # The pooled connection closed as the call went out ("Server disconnected
+                # without sending a response"): the same call again is safe for these methods.
+                response = self._send(state, method, path, body)
+            elif self._reached is None or not isinstance(exc.__cause__, httpx.ConnectError):
                 raise
-            self.close()  # and forget the server: it is gone
-            state = self.ensure_server()
-            response = self._send(state, method, path, body)
+            else:
+                self.close()  # and forget the server: it is gone
+                state = self.ensure_server()
+                response = self._send(state, method, path, body)
         self._reached = state
         if response.status_code == 204:
             return None

@@ -74,6 +74,7 @@ lint: ## ruff lint and format check; schemas fresh; tsc, eslint and prettier on 
 	$(BIN)/ruff format --check .
 	$(PY) -m nstarx_jupyter.pipelines.schema --check
 	$(PY) -m nstarx_jupyter.labapi.schema --check
+	$(PY) -m nstarx_jupyter.serving.control_schema --check
 	[ -d node_modules ] || npm ci
 	npm run --silent typecheck && npm run --silent lint
 

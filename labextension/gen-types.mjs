@@ -3,7 +3,9 @@
 // - src/generated/pipeline.ts from pipeline.sent.schema.json (`PipelineSpec` as Python sends it;
 //   python -m nstarx_jupyter.pipelines.schema),
 // - src/generated/api.ts from api.schema.json (the server extension's requests and answers;
-//   python -m nstarx_jupyter.labapi.schema).
+//   python -m nstarx_jupyter.labapi.schema),
+// - src/generated/control.ts from control.schema.json (the control API's answers, which the
+//   notebook widgets import too; python -m nstarx_jupyter.serving.control_schema).
 // `node gen-types.mjs` writes them; `--check` fails when one is stale (make lint runs that).
 import { compile } from "json-schema-to-typescript";
 import { readFile, writeFile } from "node:fs/promises";
@@ -14,6 +16,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const TARGETS = [
   { schema: "pipeline.sent.schema.json", output: "pipeline.ts", name: "PipelineSpec" },
   { schema: "api.schema.json", output: "api.ts", name: "LabApi" },
+  { schema: "control.schema.json", output: "control.ts", name: "ControlApi" },
 ];
 const check = process.argv.includes("--check");
 let stale = 0;

@@ -1,85 +1,85 @@
-// The server extension's calls, typed with the models Python generates (src/generated/api.ts).
-import type {
-  Contexts,
-  DeploymentInfo,
-  DeployRequest,
-  DeployResult,
-  KeyCreate,
-  KeyCreated,
-  KeyInfo,
-  Logs,
-  ModelSummary,
-  ModelVersionInfo,
-  PipelineCheckResult,
-  PipelineDeployed,
-  PipelineLibrary,
-  PipelineLoaded,
-  PipelineSaved,
-  PipelineVersion,
-  ServerInfo,
-  Snippets,
-  Trend,
-} from "./generated/api";
-import { json, requestAPI } from "./request";
-import { LOCAL, withWhere } from "./sidebar/where";
+// The server extension's calls: each names its route (src/routes.ts), which gives its types.
+import type { DeployRequest, KeyCreate } from "./generated/api";
+import type { PipelineSpec } from "./generated/pipeline";
+import { requestAPI } from "./request";
+import { LOCAL, whereQuery } from "./sidebar/where";
 import type { Where } from "./sidebar/where";
 
 export type * from "./generated/api";
 
-const name = encodeURIComponent;
+/** A spec as a JSON object body (the lab API's models take it as `{[field]: unknown}`). */
+function asBody(spec: PipelineSpec): Record<string, unknown> {
+  return { ...spec };
+}
 
 export const api = {
-  server: () => requestAPI<ServerInfo>("server"),
-  startServer: () => requestAPI<ServerInfo>("server", json("POST")),
+  server: () => requestAPI("GET server", {}),
+  startServer: () => requestAPI("POST server", {}),
 
   models: (search = "") =>
-    requestAPI<ModelSummary[]>(search ? `models?search=${name(search)}` : "models"),
-  versions: (model: string) => requestAPI<ModelVersionInfo[]>(`models/${name(model)}/versions`),
+    requestAPI("GET models", { query: search ? new URLSearchParams({ search }).toString() : "" }),
+  versions: (model: string) =>
+    requestAPI("GET models/{name}/versions", { params: { name: model } }),
 
   // Deployments: the local server's, or a cluster's (`where`: a kubeconfig context, a namespace).
-  contexts: () => requestAPI<Contexts>("contexts"),
+  contexts: () => requestAPI("GET contexts", {}),
   deployments: (where: Where = LOCAL) =>
-    requestAPI<DeploymentInfo[]>(withWhere("deployments", where)),
+    requestAPI("GET deployments", { query: whereQuery(where) }),
   deployment: (dep: string, where: Where = LOCAL) =>
-    requestAPI<DeploymentInfo>(withWhere(`deployments/${name(dep)}`, where)),
+    requestAPI("GET deployments/{name}", { params: { name: dep }, query: whereQuery(where) }),
   deploy: (form: DeployRequest, where: Where = LOCAL) =>
-    requestAPI<DeployResult>(withWhere("deployments", where), json("POST", form)),
+    requestAPI("POST deployments", { body: form, query: whereQuery(where) }),
   remove: (dep: string, where: Where = LOCAL) =>
-    requestAPI<undefined>(withWhere(`deployments/${name(dep)}`, where), json("DELETE")),
+    requestAPI("DELETE deployments/{name}", { params: { name: dep }, query: whereQuery(where) }),
   setCanary: (dep: string, percent: number, where: Where = LOCAL) =>
-    requestAPI<DeploymentInfo>(
-      withWhere(`deployments/${name(dep)}/traffic`, where),
-      json("PUT", { canary_percent: percent }),
-    ),
+    requestAPI("PUT deployments/{name}/traffic", {
+      params: { name: dep },
+      body: { canary_percent: percent },
+      query: whereQuery(where),
+    }),
   promote: (dep: string, where: Where = LOCAL) =>
-    requestAPI<DeploymentInfo>(withWhere(`deployments/${name(dep)}/promote`, where), json("POST")),
+    requestAPI("POST deployments/{name}/promote", {
+      params: { name: dep },
+      query: whereQuery(where),
+    }),
   rollback: (dep: string, where: Where = LOCAL) =>
-    requestAPI<DeploymentInfo>(withWhere(`deployments/${name(dep)}/rollback`, where), json("POST")),
+    requestAPI("POST deployments/{name}/rollback", {
+      params: { name: dep },
+      query: whereQuery(where),
+    }),
   snippets: (dep: string, where: Where = LOCAL) =>
-    requestAPI<Snippets>(withWhere(`deployments/${name(dep)}/snippets`, where)),
+    requestAPI("GET deployments/{name}/snippets", {
+      params: { name: dep },
+      query: whereQuery(where),
+    }),
   logs: (dep: string, where: Where = LOCAL) =>
-    requestAPI<Logs>(withWhere(`deployments/${name(dep)}/logs`, where)),
+    requestAPI("GET deployments/{name}/logs", { params: { name: dep }, query: whereQuery(where) }),
   trend: (dep: string, since: "hour" | "day") =>
-    requestAPI<Trend>(`deployments/${name(dep)}/trend?since=${since}`),
+    requestAPI("GET deployments/{name}/trend", {
+      params: { name: dep },
+      query: new URLSearchParams({ since }).toString(),
+    }),
 
-  keys: () => requestAPI<KeyInfo[]>("keys"),
-  createKey: (key: KeyCreate) => requestAPI<KeyCreated>("keys", json("POST", key)),
-  revokeKey: (id: string) => requestAPI<KeyInfo>(`keys/${name(id)}`, json("DELETE")),
+  keys: () => requestAPI("GET keys", {}),
+  createKey: (key: KeyCreate) => requestAPI("POST keys", { body: key }),
+  revokeKey: (id: string) => requestAPI("DELETE keys/{id}", { params: { id } }),
 
-  library: () => requestAPI<PipelineLibrary>("pipelines/library"),
-  check: (spec: unknown) =>
-    requestAPI<PipelineCheckResult>("pipelines/check", json("POST", { spec })),
-  run: (spec: unknown, sample: Record<string, unknown>) =>
-    requestAPI<unknown>("pipelines/run", json("POST", { spec, sample })),
+  library: () => requestAPI("GET pipelines/library", {}),
+  check: (spec: PipelineSpec) =>
+    requestAPI("POST pipelines/check", { body: { spec: asBody(spec) } }),
+  run: (spec: PipelineSpec, sample: Record<string, unknown>) =>
+    requestAPI("POST pipelines/run", { body: { spec: asBody(spec), sample } }),
   pipelineVersions: (pipeline: string) =>
-    requestAPI<PipelineVersion[]>(`pipelines/${name(pipeline)}/versions`),
-  savePipeline: (pipeline: string, spec: unknown, message: string) =>
-    requestAPI<PipelineSaved>(
-      `pipelines/${name(pipeline)}/versions`,
-      json("POST", { spec, message }),
-    ),
+    requestAPI("GET pipelines/{name}/versions", { params: { name: pipeline } }),
+  savePipeline: (pipeline: string, spec: PipelineSpec, message: string) =>
+    requestAPI("POST pipelines/{name}/versions", {
+      params: { name: pipeline },
+      body: { spec: asBody(spec), message },
+    }),
   loadPipeline: (pipeline: string, version: number | string) =>
-    requestAPI<PipelineLoaded>(`pipelines/${name(pipeline)}/versions/${name(String(version))}`),
-  deployPipeline: (spec: unknown, sample: Record<string, unknown>) =>
-    requestAPI<PipelineDeployed>("pipelines/deploy", json("POST", { spec, sample })),
+    requestAPI("GET pipelines/{name}/versions/{version}", {
+      params: { name: pipeline, version: String(version) },
+    }),
+  deployPipeline: (spec: PipelineSpec, sample: Record<string, unknown>) =>
+    requestAPI("POST pipelines/deploy", { body: { spec: asBody(spec), sample } }),
 };

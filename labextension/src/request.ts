@@ -1,7 +1,10 @@
 // One way to call the server extension: the Jupyter server's own connection settings (token,
-// XSRF header, base URL), and a typed error carrying the server's message.
+// XSRF header, base URL), and a typed error carrying the server's message. A call names a route
+// of `Routes` (src/routes.ts), which fixes its path's parameters, its body and its answer's type.
 import { URLExt } from "@jupyterlab/coreutils";
 import { ServerConnection } from "@jupyterlab/services";
+import { routeTarget } from "./routes";
+import type { AnswerOf, CallOf, Route } from "./routes";
 
 /** The server extension's URL namespace under the Jupyter server's base URL. */
 export const NAMESPACE = "nstarx";
@@ -27,12 +30,18 @@ function messageOf(body: unknown, fallback: string): string {
   return fallback;
 }
 
-/** Call `path` under the namespace; the answer's JSON as `T` (undefined for 204). */
-export async function requestAPI<T>(
-  path: string,
-  init: RequestInit = {},
+/** Call `route` under the namespace; its answer, of the type the route table gives it.
+ *
+ * The one place JSON becomes a type: the route's, which the table holds to the server's
+ * (tests/unit/labapi/test_route_types.py); no caller picks a type of its own. */
+export async function requestAPI<R extends Route>(
+  route: R,
+  call: CallOf<R>,
   settings: ServerConnection.ISettings = ServerConnection.makeSettings(),
-): Promise<T> {
+): Promise<AnswerOf<R>> {
+  const { method, path } = routeTarget(route, call);
+  const init: RequestInit =
+    call.body === undefined ? { method } : { method, body: JSON.stringify(call.body) };
   const url = URLExt.join(settings.baseUrl, NAMESPACE, path);
   let response: Response;
   try {
@@ -53,10 +62,5 @@ export async function requestAPI<T>(
     const fallback = `${String(response.status)} ${response.statusText}`.trim();
     throw new ApiError(response.status, messageOf(body, fallback));
   }
-  return body as T;
-}
-
-/** A JSON request body. */
-export function json(method: string, body?: unknown): RequestInit {
-  return body === undefined ? { method } : { method, body: JSON.stringify(body) };
+  return body as AnswerOf<R>;
 }

@@ -3,7 +3,7 @@
 `python -m nstarx_jupyter.pipelines.schema` writes two files to `labextension/src/generated/`:
 `pipeline.schema.json` checks a pipeline document as a user or the editor writes it (fields
 with defaults may be left out); `pipeline.sent.schema.json` describes a spec as Python sends it
-(every field present), and `widgets/gen-types.mjs` turns it into the front end's TypeScript
+(every field present), and `labextension/gen-types.mjs` turns it into the front end's TypeScript
 types. `--check` fails when either file is stale; `make lint` runs it, so the front ends
 cannot drift from the Python model.
 """

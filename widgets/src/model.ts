@@ -1,6 +1,7 @@
 // The card's synced state, as the Python DeploymentCard declares it, and the messages it accepts.
 import type { AnyModel } from "@anywidget/types";
 import { useCallback, useSyncExternalStore } from "react";
+import type { DriftBadge, MetricsSample } from "../../labextension/src/generated/api";
 
 export interface CardState {
   name: string;
@@ -21,22 +22,16 @@ export interface CardState {
   drift: Drift;
 }
 
-/** The server's drift over the last hour (`Deployment.drift_figures`); empty when it has none. */
-export interface Drift {
-  status?: "ok" | "drift" | "no reference" | "no traffic";
-  drifted?: string[];
-  score?: number | null;
-  rows?: number;
-}
+/** The server's drift over the last hour (`Deployment.drift_figures`); empty when it has none.
+ * The sidebar's badge is the same figures, checked against the lab API's `DriftBadge`. */
+export type Drift = Partial<DriftBadge>;
 
-/** The server's usage figures (`Deployment.usage_figures`); empty before the first read. */
-export interface Usage {
-  cpu_s?: number | null;
-  rss_bytes?: number | null;
-  cost_per_1000?: number | null;
-  cost_per_day?: number | null;
-  currency?: string | null;
-}
+/** The server's usage figures (`Deployment.usage_figures`, picked from the control API's
+ * `Resources` and `CostFigures`); empty before the first read. The sidebar shows the same
+ * figures, checked against the lab API's `MetricsSample`. */
+export type Usage = Partial<
+  Pick<MetricsSample, "cpu_s" | "rss_bytes" | "cost_per_1000" | "cost_per_day" | "currency">
+>;
 
 export type CardModel = AnyModel<CardState>;
 

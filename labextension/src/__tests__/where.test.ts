@@ -10,8 +10,8 @@ import {
   sameWhere,
   whereLabel,
   whereQuery,
-  withWhere,
 } from "../sidebar/where";
+import { routeTarget } from "../routes";
 import type { Where } from "../sidebar/where";
 
 const CLUSTER: Where = { target: "kserve", context: "prod east", namespace: "ml-team" };
@@ -29,15 +29,16 @@ function memoryStorage(): Pick<Storage, "getItem" | "setItem"> {
 describe("where deployments run, as the routes' query", () => {
   it("adds nothing for the local server, and the target, context and namespace for a cluster", () => {
     expect(whereQuery(LOCAL)).toBe("");
-    expect(withWhere("deployments", LOCAL)).toBe("deployments");
-    expect(withWhere("deployments/iris", CLUSTER)).toBe(
+    expect(routeTarget("GET deployments", { query: whereQuery(LOCAL) }).path).toBe("deployments");
+    const call = { params: { name: "iris" }, query: whereQuery(CLUSTER) };
+    expect(routeTarget("GET deployments/{name}", call).path).toBe(
       "deployments/iris?target=kserve&context=prod+east&namespace=ml-team",
     );
   });
 
-  it("appends to a query the path has, and leaves out what the server defaults", () => {
+  it("leaves out what the server defaults", () => {
     const current: Where = { target: "kserve", context: null, namespace: null };
-    expect(withWhere("deployments?x=1", current)).toBe("deployments?x=1&target=kserve");
+    expect(whereQuery(current)).toBe("target=kserve");
   });
 
   it("compares and names choices", () => {

@@ -1,7 +1,7 @@
 // The pipeline editor's data, as nstarx_jupyter.pipelines and the FlowEditor widget send it.
 
 // The spec's own types come from Python (PipelineSpec → JSON Schema → TypeScript), never
-// written twice: widgets/gen-types.mjs.
+// written twice: labextension/gen-types.mjs.
 export type { EdgeSpec, NodeSpec, PipelineSpec, Position } from "../generated/pipeline";
 
 export interface Port {

@@ -38,13 +38,6 @@ export function whereQuery(where: Where): string {
   return params.toString();
 }
 
-/** `path` with `where`'s query added (after any query it already has). */
-export function withWhere(path: string, where: Where): string {
-  const query = whereQuery(where);
-  if (!query) return path;
-  return `${path}${path.includes("?") ? "&" : "?"}${query}`;
-}
-
 /** Whether two choices mean the same deployments. */
 export function sameWhere(a: Where, b: Where): boolean {
   return a.target === b.target && a.context === b.context && a.namespace === b.namespace;

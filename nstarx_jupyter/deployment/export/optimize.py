@@ -118,7 +118,8 @@ def optimize_model(
 ) -> Optimization:
     """Convert `model` to optimised (optionally quantised) ONNX; keep it if within `tolerance`.
 
-    `model` is a fitted scikit-learn model, a model file or folder, or a `models:/` URI;
+    `model` is a fitted scikit-learn model, a model file or folder (its `model-settings.json`
+    counted: `deploy()` stages a fitted Keras model as one first), or a `models:/` URI;
     `sample` rows (a DataFrame, records, a record, a 2-D array) in the model's features;
     `options` go to a file's runtime (a TorchScript file's `example_input`, say).
 
@@ -159,7 +160,8 @@ def _source_runtime(model: Any, extra: dict[str, Any]) -> Runtime:
     if flavor != "sklearn":
         raise _KeepError(
             f"a fitted {type(model).__name__} is not converted here (only fitted scikit-learn "
-            "models are); save it to a file and deploy that with optimize"
+            "and Keras models are); save it to a file (a PyTorch module with "
+            "torch.export.save as .pt2) and deploy that with optimize"
         )
     return SklearnRuntime.of(model)
 

@@ -26,6 +26,7 @@ from nstarx_jupyter.deployment.backend import (
     TrafficArm,
     TrafficView,
 )
+from nstarx_jupyter.deployment.dates import dated_frame
 from nstarx_jupyter.deployment.export.optimize import (
     DEFAULT_TOLERANCE,
     OPTIMIZE_ANNOTATION,
@@ -212,6 +213,8 @@ class DeploymentService(Rollouts):
             if optimization.served == "onnx":  # MLflow cannot infer an ONNX signature from rows
                 reference_data = None
                 spec["options"] = {**optimization.options, **(spec.get("options") or {})}
+        if not isinstance(model_or_uri, str | Path):  # records of dates: a datetime64 frame
+            input_example = dated_frame(input_example)
         times = frame_columns(input_example) or frame_columns(reference_data)
         if times and not isinstance(model_or_uri, str | Path):  # a fitted model keeps no dtypes
             spec["options"] = {"input_columns": times, **(spec.get("options") or {})}

@@ -223,3 +223,31 @@ def test_a_keras_model_of_two_inputs_is_served_as_the_original_with_the_reason(
     expected = model([rows, rows[::-1]], training=False).numpy()
     np.testing.assert_allclose(np.reshape(answer["outputs"]["output"], (8, 1)), expected,
                                atol=1e-5)  # fmt: skip
+
+
+def test_a_torch_export_file_is_served_as_onnx_answering_as_the_program(
+    backend: LocalBackend, nstarx_home: Path
+) -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(net.eval(), (torch.zeros(2, 4),), dynamic_shapes=({0: batch},))
+    nstarx_home.mkdir(parents=True, exist_ok=True)  # a file deploy() may name
+    torch.export.save(program, str(nstarx_home / "net.pt2"))
+    rows = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    made = deploy(nstarx_home / "net.pt2", "net-fast", optimize=True, sample=rows,
+                  backend=backend)  # fmt: skip
+
+    assert made.optimization.attrs["served"] == "onnx", made.optimization.attrs["reason"]
+    assert list(made.optimization["variant"]) == ["pytorch", "onnx", "optimised"]
+    answer = _fp32(backend, "net-fast", made.api_key, {"input": rows})  # forward's argument
+    assert answer["metadata"]["platform"].startswith("onnx")
+    assert answer["metadata"]["inputs"] == [{"name": "input", "datatype": "FP32",
+                                             "shape": [-1, 4]}]  # fmt: skip
+    with torch.inference_mode():
+        expected = net(torch.from_numpy(rows)).numpy()
+    np.testing.assert_allclose(np.reshape(answer["outputs"]["output-0"], (64, 3)), expected,
+                               atol=1e-5)  # fmt: skip
+    assert made.registration is not None  # the ONNX graph registered behind the deployment
+    assert made.registration.result(timeout=180).uri == "models:/net-fast/1"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nstarx_jupyter.deployment.dates import dated_frame
 from nstarx_jupyter.deployment.export.bundle import (
     _compare,
     _optimise,
@@ -34,6 +35,7 @@ from nstarx_jupyter.protocol.datatypes import numpy_dtype
 from nstarx_jupyter.registry.flavors import flavor_of
 from nstarx_jupyter.runtimes.loader import create_runtime
 from nstarx_jupyter.runtimes.sklearn import SklearnRuntime
+from nstarx_jupyter.runtimes.sklearn_inputs import frame_columns
 
 if TYPE_CHECKING:
     from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
@@ -139,7 +141,7 @@ def optimize_model(
             "or nstarx deploy --optimize --sample rows.csv"
         )
     try:
-        runtime = _source_runtime(model, options or {})
+        runtime = _source_runtime(model, options or {}, sample)
         signature = runtime.metadata()
         x = sample_matrix(sample, signature)
         return _compared(runtime, signature, x, model, tolerance, quantize)
@@ -147,7 +149,7 @@ def optimize_model(
         return Optimization("original", model, f"served the original: {exc}", tolerance)
 
 
-def _source_runtime(model: Any, extra: dict[str, Any]) -> Runtime:
+def _source_runtime(model: Any, extra: dict[str, Any], sample: Any) -> Runtime:
     if isinstance(model, str | Path):
         path, runtime_name, options, _ = resolve_export_source(str(model))
         runtime = create_runtime(path, runtime_name, {**options, **extra})
@@ -163,7 +165,8 @@ def _source_runtime(model: Any, extra: dict[str, Any]) -> Runtime:
             "and Keras models are); save it to a file (a PyTorch module with "
             "torch.export.save as .pt2) and deploy that with optimize"
         )
-    return SklearnRuntime.of(model)
+    times = frame_columns(dated_frame(sample))  # dates: the signature the deployment will have
+    return SklearnRuntime.of(model, {"input_columns": times} if times else None)
 
 
 def sample_matrix(sample: Any, signature: ModelSignature) -> np.ndarray[Any, Any]:

@@ -18,6 +18,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from nstarx_jupyter.deployment.export.optimize import optimize_model, read_rows
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.runtimes.onnx import ONNXRuntime
+from tests.unit.serving.test_datetime_inputs import _frame, _model
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -74,6 +75,16 @@ def test_string_columns_keep_the_original_with_the_reason() -> None:
     assert done.model is model
     assert "one numeric matrix" in done.reason
     assert "merchant (BYTES)" in done.reason
+
+
+def test_datetime_columns_keep_the_original_with_the_reason() -> None:
+    frame = _frame()
+    model = _model(frame)
+    for sample in (frame, frame.head(3).to_dict("records")):  # a DataFrame, or records
+        done = optimize_model(model, sample)
+        assert done.served == "original"
+        assert done.model is model
+        assert "seen_at (BYTES), amount (FP64)" in done.reason
 
 
 def test_a_sample_that_does_not_fit_the_model_is_refused() -> None:

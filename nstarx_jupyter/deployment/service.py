@@ -26,13 +26,14 @@ from nstarx_jupyter.deployment.backend import (
     TrafficArm,
     TrafficView,
 )
+from nstarx_jupyter.deployment.dates import dated_frame
 from nstarx_jupyter.deployment.export.optimize import (
     DEFAULT_TOLERANCE,
     OPTIMIZE_ANNOTATION,
     Optimization,
     optimize_model,
 )
-from nstarx_jupyter.deployment.frameworks import example_options, servable
+from nstarx_jupyter.deployment.frameworks import example_options, is_keras_model, servable
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.rollouts import Rollouts
 from nstarx_jupyter.deployment.sources import spec_for
@@ -105,13 +106,32 @@ def backend_for(
     return cast("Backend", module.KServeBackend(context=context, namespace=namespace))
 
 
-def _optimization(model: Any, optimize: bool | str, tolerance: float, example: Any,
-                  samples: tuple[Any, ...]) -> Optimization:  # fmt: skip
-    """`optimize_model` on the first of `samples` given (a sample, reference data, the example)."""
+def _optimization(model: Any, name: str, optimize: bool | str, tolerance: float, example: Any,
+                  samples: tuple[Any, ...]) -> tuple[Optimization, Any, Any]:  # fmt: skip
+    """`optimize_model` on the first of `samples` given (a sample, reference data, the example).
+
+    Returns what it found, the model to deploy (the ONNX graph, or the original) and the example
+    to deploy it with. A fitted Keras model is staged first (its folder, with the signature
+    `example` gives, is what converts, and what serves when the original does: the folder holds
+    the signature, so no example goes with it); the folder goes once ONNX serves.
+    """
     rows = next((found for found in samples if found is not None), None)
     quantize = optimize if isinstance(optimize, str) else None
-    return optimize_model(model, rows, tolerance=tolerance, quantize=quantize,
-                          options=example_options(model, example))  # fmt: skip
+    staged = is_keras_model(model)
+    if staged:
+        model = servable(model, name, example)[0]
+    try:
+        found = optimize_model(model, rows, tolerance=tolerance, quantize=quantize,
+                               options=example_options(model, example))  # fmt: skip
+    except BaseException:
+        if staged:
+            remove_staged(model)
+        raise
+    if found.served == "onnx":
+        if staged:
+            remove_staged(model)
+        return found, found.model, None
+    return found, found.model, None if staged else example
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,11 +207,14 @@ class DeploymentService(Rollouts):
         """
         optimization = None
         if optimize:
-            optimization = _optimization(model_or_uri, optimize, tolerance, input_example,
-                                         (sample, reference_data, input_example))  # fmt: skip
+            optimization, model_or_uri, input_example = _optimization(
+                model_or_uri, name, optimize, tolerance, input_example,
+                (sample, reference_data, input_example))  # fmt: skip
             if optimization.served == "onnx":  # MLflow cannot infer an ONNX signature from rows
-                model_or_uri, input_example, reference_data = optimization.model, None, None
+                reference_data = None
                 spec["options"] = {**optimization.options, **(spec.get("options") or {})}
+        if not isinstance(model_or_uri, str | Path):  # records of dates: a datetime64 frame
+            input_example = dated_frame(input_example)
         times = frame_columns(input_example) or frame_columns(reference_data)
         if times and not isinstance(model_or_uri, str | Path):  # a fitted model keeps no dtypes
             spec["options"] = {"input_columns": times, **(spec.get("options") or {})}

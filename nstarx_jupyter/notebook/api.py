@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.client import InferenceClient
+from nstarx_jupyter.deployment.dates import iso_record
 from nstarx_jupyter.deployment.export.optimize import DEFAULT_TOLERANCE
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import InvalidInputError
@@ -246,11 +247,11 @@ def _first_record(example: Any, model: Any, reference: Any = None) -> dict[str, 
         return record
     if hasattr(example, "iloc"):  # a pandas DataFrame or Series
         first = example.iloc[0] if hasattr(example, "columns") else example
-        return {str(k): v.item() if hasattr(v, "item") else v for k, v in first.items()}
+        return iso_record({str(k): v.item() if hasattr(v, "item") else v for k, v in first.items()})
     if isinstance(example, list) and example and isinstance(example[0], dict):
-        return dict(example[0])
+        return iso_record(example[0])
     if isinstance(example, dict):
-        return dict(example)
+        return iso_record(example)
     return None
 
 

@@ -138,7 +138,8 @@ def frame_columns(frame: Any) -> list[dict[str, str]] | None:
     if dtypes is None or not any(str(dtype).startswith("datetime64") for dtype in dtypes):
         return None
     kinds = {"f": "double", "i": "long", "u": "long", "b": "boolean", "M": "datetime"}
-    return [{"name": str(name), "type": kinds.get(np.dtype(dtype).kind, "string")
+    # pandas' own dtypes (its `str`, `category`, `Int64`) have a kind, but no NumPy dtype
+    return [{"name": str(name), "type": kinds.get(getattr(dtype, "kind", "O"), "string")
              if not str(dtype).startswith("datetime64") else "datetime"}
             for name, dtype in dtypes.items()]  # fmt: skip
 

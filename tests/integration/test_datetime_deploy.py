@@ -1,8 +1,10 @@
-"""`deploy()` of a pipeline fitted on a datetime64 column: the reference data's dtypes give the
-served signature, before and after the model moves to its registry version."""
+"""`deploy()` of a pipeline fitted on a datetime64 column: the reference data's dtypes, or the
+dates in an example's records, give the served signature, before and after the model moves to
+its registry version."""
 
 from __future__ import annotations
 
+import datetime
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -45,3 +47,22 @@ def test_a_datetime_pipeline_deploys_and_answers_iso_strings(backend: LocalBacke
 def _one(record: dict[str, object]) -> pd.DataFrame:
     times = pd.to_datetime([record["seen_at"]], utc=True, format="ISO8601").tz_convert(None)
     return pd.DataFrame({"seen_at": times, "amount": [record["amount"]]})
+
+
+def test_records_holding_datetimes_as_the_example_give_the_datetime_column(
+    backend: LocalBackend,
+) -> None:
+    frame = _frame()
+    model = _model(frame)
+    records = [{"seen_at": datetime.datetime(2026, 1, 5, 9, 30), "amount": 0.5},
+               {"seen_at": datetime.date(2026, 1, 10), "amount": -1.0}]  # fmt: skip
+    made = deploy(model, "late-records", input_example=records, backend=backend)
+    assert made.spec.options["input_columns"] == [{"name": "seen_at", "type": "datetime"},
+                                                  {"name": "amount", "type": "double"}]  # fmt: skip
+    assert made.example() == {"seen_at": "2026-01-05T09:30:00", "amount": 0.5}  # the card's
+    record = {"seen_at": ISO[1], "amount": -1.0}
+    expected = int(model.predict(_one(record))[0])
+    assert made.predict(record)["prediction"] == expected
+    assert made.registration is not None
+    assert made.registration.result(timeout=180).uri == "models:/late-records/1"
+    assert made.predict(record)["prediction"] == expected  # the MLflow signature says datetime

@@ -1,5 +1,5 @@
-"""Edge export: iris (scikit-learn), XGBoost, small torch and Keras models (a `.keras` file and a
-SavedModel) run in the bundle's runner."""
+"""Edge export: iris (scikit-learn), XGBoost, small torch (TorchScript and a `torch.export`
+`.pt2`) and Keras models (a `.keras` file and a SavedModel) run in the bundle's runner."""
 
 from __future__ import annotations
 
@@ -49,6 +49,17 @@ def _torch_file(folder: Path) -> tuple[Path, dict[str, Any]]:
     return folder / "net.pt", {"example_input": [[0.0] * 4, [1.0] * 4]}
 
 
+def _torch_export_file(folder: Path) -> tuple[Path, dict[str, Any]]:
+    """A `torch.export` program with a dynamic batch: its signature is in the archive."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(net.eval(), (torch.zeros(2, 4),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(folder / "net.pt2"))
+    return folder / "net.pt2", {}
+
+
 def _keras_model() -> Any:
     """A small classifier trained a few epochs on random rows (class: the largest of 3 columns)."""
     keras = pytest.importorskip("keras")
@@ -80,7 +91,8 @@ def _saved_model_folder(folder: Path) -> tuple[Path, dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    "make", [_iris_file, _xgboost_file, _torch_file, _keras_file, _saved_model_folder]
+    "make",
+    [_iris_file, _xgboost_file, _torch_file, _torch_export_file, _keras_file, _saved_model_folder],
 )
 @pytest.mark.parametrize("quantize", ["int8", "fp16"])
 def test_exported_bundle_runs_in_its_runner(make: Any, quantize: str, tmp_path: Path) -> None:
@@ -100,6 +112,8 @@ def test_exported_bundle_runs_in_its_runner(make: Any, quantize: str, tmp_path: 
     graph = onnx.load(str(tmp_path / "bundle" / "model.onnx")).graph
     if runtime.runtime_name in ("keras", "tensorflow"):  # the served names, not tf2onnx's
         assert [i.name for i in graph.input] == [signature.inputs[0].name] == ["features"]
+    if runtime.runtime_name in ("keras", "tensorflow", "pytorch"):
+        assert [i.name for i in graph.input] == [signature.inputs[0].name]
         assert [o.name for o in graph.output] == [o.name for o in signature.outputs]
     rows = tmp_path / "rows.json"
     rows.write_text(json.dumps(x_all[:5].tolist()))

@@ -151,3 +151,103 @@ def test_cli_deploy_optimize_serves_a_model_file_as_onnx(
     answer = _v2(backend, "iris-cli", None, frame.to_numpy()[:10])
     assert answer["metadata"]["platform"].startswith("onnx")
     assert answer["outputs"]["predict"] == target[:10].tolist()
+
+
+def _fp32(backend: LocalBackend, name: str, key: str | None,
+          inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:  # fmt: skip
+    url = f"{backend.ensure_server().url}/v2/models/{name}"
+    headers = {"Authorization": f"Bearer {key}"}
+    metadata = httpx.get(url, headers=headers)
+    assert metadata.status_code == 200, metadata.text
+    body = {"inputs": [{"name": n, "datatype": "FP32", "shape": list(rows.shape),
+                        "data": rows.ravel().tolist()} for n, rows in inputs.items()]}  # fmt: skip
+    answer = httpx.post(f"{url}/infer", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    return {"metadata": metadata.json(),
+            "outputs": {o["name"]: o["data"] for o in answer.json()["outputs"]}}  # fmt: skip
+
+
+def test_a_fitted_keras_model_is_served_as_onnx_answering_as_the_original(
+    backend: LocalBackend, nstarx_home: Path
+) -> None:
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tf2onnx")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,), name="features")
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
+    rows = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    made = deploy(model, "keras-fast", input_example=rows[:2], sample=rows, optimize=True,
+                  backend=backend)  # fmt: skip
+
+    report = made.optimization
+    assert report.attrs["served"] == "onnx", report.attrs["reason"]
+    assert list(report["variant"]) == ["keras", "onnx", "optimised"]
+    assert list(report["served"]) == [False, False, True]
+    assert report["agreement"].iloc[-1] == 1.0
+    assert "served the optimised ONNX model" in made.spec.annotations[OPTIMIZE_ANNOTATION]
+    assert not list((nstarx_home / "staging").glob("keras-fast/*/model.keras"))  # not served
+
+    answer = _fp32(backend, "keras-fast", made.api_key, {"features": rows})
+    assert answer["metadata"]["platform"].startswith("onnx")
+    assert answer["metadata"]["inputs"] == [{"name": "features", "datatype": "FP32",
+                                             "shape": [-1, 4]}]  # fmt: skip
+    assert list(answer["outputs"]) == ["output"]  # as the Keras runtime names it
+    expected = model(rows, training=False).numpy()
+    np.testing.assert_allclose(np.reshape(answer["outputs"]["output"], (64, 3)), expected,
+                               atol=1e-5)  # fmt: skip
+    assert made.registration is not None  # the ONNX graph registered behind the deployment
+    assert made.registration.result(timeout=180).uri == "models:/keras-fast/1"
+
+
+def test_a_keras_model_of_two_inputs_is_served_as_the_original_with_the_reason(
+    backend: LocalBackend,
+) -> None:
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tf2onnx")
+    left, right = keras.Input((2,), name="left"), keras.Input((2,), name="right")
+    joined = keras.layers.Concatenate()([left, right])
+    model = keras.Model([left, right], keras.layers.Dense(1)(joined))
+    rows = np.random.default_rng(0).normal(size=(8, 2)).astype("float32")
+    example = {"left": rows[:2], "right": rows[2:4]}
+    made = deploy(model, "keras-two", input_example=example, sample=rows, optimize=True,
+                  backend=backend)  # fmt: skip
+
+    reason = made.optimization.attrs["reason"]
+    assert made.optimization.attrs["served"] == "original"
+    assert "only models taking one numeric matrix" in reason
+    assert "left (FP32), right (FP32)" in reason
+    assert made.spec.annotations[OPTIMIZE_ANNOTATION] == reason
+    answer = _fp32(backend, "keras-two", made.api_key, {"left": rows, "right": rows[::-1]})
+    assert answer["metadata"]["platform"] == "keras"
+    expected = model([rows, rows[::-1]], training=False).numpy()
+    np.testing.assert_allclose(np.reshape(answer["outputs"]["output"], (8, 1)), expected,
+                               atol=1e-5)  # fmt: skip
+
+
+def test_a_torch_export_file_is_served_as_onnx_answering_as_the_program(
+    backend: LocalBackend, nstarx_home: Path
+) -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(net.eval(), (torch.zeros(2, 4),), dynamic_shapes=({0: batch},))
+    nstarx_home.mkdir(parents=True, exist_ok=True)  # a file deploy() may name
+    torch.export.save(program, str(nstarx_home / "net.pt2"))
+    rows = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    made = deploy(nstarx_home / "net.pt2", "net-fast", optimize=True, sample=rows,
+                  backend=backend)  # fmt: skip
+
+    assert made.optimization.attrs["served"] == "onnx", made.optimization.attrs["reason"]
+    assert list(made.optimization["variant"]) == ["pytorch", "onnx", "optimised"]
+    answer = _fp32(backend, "net-fast", made.api_key, {"input": rows})  # forward's argument
+    assert answer["metadata"]["platform"].startswith("onnx")
+    assert answer["metadata"]["inputs"] == [{"name": "input", "datatype": "FP32",
+                                             "shape": [-1, 4]}]  # fmt: skip
+    with torch.inference_mode():
+        expected = net(torch.from_numpy(rows)).numpy()
+    np.testing.assert_allclose(np.reshape(answer["outputs"]["output-0"], (64, 3)), expected,
+                               atol=1e-5)  # fmt: skip
+    assert made.registration is not None  # the ONNX graph registered behind the deployment
+    assert made.registration.result(timeout=180).uri == "models:/net-fast/1"

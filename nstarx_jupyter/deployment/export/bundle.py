@@ -6,7 +6,6 @@ optimised, optionally quantised graph), `signature.json` and `run.py` (see `runn
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import time
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nstarx_jupyter.deployment.export.tf_onnx import tf_onnx
+from nstarx_jupyter.deployment.export.torch_onnx import torch_onnx
 from nstarx_jupyter.errors import InvalidInputError, UnsupportedError, require
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class ExportReport:
 
 
 def to_onnx(runtime: Runtime, n_features: int) -> Any:
-    """The runtime's model as ONNX (sklearn, XGBoost, LightGBM, TorchScript, Keras, TensorFlow)."""
+    """The runtime's model as ONNX (sklearn, XGBoost, LightGBM, TorchScript, `.pt2`, Keras, TF)."""
     name = runtime.runtime_name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the converters' deprecation chatter
@@ -64,24 +64,13 @@ def to_onnx(runtime: Runtime, n_features: int) -> Any:
             return tools.convert_lightgbm(runtime.model, initial_types=initial,  # type: ignore[attr-defined]
                                           target_opset=XGB_OPSET, zipmap=False)  # fmt: skip
         if name == "pytorch":
-            return _torch_onnx(runtime, n_features)
+            return torch_onnx(runtime, n_features)
         if name in ("keras", "tensorflow"):
             return tf_onnx(runtime, n_features)
         if name == "onnx":
             onnx = require("onnx", "export")
             return onnx.load(str(runtime.path))
     raise UnsupportedError(f"no ONNX converter for the '{name}' runtime here")
-
-
-def _torch_onnx(runtime: Runtime, n_features: int) -> Any:
-
-    torch = require("torch", "torch")
-    onnx = require("onnx", "export")
-    buffer = io.BytesIO()
-    torch.onnx.export(runtime.module, (torch.zeros(2, n_features),), buffer,  # type: ignore[attr-defined]
-                      input_names=["input"], output_names=["output"], dynamo=False,
-                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})  # fmt: skip
-    return onnx.load_from_string(buffer.getvalue())
 
 
 def _tidy_opsets(model: Any) -> Any:

@@ -17,6 +17,8 @@ from nstarx_jupyter.runtimes.loader import create_runtime
 
 __all__ = ["export_model", "read_sample", "report_lines", "resolve_export_source", "run_export"]
 
+SETTINGS_FILE = "model-settings.json"
+"""A model folder's settings, as the server reads them (`nstarx_jupyter.serving.settings`)."""
 RANDOM_ROWS = 256
 """Rows drawn (standard normal, seeded) when neither a sample nor a registry sample exists."""
 
@@ -60,20 +62,37 @@ def read_sample(sample: Any) -> np.ndarray[Any, Any]:
 def resolve_export_source(source: str) -> tuple[Path, str | None, dict[str, Any], str | None]:
     """The artifact, runtime and options behind a file, registry URI, deployment or model name.
 
-    Also the registry URI when there is one (None for a file).
+    Also the registry URI when there is one (None for a file). A folder's `model-settings.json`
+    names its runtime and options, as when the server loads it (a fitted Keras model's staged
+    folder holds its signature there).
     """
     named = ModelUri.parse(source)
     if named.is_local and named.local_path().exists():
-        return named.local_path(), None, {}, None
+        return (*_folder_settings(named.local_path()), None)
     uri = source if named.is_registry else _deployed_uri(source)
     if uri is not None and not is_registry_uri(uri):
-        return ModelUri.parse(uri).local_path(), None, {}, None
+        return (*_folder_settings(ModelUri.parse(uri).local_path()), None)
 
     registry = Registry()
     if uri is None:
         uri = registry.get(source).uri  # the latest version
     local = registry.local_model(uri)
     return local.path, local.runtime, dict(local.options), uri
+
+
+def _folder_settings(path: Path) -> tuple[Path, str | None, dict[str, Any]]:
+    """`path` with the runtime and options its folder's `model-settings.json` gives, if any."""
+    file = path / SETTINGS_FILE
+    if not file.is_file():
+        return path, None, {}
+    try:
+        fields = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"{file}: {exc}") from None
+    if not isinstance(fields, dict) or not isinstance(fields.get("options", {}), dict):
+        raise InvalidInputError(f"{file}: a JSON object whose options are an object")
+    runtime = fields.get("runtime")
+    return path, runtime if isinstance(runtime, str) else None, dict(fields.get("options", {}))
 
 
 def _deployed_uri(name: str) -> str | None:

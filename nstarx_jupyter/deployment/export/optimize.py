@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nstarx_jupyter.deployment.dates import dated_frame
 from nstarx_jupyter.deployment.export.bundle import (
     _compare,
     _optimise,
@@ -34,6 +35,7 @@ from nstarx_jupyter.protocol.datatypes import numpy_dtype
 from nstarx_jupyter.registry.flavors import flavor_of
 from nstarx_jupyter.runtimes.loader import create_runtime
 from nstarx_jupyter.runtimes.sklearn import SklearnRuntime
+from nstarx_jupyter.runtimes.sklearn_inputs import frame_columns
 
 if TYPE_CHECKING:
     from nstarx_jupyter.protocol.signature import ModelSignature, TensorSpec
@@ -118,7 +120,8 @@ def optimize_model(
 ) -> Optimization:
     """Convert `model` to optimised (optionally quantised) ONNX; keep it if within `tolerance`.
 
-    `model` is a fitted scikit-learn model, a model file or folder, or a `models:/` URI;
+    `model` is a fitted scikit-learn model, a model file or folder (its `model-settings.json`
+    counted: `deploy()` stages a fitted Keras model as one first), or a `models:/` URI;
     `sample` rows (a DataFrame, records, a record, a 2-D array) in the model's features;
     `options` go to a file's runtime (a TorchScript file's `example_input`, say).
 
@@ -138,7 +141,7 @@ def optimize_model(
             "or nstarx deploy --optimize --sample rows.csv"
         )
     try:
-        runtime = _source_runtime(model, options or {})
+        runtime = _source_runtime(model, options or {}, sample)
         signature = runtime.metadata()
         x = sample_matrix(sample, signature)
         return _compared(runtime, signature, x, model, tolerance, quantize)
@@ -146,7 +149,7 @@ def optimize_model(
         return Optimization("original", model, f"served the original: {exc}", tolerance)
 
 
-def _source_runtime(model: Any, extra: dict[str, Any]) -> Runtime:
+def _source_runtime(model: Any, extra: dict[str, Any], sample: Any) -> Runtime:
     if isinstance(model, str | Path):
         path, runtime_name, options, _ = resolve_export_source(str(model))
         runtime = create_runtime(path, runtime_name, {**options, **extra})
@@ -159,9 +162,11 @@ def _source_runtime(model: Any, extra: dict[str, Any]) -> Runtime:
     if flavor != "sklearn":
         raise _KeepError(
             f"a fitted {type(model).__name__} is not converted here (only fitted scikit-learn "
-            "models are); save it to a file and deploy that with optimize"
+            "and Keras models are); save it to a file (a PyTorch module with "
+            "torch.export.save as .pt2) and deploy that with optimize"
         )
-    return SklearnRuntime.of(model)
+    times = frame_columns(dated_frame(sample))  # dates: the signature the deployment will have
+    return SklearnRuntime.of(model, {"input_columns": times} if times else None)
 
 
 def sample_matrix(sample: Any, signature: ModelSignature) -> np.ndarray[Any, Any]:

@@ -18,6 +18,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from nstarx_jupyter.deployment.export.optimize import optimize_model, read_rows
 from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.runtimes.onnx import ONNXRuntime
+from tests.unit.serving.test_datetime_inputs import _frame, _model
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -76,6 +77,16 @@ def test_string_columns_keep_the_original_with_the_reason() -> None:
     assert "merchant (BYTES)" in done.reason
 
 
+def test_datetime_columns_keep_the_original_with_the_reason() -> None:
+    frame = _frame()
+    model = _model(frame)
+    for sample in (frame, frame.head(3).to_dict("records")):  # a DataFrame, or records
+        done = optimize_model(model, sample)
+        assert done.served == "original"
+        assert done.model is model
+        assert "seen_at (BYTES), amount (FP64)" in done.reason
+
+
 def test_a_sample_that_does_not_fit_the_model_is_refused() -> None:
     frame, target = load_iris(return_X_y=True, as_frame=True)
     model = LogisticRegression(max_iter=500).fit(frame, target)
@@ -95,3 +106,38 @@ def test_sample_files_are_read_as_rows(tmp_path: Path) -> None:
     (tmp_path / "rows.txt").write_text("1,2")
     with pytest.raises(InvalidInputError, match=r"\.csv"):
         read_rows(tmp_path / "rows.txt")
+
+
+def test_a_torch_export_program_is_served_as_onnx_with_its_signature(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+
+    class Scorer(torch.nn.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(),
+                                           torch.nn.Linear(8, 3))  # fmt: skip
+
+        def forward(self, features: Any) -> dict[str, Any]:
+            logits = self.mlp(features)
+            return {"logits": logits, "label": logits.argmax(dim=1)}
+
+    torch.manual_seed(0)
+    module = Scorer().eval()
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(module, (torch.zeros(2, 4),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(tmp_path / "scorer.pt2"))
+    rows = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+
+    done = optimize_model(tmp_path / "scorer.pt2", rows)
+    assert done.served == "onnx", done.reason
+    assert list(done.frame()["variant"]) == ["pytorch", "onnx", "optimised"]
+    (tmp_path / "served").mkdir()
+    runtime = _served(done.model, done.options, tmp_path / "served")
+    spec = runtime.metadata()
+    assert [(s.name, s.datatype, s.shape) for s in spec.inputs] == [("features", "FP32", (-1, 4))]
+    assert [(s.name, s.datatype) for s in spec.outputs] == [("logits", "FP32"), ("label", "INT64")]
+    got = runtime.predict({"features": rows}, ["logits", "label"])
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(rows))
+    np.testing.assert_allclose(got["logits"], expected["logits"].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(got["label"], expected["label"].numpy())

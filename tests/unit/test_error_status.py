@@ -15,7 +15,9 @@ from nstarx_jupyter.serving.http_errors import nstarx_error_response
 
 
 def error_of(kind: ErrorKind) -> NstarxError:
-    return type(f"{kind.name.title()}Error", (NstarxError,), {"kind": kind})(f"a {kind.name}")
+    error = NstarxError(f"a {kind.name}")
+    error.kind = kind
+    return error
 
 
 @pytest.mark.parametrize("kind", list(ErrorKind))

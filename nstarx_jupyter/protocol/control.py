@@ -3,8 +3,10 @@
 The server builds its answers from these models (so `/openapi.json` shows their schemas), and
 `LocalBackend` parses what it receives into them, so a malformed answer fails where it enters,
 naming the field. Here: API keys, access rules, audit records, a deployment's figures
-(`metrics`: the latency summary of `monitoring/latency.py` with resource use; `variants`), and
-its cost, the price table and its per-minute trends (`cost`, `prices`, `history`), batch jobs.
+(`metrics`: the latency summary of `monitoring/latency.py` with resource use, and what a KServe
+split's pods sum to; `variants`), and its cost, the price table and its per-minute trends
+(`cost`, `prices`, `history`), batch jobs. The analyses (drift, explanations, the A/B report)
+are in `protocol.analysis`, re-exported here: this module names every control-API answer.
 
 Answers keep fields a newer server adds (`extra="allow"`). A field the server leaves out when it
 has no value (a key's expiry, a shadow's last error) is `None` here and left out again on dump

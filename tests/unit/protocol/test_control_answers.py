@@ -435,6 +435,30 @@ async def test_ab_answers_count_whole_requests_and_test_each_variant_against_the
         (JobView, {"id": "1", "state": "asleep"}, "deployment"),
         (
             DeploymentView,
+            {
+                **WELL_FORMED_DEPLOYMENT,
+                "traffic": {"rules": [{"header": "x-tier", "variant": "b"}]},
+            },
+            "traffic.rules.0.values",
+        ),
+        (DriftView, {"name": "x", "status": "drifting"}, "window_s"),
+        (
+            AbReport,
+            {
+                "name": "x",
+                "window_s": None,
+                "control": "primary",
+                "alpha": 0.05,
+                "power": 0.8,
+                "minimum_effect": 0.05,
+                "variants": {"primary": {}},
+                "comparisons": {},
+                "verdict": "",
+            },
+            "variants.primary.requests",
+        ),
+        (
+            DeploymentView,
             {**WELL_FORMED_DEPLOYMENT, "spec": {**SPEC, "min_replicas": -1}},
             "spec.min_replicas",
         ),

@@ -53,7 +53,6 @@ from nstarx_jupyter.protocol.control import (
     DeploymentVariants,
     DriftReferenceView,
     DriftView,
-    ExplainRows,
     ExplainView,
     ImportanceView,
     KeyCreated,
@@ -68,6 +67,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from nstarx_jupyter.deployment.spec import DeploymentSpec
+    from nstarx_jupyter.protocol.analysis import ExplainRows
 
 __all__ = ["LocalBackend", "ServerState", "describe_local", "parse_answer"]
 

@@ -22,7 +22,7 @@ from nstarx_jupyter.deployment import spec as spec_module
 from nstarx_jupyter.deployment.backend import Backend
 from nstarx_jupyter.deployment.kserve_backend import KServeBackend
 from nstarx_jupyter.deployment.local import LocalBackend
-from nstarx_jupyter.protocol import control
+from nstarx_jupyter.protocol import analysis, control
 
 EXCEPTIONS = {
     ("KServeBackend", "__init__", "api_client"):
@@ -33,7 +33,7 @@ EXCEPTIONS = {
 """(class, method, parameter or `return`) -> why it may hold `Any`."""
 
 NAMES = {
-    **vars(control), **vars(backend_module), **vars(spec_module),
+    **vars(analysis), **vars(control), **vars(backend_module), **vars(spec_module),
     "Iterator": collections.abc.Iterator, "Path": pathlib.Path,
 }  # fmt: skip
 """What the backends' modules import only for the type checker, for `get_type_hints`."""

@@ -12,11 +12,14 @@ Results are typed (pydantic), not dicts: the front ends get them as JSON through
 from __future__ import annotations
 
 from collections.abc import Iterator  # noqa: TC003 - pydantic and Protocol read it at run time
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from nstarx_jupyter.deployment.spec import DeploymentSpec
+
+if TYPE_CHECKING:
+    from nstarx_jupyter.protocol.control import DeploymentFigures
 
 __all__ = [
     "Backend",
@@ -30,6 +33,7 @@ __all__ = [
     "Status",
     "Target",
     "TrafficArm",
+    "TrafficRule",
     "TrafficView",
 ]
 
@@ -56,12 +60,20 @@ class TrafficArm(_View):
     percent: float
 
 
+class TrafficRule(_View):
+    """A local server's header rule: requests whose `header` is one of `values` go to `variant`."""
+
+    header: str
+    values: list[str]
+    variant: str
+
+
 class TrafficView(_View):
     """Where a deployment's requests go: the split, and the local server's routing extras."""
 
     split: list[TrafficArm] = Field(default_factory=list)
     sticky_header: str | None = None
-    rules: list[dict[str, Any]] = Field(default_factory=list)
+    rules: list[TrafficRule] = Field(default_factory=list)
     regions: dict[str, str] = Field(default_factory=dict)
     shadow: str | None = None
     fallback: str | None = None
@@ -204,8 +216,12 @@ class Backend(Protocol):
         """Where its model answers and with which credentials."""
         ...
 
-    def metrics(self, name: str, window_s: float = 60) -> dict[str, Any]:
-        """Requests, rate, errors and p50/p95/p99 (ms) over the last `window_s`, server-side."""
+    def metrics(self, name: str, window_s: float = 60) -> DeploymentFigures:
+        """Requests, rate, errors and p50/p95/p99 (ms) over the last `window_s`, server-side.
+
+        The local server's (and a KServe pod's) are `DeploymentMetrics`, a KServe split's
+        `SplitMetrics`: both are `DeploymentFigures`.
+        """
         ...
 
     def close(self) -> None:

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.deployment.backend import TrafficView
     from nstarx_jupyter.deployment.spec import DeploymentSpec
+    from nstarx_jupyter.protocol.control import DeploymentFigures
 
 __all__ = ["FIELD_MANAGER", "STABLE_ANNOTATION", "KServeBackend", "spec_of"]
 
@@ -283,11 +284,12 @@ class KServeBackend:
         url = self._url(name)
         return Endpoint(url=f"{url}/v1/models/{name}", token=os.environ.get(TOKEN_ENV) or None)
 
-    def metrics(self, name: str, window_s: float = 60) -> dict[str, Any]:
+    def metrics(self, name: str, window_s: float = 60) -> DeploymentFigures:
         """The nstarx runtime's own figures, from its control API at the cluster URL.
 
-        A split's are computed from every request its variants' pods answered in the window,
-        as the local server computes a split's; `variants` holds each variant's own.
+        One model's are its pod's `DeploymentMetrics`. A split's (`SplitMetrics`) are computed
+        from every request its variants' pods answered in the window, as the local server
+        computes a split's; `variants` holds each variant's own.
         """
         graph = self._graphs.read(name)
         if graph is not None:

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from nstarx_jupyter.deployment.backend import Progress
+    from nstarx_jupyter.protocol.control import SplitMetrics
 
 __all__ = ["REVISION_ANNOTATION", "SPEC_ANNOTATION", "GraphDeployments"]
 
@@ -181,7 +182,7 @@ class GraphDeployments:
         name = graph["metadata"]["name"]
         return [(GRAPH, name), (ISVC, name), *((ISVC, service) for _, service in self.steps(graph))]
 
-    def metrics(self, graph: dict[str, Any], window_s: float) -> dict[str, Any]:
+    def metrics(self, graph: dict[str, Any], window_s: float) -> SplitMetrics:
         """The split's figures from every request of its variants' pods (`kserve_metrics.py`)."""
         meta = graph["metadata"]
         services = _by_name(self._services(meta["name"], meta.get("namespace")))

@@ -18,8 +18,15 @@ import httpx
 from nstarx_jupyter.deployment.kserve import NSTARX_RUNTIME
 from nstarx_jupyter.deployment.kserve_status import status_of
 from nstarx_jupyter.deployment.kube_api import http_error
+from nstarx_jupyter.deployment.local import parse_answer
 from nstarx_jupyter.errors import UnavailableError, UnsupportedError
 from nstarx_jupyter.monitoring.latency import latency_summary
+from nstarx_jupyter.protocol.control import (
+    DeploymentMetrics,
+    ResourceTotals,
+    SplitMetrics,
+    SplitVariantFigures,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -45,7 +52,7 @@ def url_of(name: str, found: Mapping[str, Any]) -> str:
 
 def pod_metrics(
     isvc: Mapping[str, Any], window_s: float, *, samples: bool = False, what: str | None = None
-) -> dict[str, Any]:
+) -> DeploymentMetrics:
     """The figures the nstarx runtime of InferenceService `isvc` answers at its URL."""
     name = isvc["metadata"]["name"]
     what = what or f"'{name}'"
@@ -63,7 +70,8 @@ def pod_metrics(
         raise UnavailableError(f"metrics: cannot reach {url}: {exc}") from None
     if answer.status_code != 200:
         raise http_error(answer.status_code, f"metrics of {what} at {url}: {answer.text}")
-    return dict(answer.json())
+    path = f"GET /nstarx/v1/deployments/{name}/metrics"
+    return parse_answer(DeploymentMetrics, answer.json(), path, f"the nstarx runtime at {url}")
 
 
 def _check_runtime(isvc: Mapping[str, Any], what: str) -> None:
@@ -80,7 +88,7 @@ def split_metrics(
     steps: list[tuple[str, str, float]],
     services: Mapping[str, Mapping[str, Any]],
     window_s: float,
-) -> dict[str, Any]:
+) -> SplitMetrics:
     """A split's figures from its variants' pods: `steps` are (variant, service, percent)."""
     parts = []
     for variant, service, percent in steps:  # every variant's checked before any is asked
@@ -98,16 +106,15 @@ def split_metrics(
     variants = []
     for variant, service, percent, isvc, what in parts:
         figures = pod_metrics(isvc, window_s, samples=True, what=what)
-        sampled = figures.pop("samples", None) or {}
-        latencies.extend(sampled.get("latency_s", []))
-        outcomes.extend(sampled.get("ok", []))
-        figures.pop("name", None)
-        variants.append({"variant": variant, "service": service, "percent": percent, **figures})
-    resources = [row["resources"] for row in variants if row.get("resources")]
-    return {
-        "name": name,
-        **latency_summary(latencies, outcomes, window_s),
-        "resources": {"cpu_s": sum(r.get("cpu_s", 0.0) for r in resources),
-                      "rss_bytes": sum(r.get("rss_bytes", 0) for r in resources)},
-        "variants": variants,
-    }  # fmt: skip
+        if figures.samples is not None:
+            latencies.extend(figures.samples.latency_s)
+            outcomes.extend(figures.samples.ok)
+        own = figures.model_dump(exclude={"name", "samples"})
+        variants.append(SplitVariantFigures.model_validate(
+            {"variant": variant, "service": service, "percent": percent, **own}))  # fmt: skip
+    totals = ResourceTotals(cpu_s=sum(row.resources.cpu_s for row in variants),
+                            rss_bytes=sum(row.resources.rss_bytes for row in variants))  # fmt: skip
+    summary = latency_summary(latencies, outcomes, window_s)
+    return SplitMetrics.model_validate(
+        {"name": name, **summary, "resources": totals, "variants": variants}
+    )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, JsonValue, ValidationError
 
 from nstarx_jupyter.client.inference import error_from
 from nstarx_jupyter.config import STATE_FILE, server_dir
@@ -40,15 +40,21 @@ from nstarx_jupyter.errors import (
 )
 from nstarx_jupyter.pipelines.served import GraphList, GraphView, PipelineList, PipelineView
 from nstarx_jupyter.protocol.control import (
+    AbReport,
     AccessRule,
     AccessRules,
     AuditRow,
     AuditRows,
     DeploymentCost,
+    DeploymentFigures,
     DeploymentHistory,
     DeploymentLogs,
     DeploymentMetrics,
     DeploymentVariants,
+    DriftReferenceView,
+    DriftView,
+    ExplainView,
+    ImportanceView,
     KeyCreated,
     KeyList,
     KeyRecord,
@@ -61,6 +67,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from nstarx_jupyter.deployment.spec import DeploymentSpec
+    from nstarx_jupyter.protocol.analysis import ExplainRows
 
 __all__ = ["LocalBackend", "ServerState", "describe_local", "parse_answer"]
 
@@ -71,7 +78,6 @@ _DOMAIN_ERRORS: dict[int, type[NstarxError]] = {
     400: InvalidInputError, 404: NotFoundError, 409: ConflictError,
 }  # fmt: skip
 """Control-API answers raised as the domain error a caller catches (others: `InferenceError`)."""
-_T = TypeVar("_T")
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -224,13 +230,12 @@ class LocalBackend:
         return Endpoint(url=f"{state.url}/v1/models/{name}", token=state.token,
                         verify=cert or True)  # fmt: skip
 
-    def metrics(self, name: str, window_s: float = 60) -> dict[str, Any]:
+    def metrics(self, name: str, window_s: float = 60) -> DeploymentFigures:
         """Requests, rate, error rate and p50/p95/p99 (ms) over the last `window_s` seconds.
 
-        `deployment_metrics` as JSON, the `Backend` protocol's shape.
-        TODO(#21): the protocol answers `DeploymentMetrics` once `KServeBackend.metrics` does.
+        The `Backend` protocol's answer; it is `deployment_metrics`' (`DeploymentMetrics`).
         """
-        return self.deployment_metrics(name, window_s).model_dump(mode="json")
+        return self.deployment_metrics(name, window_s)
 
     def deployment_metrics(self, name: str, window_s: float = 60) -> DeploymentMetrics:
         """Requests, rate, error rate, p50/p95/p99 (ms) and resource use over `window_s` s."""
@@ -242,10 +247,21 @@ class LocalBackend:
         path = f"/deployments/{name}/variants?window_s={window_s}"
         return self._answer(DeploymentVariants, "GET", path)
 
-    def ab_report(self, name: str, **query: Any) -> dict[str, Any]:
+    def ab_report(
+        self,
+        name: str,
+        *,
+        control: str | None = None,
+        window_s: float | None = None,
+        minimum_effect: float | None = None,
+        alpha: float | None = None,
+        power: float | None = None,
+    ) -> AbReport:
         """The server's A/B analysis of a deployment (see `ControlPlane.ab_report`)."""
+        query = {"control": control, "window_s": window_s, "minimum_effect": minimum_effect,
+                 "alpha": alpha, "power": power}  # fmt: skip
         params = urlencode({key: value for key, value in query.items() if value is not None})
-        return self._object("GET", f"/deployments/{name}/ab?{params}")
+        return self._answer(AbReport, "GET", f"/deployments/{name}/ab?{params}")
 
     def note(self, name: str, text: str) -> None:
         """Append a line to a deployment's events (what an automated rollout decided, say)."""
@@ -265,7 +281,7 @@ class LocalBackend:
         url = None if state is None else f"{state.url}/v1/models/{view.name}"
         return describe_local(view, url)
 
-    def put_pipeline(self, spec: dict[str, Any]) -> PipelineView:
+    def put_pipeline(self, spec: dict[str, JsonValue]) -> PipelineView:
         """Serve a pipeline (its `PipelineSpec` as a dict) at `/v1/models/NAME/predict`."""
         return self._answer(PipelineView, "PUT", f"/pipelines/{spec['name']}", spec)
 
@@ -277,7 +293,7 @@ class LocalBackend:
         """Stop serving a pipeline (and the models it brought)."""
         self._call("DELETE", f"/pipelines/{name}")
 
-    def put_graph(self, spec: dict[str, Any]) -> GraphView:
+    def put_graph(self, spec: dict[str, JsonValue]) -> GraphView:
         """Serve a KServe InferenceGraph (its `GraphSpec` as a dict) at its name's endpoints."""
         return self._answer(GraphView, "PUT", f"/graphs/{spec['name']}", spec)
 
@@ -329,7 +345,7 @@ class LocalBackend:
         """Set who may `read`, `deploy` and `call` registry model `model` (None lifts a list)."""
         return self._answer(AccessRule, "PUT", f"/access/{model}", lists)
 
-    def audit(self, **filters: Any) -> list[AuditRow]:
+    def audit(self, **filters: str | float | None) -> list[AuditRow]:
         """Audit records, oldest first; filters: since, until, key, action, model, status, limit."""
         params = urlencode({key: value for key, value in filters.items() if value is not None})
         return self._answer(AuditRows, "GET", f"/audit?{params}").root
@@ -370,15 +386,6 @@ class LocalBackend:
         doc = self._call(method, path, body)
         return parse_answer(model, doc, f"{method} {path.split('?')[0]}")
 
-    def _object(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        """A control-API call whose answer is a JSON object (anything else is the server's bug)."""
-        return _shaped(self._call(method, path, body), dict, path)
-
-    def _maybe_object(self, method: str, path: str, body: Any = None) -> dict[str, Any] | None:
-        """A control-API call answering a JSON object or `null`."""
-        doc = self._call(method, path, body)
-        return None if doc is None else _shaped(doc, dict, path)
-
     def _send(self, state: ServerState, method: str, path: str, body: Any) -> httpx.Response:
         try:
             return self._http.request(
@@ -400,39 +407,45 @@ class LocalBackend:
         path = f"/deployments/{name}/history?since_s={since_s}"
         return self._answer(DeploymentHistory, "GET", path)
 
-    def drift(self, name: str, window: str = "1h") -> dict[str, Any]:
+    def drift(self, name: str, window: str = "1h") -> DriftView:
         """A deployment's drift over the last `window` (`"1h"`, `"15m"`, seconds): the server's."""
         query = urlencode({"window": window})
-        return self._object("GET", f"/deployments/{name}/drift?{query}")
+        return self._answer(DriftView, "GET", f"/deployments/{name}/drift?{query}")
 
-    def drift_reference(self, name: str) -> dict[str, Any] | None:
-        """The deployment's drift reference: source, rows, features (None without one)."""
-        return self._maybe_object("GET", f"/deployments/{name}/drift/reference")
+    def drift_reference(self, name: str) -> DriftReferenceView:
+        """The deployment's drift reference: source, rows, features (`source: none` without)."""
+        return self._answer(DriftReferenceView, "GET", f"/deployments/{name}/drift/reference")
 
-    def set_drift_reference(self, name: str, reference: dict[str, Any] | None) -> Any:
-        """Set the drift reference (`{"columns": ...}` or `{"window": ...}`); None removes it."""
+    def set_drift_reference(
+        self, name: str, reference: dict[str, JsonValue] | None
+    ) -> DriftReferenceView | None:
+        """Set the drift reference (`{"columns": ...}` or `{"window": ...}`); None removes it.
+
+        Returns what the server keeps (None after a removal).
+        """
         path = f"/deployments/{name}/drift/reference"
         if reference is None:
-            return self._call("DELETE", path)
-        return self._call("PUT", path, reference)
+            self._call("DELETE", path)
+            return None
+        return self._answer(DriftReferenceView, "PUT", path, reference)
 
-    def explain(self, name: str, rows: list[Any], label: str | None = None) -> dict[str, Any]:
+    def explain(self, name: str, rows: ExplainRows, label: str | None = None) -> ExplainView:
         """SHAP values of `rows` (at most 100) by the deployment's model: the server's answer."""
-        body: dict[str, Any] = {"rows": rows}
+        body: dict[str, object] = {"rows": rows}
         if label is not None:
             body["class"] = label
-        return self._object("POST", f"/deployments/{name}/explain", body)
+        return self._answer(ExplainView, "POST", f"/deployments/{name}/explain", body)
 
-    def importance(self, name: str, window: str = "1h") -> dict[str, Any]:
+    def importance(self, name: str, window: str = "1h") -> ImportanceView:
         """Mean |SHAP value| per feature over the window's sampled live rows: the server's."""
         query = urlencode({"window": window})
-        return self._object("GET", f"/deployments/{name}/importance?{query}")
+        return self._answer(ImportanceView, "GET", f"/deployments/{name}/importance?{query}")
 
     def prices(self) -> PriceTable:
         """The server's price table (CPU-hour, GB-hour, GPU-hour, currency, source)."""
         return self._answer(PriceTable, "GET", "/prices")
 
-    def set_prices(self, prices: dict[str, Any]) -> PriceTable:
+    def set_prices(self, prices: dict[str, float | str]) -> PriceTable:
         """Set the price table (kept in `$NSTARX_HOME/prices.json`); unnamed prices: defaults."""
         return self._answer(PriceTable, "PUT", "/prices", prices)
 
@@ -446,7 +459,7 @@ def describe_local(view: DeploymentView, url: str | None) -> Description:
     )  # fmt: skip
 
 
-def parse_answer(model: type[_M], doc: object, what: str) -> _M:
+def parse_answer(model: type[_M], doc: object, what: str, source: str = "the local server") -> _M:
     """`doc`, the server's answer to `what` (`GET /keys`), as `model`, or `NstarxError`.
 
     An answer that is not one is the server's bug (or a server of another version): it is
@@ -458,19 +471,9 @@ def parse_answer(model: type[_M], doc: object, what: str) -> _M:
         problem = exc.errors()[0]
         where = ".".join(str(part) for part in problem["loc"]) or "the answer"
         raise NstarxError(
-            f"the local server answered {what} with a malformed {model.__name__} "
+            f"{source} answered {what} with a malformed {model.__name__} "
             f"({exc.error_count()} problem(s); {where}: {problem['msg']})"
         ) from None
-
-
-def _shaped(doc: object, kind: type[_T], path: str) -> _T:
-    """`doc` as the JSON shape a control route answers with, checked where it enters."""
-    if not isinstance(doc, kind):
-        shape = "an object" if kind is dict else "an array"
-        raise NstarxError(
-            f"the local server answered {path} with {type(doc).__name__}, not {shape}"
-        )
-    return doc
 
 
 _STAGES = {

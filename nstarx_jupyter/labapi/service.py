@@ -14,8 +14,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from pydantic import ValidationError
-
 from nstarx_jupyter import __version__
 from nstarx_jupyter.config import nstarx_home
 from nstarx_jupyter.deployment.kubeconfig import (
@@ -56,13 +54,13 @@ from nstarx_jupyter.model_uri import is_registry_uri, registry_uri
 from nstarx_jupyter.notebook.drift import DEFAULT_WINDOW as DRIFT_BADGE_WINDOW
 from nstarx_jupyter.notebook.snippets import curl_snippet, python_snippet
 from nstarx_jupyter.notebook.usage import USAGE_COST_WINDOW_S
-from nstarx_jupyter.protocol.control import DeploymentCost, LatencySummary
 from nstarx_jupyter.registry import Registry, parse_model_uri
 from nstarx_jupyter.registry.catalog import default_store
 from nstarx_jupyter.security.home import audit_local, key_store
 
 if TYPE_CHECKING:
     from nstarx_jupyter.deployment.backend import Description, Target
+    from nstarx_jupyter.protocol.control import DeploymentCost, DriftView
 
 __all__ = ["LOCAL", "METRICS_WINDOW_S", "LabService", "Where"]
 
@@ -275,7 +273,7 @@ class LabService:
         with contextlib.suppress(NstarxError):  # figures are a nicety: a status still shows
             answer = service.local("metrics").deployment_metrics(name, METRICS_WINDOW_S)
             figures = views.metrics_sample(answer)
-            figures = views.with_usage(figures, answer.model_dump(), self._cost(name))
+            figures = views.with_usage(figures, answer, self._cost(name))
             if described.traffic is not None and len(described.traffic.split) > 1:
                 arms = service.local("variants").variants(name, METRICS_WINDOW_S)
                 per_arm = views.arm_metrics(arms)
@@ -294,8 +292,8 @@ class LabService:
             return MetricsSample()
         try:
             answer = service.backend.metrics(described.name, METRICS_WINDOW_S)
-            return views.metrics_sample(LatencySummary.model_validate(answer))
-        except (NstarxError, ValidationError) as exc:
+            return views.metrics_sample(answer)
+        except NstarxError as exc:
             log.info("no figures of %s: %s", described.name, exc)
             self._no_figures[key] = time.monotonic() + CLUSTER_FIGURES_BACKOFF_S
             return MetricsSample()
@@ -378,7 +376,7 @@ class LabService:
         except NstarxError:
             return None
 
-    def _drift(self, name: str) -> dict[str, Any] | None:
+    def _drift(self, name: str) -> DriftView | None:
         """The control API's drift over the last hour (None when it cannot say)."""
         try:
             return self.backend.drift(name, DRIFT_WINDOW)

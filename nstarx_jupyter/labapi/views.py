@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from nstarx_jupyter.deployment.backend import TrafficArm as Arm
     from nstarx_jupyter.protocol.control import (
         DeploymentCost,
+        DeploymentFigures,
         DeploymentHistory,
         DeploymentVariants,
+        DriftView,
         KeyRecord,
         LatencySummary,
     )
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 
-def drift_badge(report: dict[str, Any] | None) -> DriftBadge | None:
+def drift_badge(report: DriftView | None) -> DriftBadge | None:
     """The control API's drift answer (`GET .../drift`) as the sidebar's badge.
 
     The card's figures (`notebook.drift.drift_figures`), so both show the same.
@@ -192,7 +194,7 @@ def _iso(value: Any) -> str | None:
 
 
 def with_usage(
-    sample: MetricsSample, figures: dict[str, Any], cost: DeploymentCost | None
+    sample: MetricsSample, figures: DeploymentFigures, cost: DeploymentCost | None
 ) -> MetricsSample:
     """`sample` with the control API's resource figures (`metrics`) and last hour's `cost`.
 

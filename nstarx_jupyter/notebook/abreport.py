@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nstarx_jupyter.protocol.control import AbComparison, AbReport
 
 __all__ = ["ABReport"]
 
@@ -13,32 +16,38 @@ class ABReport:
 
     Shows itself as a widget: a table of the tests (estimate, confidence interval, p-value,
     sample still needed, verdict) above plotly charts of latency, error rate and outcomes.
-    `to_frame()` gives the tests as a pandas DataFrame; `doc` is the server's JSON.
+    `to_frame()` gives the tests as a pandas DataFrame; `report` is the server's answer and
+    `doc` its JSON.
     """
 
-    def __init__(self, doc: dict[str, Any]) -> None:
-        self.doc = doc
+    def __init__(self, report: AbReport) -> None:
+        self.report = report
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The server's answer as JSON."""
+        return self.report.model_dump(mode="json")
 
     @property
     def verdict(self) -> str:
         """One line per variant: what the data says so far."""
-        return str(self.doc.get("verdict", ""))
+        return self.report.verdict
 
     @property
     def control(self) -> str:
         """The variant the others are compared with."""
-        return str(self.doc["control"])
+        return self.report.control
 
-    def comparisons(self, variant: str) -> dict[str, dict[str, Any]]:
+    def comparisons(self, variant: str) -> dict[str, AbComparison]:
         """The tests of `variant` against the control, by metric."""
-        return {test["metric"]: test for test in self.doc["comparisons"].get(variant, [])}
+        return {test.metric: test for test in self.report.comparisons.get(variant, [])}
 
     def to_frame(self) -> Any:
         """Every test as a row of a pandas DataFrame (variant, metric, test, estimates...)."""
         import pandas as pd
 
-        comparisons = self.doc["comparisons"]
-        rows = [{"variant": v, **test} for v, tests in comparisons.items() for test in tests]
+        rows = [{"variant": v, **test.model_dump()}
+                for v, tests in self.report.comparisons.items() for test in tests]  # fmt: skip
         return pd.DataFrame(rows)
 
     def figure(self) -> Any:
@@ -46,46 +55,47 @@ class ABReport:
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
-        variants = self.doc["variants"]
+        variants = self.report.variants
         names = list(variants)
         fig = make_subplots(rows=1, cols=3, subplot_titles=(
             "latency (ms)", "error rate (%)", "outcome (mean of feedback)"))  # fmt: skip
-        for key in ("p50_ms", "p95_ms", "p99_ms"):
-            values = [variants[n].get(key) for n in names]
-            fig.add_trace(go.Bar(name=key.removesuffix("_ms"), x=names, y=values), row=1, col=1)
-        rates = [100 * (variants[n]["error_rate"] or 0) for n in names]
+        percentiles = {"p50": [variants[n].p50_ms for n in names],
+                       "p95": [variants[n].p95_ms for n in names],
+                       "p99": [variants[n].p99_ms for n in names]}  # fmt: skip
+        for label, values in percentiles.items():
+            fig.add_trace(go.Bar(name=label, x=names, y=values), row=1, col=1)
+        rates = [100 * (variants[n].error_rate or 0) for n in names]
         fig.add_trace(go.Bar(name="errors", x=names, y=rates, showlegend=False), row=1, col=2)
         means, spans = [], []
         for n in names:
-            means.append(variants[n].get("outcome_mean"))
+            means.append(variants[n].outcome_mean)
             test = self._outcome_test(n)
-            spans.append(None if test is None or test["ci_high"] is None
-                         else (test["ci_high"] - test["ci_low"]) / 2)  # fmt: skip
+            spans.append(None if test is None or test.ci_high is None or test.ci_low is None
+                         else (test.ci_high - test.ci_low) / 2)  # fmt: skip
         fig.add_trace(go.Bar(name="outcome", x=names, y=means, showlegend=False,
                              error_y={"type": "data", "array": spans}), row=1, col=3)  # fmt: skip
         fig.update_layout(barmode="group", height=320, margin={"t": 40, "b": 30, "l": 40,
                                                                 "r": 10})  # fmt: skip
         return fig
 
-    def _outcome_test(self, variant: str) -> dict[str, Any] | None:
+    def _outcome_test(self, variant: str) -> AbComparison | None:
         tests = self.comparisons(variant)
         return tests.get("outcome rate") or tests.get("outcome")
 
     def to_html(self) -> str:
         """The verdict and the table of tests as HTML."""
         rows = []
-        for variant, tests in self.doc["comparisons"].items():
+        for variant, tests in self.report.comparisons.items():
             for t in tests:
-                ci = ("" if t["ci_low"] is None
-                      else f"[{_fmt(t['ci_low'])}, {_fmt(t['ci_high'])}]")  # fmt: skip
-                cells = (variant, t["metric"], t["test"], _fmt(t["control"]),
-                         _fmt(t["variant"]), _fmt(t["difference"]), ci, _fmt(t["p_value"]),
-                         f"{t['n_control']} / {t['n_variant']}",
-                         "" if t["needed_per_arm"] is None else str(t["needed_per_arm"]),
-                         t["verdict"])  # fmt: skip
+                ci = "" if t.ci_low is None else f"[{_fmt(t.ci_low)}, {_fmt(t.ci_high)}]"
+                cells = (variant, t.metric, t.test, _fmt(t.control), _fmt(t.variant),
+                         _fmt(t.difference), ci, _fmt(t.p_value),
+                         f"{t.n_control} / {t.n_variant}",
+                         "" if t.needed_per_arm is None else str(t.needed_per_arm),
+                         t.verdict)  # fmt: skip
                 rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
                             + "</tr>")  # fmt: skip
-        level = f"{100 * (1 - self.doc['alpha']):.0f}% CI"
+        level = f"{100 * (1 - self.report.alpha):.0f}% CI"
         head = ("variant", "metric", "test", self.control, "variant", "difference", level, "p",
                 "n", "planned n", "verdict")  # fmt: skip
         header = "".join(f"<th>{html.escape(h)}</th>" for h in head)

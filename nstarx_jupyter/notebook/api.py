@@ -411,7 +411,7 @@ class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin,
         Requests, rps, errors, error rate and exact p50/p95/p99 latency in ms, over every
         caller's requests (not only this object's).
         """
-        return self.backend.metrics(self.name, window_s)
+        return self.backend.metrics(self.name, window_s).model_dump(mode="json")
 
     def logs(self) -> list[str]:
         """What happened to this deployment: each deploy, restore, failure (with its reason)."""

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.deployment.local import LocalBackend
     from nstarx_jupyter.deployment.service import DeploymentService
+    from nstarx_jupyter.protocol.control import DriftReferenceView, DriftView
 
 __all__ = ["DRIFT_COLUMNS", "DriftMixin", "drift_figures", "reference_body", "registry_reference"]
 
@@ -34,19 +35,14 @@ DEFAULT_WINDOW = "1h"
 """The window of the card's and the sidebar's drift badge (the server's default: cached)."""
 
 
-def drift_figures(report: dict[str, Any]) -> dict[str, Any]:
+def drift_figures(report: DriftView) -> dict[str, Any]:
     """The card's and the sidebar's drift badge from the control API's drift answer.
 
     Picked, not computed: status (`ok`, `drift`, `no reference`, `no traffic`), the drifted
     features, the overall score and the rows tested.
     """
-    score = report.get("score")
-    return {
-        "status": str(report["status"]),
-        "drifted": [str(feature) for feature in report["drifted"]],
-        "score": None if score is None else float(score),
-        "rows": int(report["rows"]),
-    }
+    return {"status": report.status, "drifted": list(report.drifted), "score": report.score,
+            "rows": report.rows}  # fmt: skip
 
 
 def reference_body(
@@ -127,24 +123,29 @@ class DriftMixin:
         source, rows, features. `set_reference(None)` alone removes the reference.
         """
         backend = self._drift_backend()
+        kept: DriftReferenceView | None
         if registry is not None:
-            return dict(backend.set_drift_reference(self.name, registry_reference(registry)))
-        if window is not None:
+            kept = backend.set_drift_reference(self.name, registry_reference(registry))
+        elif window is not None:
             since, until = (_seconds(w) for w in window)
-            return dict(backend.set_drift_reference(
-                self.name, {"window": {"since_s": since, "until_s": until}}))  # fmt: skip
-        if data is None:
-            backend.set_drift_reference(self.name, None)
-            return {}
-        body = reference_body(data, model=model, predictions=predictions)
-        return dict(backend.set_drift_reference(self.name, body))
+            kept = backend.set_drift_reference(
+                self.name, {"window": {"since_s": since, "until_s": until}})  # fmt: skip
+        elif data is None:
+            kept = backend.set_drift_reference(self.name, None)
+        else:
+            body = reference_body(data, model=model, predictions=predictions)
+            kept = backend.set_drift_reference(self.name, body)
+        return {} if kept is None else kept.model_dump(mode="json")
 
     def drift_figures(self) -> dict[str, Any]:
         """The last hour's drift badge (status, drifted features, score, rows): the card's."""
-        return drift_figures(self.drift_report(DEFAULT_WINDOW))
+        return drift_figures(self._drift_view(DEFAULT_WINDOW))
 
     def drift_report(self, window: float | str = "1h") -> dict[str, Any]:
-        """The server's drift answer as it is (tests, score, rows, reference, histograms)."""
+        """The server's drift answer as it is, as JSON (tests, score, rows, histograms)."""
+        return self._drift_view(window).model_dump(mode="json")
+
+    def _drift_view(self, window: float | str) -> DriftView:
         return self._drift_backend().drift(self.name, _window(window))
 
     def drift(self, window: float | str = "1h") -> pd.DataFrame:
@@ -158,13 +159,13 @@ class DriftMixin:
         """
         import pandas as pd
 
-        doc = self.drift_report(window)
-        frame = pd.DataFrame([{key: row.get(key) for key in DRIFT_COLUMNS}
-                              for row in doc["features"]], columns=list(DRIFT_COLUMNS))  # fmt: skip
-        frame.attrs.update(score=doc["score"], rows=doc["rows"], seen=doc["seen"],
-                           status=doc["status"], window_s=doc["window_s"],
-                           reference_source=doc["reference_source"],
-                           drifted=doc["drifted"])  # fmt: skip
+        view = self._drift_view(window)
+        columns = list(DRIFT_COLUMNS)
+        frame = pd.DataFrame([test.model_dump(include=set(columns)) for test in view.features],
+                             columns=columns)  # fmt: skip
+        frame.attrs.update(score=view.score, rows=view.rows, seen=view.seen, status=view.status,
+                           window_s=view.window_s, reference_source=view.reference_source,
+                           drifted=list(view.drifted))  # fmt: skip
         return frame
 
     def drift_chart(

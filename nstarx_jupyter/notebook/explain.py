@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.deployment.local import LocalBackend
     from nstarx_jupyter.deployment.service import DeploymentService
+    from nstarx_jupyter.protocol.control import ImportanceView
 
 __all__ = ["EXPLAIN_COLUMNS", "IMPORTANCE_COLUMNS", "ExplainMixin", "explain_rows"]
 
@@ -59,8 +60,12 @@ class ExplainMixin:
         return self.service.local("explain")
 
     def explain_report(self, data: Any, *, label: str | None = None) -> dict[str, Any]:
-        """The server's explain answer as it is (explainer, space, base values, SHAP values)."""
-        return self._explain_backend().explain(self.name, explain_rows(data), label)
+        """The server's explain answer as JSON (explainer, space, base values, SHAP values)."""
+        return (
+            self._explain_backend()
+            .explain(self.name, explain_rows(data), label)
+            .model_dump(mode="json")
+        )
 
     def explain(self, data: Any, *, label: str | None = None, wide: bool = False) -> pd.DataFrame:
         """SHAP values of up to 100 rows (a DataFrame, an array, a dict for one row).
@@ -75,28 +80,29 @@ class ExplainMixin:
         import pandas as pd
 
         rows = explain_rows(data)
-        doc = self._explain_backend().explain(self.name, rows, label)
-        features = doc["features"]
+        view = self._explain_backend().explain(self.name, rows, label)
+        features = view.features
         if wide:
-            frame = pd.DataFrame([dict(zip(features, r["shap"], strict=True), output=r["output"],
-                                       base=r["base"], prediction=r["value"])
-                                  for r in doc["rows"]])  # fmt: skip
+            frame = pd.DataFrame([dict(zip(features, r.shap, strict=True), output=r.output,
+                                       base=r.base, prediction=r.value)
+                                  for r in view.rows])  # fmt: skip
         else:
             lines = []
-            for i, (sent, answered) in enumerate(zip(rows, doc["rows"], strict=True)):
+            for i, (sent, answered) in enumerate(zip(rows, view.rows, strict=True)):
                 values = [sent[f] for f in features] if isinstance(sent, dict) else sent
-                shap = answered["shap"]
-                lines += [{"row": i, "feature": f, "value": v, "shap": s,
-                           "output": answered["output"]}
+                shap, output = answered.shap, answered.output
+                lines += [{"row": i, "feature": f, "value": v, "shap": s, "output": output}
                           for f, v, s in zip(features, values, shap, strict=True)]  # fmt: skip
             frame = pd.DataFrame(lines, columns=list(EXPLAIN_COLUMNS))
-        frame.attrs.update(explainer=doc["explainer"], space=doc["space"],
-                           seconds=doc["seconds"], version=doc["version"],
-                           base=[r["base"] for r in doc["rows"]])  # fmt: skip
+        frame.attrs.update(explainer=view.explainer, space=view.space, seconds=view.seconds,
+                           version=view.version, base=[r.base for r in view.rows])  # fmt: skip
         return frame
 
     def importance_report(self, window: float | str = "1h") -> dict[str, Any]:
-        """The server's importance answer as it is (features, rows explained, explainer)."""
+        """The server's importance answer as JSON (features, rows explained, explainer)."""
+        return self._importance_view(window).model_dump(mode="json")
+
+    def _importance_view(self, window: float | str) -> ImportanceView:
         value = f"{float(window):g}" if isinstance(window, int | float) else window
         return self._explain_backend().importance(self.name, value)
 
@@ -109,12 +115,12 @@ class ExplainMixin:
         """
         import pandas as pd
 
-        doc = self.importance_report(window)
+        view = self._importance_view(window)
         columns = list(IMPORTANCE_COLUMNS)
-        frame = pd.DataFrame([{key: row[key] for key in columns} for row in doc["features"]],
+        frame = pd.DataFrame([row.model_dump(include=set(columns)) for row in view.features],
                              columns=columns)  # fmt: skip
-        frame.attrs.update(rows=doc["rows"], status=doc["status"], window_s=doc["window_s"],
-                           explainer=doc["explainer"], space=doc["space"])  # fmt: skip
+        frame.attrs.update(rows=view.rows, status=view.status, window_s=view.window_s,
+                           explainer=view.explainer, space=view.space)  # fmt: skip
         return frame
 
     def importance_chart(self, *, window: float | str = "1h", interval_s: float = 60.0) -> Any:

@@ -154,11 +154,11 @@ class RolloutMixin:
         whatever the p-value: stopping at the first significant look inflates false positives.
         The local server's: KServe keeps no per-variant outcomes.
         """
-        doc = self.service.local("ab_report").ab_report(
+        report = self.service.local("ab_report").ab_report(
             self.name, control=control, window_s=window_s, minimum_effect=minimum_effect,
             alpha=alpha, power=power,
         )  # fmt: skip
-        return ABReport(doc)
+        return ABReport(report)
 
     def variant_chart(self, window_s: float = 10.0, interval_s: float = 1.0) -> Any:
         """A live plotly chart of req/s and p99 per variant (extra `notebook`): watch a split."""

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from nstarx_jupyter.deployment.local import LocalBackend
     from nstarx_jupyter.deployment.service import DeploymentService
-    from nstarx_jupyter.protocol.control import DeploymentCost
+    from nstarx_jupyter.protocol.control import DeploymentCost, DeploymentFigures
 
 __all__ = ["COST_COLUMNS", "HISTORY_COLUMNS", "USAGE_COST_WINDOW_S", "UsageMixin", "usage_figures"]
 
@@ -32,17 +32,17 @@ USAGE_COST_WINDOW_S = 3600.0
 """The window of the card's and the sidebar's cost figures (per 1,000 predictions, per day)."""
 
 
-def usage_figures(metrics: dict[str, Any], cost: DeploymentCost | None) -> dict[str, Any]:
+def usage_figures(metrics: DeploymentFigures | None, cost: DeploymentCost | None) -> dict[str, Any]:
     """The card's and the sidebar's usage line from the control API's `metrics` and `cost`.
 
-    Picked, not computed: CPU seconds and memory from `metrics["resources"]`, the cost per 1,000
+    Picked, not computed: CPU seconds and memory from `metrics.resources`, the cost per 1,000
     predictions and per day from `cost.total` (None where the server gave none).
     """
-    resources = metrics.get("resources") or {}
+    resources = metrics.resources if metrics is not None else None
     total = cost.total if cost is not None else None
     return {
-        "cpu_s": resources.get("cpu_s"),
-        "rss_bytes": resources.get("rss_bytes"),
+        "cpu_s": resources.cpu_s if resources is not None else None,
+        "rss_bytes": resources.rss_bytes if resources is not None else None,
         "cost_per_1000": total.per_1000 if total is not None else None,
         "cost_per_day": total.per_day if total is not None else None,
         "currency": total.currency if total is not None else None,

@@ -3,8 +3,10 @@
 The server builds its answers from these models (so `/openapi.json` shows their schemas), and
 `LocalBackend` parses what it receives into them, so a malformed answer fails where it enters,
 naming the field. Here: API keys, access rules, audit records, a deployment's figures
-(`metrics`: the latency summary of `monitoring/latency.py` with resource use; `variants`), and
-its cost, the price table and its per-minute trends (`cost`, `prices`, `history`), batch jobs.
+(`metrics`: the latency summary of `monitoring/latency.py` with resource use, and what a KServe
+split's pods sum to; `variants`), and its cost, the price table and its per-minute trends
+(`cost`, `prices`, `history`), batch jobs. The analyses (drift, explanations, the A/B report)
+are in `protocol.analysis`, re-exported here: this module names every control-API answer.
 
 Answers keep fields a newer server adds (`extra="allow"`). A field the server leaves out when it
 has no value (a key's expiry, a shadow's last error) is `None` here and left out again on dump
@@ -17,7 +19,26 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from nstarx_jupyter.protocol._answer import Answer
+from nstarx_jupyter.protocol._answer import absent as _absent
+from nstarx_jupyter.protocol.analysis import (
+    AbComparison,
+    AbReport,
+    AbVariantSummary,
+    DriftHistogram,
+    DriftReferenceView,
+    DriftTest,
+    DriftView,
+    ExplainedRow,
+    ExplainView,
+    FeatureImportance,
+    ImportanceView,
+)
+
 __all__ = [
+    "AbComparison",
+    "AbReport",
+    "AbVariantSummary",
     "AccessRule",
     "AccessRules",
     "Answer",
@@ -25,11 +46,20 @@ __all__ = [
     "AuditRows",
     "CostFigures",
     "DeploymentCost",
+    "DeploymentFigures",
     "DeploymentHistory",
     "DeploymentLogs",
     "DeploymentMetrics",
     "DeploymentVariants",
+    "DriftHistogram",
+    "DriftReferenceView",
+    "DriftTest",
+    "DriftView",
+    "ExplainView",
+    "ExplainedRow",
+    "FeatureImportance",
     "GpuDevice",
+    "ImportanceView",
     "JobFormat",
     "JobList",
     "JobState",
@@ -43,9 +73,12 @@ __all__ = [
     "LatencySummary",
     "Permission",
     "PriceTable",
+    "ResourceTotals",
     "Resources",
     "ServerProcess",
     "ShadowFigures",
+    "SplitMetrics",
+    "SplitVariantFigures",
     "TrendRow",
     "VariantCost",
     "VariantFigures",
@@ -56,16 +89,6 @@ KeyState = Literal["active", "expired", "revoked"]
 Permission = Literal["read", "deploy", "call"]
 """What a registry model's access rules grant."""
 Who = Annotated[str, Field(min_length=1)]
-
-
-def _absent(value: object) -> bool:
-    return value is None
-
-
-class Answer(BaseModel):
-    """A control-API answer: immutable; fields this version does not name are kept."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
 
 
 # -- keys, access rules, audit -----------------------------------------------------------------
@@ -202,11 +225,16 @@ class GpuDevice(Answer):
     memory_total_bytes: int
 
 
-class Resources(Answer):
-    """A deployment's resource use now, per version, and the server process's."""
+class ResourceTotals(Answer):
+    """CPU seconds so far and resident memory now, in all: what every backend can sum."""
 
     cpu_s: float
     rss_bytes: int
+
+
+class Resources(ResourceTotals):
+    """A deployment's resource use now, per version, and the server process's."""
+
     versions: list[VersionResources]
     server: ServerProcess
     gpus: list[GpuDevice]
@@ -221,10 +249,20 @@ class LatencySamples(Answer):
     ok: list[bool]
 
 
-class DeploymentMetrics(LatencySummary):
-    """`GET .../metrics`: a deployment's recent requests and latency, and its resource use."""
+class DeploymentFigures(LatencySummary):
+    """A deployment's recent requests, latency and resource totals: what `Backend.metrics` gives.
+
+    The local server's (and a KServe pod's) are `DeploymentMetrics`, a KServe split's
+    `SplitMetrics`.
+    """
 
     name: str
+    resources: ResourceTotals
+
+
+class DeploymentMetrics(DeploymentFigures):
+    """`GET .../metrics`: a deployment's recent requests and latency, and its resource use."""
+
     resources: Resources
     samples: LatencySamples | None = Field(default=None, exclude_if=_absent)
     """With `?samples=true`, for a client that merges several servers' requests."""
@@ -262,6 +300,28 @@ class DeploymentVariants(Answer):
     name: str
     variants: list[VariantFigures]
     shadow: ShadowFigures | None = Field(default=None, exclude_if=_absent)
+
+
+class _SplitLabel(Answer):
+    variant: str
+    service: str
+    """The variant's InferenceService."""
+    percent: float
+
+
+class SplitVariantFigures(LatencySummary, _SplitLabel):
+    """One variant of a KServe split: its label, then the figures its pod answered.
+
+    (The bases' order puts the label first, as `VariantCost`.)
+    """
+
+    resources: Resources
+
+
+class SplitMetrics(DeploymentFigures):
+    """A KServe split's figures, computed from every request its variants' pods answered."""
+
+    variants: list[SplitVariantFigures]
 
 
 # -- events ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from starlette.routing import Match, Route
 
 from nstarx_jupyter.deployment.backend import DeploymentList
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError
-from nstarx_jupyter.protocol.control import DeploymentLogs
+from nstarx_jupyter.protocol.control import AbReport, DeploymentLogs
 from nstarx_jupyter.serving.control_http import (
     PREFIX,
     control_endpoint,
@@ -89,7 +89,8 @@ class ControlApi:
         window = query_number(query, "window_s") if "window_s" in query else None
         report = await self.control.ab_report(request.path_params["name"], window_s=window,
                                       control=query.get("control"), **numbers)  # fmt: skip
-        return json_response(report)
+        # Serialised as it always was (orjson), so the JSON is unchanged; the model checks it.
+        return json_response(AbReport.model_validate(report).model_dump(mode="json"))
 
     async def _variants(self, request: Request, principal: Principal) -> Response:
         return model_response(self.control.variants(request.path_params["name"], _window(request)))

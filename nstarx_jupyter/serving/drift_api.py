@@ -16,8 +16,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nstarx_jupyter.errors import InvalidInputError
+from nstarx_jupyter.protocol.control import DriftReferenceView, DriftView
 from nstarx_jupyter.security.home import parse_duration
-from nstarx_jupyter.serving.control_bodies import DriftView
 from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, json_response
 from nstarx_jupyter.serving.drift import DEFAULT_WINDOW_S, KEEP_S, DriftHub, Reference
 
@@ -103,13 +103,18 @@ class DriftApi:
                 made = Reference.parse(doc)
                 await loop.run_in_executor(None, monitor.set_reference, made)
             self.hub.latest.pop(name, None)
-            return json_response(made.describe())
+            return _reference_response(made.describe())
         reference = monitor.reference
-        return json_response(_NONE if reference is None else reference.describe())
+        return _reference_response(_NONE if reference is None else reference.describe())
 
 
 _NONE = {"source": "none", "rows": 0, "features": [], "predictions": None, "created": None}
 """`GET .../drift/reference` of a deployment without one."""
+
+
+def _reference_response(described: dict[str, Any]) -> Response:
+    """The reference's description as `DriftReferenceView` (serialised as it always was)."""
+    return json_response(DriftReferenceView.model_validate(described).model_dump(mode="json"))
 
 
 def _number(doc: dict[str, Any], key: str, default: float | None = None) -> float:

@@ -35,9 +35,9 @@ from nstarx_jupyter.errors import (
     UnsupportedError,
 )
 from nstarx_jupyter.monitoring.explain import ModelExplainer, mean_abs
+from nstarx_jupyter.protocol.control import ExplainView, ImportanceView
 from nstarx_jupyter.protocol.datatypes import numpy_dtype
 from nstarx_jupyter.serving.background import LoopTask
-from nstarx_jupyter.serving.control_bodies import ExplainView, ImportanceView
 from nstarx_jupyter.serving.control_http import PREFIX, control_endpoint, json_body, json_response
 from nstarx_jupyter.serving.drift import DEFAULT_WINDOW_S, KEEP_S
 from nstarx_jupyter.serving.drift_api import window_seconds

@@ -151,7 +151,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                                   "deployments", p.DeploymentVariants,
                                                   query=(_WINDOW,)),
     ("GET", f"{_DEPLOYMENT}/ab"): Operation("A/B test of the variants", "deployments",
-                                            c.AbReport, query=_AB_QUERY),
+                                            p.AbReport, query=_AB_QUERY),
     # Resource use, cost, trends
     ("GET", f"{_DEPLOYMENT}/cost"): Operation(
         "Cost over a window, per 1,000 predictions and per day, per variant", "usage",
@@ -164,22 +164,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         query=(Query("since_s", description="seconds back, in (0, 2592000] (86400)"),)),
     # Drift
     ("GET", f"{_DEPLOYMENT}/drift"): Operation(
-        "Drift of live traffic from the reference, per feature and test", "drift", c.DriftView,
+        "Drift of live traffic from the reference, per feature and test", "drift", p.DriftView,
         query=(Query("window", "string", "a duration (1h, 15m, or seconds) up to 6h (1h)"),)),
     ("GET", f"{_DEPLOYMENT}/drift/reference"): Operation(
-        "What drift is measured against", "drift", c.DriftReferenceView),
+        "What drift is measured against", "drift", p.DriftReferenceView),
     ("PUT", f"{_DEPLOYMENT}/drift/reference"): Operation(
         "Set the drift reference: a sample of the data, or a window of past traffic", "drift",
-        c.DriftReferenceView, body=c.DriftReferenceBody),
+        p.DriftReferenceView, body=c.DriftReferenceBody),
     ("DELETE", f"{_DEPLOYMENT}/drift/reference"): Operation(
         "Remove the drift reference", "drift", None, status=204),
     # Explanations
     ("POST", f"{_DEPLOYMENT}/explain"): Operation(
         "SHAP values of up to 100 rows (tree, linear or kernel explainer, as fits the model)",
-        "explain", c.ExplainView, body=c.ExplainBody),
+        "explain", p.ExplainView, body=c.ExplainBody),
     ("GET", f"{_DEPLOYMENT}/importance"): Operation(
         "Mean |SHAP value| per feature over a window's sampled live rows", "explain",
-        c.ImportanceView,
+        p.ImportanceView,
         query=(Query("window", "string", "a duration (1h, 15m, or seconds) up to 6h (1h)"),)),
     ("GET", f"{PREFIX}/prices"): Operation("The price table", "usage", p.PriceTable),
     ("PUT", f"{PREFIX}/prices"): Operation("Set the price table", "usage", p.PriceTable,

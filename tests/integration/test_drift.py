@@ -50,10 +50,8 @@ def test_a_shifted_feature_is_flagged_through_the_server_and_the_notebook_shows_
                   reference_data=pd.DataFrame(x, columns=IRIS_FEATURES))  # fmt: skip
     assert made.drift_report()["status"] == "no traffic"
     described = backend.drift_reference("iris")
-    assert described is not None
-    assert described["source"] == "data"
-    assert described["rows"] == 150
-    assert described["features"] == IRIS_FEATURES
+    assert (described.source, described.rows) == ("data", 150)
+    assert described.features == IRIS_FEATURES
 
     rng = np.random.default_rng(0)
     for _ in range(8):  # 8 batches of 30 rows: 32 rows a request at most, 120 a minute kept
@@ -61,15 +59,14 @@ def test_a_shifted_feature_is_flagged_through_the_server_and_the_notebook_shows_
     frame = made.drift("15m")
     server = backend.drift("iris", "15m")
     assert list(frame.columns) == list(DRIFT_COLUMNS)
-    assert frame.attrs["drifted"] == server["drifted"] == ["petal_length"]
+    assert frame.attrs["drifted"] == server.drifted == ["petal_length"]
     assert frame.attrs["status"] == "drift"
-    assert frame.attrs["rows"] == server["rows"] >= 120
+    assert frame.attrs["rows"] == server.rows >= 120
     flagged = frame[frame["drifted"]]
     assert set(flagged["feature"]) == {"petal_length"}
     ks = frame[(frame["feature"] == "petal_length") & (frame["test"] == "ks")].iloc[0]
-    same = next(t for t in server["features"]
-                if (t["feature"], t["test"]) == ("petal_length", "ks"))  # fmt: skip
-    assert (ks["statistic"], ks["p_value"]) == (same["statistic"], same["p_value"])
+    same = next(t for t in server.features if (t.feature, t.test) == ("petal_length", "ks"))
+    assert (ks["statistic"], ks["p_value"]) == (same.statistic, same.p_value)
 
     chart = made.drift_chart(interval_s=60)
     try:
@@ -92,8 +89,7 @@ def test_a_shifted_feature_is_flagged_through_the_server_and_the_notebook_shows_
     hour = backend.drift("iris", "1h")  # the gauges show the last report of the default window
     scraped = http.get(f"{state.url}/metrics", headers=auth).text
     assert 'nstarx_drift_features{deployment="iris"} 1.0' in scraped
-    psi = next(t["score"] for t in hour["features"]
-               if (t["feature"], t["test"]) == ("petal_length", "psi"))  # fmt: skip
+    psi = next(t.score for t in hour.features if (t.feature, t.test) == ("petal_length", "psi"))
     series = 'nstarx_drift_score{deployment="iris",feature="petal_length",test="psi"}'
     assert f"{series} {psi!r}" in scraped
     base = f"{state.url}/nstarx/v1/deployments"
@@ -111,7 +107,7 @@ def test_a_shifted_feature_is_flagged_through_the_server_and_the_notebook_shows_
     backend.stop()  # a new server reads the reference back; the live window starts empty
     assert made.drift_report()["reference_source"] == "data"
     written = made.history("1h")["drift"].dropna()  # the minute's rollup kept the score
-    assert written.iloc[-1] == pytest.approx(hour["score"])  # the last minute: stop() wrote it
+    assert written.iloc[-1] == pytest.approx(hour.score)  # the last minute: stop() wrote it
     assert made.drift_report()["status"] == "no traffic"
     made.set_reference(None)
     assert made.drift().attrs["status"] == "no reference"

@@ -91,7 +91,7 @@ def test_a_tree_model_is_explained_and_its_live_importance_ranks_the_driving_fea
     assert importance.attrs["explainer"] == "tree"
     assert 100 <= importance.attrs["rows"] <= 200
     server = backend.importance("forest", "15m")
-    assert importance["importance"].tolist() == [row["importance"] for row in server["features"]]
+    assert importance["importance"].tolist() == [row.importance for row in server.features]
 
     chart = made.importance_chart(window="15m", interval_s=60)
     try:
@@ -111,9 +111,9 @@ def test_a_tree_model_is_explained_and_its_live_importance_ranks_the_driving_fea
     http, auth = backend._http, {"authorization": f"Bearer {state.token}"}
     hour = backend.importance("forest")  # the gauge shows the default window's last answer
     scraped = http.get(f"{state.url}/metrics", headers=auth).text
-    first = hour["features"][0]
+    first = hour.features[0]
     assert (f'nstarx_feature_importance{{deployment="forest",feature="driver"}} '
-            f"{first['importance']!r}") in scraped  # fmt: skip
+            f"{first.importance!r}") in scraped  # fmt: skip
 
     base = f"{state.url}/nstarx/v1/deployments"
     too_many = http.post(f"{base}/forest/explain", json={"rows": [[0, 0, 0]] * 101},
@@ -146,14 +146,14 @@ def test_a_linear_classifier_and_a_model_of_another_kind_get_their_explainers(
                   reference_data=pd.DataFrame(x_iris, columns=IRIS_FEATURES))  # fmt: skip
     rows = pd.DataFrame(x_iris[[0, 60, 120]], columns=IRIS_FEATURES)
     answer = backend.explain("iris", rows.to_numpy().tolist())
-    assert (answer["explainer"], answer["space"]) == ("linear", "log-odds")
-    assert answer["features"] == IRIS_FEATURES
-    assert answer["outputs"] == ["0", "1", "2"]
-    assert [row["output"] for row in answer["rows"]] == ["0", "1", "2"]  # the predicted classes
+    assert (answer.explainer, answer.space) == ("linear", "log-odds")
+    assert answer.features == IRIS_FEATURES
+    assert answer.outputs == ["0", "1", "2"]
+    assert [row.output for row in answer.rows] == ["0", "1", "2"]  # the predicted classes
     chosen = backend.explain("iris", rows.to_numpy().tolist(), label="2")
-    assert [row["output"] for row in chosen["rows"]] == ["2", "2", "2"]
-    for row in chosen["rows"]:
-        assert row["base"] + sum(row["shap"]) == pytest.approx(row["value"])
+    assert [row.output for row in chosen.rows] == ["2", "2", "2"]
+    for row in chosen.rows:
+        assert row.base + sum(row.shap) == pytest.approx(row.value)
     frame = iris.explain(rows, label="1")
     assert set(frame["output"]) == {"1"}
 

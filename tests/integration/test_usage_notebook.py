@@ -37,9 +37,9 @@ def test_the_notebook_shows_the_control_apis_figures_and_history_survives_a_rest
         made.predict(ROW)
     # memory priced at 0: every figure compared below stays still while no request comes
     made.prices(gb_hour=0.0, cpu_hour=1.0)
-    server = backend.metrics("iris", 60)["resources"]["versions"]
+    server = backend.deployment_metrics("iris", 60).resources.versions
     mine = made.resources()["versions"]
-    assert [(v["cpu_s"], v["calls"]) for v in mine] == [(v["cpu_s"], v["calls"]) for v in server]
+    assert [(v["cpu_s"], v["calls"]) for v in mine] == [(v.cpu_s, v.calls) for v in server]
     assert sum(v["calls"] for v in mine) >= 1  # the model ran (batches count once)
 
     frame = made.cost("10m")
@@ -52,7 +52,7 @@ def test_the_notebook_shows_the_control_apis_figures_and_history_survives_a_rest
     assert frame.loc["primary", "requests"] == doc.variants[0].requests
     assert frame.attrs["prices"]["cpu_hour"] == 1.0
     card = made.card()  # the card's line: the same two answers, picked, not recomputed
-    assert card.usage["cpu_s"] == backend.metrics("iris", 60)["resources"]["cpu_s"]
+    assert card.usage["cpu_s"] == backend.metrics("iris", 60).resources.cpu_s
     assert card.usage["cost_per_1000"] == backend.cost("iris", 3600).total.per_1000
 
     backend.stop()  # SIGTERM: the server writes the minute it is in before it exits

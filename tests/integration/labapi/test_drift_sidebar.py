@@ -46,7 +46,7 @@ def test_the_sidebar_badge_is_the_control_apis_drift_answer(
                      .to_dict("records"))  # fmt: skip
     [row] = api("GET", "deployments")
     server = backend.drift("iris", "1h")
-    assert row["drift"] == {"status": "drift", "drifted": server["drifted"],
-                            "score": server["score"], "rows": server["rows"]}  # fmt: skip
-    assert "petal_width" in server["drifted"]
-    assert server["rows"] == 30
+    assert row["drift"] == {"status": "drift", "drifted": server.drifted,
+                            "score": server.score, "rows": server.rows}  # fmt: skip
+    assert "petal_width" in server.drifted
+    assert server.rows == 30

@@ -38,9 +38,9 @@ def test_the_sidebar_row_shows_the_control_apis_memory_and_cost_and_the_trend_it
     backend.set_prices({"cpu_hour": 1.0, "gb_hour": 0.0})  # figures that stay still when idle
     [row] = api("GET", "deployments")
     figures = row["metrics"]
-    resources = backend.metrics("iris", 60)["resources"]
+    resources = backend.metrics("iris", 60).resources
     cost = backend.cost("iris", 3600).total
-    assert figures["cpu_s"] == resources["cpu_s"] > 0
+    assert figures["cpu_s"] == resources.cpu_s > 0
     assert figures["rss_bytes"] > 10_000_000
     assert figures["cost_per_1000"] == cost.per_1000
     assert figures["currency"] == "USD"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -26,6 +26,7 @@ from nstarx_jupyter.deployment.backend import (
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError, UnsupportedError
+from nstarx_jupyter.protocol.control import DeploymentFigures, ResourceTotals
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -79,8 +80,10 @@ class RecordingCluster:
     def endpoint(self, name: str) -> Endpoint:
         return Endpoint(url=f"http://{name}.example/v1/models/{name}")
 
-    def metrics(self, name: str, window_s: float = 60) -> dict[str, Any]:
-        return {}
+    def metrics(self, name: str, window_s: float = 60) -> DeploymentFigures:
+        return DeploymentFigures(name=name, window_s=window_s, requests=0, rps=0.0, errors=0,
+                                 error_rate=0.0, p50_ms=None, p95_ms=None, p99_ms=None,
+                                 resources=ResourceTotals(cpu_s=0.0, rss_bytes=0))  # fmt: skip
 
     def close(self) -> None:
         return None

@@ -11,10 +11,13 @@ pytest.importorskip("anywidget")
 from nstarx_jupyter.errors import UnavailableError
 from nstarx_jupyter.notebook.card import DeploymentCard
 from nstarx_jupyter.notebook.usage import usage_figures
-from nstarx_jupyter.protocol.control import DeploymentCost
+from nstarx_jupyter.protocol.control import DeploymentCost, DeploymentFigures
 from tests.unit.notebook.test_card import FakeDeployment
 
-METRICS = {"requests": 3, "resources": {"cpu_s": 0.25, "rss_bytes": 180_000_000}}
+METRICS = DeploymentFigures.model_validate(
+    {"window_s": 60.0, "requests": 3, "rps": 0.05, "errors": 0, "error_rate": 0.0, "p50_ms": 1.0,
+     "p95_ms": 2.0, "p99_ms": 2.0, "name": "iris",
+     "resources": {"cpu_s": 0.25, "rss_bytes": 180_000_000}})  # fmt: skip
 PRICES = {"cpu_hour": 0.04, "gb_hour": 0.004, "gpu_hour": 0.5, "currency": "USD", "source": "x"}
 TOTAL = {"window_s": 3600.0, "requests": 3, "cpu_s": 0.25, "memory_gb_s": 1.0, "gpu_s": 0.0,
          "cpu_cost": 0.0, "memory_cost": 0.0, "gpu_cost": 0.0, "total": 0.00001,
@@ -53,6 +56,6 @@ def test_a_source_without_usage_figures_shows_none() -> None:
 
 
 def test_usage_figures_pick_and_never_compute() -> None:
-    assert usage_figures({}, None) == dict.fromkeys(
+    assert usage_figures(None, None) == dict.fromkeys(
         ("cpu_s", "rss_bytes", "cost_per_1000", "cost_per_day", "currency")
     )

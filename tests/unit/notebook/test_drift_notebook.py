@@ -11,6 +11,7 @@ import pytest
 
 from nstarx_jupyter.monitoring.live import DriftChart
 from nstarx_jupyter.notebook.drift import reference_body
+from nstarx_jupyter.protocol.control import DriftView
 from nstarx_jupyter.serving.drift import DriftHub, Reference
 from tests.conftest import IRIS_FEATURES
 
@@ -78,7 +79,7 @@ def test_the_card_and_the_sidebar_pick_the_same_badge_from_the_servers_report(
     )
     for _ in range(300):
         hub.tap("m", {"x": np.asarray([rng.normal(1.0)])}, {})
-    report = hub.report("m")
+    report = DriftView.model_validate(hub.report("m"))
 
     class Drifting(FakeDeployment):
         failing = False
@@ -90,7 +91,7 @@ def test_the_card_and_the_sidebar_pick_the_same_badge_from_the_servers_report(
 
     source = Drifting()
     card = DeploymentCard(source)
-    assert card.drift == {"status": "drift", "drifted": ["x"], "score": report["score"],
+    assert card.drift == {"status": "drift", "drifted": ["x"], "score": report.score,
                           "rows": 120}  # fmt: skip  # one minute: 120 of its 300 rows kept
     badge = drift_badge(report)
     assert badge is not None

@@ -1,9 +1,10 @@
 """The control API's answers are `protocol.control` models on both ends, their JSON unchanged.
 
-The server builds keys, access rules, audit records, metrics, variants, cost, prices and trends
-from the models, and
-`LocalBackend` parses them back (`parse_answer`): these tests pin the JSON (fields left out when
-unset, nulls kept where clients read them) and the error a malformed answer gets where it enters.
+The server builds keys, access rules, audit records, metrics, variants, cost, prices, trends,
+drift, explanations and the A/B report from the models, and `LocalBackend` parses them back
+(`parse_answer`): these tests pin the JSON (fields left out when unset, nulls kept where clients
+read them, the analyses' bytes as the server writes them) and the error a malformed answer gets
+where it enters.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import httpx
+import orjson
 import pytest
 import skops.io
 
 from nstarx_jupyter.deployment.backend import DeploymentList, DeploymentView
 from nstarx_jupyter.deployment.local import describe_local, parse_answer
 from nstarx_jupyter.errors import NstarxError
+from nstarx_jupyter.monitoring.drift import Column, histograms
 from nstarx_jupyter.pipelines.served import GraphList, GraphView, PipelineList, PipelineView
 from nstarx_jupyter.protocol.control import (
+    AbReport,
     AccessRule,
     AccessRules,
     AuditRows,
@@ -27,6 +31,11 @@ from nstarx_jupyter.protocol.control import (
     DeploymentLogs,
     DeploymentMetrics,
     DeploymentVariants,
+    DriftHistogram,
+    DriftReferenceView,
+    DriftView,
+    ExplainView,
+    ImportanceView,
     JobList,
     JobView,
     KeyCreated,
@@ -44,6 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
+    import numpy as np
     from pydantic import BaseModel
     from sklearn.linear_model import LogisticRegression
 
@@ -79,15 +89,22 @@ async def answer(
     model: type[BaseModel],
     *,
     exclude_defaults: bool = False,
+    same_bytes: bool = False,
     **body: object,
 ) -> object:
-    """The JSON of an admin call, checked to be what `model` parses and dumps back unchanged."""
+    """The JSON of an admin call, checked to be what `model` parses and dumps back unchanged.
+
+    `same_bytes`: and the model's dump, written as those routes write it (orjson), is the
+    answer byte for byte (a whole number in a float field would show here, not in `==`).
+    """
     sent = await client.request(method, f"/nstarx/v1{path}", json=body or None, headers=ADMIN)
     assert sent.status_code in (200, 201), sent.text
     doc: object = sent.json()
     parsed = parse_answer(model, doc, f"{method} {path}")
     dumped = parsed.model_dump(mode="json", exclude_defaults=exclude_defaults)
     assert dumped == doc  # the models do not change the wire
+    if same_bytes:
+        assert orjson.dumps(dumped) == sent.content
     return doc
 
 
@@ -213,7 +230,10 @@ async def test_pipeline_answers_carry_the_whole_spec_and_graph_answers_only_what
     assert made["spec"]["nodes"][0]["position"] == {"x": 0.0, "y": 0.0}  # defaults sent
     assert await answer(client, "GET", "/pipelines", PipelineList) == [made]
     graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceName": "iris"}]}}}
-    served = await answer(client, "PUT", "/graphs/chain", GraphView, exclude_defaults=True, **graph)
+    path = "/graphs/chain"
+    served = await answer(
+        client, "PUT", path, GraphView, exclude_defaults=True, nodes=graph["nodes"]
+    )
     assert isinstance(served, dict)
     assert served["spec"] == {"name": "chain", **graph}  # as written: no defaults
     assert served["services"] == ["iris"]
@@ -280,6 +300,127 @@ async def test_history_answers_carry_each_minute_as_the_rollup_store_writes_it(
     assert list(row.model_dump()) == list(minute)
 
 
+FLOWER_FEATURES = [f"feature_{i}" for i in range(4)]
+DRIFT_KEYS = ["name", "window_s", "computed_at", "rows", "seen", "status", "score", "drifted",
+              "features", "reference", "reference_source", "predictions_reference",
+              "not_in_traffic", "histograms"]  # fmt: skip
+
+
+def assert_whole(doc: object, *keys: str) -> None:
+    """The counts `keys` of `doc` are JSON integers, as the server always sent them (`3`, not
+    `3.0`: `==` does not tell them apart)."""
+    assert isinstance(doc, dict)
+    assert [type(doc[key]) for key in keys] == [int] * len(keys), doc
+
+
+async def predict_flowers(client: httpx.AsyncClient, rows: list[list[float]]) -> None:
+    for row in rows:
+        sent = await client.post("/v1/models/flowers:predict", json={"instances": [row]},
+                                 headers=ADMIN)  # fmt: skip
+        assert sent.status_code == 200, sent.text
+
+
+async def test_drift_answers_keep_their_order_and_say_none_without_a_reference(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path,
+    iris_data: tuple[np.ndarray, np.ndarray],
+) -> None:  # fmt: skip
+    x, _ = iris_data
+    await deploy_flowers(client, iris_model, nstarx_home)
+    path = "/deployments/flowers/drift/reference"
+    none = await answer(client, "GET", path, DriftReferenceView, same_bytes=True)
+    assert none == {"source": "none", "rows": 0, "features": [], "predictions": None,
+                    "created": None}  # fmt: skip
+    columns = {name: x[:, i].tolist() for i, name in enumerate(FLOWER_FEATURES)}
+    made = await answer(client, "PUT", path, DriftReferenceView, same_bytes=True, columns=columns)
+    assert isinstance(made, dict)
+    assert (made["source"], made["rows"], made["predictions"]) == ("data", 150, None)
+    assert_whole(made, "rows")
+    await predict_flowers(client, x[::5].tolist())
+    doc = await answer(client, "GET", "/deployments/flowers/drift?window=15m", DriftView,
+                       same_bytes=True)  # fmt: skip
+    assert isinstance(doc, dict)
+    assert list(doc) == DRIFT_KEYS
+    assert (doc["rows"], doc["window_s"], doc["status"]) == (30, 900.0, "ok")
+    assert_whole(doc, "rows", "seen")
+    assert list(doc["features"][0]) == ["feature", "test", "statistic", "p_value", "score",
+                                        "threshold", "drifted", "role"]  # fmt: skip
+    assert list(doc["histograms"]["feature_0"]) == ["kind", "edges", "reference", "live"]
+
+
+def test_a_categorical_histogram_names_its_categories_and_no_edges() -> None:
+    raw = histograms(Column.of(["a", "b", "b"], "categorical"), Column.of(["b"], "categorical"))
+    parsed = DriftHistogram.model_validate(raw)
+    assert list(raw) == ["kind", "categories", "reference", "live"]
+    assert orjson.dumps(parsed.model_dump(mode="json")) == orjson.dumps(raw)
+
+
+async def test_explain_and_importance_answers_are_the_explainers_in_the_servers_order(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path,
+    iris_data: tuple[np.ndarray, np.ndarray],
+) -> None:  # fmt: skip
+    x, _ = iris_data
+    await deploy_flowers(client, iris_model, nstarx_home)
+    columns = {name: x[:, i].tolist() for i, name in enumerate(FLOWER_FEATURES)}
+    made = await client.put(
+        "/nstarx/v1/deployments/flowers/drift/reference", json={"columns": columns}, headers=ADMIN
+    )  # the linear's background
+    assert made.status_code == 200, made.text
+    idle = await answer(client, "GET", "/deployments/flowers/importance?window=15m",
+                        ImportanceView, same_bytes=True)  # fmt: skip
+    assert isinstance(idle, dict)
+    assert (idle["status"], idle["explainer"], idle["features"]) == ("no traffic", None, [])
+    await predict_flowers(client, x[::10].tolist())
+    rows = x[:2].tolist()
+    doc = await answer(client, "POST", "/deployments/flowers/explain", ExplainView,
+                       same_bytes=True, rows=rows)  # fmt: skip
+    assert isinstance(doc, dict)
+    assert list(doc) == ["name", "version", "explainer", "space", "features", "outputs", "rows",
+                         "seconds"]  # fmt: skip
+    assert list(doc["rows"][0]) == ["output", "base", "value", "shap"]
+    busy = await answer(client, "GET", "/deployments/flowers/importance?window=15m",
+                        ImportanceView, same_bytes=True)  # fmt: skip
+    assert isinstance(busy, dict)
+    assert busy["status"] == "ok"
+    assert [row["rank"] for row in busy["features"]] == [1, 2, 3, 4]
+    assert_whole(busy, "rows")
+    assert_whole(busy["features"][0], "rank")
+
+
+async def test_ab_answers_count_whole_requests_and_test_each_variant_against_the_control(
+    client: httpx.AsyncClient, iris_model: LogisticRegression, nstarx_home: Path,
+    iris_data: tuple[np.ndarray, np.ndarray],
+) -> None:  # fmt: skip
+    x, _ = iris_data
+    await deploy_flowers(client, iris_model, nstarx_home)
+    await predict_flowers(client, x[:3].tolist())
+    alone = await answer(client, "GET", "/deployments/flowers/ab", AbReport, same_bytes=True)
+    assert isinstance(alone, dict)
+    assert list(alone) == ["name", "window_s", "control", "alpha", "power", "minimum_effect",
+                           "variants", "comparisons", "verdict"]  # fmt: skip
+    assert (alone["window_s"], alone["control"], alone["comparisons"]) == (None, "primary", {})
+    primary = alone["variants"]["primary"]
+    assert list(primary) == ["requests", "errors", "error_rate", "feedback", "outcome_mean",
+                             "p50_ms", "p95_ms", "p99_ms"]  # fmt: skip
+    assert (primary["requests"], primary["error_rate"], primary["outcome_mean"]) == (3, 0.0, None)
+    assert_whole(primary, "requests", "errors", "feedback")
+    second = nstarx_home / "models" / "iris-2.skops"
+    skops.io.dump(iris_model, second)
+    canary = {"storage_uri": str(second), "canary_traffic_percent": 50}
+    moved = await client.put("/nstarx/v1/deployments/flowers", json=canary, headers=ADMIN)
+    assert moved.status_code == 200, moved.text
+    await predict_flowers(client, x[::3].tolist())
+    doc = await answer(client, "GET", "/deployments/flowers/ab?window_s=600", AbReport,
+                       same_bytes=True)  # fmt: skip
+    assert isinstance(doc, dict)
+    assert (doc["control"], doc["window_s"]) == ("stable", 600.0)
+    tests = doc["comparisons"]["canary"]
+    assert [test["metric"] for test in tests] == ["error rate", "latency"]
+    assert list(tests[0]) == ["metric", "test", "control", "variant", "difference", "ci_low",
+                              "ci_high", "p_value", "n_control", "n_variant", "needed_per_arm",
+                              "verdict"]  # fmt: skip
+    assert_whole(tests[0], "n_control", "n_variant", "needed_per_arm")
+
+
 @pytest.mark.parametrize(
     ("model", "doc", "named"),
     [
@@ -292,6 +433,30 @@ async def test_history_answers_carry_each_minute_as_the_rollup_store_writes_it(
         (DeploymentHistory, {"name": "x", "since_s": 60, "bucket_s": 60, "rows": [{}]}, "rows.0"),
         (PriceTable, {"cpu_hour": "cheap"}, "cpu_hour"),
         (JobView, {"id": "1", "state": "asleep"}, "deployment"),
+        (
+            DeploymentView,
+            {
+                **WELL_FORMED_DEPLOYMENT,
+                "traffic": {"rules": [{"header": "x-tier", "variant": "b"}]},
+            },
+            "traffic.rules.0.values",
+        ),
+        (DriftView, {"name": "x", "status": "drifting"}, "window_s"),
+        (
+            AbReport,
+            {
+                "name": "x",
+                "window_s": None,
+                "control": "primary",
+                "alpha": 0.05,
+                "power": 0.8,
+                "minimum_effect": 0.05,
+                "variants": {"primary": {}},
+                "comparisons": {},
+                "verdict": "",
+            },
+            "variants.primary.requests",
+        ),
         (
             DeploymentView,
             {**WELL_FORMED_DEPLOYMENT, "spec": {**SPEC, "min_replicas": -1}},
@@ -314,3 +479,5 @@ async def test_the_openapi_document_shows_the_answers_closed_values(
     metrics = schemas["DeploymentMetrics"]
     assert {"p50_ms", "resources", "samples"} <= set(metrics["properties"])
     assert "samples" not in metrics["required"]
+    assert {"variants", "comparisons", "verdict"} <= set(schemas["AbReport"]["properties"])
+    assert schemas["DriftHistogram"]["properties"]["kind"]["enum"] == ["numeric", "categorical"]

@@ -40,6 +40,66 @@ export interface HttpsNstarxIoSchemasControlApiV1Json {
   [k: string]: unknown;
 }
 /**
+ * One metric, one variant against the control (`monitoring.abtest.Comparison`).
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "AbComparison".
+ */
+export interface AbComparison {
+  ci_high: number | null;
+  ci_low: number | null;
+  control: number | null;
+  difference: number | null;
+  metric: string;
+  n_control: number;
+  n_variant: number;
+  needed_per_arm: number | null;
+  p_value: number | null;
+  test: string;
+  variant: number | null;
+  verdict: string;
+  [k: string]: unknown;
+}
+/**
+ * `GET .../ab`: each variant tested against the control (error rate, latency, outcomes).
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "AbReport".
+ */
+export interface AbReport {
+  alpha: number;
+  comparisons: {
+    [k: string]: AbComparison[];
+  };
+  control: string;
+  minimum_effect: number;
+  name: string;
+  power: number;
+  variants: {
+    [k: string]: AbVariantSummary;
+  };
+  verdict: string;
+  window_s: number | null;
+  [k: string]: unknown;
+}
+/**
+ * One variant's logged requests: counts, error rate, feedback and latency (ms).
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "AbVariantSummary".
+ */
+export interface AbVariantSummary {
+  error_rate: number | null;
+  errors: number;
+  feedback: number;
+  outcome_mean: number | null;
+  p50_ms?: number | null;
+  p95_ms?: number | null;
+  p99_ms?: number | null;
+  requests: number;
+  [k: string]: unknown;
+}
+/**
  * Who may `read`, `deploy` or `call` a registry model: key names, ids, or `*` (null lifts).
  *
  * Both a body (`PUT /access/{model}`, which refuses other fields) and an answer, in which a
@@ -167,6 +227,39 @@ export interface VariantCost {
   variant: string;
   version: string;
   window_s: number;
+  [k: string]: unknown;
+}
+/**
+ * A deployment's recent requests, latency and resource totals: what `Backend.metrics` gives.
+ *
+ * The local server's (and a KServe pod's) are `DeploymentMetrics`, a KServe split's
+ * `SplitMetrics`.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "DeploymentFigures".
+ */
+export interface DeploymentFigures {
+  error_rate: number;
+  errors: number;
+  name: string;
+  p50_ms: number | null;
+  p95_ms: number | null;
+  p99_ms: number | null;
+  requests: number;
+  resources: ResourceTotals;
+  rps: number;
+  window_s: number;
+  [k: string]: unknown;
+}
+/**
+ * CPU seconds so far and resident memory now, in all: what every backend can sum.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "ResourceTotals".
+ */
+export interface ResourceTotals {
+  cpu_s: number;
+  rss_bytes: number;
   [k: string]: unknown;
 }
 /**
@@ -355,6 +448,81 @@ export interface VariantFigures {
   [k: string]: unknown;
 }
 /**
+ * One feature's reference and live shares on shared bins, for a chart.
+ *
+ * Numeric features have `edges` (one more than the shares), categorical ones `categories`
+ * (the reference's most common, then `other`); the other is left out.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "DriftHistogram".
+ */
+export interface DriftHistogram {
+  categories?: (string | boolean | number | null)[] | null;
+  edges?: number[] | null;
+  kind: "numeric" | "categorical";
+  live: number[];
+  reference: number[];
+  [k: string]: unknown;
+}
+/**
+ * What a deployment's drift is measured against (`source: none`: nothing yet).
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "DriftReferenceView".
+ */
+export interface DriftReferenceView {
+  created: number | null;
+  features: string[];
+  predictions: string | null;
+  rows: number;
+  source: string;
+  [k: string]: unknown;
+}
+/**
+ * One test of one feature.
+ *
+ * `threshold` is compared with `p_value` when there is one, else with `score`.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "DriftTest".
+ */
+export interface DriftTest {
+  drifted: boolean;
+  feature: string;
+  p_value: number | null;
+  role: "input" | "prediction";
+  score: number;
+  statistic: number;
+  test: "psi" | "ks" | "chi2" | "js" | "missing";
+  threshold: number;
+  [k: string]: unknown;
+}
+/**
+ * `GET .../drift`: every feature's tests over a window of sampled live rows.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "DriftView".
+ */
+export interface DriftView {
+  computed_at: number;
+  drifted: string[];
+  features: DriftTest[];
+  histograms: {
+    [k: string]: DriftHistogram;
+  };
+  name: string;
+  not_in_traffic: string[];
+  predictions_reference: string | null;
+  reference: DriftReferenceView | null;
+  reference_source: string;
+  rows: number;
+  score: number | null;
+  seen: number;
+  status: "ok" | "drift" | "no reference" | "no traffic";
+  window_s: number;
+  [k: string]: unknown;
+}
+/**
  * Rows flowing from `source`'s output port to `target`'s input port.
  *
  * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
@@ -366,6 +534,48 @@ export interface EdgeSpec {
   source_port: string;
   target: string;
   target_port: string;
+}
+/**
+ * `POST .../explain`: SHAP values per row, with the explainer that computed them.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "ExplainView".
+ */
+export interface ExplainView {
+  explainer: "tree" | "linear" | "kernel";
+  features: string[];
+  name: string;
+  outputs: string[];
+  rows: ExplainedRow[];
+  seconds: number;
+  space: "probability" | "log-odds" | "raw";
+  version: string;
+  [k: string]: unknown;
+}
+/**
+ * One row's explanation: `base + sum(shap) == value`, the model's output explained.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "ExplainedRow".
+ */
+export interface ExplainedRow {
+  base: number;
+  output: string;
+  shap: number[];
+  value: number;
+  [k: string]: unknown;
+}
+/**
+ * One feature's mean |SHAP value| over a window's sampled live rows.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "FeatureImportance".
+ */
+export interface FeatureImportance {
+  feature: string;
+  importance: number;
+  rank: number;
+  [k: string]: unknown;
 }
 /**
  * `GET|PUT /graphs/{name}`: a served InferenceGraph, its endpoint, services and spec.
@@ -425,6 +635,23 @@ export interface GraphStep {
   serviceName?: string | null;
   serviceUrl?: string | null;
   weight?: number | null;
+}
+/**
+ * `GET .../importance`: mean |SHAP value| per feature over live traffic, largest first.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "ImportanceView".
+ */
+export interface ImportanceView {
+  computed_at: number;
+  explainer: ("tree" | "linear" | "kernel") | null;
+  features: FeatureImportance[];
+  name: string;
+  rows: number;
+  space: ("probability" | "log-odds" | "raw") | null;
+  status: "ok" | "no traffic";
+  window_s: number;
+  [k: string]: unknown;
 }
 /**
  * `/jobs` answers: a batch job's state, progress, errors and output (`serving.jobs.Job`).
@@ -594,4 +821,47 @@ export interface PipelineSpec {
   name: string;
   nodes: NodeSpec[];
   schema_version: 1;
+}
+/**
+ * A KServe split's figures, computed from every request its variants' pods answered.
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "SplitMetrics".
+ */
+export interface SplitMetrics {
+  error_rate: number;
+  errors: number;
+  name: string;
+  p50_ms: number | null;
+  p95_ms: number | null;
+  p99_ms: number | null;
+  requests: number;
+  resources: ResourceTotals;
+  rps: number;
+  variants: SplitVariantFigures[];
+  window_s: number;
+  [k: string]: unknown;
+}
+/**
+ * One variant of a KServe split: its label, then the figures its pod answered.
+ *
+ * (The bases' order puts the label first, as `VariantCost`.)
+ *
+ * This interface was referenced by `HttpsNstarxIoSchemasControlApiV1Json`'s JSON-Schema
+ * via the `definition` "SplitVariantFigures".
+ */
+export interface SplitVariantFigures {
+  error_rate: number;
+  errors: number;
+  p50_ms: number | null;
+  p95_ms: number | null;
+  p99_ms: number | null;
+  percent: number;
+  requests: number;
+  resources: Resources;
+  rps: number;
+  service: string;
+  variant: string;
+  window_s: number;
+  [k: string]: unknown;
 }

@@ -18,7 +18,7 @@ import httpx
 from nstarx_jupyter.deployment.kserve import NSTARX_RUNTIME
 from nstarx_jupyter.deployment.kserve_status import status_of
 from nstarx_jupyter.deployment.kube_api import http_error
-from nstarx_jupyter.deployment.local import parse_answer
+from nstarx_jupyter.deployment.local_answers import parse_answer
 from nstarx_jupyter.errors import UnavailableError, UnsupportedError
 from nstarx_jupyter.monitoring.latency import latency_summary
 from nstarx_jupyter.protocol.control import (

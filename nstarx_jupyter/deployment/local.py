@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
-from pydantic import BaseModel, JsonValue, ValidationError
+from pydantic import BaseModel, JsonValue
 
 from nstarx_jupyter.client.inference import error_from
 from nstarx_jupyter.config import STATE_FILE, server_dir
@@ -22,6 +22,7 @@ from nstarx_jupyter.deployment.backend import (
     Target,
     TrafficView,
 )
+from nstarx_jupyter.deployment.local_answers import describe_local, parse_answer, stages_of
 from nstarx_jupyter.deployment.local_server import (
     LOG_FILE,
     ServerState,
@@ -69,7 +70,7 @@ if TYPE_CHECKING:
     from nstarx_jupyter.deployment.spec import DeploymentSpec
     from nstarx_jupyter.protocol.analysis import ExplainRows
 
-__all__ = ["LocalBackend", "ServerState", "describe_local", "parse_answer"]
+__all__ = ["LocalBackend", "ServerState"]
 
 START_TIMEOUT_S = 60.0
 WATCH_INTERVAL_S = 0.1
@@ -209,7 +210,7 @@ class LocalBackend:
         said: set[str] = set()
         while True:
             described = self.describe(name)
-            for step in _stages(described):
+            for step in stages_of(described):
                 if step.stage not in said:
                     said.add(step.stage)
                     yield step
@@ -448,61 +449,3 @@ class LocalBackend:
     def set_prices(self, prices: dict[str, float | str]) -> PriceTable:
         """Set the price table (kept in `$NSTARX_HOME/prices.json`); unnamed prices: defaults."""
         return self._answer(PriceTable, "PUT", "/prices", prices)
-
-
-def describe_local(view: DeploymentView, url: str | None) -> Description:
-    """A description from the local control API's answer (`ControlPlane.describe`)."""
-    return Description(
-        name=view.name, target="local", revision=view.revision, status=view.status,
-        reason=view.reason or None, spec=view.spec, traffic=view.traffic, stable=view.stable,
-        url=url, created=view.created, updated=view.updated,
-    )  # fmt: skip
-
-
-def parse_answer(model: type[_M], doc: object, what: str, source: str = "the local server") -> _M:
-    """`doc`, the server's answer to `what` (`GET /keys`), as `model`, or `NstarxError`.
-
-    An answer that is not one is the server's bug (or a server of another version): it is
-    refused where it enters, naming the field, rather than where a caller reads it.
-    """
-    try:
-        return model.model_validate(doc)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "the answer"
-        raise NstarxError(
-            f"{source} answered {what} with a malformed {model.__name__} "
-            f"({exc.error_count()} problem(s); {where}: {problem['msg']})"
-        ) from None
-
-
-_STAGES = {
-    "Ready": ("scheduled", "loaded", "ready"),
-    "Idle": ("scheduled", "ready"),  # scaled to zero: it loads on the next request
-    "Loading": ("scheduled",),
-    "Failed": ("scheduled", "failed"),
-    "Unknown": (),
-}
-_SAY = {
-    "accepted": "revision {revision} accepted",
-    "scheduled": "the local server took revision {revision}",
-    "loaded": "model loaded",
-    "ready": "ready",
-    "failed": "failed",
-}
-
-
-def _stages(described: Description) -> list[Progress]:
-    """The stages a local deployment has passed, as its description shows them."""
-    now = time.time()
-    reached = ("accepted", *_STAGES.get(described.status, ()))
-    steps = []
-    for stage in reached:
-        message = _SAY[stage].format(revision=described.revision)
-        if stage == "ready" and described.status == "Idle":
-            message = "ready (scaled to zero: loads on the next request)"
-        reason = described.reason if stage == "failed" else None
-        if reason:
-            message = f"failed: {reason}"
-        steps.append(Progress(stage=stage, message=message, reason=reason, at=now))
-    return steps

@@ -17,7 +17,7 @@ import pytest
 import skops.io
 
 from nstarx_jupyter.deployment.backend import DeploymentList, DeploymentView
-from nstarx_jupyter.deployment.local import describe_local, parse_answer
+from nstarx_jupyter.deployment.local_answers import describe_local, parse_answer
 from nstarx_jupyter.errors import NstarxError
 from nstarx_jupyter.monitoring.drift import Column, histograms
 from nstarx_jupyter.pipelines.served import GraphList, GraphView, PipelineList, PipelineView

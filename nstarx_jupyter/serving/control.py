@@ -31,6 +31,7 @@ from nstarx_jupyter.errors import (
 from nstarx_jupyter.monitoring.abtest import ab_report
 from nstarx_jupyter.pipelines.sinks import HIDDEN, WebhookSink, keep_secrets
 from nstarx_jupyter.protocol.control import (
+    AbReport,
     DeploymentMetrics,
     DeploymentVariants,
     ShadowFigures,
@@ -319,7 +320,7 @@ class ControlPlane:
         alpha: float = 0.05,
         power: float = 0.8,
         minimum_effect: float = 0.05,
-    ) -> dict[str, Any]:
+    ) -> AbReport:
         """Each variant against the control: error rate, latency and outcomes, tested.
 
         `control` is a variant name (default: `stable` during a canary, else `primary`);
@@ -341,14 +342,14 @@ class ControlPlane:
         rows = log.rows(since)
         labels = {version: plan.label(version) for version in {row[0] for row in rows}}
 
-        def analyse() -> dict[str, Any]:
+        def analyse() -> AbReport:
             groups: dict[str, list[Any]] = {}
             for row in rows:
                 groups.setdefault(labels[row[0]], []).append(Logged._make(row))
             chosen = control or ("stable" if "stable" in groups else PRIMARY)
-            return {"name": name, "window_s": window_s,
+            return AbReport.model_validate({"name": name, "window_s": window_s,
                     **ab_report(groups, chosen, alpha=alpha, power=power,
-                                minimum_effect=minimum_effect)}  # fmt: skip
+                                minimum_effect=minimum_effect)})  # fmt: skip
 
         return await asyncio.get_running_loop().run_in_executor(None, analyse)
 

@@ -16,7 +16,7 @@ from starlette.routing import Match, Route
 
 from nstarx_jupyter.deployment.backend import DeploymentList
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError
-from nstarx_jupyter.protocol.control import AbReport, DeploymentLogs
+from nstarx_jupyter.protocol.control import DeploymentLogs
 from nstarx_jupyter.serving.control_http import (
     PREFIX,
     control_endpoint,
@@ -90,7 +90,7 @@ class ControlApi:
         report = await self.control.ab_report(request.path_params["name"], window_s=window,
                                       control=query.get("control"), **numbers)  # fmt: skip
         # Serialised as it always was (orjson), so the JSON is unchanged; the model checks it.
-        return json_response(AbReport.model_validate(report).model_dump(mode="json"))
+        return json_response(report.model_dump(mode="json"))
 
     async def _variants(self, request: Request, principal: Principal) -> Response:
         return model_response(self.control.variants(request.path_params["name"], _window(request)))

@@ -60,7 +60,8 @@ class Optimization:
 
     served: str
     model: Any
-    """The ONNX `ModelProto` to serve, or the model as it was given."""
+    """The ONNX `ModelProto` to serve, or the original (from `deploy()`, a fitted PyTorch
+    module's plain ONNX export, which is what it serves without `optimize`)."""
     reason: str
     tolerance: float
     options: dict[str, Any] = field(default_factory=dict)

@@ -13,7 +13,7 @@ import importlib
 import logging
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -33,12 +33,17 @@ from nstarx_jupyter.deployment.export.optimize import (
     Optimization,
     optimize_model,
 )
-from nstarx_jupyter.deployment.frameworks import example_options, is_keras_model, servable
+from nstarx_jupyter.deployment.frameworks import (
+    example_options,
+    is_keras_model,
+    is_torch_module,
+    servable,
+)
 from nstarx_jupyter.deployment.local import LocalBackend
 from nstarx_jupyter.deployment.rollouts import Rollouts
 from nstarx_jupyter.deployment.sources import spec_for
 from nstarx_jupyter.deployment.spec import PRIMARY
-from nstarx_jupyter.deployment.staging import remove_staged
+from nstarx_jupyter.deployment.staging import remove_staged, stage_model
 from nstarx_jupyter.errors import (
     ConflictError,
     InvalidInputError,
@@ -111,27 +116,34 @@ def _optimization(model: Any, name: str, optimize: bool | str, tolerance: float,
     """`optimize_model` on the first of `samples` given (a sample, reference data, the example).
 
     Returns what it found, the model to deploy (the ONNX graph, or the original) and the example
-    to deploy it with. A fitted Keras model is staged first (its folder, with the signature
-    `example` gives, is what converts, and what serves when the original does: the folder holds
-    the signature, so no example goes with it); the folder goes once ONNX serves.
+    to deploy it with. A fitted PyTorch module or Keras model is first saved as it would be
+    served, with the signature `example` gives, and that file converts: a module's ONNX export
+    (staged as a `.onnx` file for the comparison only: when the original serves, the export
+    deploys as without `optimize`, staged and registered), a Keras model's folder (which serves
+    when the original does: it holds the signature, so no example goes with it). A staged file
+    goes once nothing serves it.
     """
     rows = next((found for found in samples if found is not None), None)
     quantize = optimize if isinstance(optimize, str) else None
-    staged = is_keras_model(model)
-    if staged:
-        model = servable(model, name, example)[0]
+    staged: Path | None = None
+    if is_torch_module(model):
+        model, example = servable(model, name, example)  # the ONNX export, as served
+        staged = stage_model(model, name)[0]
+    elif is_keras_model(model):
+        model, example = servable(model, name, example)
+        staged = model
     try:
-        found = optimize_model(model, rows, tolerance=tolerance, quantize=quantize,
+        found = optimize_model(staged or model, rows, tolerance=tolerance, quantize=quantize,
                                options=example_options(model, example))  # fmt: skip
     except BaseException:
-        if staged:
-            remove_staged(model)
+        if staged is not None:
+            remove_staged(staged)
         raise
+    if staged is not None and (found.served == "onnx" or staged is not model):
+        remove_staged(staged)
     if found.served == "onnx":
-        if staged:
-            remove_staged(model)
         return found, found.model, None
-    return found, found.model, None if staged else example
+    return replace(found, model=model), model, example
 
 
 @dataclass(frozen=True, slots=True)

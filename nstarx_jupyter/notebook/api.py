@@ -14,7 +14,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.client import InferenceClient
-from nstarx_jupyter.deployment.dates import iso_record
 from nstarx_jupyter.deployment.export.optimize import DEFAULT_TOLERANCE
 from nstarx_jupyter.deployment.service import DeploymentService, backend_for
 from nstarx_jupyter.errors import InvalidInputError
@@ -22,12 +21,12 @@ from nstarx_jupyter.model_uri import is_registry_uri
 from nstarx_jupyter.monitoring.live import LatencyChart, LoadTest
 from nstarx_jupyter.notebook.batch import BatchMixin
 from nstarx_jupyter.notebook.drift import DriftMixin
+from nstarx_jupyter.notebook.examples import first_record, model_example
 from nstarx_jupyter.notebook.explain import ExplainMixin
 from nstarx_jupyter.notebook.export import ExportMixin, show_optimization
 from nstarx_jupyter.notebook.rollout import RolloutMixin
 from nstarx_jupyter.notebook.security import audit_log, create_key, rotate_key
 from nstarx_jupyter.notebook.usage import UsageMixin
-from nstarx_jupyter.runtimes.sklearn_inputs import example_record, infer_inputs
 from nstarx_jupyter.security import key_prefix
 
 if TYPE_CHECKING:
@@ -136,8 +135,8 @@ def deploy(
     elif backend.target != target and target != "local":
         raise InvalidInputError(f"target '{target}': the backend given is '{backend.target}'")
     service = DeploymentService(backend)
-    card_example = _first_record(input_example, model_or_uri, reference_data)
-    input_example = _model_example(model_or_uri, input_example)
+    card_example = first_record(input_example, model_or_uri, reference_data)
+    input_example = model_example(model_or_uri, input_example)
     applied = service.deploy(
         model_or_uri, name, version=version, storage_uri=storage_uri, namespace=namespace,
         input_example=input_example, output_names=output_names, reference_data=reference_data,
@@ -210,78 +209,6 @@ def _ipython() -> Any:
     except ImportError:
         return None
     return get_ipython()
-
-
-def mean_record(frame: Any, names: Any = None) -> dict[str, Any] | None:
-    """Each column's mean, as a record (a DataFrame's numeric columns); None when it has none.
-
-    With `names`, only when the frame has exactly those columns (the model's features).
-    """
-    columns = getattr(frame, "columns", None)
-    if columns is None or not len(frame) or (names is not None and list(columns) != list(names)):
-        return None
-    means = frame.mean(numeric_only=True)
-    if len(means) != len(columns):
-        return None  # a text or category column: no mean to offer
-    return {str(name): float(value) for name, value in means.items()}
-
-
-def _first_record(example: Any, model: Any, reference: Any = None) -> dict[str, Any] | None:
-    """One record for the card's test form.
-
-    From the example; else the reference data's means (when its columns are the model's
-    features); else the model's inputs with sample values of their type (a category it knows
-    for a string column, 0.0 for a number); else zeros for the features the model names.
-    """
-    if example is None or (isinstance(example, list) and example and isinstance(example[0], str)):
-        names = getattr(model, "feature_names_in_", None)
-        if example is None and reference is not None:
-            means = mean_record(reference, names)
-            if means is not None:
-                return means
-        record = _sklearn_record(model)
-        if record is not None and example is not None and len(record) == 1:
-            return {next(iter(record)): example[0]}  # a text model's example documents
-        if record is None and example is None and names is not None:
-            return dict.fromkeys((str(n) for n in names), 0.0)
-        return record
-    if hasattr(example, "iloc"):  # a pandas DataFrame or Series
-        first = example.iloc[0] if hasattr(example, "columns") else example
-        return iso_record({str(k): v.item() if hasattr(v, "item") else v for k, v in first.items()})
-    if isinstance(example, list) and example and isinstance(example[0], dict):
-        return iso_record(example[0])
-    if isinstance(example, dict):
-        return iso_record(example)
-    return None
-
-
-def _sklearn_record(model: Any) -> dict[str, Any] | None:
-    if not callable(getattr(model, "get_params", None)):
-        return None
-
-    return example_record(model)
-
-
-def _model_example(model: Any, example: Any) -> Any:
-    """`example` as the model takes it, for the registry's signature.
-
-    Records of a text model become its documents, records of a model with string columns a
-    DataFrame; anything else is left as it is.
-    """
-    if example is None or not callable(getattr(model, "get_params", None)):
-        return example
-    records = [example] if isinstance(example, dict) else example
-    if not (isinstance(records, list) and records and all(isinstance(r, dict) for r in records)):
-        return example
-
-    inputs = infer_inputs(model)
-    if inputs.kind == "text" and all(len(record) == 1 for record in records):
-        return [next(iter(record.values())) for record in records]
-    if inputs.kind == "columns":
-        import pandas as pd
-
-        return pd.DataFrame.from_records(records, columns=list(inputs.names()))
-    return example
 
 
 class Deployment(RolloutMixin, UsageMixin, DriftMixin, ExplainMixin, BatchMixin, ExportMixin):

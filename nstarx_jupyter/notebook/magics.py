@@ -147,7 +147,7 @@ def _training_means(namespace: dict[str, Any], model: Any) -> dict[str, Any] | N
 
     That frame is the DataFrame whose columns are the model's features (the largest, if several).
     """
-    from nstarx_jupyter.notebook.api import mean_record
+    from nstarx_jupyter.notebook.examples import mean_record
 
     names = getattr(model, "feature_names_in_", None)
     if names is None:

@@ -251,3 +251,65 @@ def test_a_torch_export_file_is_served_as_onnx_answering_as_the_program(
                                atol=1e-5)  # fmt: skip
     assert made.registration is not None  # the ONNX graph registered behind the deployment
     assert made.registration.result(timeout=180).uri == "models:/net-fast/1"
+
+
+def _classifier_net(torch: Any, classes: int) -> Any:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(),
+                               torch.nn.Linear(8, classes)).eval()  # fmt: skip
+
+
+def test_a_fitted_torch_module_is_served_quantised_answering_as_the_module(
+    backend: LocalBackend, nstarx_home: Path
+) -> None:
+    torch = pytest.importorskip("torch")
+    net = _classifier_net(torch, 3)
+    rows = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    made = deploy(net, "torch-fast", input_example=rows[:2], sample=rows, optimize="int8",
+                  backend=backend)  # fmt: skip
+
+    report = made.optimization
+    assert report.attrs["served"] == "onnx", report.attrs["reason"]
+    assert list(report["variant"]) == ["original", "onnx", "optimised", "int8"]
+    assert list(report["served"]) == [False, False, False, True]
+    assert "served the int8 ONNX model" in made.spec.annotations[OPTIMIZE_ANNOTATION]
+    answer = _fp32(backend, "torch-fast", made.api_key, {"input": rows})  # forward's argument
+    assert answer["metadata"]["platform"].startswith("onnx")
+    assert answer["metadata"]["inputs"] == [{"name": "input", "datatype": "FP32",
+                                             "shape": [-1, 4]}]  # fmt: skip
+    with torch.inference_mode():
+        expected = net(torch.from_numpy(rows)).numpy()
+    served = np.reshape(answer["outputs"]["output"], (64, 3))
+    assert (served.argmax(1) == expected.argmax(1)).all()  # the class the module picks
+    assert not np.allclose(served, expected, atol=1e-6)  # int8 weights: not the float graph
+    np.testing.assert_allclose(served, expected, atol=0.05)
+    assert made.registration is not None  # the int8 graph registered behind the deployment
+    assert made.registration.result(timeout=180).uri == "models:/torch-fast/1"
+    assert not list((nstarx_home / "staging" / "torch-fast").glob("*"))  # nothing left staged
+
+
+def test_a_torch_module_quantised_beyond_the_tolerance_serves_its_plain_export(
+    backend: LocalBackend, nstarx_home: Path
+) -> None:
+    torch = pytest.importorskip("torch")
+    net = _classifier_net(torch, 1)  # one score per row: compared as numbers, within 1 %
+    rows = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    made = deploy(net, "torch-kept", input_example=rows[:2], sample=rows, optimize="int8",
+                  backend=backend)  # fmt: skip
+
+    reason = made.optimization.attrs["reason"]
+    assert made.optimization.attrs["served"] == "original"
+    assert "served the original: the int8 ONNX model changes" in reason
+    assert "above the tolerance of 1.0%" in reason
+    assert list(made.optimization["served"]) == [True, False, False, False]
+    assert made.spec.annotations[OPTIMIZE_ANNOTATION] == reason
+    assert f"optimize: {reason}" in "\n".join(made.service.events("torch-kept"))
+    answer = _fp32(backend, "torch-kept", made.api_key, {"input": rows})
+    assert answer["metadata"]["platform"].startswith("onnx")  # the export, as without optimize
+    with torch.inference_mode():
+        expected = net(torch.from_numpy(rows)).numpy()
+    np.testing.assert_allclose(np.reshape(answer["outputs"]["output"], (64, 1)), expected,
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    assert made.registration is not None  # registered as without optimize
+    assert made.registration.result(timeout=180).uri == "models:/torch-kept/1"
+    assert not list((nstarx_home / "staging" / "torch-kept").glob("*"))

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from nstarx_jupyter import deploy
 from nstarx_jupyter.deployment.local import LocalBackend
+from nstarx_jupyter.errors import InvalidInputError
 from nstarx_jupyter.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("local-backend")]
@@ -107,3 +110,34 @@ def test_a_failed_registration_shows_in_the_logs_and_on_the_card(
     card = made.card()
     assert card.status == "Ready"
     assert "registration failed" in card.reason
+
+
+def test_records_as_the_example_of_an_all_numeric_frame_model_register_its_columns(
+    backend: LocalBackend,
+) -> None:
+    frame, target = load_iris(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=500).fit(frame, target)
+    records = frame.iloc[:3].to_dict("records")
+    made = deploy(model, "iris-records", input_example=records, backend=backend)
+    assert made.registration is not None
+    version = made.registration.result(timeout=WAIT_S)  # "Expected 2D array" before
+    stored = Registry().signature("iris-records", version.version)
+    assert stored is not None
+    assert [column["name"] for column in stored["inputs"]] == list(frame.columns)
+    assert made.example() == records[0]  # the card's form starts from the first record
+    answer = made.predict(records[0])
+    assert answer["prediction"] == model.predict(pd.DataFrame(records[:1]))[0]
+
+
+def test_records_as_the_example_of_a_model_fitted_on_an_array_are_refused_before_deploying(
+    backend: LocalBackend, iris_data: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]
+) -> None:
+    x, y = iris_data
+    model = LogisticRegression(max_iter=500).fit(x, y)
+    record = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    with pytest.raises(InvalidInputError, match=r"without feature names.*pass rows"):
+        deploy(model, "iris-norecords", input_example=[record], backend=backend)
+    assert backend.running() is None  # refused before a server was needed
+    made = deploy(model, "iris-norecords", input_example=x[:3], backend=backend)  # rows work
+    assert made.registration is not None
+    assert made.registration.result(timeout=WAIT_S).uri == "models:/iris-norecords/1"

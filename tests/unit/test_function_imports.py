@@ -53,6 +53,7 @@ ALLOWED: dict[str, Reason] = {
     "nstarx_jupyter.serving.server": STARTUP, "nstarx_jupyter.serving.settings": STARTUP,
     "nstarx_jupyter.pipelines.library": STARTUP,  # importlib: the built-in components on use
     "nstarx_jupyter.notebook.magics": STARTUP,  # `%load_ext`, not `import nstarx_jupyter`
+    "nstarx_jupyter.notebook.examples": STARTUP,  # `%load_ext` reads it on `%deploy` only
     "nstarx_jupyter.pipelines.shipping": STARTUP,  # cloudpickle and inspect, on deploy only
     "nstarx_jupyter.deployment.export.model": STARTUP,  # the converters' glue, on export only
 }  # fmt: skip

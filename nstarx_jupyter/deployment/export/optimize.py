@@ -60,7 +60,8 @@ class Optimization:
 
     served: str
     model: Any
-    """The ONNX `ModelProto` to serve, or the model as it was given."""
+    """The ONNX `ModelProto` to serve, or the original (from `deploy()`, a fitted PyTorch
+    module's plain ONNX export, which is what it serves without `optimize`)."""
     reason: str
     tolerance: float
     options: dict[str, Any] = field(default_factory=dict)
@@ -121,7 +122,8 @@ def optimize_model(
     """Convert `model` to optimised (optionally quantised) ONNX; keep it if within `tolerance`.
 
     `model` is a fitted scikit-learn model, a model file or folder (its `model-settings.json`
-    counted: `deploy()` stages a fitted Keras model as one first), or a `models:/` URI;
+    counted: `deploy()` stages a fitted Keras model as one first, and a fitted PyTorch module as
+    its ONNX export), or a `models:/` URI;
     `sample` rows (a DataFrame, records, a record, a 2-D array) in the model's features;
     `options` go to a file's runtime (a TorchScript file's `example_input`, say).
 
@@ -161,9 +163,8 @@ def _source_runtime(model: Any, extra: dict[str, Any], sample: Any) -> Runtime:
         flavor = type(model).__name__
     if flavor != "sklearn":
         raise _KeepError(
-            f"a fitted {type(model).__name__} is not converted here (only fitted scikit-learn "
-            "and Keras models are); save it to a file (a PyTorch module with "
-            "torch.export.save as .pt2) and deploy that with optimize"
+            f"a fitted {type(model).__name__} is not converted here (only fitted scikit-learn, "
+            "PyTorch and Keras models are); save it to a file and deploy that with optimize"
         )
     times = frame_columns(dated_frame(sample))  # dates: the signature the deployment will have
     return SklearnRuntime.of(model, {"input_columns": times} if times else None)
@@ -213,7 +214,8 @@ def _compared(runtime: Runtime, signature: ModelSignature, x: np.ndarray[Any, An
     with tempfile.TemporaryDirectory(prefix="nstarx-optimize-") as work:
         files = _variants(runtime, signature, Path(work), quantize)
         reference, source_ms = original(rows), _timed_ms(original, rows)
-        report = [{"variant": runtime.runtime_name, "size_bytes": None, "agreement": 1.0,
+        source = "original" if runtime.runtime_name == "onnx" else runtime.runtime_name
+        report = [{"variant": source, "size_bytes": None, "agreement": 1.0,
                    "max_abs_diff": 0.0, "batch_ms": source_ms, "speedup": 1.0}]  # fmt: skip
         for variant, path in files.items():
             predict = _session(path, spec.name, first)

@@ -242,15 +242,15 @@ def test_a_card_says_deleted_only_for_a_deployment_it_saw() -> None:
 def test_without_an_example_the_form_starts_from_the_reference_datas_means() -> None:
     import pandas as pd
 
-    from nstarx_jupyter.notebook.api import _first_record
+    from nstarx_jupyter.notebook.examples import first_record
 
     class Named:  # a model that knows its features and nothing else (not scikit-learn)
         feature_names_in_ = ("a", "b")
 
     model = Named()
     reference = pd.DataFrame({"a": [1.0, 3.0], "b": [10, 20]})
-    assert _first_record(None, model, reference) == {"a": 2.0, "b": 15.0}
-    assert _first_record(None, model) == {"a": 0.0, "b": 0.0}  # nothing known: zeros
+    assert first_record(None, model, reference) == {"a": 2.0, "b": 15.0}
+    assert first_record(None, model) == {"a": 0.0, "b": 0.0}  # nothing known: zeros
     other = pd.DataFrame({"a": [1.0], "c": [2.0]})  # not the model's features
-    assert _first_record(None, model, other) == {"a": 0.0, "b": 0.0}
-    assert _first_record({"a": 5, "b": 6}, model, reference) == {"a": 5, "b": 6}
+    assert first_record(None, model, other) == {"a": 0.0, "b": 0.0}
+    assert first_record({"a": 5, "b": 6}, model, reference) == {"a": 5, "b": 6}

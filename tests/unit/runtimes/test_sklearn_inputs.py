@@ -201,18 +201,18 @@ def test_answer_fields_are_renamed_and_probability_names_confidence() -> None:
 
 
 def test_deploys_example_follows_the_inputs_strings_prefilled_with_strings() -> None:
-    from nstarx_jupyter.notebook.api import _first_record, _model_example
+    from nstarx_jupyter.notebook.examples import first_record, model_example
 
     text = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(TEXTS, LABELS)
-    sample = _first_record(None, text)
+    sample = first_record(None, text)
     assert sample is not None
     assert list(sample) == ["text"]
     assert isinstance(sample["text"], str)
-    assert _first_record(["so good"], text) == {"text": "so good"}
-    assert _model_example(text, {"text": "so good"}) == ["so good"]
+    assert first_record(["so good"], text) == {"text": "so good"}
+    assert model_example(text, {"text": "so good"}) == ["so good"]
     fraud = _fraud()
-    assert _first_record(None, fraud) == {"merchant": "amazon", "location": "NY", "amount": 0.0}
-    frame = _model_example(fraud, [{"amount": 3.0, "merchant": "shop", "location": "SF"}])
+    assert first_record(None, fraud) == {"merchant": "amazon", "location": "NY", "amount": 0.0}
+    frame = model_example(fraud, [{"amount": 3.0, "merchant": "shop", "location": "SF"}])
     assert list(frame.columns) == ["merchant", "location", "amount"]
     assert fraud.predict(frame).tolist() in ([0], [1])
 

@@ -28,6 +28,7 @@ __all__ = [
     "REMOTE_SCHEMES",
     "ModelUri",
     "UriKind",
+    "explained_deployment",
     "is_fetchable",
     "is_registry_uri",
     "registry_uri",
@@ -147,6 +148,18 @@ def is_registry_uri(text: str) -> bool:
 def registry_uri(name: str, version: str | int) -> str:
     """The registry URI of `version` of model `name` (`models:/NAME/VERSION`)."""
     return f"{_REGISTRY}{name}/{version}"
+
+
+def explained_deployment(text: str) -> str:
+    """The deployment `text` names for an explanation (`deployment:NAME`), or InvalidInputError.
+
+    Explanations come from a deployment's server (its explainer and reference data), so a
+    pipeline's explain step names one; a file or registry version is refused with the reason.
+    """
+    found = ModelUri.parse(text)
+    if not found.is_deployment:
+        raise InvalidInputError(f"'{text}' is not a deployment: deployments are explained")
+    return found.name
 
 
 def is_fetchable(text: str) -> bool:

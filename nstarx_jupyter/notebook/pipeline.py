@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from nstarx_jupyter.client import InferenceClient
 from nstarx_jupyter.deployment.kserve import DEFAULT_IMAGE
 from nstarx_jupyter.errors import InvalidInputError, NotFoundError, NstarxError
-from nstarx_jupyter.model_uri import ModelUri
+from nstarx_jupyter.model_uri import ModelUri, explained_deployment
 from nstarx_jupyter.pipelines import (
     PipelineExecutor,
     PipelineResult,
@@ -80,12 +80,10 @@ class KernelModels:
         self, model: str, rows: list[dict[str, Any]], label: str | None = None
     ) -> dict[str, Any]:
         """SHAP values of `rows` by a deployment's model: its server's explain answer."""
-        found = ModelUri.parse(model)
-        if not found.is_deployment:
-            raise InvalidInputError(f"'{model}' is not a deployment: deployments are explained")
+        name = explained_deployment(model)
         from nstarx_jupyter.notebook.api import Deployment
 
-        deployment = Deployment(found.name)
+        deployment = Deployment(name)
         return await asyncio.to_thread(deployment.explain_report, rows, label=label)
 
     def exists(self, model: str) -> bool | None:

@@ -23,7 +23,7 @@ from nstarx_jupyter.errors import (
     NotFoundError,
     UnsupportedError,
 )
-from nstarx_jupyter.model_uri import ModelUri
+from nstarx_jupyter.model_uri import ModelUri, explained_deployment
 from nstarx_jupyter.pipelines import PipelineExecutor, PipelineSpec, component_class
 from nstarx_jupyter.protocol.datatypes import as_array
 from nstarx_jupyter.protocol.inference import InferenceResponse, InferOutput
@@ -75,15 +75,13 @@ class ServerModels:
         self, model: str, rows: list[dict[str, Any]], label: str | None = None
     ) -> dict[str, Any]:
         """SHAP values of `rows` by a deployment's model: the control API's explain answer."""
-        found = ModelUri.parse(model)
-        if not found.is_deployment:
-            raise InvalidInputError(f"'{model}' is not a deployment: deployments are explained")
+        name = explained_deployment(model)
         explainer = self.host.explainer
         if explainer is None:
             raise UnsupportedError(
                 "explanations need the server's control API (nstarx serve --state-dir)"
             )
-        return await explainer(found.name, rows, label)
+        return await explainer(name, rows, label)
 
     def exists(self, model: str) -> bool | None:
         """Deployments are known here; other models load with the pipeline."""

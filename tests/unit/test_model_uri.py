@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from nstarx_jupyter.errors import InvalidInputError
-from nstarx_jupyter.model_uri import ModelUri, is_fetchable, is_registry_uri, registry_uri
+from nstarx_jupyter.model_uri import (
+    ModelUri,
+    explained_deployment,
+    is_fetchable,
+    is_registry_uri,
+    registry_uri,
+)
 from nstarx_jupyter.registry import parse_model_uri
 
 
@@ -143,3 +149,10 @@ def test_a_built_registry_uri_parses_back() -> None:
     built = registry_uri("fraud", 3)
     assert built == "models:/fraud/3"
     assert (ModelUri.parse(built).name, ModelUri.parse(built).version) == ("fraud", "3")
+
+
+def test_only_a_deployment_is_explained() -> None:
+    assert explained_deployment("deployment:fraud") == "fraud"
+    for other in ("models:/fraud/1", "models/model.joblib", "s3://bucket/fraud"):
+        with pytest.raises(InvalidInputError, match="deployments are explained"):
+            explained_deployment(other)

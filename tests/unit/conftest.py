@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import pytest
 from threadpoolctl import threadpool_limits
 
+from nstarx_jupyter.serving._heap import FREEZE_AT_OBJECTS, settle_heap
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -30,15 +32,17 @@ def one_native_thread() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def frozen_imports() -> None:
-    """Freeze what collection imported (torch, TensorFlow, MLflow, ...: about a million objects).
+    """Keep what imports built frozen (torch, TensorFlow, MLflow, ...: about a million objects).
 
     Every full collection otherwise walks all of it: 0.2-0.5 CPU s each in a process that
     imported the frameworks, and the runtimes' `unload`, the tests that prove a model is freed,
-    and the interpreter's own generation-2 passes all run one. A server loading a model into
-    this frozen heap neither freezes nor unfreezes it (`serving._heap`); one whose load imports
-    a framework does, as it does in production.
+    and the interpreter's own generation-2 passes all run one. Collection's imports are frozen
+    before the first test, a framework a test imported (building a model, loading a runtime)
+    before the next one, as a server does after a load (`serving._heap`, which also counts the
+    freeze for the servers running). A server loading a model into this frozen heap neither
+    freezes nor unfreezes it.
     """
-    gc.collect()
-    gc.freeze()
+    if len(gc.get_objects()) >= FREEZE_AT_OBJECTS:
+        settle_heap(unfreeze=False)

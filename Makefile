@@ -66,8 +66,11 @@ lab-dev: install ## serve the lab extension from its build folder (rebuild: npm 
 
 check: install lint typecheck imports test ## what CI runs: lint, types, layers, all tests
 
+# loadgroup: the tests marked xdist_group("mlflow") run in one worker, which alone imports MLflow
+# and migrates its first store, those marked "tensorflow" in one that alone imports TensorFlow;
+# schemathesis's plugin (1 CPU s per process) is for tests/integration
 test-unit: ## the unit tests only (in process, no servers; under a minute)
-	$(BIN)/pytest -n 2 tests/unit -q || [ $$? -eq 5 ]
+	$(BIN)/pytest -n 2 --dist loadgroup -p no:schemathesis tests/unit -q || [ $$? -eq 5 ]
 
 lint: ## ruff lint and format check; schemas fresh; tsc, eslint and prettier on both front ends
 	$(BIN)/ruff check .

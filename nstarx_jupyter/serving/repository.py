@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from nstarx_jupyter.errors import (
     NstarxError,
     UnavailableError,
 )
+from nstarx_jupyter.serving._heap import freezes, settle_heap
 from nstarx_jupyter.serving.loading import load_runtime
 from nstarx_jupyter.serving.predictor import DEFAULT_TIMEOUT_S, ConcurrencyLimiter, Predictor
 from nstarx_jupyter.serving.watchdog import Admission, Watchdog
@@ -68,6 +68,12 @@ class LoadedModel:
     """Answers 504 at the model's deadline (`timeout_s`, 60 s by default)."""
     admission: Admission | None
     """Without `container_concurrency`, the bound on requests in flight (`max_queue`)."""
+    freezes_at_load: int = field(default_factory=freezes)
+    """The heap's freeze count when it loaded (`_heap.freezes`)."""
+
+    def is_maybe_frozen(self) -> bool:
+        """Whether the heap was frozen since it loaded, so its cycles may be in the frozen heap."""
+        return freezes() > self.freezes_at_load
 
 
 @dataclass(slots=True)
@@ -262,7 +268,7 @@ class ModelRepository:
                               "%s", settings.name, settings.version, exc.message)  # fmt: skip
                     failed.append(entry)
         if any(entry.loaded is not None for entry in self.entries()):
-            _settle_heap(unloaded=False)  # once for all: a full collection walks the heap
+            settle_heap(unfreeze=False)  # once for all
         self._reaper = asyncio.create_task(self._reap_idle())
         self.failed = failed
         return failed
@@ -274,8 +280,9 @@ class ModelRepository:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         unloaded = [await self._unload(entry, settle=False) for entry in self.entries()]
-        if any(unloaded):
-            _settle_heap(unloaded=True)
+        models = [loaded for loaded in unloaded if loaded is not None]
+        if models:
+            settle_heap(unfreeze=any(loaded.is_maybe_frozen() for loaded in models))
 
     def _versions(self, name: str) -> list[ModelEntry]:
         self.entry(name)
@@ -316,7 +323,7 @@ class ModelRepository:
             entry.last_used = time.monotonic()
             self._count_loaded()
             if settle:
-                _settle_heap(unloaded=False)
+                settle_heap(unfreeze=False)
             log.info("loaded model %s version %s", settings.name, settings.version)
             return entry.loaded
 
@@ -352,12 +359,12 @@ class ModelRepository:
         return LoadedModel(settings, runtime, signature, predictor, batcher, limiter,
                            Watchdog(timeout_s), admission)  # fmt: skip
 
-    async def _unload(self, entry: ModelEntry, *, settle: bool = True) -> bool:
-        """Unload `entry` if it is loaded; say whether it was."""
+    async def _unload(self, entry: ModelEntry, *, settle: bool = True) -> LoadedModel | None:
+        """Unload `entry` if it is loaded; return what was loaded."""
         async with entry.lock:
             loaded = entry.loaded
             if loaded is None:
-                return False
+                return None
             entry.state = ModelState.UNLOADING
             await _drain(entry)
             entry.loaded = None
@@ -369,9 +376,9 @@ class ModelRepository:
             entry.state = ModelState.UNAVAILABLE
             self._count_loaded()
             if settle:
-                _settle_heap(unloaded=True)
+                settle_heap(unfreeze=loaded.is_maybe_frozen())
             log.info("unloaded model %s version %s", entry.settings.name, entry.settings.version)
-            return True
+            return loaded
 
     def _count_loaded(self) -> None:
         """Report how many models are loaded."""
@@ -407,19 +414,3 @@ async def _drain(entry: ModelEntry, limit_s: float = 30.0) -> None:
 
 def _version_key(version: str) -> tuple[int, int | str]:
     return (0, int(version)) if version.isdigit() else (1, version)
-
-
-def _settle_heap(*, unloaded: bool) -> None:
-    """Keep the cyclic garbage collector off the long-lived heap after a load or an unload.
-
-    A full collection walks every live object: with scikit-learn, NumPy and pandas imported and a
-    model loaded that took 50-100 ms on the event loop, several times a minute under load (0.5 %
-    of requests at 64 connections, bench/README.md). Collect once now, with an unloaded model's
-    garbage, and freeze what is left (CPython's `gc.freeze`), so later collections only walk
-    objects made since. Only an unload unfreezes first: its model's cycles were frozen with it,
-    while what a load adds is all outside the frozen heap, so its collection walks just that.
-    """
-    if unloaded:
-        gc.unfreeze()
-    gc.collect()
-    gc.freeze()

@@ -60,6 +60,7 @@ def test_fit_names_the_node_that_fails_on_the_reference() -> None:
         pipe.fit([{"a": 1}, {"b": 2}])
 
 
+@pytest.mark.xdist_group("mlflow")  # with the registry tests: one MLflow import
 def test_versions_diff_and_restore_in_the_registry(named_iris: Path) -> None:
     pytest.importorskip("mlflow")
     pipe = _iris(named_iris).fit([ROW])
@@ -84,6 +85,7 @@ def test_versions_diff_and_restore_in_the_registry(named_iris: Path) -> None:
         Pipeline.load("flowers", 9)
 
 
+@pytest.mark.xdist_group("mlflow")  # with the registry tests: one MLflow import
 def test_a_pipeline_name_taken_by_a_model_is_refused(named_iris: Path) -> None:
     pytest.importorskip("mlflow")
     from sklearn.linear_model import LogisticRegression

@@ -111,6 +111,7 @@ def test_onnx_runtime_takes_the_providers_this_build_has(tmp_path: Path) -> None
             tensorrt.load()
 
 
+@pytest.mark.xdist_group("tensorflow")  # with the TensorFlow runtime cases: one import
 def test_tensorflow_takes_a_gpu_exactly_when_it_lists_one() -> None:
     tf = pytest.importorskip("tensorflow")
     gpus = tf.config.list_physical_devices("GPU")

@@ -23,7 +23,20 @@ if TYPE_CHECKING:
     from nstarx_jupyter.runtimes.base import Runtime
 
 
-@pytest.fixture(scope="session", params=list(BUILDERS))
+TENSORFLOW = pytest.mark.xdist_group("tensorflow")
+"""`make test-unit` runs the TensorFlow cases in one worker: only it imports TensorFlow (2-3 CPU s)
+and builds them."""
+
+
+@pytest.fixture(
+    scope="session",
+    params=[
+        pytest.param(name, marks=TENSORFLOW)
+        if name in ("tensorflow-savedmodel", "keras-file")
+        else name
+        for name in BUILDERS
+    ],
+)
 def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Case:
     return BUILDERS[request.param](tmp_path_factory.mktemp(request.param))
 

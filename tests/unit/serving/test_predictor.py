@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 
 class _Recording(Runtime):
-    """Echoes its input after `sleep_s` of sleep, remembering the thread it ran on."""
+    """Echoes its input after `sleep_s` of sleep (or once its `release` event is set),
+    remembering the thread it ran on."""
 
     runtime_name: ClassVar[str] = "recording"
 
@@ -38,6 +39,9 @@ class _Recording(Runtime):
 
     def predict(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
         self.threads.append(threading.get_ident())
+        release = self.options.get("release")
+        if isinstance(release, threading.Event):
+            release.wait(30)
         time.sleep(float(self.options.get("sleep_s", 0)))
         return dict(inputs)
 
@@ -166,10 +170,15 @@ def test_a_thread_past_its_deadline_keeps_its_slot_and_the_model_sheds_with_503(
 
 
 def test_a_slow_model_leaves_a_thread_for_the_others() -> None:
-    """Eight 0.3 s calls of a waiting model (a shadow, say) must not queue another model."""
+    """Eight calls of a waiting model (a shadow, say) must not queue another model.
+
+    The slow calls wait until the other model has answered (or 30 s): queued behind them, the
+    other call would time out instead.
+    """
+    release = threading.Event()
 
     async def run() -> list[str]:
-        slow, other = _Recording(options={"sleep_s": 0.3}), _Recording()
+        slow, other = _Recording(options={"release": release}), _Recording()
         slow.load()
         other.load()
         done: list[str] = []
@@ -182,8 +191,11 @@ def test_a_slow_model_leaves_a_thread_for_the_others() -> None:
 
             calls = [asyncio.create_task(call("slow")) for _ in range(8)]
             await asyncio.sleep(0.01)  # the slow calls hold or wait for their threads
-            await call("other")
+            try:
+                await asyncio.wait_for(call("other"), 10)
+            finally:
+                release.set()
             await asyncio.gather(*calls)
         return done
 
-    assert asyncio.run(run())[0] == "other"
+    assert asyncio.run(run()) == ["other"] + ["slow"] * 8

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -23,6 +24,8 @@ from nstarx_jupyter.serving.settings import ModelSettings
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
+
+    from nstarx_jupyter.serving.inference_http import InferenceApp
 
 
 def _batches(text: str) -> tuple[float, float]:
@@ -54,17 +57,63 @@ async def test_no_wait_batching_groups_concurrent_requests_and_answers_each(
     assert batches < 1 + len(rows)  # concurrent requests shared predict calls
 
 
-async def test_loading_a_model_freezes_the_long_lived_heap(iris_path: Path) -> None:
-    """Full collections must not walk the framework and the model on every pass."""
+@pytest.fixture
+def cyclic_model(tmp_path: Path) -> Path:
+    """An iris model holding a reference cycle (as TensorFlow's and many others' do): once it
+    is frozen with the heap, only an unfreeze and a full collection free it."""
+    x, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(x, y)
+    model.cycle = model
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    return path
+
+
+def _held_model(app: InferenceApp, name: str) -> weakref.ref[Any]:
+    loaded = app.dataplane.repository.entry(name, None).loaded
+    assert loaded is not None
+    return weakref.ref(loaded.runtime.model)  # type: ignore[attr-defined]
+
+
+async def test_loading_a_model_freezes_the_long_lived_heap(cyclic_model: Path) -> None:
+    """Full collections must not walk the framework and the model on every pass; the model's
+    cycles, frozen with the heap, are freed when it is unloaded."""
     gc.unfreeze()
-    app = create_app([ModelSettings(name="iris", path=iris_path)], ServingConfig(auth=False))
+    app = create_app([ModelSettings(name="iris", path=cyclic_model)], ServingConfig(auth=False))
     try:
         async with app.lifespan():
             assert gc.get_freeze_count() > 10_000
+            held = _held_model(app, "iris")
             await app.dataplane.repository.unload("iris")
+            assert held() is None
             assert gc.get_freeze_count() > 10_000  # collected, then frozen again
     finally:
-        gc.unfreeze()
+        gc.collect()  # leave the heap frozen, as tests/unit/conftest.py did
+        gc.freeze()
+
+
+async def test_a_model_loaded_into_a_frozen_heap_is_freed_without_walking_it(
+    cyclic_model: Path,
+) -> None:
+    """A model that is small beside an already frozen heap is not frozen, so its unload (and
+    the server's close) collect only what lies outside the frozen heap."""
+    gc.collect()
+    pinned = _Pinned()
+    pinned.cycle = pinned
+    kept = weakref.ref(pinned)
+    del pinned
+    gc.freeze()  # garbage in the frozen heap: freed only by an unfreeze and a full collection
+    app = create_app([ModelSettings(name="iris", path=cyclic_model)], ServingConfig(auth=False))
+    async with app.lifespan():
+        held = _held_model(app, "iris")
+        await app.dataplane.repository.unload("iris")
+        assert held() is None
+        await app.dataplane.repository.load("iris")
+    assert kept() is not None  # neither the unload nor the close unfroze the heap
+
+
+class _Pinned:
+    cycle: _Pinned | None = None
 
 
 def _log1p(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

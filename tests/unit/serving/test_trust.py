@@ -246,6 +246,7 @@ def _name(label: str) -> str:
     return "h-" + "".join(c if c.isalnum() else "-" for c in label.lower())
 
 
+@pytest.mark.xdist_group("tensorflow")  # Keras and TensorFlow files: one import
 async def test_every_hostile_artifact_is_refused_and_runs_nothing(
     control: httpx.AsyncClient, nstarx_home: Path, tmp_path: Path
 ) -> None:
@@ -268,6 +269,7 @@ async def test_every_hostile_artifact_is_refused_and_runs_nothing(
     assert "this" not in sys.modules  # `runtime: this.X` imported nothing
 
 
+@pytest.mark.xdist_group("tensorflow")  # Keras and TensorFlow files: one import
 async def test_the_corpus_is_hostile_when_the_admin_vouches_for_it(
     control: httpx.AsyncClient, nstarx_home: Path, tmp_path: Path
 ) -> None:

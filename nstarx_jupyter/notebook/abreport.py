@@ -38,8 +38,13 @@ class ABReport:
         """The variant the others are compared with."""
         return self.report.control
 
-    def comparisons(self, variant: str) -> dict[str, AbComparison]:
-        """The tests of `variant` against the control, by metric."""
+    def comparisons(self, variant: str) -> dict[str, dict[str, Any]]:
+        """The tests of `variant` against the control, by metric, as the JSON answer has them."""
+        return {
+            metric: test.model_dump(mode="json") for metric, test in self._tests(variant).items()
+        }
+
+    def _tests(self, variant: str) -> dict[str, AbComparison]:
         return {test.metric: test for test in self.report.comparisons.get(variant, [])}
 
     def to_frame(self) -> Any:
@@ -79,7 +84,7 @@ class ABReport:
         return fig
 
     def _outcome_test(self, variant: str) -> AbComparison | None:
-        tests = self.comparisons(variant)
+        tests = self._tests(variant)
         return tests.get("outcome rate") or tests.get("outcome")
 
     def to_html(self) -> str:

@@ -309,9 +309,9 @@ def test_feedback_reaches_the_variant_that_answered_and_the_ab_report_tests_it(
     report = made.ab_report(minimum_effect=0.3)
     assert report.control == "stable"
     outcome = report.comparisons("canary")["outcome rate"]
-    assert outcome.variant == 1.0
-    assert outcome.control == pytest.approx(0.2, abs=0.05)
-    assert outcome.verdict.startswith("better outcome rate")
+    assert outcome["variant"] == 1.0
+    assert outcome["control"] == pytest.approx(0.2, abs=0.05)
+    assert outcome["verdict"].startswith("better outcome rate")
     assert report.doc["variants"]["canary"]["requests"] == answered_count(answered, "canary") + (
         truth.headers["x-nstarx-variant"] == "canary"
     )

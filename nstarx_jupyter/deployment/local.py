@@ -98,9 +98,13 @@ class LocalBackend:
 
     target: Target = "local"
 
-    def __init__(self, state_dir: Path | None = None, *, timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, state_dir: Path | None = None, *, timeout_s: float = 120.0, start: bool = True
+    ) -> None:
         self.state_dir = state_dir or server_dir()
         self.timeout_s = timeout_s
+        self.start = start
+        """Start a server when none runs; False (`attached()`): a call then raises instead."""
         self._http_client: httpx.Client | None = None
         self._reached: ServerState | None = None
         """The server the last control call reached: the next one goes straight to it."""
@@ -125,6 +129,23 @@ class LocalBackend:
             self._http.get(f"{state.url}/v2/health/live", timeout=2).raise_for_status()
         except httpx.HTTPError:
             return None
+        return state
+
+    def attached(self) -> LocalBackend:
+        """The same server's backend for work in the background, which never starts a server.
+
+        A registration finishing after `nstarx stop` (or a test's teardown) must not bring the
+        server back: nobody would stop that one.
+        """
+        return LocalBackend(self.state_dir, timeout_s=self.timeout_s, start=False)
+
+    def _server(self) -> ServerState:
+        """The running server; one started for it unless `start` is off."""
+        if self.start:
+            return self.ensure_server()
+        state = self.running()
+        if state is None:
+            raise UnavailableError(f"the local server ({self.state_dir}) is not running")
         return state
 
     def ensure_server(self) -> ServerState:
@@ -359,7 +380,7 @@ class LocalBackend:
         server that has gone away since (stopped, restarted on another port) refuses the
         connection, so nothing was sent: the call then finds or starts one and goes again.
         """
-        state = self._reached or self.ensure_server()
+        state = self._reached or self._server()
         try:
             response = self._send(state, method, path, body)
         except UnavailableError as exc:
@@ -371,7 +392,7 @@ class LocalBackend:
                 raise
             else:
                 self.close()  # and forget the server: it is gone
-                state = self.ensure_server()
+                state = self._server()
                 response = self._send(state, method, path, body)
         self._reached = state
         if response.status_code == 204:

@@ -312,20 +312,27 @@ class DeploymentService(Rollouts):
         staged = spec.storage_uri
         register = {key: value for key, value in register.items() if value is not None}
 
+        backend = self.backend
+        if isinstance(backend, LocalBackend):  # a stopped server stays stopped
+            backend = backend.attached()
+
         def work() -> None:
             try:
                 version = Registry().register(model, spec.name, **register)
-                if self._switch(spec.name, staged, version.uri) and staged is not None:
+                if self._switch(backend, spec.name, staged, version.uri) and staged is not None:
                     remove_staged(Path(staged))
                 done.set_result(version)
             except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
-                self._report_failure(spec.name, staged, exc)
+                self._report_failure(backend, spec.name, staged, exc)
                 done.set_exception(exc)
+            finally:
+                if backend is not self.backend and isinstance(backend, LocalBackend):
+                    backend.close()
 
         threading.Thread(target=work, name=f"nstarx-register-{spec.name}").start()
         return done
 
-    def _switch(self, name: str, staged: str | None, uri: str) -> bool:
+    def _switch(self, backend: Backend, name: str, staged: str | None, uri: str) -> bool:
         """Serve `uri` where the deployment serves `staged`; False when it no longer does.
 
         A change to the deployment between reading it and applying (a key, a traffic share)
@@ -333,13 +340,13 @@ class DeploymentService(Rollouts):
         """
         for _ in range(SWITCH_ATTEMPTS):
             try:
-                described = self.backend.describe(name)
+                described = backend.describe(name)
                 if described.spec.storage_uri != staged:
                     log.info("%s: not switching to %s: it serves %s now", name, uri,
                              described.spec.storage_uri)  # fmt: skip
                     return False
-                self.backend.apply(described.spec.replace(storage_uri=uri),
-                                   if_revision=described.revision)  # fmt: skip
+                backend.apply(described.spec.replace(storage_uri=uri),
+                              if_revision=described.revision)  # fmt: skip
             except ConflictError as exc:  # changed meanwhile: look again
                 log.info("%s: switching to %s: %s; reading it again", name, uri, exc)
                 continue
@@ -350,15 +357,15 @@ class DeploymentService(Rollouts):
         log.warning("%s: not switching to %s: it kept changing", name, uri)
         return False
 
-    def _report_failure(self, name: str, staged: str | None, exc: BaseException) -> None:
+    def _report_failure(
+        self, backend: Backend, name: str, staged: str | None, exc: BaseException
+    ) -> None:
         """Say that a registration failed where the user looks: the log, `events()`, the card."""
         reason = exc.message if isinstance(exc, NstarxError) else f"{type(exc).__name__}: {exc}"
         text = f"registration failed: {reason}; it keeps serving the staged copy {staged}"
         log.warning("%s: %s", name, text)
-        if isinstance(self.backend, LocalBackend) and self.backend.running() is None:
-            return  # stopped meanwhile: not worth starting one for a note
         try:
-            self.backend.note(name, text)
+            backend.note(name, text)
         except NstarxError as noted:  # deleted meanwhile, or the server stopped: the log has it
             log.info("%s: could not note the failed registration: %s", name, noted)
 

@@ -141,3 +141,15 @@ def test_records_as_the_example_of_a_model_fitted_on_an_array_are_refused_before
     made = deploy(model, "iris-norecords", input_example=x[:3], backend=backend)  # rows work
     assert made.registration is not None
     assert made.registration.result(timeout=WAIT_S).uri == "models:/iris-norecords/1"
+
+
+def test_a_registration_that_ends_after_the_server_stopped_does_not_start_one(
+    backend: LocalBackend, fitted: list[Any]
+) -> None:
+    made = deploy(fitted[1], "iris-stopped", backend=backend)  # the forest: seconds to log
+    assert made.registration is not None
+    assert not made.registration.done()
+    assert backend.stop()  # `nstarx stop` while MLflow still logs the model
+    version = made.registration.result(timeout=WAIT_S)
+    assert version.uri == "models:/iris-stopped/1"  # registered all the same...
+    assert backend.running() is None  # ...and the switch found no server: none was started

@@ -79,13 +79,17 @@ def start(
         server = Build("ours", {"warm": models["iris"]}, [*flags, "--state-dir", str(state)])
         home_copy = bench.WORK / "home" / "models" / "iris"  # $NSTARX_HOME: an allowed folder
         shutil.copytree(models["iris"], home_copy, dirs_exist_ok=True)
-        deploy_iris(server, home_copy)
-        if drift:
-            drift_reference(name, server)
-        if split:
-            canary_copy = home_copy.with_name("iris-canary")
-            shutil.copytree(models["iris"], canary_copy, dirs_exist_ok=True)
-            deploy_iris(server, canary_copy, canary_traffic_percent=50)
+        try:
+            deploy_iris(server, home_copy)
+            if drift:
+                drift_reference(name, server)
+            if split:
+                canary_copy = home_copy.with_name("iris-canary")
+                shutil.copytree(models["iris"], canary_copy, dirs_exist_ok=True)
+                deploy_iris(server, canary_copy, canary_traffic_percent=50)
+        except BaseException:
+            server.stop()  # not yet in the caller's list of builds to stop
+            raise
         return name, server
     finally:
         bench.ENV.clear()

@@ -10,7 +10,6 @@ when the file is stale; `make lint` runs it, so the sidebar cannot drift from th
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic.json_schema import models_json_schema
 
+from nstarx_jupyter.generated_files import generator_main
 from nstarx_jupyter.labapi.models import API_MODELS, REQUEST_MODELS
 
 if TYPE_CHECKING:
@@ -49,22 +49,10 @@ def schema_text() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the schema file, or with `--check` report whether it is up to date."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
-    parser.add_argument("--check", action="store_true", help="fail if the file is stale")
-    args = parser.parse_args(argv)
-    target: Path = args.file
-    text = schema_text()
-    if target.exists() and target.read_text() == text:
-        return 0
-    if args.check:
-        sys.stderr.write(f"{target} stale: run python -m {__spec__.name}\n")
-        return 1
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(".tmp")
-    temporary.write_text(text)
-    temporary.replace(target)
-    return 0
+    return generator_main(
+        argv, doc=__doc__, command=__spec__.name, option="--file", default=DEFAULT_FILE,
+        texts=lambda path: {path: schema_text()},
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ cannot drift from the Python model.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nstarx_jupyter.generated_files import generator_main
 from nstarx_jupyter.pipelines.spec import PipelineSpec
 
 if TYPE_CHECKING:
@@ -44,27 +44,12 @@ def schema_text(mode: JsonSchemaMode = "validation") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the schema files, or with `--check` report whether they are up to date."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER)
-    parser.add_argument("--check", action="store_true", help="fail if a file is stale")
-    args = parser.parse_args(argv)
-    stale = []
-    for name, mode in FILES.items():
-        target: Path = args.folder / name
-        text = schema_text(mode)
-        if target.exists() and target.read_text() == text:
-            continue
-        stale.append(target)
-        if not args.check:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_suffix(".tmp")
-            temporary.write_text(text)
-            temporary.replace(target)
-    if args.check and stale:
-        names = ", ".join(str(path) for path in stale)
-        sys.stderr.write(f"{names} stale: run python -m {__spec__.name}\n")
-        return 1
-    return 0
+    return generator_main(argv, doc=__doc__, command=__spec__.name, option="--folder",
+                          default=DEFAULT_FOLDER, texts=_texts)  # fmt: skip
+
+
+def _texts(folder: Path) -> dict[Path, str]:
+    return {folder / name: schema_text(mode) for name, mode in FILES.items()}
 
 
 if __name__ == "__main__":

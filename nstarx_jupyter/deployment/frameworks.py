@@ -15,6 +15,7 @@ must check requests against, and pickling them would make a file that runs code 
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import io
 import json
@@ -117,11 +118,8 @@ def torch_to_onnx(module: Any, example: Any) -> Any:
 
 
 def _has_onnxscript() -> bool:
-    try:
-        import onnxscript  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether torch's dynamo exporter can run (it needs onnxscript); found, not imported."""
+    return importlib.util.find_spec("onnxscript") is not None
 
 
 def _torch_example(

@@ -87,6 +87,12 @@ class TensorFlowRuntime(Runtime):
             raise InvalidInputError(f"the model rejected the input: {_first_line(exc)}") from exc
         return {name: np.asarray(result[name].numpy()) for name in wanted}
 
+    def served_function(self) -> Any:
+        """The SavedModel's signature function this runtime calls (exporters trace it)."""
+        if self._function is None:
+            raise ModelLoadError("the TensorFlow model is not loaded")
+        return self._function
+
     def metadata(self) -> ModelSignature:
         """Return the signature read at load."""
         if self._signature is None:

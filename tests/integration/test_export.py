@@ -39,6 +39,15 @@ def _xgboost_file(folder: Path) -> tuple[Path, dict[str, Any]]:
     return folder / "x.json", {}
 
 
+def _lightgbm_file(folder: Path) -> tuple[Path, dict[str, Any]]:
+    lgb = pytest.importorskip("lightgbm")
+    pytest.importorskip("onnxmltools")
+    x_all, y = load_iris(return_X_y=True)
+    model = lgb.LGBMClassifier(n_estimators=10, max_depth=3, verbose=-1).fit(x_all, y)
+    model.booster_.save_model(folder / "model.txt")
+    return folder / "model.txt", {}
+
+
 def _torch_file(folder: Path) -> tuple[Path, dict[str, Any]]:
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
@@ -92,7 +101,15 @@ def _saved_model_folder(folder: Path) -> tuple[Path, dict[str, Any]]:
 
 @pytest.mark.parametrize(
     "make",
-    [_iris_file, _xgboost_file, _torch_file, _torch_export_file, _keras_file, _saved_model_folder],
+    [
+        _iris_file,
+        _xgboost_file,
+        _lightgbm_file,
+        _torch_file,
+        _torch_export_file,
+        _keras_file,
+        _saved_model_folder,
+    ],
 )
 @pytest.mark.parametrize("quantize", ["int8", "fp16"])
 def test_exported_bundle_runs_in_its_runner(make: Any, quantize: str, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ optimised, optionally quantised graph), `signature.json` and `run.py` (see `runn
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import warnings
@@ -19,6 +20,9 @@ import numpy as np
 from nstarx_jupyter.deployment.export.tf_onnx import tf_onnx
 from nstarx_jupyter.deployment.export.torch_onnx import torch_onnx
 from nstarx_jupyter.errors import InvalidInputError, UnsupportedError, require
+from nstarx_jupyter.runtimes.lightgbm import LightGBMRuntime
+from nstarx_jupyter.runtimes.sklearn import SklearnRuntime
+from nstarx_jupyter.runtimes.xgboost import XGBoostRuntime
 
 if TYPE_CHECKING:
     from nstarx_jupyter.runtimes.base import Runtime
@@ -47,21 +51,21 @@ def to_onnx(runtime: Runtime, n_features: int) -> Any:
     name = runtime.runtime_name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the converters' deprecation chatter
-        if name == "sklearn":
+        if isinstance(runtime, SklearnRuntime):
             skl2onnx = require("skl2onnx", "export")
             sample = np.zeros((1, n_features), dtype=np.float32)
-            model = runtime.model  # type: ignore[attr-defined]
+            model = runtime.model
             # Probabilities as a tensor, not ZipMap's maps; regressors take no such option.
             options = {"zipmap": False} if hasattr(model, "classes_") else None
             return skl2onnx.to_onnx(model, sample, options=options)
-        if name in ("xgboost", "lightgbm"):
+        if isinstance(runtime, XGBoostRuntime | LightGBMRuntime):
             tools = require("onnxmltools", "export")
             types = require("onnxmltools.convert.common.data_types", "export")
             initial = [("input", types.FloatTensorType([None, n_features]))]
-            if name == "xgboost":
-                return tools.convert_xgboost(runtime.booster, initial_types=initial,  # type: ignore[attr-defined]
+            if isinstance(runtime, XGBoostRuntime):
+                return tools.convert_xgboost(runtime.booster, initial_types=initial,
                                              target_opset=XGB_OPSET)  # fmt: skip
-            return tools.convert_lightgbm(runtime.model, initial_types=initial,  # type: ignore[attr-defined]
+            return tools.convert_lightgbm(runtime.booster, initial_types=initial,
                                           target_opset=XGB_OPSET, zipmap=False)  # fmt: skip
         if name == "pytorch":
             return torch_onnx(runtime, n_features)
@@ -101,9 +105,34 @@ def _quantise(source: Path, target: Path, quantize: str) -> None:
             quant.quantize_dynamic(str(source), str(target), weight_type=quant.QuantType.QInt8)
             return
         onnx = require("onnx", "export")
-        float16 = require("onnxconverter_common.float16", "export")
-        model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
-        onnx.save(model, str(target))
+        onnx.save(_float16(source), str(target))
+
+
+def _float16(source: Path) -> Any:
+    """`source` with float16 weights and compute, as far as ONNX Runtime takes the graph.
+
+    The converter keeps the ops without float16 kernels (tree ensembles, ...) in float32 but
+    can leave a float32 output feeding a node whose other input it made float16 (LightGBM's
+    `Mul` after its trees): ONNX Runtime refuses such a graph, naming the op. That op type
+    then stays float32 too, and the conversion goes again.
+    """
+    onnx = require("onnx", "export")
+    ort = require("onnxruntime", "onnx")
+    float16 = require("onnxconverter_common.float16", "export")
+    blocked = list(float16.DEFAULT_OP_BLOCK_LIST)
+    while True:
+        model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True,
+                                                 op_block_list=blocked)  # fmt: skip
+        try:
+            ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own error types
+            op = re.search(r"Optype \((\w+)\)", str(exc))
+            if op is None or op[1] in blocked:
+                raise UnsupportedError(f"fp16: ONNX Runtime refuses the converted graph ({exc}); "
+                                       "int8 may work instead") from None  # fmt: skip
+            blocked.append(op[1])
+            continue
+        return model
 
 
 def _session_predict(path: Path) -> Any:

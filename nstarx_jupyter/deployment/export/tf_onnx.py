@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.errors import UnsupportedError, require
+from nstarx_jupyter.runtimes.keras import KerasRuntime
+from nstarx_jupyter.runtimes.tensorflow import TensorFlowRuntime
 
 if TYPE_CHECKING:
     from nstarx_jupyter.runtimes.base import Runtime
@@ -40,12 +42,14 @@ def tf_onnx(runtime: Runtime, n_features: int) -> Any:
     spec = signature.inputs[0]
     dtype = tf.float64 if spec.datatype == "FP64" else tf.float32
     tensor = tf.TensorSpec((None, n_features), dtype, name=spec.name)
-    if runtime.runtime_name == "keras":
-        model = runtime.model  # type: ignore[attr-defined]
+    if isinstance(runtime, KerasRuntime):
+        model = runtime.model
         function = tf.function(lambda x: model(x, training=False))
-    else:
-        served = runtime._function  # type: ignore[attr-defined]
+    elif isinstance(runtime, TensorFlowRuntime):
+        served = runtime.served_function()
         function = tf.function(lambda x: served(**{spec.name: x}))
+    else:
+        raise UnsupportedError(f"{runtime.runtime_name} models are not converted with tf2onnx")
     proto, _ = tf2onnx.convert.from_function(function, input_signature=(tensor,), opset=TF_OPSET)
     return _renamed_outputs(proto, [out.name for out in signature.outputs])
 

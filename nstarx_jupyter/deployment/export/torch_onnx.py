@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from nstarx_jupyter.errors import UnsupportedError, require
 from nstarx_jupyter.protocol.datatypes import numpy_dtype
+from nstarx_jupyter.runtimes.pytorch import PyTorchRuntime
 
 if TYPE_CHECKING:
     from nstarx_jupyter.runtimes.base import Runtime
@@ -44,9 +45,11 @@ def torch_onnx(runtime: Runtime, n_features: int) -> Any:
             + ", ".join(f"{s.name} {list(s.shape)}" for s in signature.inputs)
         )
     spec = signature.inputs[0]
-    module = runtime.module  # type: ignore[attr-defined]
+    if not isinstance(runtime, PyTorchRuntime):
+        raise UnsupportedError(f"{runtime.runtime_name} models are not converted with torch.onnx")
+    module = runtime.module
     if isinstance(module, torch.fx.GraphModule):  # a torch.export program's module
-        module = _evaluating(torch, module)
+        _evaluating(module)
     example = torch.zeros(2, n_features, dtype=getattr(torch, numpy_dtype(spec.datatype).name))
     outputs = [out.name for out in signature.outputs]
     batch = {name: {0: "batch"} for name in [spec.name, *outputs]}
@@ -56,18 +59,10 @@ def torch_onnx(runtime: Runtime, n_features: int) -> Any:
     return onnx.load_from_string(buffer.getvalue())
 
 
-def _evaluating(torch: Any, program_module: Any) -> Any:
-    """`program_module` in a module whose `train()` does nothing (the program's refuses it)."""
+def _evaluating(program_module: Any) -> None:
+    """Make `train()` do nothing on a program's module, which refuses it (the exporter calls it).
 
-    class Evaluating(torch.nn.Module):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self.program = program_module  # a submodule: its weights export as initialisers
-
-        def train(self, mode: bool = True) -> Any:
-            return self
-
-        def forward(self, *args: Any) -> Any:
-            return self.program(*args)
-
-    return Evaluating()
+    The module is this runtime's own (loaded from the `.pt2` file), so its instance attribute
+    shadows the method for as long as the runtime lives; a program only ever evaluates.
+    """
+    program_module.train = lambda mode=True: program_module

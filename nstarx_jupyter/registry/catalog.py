@@ -422,11 +422,15 @@ class Registry:
         mlflow = load_mlflow()
         with _FLUENT_LOCK:
             before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-            # set_tracking_uri also exports MLFLOW_TRACKING_URI, which child processes (a server
-            # started later) would inherit: put the environment back exactly as it was.
+            # set_tracking_uri also exports MLFLOW_TRACKING_URI. MLflow reads its own module
+            # variable first, so the export serves only others: a child process (a server
+            # started meanwhile) and a `Registry()` made in another thread, which would take
+            # this registry's URI for the user's (a registration of another $NSTARX_HOME landed
+            # in this one). Put the environment back at once, and again after.
             env = {key: os.environ.get(key) for key in _URI_VARIABLES}
             mlflow.set_tracking_uri(self.tracking_uri)
             mlflow.set_registry_uri(self.registry_uri)
+            _restore(env)
             try:
                 yield
             finally:
@@ -436,11 +440,7 @@ class Registry:
     def _put_back(mlflow: Any, before: tuple[str, str], env: dict[str, str | None]) -> None:
         mlflow.set_tracking_uri(before[0])
         mlflow.set_registry_uri(before[1])
-        for key, value in env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _restore(env)
 
     def _version(self, item: Any) -> ModelVersion:
         tags = dict(item.tags or {})
@@ -466,6 +466,15 @@ def _safe(name: str) -> str:
 
 def _time(millis: int | None) -> datetime:
     return datetime.fromtimestamp((millis or 0) / 1000, tz=UTC)
+
+
+def _restore(env: dict[str, str | None]) -> None:
+    """Put environment variables back as `env` has them (None: unset)."""
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @contextlib.contextmanager

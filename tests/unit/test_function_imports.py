@@ -28,7 +28,7 @@ ALLOWED: dict[str, Reason] = {
     "IPython": OPTIONAL, "IPython.display": OPTIONAL, "ipywidgets": OPTIONAL, "onnx": OPTIONAL,
     "pandas": OPTIONAL, "plotly": OPTIONAL, "plotly.graph_objects": OPTIONAL,
     "plotly.subplots": OPTIONAL, "pyarrow": OPTIONAL, "pyarrow.parquet": OPTIONAL,
-    "tqdm.auto": OPTIONAL, "urllib3": OPTIONAL, "onnxscript": OPTIONAL,
+    "tqdm.auto": OPTIONAL, "urllib3": OPTIONAL,
     # core dependencies that cost tens of milliseconds where most callers never need them
     "cryptography": STARTUP, "cryptography.hazmat.primitives": STARTUP,
     "cryptography.hazmat.primitives.asymmetric": STARTUP, "cryptography.x509.oid": STARTUP,

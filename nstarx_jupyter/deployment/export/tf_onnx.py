@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from nstarx_jupyter.deployment.export.matrix import matrix_input
 from nstarx_jupyter.errors import UnsupportedError, require
 from nstarx_jupyter.runtimes.keras import KerasRuntime
 from nstarx_jupyter.runtimes.tensorflow import TensorFlowRuntime
@@ -34,12 +35,7 @@ def tf_onnx(runtime: Runtime, n_features: int) -> Any:
     tf = require("tensorflow", "tensorflow")
     tf2onnx = require("tf2onnx", "export")  # imports TensorFlow: only when one is exported
     signature = runtime.metadata()
-    if len(signature.inputs) != 1 or len(signature.inputs[0].shape) != 2:
-        raise UnsupportedError(
-            "only models taking one matrix (rows, features) are exported; this one takes "
-            + ", ".join(f"{s.name} {list(s.shape)}" for s in signature.inputs)
-        )
-    spec = signature.inputs[0]
+    spec = matrix_input(signature)
     dtype = tf.float64 if spec.datatype == "FP64" else tf.float32
     tensor = tf.TensorSpec((None, n_features), dtype, name=spec.name)
     if isinstance(runtime, KerasRuntime):

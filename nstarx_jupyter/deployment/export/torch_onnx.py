@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any
 
+from nstarx_jupyter.deployment.export.matrix import matrix_input
 from nstarx_jupyter.errors import UnsupportedError, require
 from nstarx_jupyter.protocol.datatypes import numpy_dtype
 from nstarx_jupyter.runtimes.pytorch import PyTorchRuntime
@@ -39,12 +40,7 @@ def torch_onnx(runtime: Runtime, n_features: int) -> Any:
     torch = require("torch", "torch")
     onnx = require("onnx", "export")
     signature = runtime.metadata()
-    if len(signature.inputs) != 1 or len(signature.inputs[0].shape) != 2:
-        raise UnsupportedError(
-            "only models taking one matrix (rows, features) are exported; this one takes "
-            + ", ".join(f"{s.name} {list(s.shape)}" for s in signature.inputs)
-        )
-    spec = signature.inputs[0]
+    spec = matrix_input(signature)
     if not isinstance(runtime, PyTorchRuntime):
         raise UnsupportedError(f"{runtime.runtime_name} models are not converted with torch.onnx")
     module = runtime.module
